@@ -1,0 +1,3 @@
+//! Placeholder until its issue lands.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! Conformance suite: the official JavaScript client against Volley (see README).
+
+#![forbid(unsafe_code)]

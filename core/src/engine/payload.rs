@@ -1,0 +1,1 @@
+//! The polling payload codec.

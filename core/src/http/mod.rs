@@ -1,0 +1,1 @@
+//! HTTP/1.1 request heads, bodies and responses, without IO.
