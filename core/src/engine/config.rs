@@ -1,0 +1,95 @@
+//! Engine.IO options.
+
+use std::time::Duration;
+
+/// Which transports the engine accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// HTTP long-polling.
+    pub polling: bool,
+    /// WebSocket.
+    pub websocket: bool,
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Transports {
+            polling: true,
+            websocket: true,
+        }
+    }
+}
+
+/// What happens when a client does not drain its outgoing queue and the queue reaches
+/// [`Config::max_buffered_packets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// The session is closed (reason [`CloseReason::SlowClient`](super::CloseReason)) and the
+    /// send that overflowed returns [`SendError::BufferFull`](super::SendError): one stalled
+    /// client never holds unbounded memory, and the application learns why it left.
+    #[default]
+    Close,
+    /// The send that overflowed returns [`SendError::BufferFull`](super::SendError) and the
+    /// session stays open; the caller decides (retry later, drop, disconnect).
+    Reject,
+}
+
+/// Engine.IO options. `Default` gives the reference server's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Time between two server pings (v4), or the client's announced ping period (v3).
+    pub ping_interval: Duration,
+    /// How long a pong (v4) or the next client ping (v3, on top of the interval) may take.
+    pub ping_timeout: Duration,
+    /// How long a probed WebSocket may take to send the `upgrade` packet.
+    pub upgrade_timeout: Duration,
+    /// How long a server-initiated close waits for a poll to deliver the close packet.
+    pub close_timeout: Duration,
+    /// The largest polling body and WebSocket message accepted, in bytes (`maxPayload`).
+    pub max_payload: usize,
+    /// Accepted transports.
+    pub transports: Transports,
+    /// Whether polling sessions may upgrade to WebSocket.
+    pub allow_upgrades: bool,
+    /// Whether Engine.IO v3 clients (`EIO=3`) are accepted.
+    pub allow_eio3: bool,
+    /// The request path the engine answers, with a trailing slash (`/engine.io/`).
+    pub path: String,
+    /// Most packets queued for one session while its transport cannot take them.
+    pub max_buffered_packets: usize,
+    /// What happens when that bound is reached.
+    pub overflow: OverflowPolicy,
+    /// Most packets in one polling response; the rest wait for the next poll.
+    pub max_packets_per_poll: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            close_timeout: Duration::from_millis(30_000),
+            max_payload: 1_000_000,
+            transports: Transports::default(),
+            allow_upgrades: true,
+            allow_eio3: false,
+            path: "/engine.io/".to_owned(),
+            max_buffered_packets: 4096,
+            overflow: OverflowPolicy::Close,
+            max_packets_per_poll: 16,
+        }
+    }
+}
+
+impl Config {
+    /// Whether a request path belongs to the engine: anything under the configured path, as
+    /// the reference server matches it, or the path itself without its trailing slash.
+    pub fn matches_path(&self, path: &str) -> bool {
+        let base = self.path.trim_end_matches('/');
+        path == base
+            || path
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
