@@ -302,7 +302,7 @@ impl fmt::Debug for RequestHead {
 /// beginning on each call: call it again only once more bytes have arrived.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, HttpError> {
     const STACK_FIELDS: usize = 64;
-    let window = buf;
+    let window = buf.get(..limits.max_head_bytes).unwrap_or(buf);
     let mut on_stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
     let mut on_heap;
     let slots = match on_stack.get_mut(..limits.max_headers) {
@@ -314,7 +314,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
     };
     let mut req = httparse::Request::new(slots);
     match req.parse(window) {
-        Ok(httparse::Status::Complete(consumed)) if consumed <= limits.max_head_bytes => {
+        Ok(httparse::Status::Complete(consumed)) => {
             let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version)
             else {
                 return Err(HttpError::Malformed("incomplete request line"));
@@ -328,7 +328,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
             Ok(Some((head, consumed)))
         }
         // A head that fits the limit would have completed inside the window.
-        Ok(_) if buf.len() >= limits.max_head_bytes => {
+        Ok(httparse::Status::Partial) if buf.len() >= limits.max_head_bytes => {
             Err(HttpError::HeadTooLarge)
         }
         Ok(httparse::Status::Partial) => Ok(None),
