@@ -77,6 +77,7 @@ pub mod http;
 pub mod ids;
 pub mod rng;
 pub mod sha1;
+pub mod socketio;
 pub mod utf8;
 
 pub use bytes::Bytes;

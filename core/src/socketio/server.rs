@@ -1,0 +1,1154 @@
+//! The Socket.IO server machine: the Engine.IO engine below, namespaces, sockets, rooms and
+//! acknowledgements above. Every Socket.IO rule is decided here.
+
+use super::event::{
+    AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
+};
+use super::packet::{Decoder, Packet, PacketType, SioProtocol};
+use super::rooms::{Room, RoomIndex};
+use crate::engine::{
+    self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
+};
+use crate::http::RequestHead;
+use crate::ids::{ConnId, Sid, SocketId};
+use crate::rng::RandomIds;
+use crate::utf8::Utf8Bytes;
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Socket.IO options, with the Engine.IO options beneath them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Engine.IO options; `path` defaults to `/socket.io/` here.
+    pub engine: engine::Config,
+    /// How long a new connection may take to join its first namespace.
+    pub connect_timeout: Duration,
+    /// Most binary attachments one packet may announce.
+    pub max_attachments: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            engine: engine::Config {
+                path: "/socket.io/".to_owned(),
+                ..engine::Config::default()
+            },
+            connect_timeout: Duration::from_secs(45),
+            max_attachments: 10,
+        }
+    }
+}
+
+/// Which sockets a broadcast reaches, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastOptions {
+    /// Only sockets in at least one of these rooms; every socket when empty.
+    pub rooms: Vec<Room>,
+    /// Never sockets in any of these rooms.
+    pub except: Vec<Room>,
+    /// Skip sockets whose transport cannot take the packet right now.
+    pub volatile: bool,
+    /// Do not forward to other nodes (meaningful with a cluster adapter).
+    pub local: bool,
+    /// Compression hint; WebSocket frames are not compressed, so it has no effect here.
+    pub compress: bool,
+}
+
+/// The caller named something that does not exist (any more). Never caused by a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SioError {
+    /// No connected socket has this id.
+    UnknownSocket(SocketId),
+    /// No pending connect request has this number (settled already, or its client left).
+    UnknownConnect(ConnectId),
+    /// No namespace of that name.
+    UnknownNamespace(String),
+    /// The socket's outgoing queue is full.
+    BufferFull(SocketId),
+}
+
+impl fmt::Display for SioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SioError::UnknownSocket(s) => write!(f, "no connected socket {s}"),
+            SioError::UnknownConnect(c) => write!(f, "no pending connect request {}", c.0),
+            SioError::UnknownNamespace(n) => write!(f, "no namespace {n}"),
+            SioError::BufferFull(s) => write!(f, "outgoing buffer of socket {s} is full"),
+        }
+    }
+}
+
+impl std::error::Error for SioError {}
+
+struct Client {
+    protocol: SioProtocol,
+    decoder: Decoder,
+    sockets: HashMap<Arc<str>, SocketId>,
+    pending: HashMap<Arc<str>, ConnectId>,
+    connect_deadline: Option<Instant>,
+    handshake: Arc<Handshake>,
+    /// Set when this layer closes the connection, to report its reason instead of the
+    /// engine's.
+    closing: Option<DisconnectReason>,
+}
+
+struct Namespace {
+    sockets: HashSet<SocketId>,
+    rooms: RoomIndex,
+    /// Server-to-client ack ids are numbered per namespace, as the reference does.
+    next_ack: u64,
+    /// Created by a dynamic matcher, and removed again when it empties.
+    ephemeral: bool,
+}
+
+impl Namespace {
+    fn new(ephemeral: bool) -> Self {
+        Namespace {
+            sockets: HashSet::new(),
+            rooms: RoomIndex::default(),
+            next_ack: 0,
+            ephemeral,
+        }
+    }
+}
+
+struct SocketState {
+    sid: Sid,
+    nsp: Arc<str>,
+    /// Pending server-to-client acks and their deadlines.
+    acks: HashMap<u64, Option<Instant>>,
+}
+
+struct Pending {
+    sid: Sid,
+    nsp: Arc<str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Connect(Sid),
+    Ack(SocketId, u64),
+}
+
+type Matcher = Box<dyn Fn(&str) -> bool + Send>;
+
+/// The Socket.IO server: an Engine.IO [`Engine`] plus everything Socket.IO adds. Its inputs
+/// and outputs are the engine's (same `handle_*`, same [`Output`]); its events are Socket.IO
+/// [`Event`]s. Drain in the same order: events, then outputs, then the timeout.
+pub struct Server {
+    engine: Engine,
+    config: Config,
+    clients: HashMap<Sid, Client>,
+    namespaces: HashMap<Arc<str>, Namespace>,
+    dynamic: Vec<(Matcher, bool)>,
+    sockets: HashMap<SocketId, SocketState>,
+    pending: HashMap<ConnectId, Pending>,
+    next_connect: u64,
+    timers: BTreeSet<(Instant, Timer)>,
+    events: VecDeque<Event>,
+    ids: RandomIds,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("engine", &self.engine)
+            .field("clients", &self.clients.len())
+            .field("sockets", &self.sockets.len())
+            .field("namespaces", &self.namespaces.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A second seed for socket ids, derived from the engine's so one seed drives both.
+fn derive_seed(seed: [u8; 32]) -> [u8; 32] {
+    let mut rng = crate::rng::ChaCha20Rng::from_seed(seed);
+    let mut skip = [0u8; 64];
+    rng.fill(&mut skip);
+    let mut out = [0u8; 32];
+    rng.fill(&mut out);
+    out
+}
+
+impl Server {
+    /// A server with `config`; session and socket ids are drawn from `seed`.
+    pub fn new(config: Config, seed: [u8; 32]) -> Self {
+        let engine = Engine::new(config.engine.clone(), seed);
+        Self::with_engine(config, engine, derive_seed(seed))
+    }
+
+    /// A server over an engine built by the caller (a custom session id generator, say);
+    /// socket ids are drawn from `seed`.
+    pub fn with_engine(config: Config, engine: Engine, seed: [u8; 32]) -> Self {
+        let mut namespaces = HashMap::new();
+        namespaces.insert(Arc::from("/"), Namespace::new(false));
+        Server {
+            engine,
+            config,
+            clients: HashMap::new(),
+            namespaces,
+            dynamic: Vec::new(),
+            sockets: HashMap::new(),
+            pending: HashMap::new(),
+            next_connect: 0,
+            timers: BTreeSet::new(),
+            events: VecDeque::new(),
+            ids: RandomIds::from_seed(seed),
+        }
+    }
+
+    /// Declares a namespace (`/` always exists).
+    pub fn add_namespace(&mut self, name: &str) {
+        self.namespaces
+            .entry(Arc::from(name))
+            .or_insert_with(|| Namespace::new(false));
+    }
+
+    /// Declares a family of namespaces created on their first connect: every name `matcher`
+    /// accepts. With `cleanup`, such a namespace is removed again when its last socket leaves.
+    pub fn add_dynamic_namespace(
+        &mut self,
+        matcher: impl Fn(&str) -> bool + Send + 'static,
+        cleanup: bool,
+    ) {
+        self.dynamic.push((Box::new(matcher), cleanup));
+    }
+
+    // ---- getters ----
+
+    /// The engine beneath (counts, transports, writability).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether `head` is addressed to the server (its path is under the engine's path).
+    pub fn owns(&self, head: &RequestHead) -> bool {
+        self.engine.owns(head)
+    }
+
+    /// Engine.IO connections with Socket.IO state.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Connected sockets, all namespaces.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Connected sockets of namespace `nsp`.
+    pub fn namespace_socket_count(&self, nsp: &str) -> usize {
+        self.namespaces.get(nsp).map_or(0, |n| n.sockets.len())
+    }
+
+    /// Names of the namespaces that exist now.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.keys().map(|k| &**k)
+    }
+
+    /// Pending server-to-client acks, all sockets.
+    pub fn pending_ack_count(&self) -> usize {
+        self.sockets.values().map(|s| s.acks.len()).sum()
+    }
+
+    /// Pending connect requests.
+    pub fn pending_connect_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Scheduled Socket.IO deadlines (connect timeouts and ack deadlines).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Rooms with at least one member in `nsp`.
+    pub fn room_count(&self, nsp: &str) -> usize {
+        self.namespaces.get(nsp).map_or(0, |n| n.rooms.room_count())
+    }
+
+    /// Whether `socket` is connected.
+    pub fn contains(&self, socket: SocketId) -> bool {
+        self.sockets.contains_key(&socket)
+    }
+
+    /// The namespace of a connected socket.
+    pub fn namespace_of(&self, socket: SocketId) -> Option<&Arc<str>> {
+        self.sockets.get(&socket).map(|s| &s.nsp)
+    }
+
+    /// The Engine.IO session of a connected socket.
+    pub fn session_of(&self, socket: SocketId) -> Option<Sid> {
+        self.sockets.get(&socket).map(|s| s.sid)
+    }
+
+    /// The handshake of a connected socket.
+    pub fn handshake(&self, socket: SocketId) -> Option<&Arc<Handshake>> {
+        let sid = self.sockets.get(&socket)?.sid;
+        self.clients.get(&sid).map(|c| &c.handshake)
+    }
+
+    /// The rooms of a connected socket (its own id included).
+    pub fn rooms_of(&self, socket: SocketId) -> Vec<Room> {
+        let Some(state) = self.sockets.get(&socket) else {
+            return Vec::new();
+        };
+        self.namespaces
+            .get(&state.nsp)
+            .map(|n| n.rooms.rooms_of(socket).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The rooms of `nsp` that have members.
+    pub fn rooms(&self, nsp: &str) -> Vec<Room> {
+        self.namespaces
+            .get(nsp)
+            .map(|n| n.rooms.rooms().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a packet sent to `socket` now would leave at once.
+    pub fn is_writable(&self, socket: SocketId) -> bool {
+        self.sockets
+            .get(&socket)
+            .is_some_and(|s| self.engine.is_writable(s.sid))
+    }
+
+    /// The sockets of `nsp` that `opts` selects (rooms, except), in no particular order.
+    pub fn select(&self, nsp: &str, opts: &BroadcastOptions) -> Vec<SocketId> {
+        let Some(ns) = self.namespaces.get(nsp) else {
+            return Vec::new();
+        };
+        let excluded = |s: &SocketId| ns.rooms.in_any(*s, &opts.except);
+        if opts.rooms.is_empty() {
+            return ns
+                .sockets
+                .iter()
+                .copied()
+                .filter(|s| !excluded(s))
+                .collect();
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for room in &opts.rooms {
+            for s in ns.rooms.members(room) {
+                if !excluded(&s) && seen.insert(s) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    // ---- outputs ----
+
+    /// The next thing to do on a connection.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.engine.poll_output()
+    }
+
+    /// The next thing the application must see.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = self.timers.first().map(|(t, _)| *t);
+        match (own, self.engine.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- inputs ----
+
+    /// See [`Engine::handle_request`].
+    pub fn handle_request(
+        &mut self,
+        conn: ConnId,
+        head: RequestHead,
+        now: Instant,
+    ) -> Result<(), ApiMisuse> {
+        let r = self.engine.handle_request(conn, head, now);
+        self.pump(now);
+        r
+    }
+
+    /// See [`Engine::handle_body`].
+    pub fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
+        let r = self.engine.handle_body(conn, body, now);
+        self.pump(now);
+        r
+    }
+
+    /// See [`Engine::handle_ws_message`].
+    pub fn handle_ws_message(
+        &mut self,
+        conn: ConnId,
+        message: WsMessage,
+        now: Instant,
+    ) -> Result<(), ApiMisuse> {
+        let r = self.engine.handle_ws_message(conn, message, now);
+        self.pump(now);
+        r
+    }
+
+    /// See [`Engine::handle_ws_drained`].
+    pub fn handle_ws_drained(&mut self, conn: ConnId, now: Instant) {
+        self.engine.handle_ws_drained(conn, now);
+        self.pump(now);
+    }
+
+    /// See [`Engine::handle_conn_closed`].
+    pub fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
+        self.engine.handle_conn_closed(conn, error, now);
+        self.pump(now);
+    }
+
+    /// Runs whatever is due at `now`, in the engine and here. Safe to call early or often.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(now);
+        self.pump(now);
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, timer)| *timer)
+            .collect();
+        for timer in due {
+            match timer {
+                Timer::Connect(sid) => {
+                    let Some(client) = self.clients.get_mut(&sid) else {
+                        continue;
+                    };
+                    if let Some(t) = client.connect_deadline.take() {
+                        self.timers.remove(&(t, timer));
+                    }
+                    if client.sockets.is_empty() {
+                        self.close_client(sid, DisconnectReason::ForcedServerClose, now);
+                    }
+                }
+                Timer::Ack(socket, id) => {
+                    let Some(state) = self.sockets.get_mut(&socket) else {
+                        continue;
+                    };
+                    if let Some(Some(t)) = state.acks.remove(&id) {
+                        self.timers.remove(&(t, timer));
+                    }
+                    self.events.push_back(Event::AckFailed {
+                        socket,
+                        id: AckId(id),
+                        reason: AckFailure::Timeout,
+                    });
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    // ---- commands: connections ----
+
+    /// Lets the client of request `id` into its namespace: a new socket, in the room of its
+    /// own id, told `{"sid": …}`.
+    pub fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
+        let pending = self
+            .pending
+            .remove(&id)
+            .ok_or(SioError::UnknownConnect(id))?;
+        let Some(client) = self.clients.get_mut(&pending.sid) else {
+            return Err(SioError::UnknownConnect(id));
+        };
+        client.pending.remove(&pending.nsp);
+        let socket = self.new_socket_id(pending.sid, &pending.nsp);
+        let Some(client) = self.clients.get_mut(&pending.sid) else {
+            return Err(SioError::UnknownConnect(id));
+        };
+        client.sockets.insert(pending.nsp.clone(), socket);
+        if let Some(t) = client.connect_deadline.take() {
+            self.timers.remove(&(t, Timer::Connect(pending.sid)));
+        }
+        let protocol = client.protocol;
+        let ns = self
+            .namespaces
+            .entry(pending.nsp.clone())
+            .or_insert_with(|| Namespace::new(false));
+        ns.sockets.insert(socket);
+        ns.rooms.join(socket, Room::from(socket));
+        self.sockets.insert(
+            socket,
+            SocketState {
+                sid: pending.sid,
+                nsp: pending.nsp.clone(),
+                acks: HashMap::new(),
+            },
+        );
+        let data = match protocol {
+            SioProtocol::V5 => Some(Utf8Bytes::from(format!(
+                "{{\"sid\":{}}}",
+                json_string(socket.as_str())
+            ))),
+            SioProtocol::V4 => None,
+        };
+        let packet = Packet::connect(&pending.nsp, data);
+        // A full queue this early closes the session by policy; the socket then leaves with
+        // the close event, so the error needs no further handling here.
+        let _ = self.send_packet(pending.sid, &packet, now);
+        self.pump(now);
+        Ok(socket)
+    }
+
+    /// Refuses request `id` with CONNECT_ERROR `{"message": message, "data": data}` (`data`
+    /// is JSON text; v4 clients get the message alone).
+    pub fn reject(
+        &mut self,
+        id: ConnectId,
+        message: &str,
+        data: Option<&str>,
+        now: Instant,
+    ) -> Result<(), SioError> {
+        let pending = self
+            .pending
+            .remove(&id)
+            .ok_or(SioError::UnknownConnect(id))?;
+        let Some(client) = self.clients.get_mut(&pending.sid) else {
+            return Err(SioError::UnknownConnect(id));
+        };
+        client.pending.remove(&pending.nsp);
+        self.connect_error(pending.sid, &pending.nsp, message, data, now);
+        self.drop_if_empty(&pending.nsp);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Removes `socket` from its namespace (`41`); with `close`, closes the whole connection
+    /// (every socket of it leaves with "forced server close").
+    pub fn disconnect(
+        &mut self,
+        socket: SocketId,
+        close: bool,
+        now: Instant,
+    ) -> Result<(), SioError> {
+        let state = self
+            .sockets
+            .get(&socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let sid = state.sid;
+        if close {
+            self.close_client(sid, DisconnectReason::ForcedServerClose, now);
+        } else {
+            let packet = Packet::disconnect(&state.nsp);
+            let _ = self.send_packet(sid, &packet, now);
+            self.remove_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Closes every connection: every socket leaves with "server shutting down".
+    pub fn close_all(&mut self, now: Instant) {
+        let sids: Vec<Sid> = self.clients.keys().copied().collect();
+        for sid in sids {
+            self.close_client(sid, DisconnectReason::ServerShuttingDown, now);
+        }
+        self.pump(now);
+    }
+
+    // ---- commands: rooms ----
+
+    /// Puts `socket` in `room`.
+    pub fn join(&mut self, socket: SocketId, room: Room) -> Result<(), SioError> {
+        let nsp = &self
+            .sockets
+            .get(&socket)
+            .ok_or(SioError::UnknownSocket(socket))?
+            .nsp;
+        if let Some(ns) = self.namespaces.get_mut(nsp) {
+            ns.rooms.join(socket, room);
+        }
+        Ok(())
+    }
+
+    /// Takes `socket` out of `room`.
+    pub fn leave(&mut self, socket: SocketId, room: &Room) -> Result<(), SioError> {
+        let nsp = &self
+            .sockets
+            .get(&socket)
+            .ok_or(SioError::UnknownSocket(socket))?
+            .nsp;
+        if let Some(ns) = self.namespaces.get_mut(nsp) {
+            ns.rooms.leave(socket, room);
+        }
+        Ok(())
+    }
+
+    // ---- commands: emitting ----
+
+    /// Sends event `name` with `args` (a JSON array text, placeholders for `attachments`) to
+    /// `socket`. With `volatile`, it is dropped when the transport cannot take it now
+    /// (`Ok(false)`).
+    pub fn emit(
+        &mut self,
+        socket: SocketId,
+        name: &str,
+        args: &str,
+        attachments: Vec<Bytes>,
+        volatile: bool,
+        now: Instant,
+    ) -> Result<bool, SioError> {
+        let state = self
+            .sockets
+            .get(&socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let sid = state.sid;
+        if volatile && !self.engine.is_writable(sid) {
+            return Ok(false);
+        }
+        let packet = Packet::event(&state.nsp, name, args, None, attachments);
+        let r = self.send_packet(sid, &packet, now);
+        self.pump(now);
+        r.map(|_| true).map_err(|_| SioError::BufferFull(socket))
+    }
+
+    /// Sends event `name` to `socket` asking for an acknowledgement: [`Event::Ack`] or
+    /// [`Event::AckFailed`] follows with the returned id.
+    pub fn emit_with_ack(
+        &mut self,
+        socket: SocketId,
+        name: &str,
+        args: &str,
+        attachments: Vec<Bytes>,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<AckId, SioError> {
+        let state = self
+            .sockets
+            .get(&socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let (sid, nsp) = (state.sid, state.nsp.clone());
+        let id = self.next_ack_id(&nsp);
+        let packet = Packet::event(&nsp, name, args, Some(id), attachments);
+        let r = self.send_packet(sid, &packet, now);
+        if r.is_err() {
+            self.pump(now);
+            return Err(SioError::BufferFull(socket));
+        }
+        self.expect_ack(socket, id, timeout.map(|t| now + t));
+        self.pump(now);
+        Ok(AckId(id))
+    }
+
+    /// Answers a client's acknowledgement request.
+    pub fn ack(
+        &mut self,
+        token: AckToken,
+        args: &str,
+        attachments: Vec<Bytes>,
+        now: Instant,
+    ) -> Result<(), SioError> {
+        let socket = token.socket;
+        let state = self
+            .sockets
+            .get(&socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let packet = Packet::ack(&state.nsp, token.id, Utf8Bytes::from(args), attachments);
+        let r = self.send_packet(state.sid, &packet, now);
+        self.pump(now);
+        r.map_err(|_| SioError::BufferFull(socket))
+    }
+
+    /// Sends event `name` to the sockets of `nsp` that `opts` selects, encoded once. Returns
+    /// how many sockets it was queued for.
+    pub fn broadcast(
+        &mut self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        name: &str,
+        args: &str,
+        attachments: Vec<Bytes>,
+        now: Instant,
+    ) -> Result<usize, SioError> {
+        if !self.namespaces.contains_key(nsp) {
+            return Err(SioError::UnknownNamespace(nsp.to_owned()));
+        }
+        let targets = self.select(nsp, opts);
+        let packet = Packet::event(nsp, name, args, None, attachments);
+        let sent = self
+            .send_to_all(&targets, &packet, opts.volatile, now)
+            .len();
+        self.pump(now);
+        Ok(sent)
+    }
+
+    /// Like [`Server::broadcast`], asking each socket for an acknowledgement under one id.
+    /// Returns the id and the sockets it was sent to; each answers with [`Event::Ack`] or
+    /// [`Event::AckFailed`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn broadcast_with_ack(
+        &mut self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        name: &str,
+        args: &str,
+        attachments: Vec<Bytes>,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<(AckId, Vec<SocketId>), SioError> {
+        if !self.namespaces.contains_key(nsp) {
+            return Err(SioError::UnknownNamespace(nsp.to_owned()));
+        }
+        let id = self.next_ack_id(nsp);
+        let targets = self.select(nsp, opts);
+        let packet = Packet::event(nsp, name, args, Some(id), attachments);
+        let sent = self.send_to_all(&targets, &packet, opts.volatile, now);
+        let deadline = timeout.map(|t| now + t);
+        for socket in &sent {
+            self.expect_ack(*socket, id, deadline);
+        }
+        self.pump(now);
+        Ok((AckId(id), sent))
+    }
+
+    /// Puts every socket that `opts` selects in `rooms`.
+    pub fn sockets_join(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
+        let targets = self.select(nsp, opts);
+        if let Some(ns) = self.namespaces.get_mut(nsp) {
+            for s in targets {
+                for room in rooms {
+                    ns.rooms.join(s, room.clone());
+                }
+            }
+        }
+    }
+
+    /// Takes every socket that `opts` selects out of `rooms`.
+    pub fn sockets_leave(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
+        let targets = self.select(nsp, opts);
+        if let Some(ns) = self.namespaces.get_mut(nsp) {
+            for s in targets {
+                for room in rooms {
+                    ns.rooms.leave(s, room);
+                }
+            }
+        }
+    }
+
+    /// Disconnects every socket that `opts` selects (closing their connections with `close`).
+    pub fn disconnect_sockets(
+        &mut self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        close: bool,
+        now: Instant,
+    ) {
+        for s in self.select(nsp, opts) {
+            let _ = self.disconnect(s, close, now);
+        }
+    }
+
+    // ---- internals ----
+
+    fn next_ack_id(&mut self, nsp: &str) -> u64 {
+        let Some(ns) = self.namespaces.get_mut(nsp) else {
+            return 0;
+        };
+        let id = ns.next_ack;
+        ns.next_ack = ns.next_ack.wrapping_add(1) % (1 << 53);
+        id
+    }
+
+    fn expect_ack(&mut self, socket: SocketId, id: u64, deadline: Option<Instant>) {
+        let Some(state) = self.sockets.get_mut(&socket) else {
+            return;
+        };
+        if let Some(Some(old)) = state.acks.insert(id, deadline) {
+            self.timers.remove(&(old, Timer::Ack(socket, id)));
+        }
+        if let Some(t) = deadline {
+            self.timers.insert((t, Timer::Ack(socket, id)));
+        }
+    }
+
+    fn new_socket_id(&mut self, sid: Sid, nsp: &str) -> SocketId {
+        let protocol = self.clients.get(&sid).map(|c| c.protocol);
+        if protocol == Some(SioProtocol::V4) {
+            let wanted = if nsp == "/" {
+                sid.as_str().to_owned()
+            } else {
+                format!("{nsp}#{sid}")
+            };
+            if let Ok(id) = SocketId::new(&wanted) {
+                if !self.sockets.contains_key(&id) {
+                    return id;
+                }
+            }
+        }
+        loop {
+            let id = SocketId::from_ascii_trusted(self.ids.next_sid().as_str().as_bytes());
+            if !self.sockets.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Encodes and queues one packet for a session; attachments follow as binary messages.
+    fn send_packet(&mut self, sid: Sid, packet: &Packet, now: Instant) -> Result<(), SendError> {
+        let protocol = self
+            .clients
+            .get(&sid)
+            .map_or(SioProtocol::V5, |c| c.protocol);
+        let (text, attachments) = packet.encode(protocol);
+        self.engine.send(sid, Message::Text(text), now)?;
+        for a in attachments {
+            self.engine.send(sid, Message::Binary(a), now)?;
+        }
+        Ok(())
+    }
+
+    /// Queues one encoding of `packet` for every target; returns those it was queued for.
+    fn send_to_all(
+        &mut self,
+        targets: &[SocketId],
+        packet: &Packet,
+        volatile: bool,
+        now: Instant,
+    ) -> Vec<SocketId> {
+        // EVENT and ACK packets are the same in v4 and v5: one encoding serves every client.
+        let (text, attachments) = packet.encode(SioProtocol::V5);
+        let mut sent = Vec::with_capacity(targets.len());
+        for socket in targets {
+            let Some(state) = self.sockets.get(socket) else {
+                continue;
+            };
+            let sid = state.sid;
+            if volatile && !self.engine.is_writable(sid) {
+                continue;
+            }
+            let mut ok = self
+                .engine
+                .send(sid, Message::Text(text.clone()), now)
+                .is_ok();
+            for a in &attachments {
+                ok = ok
+                    && self
+                        .engine
+                        .send(sid, Message::Binary(a.clone()), now)
+                        .is_ok();
+            }
+            if ok {
+                sent.push(*socket);
+            }
+        }
+        sent
+    }
+
+    fn connect_error(
+        &mut self,
+        sid: Sid,
+        nsp: &str,
+        message: &str,
+        data: Option<&str>,
+        now: Instant,
+    ) {
+        let protocol = self
+            .clients
+            .get(&sid)
+            .map_or(SioProtocol::V5, |c| c.protocol);
+        let payload = match (protocol, data) {
+            (SioProtocol::V4, _) => json_string(message),
+            (SioProtocol::V5, None) => format!("{{\"message\":{}}}", json_string(message)),
+            (SioProtocol::V5, Some(d)) => {
+                format!("{{\"message\":{},\"data\":{d}}}", json_string(message))
+            }
+        };
+        let packet = Packet::connect_error(nsp, Utf8Bytes::from(payload));
+        let _ = self.send_packet(sid, &packet, now);
+    }
+
+    /// Processes what the engine reported.
+    fn pump(&mut self, now: Instant) {
+        while let Some(ev) = self.engine.poll_event() {
+            match ev {
+                engine::Event::Open {
+                    sid,
+                    protocol,
+                    request,
+                    ..
+                } => self.on_open(sid, protocol, *request, now),
+                engine::Event::Message { sid, message } => self.on_message(sid, message, now),
+                engine::Event::Upgrade { .. } => {}
+                engine::Event::Close { sid, reason } => self.on_close(sid, reason),
+            }
+        }
+    }
+
+    fn on_open(&mut self, sid: Sid, protocol: Protocol, request: RequestHead, now: Instant) {
+        let protocol = match protocol {
+            Protocol::V3 => SioProtocol::V4,
+            Protocol::V4 => SioProtocol::V5,
+        };
+        let handshake = Arc::new(Handshake {
+            sid,
+            protocol,
+            request,
+            issued: now,
+        });
+        let mut client = Client {
+            protocol,
+            decoder: Decoder::new(protocol, self.config.max_attachments),
+            sockets: HashMap::new(),
+            pending: HashMap::new(),
+            connect_deadline: None,
+            handshake,
+            closing: None,
+        };
+        if protocol == SioProtocol::V5 {
+            let t = now + self.config.connect_timeout;
+            client.connect_deadline = Some(t);
+            self.timers.insert((t, Timer::Connect(sid)));
+        }
+        self.clients.insert(sid, client);
+        if protocol == SioProtocol::V4 {
+            // v4 clients are connected to `/` without asking.
+            self.request_connect(sid, Arc::from("/"), Utf8Bytes::from_static("{}"), None);
+        }
+    }
+
+    fn on_message(&mut self, sid: Sid, message: Message, now: Instant) {
+        let Some(client) = self.clients.get_mut(&sid) else {
+            return;
+        };
+        if client.closing.is_some() {
+            return;
+        }
+        let decoded = match message {
+            Message::Text(text) => client.decoder.decode_text(text),
+            Message::Binary(data) => client.decoder.decode_binary(data),
+        };
+        match decoded {
+            Ok(Some(packet)) => self.on_packet(sid, packet, now),
+            Ok(None) => {}
+            Err(_) => self.close_client(sid, DisconnectReason::ParseError, now),
+        }
+    }
+
+    fn on_packet(&mut self, sid: Sid, packet: Packet, now: Instant) {
+        let Some(client) = self.clients.get(&sid) else {
+            return;
+        };
+        let joined = client.sockets.get(packet.nsp.as_str()).copied();
+        let asked = client.pending.contains_key(packet.nsp.as_str());
+        match (packet.kind, joined) {
+            (PacketType::Connect, None) if !asked => {
+                let auth = match client.protocol {
+                    SioProtocol::V5 => packet.data.clone(),
+                    SioProtocol::V4 => None,
+                }
+                .unwrap_or(Utf8Bytes::from_static("{}"));
+                let nsp: Arc<str> = Arc::from(packet.nsp.as_str());
+                if self.ensure_namespace(&nsp) {
+                    self.request_connect(sid, nsp, auth, packet.query.clone());
+                } else {
+                    self.connect_error(sid, &nsp, "Invalid namespace", None, now);
+                }
+            }
+            (PacketType::Event | PacketType::BinaryEvent, Some(socket)) => {
+                let Some(state) = self.sockets.get(&socket) else {
+                    return;
+                };
+                let name = packet
+                    .event_name()
+                    .map(|n| n.into_owned())
+                    .unwrap_or_default();
+                let args = packet.args().unwrap_or(Utf8Bytes::from_static("[]"));
+                self.events.push_back(Event::Event {
+                    socket,
+                    nsp: state.nsp.clone(),
+                    name,
+                    args,
+                    attachments: packet.attachments,
+                    ack: packet.id.map(|id| AckToken { socket, id }),
+                });
+            }
+            (PacketType::Ack | PacketType::BinaryAck, Some(socket)) => {
+                let Some(id) = packet.id else {
+                    return;
+                };
+                let Some(state) = self.sockets.get_mut(&socket) else {
+                    return;
+                };
+                // An ack nobody waits for (answered, timed out, or never asked) is ignored.
+                let Some(deadline) = state.acks.remove(&id) else {
+                    return;
+                };
+                if let Some(t) = deadline {
+                    self.timers.remove(&(t, Timer::Ack(socket, id)));
+                }
+                self.events.push_back(Event::Ack {
+                    socket,
+                    id: AckId(id),
+                    args: packet.data.unwrap_or(Utf8Bytes::from_static("[]")),
+                    attachments: packet.attachments,
+                });
+            }
+            (PacketType::Disconnect, Some(socket)) => {
+                self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect);
+            }
+            (PacketType::ConnectError, Some(_)) => {}
+            _ => {
+                // A CONNECT for a namespace already joined or asked for, or anything for a
+                // namespace not joined: the reference closes the whole connection.
+                self.close_client(sid, DisconnectReason::ForcedServerClose, now);
+            }
+        }
+    }
+
+    /// Whether `nsp` exists, creating it when a dynamic matcher takes it.
+    fn ensure_namespace(&mut self, nsp: &Arc<str>) -> bool {
+        if self.namespaces.contains_key(nsp) {
+            return true;
+        }
+        let Some((_, cleanup)) = self.dynamic.iter().find(|(m, _)| m(nsp)) else {
+            return false;
+        };
+        let cleanup = *cleanup;
+        self.namespaces.insert(nsp.clone(), Namespace::new(cleanup));
+        true
+    }
+
+    fn request_connect(
+        &mut self,
+        sid: Sid,
+        nsp: Arc<str>,
+        auth: Utf8Bytes,
+        query: Option<Utf8Bytes>,
+    ) {
+        let Some(client) = self.clients.get_mut(&sid) else {
+            return;
+        };
+        let id = ConnectId(self.next_connect);
+        self.next_connect += 1;
+        client.pending.insert(nsp.clone(), id);
+        self.pending.insert(
+            id,
+            Pending {
+                sid,
+                nsp: nsp.clone(),
+            },
+        );
+        self.events.push_back(Event::Connect(ConnectRequest {
+            id,
+            nsp,
+            auth,
+            query,
+            handshake: client.handshake.clone(),
+        }));
+    }
+
+    /// Takes a socket out of everything, telling the application.
+    fn remove_socket(&mut self, socket: SocketId, reason: DisconnectReason) {
+        let Some(state) = self.sockets.remove(&socket) else {
+            return;
+        };
+        let rooms = match self.namespaces.get_mut(&state.nsp) {
+            Some(ns) => {
+                ns.sockets.remove(&socket);
+                ns.rooms.leave_all(socket)
+            }
+            None => Vec::new(),
+        };
+        if let Some(client) = self.clients.get_mut(&state.sid) {
+            client.sockets.remove(&state.nsp);
+        }
+        self.events.push_back(Event::Disconnecting {
+            socket,
+            nsp: state.nsp.clone(),
+            reason,
+            rooms,
+        });
+        let mut acks: Vec<(u64, Option<Instant>)> = state.acks.into_iter().collect();
+        acks.sort_unstable_by_key(|(id, _)| *id);
+        for (id, deadline) in acks {
+            if let Some(t) = deadline {
+                self.timers.remove(&(t, Timer::Ack(socket, id)));
+            }
+            self.events.push_back(Event::AckFailed {
+                socket,
+                id: AckId(id),
+                reason: AckFailure::Disconnected,
+            });
+        }
+        self.events.push_back(Event::Disconnect {
+            socket,
+            nsp: state.nsp.clone(),
+            reason,
+        });
+        self.drop_if_empty(&state.nsp);
+    }
+
+    fn drop_if_empty(&mut self, nsp: &str) {
+        let empty_dynamic = self
+            .namespaces
+            .get(nsp)
+            .is_some_and(|ns| ns.ephemeral && ns.sockets.is_empty())
+            && !self.pending.values().any(|p| &*p.nsp == nsp);
+        if empty_dynamic {
+            self.namespaces.remove(nsp);
+        }
+    }
+
+    /// Closes a client's Engine.IO session on this layer's initiative.
+    fn close_client(&mut self, sid: Sid, reason: DisconnectReason, now: Instant) {
+        let Some(client) = self.clients.get_mut(&sid) else {
+            return;
+        };
+        if client.closing.is_none() {
+            client.closing = Some(reason);
+        }
+        self.engine.close(sid, now);
+    }
+
+    /// The engine closed a session: all its sockets leave.
+    fn on_close(&mut self, sid: Sid, reason: CloseReason) {
+        let Some(client) = self.clients.remove(&sid) else {
+            return;
+        };
+        let reason = client.closing.unwrap_or(match reason {
+            CloseReason::TransportClose => DisconnectReason::TransportClose,
+            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            CloseReason::ParseError => DisconnectReason::ParseError,
+            CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+            _ => DisconnectReason::TransportError,
+        });
+        if let Some(t) = client.connect_deadline {
+            self.timers.remove(&(t, Timer::Connect(sid)));
+        }
+        for (nsp, id) in &client.pending {
+            self.pending.remove(id);
+            self.drop_if_empty(nsp);
+        }
+        let mut sockets: Vec<SocketId> = client.sockets.values().copied().collect();
+        sockets.sort_unstable();
+        // remove_socket looks the client up to unlink the socket; it is gone already.
+        for socket in sockets {
+            self.remove_socket(socket, reason);
+        }
+    }
+}
+
+/// `s` as a JSON string literal.
+pub(crate) fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
