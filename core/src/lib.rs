@@ -81,5 +81,5 @@ pub mod socketio;
 pub mod utf8;
 
 pub use bytes::Bytes;
-pub use ids::{ConnId, Sid};
+pub use ids::{ConnId, Sid, SocketId};
 pub use utf8::Utf8Bytes;

@@ -1,3 +1,167 @@
-//! Placeholder until its issue lands.
+//! Volley on smol: the [`Runtime`] implementation and an accept loop.
+//!
+//! Everything else (HTTP, WebSocket, the machine's task) lives in `volley`'s runtime-neutral
+//! [`driver`](volley::driver); smol's sockets implement `futures::io` already, so this crate
+//! only spawns, sleeps and accepts.
+//!
+//! ```no_run
+//! use volley_core::engine::{Config, Engine, Event};
+//! use volley::driver::ServerConfig;
+//!
+//! smol::block_on(async {
+//!     let engine = Engine::new(Config::default(), [7; 32]); // seed from the OS in production
+//!     let driver = volley_smol::start(engine, ServerConfig::default(), |engine, event, now| {
+//!         if let Event::Message { sid, message } = event {
+//!             let _ = engine.send(sid, message, now); // echo
+//!         }
+//!     });
+//!     let server = smol::spawn(volley_smol::listen("127.0.0.1:3000", driver.clone()));
+//!     // … later: stop accepting, close idle connections, wait for the rest.
+//!     driver.shutdown().await;
+//!     server.await
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::{Either, select};
+use smol::net::{AsyncToSocketAddrs, TcpListener};
+use smol::{Executor, Timer};
+use volley::driver::{Driver, Machine, ServerConfig};
+use volley::runtime::Runtime;
+
+/// smol as a [`Runtime`]: tasks go to smol's global executor, or to an executor of yours.
+#[derive(Clone, Default)]
+pub struct SmolRuntime {
+    executor: Option<Arc<Executor<'static>>>,
+}
+
+impl SmolRuntime {
+    /// Spawns on smol's global executor (`smol::spawn`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Spawns on `executor`; something must run it (`executor.run(…)` on some threads).
+    pub fn with_executor(executor: Arc<Executor<'static>>) -> Self {
+        SmolRuntime {
+            executor: Some(executor),
+        }
+    }
+}
+
+impl fmt::Debug for SmolRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmolRuntime")
+            .field("global", &self.executor.is_none())
+            .finish()
+    }
+}
+
+/// smol's timer as the driver's sleep (smol's resolves to the time it fired).
+#[derive(Debug)]
+pub struct Sleep(Timer);
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Runtime for SmolRuntime {
+    type Sleep = Sleep;
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match &self.executor {
+            Some(executor) => executor.spawn(fut).detach(),
+            None => smol::spawn(fut).detach(),
+        }
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Sleep(Timer::at(deadline))
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Starts `machine` on smol's global executor; see [`Driver::start`].
+pub fn start<M, F>(machine: M, config: ServerConfig, on_event: F) -> Driver<M, SmolRuntime>
+where
+    M: Machine,
+    F: FnMut(&mut M, M::Event, Instant) + Send + 'static,
+{
+    Driver::start(machine, SmolRuntime::new(), config, on_event)
+}
+
+/// Binds `addr` and [`serve`]s it.
+pub async fn listen<M: Machine>(
+    addr: impl AsyncToSocketAddrs,
+    driver: Driver<M, SmolRuntime>,
+) -> io::Result<()> {
+    serve(TcpListener::bind(addr).await?, driver).await
+}
+
+/// Accepts connections on `listener`, one task each (on the driver's runtime), until the
+/// driver's [`shutdown`](Driver::shutdown) begins (the connections already accepted are
+/// finished by the driver; `shutdown` completes when they are).
+pub async fn serve<M: Machine>(
+    listener: TcpListener,
+    driver: Driver<M, SmolRuntime>,
+) -> io::Result<()> {
+    let mut stopping = pin!(driver.stopping());
+    loop {
+        let accepted = match select(pin!(listener.accept()), stopping.as_mut()).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(_) => return Ok(()),
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Engine.IO packets are small and latency-bound: no Nagle delay.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+                let connection = driver.clone();
+                driver.runtime().spawn(async move {
+                    connection.serve_connection(stream, Some(peer)).await;
+                });
+            }
+            Err(e) if is_transient(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: back off instead of spinning; the
+                // condition clears as connections end.
+                tracing::warn!(error = %e, "accept failed; retrying shortly");
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Errors that concern one connection only (it was reset before we accepted it).
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}

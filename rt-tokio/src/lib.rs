@@ -1,3 +1,142 @@
-//! Placeholder until its issue lands.
+//! Volley on tokio: the [`Runtime`] implementation and an accept loop.
+//!
+//! Everything else (HTTP, WebSocket, the machine's task) lives in `volley`'s runtime-neutral
+//! [`driver`](volley::driver); this crate only spawns, sleeps, reads tokio's clock and accepts
+//! TCP connections, adapting tokio's IO traits to `futures::io` with `tokio_util::compat`.
+//!
+//! ```no_run
+//! use volley_core::engine::{Config, Engine, Event};
+//! use volley::driver::ServerConfig;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let engine = Engine::new(Config::default(), [7; 32]); // seed from the OS in production
+//! let driver = volley_tokio::start(engine, ServerConfig::default(), |engine, event, now| {
+//!     if let Event::Message { sid, message } = event {
+//!         let _ = engine.send(sid, message, now); // echo
+//!     }
+//! });
+//! let server = tokio::spawn(volley_tokio::listen("127.0.0.1:3000", driver.clone()));
+//! // … later: stop accepting, close idle connections, wait for the rest.
+//! driver.shutdown().await;
+//! server.await.expect("accept loop")?;
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use futures::future::{Either, select};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+use volley::driver::{Driver, Machine, ServerConfig};
+use volley::runtime::Runtime;
+
+/// tokio as a [`Runtime`]: a handle to the runtime it was created on, so the driver can
+/// spawn and arm timers from any thread.
+#[derive(Debug, Clone)]
+pub struct TokioRuntime {
+    handle: tokio::runtime::Handle,
+}
+
+impl TokioRuntime {
+    /// The runtime the caller runs on. Panics outside a tokio runtime, like `tokio::spawn`.
+    pub fn current() -> Self {
+        Self::from(tokio::runtime::Handle::current())
+    }
+}
+
+impl From<tokio::runtime::Handle> for TokioRuntime {
+    fn from(handle: tokio::runtime::Handle) -> Self {
+        TokioRuntime { handle }
+    }
+}
+
+impl Runtime for TokioRuntime {
+    type Sleep = tokio::time::Sleep;
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handle.spawn(fut);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
+        let _context = self.handle.enter();
+        tokio::time::sleep_until(deadline.into())
+    }
+
+    fn now(&self) -> Instant {
+        // tokio's clock, so that a paused test clock drives the machine too.
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// Starts `machine` on the current tokio runtime; see [`Driver::start`].
+pub fn start<M, F>(machine: M, config: ServerConfig, on_event: F) -> Driver<M, TokioRuntime>
+where
+    M: Machine,
+    F: FnMut(&mut M, M::Event, Instant) + Send + 'static,
+{
+    Driver::start(machine, TokioRuntime::current(), config, on_event)
+}
+
+/// Binds `addr` and [`serve`]s it.
+pub async fn listen<M: Machine>(
+    addr: impl ToSocketAddrs,
+    driver: Driver<M, TokioRuntime>,
+) -> io::Result<()> {
+    serve(TcpListener::bind(addr).await?, driver).await
+}
+
+/// Accepts connections on `listener`, one task each, until the driver's
+/// [`shutdown`](Driver::shutdown) begins (the connections already accepted are finished by
+/// the driver; `shutdown` completes when they are).
+pub async fn serve<M: Machine>(
+    listener: TcpListener,
+    driver: Driver<M, TokioRuntime>,
+) -> io::Result<()> {
+    let mut stopping = pin!(driver.stopping());
+    loop {
+        let accepted = match select(pin!(listener.accept()), stopping.as_mut()).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(_) => return Ok(()),
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Engine.IO packets are small and latency-bound: no Nagle delay.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+                let driver = driver.clone();
+                tokio::spawn(async move {
+                    driver.serve_connection(stream.compat(), Some(peer)).await;
+                });
+            }
+            Err(e) if is_transient(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+            }
+            Err(e) => {
+                // Out of file descriptors or memory: back off instead of spinning; the
+                // condition clears as connections end.
+                tracing::warn!(error = %e, "accept failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Errors that concern one connection only (it was reset before we accepted it).
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}

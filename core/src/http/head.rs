@@ -82,6 +82,8 @@ pub enum BodyKind {
 #[derive(Clone)]
 pub struct RequestHead {
     inner: Arc<Inner>,
+    /// The TCP peer, when the runtime records it (not part of the bytes).
+    peer: Option<std::net::SocketAddr>,
 }
 
 struct Inner {
@@ -101,6 +103,17 @@ struct Inner {
 }
 
 impl RequestHead {
+    /// The same head, recording the TCP peer it came from.
+    pub fn with_peer_addr(mut self, peer: std::net::SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The TCP peer the runtime recorded, if any.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+    }
+
     /// The method.
     pub fn method(&self) -> Method {
         self.inner.method
@@ -380,6 +393,7 @@ fn build<'a>(
     inner.body_kind = body_kind;
     inner.keep_alive = keep_alive;
     Ok(RequestHead {
+        peer: None,
         inner: Arc::new(inner),
     })
 }

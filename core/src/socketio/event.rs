@@ -21,16 +21,19 @@ pub enum DisconnectReason {
     ForcedClose,
     /// The client stopped answering heartbeats.
     PingTimeout,
-    /// The client sent a packet that does not decode.
+    /// The client sent bytes that do not decode, at the Engine.IO or the Socket.IO level.
+    /// (For a Socket.IO packet the reference closes the session and reports the engine's
+    /// "forced close"; this names the cause, as the reference's documentation describes it.)
     ParseError,
-    /// The server is shutting down.
+    /// The server is shutting down ([`Server::close_all`](super::Server::close_all)).
     ServerShuttingDown,
-    /// The server closed the whole connection (`disconnect(true)`, a protocol violation, or
-    /// no namespace joined within `connect_timeout`).
+    /// The server closed the whole connection for breaking a Socket.IO rule: a packet for a
+    /// namespace not joined, a second CONNECT for one, a CONNECT_ERROR from the client.
     ForcedServerClose,
-    /// The client left the namespace.
+    /// The client left the namespace (`41[/nsp,]`).
     ClientNamespaceDisconnect,
-    /// The server removed the socket from the namespace.
+    /// The server removed the socket ([`Server::disconnect`](super::Server::disconnect), with
+    /// or without closing the connection, as in the reference).
     ServerNamespaceDisconnect,
 }
 

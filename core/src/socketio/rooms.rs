@@ -2,7 +2,7 @@
 //! these rooms" for broadcasts.
 
 use crate::ids::SocketId;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -52,11 +52,12 @@ impl fmt::Display for Room {
     }
 }
 
-/// Room membership of one namespace, indexed both ways.
+/// Room membership of one namespace, indexed both ways. Ordered maps keep every walk (a
+/// broadcast's targets, a leaving socket's rooms) deterministic.
 #[derive(Debug, Default)]
 pub struct RoomIndex {
-    members: HashMap<Room, HashSet<SocketId>>,
-    rooms_of: HashMap<SocketId, HashSet<Room>>,
+    members: BTreeMap<Room, BTreeSet<SocketId>>,
+    rooms_of: BTreeMap<SocketId, BTreeSet<Room>>,
 }
 
 impl RoomIndex {

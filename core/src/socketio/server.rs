@@ -14,7 +14,7 @@ use crate::ids::{ConnId, Sid, SocketId};
 use crate::rng::RandomIds;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,20 +88,36 @@ impl std::error::Error for SioError {}
 struct Client {
     protocol: SioProtocol,
     decoder: Decoder,
-    sockets: HashMap<Arc<str>, SocketId>,
+    /// Joined namespaces in join order, which is the order the sockets leave in when the
+    /// connection closes (as the reference iterates its map).
+    sockets: Vec<(Arc<str>, SocketId)>,
     pending: HashMap<Arc<str>, ConnectId>,
     connect_deadline: Option<Instant>,
     handshake: Arc<Handshake>,
-    /// Set when this layer closes the connection, to report its reason instead of the
-    /// engine's.
+    /// Set when this layer closes the connection: its sockets are gone already and whatever
+    /// the client still sends is ignored until the engine reports the session closed.
     closing: Option<DisconnectReason>,
 }
 
+impl Client {
+    fn socket(&self, nsp: &str) -> Option<SocketId> {
+        self.sockets
+            .iter()
+            .find(|(n, _)| &**n == nsp)
+            .map(|(_, s)| *s)
+    }
+}
+
 struct Namespace {
-    sockets: HashSet<SocketId>,
+    /// Ordered, so that every walk over them (broadcasts, `disconnect_sockets`) is
+    /// deterministic for a given seed.
+    sockets: BTreeSet<SocketId>,
     rooms: RoomIndex,
     /// Server-to-client ack ids are numbered per namespace, as the reference does.
     next_ack: u64,
+    /// Connect requests for this namespace not settled yet; an ephemeral namespace stays
+    /// while any is.
+    pending: usize,
     /// Created by a dynamic matcher, and removed again when it empties.
     ephemeral: bool,
 }
@@ -109,9 +125,10 @@ struct Namespace {
 impl Namespace {
     fn new(ephemeral: bool) -> Self {
         Namespace {
-            sockets: HashSet::new(),
+            sockets: BTreeSet::new(),
             rooms: RoomIndex::default(),
             next_ack: 0,
+            pending: 0,
             ephemeral,
         }
     }
@@ -144,7 +161,7 @@ pub struct Server {
     engine: Engine,
     config: Config,
     clients: HashMap<Sid, Client>,
-    namespaces: HashMap<Arc<str>, Namespace>,
+    namespaces: BTreeMap<Arc<str>, Namespace>,
     dynamic: Vec<(Matcher, bool)>,
     sockets: HashMap<SocketId, SocketState>,
     pending: HashMap<ConnectId, Pending>,
@@ -185,7 +202,7 @@ impl Server {
     /// A server over an engine built by the caller (a custom session id generator, say);
     /// socket ids are drawn from `seed`.
     pub fn with_engine(config: Config, engine: Engine, seed: [u8; 32]) -> Self {
-        let mut namespaces = HashMap::new();
+        let mut namespaces = BTreeMap::new();
         namespaces.insert(Arc::from("/"), Namespace::new(false));
         Server {
             engine,
@@ -202,11 +219,13 @@ impl Server {
         }
     }
 
-    /// Declares a namespace (`/` always exists).
+    /// Declares a namespace (`/` always exists). A namespace a dynamic matcher created is
+    /// kept from then on.
     pub fn add_namespace(&mut self, name: &str) {
         self.namespaces
             .entry(Arc::from(name))
-            .or_insert_with(|| Namespace::new(false));
+            .or_insert_with(|| Namespace::new(false))
+            .ephemeral = false;
     }
 
     /// Declares a family of namespaces created on their first connect: every name `matcher`
@@ -422,21 +441,21 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.engine.handle_timeout(now);
         self.pump(now);
-        let due: Vec<Timer> = self
-            .timers
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .map(|(_, timer)| *timer)
-            .collect();
-        for timer in due {
+        // Each turn removes the earliest timer and adds none that is due, so this ends.
+        while let Some(&(t, timer)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, timer));
             match timer {
                 Timer::Connect(sid) => {
                     let Some(client) = self.clients.get_mut(&sid) else {
                         continue;
                     };
-                    if let Some(t) = client.connect_deadline.take() {
-                        self.timers.remove(&(t, timer));
+                    if client.connect_deadline != Some(t) {
+                        continue;
                     }
+                    client.connect_deadline = None;
                     if client.sockets.is_empty() {
                         self.close_client(sid, DisconnectReason::ForcedServerClose, now);
                     }
@@ -445,9 +464,10 @@ impl Server {
                     let Some(state) = self.sockets.get_mut(&socket) else {
                         continue;
                     };
-                    if let Some(Some(t)) = state.acks.remove(&id) {
-                        self.timers.remove(&(t, timer));
+                    if state.acks.get(&id) != Some(&Some(t)) {
+                        continue;
                     }
+                    state.acks.remove(&id);
                     self.events.push_back(Event::AckFailed {
                         socket,
                         id: AckId(id),
@@ -455,8 +475,8 @@ impl Server {
                     });
                 }
             }
+            self.pump(now);
         }
-        self.pump(now);
     }
 
     // ---- commands: connections ----
@@ -468,15 +488,12 @@ impl Server {
             .pending
             .remove(&id)
             .ok_or(SioError::UnknownConnect(id))?;
-        let Some(client) = self.clients.get_mut(&pending.sid) else {
-            return Err(SioError::UnknownConnect(id));
-        };
-        client.pending.remove(&pending.nsp);
+        self.settle(id, &pending);
         let socket = self.new_socket_id(pending.sid, &pending.nsp);
         let Some(client) = self.clients.get_mut(&pending.sid) else {
             return Err(SioError::UnknownConnect(id));
         };
-        client.sockets.insert(pending.nsp.clone(), socket);
+        client.sockets.push((pending.nsp.clone(), socket));
         if let Some(t) = client.connect_deadline.take() {
             self.timers.remove(&(t, Timer::Connect(pending.sid)));
         }
@@ -523,18 +540,20 @@ impl Server {
             .pending
             .remove(&id)
             .ok_or(SioError::UnknownConnect(id))?;
-        let Some(client) = self.clients.get_mut(&pending.sid) else {
-            return Err(SioError::UnknownConnect(id));
-        };
-        client.pending.remove(&pending.nsp);
+        self.settle(id, &pending);
+        // The connect timeout stays armed: a client refused everywhere is closed by it, as in
+        // the reference.
         self.connect_error(pending.sid, &pending.nsp, message, data, now);
         self.drop_if_empty(&pending.nsp);
         self.pump(now);
         Ok(())
     }
 
-    /// Removes `socket` from its namespace (`41`); with `close`, closes the whole connection
-    /// (every socket of it leaves with "forced server close").
+    /// Removes `socket` from its namespace: the client is told `41[/nsp,]` and the socket
+    /// leaves with "server namespace disconnect". With `close`, every socket of the connection
+    /// is removed that way, then the connection is closed, as the reference's
+    /// `socket.disconnect(true)` does (so clients see a server disconnect, not a transport
+    /// failure to recover from).
     pub fn disconnect(
         &mut self,
         socket: SocketId,
@@ -546,12 +565,16 @@ impl Server {
             .get(&socket)
             .ok_or(SioError::UnknownSocket(socket))?;
         let sid = state.sid;
+        let targets = match (close, self.clients.get(&sid)) {
+            (true, Some(client)) => client.sockets.clone(),
+            _ => vec![(state.nsp.clone(), socket)],
+        };
+        for (nsp, target) in targets {
+            let _ = self.send_packet(sid, &Packet::disconnect(&nsp), now);
+            self.remove_socket(target, DisconnectReason::ServerNamespaceDisconnect);
+        }
         if close {
             self.close_client(sid, DisconnectReason::ForcedServerClose, now);
-        } else {
-            let packet = Packet::disconnect(&state.nsp);
-            let _ = self.send_packet(sid, &packet, now);
-            self.remove_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
         }
         self.pump(now);
         Ok(())
@@ -559,7 +582,8 @@ impl Server {
 
     /// Closes every connection: every socket leaves with "server shutting down".
     pub fn close_all(&mut self, now: Instant) {
-        let sids: Vec<Sid> = self.clients.keys().copied().collect();
+        let mut sids: Vec<Sid> = self.clients.keys().copied().collect();
+        sids.sort_unstable();
         for sid in sids {
             self.close_client(sid, DisconnectReason::ServerShuttingDown, now);
         }
@@ -867,6 +891,8 @@ impl Server {
             .get(&sid)
             .map_or(SioProtocol::V5, |c| c.protocol);
         let payload = match (protocol, data) {
+            // The reference sends `err.data || err.message` to protocol 4 clients.
+            (SioProtocol::V4, Some(d)) if !is_falsy_json(d) => d.trim().to_owned(),
             (SioProtocol::V4, _) => json_string(message),
             (SioProtocol::V5, None) => format!("{{\"message\":{}}}", json_string(message)),
             (SioProtocol::V5, Some(d)) => {
@@ -908,17 +934,17 @@ impl Server {
         let mut client = Client {
             protocol,
             decoder: Decoder::new(protocol, self.config.max_attachments),
-            sockets: HashMap::new(),
+            sockets: Vec::new(),
             pending: HashMap::new(),
             connect_deadline: None,
             handshake,
             closing: None,
         };
-        if protocol == SioProtocol::V5 {
-            let t = now + self.config.connect_timeout;
-            client.connect_deadline = Some(t);
-            self.timers.insert((t, Timer::Connect(sid)));
-        }
+        // Armed for protocol 4 too: its implicit join of `/` is still a connect request the
+        // application may leave unsettled or refuse.
+        let t = now + self.config.connect_timeout;
+        client.connect_deadline = Some(t);
+        self.timers.insert((t, Timer::Connect(sid)));
         self.clients.insert(sid, client);
         if protocol == SioProtocol::V4 {
             // v4 clients are connected to `/` without asking.
@@ -948,7 +974,7 @@ impl Server {
         let Some(client) = self.clients.get(&sid) else {
             return;
         };
-        let joined = client.sockets.get(packet.nsp.as_str()).copied();
+        let joined = client.socket(packet.nsp.as_str());
         let asked = client.pending.contains_key(packet.nsp.as_str());
         match (packet.kind, joined) {
             (PacketType::Connect, None) if !asked => {
@@ -1006,10 +1032,10 @@ impl Server {
             (PacketType::Disconnect, Some(socket)) => {
                 self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect);
             }
-            (PacketType::ConnectError, Some(_)) => {}
             _ => {
-                // A CONNECT for a namespace already joined or asked for, or anything for a
-                // namespace not joined: the reference closes the whole connection.
+                // A CONNECT for a namespace already joined or asked for, a CONNECT_ERROR (only
+                // servers send those), or anything for a namespace not joined: the reference
+                // closes the whole connection.
                 self.close_client(sid, DisconnectReason::ForcedServerClose, now);
             }
         }
@@ -1041,6 +1067,9 @@ impl Server {
         let id = ConnectId(self.next_connect);
         self.next_connect += 1;
         client.pending.insert(nsp.clone(), id);
+        if let Some(ns) = self.namespaces.get_mut(&nsp) {
+            ns.pending += 1;
+        }
         self.pending.insert(
             id,
             Pending {
@@ -1070,7 +1099,7 @@ impl Server {
             None => Vec::new(),
         };
         if let Some(client) = self.clients.get_mut(&state.sid) {
-            client.sockets.remove(&state.nsp);
+            client.sockets.retain(|(_, s)| *s != socket);
         }
         self.events.push_back(Event::Disconnecting {
             socket,
@@ -1102,27 +1131,68 @@ impl Server {
         let empty_dynamic = self
             .namespaces
             .get(nsp)
-            .is_some_and(|ns| ns.ephemeral && ns.sockets.is_empty())
-            && !self.pending.values().any(|p| &*p.nsp == nsp);
+            .is_some_and(|ns| ns.ephemeral && ns.sockets.is_empty() && ns.pending == 0);
         if empty_dynamic {
             self.namespaces.remove(nsp);
         }
     }
 
-    /// Closes a client's Engine.IO session on this layer's initiative.
+    /// Forgets connect request `id` (accepted, refused, or its client gone).
+    fn settle(&mut self, id: ConnectId, pending: &Pending) {
+        if let Some(client) = self.clients.get_mut(&pending.sid) {
+            if client.pending.get(&pending.nsp) == Some(&id) {
+                client.pending.remove(&pending.nsp);
+            }
+        }
+        if let Some(ns) = self.namespaces.get_mut(&pending.nsp) {
+            ns.pending = ns.pending.saturating_sub(1);
+        }
+    }
+
+    /// Closes a client's Engine.IO session on this layer's initiative. Its sockets leave at
+    /// once with `reason` (the engine may need a poll, or its close timeout, to finish the
+    /// session) and its pending connect requests are dropped.
     fn close_client(&mut self, sid: Sid, reason: DisconnectReason, now: Instant) {
         let Some(client) = self.clients.get_mut(&sid) else {
             return;
         };
-        if client.closing.is_none() {
-            client.closing = Some(reason);
+        if client.closing.is_some() {
+            return;
         }
+        client.closing = Some(reason);
+        self.release(sid, reason);
         self.engine.close(sid, now);
     }
 
-    /// The engine closed a session: all its sockets leave.
+    /// Drops everything a client holds here but the client itself: its connect timer, its
+    /// pending requests, its sockets (which leave with `reason`, in join order).
+    fn release(&mut self, sid: Sid, reason: DisconnectReason) {
+        let Some(client) = self.clients.get_mut(&sid) else {
+            return;
+        };
+        if let Some(t) = client.connect_deadline.take() {
+            self.timers.remove(&(t, Timer::Connect(sid)));
+        }
+        let mut pending: Vec<ConnectId> = client.pending.drain().map(|(_, id)| id).collect();
+        pending.sort_unstable();
+        let sockets: Vec<SocketId> = client.sockets.iter().map(|(_, s)| *s).collect();
+        for id in pending {
+            if let Some(p) = self.pending.remove(&id) {
+                if let Some(ns) = self.namespaces.get_mut(&p.nsp) {
+                    ns.pending = ns.pending.saturating_sub(1);
+                }
+                self.drop_if_empty(&p.nsp);
+            }
+        }
+        for socket in sockets {
+            self.remove_socket(socket, reason);
+        }
+    }
+
+    /// The engine closed a session: all its sockets leave (unless this layer closed it, in
+    /// which case they left already).
     fn on_close(&mut self, sid: Sid, reason: CloseReason) {
-        let Some(client) = self.clients.remove(&sid) else {
+        let Some(client) = self.clients.get(&sid) else {
             return;
         };
         let reason = client.closing.unwrap_or(match reason {
@@ -1132,20 +1202,15 @@ impl Server {
             CloseReason::ForcedClose => DisconnectReason::ForcedClose,
             _ => DisconnectReason::TransportError,
         });
-        if let Some(t) = client.connect_deadline {
-            self.timers.remove(&(t, Timer::Connect(sid)));
-        }
-        for (nsp, id) in &client.pending {
-            self.pending.remove(id);
-            self.drop_if_empty(nsp);
-        }
-        let mut sockets: Vec<SocketId> = client.sockets.values().copied().collect();
-        sockets.sort_unstable();
-        // remove_socket looks the client up to unlink the socket; it is gone already.
-        for socket in sockets {
-            self.remove_socket(socket, reason);
-        }
+        self.release(sid, reason);
+        self.clients.remove(&sid);
     }
+}
+
+/// Whether JSON text is a JavaScript falsy value (`err.data || err.message` picks the
+/// message then).
+fn is_falsy_json(json: &str) -> bool {
+    matches!(json.trim(), "" | "null" | "false" | "0" | "\"\"" | "-0")
 }
 
 /// `s` as a JSON string literal.

@@ -1,0 +1,69 @@
+//! The driver's loopback scenarios (`volley::driver::test_support`) on tokio.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use volley::driver::ServerConfig;
+use volley::driver::test_support::{self as scenario, Connector, Harness};
+use volley_tokio::TokioRuntime;
+
+struct Tcp(SocketAddr);
+
+impl Connector for Tcp {
+    type Stream = Compat<TcpStream>;
+
+    async fn connect(&self) -> io::Result<Self::Stream> {
+        Ok(TcpStream::connect(self.0).await?.compat())
+    }
+}
+
+async fn harness(config: ServerConfig) -> Harness<TokioRuntime, Tcp> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (driver, events) = scenario::echo(TokioRuntime::current(), config);
+    let (accepting, accepting_done) = volley_tokio::serve(listener, driver.clone()).remote_handle();
+    tokio::spawn(accepting);
+    Harness {
+        runtime: TokioRuntime::current(),
+        connector: Tcp(addr),
+        driver,
+        events,
+        accepting: accepting_done.boxed(),
+    }
+}
+
+macro_rules! scenarios {
+    ($($name:ident $(: $config:expr)?;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            #[allow(unused_mut, unused_assignments)]
+            let mut config = ServerConfig::new();
+            $(config = $config;)?
+            let h = harness(config).await;
+            tokio::time::timeout(Duration::from_secs(10), scenario::$name(h))
+                .await
+                .expect("scenario timed out");
+        }
+    )*};
+}
+
+scenarios! {
+    polling_echo;
+    keep_alive;
+    not_found;
+    custom_fallback: scenario::health_config();
+    payload_too_large;
+    malformed_head;
+    websocket_only;
+    upgrade;
+    disconnect_mid_poll;
+    slow_loris: ServerConfig::new().head_timeout(scenario::slow_loris_timeout());
+    idle_timeout: ServerConfig::new().idle_timeout(Duration::from_millis(100));
+    connection_cap: ServerConfig::new().max_connections(1);
+    server_close;
+    graceful_shutdown;
+}

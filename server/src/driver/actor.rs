@@ -1,0 +1,623 @@
+//! The machine's task: the one place the machine lives, fed by channels.
+//!
+//! Why an actor and not a mutex: every input ends in a drain (events, then outputs), and the
+//! drain must not interleave with another input's, so a lock would be held across the whole
+//! step anyway, and every connection task would contend for it. One task that owns the
+//! machine applies inputs in arrival order, drains, and routes each output to its
+//! connection's own queue; no lock is taken on the message path, and the machine needs no
+//! `Sync`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
+use volley_core::ConnId;
+use volley_core::engine::{Body, Output, WsMessage};
+use volley_core::http::RequestHead;
+
+use super::machine::Machine;
+use crate::runtime::Runtime;
+
+/// Inputs applied per turn before draining: a flood of inputs still yields to the drain.
+const INPUT_BUDGET: usize = 128;
+/// Events handed to the application per turn.
+const EVENT_BUDGET: usize = 256;
+/// Outputs routed per turn. A session flushing a long queue spreads over several turns, and
+/// other tasks on the executor thread run in between.
+const OUTPUT_BUDGET: usize = 1024;
+
+/// Capacity of the shared input channel. Each connection's sender also has a slot of its own
+/// (futures' mpsc guarantees one per sender), so a connection is never starved by others; a
+/// full channel makes connection tasks wait, which stops them reading their sockets.
+pub(crate) const INPUT_CAPACITY: usize = 256;
+/// Batches of outputs a connection may have waiting. The machine's flow control keeps a
+/// well-behaved connection at one or two (one response per request; one batch of WebSocket
+/// sends until drained, plus a close), so reaching this means the connection stopped taking
+/// its outputs (a probe spammed, a writer stuck): it is dropped as a slow client.
+pub(crate) const CONN_CAPACITY: usize = 16;
+
+/// A connection task's message to the machine.
+pub(crate) enum Input {
+    /// The connection wants outputs: from now on, what the machine says for `conn` goes to
+    /// `outputs`. Sent before the connection's first request to the machine.
+    Open {
+        conn: ConnId,
+        outputs: mpsc::Sender<ToConn>,
+    },
+    Request {
+        conn: ConnId,
+        head: RequestHead,
+    },
+    Body {
+        conn: ConnId,
+        body: Body,
+    },
+    WsMessage {
+        conn: ConnId,
+        message: WsMessage,
+    },
+    WsDrained {
+        conn: ConnId,
+    },
+    /// The connection ended; it receives nothing more.
+    Closed {
+        conn: ConnId,
+        error: bool,
+    },
+}
+
+/// What the machine's task sends a connection.
+pub(crate) enum ToConn {
+    /// The outputs of one drain for this connection, in order.
+    Outputs(Vec<Output>),
+    /// The machine does not own the request the router let through: answer it with the
+    /// fallback.
+    NotOwned,
+}
+
+type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
+
+/// The driver has stopped: its task ended (every handle and connection was dropped, or the
+/// event callback panicked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the driver has stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// Runs commands on the machine from any task.
+///
+/// Commands go through an unbounded queue so [`cast`](Handle::cast) can be called from
+/// synchronous code (an `emit` in a handler); [`call`](Handle::call) waits for its result and
+/// so paces its caller. Whatever a command makes the machine emit is drained and delivered
+/// exactly like the outputs of a connection's input.
+///
+/// The closure runs on the machine's task: keep it short and never block in it.
+pub struct Handle<M> {
+    commands: mpsc::UnboundedSender<Command<M>>,
+}
+
+impl<M> Clone for Handle<M> {
+    fn clone(&self) -> Self {
+        Handle {
+            commands: self.commands.clone(),
+        }
+    }
+}
+
+impl<M> fmt::Debug for Handle<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl<M: Machine> Handle<M> {
+    /// Runs `f` on the machine and returns its result.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut M, Instant) -> T + Send + 'static,
+    ) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.cast(move |machine, now| {
+            // The caller may have gone; the command still ran.
+            let _ = tx.send(f(machine, now));
+        })?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Queues `f` to run on the machine, without waiting for it.
+    pub fn cast(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> Result<(), Stopped> {
+        self.commands
+            .unbounded_send(Box::new(f))
+            .map_err(|_| Stopped)
+    }
+}
+
+impl<M> Handle<M> {
+    /// Whether the machine's task still runs.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+}
+
+/// What woke the task.
+enum Wake<M> {
+    Input(Input),
+    Command(Command<M>),
+    Timer,
+    Stop,
+}
+
+pub(crate) struct Actor<M, R: Runtime, F> {
+    machine: M,
+    runtime: R,
+    on_event: F,
+    inputs: mpsc::Receiver<Input>,
+    commands: mpsc::UnboundedReceiver<Command<M>>,
+    inputs_open: bool,
+    commands_open: bool,
+    /// Where each registered connection's outputs go.
+    conns: HashMap<ConnId, mpsc::Sender<ToConn>>,
+    /// Outputs of the current drain, grouped by connection (allocation kept across turns).
+    staged: HashMap<ConnId, Vec<Output>>,
+    timer: Option<(Instant, Pin<Box<R::Sleep>>)>,
+}
+
+impl<M, R, F> Actor<M, R, F>
+where
+    M: Machine,
+    R: Runtime,
+    F: FnMut(&mut M, M::Event, Instant) + Send + 'static,
+{
+    pub(crate) fn new(
+        machine: M,
+        runtime: R,
+        on_event: F,
+    ) -> (Self, mpsc::Sender<Input>, Handle<M>) {
+        let (input_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
+        let (commands_tx, commands) = mpsc::unbounded();
+        let actor = Actor {
+            machine,
+            runtime,
+            on_event,
+            inputs,
+            commands,
+            inputs_open: true,
+            commands_open: true,
+            conns: HashMap::new(),
+            staged: HashMap::new(),
+            timer: None,
+        };
+        let handle = Handle {
+            commands: commands_tx,
+        };
+        (actor, input_tx, handle)
+    }
+
+    /// Runs until every input sender and every handle is gone.
+    pub(crate) async fn run(mut self) {
+        let mut more = false;
+        loop {
+            let woke = if more {
+                // A budget ran out: let other tasks run, then carry on without waiting.
+                yield_now().await;
+                None
+            } else {
+                self.arm_timer();
+                match poll_fn(|cx| self.poll_wake(cx)).await {
+                    Wake::Stop => break,
+                    Wake::Timer => None,
+                    wake => Some(wake),
+                }
+            };
+            let now = self.runtime.now();
+            let mut budget = INPUT_BUDGET;
+            match woke {
+                Some(Wake::Input(input)) => {
+                    self.apply(input, now);
+                    budget -= 1;
+                }
+                Some(Wake::Command(command)) => {
+                    command(&mut self.machine, now);
+                    budget -= 1;
+                }
+                _ => {}
+            }
+            while budget > 0 {
+                let mut progressed = false;
+                if let Ok(input) = self.inputs.try_recv() {
+                    self.apply(input, now);
+                    budget -= 1;
+                    progressed = true;
+                }
+                if let Ok(command) = self.commands.try_recv() {
+                    command(&mut self.machine, now);
+                    budget = budget.saturating_sub(1);
+                    progressed = true;
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+                self.machine.handle_timeout(now);
+            }
+            more = budget == 0;
+            more |= self.drain(now);
+        }
+        tracing::debug!(connections = self.conns.len(), "driver stopped");
+    }
+
+    /// Re-arms the timer when the machine's deadline moved.
+    fn arm_timer(&mut self) {
+        let next = self.machine.poll_timeout();
+        if self.timer.as_ref().map(|(t, _)| *t) != next {
+            self.timer = next.map(|t| (t, Box::pin(self.runtime.sleep_until(t))));
+        }
+    }
+
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake<M>> {
+        if self.inputs_open {
+            match self.inputs.poll_next_unpin(cx) {
+                Poll::Ready(Some(input)) => return Poll::Ready(Wake::Input(input)),
+                Poll::Ready(None) => self.inputs_open = false,
+                Poll::Pending => {}
+            }
+        }
+        if self.commands_open {
+            match self.commands.poll_next_unpin(cx) {
+                Poll::Ready(Some(command)) => return Poll::Ready(Wake::Command(command)),
+                Poll::Ready(None) => self.commands_open = false,
+                Poll::Pending => {}
+            }
+        }
+        if !self.inputs_open && !self.commands_open {
+            return Poll::Ready(Wake::Stop);
+        }
+        if let Some((_, sleep)) = &mut self.timer {
+            if sleep.as_mut().poll(cx).is_ready() {
+                self.timer = None;
+                return Poll::Ready(Wake::Timer);
+            }
+        }
+        Poll::Pending
+    }
+
+    fn apply(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Open { conn, outputs } => {
+                self.conns.insert(conn, outputs);
+            }
+            Input::Request { conn, head } => {
+                if !self.machine.owns(&head) {
+                    let sent = self
+                        .conns
+                        .get_mut(&conn)
+                        .is_some_and(|tx| tx.try_send(ToConn::NotOwned).is_ok());
+                    if !sent {
+                        self.evict(conn, now);
+                    }
+                } else if let Err(misuse) = self.machine.handle_request(conn, head, now) {
+                    tracing::debug!(%conn, %misuse, "request refused by the machine");
+                    self.evict(conn, now);
+                }
+            }
+            Input::Body { conn, body } => {
+                if let Err(misuse) = self.machine.handle_body(conn, body, now) {
+                    tracing::debug!(%conn, %misuse, "body refused by the machine");
+                    self.evict(conn, now);
+                }
+            }
+            Input::WsMessage { conn, message } => {
+                // A message read just after the machine closed the socket: already handled.
+                if let Err(misuse) = self.machine.handle_ws_message(conn, message, now) {
+                    tracing::debug!(%conn, %misuse, "WebSocket message dropped");
+                }
+            }
+            Input::WsDrained { conn } => self.machine.handle_ws_drained(conn, now),
+            Input::Closed { conn, error } => {
+                self.conns.remove(&conn);
+                self.machine.handle_conn_closed(conn, error, now);
+            }
+        }
+    }
+
+    /// Forgets a connection (dropping its queue ends its task) and tells the machine.
+    fn evict(&mut self, conn: ConnId, now: Instant) {
+        self.conns.remove(&conn);
+        self.machine.handle_conn_closed(conn, true, now);
+    }
+
+    /// Events, then outputs, then delivery. Returns whether a budget ran out (or delivery
+    /// made more work), so the caller comes back before waiting.
+    fn drain(&mut self, now: Instant) -> bool {
+        let mut more = false;
+        let mut events = 0;
+        while let Some(event) = self.machine.poll_event() {
+            (self.on_event)(&mut self.machine, event, now);
+            events += 1;
+            if events == EVENT_BUDGET {
+                more = true;
+                break;
+            }
+        }
+        let mut outputs = 0;
+        while let Some(output) = self.machine.poll_output() {
+            self.staged
+                .entry(output_conn(&output))
+                .or_default()
+                .push(output);
+            outputs += 1;
+            if outputs == OUTPUT_BUDGET {
+                more = true;
+                break;
+            }
+        }
+        let mut evicted = Vec::new();
+        for (conn, batch) in self.staged.drain() {
+            let Some(tx) = self.conns.get_mut(&conn) else {
+                tracing::debug!(%conn, "outputs for a connection that has ended dropped");
+                continue;
+            };
+            if let Err(e) = tx.try_send(ToConn::Outputs(batch)) {
+                if e.is_full() {
+                    tracing::debug!(%conn, "connection does not take its outputs: dropped");
+                    evicted.push(conn);
+                } else {
+                    // The task has ended; its `Closed` is on the way.
+                    self.conns.remove(&conn);
+                }
+            }
+        }
+        for conn in evicted {
+            self.evict(conn, now);
+            more = true;
+        }
+        more
+    }
+}
+
+fn output_conn(output: &Output) -> ConnId {
+    match output {
+        Output::Response { conn, .. }
+        | Output::ReadBody { conn, .. }
+        | Output::Send { conn, .. }
+        | Output::Close { conn } => *conn,
+    }
+}
+
+/// Returns `Pending` once, waking itself: a runtime-neutral `yield_now`.
+fn yield_now() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    poll_fn(move |cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::pin;
+
+    use futures::SinkExt;
+    use futures::executor::block_on;
+    use futures::future::{self, Either, select};
+    use volley_core::http::{Limits, parse_head};
+
+    use super::*;
+
+    /// A runtime whose timers never fire (the fake machine has no deadlines).
+    #[derive(Clone)]
+    struct NoTimers;
+
+    impl Runtime for NoTimers {
+        type Sleep = future::Pending<()>;
+
+        fn spawn<F: Future<Output = ()> + Send + 'static>(&self, _: F) {
+            unreachable!("the tests run the actor themselves")
+        }
+
+        fn sleep_until(&self, _: Instant) -> Self::Sleep {
+            future::pending()
+        }
+
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+    }
+
+    /// Each request raises event `1`; commands push outputs; closes are recorded.
+    #[derive(Default)]
+    struct Fake {
+        outputs: VecDeque<Output>,
+        events: VecDeque<usize>,
+        closed: Vec<(ConnId, bool)>,
+    }
+
+    impl Machine for Fake {
+        type Event = usize;
+        type Misuse = Stopped;
+
+        fn owns(&self, _: &RequestHead) -> bool {
+            true
+        }
+        fn max_message_size(&self) -> usize {
+            1024
+        }
+        fn handle_request(&mut self, _: ConnId, _: RequestHead, _: Instant) -> Result<(), Stopped> {
+            self.events.push_back(1);
+            Ok(())
+        }
+        fn handle_body(&mut self, _: ConnId, _: Body, _: Instant) -> Result<(), Stopped> {
+            Ok(())
+        }
+        fn handle_ws_message(
+            &mut self,
+            _: ConnId,
+            _: WsMessage,
+            _: Instant,
+        ) -> Result<(), Stopped> {
+            Ok(())
+        }
+        fn handle_ws_drained(&mut self, _: ConnId, _: Instant) {}
+        fn handle_conn_closed(&mut self, conn: ConnId, error: bool, _: Instant) {
+            self.closed.push((conn, error));
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_output(&mut self) -> Option<Output> {
+            self.outputs.pop_front()
+        }
+        fn poll_event(&mut self) -> Option<usize> {
+            self.events.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    const CONN: ConnId = ConnId(1);
+
+    /// An output numbered `n`.
+    fn numbered(n: usize) -> Output {
+        Output::ReadBody {
+            conn: CONN,
+            limit: n,
+        }
+    }
+
+    fn number(output: &Output) -> usize {
+        match output {
+            Output::ReadBody { limit, .. } => *limit,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Runs `test` against a started actor whose events become outputs numbered by the event.
+    fn with_actor<T: Future<Output = ()>>(
+        test: impl FnOnce(mpsc::Sender<Input>, Handle<Fake>) -> T,
+    ) {
+        let on_event = |machine: &mut Fake, event: usize, _: Instant| {
+            machine.outputs.push_back(numbered(event));
+        };
+        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, on_event);
+        block_on(async {
+            match select(pin!(actor.run()), pin!(test(inputs, handle))).await {
+                Either::Right(((), _)) => {}
+                Either::Left(((), _)) => panic!("the actor stopped first"),
+            }
+        });
+    }
+
+    async fn open(inputs: &mut mpsc::Sender<Input>, capacity: usize) -> mpsc::Receiver<ToConn> {
+        let (tx, rx) = mpsc::channel(capacity);
+        inputs
+            .send(Input::Open {
+                conn: CONN,
+                outputs: tx,
+            })
+            .await
+            .unwrap();
+        rx
+    }
+
+    async fn batch(rx: &mut mpsc::Receiver<ToConn>) -> Vec<Output> {
+        match rx.next().await {
+            Some(ToConn::Outputs(outputs)) => outputs,
+            Some(ToConn::NotOwned) => panic!("not owned"),
+            None => panic!("queue closed"),
+        }
+    }
+
+    #[test]
+    fn events_are_drained_before_outputs_and_their_commands_reach_the_connection() {
+        with_actor(|mut inputs, _handle| async move {
+            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
+            let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+            let (head, _) = parse_head(raw, &Limits::default()).unwrap().unwrap();
+            inputs
+                .send(Input::Request { conn: CONN, head })
+                .await
+                .unwrap();
+            let outputs = batch(&mut rx).await;
+            assert_eq!(outputs.iter().map(number).collect::<Vec<_>>(), [1]);
+        });
+    }
+
+    #[test]
+    fn a_long_drain_is_split_by_the_budget_and_stays_in_order() {
+        with_actor(|mut inputs, handle| async move {
+            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
+            let total = 2 * OUTPUT_BUDGET + 100;
+            handle
+                .cast(move |machine, _| machine.outputs.extend((0..total).map(numbered)))
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut batches = 0;
+            while seen.len() < total {
+                seen.extend(batch(&mut rx).await.iter().map(number));
+                batches += 1;
+            }
+            assert_eq!(seen, (0..total).collect::<Vec<_>>());
+            assert_eq!(batches, 3);
+        });
+    }
+
+    #[test]
+    fn a_connection_that_does_not_take_its_outputs_is_dropped_and_reported() {
+        with_actor(|mut inputs, handle| async move {
+            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
+            // One command per turn, so one batch each; nobody reads `rx`.
+            for n in 0..CONN_CAPACITY + 5 {
+                handle
+                    .call(move |machine, _| machine.outputs.push_back(numbered(n)))
+                    .await
+                    .unwrap();
+            }
+            let closed = handle.call(|machine, _| machine.closed.clone()).await;
+            assert_eq!(closed.unwrap(), [(CONN, true)]);
+            // What was queued before the eviction is still delivered, then the queue ends.
+            let mut delivered = 0;
+            while let Some(ToConn::Outputs(outputs)) = rx.next().await {
+                delivered += outputs.len();
+            }
+            assert_eq!(delivered, CONN_CAPACITY + 1);
+        });
+    }
+
+    #[test]
+    fn the_actor_stops_when_every_sender_is_gone() {
+        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, |_, _, _| {});
+        let probe = handle.clone();
+        drop((inputs, handle));
+        assert!(probe.is_running());
+        drop(probe);
+        block_on(actor.run());
+    }
+
+    #[test]
+    fn a_handle_reports_a_stopped_driver() {
+        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, |_, _, _| {});
+        drop((actor, inputs));
+        assert!(!handle.is_running());
+        assert_eq!(handle.cast(|_, _| {}), Err(Stopped));
+        assert_eq!(block_on(handle.call(|_, _| 1)), Err(Stopped));
+    }
+}

@@ -1,0 +1,118 @@
+//! Connection-level options: timeouts, limits, the connection cap and the fallback handler.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use volley_core::http::{Limits, RequestHead, Response};
+
+/// Answers requests the machine does not own (anything outside `/engine.io/` for the engine).
+pub type Fallback = Arc<dyn Fn(&RequestHead) -> Response + Send + Sync>;
+
+/// How the driver treats connections. `Default` gives the values documented on each setter.
+///
+/// Every timeout bounds what a peer can hold without doing its part, so that no client can
+/// pin a connection (and its memory) by going quiet at the wrong moment.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub(crate) head_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) limits: Limits,
+    pub(crate) fallback: Fallback,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            limits: Limits::default(),
+            fallback: Arc::new(|_| not_found()),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a request head may take: a new connection's first byte must come within it,
+    /// and every head must be complete within it of its first byte. One deadline for the
+    /// whole head, not per read, so a client trickling a byte at a time (slow loris) is cut
+    /// off all the same (with `408`). Default 10 s.
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
+    /// How long a kept-alive connection may wait, between requests, for the next one's first
+    /// byte. Default 60 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a whole request body the machine asked for may take. Default 30 s.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// How long one response, or one batch of WebSocket messages, may take to be written: a
+    /// peer that stops reading is dropped after it. Default 30 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Most connections served at once; beyond it a connection is answered `503` and closed.
+    /// A polling client holds up to two (a parked GET and a POST). Default 10 000.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Limits on request heads. Default [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The handler for requests the machine does not own. Default: `404 Not Found`. It runs on
+    /// the connection's task and sees the head only: a request with a body is answered and
+    /// the connection closed, since the body is not read.
+    pub fn fallback(
+        mut self,
+        fallback: impl Fn(&RequestHead) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        self.fallback = Arc::new(fallback);
+        self
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("head_timeout", &self.head_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found() -> Response {
+    Response::new(404)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .body("Not Found")
+}

@@ -1,0 +1,444 @@
+//! One connection's task, HTTP half: request heads, bodies, responses, keep-alive.
+//!
+//! The task reads a head, then either answers it with the fallback (requests the machine
+//! does not own) or hands it to the machine and performs what the machine says for this
+//! connection, in order, until a response ends the exchange. A `101` hands the connection to
+//! the [WebSocket half](super::websocket).
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::SinkExt;
+use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::future::{Either, select};
+use futures::io::{AsyncRead, AsyncWrite};
+use volley_core::ConnId;
+use volley_core::engine::{Body, Output};
+use volley_core::http::{
+    BodyDecoder, BodyKind, BodyProgress, HttpError, Method, RequestHead, Response, parse_head,
+};
+
+use super::Env;
+use super::actor::{CONN_CAPACITY, Input, ToConn};
+use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
+use super::websocket;
+use crate::runtime::Runtime;
+
+/// Bytes asked of the socket per read of a head.
+const HEAD_READ: usize = 8 * 1024;
+/// Bytes asked of the socket per read of a body.
+const BODY_READ: usize = 16 * 1024;
+
+/// How the HTTP half ended.
+enum End {
+    /// The peer closed, went idle, or the machine closed the connection: drop it.
+    Closed,
+    /// We sent a final response: close our side, linger, drop.
+    Answered,
+    /// The connection failed (IO error, timeout, broken framing).
+    Failed,
+    /// A `101` was written: the connection is now a WebSocket.
+    Upgrade,
+}
+
+/// What finished an exchange with the machine.
+enum Exchange {
+    /// Answered and kept alive: read the next request.
+    Next,
+    End(End),
+}
+
+/// What came while waiting for this connection's outputs.
+enum Next {
+    Output(Output),
+    NotOwned,
+    /// The peer closed (`false`) or failed (`true`), or the machine dropped us (`true`).
+    Gone(bool),
+}
+
+pub(crate) struct Http<'a, R: Runtime, S> {
+    env: &'a Env<R>,
+    conn: ConnId,
+    stream: S,
+    /// Bytes read and not yet consumed: the rest of a head, a body, pipelined requests.
+    buf: BytesMut,
+    out: BytesMut,
+    /// Set once the connection registered with the machine's task.
+    link: Option<Link>,
+    /// Outputs received and not yet performed.
+    pending: VecDeque<Output>,
+    /// The request being answered is a `HEAD`: its answer has no body.
+    head_request: bool,
+}
+
+/// The connection's channels to and from the machine's task.
+pub(crate) struct Link {
+    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) outputs: mpsc::Receiver<ToConn>,
+}
+
+/// Serves `stream` until it ends, then tells the machine.
+pub(crate) async fn run<R, S>(env: &Env<R>, conn: ConnId, stream: S)
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = Http {
+        env,
+        conn,
+        stream,
+        buf: BytesMut::new(),
+        out: BytesMut::new(),
+        link: None,
+        pending: VecDeque::new(),
+        head_request: false,
+    };
+    let end = http.serve().await;
+    let Http {
+        mut stream,
+        buf,
+        link,
+        pending,
+        ..
+    } = http;
+    let error = match end {
+        End::Closed => false,
+        End::Failed => true,
+        End::Answered => {
+            linger_close(&env.runtime, &mut stream).await;
+            false
+        }
+        End::Upgrade => match link {
+            Some(link) => {
+                let mut inputs = link.inputs.clone();
+                let error = websocket::run(env, conn, stream, buf, pending, link).await;
+                let _ = inputs.send(Input::Closed { conn, error }).await;
+                return;
+            }
+            None => true,
+        },
+    };
+    tracing::debug!(error, "connection ended");
+    if let Some(mut link) = link {
+        // The machine may hold a role for it (a parked poll): it must learn that it is gone.
+        let _ = link.inputs.send(Input::Closed { conn, error }).await;
+    }
+}
+
+impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R, S> {
+    async fn serve(&mut self) -> End {
+        let mut first = true;
+        loop {
+            let head = match self.next_head(first).await {
+                Ok(head) => head,
+                Err(end) => return end,
+            };
+            first = false;
+            self.head_request = head.method() == Method::Head;
+            let exchange = if self.env.router.may_own(&head) {
+                self.exchange(head).await
+            } else {
+                self.fallback(&head).await
+            };
+            match exchange {
+                Exchange::Next => {}
+                Exchange::End(end) => return end,
+            }
+        }
+    }
+
+    /// Waits for the next request head: for its first byte, up to the head timeout on a new
+    /// connection or the idle timeout between requests (either way, shutdown ends the wait),
+    /// then up to the head timeout for the whole head.
+    async fn next_head(&mut self, first: bool) -> Result<RequestHead, End> {
+        let env = self.env;
+        self.head_request = false;
+        if self.buf.is_empty() {
+            if env.tracker.is_stopping() {
+                return Err(End::Closed);
+            }
+            let quiet = match first {
+                true => env.config.head_timeout,
+                false => env.config.idle_timeout,
+            };
+            let quiet = pin!(env.runtime.sleep(quiet));
+            let wait = select(quiet, env.tracker.stopping());
+            let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
+            match select(pin!(read), wait).await {
+                Either::Left((Ok(0), _)) => return Err(End::Closed),
+                Either::Left((Ok(_), _)) => {}
+                Either::Left((Err(e), _)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Err(End::Failed);
+                }
+                Either::Right(_) => {
+                    tracing::debug!("quiet connection closed");
+                    return Err(End::Closed);
+                }
+            }
+        }
+        let mut deadline = pin!(env.runtime.sleep(env.config.head_timeout));
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&self.buf, &env.config.limits) {
+                    Ok(Some((head, consumed))) => {
+                        self.buf.advance(consumed);
+                        tracing::debug!(
+                            method = head.method_str(),
+                            target = head.target(),
+                            "request"
+                        );
+                        return Ok(head);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "malformed request head");
+                        return Err(self.answer_error(&e).await);
+                    }
+                }
+            }
+            let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
+            match or_timeout(read, deadline.as_mut()).await {
+                Some(Ok(0)) => return Err(End::Closed),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Err(End::Failed);
+                }
+                None if self.buf.is_empty() => {
+                    tracing::debug!("no request in time");
+                    return Err(End::Closed);
+                }
+                None => {
+                    tracing::debug!("request head too slow");
+                    let response = Response::new(408)
+                        .header("Content-Type", "text/plain; charset=utf-8")
+                        .body("request head timeout")
+                        .closing();
+                    return Err(self.answer(response).await);
+                }
+            }
+        }
+    }
+
+    /// Answers a request the machine does not own.
+    async fn fallback(&mut self, head: &RequestHead) -> Exchange {
+        let response = (self.env.config.fallback)(head);
+        // The fallback does not read bodies: one left unread breaks the framing.
+        let close = has_body(head) || !head.keep_alive();
+        self.respond(response, close).await
+    }
+
+    /// Hands `head` to the machine and performs its outputs for this connection until the
+    /// exchange ends.
+    async fn exchange(&mut self, head: RequestHead) -> Exchange {
+        let conn = self.conn;
+        let keep_alive = head.keep_alive();
+        let kind = head.body_kind();
+        // Until the body is read, the connection cannot carry another request.
+        let mut body_unread = has_body(&head);
+        let expects_continue = head.expects_continue();
+        let link = match self.link.as_mut() {
+            Some(link) => link,
+            None => {
+                let (tx, rx) = mpsc::channel(CONN_CAPACITY);
+                let mut inputs = self.env.inputs.clone();
+                let open = Input::Open { conn, outputs: tx };
+                if inputs.send(open).await.is_err() {
+                    return Exchange::End(End::Failed);
+                }
+                self.link.insert(Link {
+                    inputs,
+                    outputs: rx,
+                })
+            }
+        };
+        let request = Input::Request {
+            conn,
+            head: head.clone(),
+        };
+        if link.inputs.send(request).await.is_err() {
+            return Exchange::End(End::Failed);
+        }
+        loop {
+            match self.next_output().await {
+                Next::Gone(error) => {
+                    tracing::debug!(error, "connection gone while awaiting the machine");
+                    return Exchange::End(if error { End::Failed } else { End::Closed });
+                }
+                Next::NotOwned => {
+                    return self.fallback(&head).await;
+                }
+                Next::Output(Output::Response { response, .. }) => {
+                    if response.status == 101 {
+                        self.out.clear();
+                        response.write_to(&mut self.out);
+                        return match self.write_out().await {
+                            Ok(()) => Exchange::End(End::Upgrade),
+                            Err(()) => Exchange::End(End::Failed),
+                        };
+                    }
+                    let close = response.close || !keep_alive || body_unread;
+                    return self.respond(response, close).await;
+                }
+                Next::Output(Output::ReadBody { limit, .. }) => {
+                    if expects_continue && self.buf.is_empty() {
+                        self.out.clear();
+                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        if self.write_out().await.is_err() {
+                            return Exchange::End(End::Failed);
+                        }
+                    }
+                    let body = match self.read_body(kind, limit).await {
+                        Ok(body) => body,
+                        Err(end) => return Exchange::End(end),
+                    };
+                    body_unread = body == Body::TooLarge;
+                    let Some(link) = self.link.as_mut() else {
+                        return Exchange::End(End::Failed);
+                    };
+                    if link.inputs.send(Input::Body { conn, body }).await.is_err() {
+                        return Exchange::End(End::Failed);
+                    }
+                }
+                Next::Output(Output::Close { .. }) => return Exchange::End(End::Closed),
+                Next::Output(Output::Send { .. }) => {
+                    tracing::debug!("WebSocket message for an HTTP connection dropped");
+                }
+            }
+        }
+    }
+
+    /// The next output for this connection. While waiting, keeps reading the socket so that a
+    /// peer closing under a parked poll is noticed (bytes it pipelines meanwhile are kept,
+    /// up to a head's worth).
+    async fn next_output(&mut self) -> Next {
+        if let Some(output) = self.pending.pop_front() {
+            return Next::Output(output);
+        }
+        let Some(link) = self.link.as_mut() else {
+            return Next::Gone(true);
+        };
+        let max_buffered = self.env.config.limits.max_head_bytes;
+        loop {
+            let watch = self.buf.len() < max_buffered;
+            let (stream, buf) = (&mut self.stream, &mut self.buf);
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(message) = link.outputs.poll_next_unpin(cx) {
+                    return Poll::Ready(Either::Left(message));
+                }
+                if watch {
+                    if let Poll::Ready(read) = poll_read_buf(stream, cx, buf, HEAD_READ) {
+                        return Poll::Ready(Either::Right(read));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                Either::Left(Some(ToConn::Outputs(outputs))) => {
+                    self.pending.extend(outputs);
+                    if let Some(output) = self.pending.pop_front() {
+                        return Next::Output(output);
+                    }
+                }
+                Either::Left(Some(ToConn::NotOwned)) => return Next::NotOwned,
+                Either::Left(None) => return Next::Gone(true),
+                Either::Right(Ok(0)) => return Next::Gone(false),
+                Either::Right(Ok(_)) => {}
+                Either::Right(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Next::Gone(true);
+                }
+            }
+        }
+    }
+
+    /// Reads a body of `kind`, at most `limit` bytes, within the body timeout.
+    async fn read_body(&mut self, kind: BodyKind, limit: usize) -> Result<Body, End> {
+        let env = self.env;
+        let mut decoder = BodyDecoder::new(kind, limit);
+        let mut deadline = pin!(env.runtime.sleep(env.config.body_timeout));
+        loop {
+            match decoder.feed(&mut self.buf) {
+                Ok(BodyProgress::Done(bytes)) => return Ok(Body::Complete(bytes)),
+                Ok(BodyProgress::NeedMore) => {}
+                Err(HttpError::BodyTooLarge) => return Ok(Body::TooLarge),
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed request body");
+                    return Err(self.answer_error(&e).await);
+                }
+            }
+            let read = read_buf(&mut self.stream, &mut self.buf, BODY_READ);
+            match or_timeout(read, deadline.as_mut()).await {
+                Some(Ok(0)) => {
+                    tracing::debug!("connection closed inside a body");
+                    return Err(End::Failed);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Err(End::Failed);
+                }
+                None => {
+                    tracing::debug!("request body too slow");
+                    return Err(End::Failed);
+                }
+            }
+        }
+    }
+
+    /// Writes `response`, closing after it when `close` (or when shutting down).
+    async fn respond(&mut self, mut response: Response, close: bool) -> Exchange {
+        let close = close || response.close || self.env.tracker.is_stopping();
+        response.close = close;
+        if self.head_request && !response.body.is_empty() {
+            // A HEAD answer describes the body it would have had, and carries none: bytes
+            // after it would be read as the next response.
+            if response.get_header("content-length").is_none() {
+                let length = response.body.len().to_string();
+                response = response.header("Content-Length", length);
+            }
+            response.body = Bytes::new();
+        }
+        self.out.clear();
+        response.write_to(&mut self.out);
+        match self.write_out().await {
+            Err(()) => Exchange::End(End::Failed),
+            Ok(()) if close => Exchange::End(End::Answered),
+            Ok(()) => Exchange::Next,
+        }
+    }
+
+    /// Answers a framing error (the answer closes the connection).
+    async fn answer_error(&mut self, error: &HttpError) -> End {
+        self.answer(error.response()).await
+    }
+
+    async fn answer(&mut self, response: Response) -> End {
+        match self.respond(response, true).await {
+            Exchange::End(end) => end,
+            Exchange::Next => End::Answered,
+        }
+    }
+
+    async fn write_out(&mut self) -> Result<(), ()> {
+        let env = self.env;
+        write_all(
+            &env.runtime,
+            &mut self.stream,
+            &self.out,
+            env.config.write_timeout,
+        )
+        .await
+        .map_err(|e| tracing::debug!(error = %e, "write failed"))
+    }
+}
+
+fn has_body(head: &RequestHead) -> bool {
+    !matches!(head.body_kind(), BodyKind::None | BodyKind::Length(0))
+}

@@ -1,0 +1,103 @@
+//! Small IO helpers shared by the HTTP and WebSocket halves of a connection.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::future::{Either, select};
+use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::runtime::Runtime;
+
+/// How long a closing connection keeps reading (and discarding) after its last write, so the
+/// peer sees the response rather than a reset for data it sent meanwhile.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes discarded while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Reads once into the spare end of `buf` (at most `want` bytes), growing it.
+///
+/// Poll-based so that it is cancel-safe: the buffer is grown and trimmed back within one poll,
+/// and bytes are appended only when the read completes.
+pub(crate) fn poll_read_buf<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Poll<io::Result<usize>> {
+    let len = buf.len();
+    buf.resize(len + want, 0);
+    let result = Pin::new(stream).poll_read(cx, &mut buf[len..]);
+    let n = match &result {
+        Poll::Ready(Ok(n)) => *n,
+        _ => 0,
+    };
+    buf.truncate(len + n);
+    result
+}
+
+/// [`poll_read_buf`] as a future.
+pub(crate) async fn read_buf<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+) -> io::Result<usize> {
+    poll_fn(|cx| poll_read_buf(stream, cx, buf, want)).await
+}
+
+/// Runs `fut` until `sleep` completes; `None` on timeout.
+pub(crate) async fn or_timeout<T, F, D>(fut: F, sleep: Pin<&mut D>) -> Option<T>
+where
+    F: Future<Output = T>,
+    D: Future<Output = ()>,
+{
+    match select(pin!(fut), sleep).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// Writes and flushes `bytes` within `timeout`.
+pub(crate) async fn write_all<R: Runtime, S: AsyncWrite + Unpin>(
+    runtime: &R,
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let sleep = pin!(runtime.sleep(timeout));
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    or_timeout(write, sleep)
+        .await
+        .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// Closes our side (TCP FIN), then reads and discards what the peer still sends, until it
+/// closes too, [`LINGER`] passes, or [`LINGER_BYTES`] were discarded. Closing a socket whose
+/// receive buffer holds unread data makes the kernel send a reset, which can destroy a
+/// response the peer has not read yet; this is the lingering close HTTP servers do.
+pub(crate) async fn linger_close<R: Runtime, S: AsyncRead + AsyncWrite + Unpin>(
+    runtime: &R,
+    stream: &mut S,
+) {
+    let sleep = pin!(runtime.sleep(LINGER));
+    let drain = async {
+        stream.close().await?;
+        let mut scratch = BytesMut::new();
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            scratch.clear();
+            match read_buf(stream, &mut scratch, 4096).await? {
+                0 => break,
+                n => discarded += n,
+            }
+        }
+        Ok::<(), io::Error>(())
+    };
+    let _ = or_timeout(drain, sleep).await;
+}

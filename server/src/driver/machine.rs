@@ -1,0 +1,181 @@
+//! The shape of a sans-IO machine the driver can serve.
+//!
+//! [`Machine`] is `volley_core::engine::Engine`'s input/output contract written as a trait, so
+//! the same driver serves the bare Engine.IO machine and the Socket.IO layer built on it (which
+//! keeps the same inputs and outputs and adds its own events). Outputs are the engine's
+//! [`Output`] type because they are what a connection must do, whichever layer asked.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use volley_core::ConnId;
+use volley_core::engine::{ApiMisuse, Body, Engine, Output, WsMessage};
+use volley_core::http::RequestHead;
+
+/// A sans-IO machine: inputs (`handle_*`), outputs (`poll_*`) and the routing question.
+///
+/// The driver calls it from one task only (see the [driver](super) docs), in the core's drain
+/// order: after each batch of inputs, every [`poll_event`](Machine::poll_event), then every
+/// [`poll_output`](Machine::poll_output), then [`poll_timeout`](Machine::poll_timeout).
+pub trait Machine: Send + 'static {
+    /// What the application sees (`volley_core::engine::Event` for the engine).
+    type Event: Send + 'static;
+    /// A contract violation by the caller. The driver never commits one knowingly; races it
+    /// cannot see (a message read from a WebSocket the machine has just closed) surface here
+    /// and are logged at debug level.
+    type Misuse: fmt::Display + Send + 'static;
+
+    /// Whether `head` is addressed to the machine. Requests it does not own go to the
+    /// driver's fallback handler. Authoritative: asked on the machine's task.
+    fn owns(&self, head: &RequestHead) -> bool;
+
+    /// A cheap, thread-safe copy of the routing rule, so connection tasks can send requests
+    /// that are not the machine's to the fallback without a round trip to the machine's task.
+    /// It may over-approximate ([`Router::all`]); [`owns`](Machine::owns) has the last word.
+    fn router(&self) -> Router {
+        Router::all()
+    }
+
+    /// The largest WebSocket message the machine accepts; the driver's WebSocket codec stops
+    /// reading a larger one before buffering it.
+    fn max_message_size(&self) -> usize;
+
+    /// An HTTP request head arrived on `conn`.
+    fn handle_request(
+        &mut self,
+        conn: ConnId,
+        head: RequestHead,
+        now: Instant,
+    ) -> Result<(), Self::Misuse>;
+
+    /// The body asked for by [`Output::ReadBody`].
+    fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), Self::Misuse>;
+
+    /// A WebSocket message arrived on `conn`.
+    fn handle_ws_message(
+        &mut self,
+        conn: ConnId,
+        message: WsMessage,
+        now: Instant,
+    ) -> Result<(), Self::Misuse>;
+
+    /// Every [`Output::Send`] handed out for `conn` so far has been written.
+    fn handle_ws_drained(&mut self, conn: ConnId, now: Instant);
+
+    /// `conn` ended (`error`: it failed rather than closed). Safe for unknown connections.
+    fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant);
+
+    /// Runs what is due at `now`.
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// The next thing to do on a connection.
+    fn poll_output(&mut self) -> Option<Output>;
+
+    /// The next thing the application must see.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+
+    /// When [`handle_timeout`](Machine::handle_timeout) is due next.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+/// A thread-safe request filter: "might this request belong to the machine?".
+///
+/// Built from the machine's configuration once, when the driver starts, and shared by every
+/// connection task.
+#[derive(Clone)]
+pub struct Router(Option<Filter>);
+
+type Filter = Arc<dyn Fn(&RequestHead) -> bool + Send + Sync>;
+
+impl Router {
+    /// Sends every request to the machine, which decides with [`Machine::owns`].
+    pub fn all() -> Self {
+        Router(None)
+    }
+
+    /// A filter; `false` sends the request to the fallback without asking the machine.
+    pub fn new(f: impl Fn(&RequestHead) -> bool + Send + Sync + 'static) -> Self {
+        Router(Some(Arc::new(f)))
+    }
+
+    /// Whether the request may be the machine's.
+    pub fn may_own(&self, head: &RequestHead) -> bool {
+        self.0.as_ref().is_none_or(|f| f(head))
+    }
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Router(filter)"
+        } else {
+            "Router(all)"
+        })
+    }
+}
+
+impl Machine for Engine {
+    type Event = volley_core::engine::Event;
+    type Misuse = ApiMisuse;
+
+    fn owns(&self, head: &RequestHead) -> bool {
+        Engine::owns(self, head)
+    }
+
+    fn router(&self) -> Router {
+        // The engine routes by path alone, and its configuration is fixed once built.
+        let config = self.config().clone();
+        Router::new(move |head| config.matches_path(head.path()))
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.config().max_payload
+    }
+
+    fn handle_request(
+        &mut self,
+        conn: ConnId,
+        head: RequestHead,
+        now: Instant,
+    ) -> Result<(), ApiMisuse> {
+        Engine::handle_request(self, conn, head, now)
+    }
+
+    fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
+        Engine::handle_body(self, conn, body, now)
+    }
+
+    fn handle_ws_message(
+        &mut self,
+        conn: ConnId,
+        message: WsMessage,
+        now: Instant,
+    ) -> Result<(), ApiMisuse> {
+        Engine::handle_ws_message(self, conn, message, now)
+    }
+
+    fn handle_ws_drained(&mut self, conn: ConnId, now: Instant) {
+        Engine::handle_ws_drained(self, conn, now);
+    }
+
+    fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
+        Engine::handle_conn_closed(self, conn, error, now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Engine::handle_timeout(self, now);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        Engine::poll_output(self)
+    }
+
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        Engine::poll_event(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Engine::poll_timeout(self)
+    }
+}

@@ -1,0 +1,215 @@
+//! The IO driver: serves byte streams for a sans-IO [`Machine`], on any [`Runtime`].
+//!
+//! # Shape
+//!
+//! ```text
+//!  connection tasks ──Input──▶ ┌──────────────┐ ──outputs──▶ that connection's queue
+//!  (one per stream)            │ machine task │
+//!  Handle::call/cast ─command─▶└──────────────┘ ──events──▶ on_event(&mut machine, event, now)
+//! ```
+//!
+//! - **One task owns the machine** ([`Driver::start`] spawns it). It applies inputs in arrival
+//!   order, then drains in the core's order: every event (handed to the application callback,
+//!   whose reactions are commands on the same machine), then every output, each routed to its
+//!   connection's own bounded queue, then it sleeps until the next input or the machine's
+//!   next deadline. Each drain loop has a budget, so a burst yields to other tasks. No lock
+//!   is taken on the message path, and the machine need not be `Sync`.
+//! - **One task per connection** ([`Driver::serve_connection`]), generic over any
+//!   `futures::io` stream: it parses HTTP/1.1 with `volley_core::http`, answers requests the
+//!   machine does not own with the fallback, and otherwise performs what the machine says for
+//!   it: write a response, read a body (at most the machine's limit), or, after a `101`,
+//!   carry WebSocket frames (async-tungstenite) both ways.
+//! - **[`Handle`]** runs commands on the machine from any other task.
+//!
+//! # Guarantees
+//!
+//! - Every connection that ever reached the machine reports its end
+//!   (`handle_conn_closed`), so a parked poll whose client vanished closes its session.
+//! - A connection that stops taking its outputs (its queue fills) is dropped and reported as
+//!   failed: one stuck peer never holds the machine's task.
+//! - Head, idle, body and write timeouts bound what a peer can hold by going quiet
+//!   ([`ServerConfig`]); malformed heads get the codec's error response and a close.
+//! - IO errors never panic; they end the connection and are logged with `tracing` at debug
+//!   level, inside a `conn` span per connection.
+//!
+//! # Graceful shutdown
+//!
+//! [`Driver::shutdown`] stops admitting connections, closes idle keep-alive ones (and each
+//! busy HTTP one after its current response), and completes when every connection has
+//! ended. It does not close WebSockets or sessions: that is the protocol layer's decision (a
+//! Socket.IO "server shutting down" disconnect), taken through the [`Handle`] before or while
+//! awaiting shutdown. Accept loops stop on [`Driver::stopping`].
+
+mod actor;
+mod config;
+mod conn;
+mod io;
+mod machine;
+mod shutdown;
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod test_support;
+mod websocket;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use futures::channel::mpsc;
+use futures::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
+use volley_core::ConnId;
+use volley_core::http::Response;
+
+pub use actor::{Handle, Stopped};
+pub use config::{Fallback, ServerConfig};
+pub use machine::{Machine, Router};
+
+use actor::{Actor, Input};
+use shutdown::{Refused, Tracker};
+
+use crate::runtime::Runtime;
+
+/// What every connection task shares.
+pub(crate) struct Env<R> {
+    runtime: R,
+    config: ServerConfig,
+    router: Router,
+    ws_config: WebSocketConfig,
+    inputs: mpsc::Sender<Input>,
+    next_conn: AtomicU64,
+    tracker: Tracker,
+}
+
+/// A running machine and what its connections need: cheap to clone, one per accept loop.
+///
+/// Dropping every `Driver` and [`Handle`] (and letting every connection end) stops the
+/// machine's task.
+pub struct Driver<M, R> {
+    env: Arc<Env<R>>,
+    handle: Handle<M>,
+}
+
+impl<M, R> Clone for Driver<M, R> {
+    fn clone(&self) -> Self {
+        Driver {
+            env: self.env.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<M, R> fmt::Debug for Driver<M, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("connections", &self.env.tracker.active())
+            .field("config", &self.env.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Machine, R: Runtime> Driver<M, R> {
+    /// Spawns the machine's task on `runtime` and returns the driver.
+    ///
+    /// `on_event` sees every event of the machine, on the machine's task, with the machine
+    /// itself so it can react with commands at once (an echo is `engine.send` in it). It must
+    /// not block; work that waits belongs in a task of its own, which talks back through the
+    /// [`Handle`].
+    pub fn start<F>(machine: M, runtime: R, config: ServerConfig, on_event: F) -> Self
+    where
+        F: FnMut(&mut M, M::Event, Instant) + Send + 'static,
+    {
+        let router = machine.router();
+        let ws_config = websocket::config(machine.max_message_size());
+        let (actor, inputs, handle) = Actor::new(machine, runtime.clone(), on_event);
+        runtime.spawn(
+            actor
+                .run()
+                .instrument(tracing::debug_span!("volley::driver")),
+        );
+        let tracker = Tracker::new(config.max_connections);
+        let env = Env {
+            runtime,
+            config,
+            router,
+            ws_config,
+            inputs,
+            next_conn: AtomicU64::new(1),
+            tracker,
+        };
+        Driver {
+            env: Arc::new(env),
+            handle,
+        }
+    }
+
+    /// Serves one connection until it ends. Spawn one task per accepted stream running this;
+    /// `peer` only labels the connection's log span.
+    ///
+    /// Beyond the connection cap the stream is answered `503` and closed; after
+    /// [`shutdown`](Driver::shutdown) began it is closed at once.
+    pub async fn serve_connection<S>(&self, mut stream: S, peer: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let env = &*self.env;
+        let admission = match env.tracker.admit() {
+            Ok(admission) => admission,
+            Err(Refused::Stopping) => return,
+            Err(Refused::Full) => {
+                tracing::debug!(?peer, "connection refused: at the connection cap");
+                let mut out = bytes::BytesMut::new();
+                Response::new(503)
+                    .header("Content-Type", "text/plain; charset=utf-8")
+                    .header("Retry-After", "1")
+                    .body("Service Unavailable")
+                    .closing()
+                    .write_to(&mut out);
+                let written =
+                    io::write_all(&env.runtime, &mut stream, &out, env.config.write_timeout).await;
+                if written.is_ok() {
+                    io::linger_close(&env.runtime, &mut stream).await;
+                }
+                return;
+            }
+        };
+        let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
+        let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer);
+        conn::run(env, conn, stream).instrument(span).await;
+        drop(admission);
+    }
+
+    /// A handle for running commands on the machine.
+    pub fn handle(&self) -> Handle<M> {
+        self.handle.clone()
+    }
+
+    /// The runtime the driver runs on.
+    pub fn runtime(&self) -> &R {
+        &self.env.runtime
+    }
+
+    /// Connections being served now.
+    pub fn connection_count(&self) -> usize {
+        self.env.tracker.active()
+    }
+
+    /// Begins a graceful shutdown (see the [module docs](self)); the future completes when
+    /// every connection has ended. Calling it again just waits again.
+    pub fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.env.tracker.shutdown()
+    }
+
+    /// Completes once shutdown has begun: accept loops select on it to stop accepting.
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.env.tracker.stopping()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.env.tracker.is_stopping()
+    }
+}

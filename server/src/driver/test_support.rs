@@ -1,0 +1,608 @@
+//! Loopback scenarios shared by the runtime crates' tests (feature `test-support`).
+//!
+//! Each scenario drives a real server over real sockets with a tiny raw HTTP client and an
+//! async-tungstenite WebSocket client; a runtime crate's test only binds a listener, starts
+//! [`echo`] and supplies a [`Connector`]. Nothing here waits on time to synchronise: clients
+//! wait for bytes, and server-side effects are observed through the event log.
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::Role;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::future::{BoxFuture, Either, select};
+use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use volley_core::Sid;
+use volley_core::engine::{CloseReason, Config, Engine, Event};
+
+use super::io::read_buf;
+use super::{Driver, ServerConfig};
+use crate::runtime::Runtime;
+
+/// Opens client connections to the server under test.
+pub trait Connector: Send + Sync + 'static {
+    /// A client stream.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Connects once.
+    fn connect(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// The engine configuration of every scenario: a fast heartbeat, a small payload limit.
+pub fn engine_config() -> Config {
+    Config {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        max_payload: 10_000,
+        ..Config::default()
+    }
+}
+
+/// The events the echo application saw, in order.
+pub struct Events(mpsc::UnboundedReceiver<Event>);
+
+impl Events {
+    /// The next event.
+    pub async fn next(&mut self) -> Event {
+        self.0.next().await.expect("the driver stopped")
+    }
+
+    /// The close reason of `sid`, skipping other events.
+    pub async fn closed(&mut self, sid: Sid) -> CloseReason {
+        loop {
+            if let Event::Close { sid: s, reason } = self.next().await {
+                if s == sid {
+                    return reason;
+                }
+            }
+        }
+    }
+
+    /// Waits for the upgrade of `sid`, skipping other events.
+    pub async fn upgraded(&mut self, sid: Sid) {
+        loop {
+            if let Event::Upgrade { sid: s } = self.next().await {
+                if s == sid {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Starts an [`Engine`] with [`engine_config`] whose application echoes every message, and
+/// logs every event.
+pub fn echo<R: Runtime>(runtime: R, config: ServerConfig) -> (Driver<Engine, R>, Events) {
+    let (tx, rx) = mpsc::unbounded();
+    let engine = Engine::new(engine_config(), [7; 32]);
+    let driver = Driver::start(engine, runtime, config, move |engine, event, now| {
+        if let Event::Message { sid, message } = &event {
+            let _ = engine.send(*sid, message.clone(), now);
+        }
+        let _ = tx.unbounded_send(event);
+    });
+    (driver, Events(rx))
+}
+
+/// A running server and the means to talk to it.
+pub struct Harness<R: Runtime, C> {
+    /// The server's runtime (for client-side pacing only).
+    pub runtime: R,
+    /// Opens client connections.
+    pub connector: C,
+    /// The server's driver.
+    pub driver: Driver<Engine, R>,
+    /// The echo application's event log.
+    pub events: Events,
+    /// Completes when the accept loop returns.
+    pub accepting: BoxFuture<'static, io::Result<()>>,
+}
+
+/// A response as the raw client read it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header fields, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body (`Content-Length` framed).
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// The first field named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("text body")
+    }
+}
+
+/// A minimal HTTP/1.1 client over one connection.
+pub struct Client<S> {
+    stream: S,
+    buf: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Wraps a connected stream.
+    pub fn new(stream: S) -> Self {
+        Client {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Writes raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Sends a request (`Content-Length` framed when `body` is non-empty or the method is
+    /// POST) and reads its response.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        extra_headers: &str,
+        body: &[u8],
+    ) -> io::Result<HttpResponse> {
+        let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}");
+        if method == "POST" || !body.is_empty() {
+            raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        raw.push_str("\r\n");
+        let mut bytes = raw.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send_raw(&bytes).await?;
+        self.read_response().await
+    }
+
+    /// `GET target`.
+    pub async fn get(&mut self, target: &str) -> io::Result<HttpResponse> {
+        self.request("GET", target, "", b"").await
+    }
+
+    /// `POST target` with `body`.
+    pub async fn post(&mut self, target: &str, body: &[u8]) -> io::Result<HttpResponse> {
+        self.request("POST", target, "", body).await
+    }
+
+    /// Reads one response.
+    pub async fn read_response(&mut self) -> io::Result<HttpResponse> {
+        self.read_response_with(true).await
+    }
+
+    /// `HEAD target`: the response's `Content-Length` describes a body that is not sent.
+    pub async fn head(&mut self, target: &str) -> io::Result<HttpResponse> {
+        let raw = format!("HEAD {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        self.send_raw(raw.as_bytes()).await?;
+        self.read_response_with(false).await
+    }
+
+    async fn read_response_with(&mut self, with_body: bool) -> io::Result<HttpResponse> {
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i;
+            }
+            self.fill().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..end])
+            .map_err(|_| io::Error::other("response head is not UTF-8"))?
+            .to_owned();
+        self.buf.advance(end + 4);
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| io::Error::other("bad status line"))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(Ok(0), |(_, v)| v.parse())
+            .map_err(|_| io::Error::other("bad Content-Length"))?;
+        let length = if with_body { length } else { 0 };
+        while self.buf.len() < length {
+            self.fill().await?;
+        }
+        let body = self.buf.split_to(length).freeze();
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Whether the server closed the connection (reads until EOF, discarding; an error such
+    /// as a reset counts as closed too).
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match read_buf(&mut self.stream, &mut self.buf, 4096).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => self.buf.clear(),
+            }
+        }
+    }
+
+    /// Bytes received and not consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Turns the connection into a WebSocket client after a 101 (keeping frames that came
+    /// right behind it).
+    pub async fn into_websocket(self) -> WebSocketStream<S> {
+        let leftover = self.buf.to_vec();
+        WebSocketStream::from_partially_read(self.stream, leftover, Role::Client, None).await
+    }
+
+    async fn fill(&mut self) -> io::Result<()> {
+        match read_buf(&mut self.stream, &mut self.buf, 4096).await? {
+            0 => Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+const POLLING: &str = "/engine.io/?EIO=4&transport=polling";
+
+fn polling_sid(sid: Sid) -> String {
+    format!("{POLLING}&sid={sid}")
+}
+
+/// The sid inside an open packet `0{"sid":"…",…}`.
+fn open_sid(packet: &str) -> Sid {
+    assert!(packet.starts_with("0{"), "not an open packet: {packet:?}");
+    let rest = &packet[packet.find("\"sid\":\"").expect("sid field") + 7..];
+    Sid::new(&rest[..rest.find('"').expect("sid end")]).expect("valid sid")
+}
+
+impl<R: Runtime, C: Connector> Harness<R, C> {
+    /// A connected raw client.
+    pub async fn client(&self) -> Client<C::Stream> {
+        Client::new(self.connector.connect().await.expect("connect"))
+    }
+
+    /// A WebSocket client for `target` (the upgrade done by hand, so no handshake code of
+    /// the client library is needed).
+    pub async fn websocket(&self, target: &str) -> WebSocketStream<C::Stream> {
+        let mut client = self.client().await;
+        let response = client
+            .request(
+                "GET",
+                target,
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+                b"",
+            )
+            .await
+            .expect("upgrade response");
+        assert_eq!(response.status, 101, "upgrade refused: {response:?}");
+        assert_eq!(
+            response.header("sec-websocket-accept"),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        client.into_websocket().await
+    }
+
+    /// A polling handshake on `client`; returns the session id.
+    pub async fn handshake(&self, client: &mut Client<C::Stream>) -> Sid {
+        let response = client.get(POLLING).await.expect("handshake");
+        assert_eq!(response.status, 200, "{response:?}");
+        open_sid(response.text())
+    }
+}
+
+/// Polls `sid` until a packet other than a ping arrives (pings are answered), and returns the
+/// packets of that poll.
+async fn poll_packets<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    sid: Sid,
+) -> Vec<String> {
+    loop {
+        let response = client.get(&polling_sid(sid)).await.expect("poll");
+        assert_eq!(response.status, 200, "{response:?}");
+        let packets: Vec<String> = response
+            .text()
+            .split('\x1e')
+            .filter(|p| *p != "2")
+            .map(str::to_owned)
+            .collect();
+        if response.text().split('\x1e').any(|p| p == "2") {
+            let pong = client.post(&polling_sid(sid), b"3").await.expect("pong");
+            assert_eq!(pong.text(), "ok");
+        }
+        if !packets.is_empty() {
+            return packets;
+        }
+    }
+}
+
+/// The next WebSocket message that is not an Engine.IO ping (pings are answered).
+async fn ws_next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Message {
+    loop {
+        let message = ws.next().await.expect("message").expect("frame");
+        if message == Message::text("2") {
+            ws.send(Message::text("3")).await.expect("pong");
+            continue;
+        }
+        return message;
+    }
+}
+
+/// Handshake, `POST 4hello` → `ok`, `GET` → `4hello`, each on a connection of its own.
+pub async fn polling_echo<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut first = h.client().await;
+    let sid = h.handshake(&mut first).await;
+    assert!(matches!(h.events.next().await, Event::Open { sid: s, .. } if s == sid));
+    let mut second = h.client().await;
+    let posted = second.post(&polling_sid(sid), b"4hello").await.unwrap();
+    assert_eq!((posted.status, posted.text()), (200, "ok"));
+    let mut third = h.client().await;
+    assert_eq!(poll_packets(&mut third, sid).await, ["4hello"]);
+}
+
+/// One TCP connection carries a handshake, a POST, a poll, a 404 and a last request with
+/// `Connection: close`, after which the server closes.
+pub async fn keep_alive<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let sid = h.handshake(&mut client).await;
+    let posted = client.post(&polling_sid(sid), b"4one").await.unwrap();
+    assert_eq!(posted.text(), "ok");
+    assert_eq!(poll_packets(&mut client, sid).await, ["4one"]);
+    let missing = client.get("/elsewhere").await.unwrap();
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("connection"), None);
+    let posted = client.post(&polling_sid(sid), b"4two").await.unwrap();
+    assert_eq!(posted.text(), "ok");
+    let last = client
+        .request("GET", &polling_sid(sid), "Connection: close\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(last.text(), "4two");
+    assert_eq!(last.header("connection"), Some("close"));
+    assert!(client.closed().await);
+}
+
+/// Paths outside the engine get the fallback (404 by default), and the connection stays.
+pub async fn not_found<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    for target in ["/", "/engine.io.js", "/socket.io/?EIO=4&transport=polling"] {
+        let response = client.get(target).await.unwrap();
+        assert_eq!(response.status, 404, "{target}");
+    }
+    let head = client.head("/").await.unwrap();
+    assert_eq!(head.status, 404);
+    assert_eq!(head.header("content-length"), Some("9"));
+    assert!(head.body.is_empty());
+    let sid = h.handshake(&mut client).await;
+    assert!(!sid.as_str().is_empty());
+}
+
+/// A custom fallback answers what the engine does not own.
+pub async fn custom_fallback<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let response = client.get("/health").await.unwrap();
+    assert_eq!((response.status, response.text()), (200, "healthy"));
+}
+
+/// The fallback of [`custom_fallback`].
+pub fn health_config() -> ServerConfig {
+    ServerConfig::new().fallback(|head| {
+        if head.path() == "/health" {
+            volley_core::http::Response::new(200).body("healthy")
+        } else {
+            volley_core::http::Response::new(404)
+        }
+    })
+}
+
+/// A POST over `max_payload` gets 413 and a close, whether its size is announced
+/// (`Content-Length`) or discovered (chunked); the session survives.
+pub async fn payload_too_large<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let sid = h.handshake(&mut client).await;
+    let big = vec![b'4'; 20_000];
+    let mut announced = h.client().await;
+    let response = announced.post(&polling_sid(sid), &big).await.unwrap();
+    assert_eq!(response.status, 413);
+    assert!(announced.closed().await);
+
+    let mut chunked = h.client().await;
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+        polling_sid(sid)
+    );
+    chunked.send_raw(head.as_bytes()).await.unwrap();
+    let mut chunk = format!("{:x}\r\n", big.len()).into_bytes();
+    chunk.extend_from_slice(&big);
+    chunk.extend_from_slice(b"\r\n0\r\n\r\n");
+    // The server may answer and close before it has read all of this.
+    let _ = chunked.send_raw(&chunk).await;
+    let response = chunked.read_response().await.unwrap();
+    assert_eq!(response.status, 413);
+    assert!(chunked.closed().await);
+
+    let posted = client.post(&polling_sid(sid), b"4still").await.unwrap();
+    assert_eq!(posted.text(), "ok");
+}
+
+/// A malformed head gets 400 and a close.
+pub async fn malformed_head<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    client
+        .send_raw(b"GET /engine.io/ HTTP/1.1\r\nHost: a\r\nNo colon here\r\n\r\n")
+        .await
+        .unwrap();
+    let response = client.read_response().await.unwrap();
+    assert_eq!(response.status, 400);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.closed().await);
+}
+
+/// WebSocket only: open packet, text and binary echo, a server ping answered twice (the
+/// session outlives two heartbeat periods), then a client close reported as such.
+pub async fn websocket_only<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut ws = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let open = ws.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    assert!(open.to_text().unwrap().contains("\"upgrades\":[]"));
+    ws.send(Message::text("4hello")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("4hello"));
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::binary(vec![1u8, 2, 3]));
+    for _ in 0..2 {
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("2"));
+        ws.send(Message::text("3")).await.unwrap();
+    }
+    ws.close(None).await.unwrap();
+    assert_eq!(h.events.closed(sid).await, CloseReason::TransportClose);
+    let (sessions, conns) = h
+        .driver
+        .handle()
+        .call(|engine, _| (engine.session_count(), engine.connection_count()))
+        .await
+        .unwrap();
+    assert_eq!((sessions, conns), (0, 0));
+}
+
+/// Polling, then `2probe` → `3probe`, `5`, then the echo over the WebSocket.
+pub async fn upgrade<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let sid = h.handshake(&mut client).await;
+    let mut ws = h
+        .websocket(&format!("/engine.io/?EIO=4&transport=websocket&sid={sid}"))
+        .await;
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("3probe"));
+    ws.send(Message::text("5")).await.unwrap();
+    h.events.upgraded(sid).await;
+    ws.send(Message::text("4over ws")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("4over ws"));
+    // Polling is over for this session.
+    let refused = client.get(&polling_sid(sid)).await.unwrap();
+    assert_eq!(refused.status, 400);
+}
+
+/// A client that disconnects while its poll is parked closes the session (transport error),
+/// and the engine forgets the connection.
+pub async fn disconnect_mid_poll<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let sid = h.handshake(&mut client).await;
+    let mut poller = h.client().await;
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        polling_sid(sid)
+    );
+    poller.send_raw(head.as_bytes()).await.unwrap();
+    drop(poller);
+    assert_eq!(h.events.closed(sid).await, CloseReason::TransportError);
+    let (sessions, conns) = h
+        .driver
+        .handle()
+        .call(|engine, _| (engine.session_count(), engine.connection_count()))
+        .await
+        .unwrap();
+    assert_eq!((sessions, conns), (0, 0));
+}
+
+/// A head trickled one byte at a time, each well within the head timeout, is cut off when
+/// the whole head's deadline passes: 408, then a close.
+pub async fn slow_loris<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let started = Instant::now();
+    let trickle = b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nX-Slow: ";
+    let mut sent = 0;
+    loop {
+        // Pacing the attack, not synchronising: the server's answer ends the loop.
+        let byte = [trickle.get(sent).copied().unwrap_or(b'a')];
+        sent += 1;
+        if client.send_raw(&byte).await.is_err() {
+            break;
+        }
+        let pause = pin!(h.runtime.sleep(Duration::from_millis(20)));
+        let read = read_buf(&mut client.stream, &mut client.buf, 4096);
+        if let Either::Left(_) = select(pin!(read), pause).await {
+            break; // an answer, a close or a reset
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= slow_loris_timeout(), "closed after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "closed after {elapsed:?}");
+    let response = client.read_response().await.unwrap();
+    assert_eq!(response.status, 408);
+    assert!(client.closed().await);
+}
+
+/// The head timeout [`slow_loris`] runs with.
+pub fn slow_loris_timeout() -> Duration {
+    Duration::from_millis(300)
+}
+
+/// A kept-alive connection that stays quiet past the idle timeout is closed.
+pub async fn idle_timeout<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    assert_eq!(client.get("/").await.unwrap().status, 404);
+    assert!(client.closed().await);
+}
+
+/// Beyond the connection cap a connection gets 503 and a close.
+pub async fn connection_cap<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut first = h.client().await;
+    // Answered, so surely admitted.
+    assert_eq!(first.get("/").await.unwrap().status, 404);
+    let mut second = h.client().await;
+    let response = second.read_response().await.unwrap();
+    assert_eq!(response.status, 503);
+    assert!(second.closed().await);
+    drop(first);
+}
+
+/// The server closes a WebSocket session through the handle: the client gets the close
+/// packet, then a close frame.
+pub async fn server_close<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut ws = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let open = ws.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    h.driver
+        .handle()
+        .call(move |engine, now| engine.close(sid, now))
+        .await
+        .unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("1"));
+    assert!(matches!(ws_next(&mut ws).await, Message::Close(_)));
+    assert_eq!(h.events.closed(sid).await, CloseReason::ForcedClose);
+}
+
+/// Shutdown closes idle connections, stops the accept loop, and completes once the
+/// connections are gone.
+pub async fn graceful_shutdown<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut idle = h.client().await;
+    assert_eq!(idle.get("/").await.unwrap().status, 404);
+    h.driver.shutdown().await;
+    assert!(idle.closed().await);
+    h.accepting.await.expect("accept loop");
+    assert_eq!(h.driver.connection_count(), 0);
+    assert!(h.driver.is_stopping());
+}

@@ -1,0 +1,387 @@
+//! The server handle users build and register on.
+
+use crate::driver::{Driver, ServerConfig};
+use crate::extensions::Extensions;
+use crate::handler::BoxFuture;
+use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
+use crate::namespace::Namespace;
+use crate::node::{Ctl, Node, Spawner};
+use crate::operators::BroadcastOperator;
+use crate::payload::EncodeError;
+use crate::registry::{NsHandlers, Registry};
+use crate::runtime::Runtime;
+use crate::socket::Socket;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use volley_core::engine::{Engine, OverflowPolicy, Transports};
+use volley_core::rng::IdGenerator;
+use volley_core::socketio::{Config as SioConfig, Room, Server as SioServer};
+
+/// Options for a server; finish with [`Builder::build`] on a runtime.
+pub struct Builder {
+    sio: SioConfig,
+    server: ServerConfig,
+    seed: Option<[u8; 32]>,
+    ids: Option<Box<dyn IdGenerator>>,
+    state: Extensions,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("sio", &self.sio)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            sio: SioConfig::default(),
+            server: ServerConfig::new(),
+            seed: None,
+            ids: None,
+            state: Extensions::new(),
+        }
+    }
+}
+
+impl Builder {
+    /// The reference server's defaults (`/socket.io/`, 25 s ping interval, 20 s timeout,
+    /// 1 MB payloads, 45 s connect timeout).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Time between server pings.
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.sio.engine.ping_interval = d;
+        self
+    }
+
+    /// How long a pong may take.
+    pub fn ping_timeout(mut self, d: Duration) -> Self {
+        self.sio.engine.ping_timeout = d;
+        self
+    }
+
+    /// How long an upgrade may take.
+    pub fn upgrade_timeout(mut self, d: Duration) -> Self {
+        self.sio.engine.upgrade_timeout = d;
+        self
+    }
+
+    /// The largest message or polling body (`maxHttpBufferSize`).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.sio.engine.max_payload = bytes;
+        self
+    }
+
+    /// Which transports are accepted.
+    pub fn transports(mut self, polling: bool, websocket: bool) -> Self {
+        self.sio.engine.transports = Transports { polling, websocket };
+        self
+    }
+
+    /// Whether polling clients may upgrade to WebSocket.
+    pub fn allow_upgrades(mut self, allow: bool) -> Self {
+        self.sio.engine.allow_upgrades = allow;
+        self
+    }
+
+    /// Whether Socket.IO v2 clients (Engine.IO v3) are accepted.
+    pub fn allow_eio3(mut self, allow: bool) -> Self {
+        self.sio.engine.allow_eio3 = allow;
+        self
+    }
+
+    /// The request path (default `/socket.io/`).
+    pub fn path(mut self, path: &str) -> Self {
+        let mut p = path.trim_end_matches('/').to_owned();
+        p.push('/');
+        self.sio.engine.path = p;
+        self
+    }
+
+    /// How long a connection may take to join a namespace.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.sio.connect_timeout = d;
+        self
+    }
+
+    /// Most packets queued for a client that does not read, and what happens beyond.
+    pub fn max_buffered_packets(mut self, n: usize, policy: OverflowPolicy) -> Self {
+        self.sio.engine.max_buffered_packets = n;
+        self.sio.engine.overflow = policy;
+        self
+    }
+
+    /// Most binary attachments in one packet.
+    pub fn max_attachments(mut self, n: usize) -> Self {
+        self.sio.max_attachments = n;
+        self
+    }
+
+    /// A custom session id generator.
+    pub fn id_generator(mut self, ids: impl IdGenerator + 'static) -> Self {
+        self.ids = Some(Box::new(ids));
+        self
+    }
+
+    /// A fixed seed for ids (tests); by default the operating system's entropy.
+    pub fn seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Server-wide state for the [`State`](crate::extract::State) extractor.
+    pub fn state<T: Clone + Send + Sync + 'static>(self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Transport-level options (timeouts, connection cap, fallback handler).
+    pub fn server_config(mut self, config: ServerConfig) -> Self {
+        self.server = config;
+        self
+    }
+
+    /// The Socket.IO options.
+    pub fn sio_config(&self) -> &SioConfig {
+        &self.sio
+    }
+
+    /// Starts the machine on `runtime`. Serve connections with the runtime crate's `listen`
+    /// or [`Io::driver`].
+    pub fn build<R: Runtime>(self, runtime: R) -> Io<R> {
+        let seed = self.seed.unwrap_or_else(os_seed);
+        let engine = match self.ids {
+            Some(ids) => Engine::with_id_generator(self.sio.engine.clone(), ids),
+            None => Engine::new(self.sio.engine.clone(), seed),
+        };
+        let mut socket_seed = seed;
+        socket_seed.reverse();
+        socket_seed[0] ^= 0x5a;
+        let sio = SioServer::with_engine(self.sio, engine, socket_seed);
+        let registry = Arc::new(Registry::default());
+        let spawner_rt = runtime.clone();
+        let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| spawner_rt.spawn(f));
+        let node = Node::new(sio, registry.clone(), self.state.clone(), spawn);
+        let driver = Driver::start(node, runtime, self.server, |node: &mut Node, ev, now| {
+            node.dispatch(ev, now)
+        });
+        let ctl = Arc::new(Ctl {
+            handle: driver.handle(),
+            registry,
+            state: self.state,
+        });
+        let for_node = ctl.clone();
+        // The first command the machine runs: no connection can be served before `build`
+        // returns, so every event sees it.
+        let _ = driver
+            .handle()
+            .cast(move |node: &mut Node, _| node.ctl = Some(for_node));
+        Io { driver, ctl }
+    }
+}
+
+/// 32 bytes from the operating system's entropy source.
+fn os_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if getrandom::fill(&mut seed).is_err() {
+        // No entropy source at all: fall back to the hasher's per-process random keys and the
+        // clock, which still differ between processes.
+        use std::hash::{BuildHasher, Hasher};
+        for (i, chunk) in seed.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default(),
+            );
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    seed
+}
+
+/// A running server: register namespaces and handlers, broadcast, shut down. Cheap to clone.
+pub struct Io<R: Runtime> {
+    driver: Driver<Node, R>,
+    ctl: Arc<Ctl>,
+}
+
+impl<R: Runtime> Clone for Io<R> {
+    fn clone(&self) -> Self {
+        Io {
+            driver: self.driver.clone(),
+            ctl: self.ctl.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for Io<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io").field("driver", &self.driver).finish()
+    }
+}
+
+impl<R: Runtime> Io<R> {
+    /// The driver, to serve connections on.
+    pub fn driver(&self) -> &Driver<Node, R> {
+        &self.driver
+    }
+
+    /// The namespace `name` (declared on first use; `/` always exists).
+    pub fn ns(&self, name: &str) -> Namespace {
+        let handlers = self.ctl.registry.namespace(name);
+        let owned = name.to_owned();
+        let _ = self
+            .ctl
+            .handle
+            .cast(move |node: &mut Node, _| node.sio.add_namespace(&owned));
+        Namespace {
+            ctl: self.ctl.clone(),
+            name: Some(Arc::from(name)),
+            handlers,
+        }
+    }
+
+    /// Same as [`Io::ns`].
+    pub fn of(&self, name: &str) -> Namespace {
+        self.ns(name)
+    }
+
+    /// A family of namespaces created on their first connect: every name `matcher` takes
+    /// (a pattern, a prefix, a lookup). With `cleanup`, an emptied child is removed again.
+    pub fn dynamic_ns<F>(&self, matcher: F, cleanup: bool) -> Namespace
+    where
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+    {
+        let matcher = Arc::new(matcher);
+        let handlers = self.ctl.registry.dynamic(matcher.clone());
+        let _ = self.ctl.handle.cast(move |node: &mut Node, _| {
+            node.sio
+                .add_dynamic_namespace(move |name| matcher(name), cleanup)
+        });
+        Namespace {
+            ctl: self.ctl.clone(),
+            name: None,
+            handlers,
+        }
+    }
+
+    /// Connection middleware for every namespace (runs before the namespace's own).
+    pub fn use_connect<F, Fut>(&self, mw: F) -> &Self
+    where
+        F: Fn(ConnectCtx, Next) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.ctl.registry.connect,
+            Arc::new(move |ctx, next| Box::pin(mw(ctx, next))),
+        );
+        self
+    }
+
+    /// Packet middleware for every namespace (runs before the namespace's own).
+    pub fn use_packet<F, Fut>(&self, mw: F) -> &Self
+    where
+        F: Fn(Socket, IncomingEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = PacketFlow> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.ctl.registry.packet,
+            Arc::new(move |s, e| Box::pin(mw(s, e))),
+        );
+        self
+    }
+
+    fn main(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ctl.clone(), Arc::from("/"))
+    }
+
+    /// Sockets of `/` in `room`.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.main().to(room)
+    }
+
+    /// Same as [`Io::to`].
+    pub fn in_(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.to(room)
+    }
+
+    /// Sockets of `/` but those in `room`.
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.main().except(room)
+    }
+
+    /// Only this node's sockets of `/`.
+    pub fn local(&self) -> BroadcastOperator {
+        self.main().local()
+    }
+
+    /// Skip sockets of `/` that cannot take the packet now.
+    pub fn volatile(&self) -> BroadcastOperator {
+        self.main().volatile()
+    }
+
+    /// The compression hint.
+    pub fn compress(&self, compress: bool) -> BroadcastOperator {
+        self.main().compress(compress)
+    }
+
+    /// A time limit for acknowledgements, on `/`.
+    pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
+        self.main().timeout(timeout)
+    }
+
+    /// Every socket of `/`.
+    pub fn all(&self) -> BroadcastOperator {
+        self.main()
+    }
+
+    /// Sends `event` to every socket of `/`.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EncodeError> {
+        self.main().emit(event, data)
+    }
+
+    /// Connected sockets, all namespaces.
+    pub async fn socket_count(&self) -> usize {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.sio.socket_count())
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Open Engine.IO connections.
+    pub async fn client_count(&self) -> usize {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.sio.client_count())
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Server-wide state.
+    pub fn state(&self) -> &Extensions {
+        &self.ctl.state
+    }
+
+    /// Graceful shutdown: every socket leaves with "server shutting down", then the driver
+    /// stops taking connections and finishes the open ones.
+    pub async fn close(&self) {
+        let _ = self
+            .ctl
+            .handle
+            .call(|node: &mut Node, now| node.sio.close_all(now))
+            .await;
+        self.driver.shutdown().await;
+    }
+}

@@ -1,0 +1,269 @@
+//! Namespaces: where handlers and middleware are registered, and broadcasts start.
+
+use crate::handler::{Handler, erase};
+use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
+use crate::node::Ctl;
+use crate::operators::BroadcastOperator;
+use crate::payload::{EncodeError, Payload};
+use crate::registry::{NsHandlers, Route};
+use crate::socket::Socket;
+use serde::Serialize;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+use volley_core::socketio::{DisconnectReason, Room};
+
+/// A namespace (or a family of dynamic namespaces) to register handlers on.
+#[derive(Clone)]
+pub struct Namespace {
+    pub(crate) ctl: Arc<Ctl>,
+    /// `None` for a dynamic family: it has handlers but no single name to broadcast to.
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) handlers: Arc<NsHandlers>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Namespace {
+    /// The name (`None` for a dynamic family).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Adds connection middleware. It runs for every connect to this namespace, after the
+    /// global middleware; code after `next.run(ctx).await` runs when the socket disconnects,
+    /// and an `Err` before it refuses the connection with CONNECT_ERROR.
+    pub fn use_connect<F, Fut>(&self, mw: F) -> &Self
+    where
+        F: Fn(ConnectCtx, Next) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.handlers.connect,
+            Arc::new(move |ctx, next| Box::pin(mw(ctx, next))),
+        );
+        self
+    }
+
+    /// Adds packet middleware for every event of this namespace: it may pass the event on
+    /// (rewritten or not), drop it, or reject it (the socket's `error` handlers are told).
+    pub fn use_packet<F, Fut>(&self, mw: F) -> &Self
+    where
+        F: Fn(Socket, IncomingEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = PacketFlow> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.handlers.packet,
+            Arc::new(move |s, e| Box::pin(mw(s, e))),
+        );
+        self
+    }
+
+    /// Routes `event` to `handler`. The handler's return value acknowledges the event when
+    /// the client asked for it (see [`EventRoute::emit_result`] to emit it instead).
+    pub fn on<H, T>(&self, event: &str, handler: H) -> EventRoute
+    where
+        H: Handler<T>,
+        T: 'static,
+    {
+        self.handlers.set_route(
+            event.to_owned(),
+            Route {
+                handler: erase(handler),
+                middleware: Vec::new(),
+                emit_result: None,
+            },
+        );
+        EventRoute {
+            ns: self.clone(),
+            event: event.to_owned(),
+        }
+    }
+
+    /// Runs for every socket that joins the namespace, before any of its events.
+    pub fn on_connection<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        NsHandlers::push(&self.handlers.connection, Arc::new(move |s| Box::pin(f(s))));
+        self
+    }
+
+    /// Runs when a socket is leaving, with the rooms it was in.
+    pub fn on_disconnecting<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket, DisconnectReason, Vec<Room>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.handlers.disconnecting,
+            Arc::new(move |s, r, rooms| Box::pin(f(s, r, rooms))),
+        );
+        self
+    }
+
+    /// Runs when a socket has left, with Socket.IO's reason.
+    pub fn on_disconnect<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.handlers.disconnect,
+            Arc::new(move |s, r| Box::pin(f(s, r))),
+        );
+        self
+    }
+
+    /// Runs when a handler fails, its data does not extract, or packet middleware rejects.
+    pub fn on_error<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.handlers.error,
+            Arc::new(move |s, e| Box::pin(f(s, e))),
+        );
+        self
+    }
+
+    /// Runs for every incoming event (after packet middleware), handled or not.
+    pub fn on_any<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket, String, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        NsHandlers::push(
+            &self.handlers.any,
+            Arc::new(move |s, n, p| Box::pin(f(s, n, p))),
+        );
+        self
+    }
+
+    /// Sees every event a socket of this namespace sends (synchronously, before it leaves).
+    pub fn on_any_outgoing<F>(&self, f: F) -> &Self
+    where
+        F: Fn(&Socket, &str, &Payload) + Send + Sync + 'static,
+    {
+        NsHandlers::push(&self.handlers.any_outgoing, Arc::new(f));
+        self
+    }
+
+    fn operator(&self) -> BroadcastOperator {
+        let name = self.name.clone().unwrap_or_else(|| Arc::from("/"));
+        BroadcastOperator::new(self.ctl.clone(), name)
+    }
+
+    /// Sockets in `room`.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.operator().to(room)
+    }
+
+    /// Same as [`Namespace::to`].
+    pub fn in_(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.to(room)
+    }
+
+    /// Every socket but those in `room`.
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.operator().except(room)
+    }
+
+    /// Only this node's sockets.
+    pub fn local(&self) -> BroadcastOperator {
+        self.operator().local()
+    }
+
+    /// Skip sockets that cannot take the packet right now.
+    pub fn volatile(&self) -> BroadcastOperator {
+        self.operator().volatile()
+    }
+
+    /// The compression hint.
+    pub fn compress(&self, compress: bool) -> BroadcastOperator {
+        self.operator().compress(compress)
+    }
+
+    /// A time limit for acknowledgements.
+    pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
+        self.operator().timeout(timeout)
+    }
+
+    /// Sends `event` to every socket of the namespace.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EncodeError> {
+        self.operator().emit(event, data)
+    }
+
+    /// Every socket of the namespace.
+    pub fn all(&self) -> BroadcastOperator {
+        self.operator()
+    }
+
+    /// Sockets connected to the namespace now.
+    pub async fn socket_count(&self) -> usize {
+        let name = self.name.clone().unwrap_or_else(|| Arc::from("/"));
+        self.ctl
+            .handle
+            .call(move |node, _| node.sio.namespace_socket_count(&name))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Emits to the other nodes of a cluster; without a cluster adapter there are none, so
+    /// nothing is sent.
+    pub fn server_side_emit<T: Serialize + ?Sized>(
+        &self,
+        _event: &str,
+        data: &T,
+    ) -> Result<(), EncodeError> {
+        Payload::of(data).map(|_| ())
+    }
+}
+
+/// The route of one event, to refine: returned by [`Namespace::on`], and usable as the
+/// namespace itself for chaining.
+pub struct EventRoute {
+    ns: Namespace,
+    event: String,
+}
+
+impl EventRoute {
+    /// Emits the handler's result as `event` to the socket instead of acknowledging with it
+    /// (Midway's `@WSEmit`).
+    pub fn emit_result(self, event: &str) -> Self {
+        let target = event.to_owned();
+        self.ns
+            .handlers
+            .edit_route(&self.event, |r| r.emit_result = Some(target));
+        self
+    }
+
+    /// Adds packet middleware for this event only (after the namespace's).
+    pub fn with<F, Fut>(self, mw: F) -> Self
+    where
+        F: Fn(Socket, IncomingEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = PacketFlow> + Send + 'static,
+    {
+        let mw: crate::middleware::PacketMw = Arc::new(move |s, e| Box::pin(mw(s, e)));
+        self.ns
+            .handlers
+            .edit_route(&self.event, |r| r.middleware.push(mw));
+        self
+    }
+}
+
+impl Deref for EventRoute {
+    type Target = Namespace;
+    fn deref(&self) -> &Namespace {
+        &self.ns
+    }
+}

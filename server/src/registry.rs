@@ -1,0 +1,151 @@
+//! Where handlers and middleware are registered, per namespace.
+
+use crate::handler::{BoxFuture, ErasedHandler};
+use crate::middleware::{ConnectMw, PacketMw};
+use crate::payload::Payload;
+use crate::socket::Socket;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use volley_core::socketio::{DisconnectReason, Room};
+
+pub(crate) type SocketHook = Arc<dyn Fn(Socket) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type DisconnectingHook =
+    Arc<dyn Fn(Socket, DisconnectReason, Vec<Room>) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type DisconnectHook =
+    Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type ErrorHook = Arc<dyn Fn(Socket, String) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type AnyHook = Arc<dyn Fn(Socket, String, Payload) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type OutgoingHook = Arc<dyn Fn(&Socket, &str, &Payload) + Send + Sync>;
+
+/// One event's route: the handler, its own packet middleware, and where its result goes.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub handler: ErasedHandler,
+    pub middleware: Vec<PacketMw>,
+    /// Emit the handler's result as this event instead of acknowledging with it.
+    pub emit_result: Option<String>,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+fn write<T>(lock: &RwLock<T>, f: impl FnOnce(&mut T)) {
+    f(&mut lock.write().unwrap_or_else(PoisonError::into_inner));
+}
+
+/// Everything registered on one namespace (or one family of dynamic namespaces).
+#[derive(Default)]
+pub(crate) struct NsHandlers {
+    pub connect: RwLock<Vec<ConnectMw>>,
+    pub packet: RwLock<Vec<PacketMw>>,
+    pub routes: RwLock<HashMap<String, Route>>,
+    pub connection: RwLock<Vec<SocketHook>>,
+    pub disconnecting: RwLock<Vec<DisconnectingHook>>,
+    pub disconnect: RwLock<Vec<DisconnectHook>>,
+    pub error: RwLock<Vec<ErrorHook>>,
+    pub any: RwLock<Vec<AnyHook>>,
+    pub any_outgoing: RwLock<Vec<OutgoingHook>>,
+}
+
+impl NsHandlers {
+    pub fn connect(&self) -> Vec<ConnectMw> {
+        read(&self.connect)
+    }
+    pub fn packet(&self) -> Vec<PacketMw> {
+        read(&self.packet)
+    }
+    pub fn route(&self, name: &str) -> Option<Route> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+    pub fn set_route(&self, name: String, route: Route) {
+        write(&self.routes, |m| {
+            m.insert(name, route);
+        });
+    }
+    pub fn edit_route(&self, name: &str, f: impl FnOnce(&mut Route)) {
+        write(&self.routes, |m| {
+            if let Some(r) = m.get_mut(name) {
+                f(r);
+            }
+        });
+    }
+    pub fn connection(&self) -> Vec<SocketHook> {
+        read(&self.connection)
+    }
+    pub fn disconnecting(&self) -> Vec<DisconnectingHook> {
+        read(&self.disconnecting)
+    }
+    pub fn disconnect(&self) -> Vec<DisconnectHook> {
+        read(&self.disconnect)
+    }
+    pub fn error(&self) -> Vec<ErrorHook> {
+        read(&self.error)
+    }
+    pub fn any(&self) -> Vec<AnyHook> {
+        read(&self.any)
+    }
+    pub fn any_outgoing(&self) -> Vec<OutgoingHook> {
+        read(&self.any_outgoing)
+    }
+    pub fn push<T>(lock: &RwLock<Vec<T>>, item: T) {
+        write(lock, |v| v.push(item));
+    }
+}
+
+type NsMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// All namespaces' handlers, plus the global middleware.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub connect: RwLock<Vec<ConnectMw>>,
+    pub packet: RwLock<Vec<PacketMw>>,
+    statics: RwLock<HashMap<String, Arc<NsHandlers>>>,
+    dynamic: RwLock<Vec<(NsMatcher, Arc<NsHandlers>)>>,
+}
+
+impl Registry {
+    /// The handlers of a declared namespace, created on first use.
+    pub fn namespace(&self, name: &str) -> Arc<NsHandlers> {
+        let mut map = self.statics.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// A new family of dynamic namespaces.
+    pub fn dynamic(&self, matcher: NsMatcher) -> Arc<NsHandlers> {
+        let handlers = Arc::new(NsHandlers::default());
+        write(&self.dynamic, |v| v.push((matcher, handlers.clone())));
+        handlers
+    }
+
+    /// The handlers for namespace `name`: its own, or those of the first dynamic family that
+    /// takes it.
+    pub fn lookup(&self, name: &str) -> Option<Arc<NsHandlers>> {
+        if let Some(h) = self
+            .statics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Some(h.clone());
+        }
+        self.dynamic
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(m, _)| m(name))
+            .map(|(_, h)| h.clone())
+    }
+
+    pub fn global_connect(&self) -> Vec<ConnectMw> {
+        read(&self.connect)
+    }
+
+    pub fn global_packet(&self) -> Vec<PacketMw> {
+        read(&self.packet)
+    }
+}
