@@ -165,6 +165,7 @@ impl Builder {
         let mut socket_seed = seed;
         socket_seed.reverse();
         socket_seed[0] ^= 0x5a;
+        let path: Arc<str> = Arc::from(self.sio.engine.path.as_str());
         let sio = SioServer::with_engine(self.sio, engine, socket_seed);
         let registry = Arc::new(Registry::default());
         let spawner_rt = runtime.clone();
@@ -184,7 +185,7 @@ impl Builder {
         let _ = driver
             .handle()
             .cast(move |node: &mut Node, _| node.ctl = Some(for_node));
-        Io { driver, ctl }
+        Io { driver, ctl, path }
     }
 }
 
@@ -214,6 +215,7 @@ fn os_seed() -> [u8; 32] {
 pub struct Io<R: Runtime> {
     driver: Driver<Node, R>,
     ctl: Arc<Ctl>,
+    path: Arc<str>,
 }
 
 impl<R: Runtime> Clone for Io<R> {
@@ -221,6 +223,7 @@ impl<R: Runtime> Clone for Io<R> {
         Io {
             driver: self.driver.clone(),
             ctl: self.ctl.clone(),
+            path: self.path.clone(),
         }
     }
 }
@@ -235,6 +238,11 @@ impl<R: Runtime> Io<R> {
     /// The driver, to serve connections on.
     pub fn driver(&self) -> &Driver<Node, R> {
         &self.driver
+    }
+
+    /// The request path the server answers (`/socket.io/` by default).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The namespace `name` (declared on first use; `/` always exists).

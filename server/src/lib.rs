@@ -23,6 +23,7 @@ pub mod payload;
 mod registry;
 pub mod runtime;
 pub mod socket;
+pub mod testing;
 
 pub use ack::{AckError, AckResponse, AckSender, PartialAcks};
 pub use extensions::Extensions;

@@ -1,0 +1,24 @@
+//! Testing without sockets: a deterministic runtime with a simulated clock, an in-memory
+//! stream pair, and a Socket.IO client that drives a server through them.
+//!
+//! ```
+//! use volley::testing::{TestClient, TestRuntime};
+//! use volley::Data;
+//!
+//! let rt = TestRuntime::new();
+//! let io = volley::builder().build(rt.clone());
+//! io.ns("/").on("sum", |Data((a, b)): Data<(i64, i64)>| async move { a + b });
+//! rt.block_on(async {
+//!     let mut client = TestClient::connect(&io, "/", None).await.unwrap();
+//!     let sum: i64 = client.emit_with_ack("sum", &(1, 2)).await.unwrap();
+//!     assert_eq!(sum, 3);
+//! });
+//! ```
+
+mod client;
+mod pipe;
+mod runtime;
+
+pub use client::{Received, TestClient};
+pub use pipe::{PipeEnd, pipe};
+pub use runtime::{TestRuntime, TestSleep};
