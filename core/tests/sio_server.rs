@@ -45,7 +45,12 @@ fn joined(p: &mut SioPair, kind: Kind) -> (C, SocketId) {
 /// Takes the single event, which must be an `Event::Event`, and returns its ack token.
 fn take_event(p: &mut SioPair) -> Event {
     let mut events = p.take_events();
-    assert_eq!(events.len(), 1, "{:?}", events.iter().map(show).collect::<Vec<_>>());
+    assert_eq!(
+        events.len(),
+        1,
+        "{:?}",
+        events.iter().map(show).collect::<Vec<_>>()
+    );
     events.remove(0)
 }
 
@@ -62,7 +67,6 @@ fn connect_to_root_without_auth_replies_with_a_new_socket_id() {
     assert_eq!(req.query, None);
     assert_eq!(req.handshake.sid, p.sid(c));
     assert_ne!(socket.as_str(), p.sid(c).as_str());
-    assert_eq!(socket.as_str().len(), 20);
     // The GET parked since the handshake carries the reply, alone: exactly `40{"sid":"…"}`.
     assert_eq!(p.last_poll(c), (200, connect_reply(socket)));
     assert_eq!(p.recv_text(c), [connect_reply(socket)]);
@@ -71,7 +75,11 @@ fn connect_to_root_without_auth_replies_with_a_new_socket_id() {
     assert_eq!(p.server.namespace_of(socket).map(|n| &**n), Some("/"));
     assert_eq!(p.server.socket_count(), 1);
     assert_eq!(p.server.namespace_socket_count("/"), 1);
-    assert_eq!(p.server.timer_count(), 0, "the connect timeout is cancelled");
+    assert_eq!(
+        p.server.timer_count(),
+        0,
+        "the connect timeout is cancelled"
+    );
 }
 
 #[test]
@@ -93,7 +101,10 @@ fn connect_to_a_declared_namespace() {
     let (req, socket) = p.accepted.last().cloned().unwrap();
     assert_eq!(&*req.nsp, "/custom");
     assert_eq!(req.auth.as_str(), r#"{"token":"abc"}"#);
-    assert_eq!(p.recv_text(c), [format!("40/custom,{{\"sid\":\"{socket}\"}}")]);
+    assert_eq!(
+        p.recv_text(c),
+        [format!("40/custom,{{\"sid\":\"{socket}\"}}")]
+    );
     assert_eq!(p.server.namespace_socket_count("/custom"), 1);
     assert_eq!(p.server.namespace_socket_count("/"), 0);
     // Without a comma, as the suite writes it, and without auth.
@@ -101,7 +112,10 @@ fn connect_to_a_declared_namespace() {
     p.send(d, "0/custom");
     let (req, socket) = p.accepted.last().cloned().unwrap();
     assert_eq!(req.auth.as_str(), "{}");
-    assert_eq!(p.recv_text(d), [format!("40/custom,{{\"sid\":\"{socket}\"}}")]);
+    assert_eq!(
+        p.recv_text(d),
+        [format!("40/custom,{{\"sid\":\"{socket}\"}}")]
+    );
 }
 
 #[test]
@@ -109,7 +123,10 @@ fn connect_to_an_unknown_namespace_is_refused_and_the_session_stays() {
     let mut p = SioPair::new();
     let c = p.open(4, Kind::Ws);
     p.send(c, "0/random");
-    assert_eq!(p.recv_text(c), [r#"44/random,{"message":"Invalid namespace"}"#]);
+    assert_eq!(
+        p.recv_text(c),
+        [r#"44/random,{"message":"Invalid namespace"}"#]
+    );
     assert!(p.requests.is_empty(), "the application is not asked");
     assert!(p.server.engine().contains(p.sid(c)));
     assert!(!p.server.namespaces().any(|n| n == "/random"));
@@ -180,7 +197,9 @@ fn v4_protocol_clients_are_connected_to_root_and_use_query_strings() {
     let Some(Event::Connect(req)) = p.events.pop_front() else {
         panic!("a request");
     };
-    p.server.reject(req.id, "Not authorized", None, p.now).unwrap();
+    p.server
+        .reject(req.id, "Not authorized", None, p.now)
+        .unwrap();
     p.drive();
     assert_eq!(p.recv_text(c), [r#"44/other,"Not authorized""#]);
     // The reference sends `err.data || err.message` to these clients.
@@ -196,7 +215,9 @@ fn v4_protocol_clients_are_connected_to_root_and_use_query_strings() {
     // Events are as in v5.
     p.send(c, r#"2/admin,["hi",1]"#);
     assert_eq!(shown(&mut p), [format!("event {admin} hi [1]")]);
-    p.server.emit(admin, "yo", "[2]", vec![], false, p.now).unwrap();
+    p.server
+        .emit(admin, "yo", "[2]", vec![], false, p.now)
+        .unwrap();
     p.drive();
     assert_eq!(p.recv_text(c), [r#"42/admin,["yo",2]"#]);
 }
@@ -214,7 +235,9 @@ fn v4_protocol_over_websocket() {
     );
     assert_eq!(
         shown(&mut p),
-        [format!(r#"event {root} bin [{{"_placeholder":true,"num":0}}] +1"#)]
+        [format!(
+            r#"event {root} bin [{{"_placeholder":true,"num":0}}] +1"#
+        )]
     );
     p.server
         .emit(
@@ -243,9 +266,14 @@ fn the_connect_reply_precedes_what_the_application_sends() {
         panic!("a request");
     };
     let s = p.server.accept(req.id, p.now).unwrap();
-    p.server.emit(s, "welcome", "[]", vec![], false, p.now).unwrap();
+    p.server
+        .emit(s, "welcome", "[]", vec![], false, p.now)
+        .unwrap();
     p.drive();
-    assert_eq!(p.recv_text(c), [connect_reply(s), r#"42["welcome"]"#.to_owned()]);
+    assert_eq!(
+        p.recv_text(c),
+        [connect_reply(s), r#"42["welcome"]"#.to_owned()]
+    );
 }
 
 // ---- connect timeout ----
@@ -384,14 +412,20 @@ fn an_event_with_an_ack_id_is_answered_once() {
     assert_eq!(token.id(), 456);
     p.server.ack(token, args.as_str(), vec![], p.now).unwrap();
     p.drive();
-    assert_eq!(p.last_poll(c), (200, r#"43456[1,"2",{"3":[false]}]"#.to_owned()));
+    assert_eq!(
+        p.last_poll(c),
+        (200, r#"43456[1,"2",{"3":[false]}]"#.to_owned())
+    );
     assert_eq!(p.recv_text(c), [r#"43456[1,"2",{"3":[false]}]"#]);
 }
 
 #[test]
 fn a_binary_event_over_polling_and_the_binary_reply() {
     let mut p = SioPair::new();
-    let (c, s) = joined(&mut p, Kind::Polling);
+    let c = p.open(4, Kind::Polling);
+    // As in the suite: the GET comes after the emit, so it takes the whole packet.
+    p.client_mut(c).auto_poll = false;
+    let s = p.join(c, "/", None);
     let status = p.post_raw(
         c,
         Bytes::from_static(b"451-[\"message\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID"),
@@ -411,9 +445,17 @@ fn a_binary_event_over_polling_and_the_binary_reply() {
     assert_eq!(args.as_str(), r#"[{"_placeholder":true,"num":0}]"#);
     assert_eq!(attachments, [Bytes::from_static(&[1, 2, 3])]);
     p.server
-        .emit(s, "message-back", args.as_str(), attachments, false, p.now)
+        .emit(
+            s,
+            "message-back",
+            args.as_str(),
+            attachments.clone(),
+            false,
+            p.now,
+        )
         .unwrap();
     p.drive();
+    p.poll(c);
     assert_eq!(
         p.last_poll(c),
         (
@@ -421,6 +463,16 @@ fn a_binary_event_over_polling_and_the_binary_reply() {
             "451-[\"message-back\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID".to_owned()
         )
     );
+    // A GET parked when the packet is sent takes the header alone (as the reference's
+    // packet-by-packet writes do); the attachment follows in the next one.
+    p.poll(c);
+    p.server
+        .emit(s, "again", "[]", attachments, false, p.now)
+        .unwrap();
+    p.drive();
+    assert_eq!(p.last_poll(c).1, "451-[\"again\"]");
+    p.poll(c);
+    assert_eq!(p.last_poll(c).1, "bAQID");
 }
 
 #[test]
@@ -451,7 +503,10 @@ fn a_binary_event_over_websocket_and_the_binary_reply() {
     };
     assert_eq!(
         attachments,
-        [Bytes::from_static(&[1, 2, 3]), Bytes::from_static(&[4, 5, 6])]
+        [
+            Bytes::from_static(&[1, 2, 3]),
+            Bytes::from_static(&[4, 5, 6])
+        ]
     );
     p.server
         .emit(s, "message-back", args.as_str(), attachments, false, p.now)
@@ -489,7 +544,9 @@ fn a_binary_event_with_an_ack_gets_a_binary_ack() {
         panic!("an event with an ack");
     };
     assert_eq!(token.id(), 789);
-    p.server.ack(token, args.as_str(), attachments, p.now).unwrap();
+    p.server
+        .ack(token, args.as_str(), attachments, p.now)
+        .unwrap();
     p.drive();
     assert_eq!(
         p.recv_text(c),
@@ -517,7 +574,9 @@ fn events_in_a_namespace_carry_its_name() {
     p.server
         .emit(custom, "hello", r#"["world"]"#, vec![], false, p.now)
         .unwrap();
-    p.server.emit(root, "hello", "[]", vec![], false, p.now).unwrap();
+    p.server
+        .emit(root, "hello", "[]", vec![], false, p.now)
+        .unwrap();
     p.drive();
     assert_eq!(
         p.recv_text(c),
@@ -530,6 +589,7 @@ fn attachments_namespace_and_ack_id_combined() {
     let mut p = SioPair::new();
     p.server.add_namespace("/admin");
     let c = p.open(4, Kind::Polling);
+    p.client_mut(c).auto_poll = false;
     let admin = p.join(c, "/admin", None);
     p.send_bin(
         c,
@@ -547,8 +607,11 @@ fn attachments_namespace_and_ack_id_combined() {
         panic!("an event with an ack");
     };
     assert_eq!((socket, token.id(), attachments.len()), (admin, 789, 2));
-    p.server.ack(token, args.as_str(), attachments, p.now).unwrap();
+    p.server
+        .ack(token, args.as_str(), attachments, p.now)
+        .unwrap();
     p.drive();
+    p.poll(c);
     assert_eq!(
         p.last_poll(c).1,
         "462-/admin,789[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]\x1ebAQ==\x1ebAg=="
@@ -947,8 +1010,12 @@ fn disconnect_with_close_tells_every_socket_then_closes() {
 fn transport_endings_are_reported_with_their_reasons() {
     type Ending = fn(&mut SioPair, C);
     let cases: [(&str, Kind, Ending); 6] = [
-        ("transport close", Kind::Ws, |p, c| p.drop_transport(c, false)),
-        ("transport error", Kind::Ws, |p, c| p.drop_transport(c, true)),
+        ("transport close", Kind::Ws, |p, c| {
+            p.drop_transport(c, false)
+        }),
+        ("transport error", Kind::Ws, |p, c| {
+            p.drop_transport(c, true)
+        }),
         ("transport close", Kind::Ws, |p, c| p.send_raw(c, "1")),
         ("transport close", Kind::Polling, |p, c| p.send_raw(c, "1")),
         ("transport error", Kind::Polling, |p, c| {
@@ -1051,10 +1118,7 @@ fn four(p: &mut SioPair) -> [(C, SocketId); 4] {
 }
 
 fn received(p: &mut SioPair, clients: &[(C, SocketId)]) -> Vec<usize> {
-    clients
-        .iter()
-        .map(|(c, _)| p.recv(*c).len())
-        .collect()
+    clients.iter().map(|(c, _)| p.recv(*c).len()).collect()
 }
 
 #[test]
@@ -1063,7 +1127,14 @@ fn a_broadcast_reaches_everyone_once() {
     let all = four(&mut p);
     let n = p
         .server
-        .broadcast("/", &BroadcastOptions::default(), "news", "[1]", vec![], p.now)
+        .broadcast(
+            "/",
+            &BroadcastOptions::default(),
+            "news",
+            "[1]",
+            vec![],
+            p.now,
+        )
         .unwrap();
     p.drive();
     assert_eq!(n, 4);
@@ -1114,7 +1185,14 @@ fn a_broadcast_skips_the_except_rooms() {
     // `socket.broadcast`: everyone but the sender.
     let sender = all[1].1;
     p.server
-        .broadcast("/", &except(&[], &[sender.as_str()]), "x", "[]", vec![], p.now)
+        .broadcast(
+            "/",
+            &except(&[], &[sender.as_str()]),
+            "x",
+            "[]",
+            vec![],
+            p.now,
+        )
         .unwrap();
     p.drive();
     assert_eq!(received(&mut p, &all), [1, 0, 1, 1]);
@@ -1154,12 +1232,28 @@ fn a_volatile_broadcast_skips_sockets_that_cannot_take_it_now() {
     );
     // A WebSocket whose writes are not drained is not writable either.
     p.auto_drain = false;
-    p.server.emit(p.socket_of(ws, "/").unwrap(), "a", "[]", vec![], false, p.now).unwrap();
+    p.server
+        .emit(
+            p.socket_of(ws, "/").unwrap(),
+            "a",
+            "[]",
+            vec![],
+            false,
+            p.now,
+        )
+        .unwrap();
     p.drive();
     assert_eq!(p.recv_text(ws), [r#"42["a"]"#]);
     let n = p
         .server
-        .broadcast("/", &to(&[p.socket_of(ws, "/").unwrap().as_str()]).volatile(), "b", "[]", vec![], p.now)
+        .broadcast(
+            "/",
+            &to(&[p.socket_of(ws, "/").unwrap().as_str()]).volatile(),
+            "b",
+            "[]",
+            vec![],
+            p.now,
+        )
         .unwrap();
     assert_eq!(n, 0);
 }
@@ -1211,15 +1305,28 @@ fn a_broadcast_in_a_namespace_stays_in_it() {
     p.join(b, "/custom", None);
     let n = p
         .server
-        .broadcast("/custom", &BroadcastOptions::default(), "x", "[]", vec![], p.now)
+        .broadcast(
+            "/custom",
+            &BroadcastOptions::default(),
+            "x",
+            "[]",
+            vec![],
+            p.now,
+        )
         .unwrap();
     p.drive();
     assert_eq!(n, 1);
     assert!(p.recv(a).is_empty());
     assert_eq!(p.recv_text(b), [r#"42/custom,["x"]"#]);
     assert_eq!(
-        p.server
-            .broadcast("/nope", &BroadcastOptions::default(), "x", "[]", vec![], p.now),
+        p.server.broadcast(
+            "/nope",
+            &BroadcastOptions::default(),
+            "x",
+            "[]",
+            vec![],
+            p.now
+        ),
         Err(SioError::UnknownNamespace("/nope".to_owned()))
     );
 }
@@ -1284,10 +1391,10 @@ fn sockets_join_leave_and_disconnect_by_selector() {
         &rooms(&["x"]),
     );
     assert_eq!(p.server.select("/", &to(&["x"])), [sb]);
-    p.server.sockets_join("/", &BroadcastOptions::default(), &rooms(&["all"]));
-    assert_eq!(p.server.select("/", &to(&["all"])).len(), 4);
     p.server
-        .disconnect_sockets("/", &to(&["r1"]), false, p.now);
+        .sockets_join("/", &BroadcastOptions::default(), &rooms(&["all"]));
+    assert_eq!(p.server.select("/", &to(&["all"])).len(), 4);
+    p.server.disconnect_sockets("/", &to(&["r1"]), false, p.now);
     p.drive();
     assert_eq!(p.recv_text(all[0].0), ["41"]);
     assert_eq!(p.recv_text(all[1].0), ["41"]);
@@ -1298,7 +1405,11 @@ fn sockets_join_leave_and_disconnect_by_selector() {
     p.drive();
     assert!(!p.server.contains(sc) && !p.server.contains(sd));
     assert_eq!(p.recv_text(all[2].0), ["41", "1"]);
-    assert_eq!(p.server.engine().session_count(), 2, "the first two stay open");
+    assert_eq!(
+        p.server.engine().session_count(),
+        2,
+        "the first two stay open"
+    );
 }
 
 // ---- dynamic namespaces ----
@@ -1321,11 +1432,18 @@ fn a_dynamic_namespace_with_cleanup_lives_while_it_has_sockets() {
     assert!(!p.server.contains(s));
     // A name the matcher refuses is an invalid namespace.
     p.send(c, "0/other");
-    assert_eq!(p.recv_text(c), [r#"44/other,{"message":"Invalid namespace"}"#]);
+    assert_eq!(
+        p.recv_text(c),
+        [r#"44/other,{"message":"Invalid namespace"}"#]
+    );
     // A refused request that leaves it empty removes it; so does a client leaving mid-request.
+    p.take_events();
     p.auto_accept = false;
     p.send(c, "0/dyn-2,");
-    assert!(p.server.namespaces().any(|n| n == "/dyn-2"), "created on the request");
+    assert!(
+        p.server.namespaces().any(|n| n == "/dyn-2"),
+        "created on the request"
+    );
     let Some(Event::Connect(req)) = p.events.pop_front() else {
         panic!("a request");
     };
@@ -1342,8 +1460,10 @@ fn a_dynamic_namespace_with_cleanup_lives_while_it_has_sockets() {
 #[test]
 fn a_dynamic_namespace_without_cleanup_stays() {
     let mut p = SioPair::new();
-    p.server.add_dynamic_namespace(|n| n.starts_with("/keep-"), false);
-    p.server.add_dynamic_namespace(|n| n.starts_with("/tmp-"), true);
+    p.server
+        .add_dynamic_namespace(|n| n.starts_with("/keep-"), false);
+    p.server
+        .add_dynamic_namespace(|n| n.starts_with("/tmp-"), true);
     let c = p.open(4, Kind::Ws);
     let s = p.join(c, "/keep-1", None);
     p.server.disconnect(s, false, p.now).unwrap();
@@ -1364,7 +1484,9 @@ fn sockets_survive_an_upgrade() {
     let mut p = SioPair::new();
     let (c, s) = joined(&mut p, Kind::Polling);
     p.upgrade(c);
-    p.server.emit(s, "after", "[]", vec![], false, p.now).unwrap();
+    p.server
+        .emit(s, "after", "[]", vec![], false, p.now)
+        .unwrap();
     p.drive();
     assert_eq!(p.recv_text(c), [r#"42["after"]"#]);
     p.send(c, r#"2["up"]"#);
@@ -1378,7 +1500,8 @@ fn a_crowd_comes_and_goes_and_nothing_is_left() {
     let mut p = SioPair::with_server(Server::new(config(), [3; 32]));
     p.server.add_namespace("/chat");
     p.server.add_namespace("/admin");
-    p.server.add_dynamic_namespace(|n| n.starts_with("/room-"), true);
+    p.server
+        .add_dynamic_namespace(|n| n.starts_with("/room-"), true);
     let mut everyone = Vec::new();
     for i in 0..24 {
         let (eio, kind) = match i % 4 {
@@ -1402,7 +1525,9 @@ fn a_crowd_comes_and_goes_and_nothing_is_left() {
         }
         sockets.push(p.join(c, &format!("/room-{}", i % 5), None));
         for (k, s) in sockets.iter().enumerate() {
-            p.server.join(*s, Room::from(format!("g{}", (i + k) % 3))).unwrap();
+            p.server
+                .join(*s, Room::from(format!("g{}", (i + k) % 3)))
+                .unwrap();
             p.server
                 .emit_with_ack(*s, "a", "[]", vec![], Some(ms(5000)), p.now)
                 .unwrap();
@@ -1496,7 +1621,143 @@ fn a_crowd_comes_and_goes_and_nothing_is_left() {
     assert!(reasons.len() >= 6, "{reasons:?}");
     let failed = events
         .iter()
-        .filter(|e| matches!(e, Event::AckFailed { reason: AckFailure::Disconnected, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::AckFailed {
+                    reason: AckFailure::Disconnected,
+                    ..
+                }
+            )
+        })
         .count();
     assert!(failed > 0);
+}
+
+// ---- slow clients ----
+
+fn with_buffer(overflow: volley_core::engine::OverflowPolicy) -> SioPair {
+    let mut cfg = config();
+    cfg.engine.max_buffered_packets = 4;
+    cfg.engine.overflow = overflow;
+    SioPair::with_server(Server::new(cfg, [9; 32]))
+}
+
+#[test]
+fn a_client_that_does_not_drain_is_closed_as_a_transport_error() {
+    let mut p = with_buffer(volley_core::engine::OverflowPolicy::Close);
+    let (c, s) = joined(&mut p, Kind::Ws);
+    p.auto_drain = false;
+    let mut results = Vec::new();
+    for i in 0..8 {
+        results.push(
+            p.server
+                .emit(s, "x", &format!("[{i}]"), vec![], false, p.now),
+        );
+        p.drive();
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5);
+    assert_eq!(results[5], Err(SioError::BufferFull(s)));
+    assert_eq!(results[6], Err(SioError::UnknownSocket(s)));
+    assert_eq!(
+        shown(&mut p),
+        [
+            format!("disconnecting {s} transport error [\"{s}\"]"),
+            format!("disconnect {s} transport error"),
+        ]
+    );
+    assert!(p.client(c).closed);
+    p.assert_empty();
+}
+
+#[test]
+fn with_the_reject_policy_a_full_queue_refuses_and_keeps_the_socket() {
+    let mut p = with_buffer(volley_core::engine::OverflowPolicy::Reject);
+    let (_, s) = joined(&mut p, Kind::Ws);
+    let (_, t) = joined(&mut p, Kind::Ws);
+    p.auto_drain = false;
+    for _ in 0..5 {
+        p.server.emit(s, "x", "[]", vec![], false, p.now).unwrap();
+    }
+    assert_eq!(
+        p.server.emit(s, "x", "[]", vec![], false, p.now),
+        Err(SioError::BufferFull(s))
+    );
+    assert_eq!(
+        p.server.emit_with_ack(s, "x", "[]", vec![], None, p.now),
+        Err(SioError::BufferFull(s))
+    );
+    assert_eq!(
+        p.server.pending_ack_count(),
+        0,
+        "no ack awaited for what was not sent"
+    );
+    // A broadcast goes to whoever can take it, and asks acks only of them.
+    let (_, sent) = p
+        .server
+        .broadcast_with_ack(
+            "/",
+            &BroadcastOptions::default(),
+            "q",
+            "[]",
+            vec![],
+            Some(ms(100)),
+            p.now,
+        )
+        .unwrap();
+    assert_eq!(sent, [t]);
+    assert_eq!(p.server.pending_ack_count(), 1);
+    assert!(p.server.contains(s));
+    assert!(p.take_events().is_empty());
+}
+
+// ---- protocol 4 over polling, with binary ----
+
+#[test]
+fn v4_protocol_polling_carries_binary_both_ways() {
+    for extra in ["", "&b64=1"] {
+        let mut p = SioPair::new();
+        let c = p.open_with(3, Kind::Polling, extra);
+        let root = p.socket_of(c, "/").unwrap();
+        p.recv(c);
+        p.send_bin(c, r#"51-["up",{"_placeholder":true,"num":0}]"#, &[&[1, 2]]);
+        assert_eq!(
+            shown(&mut p),
+            [format!(
+                r#"event {root} up [{{"_placeholder":true,"num":0}}] +1"#
+            )]
+        );
+        // Use up the parked GET, so that the next one takes the whole packet.
+        p.client_mut(c).auto_poll = false;
+        p.server
+            .emit(root, "flush", "[]", vec![], false, p.now)
+            .unwrap();
+        p.drive();
+        p.recv(c);
+        p.server
+            .emit(
+                root,
+                "down",
+                r#"[{"_placeholder":true,"num":0}]"#,
+                vec![Bytes::from_static(&[3, 4])],
+                false,
+                p.now,
+            )
+            .unwrap();
+        p.drive();
+        p.poll(c);
+        assert_eq!(
+            p.recv_text(c),
+            [r#"451-["down",{"_placeholder":true,"num":0}]"#, "<bin 3,4>"],
+            "{extra}"
+        );
+        let (_, body) = p.client(c).polls.last().cloned().unwrap();
+        if extra.is_empty() {
+            // XHR2: the binary framing, the attachment with its type byte.
+            assert_eq!(body[0], 0, "a string entry first");
+            assert!(body.ends_with(&[1, 3, 0xff, 4, 3, 4]), "{body:?}");
+        } else {
+            assert!(String::from_utf8(body).unwrap().ends_with("6:b4AwQ="));
+        }
+    }
 }

@@ -329,15 +329,14 @@ impl SioPair {
                     client.closed = true;
                     return;
                 }
-                let framing = if response.get_header("content-type")
-                    == Some("application/octet-stream")
-                {
-                    Framing::V3Binary
-                } else if client.eio == 3 {
-                    Framing::V3String
-                } else {
-                    Framing::V4
-                };
+                let framing =
+                    if response.get_header("content-type") == Some("application/octet-stream") {
+                        Framing::V3Binary
+                    } else if client.eio == 3 {
+                        Framing::V3String
+                    } else {
+                        Framing::V4
+                    };
                 let packets = decode_payload(response.body.clone(), framing).expect("a payload");
                 self.push_frames(c, packets);
             }
@@ -484,7 +483,10 @@ impl SioPair {
             Kind::Ws => {
                 self.roles.insert(conn, Role::Ws(c));
                 self.clients[c.0].ws = Some(conn);
-                self.request(conn, &ws_head(&format!("EIO={eio}&transport=websocket{extra_query}")));
+                self.request(
+                    conn,
+                    &ws_head(&format!("EIO={eio}&transport=websocket{extra_query}")),
+                );
             }
         }
         assert!(self.clients[c.0].sid.is_some(), "no open packet");
@@ -493,7 +495,10 @@ impl SioPair {
 
     /// Parks a GET for a polling client.
     pub fn poll(&mut self, c: C) -> ConnId {
-        assert!(self.clients[c.0].parked.is_none(), "a GET is parked already");
+        assert!(
+            self.clients[c.0].parked.is_none(),
+            "a GET is parked already"
+        );
         let conn = self.new_conn();
         self.roles.insert(conn, Role::Poll(c));
         self.clients[c.0].parked = Some(conn);
@@ -576,7 +581,11 @@ impl SioPair {
     /// The client's transport goes away: its WebSocket, or its parked GET.
     pub fn drop_transport(&mut self, c: C, error: bool) {
         let client = &mut self.clients[c.0];
-        let conn = client.ws.take().or(client.parked.take()).expect("a transport");
+        let conn = client
+            .ws
+            .take()
+            .or(client.parked.take())
+            .expect("a transport");
         client.closed = true;
         self.roles.remove(&conn);
         self.server.handle_conn_closed(conn, error, self.now);
@@ -602,7 +611,9 @@ impl SioPair {
         self.drive();
         let client = &mut self.clients[c.0];
         client.kind = Kind::Ws;
-        client.inbox.retain(|f| *f != Frame::Text("3probe".into()) && *f != Frame::Text("6".into()));
+        client
+            .inbox
+            .retain(|f| *f != Frame::Text("3probe".into()) && *f != Frame::Text("6".into()));
     }
 
     // ---- receiving ----
