@@ -94,7 +94,7 @@ pub async fn listen<M: Machine>(
     serve(TcpListener::bind(addr).await?, driver).await
 }
 
-/// Accepts connections on `listener`, one task each, until the driver's
+/// Accepts connections on `listener`, one task each (on the driver's runtime), until the driver's
 /// [`shutdown`](Driver::shutdown) begins (the connections already accepted are finished by
 /// the driver; `shutdown` completes when they are).
 pub async fn serve<M: Machine>(
@@ -113,9 +113,11 @@ pub async fn serve<M: Machine>(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "TCP_NODELAY not set");
                 }
-                let driver = driver.clone();
-                tokio::spawn(async move {
-                    driver.serve_connection(stream.compat(), Some(peer)).await;
+                let connection = driver.clone();
+                driver.runtime().spawn(async move {
+                    connection
+                        .serve_connection(stream.compat(), Some(peer))
+                        .await;
                 });
             }
             Err(e) if is_transient(&e) => {

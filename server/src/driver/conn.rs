@@ -73,6 +73,8 @@ pub(crate) struct Http<'a, R: Runtime, S> {
     pending: VecDeque<Output>,
     /// The request being answered is a `HEAD`: its answer has no body.
     head_request: bool,
+    /// The TCP peer, recorded on every head so the handshake knows the client's address.
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// The connection's channels to and from the machine's task.
@@ -82,7 +84,12 @@ pub(crate) struct Link {
 }
 
 /// Serves `stream` until it ends, then tells the machine.
-pub(crate) async fn run<R, S>(env: &Env<R>, conn: ConnId, stream: S)
+pub(crate) async fn run<R, S>(
+    env: &Env<R>,
+    conn: ConnId,
+    stream: S,
+    peer: Option<std::net::SocketAddr>,
+)
 where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -96,6 +103,7 @@ where
         link: None,
         pending: VecDeque::new(),
         head_request: false,
+        peer,
     };
     let end = http.serve().await;
     let Http {
@@ -105,27 +113,25 @@ where
         pending,
         ..
     } = http;
-    let error = match end {
-        End::Closed => false,
-        End::Failed => true,
-        End::Answered => {
-            linger_close(&env.runtime, &mut stream).await;
-            false
-        }
-        End::Upgrade => match link {
-            Some(link) => {
-                let mut inputs = link.inputs.clone();
-                let error = websocket::run(env, conn, stream, buf, pending, link).await;
-                let _ = inputs.send(Input::Closed { conn, error }).await;
-                return;
+    let (error, linger) = match end {
+        End::Upgrade => {
+            if let Some(link) = link {
+                websocket::run(env, conn, stream, buf, pending, link).await;
             }
-            None => true,
-        },
+            return;
+        }
+        End::Closed => (false, false),
+        End::Failed => (true, false),
+        End::Answered => (false, true),
     };
     tracing::debug!(error, "connection ended");
     if let Some(mut link) = link {
-        // The machine may hold a role for it (a parked poll): it must learn that it is gone.
+        // The machine may hold a role for it (a parked poll, a body it asked for): it must
+        // learn that the connection is gone, before any lingering.
         let _ = link.inputs.send(Input::Closed { conn, error }).await;
+    }
+    if linger {
+        linger_close(&env.runtime, &mut stream).await;
     }
 }
 
@@ -187,6 +193,10 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 match parse_head(&self.buf, &env.config.limits) {
                     Ok(Some((head, consumed))) => {
                         self.buf.advance(consumed);
+                        let head = match self.peer {
+                            Some(peer) => head.with_peer_addr(peer),
+                            None => head,
+                        };
                         tracing::debug!(
                             method = head.method_str(),
                             target = head.target(),

@@ -178,7 +178,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         };
         let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
         let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer);
-        conn::run(env, conn, stream).instrument(span).await;
+        conn::run(env, conn, stream, peer).instrument(span).await;
         drop(admission);
     }
 

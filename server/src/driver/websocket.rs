@@ -49,8 +49,8 @@ enum WriteEnd {
     Failed,
 }
 
-/// Serves the WebSocket until either side ends it; returns whether it ended in error (for
-/// `handle_conn_closed`).
+/// Serves the WebSocket until either side ends it, then reports the end to the machine
+/// (`error`: it failed rather than closed).
 pub(crate) async fn run<R, S>(
     env: &Env<R>,
     conn: ConnId,
@@ -58,8 +58,7 @@ pub(crate) async fn run<R, S>(
     leftover: BytesMut,
     pending: VecDeque<Output>,
     link: Link,
-) -> bool
-where
+) where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -107,7 +106,7 @@ where
         }
     };
 
-    let mut writer_inputs = inputs;
+    let mut writer_inputs = inputs.clone();
     let mut pending = pending;
     let writer = async {
         loop {
@@ -167,25 +166,32 @@ where
         }
     };
 
-    let error = match select(pin!(reader), pin!(writer)).await {
-        Either::Left((error, _)) => error,
-        Either::Right((WriteEnd::Failed, _)) => true,
-        Either::Right((WriteEnd::Closed, reader)) => {
-            // Give the peer a moment to answer our close frame, so the TCP close that follows
-            // does not race its reply.
+    let mut inputs = inputs;
+    let peer_closed = {
+        let mut reader = pin!(reader);
+        let mut writer = pin!(writer);
+        // (error, the peer ended it, we sent a close frame and the reader still runs)
+        let (error, peer_closed, we_closed) = match select(reader.as_mut(), writer.as_mut()).await {
+            Either::Left((error, _)) => (error, !error, false),
+            Either::Right((WriteEnd::Failed, _)) => (true, false, false),
+            Either::Right((WriteEnd::Closed, _)) => (false, false, true),
+        };
+        tracing::debug!(error, peer_closed, "websocket ended");
+        let _ = inputs.send(Input::Closed { conn, error }).await;
+        if we_closed {
+            // We sent a close frame: give the peer a moment to answer it, so the TCP close
+            // that follows does not race its reply.
             let linger = pin!(env.runtime.sleep(LINGER));
             let _ = or_timeout(reader, linger).await;
-            false
         }
+        peer_closed
     };
-    // A close frame from the peer was answered by tungstenite on the read that returned it;
-    // one more read flushes that answer if it could not be written at once.
-    if !error {
+    if peer_closed {
+        // tungstenite queued the answer to the peer's close frame; the next read flushes it
+        // if it could not be written at once.
         let linger = pin!(env.runtime.sleep(LINGER));
         let _ = or_timeout(source.next(), linger).await;
     }
-    tracing::debug!(error, "websocket ended");
-    error
 }
 
 /// Our message as tungstenite's; both hold `Bytes`, so no copy (text is re-validated, the
