@@ -66,4 +66,6 @@ scenarios! {
     connection_cap: ServerConfig::new().max_connections(1);
     server_close;
     graceful_shutdown;
+    cors_preflight: scenario::cors_config();
+    forbidden: scenario::forbidden_config();
 }

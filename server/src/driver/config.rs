@@ -9,6 +9,10 @@ use volley_core::http::{Limits, RequestHead, Response};
 /// Answers requests the machine does not own (anything outside `/engine.io/` for the engine).
 pub type Fallback = Arc<dyn Fn(&RequestHead) -> Response + Send + Sync>;
 
+/// Decides whether a request may reach the machine (the reference server's `allowRequest`);
+/// a refused one gets `403` with `{"code":4,"message":"Forbidden"}`.
+pub type AllowRequest = Arc<dyn Fn(&RequestHead) -> bool + Send + Sync>;
+
 /// How the driver treats connections. `Default` gives the values documented on each setter.
 ///
 /// Every timeout bounds what a peer can hold without doing its part, so that no client can
@@ -22,6 +26,8 @@ pub struct ServerConfig {
     pub(crate) max_connections: usize,
     pub(crate) limits: Limits,
     pub(crate) fallback: Fallback,
+    pub(crate) cors: Option<super::cors::Cors>,
+    pub(crate) allow_request: Option<AllowRequest>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +40,8 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             limits: Limits::default(),
             fallback: Arc::new(|_| not_found()),
+            cors: None,
+            allow_request: None,
         }
     }
 }
@@ -89,6 +97,24 @@ impl ServerConfig {
     /// The handler for requests the machine does not own. Default: `404 Not Found`. It runs on
     /// the connection's task and sees the head only: a request with a body is answered and
     /// the connection closed, since the body is not read.
+    /// Answers cross-origin requests to the machine: preflights directly, and every other
+    /// answer with the allow-origin headers. Off by default (same-origin only).
+    pub fn cors(mut self, cors: super::cors::Cors) -> Self {
+        self.cors = Some(cors);
+        self
+    }
+
+    /// Checks every request for the machine before it gets there (origin checks, IP
+    /// blocking); refused ones get `403` with Engine.IO's error code 4.
+    pub fn allow_request(
+        mut self,
+        allow: impl Fn(&RequestHead) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.allow_request = Some(Arc::new(allow));
+        self
+    }
+
+    /// Answers requests the machine does not own.
     pub fn fallback(
         mut self,
         fallback: impl Fn(&RequestHead) -> Response + Send + Sync + 'static,

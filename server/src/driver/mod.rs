@@ -43,6 +43,7 @@
 mod actor;
 mod config;
 mod conn;
+mod cors;
 mod io;
 mod machine;
 mod shutdown;
@@ -65,7 +66,8 @@ use volley_core::ConnId;
 use volley_core::http::Response;
 
 pub use actor::{Handle, Stopped};
-pub use config::{Fallback, ServerConfig};
+pub use config::{AllowRequest, Fallback, ServerConfig};
+pub use cors::{Cors, Origins};
 pub use machine::{Machine, Router};
 
 use actor::{Actor, Input};

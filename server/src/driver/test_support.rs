@@ -606,3 +606,79 @@ pub async fn graceful_shutdown<R: Runtime, C: Connector>(h: Harness<R, C>) {
     assert_eq!(h.driver.connection_count(), 0);
     assert!(h.driver.is_stopping());
 }
+
+/// The CORS options of [`cors_preflight`]: one allowed origin, with credentials.
+pub fn cors_config() -> ServerConfig {
+    ServerConfig::new().cors(super::Cors::origins(["https://app.example"]).credentials(true))
+}
+
+/// A preflight is answered by the driver (204 with the allow headers); actual answers carry
+/// the allow-origin headers for an allowed origin and none for another.
+pub async fn cors_preflight<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let preflight = client
+        .request(
+            "OPTIONS",
+            POLLING,
+            "Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: content-type\r\n",
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST"))
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("content-type")
+    );
+    let allowed = client
+        .request("GET", POLLING, "Origin: https://app.example\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200);
+    assert!(allowed.text().starts_with("0{"));
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(allowed.header("vary"), Some("Origin"));
+    let other = client
+        .request("GET", POLLING, "Origin: https://evil.example\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+}
+
+/// The `allow_request` of [`forbidden`]: only requests with `X-Token: ok`.
+pub fn forbidden_config() -> ServerConfig {
+    ServerConfig::new().allow_request(|head| head.header("x-token") == Some("ok"))
+}
+
+/// A request the application refuses gets 403 with Engine.IO's code 4, before reaching the
+/// machine; an allowed one goes through.
+pub async fn forbidden<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let refused = client.get(POLLING).await.unwrap();
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.text(), r#"{"code":4,"message":"Forbidden"}"#);
+    let allowed = client
+        .request("GET", POLLING, "X-Token: ok\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200);
+    assert!(allowed.text().starts_with("0{"));
+}

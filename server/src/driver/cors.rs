@@ -1,0 +1,132 @@
+//! Cross-origin resource sharing for the polling transport, as browsers require it when the
+//! page comes from another origin: preflight answers and the headers of every answer.
+
+use volley_core::http::{RequestHead, Response};
+
+/// Which origins may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origins {
+    /// Any origin (`Access-Control-Allow-Origin: *`, or the request's origin when
+    /// credentials are allowed, since browsers refuse `*` with credentials).
+    Any,
+    /// Only these origins (`https://example.com`), answered by name.
+    List(Vec<String>),
+}
+
+/// CORS options (the reference server's `cors` option).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Allowed origins.
+    pub origins: Origins,
+    /// Allowed methods in preflight answers.
+    pub methods: Vec<String>,
+    /// Allowed request headers; `None` reflects what the preflight asks for.
+    pub allowed_headers: Option<Vec<String>>,
+    /// Response headers the page may read.
+    pub exposed_headers: Vec<String>,
+    /// Whether cookies and credentials may be sent.
+    pub credentials: bool,
+    /// How long a preflight answer may be cached, in seconds.
+    pub max_age: Option<u64>,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Cors {
+            origins: Origins::Any,
+            methods: ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"]
+                .map(str::to_owned)
+                .to_vec(),
+            allowed_headers: None,
+            exposed_headers: Vec::new(),
+            credentials: false,
+            max_age: None,
+        }
+    }
+}
+
+impl Cors {
+    /// Any origin, default methods, no credentials.
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    /// Only `origins`.
+    pub fn origins(origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Cors {
+            origins: Origins::List(origins.into_iter().map(Into::into).collect()),
+            ..Self::default()
+        }
+    }
+
+    /// Allows credentials.
+    pub fn credentials(mut self, allow: bool) -> Self {
+        self.credentials = allow;
+        self
+    }
+
+    /// The `Access-Control-Allow-Origin` value for `head`, and whether it varies by origin.
+    fn allow_origin(&self, head: &RequestHead) -> Option<(String, bool)> {
+        let origin = head.header("origin");
+        match &self.origins {
+            Origins::Any if self.credentials => origin.map(|o| (o.to_owned(), true)),
+            Origins::Any => Some(("*".to_owned(), false)),
+            Origins::List(list) => {
+                let o = origin?;
+                list.iter().any(|a| a == o).then(|| (o.to_owned(), true))
+            }
+        }
+    }
+
+    fn origin_headers(&self, head: &RequestHead, mut response: Response) -> Response {
+        if let Some((origin, varies)) = self.allow_origin(head) {
+            response = response.header("Access-Control-Allow-Origin", origin);
+            if varies {
+                response = response.header("Vary", "Origin");
+            }
+            if self.credentials {
+                response = response.header("Access-Control-Allow-Credentials", "true");
+            }
+        }
+        response
+    }
+
+    /// Whether `head` is a preflight request (it is answered here, not by the machine).
+    pub fn is_preflight(head: &RequestHead) -> bool {
+        head.method_str() == "OPTIONS"
+    }
+
+    /// The answer to a preflight request.
+    pub fn preflight(&self, head: &RequestHead) -> Response {
+        let mut response = self.origin_headers(head, Response::new(204));
+        response = response.header("Access-Control-Allow-Methods", self.methods.join(","));
+        let headers = match &self.allowed_headers {
+            Some(list) => Some(list.join(",")),
+            None => head
+                .header("access-control-request-headers")
+                .map(str::to_owned),
+        };
+        if let Some(h) = headers.filter(|h| !h.is_empty()) {
+            response = response.header("Access-Control-Allow-Headers", h);
+            if self.allowed_headers.is_none() {
+                response = response.header("Vary", "Access-Control-Request-Headers");
+            }
+        }
+        if let Some(age) = self.max_age {
+            response = response.header("Access-Control-Max-Age", age.to_string());
+        }
+        response
+    }
+
+    /// Adds the CORS headers of an actual (non-preflight) answer.
+    pub fn decorate(&self, head: &RequestHead, mut response: Response) -> Response {
+        response = self.origin_headers(head, response);
+        if !self.exposed_headers.is_empty() {
+            response = response.header(
+                "Access-Control-Expose-Headers",
+                self.exposed_headers.join(","),
+            );
+        }
+        response
+    }
+}
