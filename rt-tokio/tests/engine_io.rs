@@ -68,4 +68,5 @@ scenarios! {
     graceful_shutdown;
     cors_preflight: scenario::cors_config();
     forbidden: scenario::forbidden_config();
+    slow_reader;
 }

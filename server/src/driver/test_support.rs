@@ -682,3 +682,50 @@ pub async fn forbidden<R: Runtime, C: Connector>(h: Harness<R, C>) {
     assert_eq!(allowed.status, 200);
     assert!(allowed.text().starts_with("0{"));
 }
+
+/// A WebSocket client that never reads while the server sends it megabytes: its session is
+/// closed (by the engine's queue bound or the driver's per-connection queue) after a bounded
+/// number of messages, and another client is served all along.
+pub async fn slow_reader<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut stalled = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let open = stalled.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    let mut healthy = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let _ = healthy.next().await.unwrap().unwrap();
+    let chunk = volley_core::Utf8Bytes::from("x".repeat(8 * 1024));
+    let mut sent = 0usize;
+    let mut refused = false;
+    // 200k messages of 8 KiB would be 1.6 GB: the bound must stop this long before.
+    while sent < 200_000 {
+        let text = chunk.clone();
+        let accepted = h
+            .driver
+            .handle()
+            .call(move |engine, now| {
+                engine
+                    .send(sid, volley_core::engine::Message::Text(text), now)
+                    .is_ok()
+            })
+            .await
+            .unwrap();
+        if !accepted {
+            refused = true;
+            break;
+        }
+        sent += 1;
+        if sent % 64 == 0 {
+            // The other client is served meanwhile.
+            healthy.send(Message::text("4ping")).await.unwrap();
+            assert_eq!(ws_next(&mut healthy).await, Message::text("4ping"));
+        }
+    }
+    assert!(refused, "the stalled session was never cut off");
+    let reason = h.events.closed(sid).await;
+    assert!(
+        matches!(reason, CloseReason::SlowClient | CloseReason::TransportError),
+        "{reason:?}"
+    );
+    healthy.send(Message::text("4still")).await.unwrap();
+    assert_eq!(ws_next(&mut healthy).await, Message::text("4still"));
+    drop(stalled);
+}
