@@ -117,3 +117,18 @@ impl fmt::Display for ConnId {
         write!(f, "conn#{}", self.0)
     }
 }
+
+inline_id!(
+    /// A node of a cluster (the Redis adapter's `uid`): up to [`SID_MAX_LEN`] URL-safe
+    /// characters.
+    NodeId,
+    SID_MAX_LEN,
+    url_safe
+);
+
+inline_id!(
+    /// A request between nodes of a cluster (the Redis adapter's `requestId`).
+    RequestId,
+    SID_MAX_LEN,
+    url_safe
+);

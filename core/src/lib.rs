@@ -72,6 +72,7 @@
 #![deny(missing_docs)]
 
 pub mod base64;
+pub mod cluster;
 pub mod engine;
 pub mod http;
 pub mod ids;
@@ -81,5 +82,5 @@ pub mod socketio;
 pub mod utf8;
 
 pub use bytes::Bytes;
-pub use ids::{ConnId, Sid, SocketId};
+pub use ids::{ConnId, NodeId, RequestId, Sid, SocketId};
 pub use utf8::Utf8Bytes;

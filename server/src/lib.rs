@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod ack;
+pub mod adapter;
 pub mod driver;
 pub mod extensions;
 pub mod extract;
