@@ -6,8 +6,8 @@ use crate::handler::BoxFuture;
 use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 use crate::namespace::Namespace;
 use crate::node::{Ctl, Node, Spawner};
-use crate::operators::BroadcastOperator;
-use crate::payload::EncodeError;
+use crate::operators::{BroadcastOperator, RemoteSocket};
+use crate::payload::{EncodeError, Payload};
 use crate::registry::{NsHandlers, Registry};
 use crate::runtime::Runtime;
 use crate::socket::Socket;
@@ -246,7 +246,18 @@ impl<R: Runtime> Io<R> {
     }
 
     /// The namespace `name` (declared on first use; `/` always exists).
+    ///
+    /// A name that a [dynamic namespace](Io::dynamic_ns) takes, and that was not declared
+    /// before it, is that family's child: what is registered on it is registered on the
+    /// whole family, and it exists while the family's matcher creates it.
     pub fn ns(&self, name: &str) -> Namespace {
+        if let Some(handlers) = self.ctl.registry.dynamic_child(name) {
+            return Namespace {
+                ctl: self.ctl.clone(),
+                name: Some(Arc::from(name)),
+                handlers,
+            };
+        }
         let handlers = self.ctl.registry.namespace(name);
         let owned = name.to_owned();
         let _ = self
@@ -359,6 +370,35 @@ impl<R: Runtime> Io<R> {
         self.main().emit(event, data)
     }
 
+    /// The sockets of `/`, with their rooms at the time of the call.
+    pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
+        self.main().fetch_sockets().await
+    }
+
+    /// Puts every socket of `/` in `rooms`.
+    pub fn sockets_join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
+        self.main().sockets_join(rooms)
+    }
+
+    /// Takes every socket of `/` out of `rooms`.
+    pub fn sockets_leave(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
+        self.main().sockets_leave(rooms)
+    }
+
+    /// Disconnects every socket of `/` (closing their connections with `close`).
+    pub fn disconnect_sockets(&self, close: bool) {
+        self.main().disconnect_sockets(close)
+    }
+
+    /// Emits to the other nodes of a cluster (see [`Namespace::server_side_emit`]).
+    pub fn server_side_emit<T: Serialize + ?Sized>(
+        &self,
+        _event: &str,
+        data: &T,
+    ) -> Result<(), EncodeError> {
+        Payload::of(data).map(|_| ())
+    }
+
     /// Connected sockets, all namespaces.
     pub async fn socket_count(&self) -> usize {
         self.ctl
@@ -373,6 +413,16 @@ impl<R: Runtime> Io<R> {
         self.ctl
             .handle
             .call(|node: &mut Node, _| node.sio.client_count())
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Acknowledgements still awaited, server to client (see [`Node::pending_ack_count`]):
+    /// zero once every client has gone.
+    pub async fn pending_ack_count(&self) -> usize {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.pending_ack_count())
             .await
             .unwrap_or(0)
     }

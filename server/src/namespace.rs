@@ -3,7 +3,7 @@
 use crate::handler::{Handler, erase};
 use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 use crate::node::Ctl;
-use crate::operators::BroadcastOperator;
+use crate::operators::{BroadcastOperator, RemoteSocket, Target};
 use crate::payload::{EncodeError, Payload};
 use crate::registry::{NsHandlers, Route};
 use crate::socket::Socket;
@@ -87,7 +87,10 @@ impl Namespace {
         }
     }
 
-    /// Runs for every socket that joins the namespace, before any of its events.
+    /// Runs for every socket that joins the namespace, before any of its events: the
+    /// socket's event handlers (and its `disconnecting`/`disconnect` handlers) start only once
+    /// every `connection` handler has returned, in registration order. Work that lasts the
+    /// socket's life (a subscription loop) belongs in a task of its own.
     pub fn on_connection<F, Fut>(&self, f: F) -> &Self
     where
         F: Fn(Socket) -> Fut + Send + Sync + 'static,
@@ -97,7 +100,8 @@ impl Namespace {
         self
     }
 
-    /// Runs when a socket is leaving, with the rooms it was in.
+    /// Runs when a socket is leaving, with the rooms it was in (its own id included);
+    /// `disconnect` handlers start once these have returned.
     pub fn on_disconnecting<F, Fut>(&self, f: F) -> &Self
     where
         F: Fn(Socket, DisconnectReason, Vec<Room>) -> Fut + Send + Sync + 'static,
@@ -159,8 +163,11 @@ impl Namespace {
     }
 
     fn operator(&self) -> BroadcastOperator {
-        let name = self.name.clone().unwrap_or_else(|| Arc::from("/"));
-        BroadcastOperator::new(self.ctl.clone(), name)
+        let target = match &self.name {
+            Some(name) => Target::Named(name.clone()),
+            None => Target::Family(self.handlers.clone()),
+        };
+        BroadcastOperator::with_target(self.ctl.clone(), target)
     }
 
     /// Sockets in `room`.
@@ -208,12 +215,38 @@ impl Namespace {
         self.operator()
     }
 
-    /// Sockets connected to the namespace now.
+    /// The sockets of the namespace, with their rooms at the time of the call.
+    pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
+        self.operator().fetch_sockets().await
+    }
+
+    /// Puts every socket of the namespace in `rooms`.
+    pub fn sockets_join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
+        self.operator().sockets_join(rooms)
+    }
+
+    /// Takes every socket of the namespace out of `rooms`.
+    pub fn sockets_leave(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
+        self.operator().sockets_leave(rooms)
+    }
+
+    /// Disconnects every socket of the namespace (closing their connections with `close`).
+    pub fn disconnect_sockets(&self, close: bool) {
+        self.operator().disconnect_sockets(close)
+    }
+
+    /// Sockets connected to the namespace now (to all its children, for a dynamic family).
     pub async fn socket_count(&self) -> usize {
-        let name = self.name.clone().unwrap_or_else(|| Arc::from("/"));
+        let target = self.operator().target().clone();
         self.ctl
             .handle
-            .call(move |node, _| node.sio.namespace_socket_count(&name))
+            .call(move |node, _| {
+                target
+                    .resolve(node)
+                    .iter()
+                    .map(|name| node.sio.namespace_socket_count(name))
+                    .sum()
+            })
             .await
             .unwrap_or(0)
     }

@@ -7,7 +7,7 @@ use crate::extensions::Extensions;
 use crate::extract::{AckSlot, EventCtx, take_ack};
 use crate::handler::{BoxFuture, Reply};
 use crate::handshake::Handshake;
-use crate::middleware::{ConnectCtx, IncomingEvent, Next, PacketFlow};
+use crate::middleware::{ConnectCtx, IncomingEvent, Next, PacketFlow, PacketMw};
 use crate::payload::Payload;
 use crate::registry::{NsHandlers, Registry};
 use crate::socket::Socket;
@@ -38,7 +38,7 @@ pub(crate) type Spawner = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
 struct Entry {
     socket: Socket,
     /// Handler futures of this socket, started in arrival order.
-    queue: mpsc::UnboundedSender<BoxFuture<()>>,
+    queue: mpsc::UnboundedSender<Job>,
     /// Resolves the connection middleware's innermost `next` at disconnect.
     life: Option<oneshot::Sender<DisconnectReason>>,
 }
@@ -79,28 +79,55 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// One piece of work for a socket's task.
+enum Job {
+    /// An event handler: it starts after everything queued before it has started, then runs
+    /// beside the others.
+    Handler(BoxFuture<()>),
+    /// A system handler (`connection`, `disconnecting`, `disconnect`): it starts likewise,
+    /// and nothing queued after it starts before it has completed, so a `connection` handler
+    /// that awaits its set-up still runs before the socket's first event.
+    Barrier(BoxFuture<()>),
+}
+
 /// Runs a socket's handler futures: each starts in the order its event arrived, and they
-/// then proceed concurrently (as Node's listeners do once they await).
-async fn socket_task(mut queue: mpsc::UnboundedReceiver<BoxFuture<()>>) {
-    use std::task::Poll;
+/// then proceed concurrently (as Node's listeners do once they await), except that a
+/// [`Job::Barrier`] holds back what follows it until it completes.
+async fn socket_task(mut queue: mpsc::UnboundedReceiver<Job>) {
+    use std::task::{Context, Poll};
+    fn drive(running: &mut FuturesUnordered<BoxFuture<()>>, cx: &mut Context<'_>) {
+        while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
+    }
     let mut running = FuturesUnordered::new();
+    let mut barrier: Option<BoxFuture<()>> = None;
     let mut open = true;
     futures::future::poll_fn(|cx| {
-        // New futures first, so they start in arrival order.
-        while open {
+        loop {
+            if let Some(b) = barrier.as_mut() {
+                if b.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                barrier = None;
+            }
+            if !open {
+                break;
+            }
             match queue.poll_next_unpin(cx) {
-                Poll::Ready(Some(f)) => running.push(f),
+                Poll::Ready(Some(Job::Handler(f))) => running.push(f),
+                Poll::Ready(Some(Job::Barrier(f))) => {
+                    // What came before starts first.
+                    drive(&mut running, cx);
+                    barrier = Some(f);
+                }
                 Poll::Ready(None) => open = false,
                 Poll::Pending => break,
             }
         }
-        loop {
-            match running.poll_next_unpin(cx) {
-                Poll::Ready(Some(())) => continue,
-                Poll::Ready(None) if open => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
-            }
+        drive(&mut running, cx);
+        if !open && barrier.is_none() && running.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     })
     .await
@@ -131,6 +158,18 @@ impl Node {
         &self.sio
     }
 
+    /// Acknowledgements still awaited: the futures waiting here (one per socket asked, plus
+    /// one per broadcast) and the core's pending entries. Zero once every client has gone.
+    pub fn pending_ack_count(&self) -> usize {
+        self.acks.len() + self.aggregates.len() + self.sio.pending_ack_count()
+    }
+
+    /// Sockets this layer holds a handle and a handler queue for (the core's
+    /// [`socket_count`](SioServer::socket_count) once their disconnects are handled).
+    pub fn tracked_socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
     /// Accepts a pending connection: the socket, its handler queue, its `connection`
     /// handlers queued first.
     pub(crate) fn accept(
@@ -150,7 +189,7 @@ impl Node {
         let (tx, rx) = mpsc::unbounded();
         (self.spawn)(Box::pin(socket_task(rx)));
         for hook in ns.connection() {
-            let _ = tx.unbounded_send(hook(socket.clone()));
+            let _ = tx.unbounded_send(Job::Barrier(hook(socket.clone())));
         }
         self.sockets.insert(
             id,
@@ -163,6 +202,8 @@ impl Node {
         Ok(socket)
     }
 
+    /// Sends `event` to `socket` asking for an acknowledgement; `tx` gets the answer, or why
+    /// none will come.
     pub(crate) fn emit_with_ack(
         &mut self,
         socket: SocketId,
@@ -171,52 +212,85 @@ impl Node {
         timeout: Option<Duration>,
         tx: oneshot::Sender<Result<Payload, AckError>>,
         now: Instant,
-    ) -> Result<(), AckError> {
+    ) {
         let json = payload.json();
         let (_, attachments) = payload.into_parts();
-        let id = self
+        match self
             .sio
             .emit_with_ack(socket, event, &json, attachments, timeout, now)
-            .map_err(|e| AckError::NotSent(e.to_string()))?;
-        self.acks.insert((socket, id.0), Waiter::Single(tx));
-        Ok(())
+        {
+            Ok(id) => {
+                self.acks.insert((socket, id.0), Waiter::Single(tx));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(AckError::NotSent(e.to_string())));
+            }
+        }
     }
 
+    /// Sends `event` to the sockets `opts` selects in each of `nsps`, asking each for an
+    /// acknowledgement; `tx` gets every answer once all came or failed. A namespace that does
+    /// not exist (any more) has no sockets to ask.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn broadcast_with_ack(
         &mut self,
-        nsp: &str,
+        nsps: &[Arc<str>],
         opts: &BroadcastOptions,
         event: &str,
         payload: Payload,
         timeout: Option<Duration>,
         tx: oneshot::Sender<Result<Vec<AckResponse>, PartialAcks>>,
         now: Instant,
-    ) -> Result<(), SioError> {
+    ) {
         let json = payload.json();
         let (_, attachments) = payload.into_parts();
-        let (id, sent) =
-            self.sio
-                .broadcast_with_ack(nsp, opts, event, &json, attachments, timeout, now)?;
-        if sent.is_empty() {
-            let _ = tx.send(Ok(Vec::new()));
-            return Ok(());
-        }
         let key = self.next_aggregate;
-        self.next_aggregate += 1;
-        for s in &sent {
-            self.acks.insert((*s, id.0), Waiter::Member(key));
+        let mut asked = 0;
+        for nsp in nsps {
+            let Ok((id, sent)) = self.sio.broadcast_with_ack(
+                nsp,
+                opts,
+                event,
+                &json,
+                attachments.clone(),
+                timeout,
+                now,
+            ) else {
+                continue;
+            };
+            for s in &sent {
+                self.acks.insert((*s, id.0), Waiter::Member(key));
+            }
+            asked += sent.len();
         }
+        if asked == 0 {
+            let _ = tx.send(Ok(Vec::new()));
+            return;
+        }
+        self.next_aggregate += 1;
         self.aggregates.insert(
             key,
             Aggregate {
-                remaining: sent.len(),
+                remaining: asked,
                 responses: Vec::new(),
                 missing: 0,
                 tx,
             },
         );
-        Ok(())
+    }
+
+    /// The namespaces that exist now and are served by `family`'s handlers (the children of
+    /// a dynamic namespace).
+    pub(crate) fn family_members(&self, family: &Arc<NsHandlers>) -> Vec<Arc<str>> {
+        self.sio
+            .namespaces()
+            .filter(|name| {
+                self.registry
+                    .lookup(name)
+                    .is_some_and(|h| Arc::ptr_eq(&h, family))
+            })
+            .map(Arc::from)
+            .collect()
     }
 
     /// The sockets `opts` selects in `nsp`, with their rooms.
@@ -276,11 +350,11 @@ impl Node {
                     return;
                 };
                 for hook in entry.socket.ns_handlers().disconnecting() {
-                    let _ = entry.queue.unbounded_send(hook(
+                    let _ = entry.queue.unbounded_send(Job::Barrier(hook(
                         entry.socket.clone(),
                         reason,
                         rooms.clone(),
-                    ));
+                    )));
                 }
             }
             Event::Disconnect { socket, reason, .. } => {
@@ -291,7 +365,7 @@ impl Node {
                 for hook in entry.socket.ns_handlers().disconnect() {
                     let _ = entry
                         .queue
-                        .unbounded_send(hook(entry.socket.clone(), reason));
+                        .unbounded_send(Job::Barrier(hook(entry.socket.clone(), reason)));
                 }
                 if let Some(life) = entry.life.take() {
                     let _ = life.send(reason);
@@ -385,27 +459,24 @@ impl Node {
         };
         let sock = entry.socket.clone();
         let ns = sock.ns_handlers().clone();
-        let route = ns.route(&name);
         let mut chain = self.registry.global_packet();
         chain.extend(ns.packet());
-        if let Some(r) = &route {
-            chain.extend(r.middleware.iter().cloned());
-        }
-        let any = ns.any();
         let state = self.state.clone();
         let fut = async move {
-            let mut ev = IncomingEvent { name, payload };
-            for mw in chain {
-                match mw(sock.clone(), ev).await {
-                    PacketFlow::Continue(next) => ev = next,
-                    PacketFlow::Drop => return,
-                    PacketFlow::Reject(message) => {
-                        sock.report_error(message).await;
-                        return;
-                    }
-                }
-            }
-            for hook in any {
+            let ev = IncomingEvent { name, payload };
+            let Some(ev) = run_packet_middleware(chain, &sock, ev).await else {
+                return;
+            };
+            // The route of the event as the middleware left it (it may have renamed it).
+            let route = ns.route(&ev.name);
+            let ev = match &route {
+                Some(r) => match run_packet_middleware(r.middleware.clone(), &sock, ev).await {
+                    Some(ev) => ev,
+                    None => return,
+                },
+                None => ev,
+            };
+            for hook in ns.any() {
                 hook(sock.clone(), ev.name.clone(), ev.payload.clone()).await;
             }
             let Some(route) = route else {
@@ -431,8 +502,28 @@ impl Node {
                 Reply::Error(message) => sock.report_error(message).await,
             }
         };
-        let _ = entry.queue.unbounded_send(Box::pin(fut));
+        let _ = entry.queue.unbounded_send(Job::Handler(Box::pin(fut)));
     }
+}
+
+/// Runs packet middleware in order: the event as the last one passed it on, or `None` when
+/// one dropped or rejected it (a rejection is reported to the socket's `error` handlers).
+async fn run_packet_middleware(
+    chain: Vec<PacketMw>,
+    sock: &Socket,
+    mut ev: IncomingEvent,
+) -> Option<IncomingEvent> {
+    for mw in chain {
+        match mw(sock.clone(), ev).await {
+            PacketFlow::Continue(next) => ev = next,
+            PacketFlow::Drop => return None,
+            PacketFlow::Reject(message) => {
+                sock.report_error(message).await;
+                return None;
+            }
+        }
+    }
+    Some(ev)
 }
 
 impl Machine for Node {

@@ -5,10 +5,13 @@ use crate::ack::{AckResponse, PartialAcks};
 use crate::extensions::Extensions;
 use crate::handshake::Handshake;
 use crate::node::Ctl;
+use crate::node::Node;
 use crate::payload::{EncodeError, Payload};
+use crate::registry::NsHandlers;
 use crate::socket::Socket;
 use serde::Serialize;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use volley_core::SocketId;
@@ -37,12 +40,41 @@ impl fmt::Display for BroadcastAckError {
 
 impl std::error::Error for BroadcastAckError {}
 
-/// A selection of sockets in one namespace, with flags; build it with `to`, `except`, … and
-/// finish with an action.
+/// The namespaces an operator acts on.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One namespace.
+    Named(Arc<str>),
+    /// Every namespace that exists now and is served by this dynamic family's handlers (as
+    /// Node's parent namespace broadcasts to all its children).
+    Family(Arc<NsHandlers>),
+}
+
+impl Target {
+    /// The namespaces meant, now.
+    pub(crate) fn resolve(&self, node: &Node) -> Vec<Arc<str>> {
+        match self {
+            Target::Named(name) => vec![name.clone()],
+            Target::Family(handlers) => node.family_members(handlers),
+        }
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Named(name) => fmt::Debug::fmt(name, f),
+            Target::Family(_) => f.write_str("<dynamic namespaces>"),
+        }
+    }
+}
+
+/// A selection of sockets in one namespace (or in every child of a dynamic namespace), with
+/// flags; build it with `to`, `except`, … and finish with an action.
 #[derive(Clone)]
 pub struct BroadcastOperator {
     ctl: Arc<Ctl>,
-    nsp: Arc<str>,
+    target: Target,
     opts: BroadcastOptions,
     timeout: Option<Duration>,
 }
@@ -50,7 +82,7 @@ pub struct BroadcastOperator {
 impl fmt::Debug for BroadcastOperator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BroadcastOperator")
-            .field("nsp", &self.nsp)
+            .field("nsp", &self.target)
             .field("opts", &self.opts)
             .field("timeout", &self.timeout)
             .finish()
@@ -59,9 +91,13 @@ impl fmt::Debug for BroadcastOperator {
 
 impl BroadcastOperator {
     pub(crate) fn new(ctl: Arc<Ctl>, nsp: Arc<str>) -> Self {
+        Self::with_target(ctl, Target::Named(nsp))
+    }
+
+    pub(crate) fn with_target(ctl: Arc<Ctl>, target: Target) -> Self {
         BroadcastOperator {
             ctl,
-            nsp,
+            target,
             opts: BroadcastOptions::default(),
             timeout: None,
         }
@@ -114,6 +150,10 @@ impl BroadcastOperator {
         self
     }
 
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// The options this operator stands for.
     pub fn options(&self) -> &BroadcastOptions {
         &self.opts
@@ -127,57 +167,70 @@ impl BroadcastOperator {
 
     /// Sends `event` with a whole argument list.
     pub fn emit_payload(&self, event: &str, payload: Payload) {
-        let (nsp, opts, event) = (self.nsp.clone(), self.opts.clone(), event.to_owned());
+        let (target, opts, event) = (self.target.clone(), self.opts.clone(), event.to_owned());
         let _ = self.ctl.handle.cast(move |node, now| {
             let json = payload.json();
             let (_, attachments) = payload.into_parts();
-            let _ = node
-                .sio
-                .broadcast(&nsp, &opts, &event, &json, attachments, now);
+            for nsp in target.resolve(node) {
+                // A namespace that went away meanwhile has nobody to send to.
+                let _ = node
+                    .sio
+                    .broadcast(&nsp, &opts, &event, &json, attachments.clone(), now);
+            }
         });
     }
 
-    /// Sends `event` asking every selected socket for an acknowledgement; resolves with all
-    /// answers, or with those that came when some did not (within the timeout, if set).
-    pub async fn emit_with_ack<T: Serialize + ?Sized>(
+    /// Sends `event` (now, not when the future is first polled) asking every selected
+    /// socket for an acknowledgement; resolves with all answers, or with those that came
+    /// when some did not (within the timeout, if set). The future does not borrow the
+    /// operator.
+    pub fn emit_with_ack<T: Serialize + ?Sized>(
         &self,
         event: &str,
         data: &T,
-    ) -> Result<Vec<AckResponse>, BroadcastAckError> {
-        let payload = Payload::of(data).map_err(|e| BroadcastAckError::Encode(e.to_string()))?;
-        self.ack_payload(event, payload).await
+    ) -> impl Future<Output = Result<Vec<AckResponse>, BroadcastAckError>> + Send + use<T> {
+        let answers = match Payload::of(data) {
+            Ok(payload) => Ok(self.ack_payload(event, payload)),
+            Err(e) => Err(BroadcastAckError::Encode(e.to_string())),
+        };
+        async move { answers?.await }
     }
 
     /// [`BroadcastOperator::emit_with_ack`] with a whole argument list.
-    pub async fn ack_payload(
+    pub fn ack_payload(
         &self,
         event: &str,
         payload: Payload,
-    ) -> Result<Vec<AckResponse>, BroadcastAckError> {
-        let (nsp, opts, event) = (self.nsp.clone(), self.opts.clone(), event.to_owned());
+    ) -> impl Future<Output = Result<Vec<AckResponse>, BroadcastAckError>> + Send + use<> {
+        let (target, opts, event) = (self.target.clone(), self.opts.clone(), event.to_owned());
         let timeout = self.timeout;
         let (tx, rx) = futures::channel::oneshot::channel();
-        self.ctl
-            .handle
-            .call(move |node, now| {
-                node.broadcast_with_ack(&nsp, &opts, &event, payload, timeout, tx, now)
-            })
-            .await
-            .map_err(|_| BroadcastAckError::Stopped)?
-            .map_err(|_| BroadcastAckError::Stopped)?;
-        match rx.await {
-            Ok(Ok(all)) => Ok(all),
-            Ok(Err(partial)) => Err(BroadcastAckError::Partial(partial)),
-            Err(_) => Err(BroadcastAckError::Stopped),
+        let queued = self.ctl.handle.cast(move |node, now| {
+            let nsps = target.resolve(node);
+            node.broadcast_with_ack(&nsps, &opts, &event, payload, timeout, tx, now);
+        });
+        async move {
+            queued.map_err(|_| BroadcastAckError::Stopped)?;
+            match rx.await {
+                Ok(Ok(all)) => Ok(all),
+                Ok(Err(partial)) => Err(BroadcastAckError::Partial(partial)),
+                Err(_) => Err(BroadcastAckError::Stopped),
+            }
         }
     }
 
     /// The selected sockets, with their rooms at the time of the call.
     pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
-        let (nsp, opts) = (self.nsp.clone(), self.opts.clone());
+        let (target, opts) = (self.target.clone(), self.opts.clone());
         self.ctl
             .handle
-            .call(move |node, _| node.fetch(&nsp, &opts))
+            .call(move |node, _| {
+                target
+                    .resolve(node)
+                    .iter()
+                    .flat_map(|nsp| node.fetch(nsp, &opts))
+                    .collect::<Vec<_>>()
+            })
             .await
             .unwrap_or_default()
             .into_iter()
@@ -188,30 +241,33 @@ impl BroadcastOperator {
     /// Puts the selected sockets in `rooms`.
     pub fn sockets_join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        let (nsp, opts) = (self.nsp.clone(), self.opts.clone());
-        let _ = self
-            .ctl
-            .handle
-            .cast(move |node, _| node.sio.sockets_join(&nsp, &opts, &rooms));
+        let (target, opts) = (self.target.clone(), self.opts.clone());
+        let _ = self.ctl.handle.cast(move |node, _| {
+            for nsp in target.resolve(node) {
+                node.sio.sockets_join(&nsp, &opts, &rooms);
+            }
+        });
     }
 
     /// Takes the selected sockets out of `rooms`.
     pub fn sockets_leave(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        let (nsp, opts) = (self.nsp.clone(), self.opts.clone());
-        let _ = self
-            .ctl
-            .handle
-            .cast(move |node, _| node.sio.sockets_leave(&nsp, &opts, &rooms));
+        let (target, opts) = (self.target.clone(), self.opts.clone());
+        let _ = self.ctl.handle.cast(move |node, _| {
+            for nsp in target.resolve(node) {
+                node.sio.sockets_leave(&nsp, &opts, &rooms);
+            }
+        });
     }
 
     /// Disconnects the selected sockets (closing their connections with `close`).
     pub fn disconnect_sockets(&self, close: bool) {
-        let (nsp, opts) = (self.nsp.clone(), self.opts.clone());
-        let _ = self
-            .ctl
-            .handle
-            .cast(move |node, now| node.sio.disconnect_sockets(&nsp, &opts, close, now));
+        let (target, opts) = (self.target.clone(), self.opts.clone());
+        let _ = self.ctl.handle.cast(move |node, now| {
+            for nsp in target.resolve(node) {
+                node.sio.disconnect_sockets(&nsp, &opts, close, now);
+            }
+        });
     }
 }
 

@@ -92,13 +92,22 @@ impl Payload {
         serde_json::to_string(&self.args).unwrap_or_else(|_| "[]".to_owned())
     }
 
-    /// Deserializes the arguments: a single argument is read as `T` first; otherwise (or if
-    /// that fails) the whole argument list is read as `T` (a tuple or a `Vec`).
+    /// Deserializes the arguments: a single argument is read as `T` first, and no argument
+    /// as JSON `null` (so `()` and `Option` take an event without arguments); otherwise (or
+    /// if that fails) the whole argument list is read as `T` (a tuple or a `Vec`).
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        if let [single] = self.args.as_slice() {
-            if let Ok(v) = T::deserialize(single) {
-                return Ok(v);
+        match self.args.as_slice() {
+            [single] => {
+                if let Ok(v) = T::deserialize(single) {
+                    return Ok(v);
+                }
             }
+            [] => {
+                if let Ok(v) = T::deserialize(&Value::Null) {
+                    return Ok(v);
+                }
+            }
+            _ => {}
         }
         T::deserialize(Value::Array(self.args.clone()))
     }

@@ -115,6 +115,25 @@ impl Registry {
         map.entry(name.to_owned()).or_default().clone()
     }
 
+    /// The handlers of the dynamic family that serves `name`, when no namespace of that
+    /// name was declared.
+    pub fn dynamic_child(&self, name: &str) -> Option<Arc<NsHandlers>> {
+        if self
+            .statics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(name)
+        {
+            return None;
+        }
+        self.dynamic
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(m, _)| m(name))
+            .map(|(_, h)| h.clone())
+    }
+
     /// A new family of dynamic namespaces.
     pub fn dynamic(&self, matcher: NsMatcher) -> Arc<NsHandlers> {
         let handlers = Arc::new(NsHandlers::default());

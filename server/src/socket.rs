@@ -10,6 +10,7 @@ use crate::registry::NsHandlers;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -139,14 +140,15 @@ impl Socket {
         });
     }
 
-    /// Sends `event` and waits for the client's acknowledgement (no time limit; see
-    /// [`Socket::timeout`]).
-    pub async fn emit_with_ack<T: Serialize + ?Sized, R: DeserializeOwned>(
+    /// Sends `event` (now, not when the future is first polled) and waits for the client's
+    /// acknowledgement, with no time limit (see [`Socket::timeout`]). The future does not
+    /// borrow the socket.
+    pub fn emit_with_ack<T: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         event: &str,
         data: &T,
-    ) -> Result<R, AckError> {
-        self.ack_request(event, data, None).await
+    ) -> impl Future<Output = Result<R, AckError>> + Send + use<T, R> {
+        self.ack_request(event, data, None)
     }
 
     /// An emitter whose acknowledgements fail with [`AckError::Timeout`] after `timeout`.
@@ -157,41 +159,44 @@ impl Socket {
         }
     }
 
-    async fn ack_request<T: Serialize + ?Sized, R: DeserializeOwned>(
+    fn ack_request<T: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         event: &str,
         data: &T,
         timeout: Option<Duration>,
-    ) -> Result<R, AckError> {
-        let payload = Payload::of(data).map_err(|e| AckError::Encode(e.to_string()))?;
-        let answer = self.ack_payload(event, payload, timeout).await?;
-        answer
-            .deserialize()
-            .map_err(|e| AckError::Decode(e.to_string()))
+    ) -> impl Future<Output = Result<R, AckError>> + Send + use<T, R> {
+        let answer = match Payload::of(data) {
+            Ok(payload) => Ok(self.ack_payload(event, payload, timeout)),
+            Err(e) => Err(AckError::Encode(e.to_string())),
+        };
+        async move {
+            answer?
+                .await?
+                .deserialize()
+                .map_err(|e| AckError::Decode(e.to_string()))
+        }
     }
 
-    /// Sends `event` with `payload` and waits for the acknowledgement's arguments.
-    pub async fn ack_payload(
+    /// Sends `event` with `payload` (now) and waits for the acknowledgement's arguments.
+    pub fn ack_payload(
         &self,
         event: &str,
         payload: Payload,
         timeout: Option<Duration>,
-    ) -> Result<Payload, AckError> {
+    ) -> impl Future<Output = Result<Payload, AckError>> + Send + use<> {
         for hook in self.inner.ns.any_outgoing() {
             hook(self, event, &payload);
         }
         let id = self.inner.id;
         let event = event.to_owned();
         let (tx, rx) = futures::channel::oneshot::channel();
-        let sent = self
-            .inner
-            .ctl
-            .handle
-            .call(move |node, now| node.emit_with_ack(id, &event, payload, timeout, tx, now))
-            .await
-            .map_err(|_| AckError::Stopped)?;
-        sent?;
-        rx.await.unwrap_or(Err(AckError::Stopped))
+        let queued = self.inner.ctl.handle.cast(move |node, now| {
+            node.emit_with_ack(id, &event, payload, timeout, tx, now);
+        });
+        async move {
+            queued.map_err(|_| AckError::Stopped)?;
+            rx.await.unwrap_or(Err(AckError::Stopped))
+        }
     }
 
     pub(crate) fn send_ack(&self, token: AckToken, payload: Payload) {
@@ -283,14 +288,22 @@ pub struct TimedSocket {
 }
 
 impl TimedSocket {
-    /// Sends `event` and waits for the acknowledgement, at most the timeout.
-    pub async fn emit_with_ack<T: Serialize + ?Sized, R: DeserializeOwned>(
+    /// Sends `event` (now) and waits for the acknowledgement, at most the timeout.
+    pub fn emit_with_ack<T: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         event: &str,
         data: &T,
-    ) -> Result<R, AckError> {
-        self.socket
-            .ack_request(event, data, Some(self.timeout))
-            .await
+    ) -> impl Future<Output = Result<R, AckError>> + Send + use<T, R> {
+        self.socket.ack_request(event, data, Some(self.timeout))
+    }
+
+    /// Sends `event` with `payload` (now) and waits for the acknowledgement's arguments, at
+    /// most the timeout.
+    pub fn ack_payload(
+        &self,
+        event: &str,
+        payload: Payload,
+    ) -> impl Future<Output = Result<Payload, AckError>> + Send + use<> {
+        self.socket.ack_payload(event, payload, Some(self.timeout))
     }
 }

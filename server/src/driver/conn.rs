@@ -17,7 +17,7 @@ use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
 use volley_core::ConnId;
-use volley_core::engine::{Body, ErrorCode, Output};
+use volley_core::engine::{Body, Output};
 use volley_core::http::{
     BodyDecoder, BodyKind, BodyProgress, HttpError, Method, RequestHead, Response, parse_head,
 };
@@ -25,7 +25,7 @@ use volley_core::http::{
 use super::Env;
 use super::actor::{CONN_CAPACITY, Input, ToConn};
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
-use super::cors::Cors;
+use super::request::{decorate, screen};
 use super::websocket;
 use crate::runtime::Runtime;
 
@@ -90,8 +90,7 @@ pub(crate) async fn run<R, S>(
     conn: ConnId,
     stream: S,
     peer: Option<std::net::SocketAddr>,
-)
-where
+) where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -247,23 +246,9 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
     /// Hands `head` to the machine and performs its outputs for this connection until the
     /// exchange ends.
     async fn exchange(&mut self, head: RequestHead) -> Exchange {
-        if let Some(cors) = &self.env.config.cors {
-            if Cors::is_preflight(&head) {
-                let response = cors.preflight(&head);
-                let close = has_body(&head) || !head.keep_alive();
-                return self.respond(response, close).await;
-            }
-        }
-        if let Some(allow) = &self.env.config.allow_request {
-            if !allow(&head) {
-                let response = if head.is_websocket_upgrade() {
-                    ErrorCode::Forbidden.ws_response()
-                } else {
-                    ErrorCode::Forbidden.response()
-                };
-                let close = has_body(&head) || !head.keep_alive();
-                return self.respond(response, close).await;
-            }
+        if let Some(response) = screen(&self.env.config, &head) {
+            let close = has_body(&head) || !head.keep_alive();
+            return self.respond(response, close).await;
         }
         let conn = self.conn;
         let keep_alive = head.keep_alive();
@@ -312,10 +297,7 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                         };
                     }
                     let close = response.close || !keep_alive || body_unread;
-                    let response = match &self.env.config.cors {
-                        Some(cors) => cors.decorate(&head, response),
-                        None => response,
-                    };
+                    let response = decorate(&self.env.config, &head, response);
                     return self.respond(response, close).await;
                 }
                 Next::Output(Output::ReadBody { limit, .. }) => {
@@ -472,6 +454,6 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
     }
 }
 
-fn has_body(head: &RequestHead) -> bool {
+pub(crate) fn has_body(head: &RequestHead) -> bool {
     !matches!(head.body_kind(), BodyKind::None | BodyKind::Length(0))
 }

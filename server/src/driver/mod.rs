@@ -19,6 +19,10 @@
 //!   machine does not own with the fallback, and otherwise performs what the machine says for
 //!   it: write a response, read a body (at most the machine's limit), or, after a `101`,
 //!   carry WebSocket frames (async-tungstenite) both ways.
+//! - **Hosts that speak HTTP themselves** (hyper, axum) hand over one parsed request at a
+//!   time instead ([`Driver::serve_request`]): the same screening and exchange with the
+//!   machine, the answer returned as a value, and after a `101` the same WebSocket half run
+//!   on the stream the host upgraded ([`Upgrade::run`]).
 //! - **[`Handle`]** runs commands on the machine from any other task.
 //!
 //! # Guarantees
@@ -46,6 +50,7 @@ mod conn;
 mod cors;
 mod io;
 mod machine;
+mod request;
 mod shutdown;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
@@ -63,12 +68,12 @@ use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 use volley_core::ConnId;
-use volley_core::http::Response;
 
 pub use actor::{Handle, Stopped};
 pub use config::{AllowRequest, Fallback, ServerConfig};
 pub use cors::{Cors, Origins};
 pub use machine::{Machine, Router};
+pub use request::{Served, Upgrade};
 
 use actor::{Actor, Input};
 use shutdown::{Refused, Tracker};
@@ -164,12 +169,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             Err(Refused::Full) => {
                 tracing::debug!(?peer, "connection refused: at the connection cap");
                 let mut out = bytes::BytesMut::new();
-                Response::new(503)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .header("Retry-After", "1")
-                    .body("Service Unavailable")
-                    .closing()
-                    .write_to(&mut out);
+                request::unavailable().write_to(&mut out);
                 let written =
                     io::write_all(&env.runtime, &mut stream, &out, env.config.write_timeout).await;
                 if written.is_ok() {

@@ -10,12 +10,13 @@ use crate::runtime::Runtime;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message as Ws;
 use async_tungstenite::tungstenite::protocol::Role;
+use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
-use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use volley_core::socketio::decoder::Decoder;
 use volley_core::socketio::{Packet, PacketType, SioProtocol};
@@ -41,6 +42,80 @@ impl Received {
 
 type ConnectResult = Result<String, ConnectError>;
 
+/// How a [`TestClient`] connects: the auth object, extra query parameters and headers for the
+/// handshake request, another request path, and whether it answers pings.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    auth: Option<serde_json::Value>,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    path: Option<String>,
+    auto_pong: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            auth: None,
+            query: Vec::new(),
+            headers: Vec::new(),
+            path: None,
+            auto_pong: true,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// No auth, no extra query or headers, the server's path, pings answered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The auth object sent with the namespace CONNECT (the JS client's `auth` option).
+    pub fn auth(mut self, auth: serde_json::Value) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Adds a query parameter to the handshake request (after `EIO=4&transport=websocket`).
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds a header to the handshake request.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Requests `path` instead of the server's own (to test a server's `path` option).
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_owned());
+        self
+    }
+
+    /// Whether the client answers the server's pings (default: yes). A client that does not
+    /// is closed by the server with "ping timeout".
+    pub fn auto_pong(mut self, answer: bool) -> Self {
+        self.auto_pong = answer;
+        self
+    }
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters pass).
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[derive(Default)]
 struct Pending {
     acks: HashMap<u64, oneshot::Sender<Payload>>,
@@ -57,6 +132,14 @@ pub struct TestClient {
     events: mpsc::UnboundedReceiver<Received>,
     disconnected: Arc<Mutex<Option<String>>>,
     next_ack: u64,
+    shared: Arc<Shared>,
+}
+
+/// What the reader task records for the client.
+struct Shared {
+    auto_pong: AtomicBool,
+    pings: AtomicUsize,
+    open: Mutex<Option<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for TestClient {
@@ -72,12 +155,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn upgrade(mut stream: PipeEnd, path: &str) -> std::io::Result<WebSocketStream<PipeEnd>> {
-    let request = format!(
-        "GET {path}?EIO=4&transport=websocket HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
+async fn upgrade(
+    mut stream: PipeEnd,
+    path: &str,
+    options: &ConnectOptions,
+) -> std::io::Result<WebSocketStream<PipeEnd>> {
+    let mut target = format!("{path}?EIO=4&transport=websocket");
+    for (k, v) in &options.query {
+        target.push('&');
+        target.push_str(&encode_component(k));
+        target.push('=');
+        target.push_str(&encode_component(v));
+    }
+    let mut request = format!(
+        "GET {target} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\n"
     );
+    for (k, v) in &options.headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -92,7 +190,9 @@ async fn upgrade(mut stream: PipeEnd, path: &str) -> std::io::Result<WebSocketSt
         }
     };
     if !buf.starts_with(b"HTTP/1.1 101") {
-        return Err(std::io::Error::other(String::from_utf8_lossy(&buf).into_owned()));
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&buf).into_owned(),
+        ));
     }
     let leftover = buf.split_off(end);
     Ok(WebSocketStream::from_partially_read(stream, leftover, Role::Client, None).await)
@@ -113,20 +213,33 @@ impl TestClient {
         nsp: &str,
         auth: Option<serde_json::Value>,
     ) -> Result<TestClient, ConnectError> {
+        let mut options = ConnectOptions::new();
+        options.auth = auth;
+        Self::connect_with(io, nsp, options).await
+    }
+
+    /// Connects to namespace `nsp` of `io` with `options` (extra query parameters and
+    /// headers, another path, no automatic pongs).
+    pub async fn connect_with<R: Runtime>(
+        io: &Io<R>,
+        nsp: &str,
+        options: ConnectOptions,
+    ) -> Result<TestClient, ConnectError> {
         let (client_end, server_end) = pipe();
         let driver = io.driver().clone();
         let runtime = driver.runtime().clone();
         runtime.spawn(async move { driver.serve_connection(server_end, None).await });
-        let path = io.path().to_owned();
-        let ws = upgrade(client_end, &path)
+        let path = options.path.clone().unwrap_or_else(|| io.path().to_owned());
+        let ws = upgrade(client_end, &path, &options)
             .await
             .map_err(|e| ConnectError::new(format!("handshake failed: {e}")))?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded::<Ws>();
         runtime.spawn(async move {
             while let Some(m) = out_rx.next().await {
-                if sink.send(m).await.is_err() {
-                    break;
+                let close = matches!(m, Ws::Close(_));
+                if sink.send(m).await.is_err() || close {
+                    return;
                 }
             }
             let _ = sink.close(None).await;
@@ -136,10 +249,16 @@ impl TestClient {
         lock(&pending).connect = Some(connect_tx);
         let (events_tx, events) = mpsc::unbounded();
         let disconnected = Arc::new(Mutex::new(None));
+        let shared = Arc::new(Shared {
+            auto_pong: AtomicBool::new(options.auto_pong),
+            pings: AtomicUsize::new(0),
+            open: Mutex::new(None),
+        });
         let reader = {
             let pending = pending.clone();
             let out = out.clone();
             let disconnected = disconnected.clone();
+            let shared = shared.clone();
             let nsp = nsp.to_owned();
             async move {
                 let mut decoder = Decoder::new(SioProtocol::V5, 64);
@@ -148,8 +267,15 @@ impl TestClient {
                         Ws::Text(t) => {
                             let t = t.as_str();
                             match t.as_bytes().first() {
+                                Some(b'0') => {
+                                    *lock(&shared.open) = serde_json::from_str(&t[1..]).ok();
+                                    continue;
+                                }
                                 Some(b'2') => {
-                                    let _ = out.unbounded_send(Ws::text("3"));
+                                    shared.pings.fetch_add(1, Ordering::SeqCst);
+                                    if shared.auto_pong.load(Ordering::SeqCst) {
+                                        let _ = out.unbounded_send(Ws::text("3"));
+                                    }
                                     continue;
                                 }
                                 Some(b'4') => decoder.decode_text(Utf8Bytes::from(&t[1..])),
@@ -178,24 +304,27 @@ impl TestClient {
             }
         };
         runtime.spawn(reader);
-        let auth_json = auth.map(|a| a.to_string());
+        let auth_json = options.auth.map(|a| a.to_string());
         let connect = Packet::connect(nsp, auth_json.map(Utf8Bytes::from));
         for m in encode(&connect) {
             let _ = out.unbounded_send(m);
         }
-        let sid = connect_rx
-            .await
-            .unwrap_or_else(|_| Err(ConnectError::new("transport close")))?;
-        let id = SocketId::new(&sid).map_err(|_| ConnectError::new("invalid socket id"))?;
-        Ok(TestClient {
+        let mut client = TestClient {
             nsp: nsp.to_owned(),
-            id,
+            id: SocketId::new("pending").map_err(|_| ConnectError::new("invalid socket id"))?,
             out,
             pending,
             events,
             disconnected,
             next_ack: 0,
-        })
+            shared,
+        };
+        // From here on, dropping `client` (an error) closes the transport.
+        let sid = connect_rx
+            .await
+            .unwrap_or_else(|_| Err(ConnectError::new("transport close")))?;
+        client.id = SocketId::new(&sid).map_err(|_| ConnectError::new("invalid socket id"))?;
+        Ok(client)
     }
 
     /// The socket id the server gave.
@@ -203,10 +332,41 @@ impl TestClient {
         self.id
     }
 
+    /// The namespace the client joined.
+    pub fn nsp(&self) -> &str {
+        &self.nsp
+    }
+
+    /// The Engine.IO handshake the server sent (`sid`, `upgrades`, `pingInterval`,
+    /// `pingTimeout`, `maxPayload`).
+    pub fn open_packet(&self) -> Option<serde_json::Value> {
+        lock(&self.shared.open).clone()
+    }
+
+    /// The Engine.IO session id (not the socket id).
+    pub fn sid(&self) -> Option<String> {
+        self.open_packet()?.get("sid")?.as_str().map(str::to_owned)
+    }
+
+    /// How many pings the server sent so far.
+    pub fn pings_received(&self) -> usize {
+        self.shared.pings.load(Ordering::SeqCst)
+    }
+
+    /// Starts or stops answering the server's pings.
+    pub fn set_auto_pong(&self, answer: bool) {
+        self.shared.auto_pong.store(answer, Ordering::SeqCst);
+    }
+
     fn send(&self, packet: &Packet) {
         for m in encode(packet) {
             let _ = self.out.unbounded_send(m);
         }
+    }
+
+    /// Sends a raw Engine.IO text message (`4` + a Socket.IO packet, say) as it is.
+    pub fn send_raw(&self, text: &str) {
+        let _ = self.out.unbounded_send(Ws::text(text.to_owned()));
     }
 
     /// Emits `event` with one argument.
@@ -244,24 +404,54 @@ impl TestClient {
         self.emit_with_ack(event, data).await
     }
 
-    /// Emits `payload` as `event` and waits for the acknowledgement's arguments.
-    pub async fn ack_payload(&mut self, event: &str, payload: Payload) -> Result<Payload, AckError> {
+    /// Emits `payload` as `event` and waits for the acknowledgement's arguments. Fails with
+    /// [`AckError::Disconnected`] when the client leaves first.
+    pub async fn ack_payload(
+        &mut self,
+        event: &str,
+        payload: Payload,
+    ) -> Result<Payload, AckError> {
+        self.ack_future(event, payload).await
+    }
+
+    /// Emits `payload` as `event` and returns the future of its acknowledgement, which does
+    /// not borrow the client (to emit more, or to check it is still unresolved).
+    pub fn ack_future(
+        &mut self,
+        event: &str,
+        payload: Payload,
+    ) -> impl std::future::Future<Output = Result<Payload, AckError>> + Send + use<> {
         let id = self.next_ack;
         self.next_ack += 1;
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).acks.insert(id, tx);
         let json = payload.json();
         let (_, attachments) = payload.into_parts();
-        self.send(&Packet::event(&self.nsp, event, &json, Some(id), attachments));
-        rx.await.map_err(|_| AckError::Disconnected)
+        self.send(&Packet::event(
+            &self.nsp,
+            event,
+            &json,
+            Some(id),
+            attachments,
+        ));
+        async move { rx.await.map_err(|_| AckError::Disconnected) }
     }
 
-    /// Answers the server's acknowledgement request `id`.
+    /// Answers the server's acknowledgement request `id` with one argument.
     pub fn ack<T: Serialize + ?Sized>(&self, id: u64, data: &T) {
-        let payload = Payload::of(data).unwrap_or_default();
+        self.ack_with(id, Payload::of(data).unwrap_or_default());
+    }
+
+    /// Answers the server's acknowledgement request `id` with a whole argument list.
+    pub fn ack_with(&self, id: u64, payload: Payload) {
         let json = payload.json();
         let (_, attachments) = payload.into_parts();
-        self.send(&Packet::ack(&self.nsp, id, Utf8Bytes::from(json), attachments));
+        self.send(&Packet::ack(
+            &self.nsp,
+            id,
+            Utf8Bytes::from(json),
+            attachments,
+        ));
     }
 
     /// The next event from the server; `None` once the client is disconnected and every
@@ -275,20 +465,29 @@ impl TestClient {
         self.events.try_recv().ok()
     }
 
-    /// Leaves the namespace (`41`), as `socket.disconnect()` does in the JS client.
+    /// Leaves the namespace (`41`), as `socket.disconnect()` does in the JS client: pending
+    /// acknowledgements fail with [`AckError::Disconnected`].
     pub fn disconnect(&self) {
         self.send(&Packet::disconnect(&self.nsp));
+        lock(&self.disconnected).get_or_insert_with(|| "io client disconnect".to_owned());
+        lock(&self.pending).acks.clear();
     }
 
     /// Drops the transport without a word (a network failure, as the server sees it).
-    pub fn close(self) {
-        let _ = self.out.unbounded_send(Ws::Close(None));
-    }
+    /// Dropping the client does the same.
+    pub fn close(self) {}
 
-    /// Why the server disconnected the client, once it did: `io server disconnect` for a
-    /// namespace disconnect, `transport close` when the connection ended.
+    /// Why the client was disconnected, once it was: `io server disconnect` for a server's
+    /// namespace disconnect, `io client disconnect` after [`TestClient::disconnect`],
+    /// `transport close` when the connection ended.
     pub fn disconnect_reason(&self) -> Option<String> {
         lock(&self.disconnected).clone()
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        let _ = self.out.unbounded_send(Ws::Close(None));
     }
 }
 
@@ -335,7 +534,10 @@ fn handle(
             }
         }
         PacketType::Event | PacketType::BinaryEvent => {
-            let event = packet.event_name().map(|n| n.into_owned()).unwrap_or_default();
+            let event = packet
+                .event_name()
+                .map(|n| n.into_owned())
+                .unwrap_or_default();
             let _ = events.unbounded_send(Received {
                 event,
                 payload: payload(),
@@ -352,6 +554,8 @@ fn handle(
         }
         PacketType::Disconnect => {
             *lock(disconnected) = Some("io server disconnect".to_owned());
+            // As the JS client does, acknowledgements still awaited fail.
+            lock(pending).acks.clear();
             events.close_channel();
         }
     }

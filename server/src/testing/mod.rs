@@ -14,11 +14,16 @@
 //!     assert_eq!(sum, 3);
 //! });
 //! ```
+//!
+//! [`ConnectOptions`] adds query parameters and headers to the handshake, or stops the
+//! client's pongs. To check that something does *not* happen (an acknowledgement that must
+//! not come), bound the wait with [`TestRuntime::timeout`]: the server's heartbeat always
+//! has a next timer, so `block_on` would otherwise skip through pings until its idle limit.
 
 mod client;
 mod pipe;
 mod runtime;
 
-pub use client::{Received, TestClient};
+pub use client::{ConnectOptions, Received, TestClient};
 pub use pipe::{PipeEnd, pipe};
 pub use runtime::{TestRuntime, TestSleep};

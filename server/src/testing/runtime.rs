@@ -34,7 +34,12 @@ impl std::fmt::Debug for TestRuntime {
 struct Shared {
     state: Mutex<State>,
     next_timer: AtomicU64,
+    /// Most simulated time one `block_on` may skip on its own (nanoseconds).
+    idle_limit: AtomicU64,
 }
+
+/// The default of [`TestRuntime::set_idle_limit`].
+const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
 struct State {
     start: Instant,
@@ -95,6 +100,7 @@ impl TestRuntime {
                     timers: Vec::new(),
                 }),
                 next_timer: AtomicU64::new(0),
+                idle_limit: AtomicU64::new(IDLE_LIMIT.as_nanos() as u64),
             }),
         }
     }
@@ -161,13 +167,35 @@ impl TestRuntime {
         true
     }
 
+    /// `fut`'s output, or `None` when `d` of simulated time passes first (to check that
+    /// something does *not* happen, without spinning through timers forever).
+    pub async fn timeout<F: Future>(&self, d: Duration, fut: F) -> Option<F::Output> {
+        use futures::future::{Either, select};
+        let sleep = self.sleep(d);
+        match select(pin!(fut), pin!(sleep)).await {
+            Either::Left((v, _)) => Some(v),
+            Either::Right(_) => None,
+        }
+    }
+
+    /// Most simulated time one [`TestRuntime::block_on`] may skip by itself (default: a
+    /// simulated hour). A server's heartbeat always has a next timer, so a future that never completes
+    /// would otherwise spin through pings forever; past the limit `block_on` panics instead.
+    pub fn set_idle_limit(&self, limit: Duration) {
+        let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        self.shared.idle_limit.store(nanos, Ordering::SeqCst);
+    }
+
     /// Runs `fut` to completion, driving every task; when all are idle and `fut` still waits,
-    /// time jumps to the next timer. Panics when nothing at all can happen any more.
+    /// time jumps to the next timer. Panics when nothing at all can happen any more, or when
+    /// the jumps add up to more than the idle limit ([`TestRuntime::set_idle_limit`]).
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
         let mut fut = pin!(fut);
         let flag = Arc::new(Flag(AtomicBool::new(true)));
         let w = waker(flag.clone());
         let mut cx = Context::from_waker(&w);
+        let mut skipped = Duration::ZERO;
+        let limit = Duration::from_nanos(self.shared.idle_limit.load(Ordering::SeqCst));
         loop {
             if flag.0.swap(false, Ordering::SeqCst) {
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
@@ -178,9 +206,15 @@ impl TestRuntime {
             if flag.0.load(Ordering::SeqCst) {
                 continue;
             }
+            let before = self.shared.lock().now;
             assert!(
                 self.fire_next_timer(None),
                 "deadlock: the future waits and nothing is scheduled"
+            );
+            skipped += self.shared.lock().now - before;
+            assert!(
+                skipped <= limit,
+                "the future still waits after {skipped:?} of simulated time (idle limit)"
             );
         }
     }

@@ -1,0 +1,418 @@
+//! Request-level serving, for hosts that speak HTTP themselves (hyper, axum, any framework
+//! with its own parser): [`Driver::serve_request`] takes one parsed request and gives back
+//! its [`Served`] answer, and for a `101` the WebSocket half to run on the upgraded stream.
+//!
+//! Each request is a connection of its own to the machine (its own `ConnId`), registered
+//! for the exchange and reported closed when it ends: after the answer, when the request
+//! future is dropped (the host saw its client go: a parked poll then closes its session), or
+//! when the WebSocket ends. The screening the stream path does (CORS preflights, CORS headers,
+//! `allow_request`, the fallback) is the same code.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::mpsc;
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::{SinkExt, Stream, StreamExt};
+use tracing::Instrument;
+use volley_core::ConnId;
+use volley_core::engine::{Body, ErrorCode, Output};
+use volley_core::http::{RequestHead, Response};
+
+use super::actor::{CONN_CAPACITY, Input, ToConn};
+use super::config::ServerConfig;
+use super::conn::{Link, has_body};
+use super::cors::Cors;
+use super::io::or_timeout;
+use super::machine::Machine;
+use super::shutdown::{Admission, Refused};
+use super::{Driver, Env, websocket};
+use crate::runtime::Runtime;
+
+/// The answer to a request the driver screens before the machine sees it: a CORS preflight,
+/// or a refusal by `allow_request`. `None`: the request goes on to the machine.
+pub(crate) fn screen(config: &ServerConfig, head: &RequestHead) -> Option<Response> {
+    if let Some(cors) = &config.cors {
+        if Cors::is_preflight(head) {
+            return Some(cors.preflight(head));
+        }
+    }
+    if let Some(allow) = &config.allow_request {
+        if !allow(head) {
+            return Some(if head.is_websocket_upgrade() {
+                ErrorCode::Forbidden.ws_response()
+            } else {
+                ErrorCode::Forbidden.response()
+            });
+        }
+    }
+    None
+}
+
+/// A response of the machine as sent: with the CORS headers when CORS is on.
+pub(crate) fn decorate(config: &ServerConfig, head: &RequestHead, response: Response) -> Response {
+    match &config.cors {
+        Some(cors) => cors.decorate(head, response),
+        None => response,
+    }
+}
+
+/// The answer beyond the connection cap.
+pub(crate) fn unavailable() -> Response {
+    Response::new(503)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Retry-After", "1")
+        .body("Service Unavailable")
+        .closing()
+}
+
+/// A short plain-text answer after which the connection should close.
+fn closing(status: u16, text: &'static str) -> Response {
+    Response::new(status)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .body(text)
+        .closing()
+}
+
+/// What [`Driver::serve_request`] answers.
+#[must_use = "the response must be sent, and an upgrade run or dropped"]
+pub struct Served<R: Runtime> {
+    /// The response to send. Its `close` flag asks the host to close the connection after it
+    /// (`Connection: close`): the body was left unread, or the driver is shutting down.
+    pub response: Response,
+    /// Set exactly when the response is `101 Switching Protocols`: the WebSocket half, to
+    /// [`run`](Upgrade::run) on the upgraded stream once the response is written. Dropping it
+    /// instead tells the machine the connection failed.
+    pub upgrade: Option<Upgrade<R>>,
+}
+
+impl<R: Runtime> Served<R> {
+    fn answer(response: Response) -> Self {
+        Served {
+            response,
+            upgrade: None,
+        }
+    }
+}
+
+impl<R: Runtime> fmt::Debug for Served<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Served")
+            .field("response", &self.response)
+            .field("upgrade", &self.upgrade.is_some())
+            .finish()
+    }
+}
+
+/// The WebSocket half of a request answered `101`: the connection's place at the machine,
+/// kept until the host hands over the upgraded stream.
+///
+/// It counts as one of the driver's connections (the cap, and what graceful shutdown waits
+/// for) until it ends or is dropped.
+pub struct Upgrade<R: Runtime> {
+    env: Arc<Env<R>>,
+    conn: ConnId,
+    link: Link,
+    /// Outputs that came in the 101's batch (the open packet of a WebSocket-only session).
+    pending: VecDeque<Output>,
+    guard: CloseGuard,
+    admission: Admission,
+}
+
+impl<R: Runtime> fmt::Debug for Upgrade<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrade")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> Upgrade<R> {
+    /// Carries WebSocket frames on `stream` (the connection after the `101`, with any bytes
+    /// the host read past the request head put back in front) until either side ends it,
+    /// exactly as a connection served by [`Driver::serve_connection`] does after its upgrade:
+    /// the same flow control, close handshake and lingering, and the end reported to the
+    /// machine.
+    pub async fn run<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Upgrade {
+            env,
+            conn,
+            link,
+            pending,
+            mut guard,
+            admission,
+        } = self;
+        let span = tracing::debug_span!("conn", id = conn.0);
+        websocket::run(&env, conn, stream, BytesMut::new(), pending, link)
+            .instrument(span)
+            .await;
+        // The WebSocket half reported the end itself. Dropped before here, the guard does
+        // (a second report, if the drop came while lingering after the first, is ignored:
+        // the machine and its task forget a closed connection).
+        guard.disarm();
+        drop(admission);
+    }
+}
+
+/// Reports the end of a connection when dropped, without waiting: a host may drop a request
+/// future at any await.
+struct CloseGuard {
+    /// Never used to send until the drop, which sends on a fresh clone: a fresh sender has a
+    /// slot of its own in the channel, so `try_send` fails only if the machine's task is gone.
+    inputs: mpsc::Sender<Input>,
+    conn: ConnId,
+    /// The end is a failure (the default until the exchange completes).
+    error: bool,
+    armed: bool,
+}
+
+impl CloseGuard {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let closed = Input::Closed {
+                conn: self.conn,
+                error: self.error,
+            };
+            let _ = self.inputs.clone().try_send(closed);
+        }
+    }
+}
+
+/// What reading a request body came to.
+enum BodyRead {
+    Read(Body),
+    Failed(io::Error),
+    TimedOut,
+}
+
+impl<M: Machine, R: Runtime> Driver<M, R> {
+    /// Serves one request whose head the host has parsed (see [`RequestHead::from_parts`]),
+    /// and returns the answer to send. For hosts that speak HTTP themselves (hyper, a web
+    /// framework); [`serve_connection`](Driver::serve_connection) serves raw streams.
+    ///
+    /// - `body` is the request body as the host decoded it (no chunked framing); it is read
+    ///   only if the machine asks for it, up to the machine's limit (beyond it the machine
+    ///   answers `413` and the response asks to close), within the body timeout. Pass an
+    ///   empty stream for a request without one.
+    /// - `peer` is recorded in the head for the handshake (when given).
+    /// - The future resolves when the machine answers, which for a long-polling `GET` is when
+    ///   there is something to send. Drop it when the client goes away: the machine is told
+    ///   the connection failed, and closes the session of a parked poll. (Like any future it
+    ///   does nothing until first polled: one dropped before that never reached the machine.)
+    /// - The [`ServerConfig`] applies as to streams: CORS, `allow_request` and the fallback
+    ///   (for requests the machine does not own) answer here; the connection cap and graceful
+    ///   shutdown answer `503`; the body timeout bounds the body, the write timeout each
+    ///   WebSocket batch. The head and idle timeouts, and writing the response, are the
+    ///   host's.
+    /// - A `101` comes with an [`Upgrade`] to run once the host has the upgraded stream.
+    pub async fn serve_request<B>(
+        &self,
+        head: RequestHead,
+        body: B,
+        peer: Option<SocketAddr>,
+    ) -> Served<R>
+    where
+        B: Stream<Item = io::Result<Bytes>> + Send,
+    {
+        let env = &self.env;
+        let admission = match env.tracker.admit() {
+            Ok(admission) => admission,
+            Err(refused) => {
+                if let Refused::Full = refused {
+                    tracing::debug!(?peer, "request refused: at the connection cap");
+                }
+                return Served::answer(unavailable());
+            }
+        };
+        let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
+        let head = match peer {
+            Some(peer) => head.with_peer_addr(peer),
+            None => head,
+        };
+        let span = tracing::debug_span!("request", id = conn.0, peer = ?peer);
+        let mut served = self
+            .exchange(conn, head, body, admission)
+            .instrument(span)
+            .await;
+        if env.tracker.is_stopping() && served.upgrade.is_none() {
+            served.response.close = true;
+        }
+        served
+    }
+
+    async fn exchange<B>(
+        &self,
+        conn: ConnId,
+        head: RequestHead,
+        body: B,
+        admission: Admission,
+    ) -> Served<R>
+    where
+        B: Stream<Item = io::Result<Bytes>> + Send,
+    {
+        let env = &self.env;
+        tracing::debug!(
+            method = head.method_str(),
+            target = head.target(),
+            "request"
+        );
+        if !env.router.may_own(&head) {
+            return Served::answer((env.config.fallback)(&head));
+        }
+        if let Some(response) = screen(&env.config, &head) {
+            return Served::answer(response);
+        }
+        // From here on the machine may hold a role for the connection: whatever ends the
+        // exchange (this function returning, or its future being dropped) reports it.
+        let mut guard = CloseGuard {
+            inputs: env.inputs.clone(),
+            conn,
+            error: true,
+            armed: true,
+        };
+        let (tx, outputs) = mpsc::channel(CONN_CAPACITY);
+        let mut link = Link {
+            inputs: env.inputs.clone(),
+            outputs,
+        };
+        let request = Input::Request {
+            conn,
+            head: head.clone(),
+        };
+        let open = Input::Open { conn, outputs: tx };
+        if link.inputs.send(open).await.is_err() || link.inputs.send(request).await.is_err() {
+            return Served::answer(closing(503, "Service Unavailable"));
+        }
+        let mut body = pin!(body);
+        let mut pending = VecDeque::new();
+        let mut body_unread = has_body(&head);
+        loop {
+            let output = match pending.pop_front() {
+                Some(output) => output,
+                None => match link.outputs.next().await {
+                    Some(ToConn::Outputs(batch)) => {
+                        pending.extend(batch);
+                        continue;
+                    }
+                    Some(ToConn::NotOwned) => {
+                        guard.error = false;
+                        return Served::answer((env.config.fallback)(&head));
+                    }
+                    None => {
+                        // The machine's task dropped the connection (it has been told).
+                        tracing::debug!("dropped by the machine's task");
+                        return Served::answer(closing(503, "Service Unavailable"));
+                    }
+                },
+            };
+            match output {
+                Output::Response { mut response, .. } => {
+                    if response.status == 101 {
+                        let upgrade = Upgrade {
+                            env: env.clone(),
+                            conn,
+                            link,
+                            pending,
+                            guard,
+                            admission,
+                        };
+                        return Served {
+                            response,
+                            upgrade: Some(upgrade),
+                        };
+                    }
+                    guard.error = false;
+                    response.close |= body_unread;
+                    return Served::answer(decorate(&env.config, &head, response));
+                }
+                Output::ReadBody { limit, .. } => {
+                    let read = read_body(&env.runtime, &env.config, body.as_mut(), limit);
+                    let body = match read.await {
+                        BodyRead::Read(body) => body,
+                        BodyRead::Failed(e) => {
+                            tracing::debug!(error = %e, "request body failed");
+                            return Served::answer(closing(400, "request body failed"));
+                        }
+                        BodyRead::TimedOut => {
+                            tracing::debug!("request body too slow");
+                            return Served::answer(closing(408, "request body timeout"));
+                        }
+                    };
+                    body_unread = body == Body::TooLarge;
+                    if link.inputs.send(Input::Body { conn, body }).await.is_err() {
+                        return Served::answer(closing(503, "Service Unavailable"));
+                    }
+                }
+                Output::Close { .. } => {
+                    tracing::debug!("the machine closed the request's connection");
+                    guard.error = false;
+                    return Served::answer(closing(500, "connection closed"));
+                }
+                Output::Send { .. } => {
+                    tracing::debug!("WebSocket message for an HTTP request dropped");
+                }
+            }
+        }
+    }
+}
+
+/// Reads `body` whole, at most `limit` bytes, within the body timeout.
+async fn read_body<R: Runtime, B>(
+    runtime: &R,
+    config: &ServerConfig,
+    mut body: std::pin::Pin<&mut B>,
+    limit: usize,
+) -> BodyRead
+where
+    B: Stream<Item = io::Result<Bytes>>,
+{
+    let deadline = pin!(runtime.sleep(config.body_timeout));
+    let collect = async {
+        // One chunk is kept as it came; only a second one costs a copy.
+        let mut first: Option<Bytes> = None;
+        let mut joined = BytesMut::new();
+        let mut total = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => return BodyRead::Failed(e),
+            };
+            total = total.saturating_add(chunk.len());
+            if total > limit {
+                return BodyRead::Read(Body::TooLarge);
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            match first.take() {
+                None if joined.is_empty() => first = Some(chunk),
+                None => joined.extend_from_slice(&chunk),
+                Some(earlier) => {
+                    joined.reserve(earlier.len() + chunk.len());
+                    joined.extend_from_slice(&earlier);
+                    joined.extend_from_slice(&chunk);
+                }
+            }
+        }
+        let bytes = first.unwrap_or_else(|| joined.freeze());
+        BodyRead::Read(Body::Complete(bytes))
+    };
+    or_timeout(collect, deadline)
+        .await
+        .unwrap_or(BodyRead::TimedOut)
+}

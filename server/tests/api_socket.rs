@@ -1,0 +1,306 @@
+//! The socket handle: identity, handshake, rooms, emits, acknowledgements both ways,
+//! broadcasts from a socket, disconnect.
+
+mod common;
+
+use common::{SETTLE, setup};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use volley::runtime::Runtime as _;
+use volley::testing::{ConnectOptions, TestClient, TestRuntime};
+use volley::{AckError, Data, Io, Room, Socket};
+
+/// The live handle of the socket with id `id` in `/`.
+async fn socket_of(io: &Io<TestRuntime>, id: volley::SocketId) -> Socket {
+    io.all()
+        .fetch_sockets()
+        .await
+        .into_iter()
+        .find(|s| s.id() == id)
+        .expect("connected")
+        .socket()
+        .clone()
+}
+
+fn sorted(rooms: Vec<Room>) -> Vec<String> {
+    let mut v: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn identity_handshake_and_rooms() {
+    let (rt, io) = setup();
+    io.ns("/")
+        .on("join", |s: Socket, Data(room): Data<String>| async move {
+            s.join(room.as_str());
+            sorted(s.rooms().await)
+        });
+    io.ns("/")
+        .on("leave", |s: Socket, Data(room): Data<String>| async move {
+            s.leave(room.as_str());
+            sorted(s.rooms().await)
+        });
+    rt.block_on(async {
+        let opts = ConnectOptions::new()
+            .auth(json!({"k": 1}))
+            .header("User-Agent", "test-agent");
+        let mut c = TestClient::connect_with(&io, "/", opts).await.unwrap();
+        let s = socket_of(&io, c.id()).await;
+        assert_eq!(s.id(), c.id());
+        assert_ne!(Some(s.id().to_string()), c.sid(), "not the Engine.IO id");
+        assert_eq!(s.ns(), "/");
+        assert!(s.connected());
+        assert_eq!(s.handshake().auth(), &json!({"k": 1}));
+        assert_eq!(s.handshake().header("user-agent"), Some("test-agent"));
+        assert_eq!(s.handshake().query("EIO").as_deref(), Some("4"));
+        assert_eq!(s.handshake().namespace(), "/");
+        assert!(s.handshake().issued() <= rt.now());
+        let me = c.id().to_string();
+        assert_eq!(sorted(s.rooms().await), std::slice::from_ref(&me));
+        let r: Vec<String> = c.emit_with_ack("join", "x").await.unwrap();
+        let mut expected = vec![me.clone(), "x".to_owned()];
+        expected.sort();
+        assert_eq!(r, expected);
+        let r: Vec<String> = c.emit_with_ack("leave", "x").await.unwrap();
+        assert_eq!(r, std::slice::from_ref(&me));
+        // A room not joined: leaving it changes nothing.
+        let r: Vec<String> = c.emit_with_ack("leave", "y").await.unwrap();
+        assert_eq!(r, [me]);
+        c.disconnect();
+        rt.sleep(SETTLE).await;
+        assert!(!s.connected());
+        assert!(s.rooms().await.is_empty());
+        // Every method is safe once the socket has left.
+        s.join("late");
+        s.emit("late", &1).unwrap();
+        s.disconnect(false);
+        let r = s.emit_with_ack::<_, i64>("late", &()).await;
+        assert!(matches!(r, Err(AckError::NotSent(_))), "{r:?}");
+    });
+}
+
+#[test]
+fn emit_with_ack_gets_the_client_answer() {
+    let (rt, io) = setup();
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        let s = socket_of(&io, c.id()).await;
+        let asked = s.emit_with_ack::<_, (String, i64)>("question", &"what?");
+        let answer = async {
+            let ev = c.recv().await.unwrap();
+            assert_eq!(ev.event, "question");
+            assert_eq!(ev.data::<String>().unwrap(), "what?");
+            let id = ev.ack.expect("an ack id");
+            c.ack_with(
+                id,
+                volley::Payload::new().arg("yes").unwrap().arg(&42).unwrap(),
+            );
+        };
+        let (r, ()) = futures::future::join(asked, answer).await;
+        assert_eq!(r.unwrap(), ("yes".to_owned(), 42));
+        // The answer does not fit the type asked for.
+        let asked = s.emit_with_ack::<_, i64>("q2", &());
+        let answer = async {
+            let ev = c.recv().await.unwrap();
+            c.ack(ev.ack.unwrap(), "not a number");
+        };
+        let (r, ()) = futures::future::join(asked, answer).await;
+        assert!(matches!(r, Err(AckError::Decode(_))), "{r:?}");
+        // A timed ack answered in time.
+        let timed = s.timeout(Duration::from_secs(5));
+        let asked = timed.emit_with_ack::<_, i64>("q3", &());
+        let answer = async {
+            let ev = c.recv().await.unwrap();
+            c.ack(ev.ack.unwrap(), &3);
+        };
+        let (r, ()) = futures::future::join(asked, answer).await;
+        assert_eq!(r, Ok(3));
+        assert_eq!(io.pending_ack_count().await, 0);
+    });
+}
+
+#[test]
+fn a_timed_ack_fails_with_timeout_once_the_clock_passes_it() {
+    let (rt, io) = setup();
+    let mut c = rt.block_on(TestClient::connect(&io, "/", None)).unwrap();
+    let s = rt.block_on(socket_of(&io, c.id()));
+    let result = Arc::new(Mutex::new(None));
+    let r = result.clone();
+    rt.spawn(async move {
+        let answer = s
+            .timeout(Duration::from_secs(5))
+            .emit_with_ack::<_, i64>("slow", &())
+            .await;
+        *r.lock().unwrap() = Some(answer);
+    });
+    rt.run_until_idle();
+    let ev = c.try_recv().expect("sent");
+    assert!(ev.ack.is_some());
+    rt.advance(Duration::from_millis(4_900));
+    assert_eq!(*result.lock().unwrap(), None);
+    rt.advance(Duration::from_millis(200));
+    assert_eq!(*result.lock().unwrap(), Some(Err(AckError::Timeout)));
+    // A late answer is ignored.
+    c.ack(ev.ack.unwrap(), &1);
+    rt.advance(SETTLE);
+    assert_eq!(rt.block_on(io.pending_ack_count()), 0);
+}
+
+#[test]
+fn an_ack_without_timeout_fails_with_disconnected_when_the_socket_leaves() {
+    let (rt, io) = setup();
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        let s = socket_of(&io, c.id()).await;
+        let asked = s.emit_with_ack::<_, i64>("never", &());
+        let leave = async {
+            let ev = c.recv().await.unwrap();
+            assert!(ev.ack.is_some());
+            c.disconnect();
+        };
+        let (r, ()) = futures::future::join(asked, leave).await;
+        assert_eq!(r, Err(AckError::Disconnected));
+        // The timed kind too, well before its timeout.
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        let s = socket_of(&io, c.id()).await;
+        let start = rt.elapsed();
+        let timed = s.timeout(Duration::from_secs(3600));
+        let asked = timed.emit_with_ack::<_, i64>("never", &());
+        let leave = async {
+            c.recv().await.unwrap();
+            c.close();
+        };
+        let (r, ()) = futures::future::join(asked, leave).await;
+        assert_eq!(r, Err(AckError::Disconnected));
+        assert!(rt.elapsed() - start < Duration::from_secs(1));
+        assert_eq!(io.pending_ack_count().await, 0);
+    });
+}
+
+#[test]
+fn broadcasts_from_a_socket_leave_the_sender_out() {
+    let (rt, io) = setup();
+    io.ns("/")
+        .on("join", |s: Socket, Data(room): Data<String>| async move {
+            s.join(room.as_str());
+        })
+        .on("to", |s: Socket, Data(room): Data<String>| async move {
+            s.to(room.as_str()).emit("to", &s.id().to_string()).unwrap();
+        })
+        .on("except", |s: Socket, Data(room): Data<String>| async move {
+            s.except(room.as_str()).emit("except", &()).unwrap();
+        })
+        .on("broadcast", |s: Socket| async move {
+            s.broadcast().emit("broadcast", &()).unwrap();
+        })
+        .on("sync", || async { true });
+    rt.block_on(async {
+        let mut a = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut b = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        a.emit("join", "r");
+        b.emit("join", "r");
+        // Joins are done once the events after them are answered.
+        let _: bool = a.emit_with_ack("sync", &()).await.unwrap();
+        let _: bool = b.emit_with_ack("sync", &()).await.unwrap();
+
+        a.emit("to", "r");
+        let ev = b.recv().await.unwrap();
+        assert_eq!(ev.event, "to");
+        assert_eq!(ev.data::<String>().unwrap(), a.id().to_string());
+        a.emit("except", "r");
+        assert_eq!(c.recv().await.unwrap().event, "except");
+        c.emit("broadcast", &());
+        assert_eq!(a.recv().await.unwrap().event, "broadcast");
+        assert_eq!(b.recv().await.unwrap().event, "broadcast");
+        rt.sleep(SETTLE).await;
+        // Nobody got what was not meant for them, the sender least of all.
+        assert!(a.try_recv().is_none());
+        assert!(b.try_recv().is_none());
+        assert!(c.try_recv().is_none());
+    });
+}
+
+#[test]
+fn binary_travels_both_ways_in_emits_and_acks() {
+    let (rt, io) = setup();
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        let s = socket_of(&io, c.id()).await;
+        s.emit_payload(
+            "file",
+            volley::Payload::new()
+                .arg("name")
+                .unwrap()
+                .bin(vec![9u8, 8]),
+        );
+        let ev = c.recv().await.unwrap();
+        assert_eq!(ev.event, "file");
+        assert_eq!(
+            ev.payload.attachments(),
+            [bytes::Bytes::from_static(&[9, 8])]
+        );
+        assert_eq!(ev.payload.args()[0], json!("name"));
+        // Broadcast with an attachment, and an ack answered with one.
+        io.to(c.id())
+            .emit_payload("all", volley::Payload::new().bin(vec![1u8]));
+        let ev = c.recv().await.unwrap();
+        assert_eq!(ev.payload.attachments(), [bytes::Bytes::from_static(&[1])]);
+        let asked = s.ack_payload("give", volley::Payload::new(), None);
+        let answer = async {
+            let ev = c.recv().await.unwrap();
+            c.ack_with(
+                ev.ack.unwrap(),
+                volley::Payload::new().arg(&1).unwrap().bin(vec![7u8; 3]),
+            );
+        };
+        let (r, ()) = futures::future::join(asked, answer).await;
+        let r = r.unwrap();
+        assert_eq!(r.attachments(), [bytes::Bytes::from_static(&[7, 7, 7])]);
+        assert_eq!(r.args()[0], json!(1));
+    });
+}
+
+#[test]
+fn a_volatile_emit_from_a_socket_is_dropped_while_its_transport_is_busy() {
+    let (rt, io) = setup();
+    let mut c = rt.block_on(TestClient::connect(&io, "/", None)).unwrap();
+    let s = rt.block_on(socket_of(&io, c.id()));
+    rt.run_until_idle();
+    s.emit_volatile("v1", &1).unwrap();
+    s.emit_volatile("v2", &2).unwrap();
+    s.emit("kept", &3).unwrap();
+    rt.run_until_idle();
+    s.emit_volatile("v3", &4).unwrap();
+    rt.run_until_idle();
+    let mut got = Vec::new();
+    while let Some(ev) = c.try_recv() {
+        got.push(ev.event);
+    }
+    assert_eq!(got, ["v1", "kept", "v3"]);
+}
+
+#[test]
+fn an_ack_request_is_sent_when_made_not_when_awaited() {
+    let (rt, io) = setup();
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        let s = socket_of(&io, c.id()).await;
+        let first = s.emit_with_ack::<_, i64>("first", &());
+        let all = io
+            .timeout(Duration::from_secs(1))
+            .emit_with_ack("second", &());
+        s.emit("third", &()).unwrap();
+        let names: Vec<String> = [c.recv().await, c.recv().await, c.recv().await]
+            .into_iter()
+            .map(|e| e.unwrap().event)
+            .collect();
+        assert_eq!(names, ["first", "second", "third"]);
+        // Neither future borrows what made it: they can be moved to a task.
+        rt.spawn(async move {
+            let _ = (first.await, all.await);
+        });
+    });
+}
