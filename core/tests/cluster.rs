@@ -19,7 +19,12 @@ fn fetch_answer(r: &str) -> ClusterMessage {
 fn a_request_completes_when_every_other_node_answered() {
     let now = Instant::now();
     let mut reqs = Requests::new();
-    assert!(!reqs.start(id("r1"), RequestKind::FetchSockets, 2, now + Duration::from_secs(5)));
+    assert!(!reqs.start(
+        id("r1"),
+        RequestKind::FetchSockets,
+        2,
+        now + Duration::from_secs(5)
+    ));
     assert_eq!(reqs.on_answer(&fetch_answer("r1")), Progress::More);
     assert_eq!(reqs.on_answer(&fetch_answer("r1")), Progress::Complete);
     assert_eq!(reqs.on_answer(&fetch_answer("r1")), Progress::Unknown);
@@ -38,7 +43,12 @@ fn no_other_node_means_nothing_to_wait_for() {
 fn answers_of_the_wrong_kind_or_request_are_ignored() {
     let now = Instant::now();
     let mut reqs = Requests::new();
-    reqs.start(id("a"), RequestKind::FetchSockets, 1, now + Duration::from_secs(1));
+    reqs.start(
+        id("a"),
+        RequestKind::FetchSockets,
+        1,
+        now + Duration::from_secs(1),
+    );
     let wrong_kind = ClusterMessage::AllRoomsResponse {
         request: id("a"),
         rooms: vec![],
@@ -58,7 +68,12 @@ fn answers_of_the_wrong_kind_or_request_are_ignored() {
 fn a_broadcast_waits_for_counts_then_for_that_many_acks() {
     let now = Instant::now();
     let mut reqs = Requests::new();
-    reqs.start(id("b"), RequestKind::BroadcastAck, 2, now + Duration::from_secs(1));
+    reqs.start(
+        id("b"),
+        RequestKind::BroadcastAck,
+        2,
+        now + Duration::from_secs(1),
+    );
     let count = |n| ClusterMessage::BroadcastClientCount {
         request: id("b"),
         count: n,
@@ -79,7 +94,12 @@ fn a_broadcast_waits_for_counts_then_for_that_many_acks() {
 fn a_node_with_no_sockets_completes_a_broadcast_by_its_count() {
     let now = Instant::now();
     let mut reqs = Requests::new();
-    reqs.start(id("b"), RequestKind::BroadcastAck, 1, now + Duration::from_secs(1));
+    reqs.start(
+        id("b"),
+        RequestKind::BroadcastAck,
+        1,
+        now + Duration::from_secs(1),
+    );
     let zero = ClusterMessage::BroadcastClientCount {
         request: id("b"),
         count: 0,
@@ -91,8 +111,18 @@ fn a_node_with_no_sockets_completes_a_broadcast_by_its_count() {
 fn a_silent_node_ends_the_request_at_its_deadline_with_partial_results() {
     let now = Instant::now();
     let mut reqs = Requests::new();
-    reqs.start(id("x"), RequestKind::ServerSideEmit, 3, now + Duration::from_secs(2));
-    reqs.start(id("y"), RequestKind::AllRooms, 1, now + Duration::from_secs(5));
+    reqs.start(
+        id("x"),
+        RequestKind::ServerSideEmit,
+        3,
+        now + Duration::from_secs(2),
+    );
+    reqs.start(
+        id("y"),
+        RequestKind::AllRooms,
+        1,
+        now + Duration::from_secs(5),
+    );
     let answer = ClusterMessage::ServerSideEmitResponse {
         request: id("x"),
         args: "[]".into(),
@@ -104,7 +134,11 @@ fn a_silent_node_ends_the_request_at_its_deadline_with_partial_results() {
         reqs.handle_timeout(now + Duration::from_secs(2)),
         [(id("x"), RequestKind::ServerSideEmit)]
     );
-    assert_eq!(reqs.on_answer(&answer), Progress::Unknown, "late answers are ignored");
+    assert_eq!(
+        reqs.on_answer(&answer),
+        Progress::Unknown,
+        "late answers are ignored"
+    );
     assert_eq!(reqs.poll_timeout(), Some(now + Duration::from_secs(5)));
     reqs.cancel(id("y"));
     assert!(reqs.is_empty());

@@ -43,7 +43,11 @@ fn room_of(s: &Socket) -> String {
 }
 
 fn clean(text: &str, max: usize) -> String {
-    text.trim().chars().filter(|c| !c.is_control()).take(max).collect()
+    text.trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect()
 }
 
 /// Sends everyone in `room` its current user list.
@@ -78,7 +82,9 @@ pub fn install<R: Runtime>(io: &Io<R>) {
         let io = io1.clone();
         async move {
             s.join("lobby");
-            let _ = s.to("lobby").emit("notice", &format!("{} joined lobby", nick_of(&s)));
+            let _ = s
+                .to("lobby")
+                .emit("notice", &format!("{} joined lobby", nick_of(&s)));
             announce_users(&io, "lobby").await;
         }
     });
@@ -94,10 +100,14 @@ pub fn install<R: Runtime>(io: &Io<R>) {
             let old = room_of(&s);
             if old != room {
                 s.leave(old.as_str());
-                let _ = s.to(old.as_str()).emit("notice", &format!("{} left", nick_of(&s)));
+                let _ = s
+                    .to(old.as_str())
+                    .emit("notice", &format!("{} left", nick_of(&s)));
                 s.join(room.as_str());
                 s.data().insert(CurrentRoom(room.clone()));
-                let _ = s.to(room.as_str()).emit("notice", &format!("{} joined {room}", nick_of(&s)));
+                let _ = s
+                    .to(room.as_str())
+                    .emit("notice", &format!("{} joined {room}", nick_of(&s)));
                 announce_users(&io, &old).await;
                 announce_users(&io, &room).await;
             }
@@ -105,27 +115,30 @@ pub fn install<R: Runtime>(io: &Io<R>) {
         }
     });
 
-    ns.on("message", |s: Socket, Data(text): Data<String>| async move {
-        let text = clean(&text, 2000);
-        if text.is_empty() {
-            return false;
-        }
-        let (nick, room) = (nick_of(&s), room_of(&s));
-        let msg = ChatMessage {
-            nick: &nick,
-            room: &room,
-            text: &text,
-        };
-        // Everyone else in the room gets it; the sender learns delivery from the ack.
-        let _ = s.to(room.as_str()).emit("message", &msg);
-        true
-    });
+    ns.on(
+        "message",
+        |s: Socket, Data(text): Data<String>| async move {
+            let text = clean(&text, 2000);
+            if text.is_empty() {
+                return false;
+            }
+            let (nick, room) = (nick_of(&s), room_of(&s));
+            let msg = ChatMessage {
+                nick: &nick,
+                room: &room,
+                text: &text,
+            };
+            // Everyone else in the room gets it; the sender learns delivery from the ack.
+            let _ = s.to(room.as_str()).emit("message", &msg);
+            true
+        },
+    );
 
     ns.on("typing", |s: Socket, Data(typing): Data<bool>| async move {
-        let _ = s
-            .to(room_of(&s).as_str())
-            .volatile()
-            .emit("typing", &serde_json::json!({ "nick": nick_of(&s), "typing": typing }));
+        let _ = s.to(room_of(&s).as_str()).volatile().emit(
+            "typing",
+            &serde_json::json!({ "nick": nick_of(&s), "typing": typing }),
+        );
     });
 
     let io3 = io.clone();
@@ -133,7 +146,9 @@ pub fn install<R: Runtime>(io: &Io<R>) {
         let io = io3.clone();
         async move {
             let room = room_of(&s);
-            let _ = io.to(room.as_str()).emit("notice", &format!("{} left", nick_of(&s)));
+            let _ = io
+                .to(room.as_str())
+                .emit("notice", &format!("{} left", nick_of(&s)));
             announce_users(&io, &room).await;
         }
     });
@@ -142,10 +157,8 @@ pub fn install<R: Runtime>(io: &Io<R>) {
 /// Answers the page and the client script; everything else outside `/socket.io/` is 404.
 /// The official client bundle is served when installed (the conformance suite's
 /// `node_modules`, or the file named by `VOLLEY_CLIENT_JS`), the small built-in one otherwise.
-pub fn site() -> impl Fn(&volley_core::http::RequestHead) -> volley_core::http::Response
-+ Send
-+ Sync
-+ 'static {
+pub fn site()
+-> impl Fn(&volley_core::http::RequestHead) -> volley_core::http::Response + Send + Sync + 'static {
     use volley_core::http::Response;
     let official = std::env::var("VOLLEY_CLIENT_JS")
         .ok()
