@@ -21,9 +21,15 @@
 //! server.await.expect("accept loop")?;
 //! # Ok(()) }
 //! ```
+//!
+//! To mount Volley on the port of an existing hyper or axum application instead of
+//! listening on a port of its own, enable the `tower` feature: `volley_tokio::tower`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+#[cfg(feature = "tower")]
+pub mod tower;
 
 use std::future::Future;
 use std::io;
