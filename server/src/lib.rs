@@ -1,9 +1,105 @@
-//! Volley's async layer: the code written once for every runtime.
+//! Volley: a Socket.IO server for Rust, written once for every runtime.
 //!
-//! The protocol lives in `volley-core`, a sans-IO machine. This crate moves bytes for it:
-//! [`driver`] serves TCP-like streams for any machine with the core's input/output shape, and
-//! [`runtime`] is the one small trait (spawn, sleep, clock) a runtime crate implements
-//! (`volley-tokio`, `volley-smol`).
+//! The protocol lives in `volley-core`, a sans-IO machine. This crate is what applications
+//! write against — namespaces, handlers, middleware, sockets, broadcasts — plus the IO
+//! [`driver`] that serves the machine over any byte stream, and the one small [`runtime`]
+//! trait (spawn, sleep, clock) that `volley-tokio` and `volley-smol` implement.
+//!
+//! # Handlers
+//!
+//! A handler is an async function whose arguments are extractors ([`Socket`], [`Data`],
+//! [`TryData`], [`Bin`], [`AckSender`], [`State`], [`Extension`], [`EventName`], [`Payload`]);
+//! its return value acknowledges the event when the client asked for it.
+//!
+//! ```
+//! use volley::testing::{TestClient, TestRuntime};
+//! use volley::{Data, Socket};
+//!
+//! let rt = TestRuntime::new();
+//! let io = volley::builder().build(rt.clone());
+//! io.ns("/")
+//!     .on("sum", |Data((a, b)): Data<(i64, i64)>| async move { a + b })
+//!     .on("shout", |s: Socket, Data(text): Data<String>| async move {
+//!         let _ = s.emit("shouted", &text.to_uppercase());
+//!     });
+//! rt.block_on(async {
+//!     let mut client = TestClient::connect(&io, "/", None).await.unwrap();
+//!     let sum: i64 = client.emit_with_ack("sum", &(2, 3)).await.unwrap();
+//!     assert_eq!(sum, 5);
+//!     client.emit("shout", &"hi");
+//!     let got = client.recv().await.unwrap();
+//!     assert_eq!((got.event.as_str(), got.data::<String>().unwrap()), ("shouted", "HI".to_owned()));
+//! });
+//! ```
+//!
+//! # Connection middleware
+//!
+//! Onion style: an `Err` before `next` refuses the connection with CONNECT_ERROR (message and
+//! data reach the client); code after `next.run(ctx).await` runs when the socket disconnects.
+//!
+//! ```
+//! use volley::testing::{TestClient, TestRuntime};
+//! use volley::{ConnectCtx, ConnectError, Extension, Next};
+//!
+//! #[derive(Clone)]
+//! struct User(String);
+//!
+//! let rt = TestRuntime::new();
+//! let io = volley::builder().build(rt.clone());
+//! io.ns("/")
+//!     .use_connect(|ctx: ConnectCtx, next: Next| async move {
+//!         let token = ctx.auth()["token"].as_str().unwrap_or_default().to_owned();
+//!         if token != "secret" {
+//!             return Err(ConnectError::new("unauthorized")
+//!                 .with_data(serde_json::json!({ "retry": false })));
+//!         }
+//!         ctx.data().insert(User("ann".into()));
+//!         next.run(ctx).await // resolves at disconnect
+//!     })
+//!     .on("whoami", |Extension(User(name)): Extension<User>| async move { name });
+//! rt.block_on(async {
+//!     let refused = TestClient::connect(&io, "/", None).await.unwrap_err();
+//!     assert_eq!(refused.message, "unauthorized");
+//!     let auth = serde_json::json!({ "token": "secret" });
+//!     let mut client = TestClient::connect(&io, "/", Some(auth)).await.unwrap();
+//!     let name: String = client.emit_with_ack("whoami", &()).await.unwrap();
+//!     assert_eq!(name, "ann");
+//! });
+//! ```
+//!
+//! # Rooms and broadcasts
+//!
+//! ```
+//! use volley::testing::{TestClient, TestRuntime};
+//! use volley::{Data, Socket};
+//! use std::time::Duration;
+//!
+//! let rt = TestRuntime::new();
+//! let io = volley::builder().build(rt.clone());
+//! io.ns("/").on("join", |s: Socket, Data(room): Data<String>| async move {
+//!     s.join(room.as_str());
+//!     true
+//! });
+//! rt.block_on(async {
+//!     let mut a = TestClient::connect(&io, "/", None).await.unwrap();
+//!     let mut b = TestClient::connect(&io, "/", None).await.unwrap();
+//!     let _: bool = a.emit_with_ack("join", &"news").await.unwrap();
+//!     let _: bool = b.emit_with_ack("join", &"sports").await.unwrap();
+//!     io.to("news").except("sports").emit("headline", &"volley ships").unwrap();
+//!     assert_eq!(a.recv().await.unwrap().data::<String>().unwrap(), "volley ships");
+//!     assert!(b.try_recv().is_none());
+//!     // Ask every socket, wait at most 1 s, get every answer (or the ones that came).
+//!     let answers = io.timeout(Duration::from_secs(1)).emit_with_ack("ping", &1);
+//!     let ping = a.recv().await.unwrap();
+//!     a.ack(ping.ack.unwrap(), &"pong-a");
+//!     let ping = b.recv().await.unwrap();
+//!     b.ack(ping.ack.unwrap(), &"pong-b");
+//!     assert_eq!(answers.await.unwrap().len(), 2);
+//! });
+//! ```
+//!
+//! Serving on real sockets: see `volley-tokio` and `volley-smol` (`listen`, `serve`), and the
+//! chat example.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
