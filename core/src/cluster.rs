@@ -3,10 +3,11 @@
 //! results. No IO: an adapter moves the messages (Redis pub/sub, an in-process bus).
 
 use crate::ids::RequestId;
+use crate::ids::SocketId;
 use crate::socketio::BroadcastOptions;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A socket as another node describes it (`fetchSockets`).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +64,9 @@ pub enum ClusterMessage {
         attachments: Vec<Bytes>,
         /// Set for a broadcast with acknowledgements.
         ack: Option<RequestId>,
+        /// With `ack`: how long the receiving node waits for its sockets' acknowledgements
+        /// (the sender's time limit, so both give up together).
+        timeout: Option<Duration>,
     },
     /// How many sockets a node sent an acknowledged broadcast to.
     BroadcastClientCount {
@@ -75,8 +79,12 @@ pub enum ClusterMessage {
     BroadcastAck {
         /// The broadcast's request.
         request: RequestId,
-        /// The acknowledgement's arguments (JSON array text).
+        /// The socket that acknowledged.
+        socket: SocketId,
+        /// The acknowledgement's arguments (JSON array text with placeholders).
         args: String,
+        /// Binary attachments of the acknowledgement.
+        attachments: Vec<Bytes>,
     },
     /// Put the selected sockets in rooms.
     SocketsJoin {
@@ -127,17 +135,21 @@ pub enum ClusterMessage {
         nsp: String,
         /// The event name.
         event: String,
-        /// The arguments (JSON array text).
+        /// The arguments (JSON array text with placeholders).
         args: String,
-        /// Set when the sender waits for answers.
+        /// Binary attachments.
+        attachments: Vec<Bytes>,
+        /// Set when the sender waits for answers: each receiving node answers once.
         request: Option<RequestId>,
     },
     /// One server's answer to [`ClusterMessage::ServerSideEmit`].
     ServerSideEmitResponse {
         /// The request.
         request: RequestId,
-        /// The answer's arguments (JSON array text).
+        /// The answer's arguments (JSON array text with placeholders).
         args: String,
+        /// Binary attachments.
+        attachments: Vec<Bytes>,
     },
     /// List the rooms of a namespace.
     AllRooms {
@@ -198,15 +210,29 @@ struct Pending {
     kind: RequestKind,
     /// Nodes that have not answered (for broadcasts: not reported their count).
     nodes_left: usize,
-    /// Broadcasts: acknowledgements still due from the counts reported so far.
-    acks_left: usize,
+    /// Broadcasts: acknowledgements still due from the counts reported so far (negative
+    /// while acknowledgements have overtaken the count that announces them).
+    acks_left: isize,
     deadline: Instant,
 }
 
 impl Pending {
     fn done(&self) -> bool {
-        self.nodes_left == 0 && self.acks_left == 0
+        self.nodes_left == 0 && self.acks_left <= 0
     }
+}
+
+/// A request that reached its deadline before every answer came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// The request.
+    pub id: RequestId,
+    /// What it waited for.
+    pub kind: RequestKind,
+    /// Answers that never came (for broadcasts: client counts).
+    pub nodes_left: usize,
+    /// Broadcasts: acknowledgements announced by the counts that came, and never relayed.
+    pub acks_left: usize,
 }
 
 /// Requests this node made to the others and is waiting on.
@@ -222,13 +248,20 @@ impl Requests {
         Self::default()
     }
 
-    /// Starts waiting for `nodes` other nodes to answer request `id` until `deadline`.
-    /// Returns `true` when there is nothing to wait for (no other node).
-    pub fn start(&mut self, id: RequestId, kind: RequestKind, nodes: usize, deadline: Instant) -> bool {
+    /// Starts waiting for `nodes` answers to request `id` (one per other node, or one per
+    /// other node and namespace asked) until `deadline`. Returns `true` when there is nothing
+    /// to wait for (no other node). Starting an id that is still pending replaces it.
+    pub fn start(
+        &mut self,
+        id: RequestId,
+        kind: RequestKind,
+        nodes: usize,
+        deadline: Instant,
+    ) -> bool {
         if nodes == 0 {
             return true;
         }
-        self.pending.insert(
+        let previous = self.pending.insert(
             id,
             Pending {
                 kind,
@@ -237,6 +270,9 @@ impl Requests {
                 deadline,
             },
         );
+        if let Some(old) = previous {
+            self.timers.remove(&(old.deadline, id));
+        }
         self.timers.insert((deadline, id));
         false
     }
@@ -252,7 +288,9 @@ impl Requests {
         match (p.kind, message) {
             (RequestKind::BroadcastAck, ClusterMessage::BroadcastClientCount { count, .. }) => {
                 p.nodes_left = p.nodes_left.saturating_sub(1);
-                p.acks_left += count;
+                p.acks_left = p
+                    .acks_left
+                    .saturating_add(isize::try_from(*count).unwrap_or(isize::MAX));
             }
             (RequestKind::BroadcastAck, ClusterMessage::BroadcastAck { .. }) => {
                 p.acks_left = p.acks_left.saturating_sub(1);
@@ -276,6 +314,15 @@ impl Requests {
 
     /// Requests whose deadline passed: each completes with what it has (a partial result).
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<(RequestId, RequestKind)> {
+        self.expire(now)
+            .into_iter()
+            .map(|e| (e.id, e.kind))
+            .collect()
+    }
+
+    /// Like [`Requests::handle_timeout`], telling for each expired request what was still
+    /// missing.
+    pub fn expire(&mut self, now: Instant) -> Vec<Expired> {
         let due: Vec<(Instant, RequestId)> = self
             .timers
             .iter()
@@ -285,7 +332,12 @@ impl Requests {
         due.into_iter()
             .filter_map(|key| {
                 self.timers.remove(&key);
-                self.pending.remove(&key.1).map(|p| (key.1, p.kind))
+                self.pending.remove(&key.1).map(|p| Expired {
+                    id: key.1,
+                    kind: p.kind,
+                    nodes_left: p.nodes_left,
+                    acks_left: usize::try_from(p.acks_left).unwrap_or(0),
+                })
             })
             .collect()
     }

@@ -1,8 +1,8 @@
 //! Request bookkeeping between nodes: counts, completion, partial results on timeout.
 
 use std::time::{Duration, Instant};
-use volley_core::RequestId;
-use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests};
+use volley_core::cluster::{ClusterMessage, Expired, Progress, RequestKind, Requests};
+use volley_core::{RequestId, SocketId};
 
 fn id(s: &str) -> RequestId {
     RequestId::new(s).unwrap()
@@ -80,7 +80,9 @@ fn a_broadcast_waits_for_counts_then_for_that_many_acks() {
     };
     let ack = ClusterMessage::BroadcastAck {
         request: id("b"),
+        socket: SocketId::new("s1").unwrap(),
         args: "[1]".into(),
+        attachments: vec![],
     };
     assert_eq!(reqs.on_answer(&count(2)), Progress::More);
     assert_eq!(reqs.on_answer(&ack), Progress::More);
@@ -126,6 +128,7 @@ fn a_silent_node_ends_the_request_at_its_deadline_with_partial_results() {
     let answer = ClusterMessage::ServerSideEmitResponse {
         request: id("x"),
         args: "[]".into(),
+        attachments: vec![],
     };
     assert_eq!(reqs.on_answer(&answer), Progress::More);
     assert_eq!(reqs.poll_timeout(), Some(now + Duration::from_secs(2)));
@@ -143,4 +146,119 @@ fn a_silent_node_ends_the_request_at_its_deadline_with_partial_results() {
     reqs.cancel(id("y"));
     assert!(reqs.is_empty());
     assert_eq!(reqs.poll_timeout(), None);
+}
+
+fn count(r: &str, n: usize) -> ClusterMessage {
+    ClusterMessage::BroadcastClientCount {
+        request: id(r),
+        count: n,
+    }
+}
+
+fn ack(r: &str) -> ClusterMessage {
+    ClusterMessage::BroadcastAck {
+        request: id(r),
+        socket: SocketId::new("s").unwrap(),
+        args: "[]".into(),
+        attachments: vec![],
+    }
+}
+
+#[test]
+fn an_ack_that_overtakes_every_count_is_still_counted() {
+    let now = Instant::now();
+    let mut reqs = Requests::new();
+    reqs.start(
+        id("b"),
+        RequestKind::BroadcastAck,
+        2,
+        now + Duration::from_secs(1),
+    );
+    // Node 1's ack arrives before node 1's (and node 2's) count.
+    assert_eq!(reqs.on_answer(&ack("b")), Progress::More);
+    assert_eq!(reqs.on_answer(&count("b", 0)), Progress::More);
+    assert_eq!(reqs.on_answer(&count("b", 1)), Progress::Complete);
+    assert!(reqs.is_empty());
+}
+
+#[test]
+fn an_expired_request_tells_what_was_missing() {
+    let now = Instant::now();
+    let mut reqs = Requests::new();
+    reqs.start(
+        id("b"),
+        RequestKind::BroadcastAck,
+        3,
+        now + Duration::from_secs(1),
+    );
+    reqs.start(
+        id("f"),
+        RequestKind::FetchSockets,
+        2,
+        now + Duration::from_secs(1),
+    );
+    assert_eq!(reqs.on_answer(&count("b", 3)), Progress::More);
+    assert_eq!(reqs.on_answer(&ack("b")), Progress::More);
+    assert_eq!(reqs.on_answer(&fetch_answer("f")), Progress::More);
+    let mut expired = reqs.expire(now + Duration::from_secs(1));
+    expired.sort_by_key(|e| e.id);
+    assert_eq!(
+        expired,
+        [
+            Expired {
+                id: id("b"),
+                kind: RequestKind::BroadcastAck,
+                nodes_left: 2,
+                acks_left: 2,
+            },
+            Expired {
+                id: id("f"),
+                kind: RequestKind::FetchSockets,
+                nodes_left: 1,
+                acks_left: 0,
+            },
+        ]
+    );
+    assert!(reqs.is_empty());
+    assert_eq!(reqs.poll_timeout(), None);
+}
+
+#[test]
+fn restarting_a_pending_id_replaces_its_deadline() {
+    let now = Instant::now();
+    let mut reqs = Requests::new();
+    reqs.start(
+        id("r"),
+        RequestKind::AllRooms,
+        1,
+        now + Duration::from_secs(1),
+    );
+    reqs.start(
+        id("r"),
+        RequestKind::AllRooms,
+        1,
+        now + Duration::from_secs(3),
+    );
+    assert_eq!(reqs.poll_timeout(), Some(now + Duration::from_secs(3)));
+    assert!(reqs.handle_timeout(now + Duration::from_secs(2)).is_empty());
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs.handle_timeout(now + Duration::from_secs(3)),
+        [(id("r"), RequestKind::AllRooms)]
+    );
+}
+
+#[test]
+fn a_cancelled_request_ignores_its_answers() {
+    let now = Instant::now();
+    let mut reqs = Requests::new();
+    reqs.start(
+        id("f"),
+        RequestKind::FetchSockets,
+        1,
+        now + Duration::from_secs(1),
+    );
+    reqs.cancel(id("f"));
+    assert_eq!(reqs.on_answer(&fetch_answer("f")), Progress::Unknown);
+    assert!(reqs.handle_timeout(now + Duration::from_secs(1)).is_empty());
 }

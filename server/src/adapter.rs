@@ -33,6 +33,11 @@ impl Inbox {
 
 /// How a node talks to the other nodes of its cluster. Implementations move messages; what
 /// they mean is decided by the server (`volley_core::cluster`).
+///
+/// The server publishes from its machine's task (and from server-side handler tasks), so
+/// `publish` must not block. Messages from one node to another should arrive in the order
+/// they were published (a room join before the broadcast to that room); messages of
+/// different nodes may interleave.
 pub trait Adapter: Send + Sync + 'static {
     /// Called once when the server starts, with this node's id: what the other nodes send it
     /// must be delivered to `inbox`.
@@ -69,7 +74,11 @@ pub struct MemoryCluster {
 
 impl fmt::Debug for MemoryCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.nodes.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let n = self
+            .nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
         f.debug_struct("MemoryCluster").field("nodes", &n).finish()
     }
 }
@@ -113,11 +122,15 @@ impl MemoryAdapter {
 impl Adapter for MemoryAdapter {
     fn start(&self, node: NodeId, inbox: Inbox) {
         *self.me.lock().unwrap_or_else(PoisonError::into_inner) = Some(node);
-        self.cluster
+        let mut nodes = self
+            .cluster
             .nodes
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((node, inbox));
+            .unwrap_or_else(PoisonError::into_inner);
+        if nodes.iter().any(|(n, _)| *n == node) {
+            tracing::warn!(%node, "two servers of one MemoryCluster share a node id (same seed?)");
+        }
+        nodes.push((node, inbox));
     }
 
     fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
@@ -131,10 +144,19 @@ impl Adapter for MemoryAdapter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let mut stopped = Vec::new();
         for (node, inbox) in nodes {
-            if node != me && to.is_none_or(|t| t == node) {
-                inbox.deliver(me, message.clone());
+            if node != me && to.is_none_or(|t| t == node) && !inbox.deliver(me, message.clone()) {
+                stopped.push(node);
             }
+        }
+        if !stopped.is_empty() {
+            // A server that stopped has left.
+            self.cluster
+                .nodes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(n, _)| !stopped.contains(n));
         }
     }
 

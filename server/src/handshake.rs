@@ -1,21 +1,28 @@
 //! What a socket carried when it connected.
 
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use volley_core::cluster::HandshakeInfo;
 use volley_core::http::{RequestHead, query_pairs};
 use volley_core::socketio::{ConnectRequest, SioProtocol};
 
 /// The handshake of a socket: the Engine.IO handshake request (headers, query, url) plus the
 /// namespace connection's auth object.
+///
+/// The handshake of a socket of another node (from `fetch_sockets` on a cluster) is rebuilt
+/// from what that node sent: the headers, url, query, auth, the client's IP address (as the
+/// peer address, port 0) and the wall-clock time of the connection; its protocol reads as v5.
 #[derive(Debug, Clone)]
 pub struct Handshake {
     pub(crate) request: RequestHead,
     pub(crate) auth: serde_json::Value,
     pub(crate) auth_text: Arc<str>,
-    pub(crate) query: Option<String>,
+    /// Query parameters beyond the handshake request's (a v4 client's namespace query).
+    pub(crate) query: Vec<(String, String)>,
     pub(crate) issued: Instant,
+    pub(crate) issued_at: SystemTime,
     pub(crate) protocol: SioProtocol,
     pub(crate) nsp: Arc<str>,
 }
@@ -27,10 +34,89 @@ impl Handshake {
             request: req.handshake.request.clone(),
             auth,
             auth_text: Arc::from(req.auth.as_str()),
-            query: req.query.as_ref().map(|q| q.to_string()),
+            query: req
+                .query
+                .as_ref()
+                .map(|q| {
+                    query_pairs(q.as_str())
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             issued: req.handshake.issued,
+            issued_at: SystemTime::now(),
             protocol: req.handshake.protocol,
             nsp: req.nsp.clone(),
+        }
+    }
+
+    /// The handshake as it travels to the other nodes of a cluster.
+    pub(crate) fn to_info(&self) -> HandshakeInfo {
+        let headers = self
+            .request
+            .headers()
+            .map(|(n, v)| {
+                (
+                    n.to_ascii_lowercase(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        let mut query: Vec<(String, String)> = query_pairs(self.request.query())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        for (k, v) in &self.query {
+            if !query.iter().any(|(q, _)| q == k) {
+                query.push((k.clone(), v.clone()));
+            }
+        }
+        HandshakeInfo {
+            headers,
+            issued: self
+                .issued_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            address: self.address(false).unwrap_or_default(),
+            xdomain: self.request.header("origin").is_some(),
+            secure: false,
+            url: self.url().to_owned(),
+            query,
+            auth: self.auth_text.to_string(),
+        }
+    }
+
+    /// The handshake of a socket of another node, from what that node sent; `now` is this
+    /// node's clock, to place the issue time on it.
+    pub(crate) fn from_info(info: &HandshakeInfo, nsp: Arc<str>, now: Instant) -> Self {
+        let headers = |info: &HandshakeInfo| {
+            info.headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
+                .collect::<Vec<_>>()
+        };
+        // A head that does not rebuild (a peer's odd header) keeps what it can.
+        let mut request = RequestHead::from_parts("GET", &info.url, headers(info))
+            .or_else(|_| RequestHead::from_parts("GET", &info.url, Vec::new()))
+            .or_else(|_| RequestHead::from_parts("GET", "/", Vec::new()))
+            .expect("a bare GET / head is valid");
+        if let Ok(ip) = info.address.parse::<IpAddr>() {
+            request = request.with_peer_addr(SocketAddr::new(ip, 0));
+        }
+        let issued_at = UNIX_EPOCH + Duration::from_millis(info.issued);
+        let age = SystemTime::now()
+            .duration_since(issued_at)
+            .unwrap_or_default();
+        let auth_text: Arc<str> = Arc::from(info.auth.as_str());
+        Handshake {
+            request,
+            auth: serde_json::from_str(&auth_text).unwrap_or(serde_json::Value::Null),
+            auth_text,
+            query: info.query.clone(),
+            issued: now.checked_sub(age).unwrap_or(now),
+            issued_at,
+            protocol: SioProtocol::V5,
+            nsp,
         }
     }
 
@@ -49,10 +135,10 @@ impl Handshake {
         if let Some(v) = self.request.query_param(name) {
             return Some(v.into_owned());
         }
-        let q = self.query.as_deref()?;
-        query_pairs(q)
+        self.query
+            .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
+            .map(|(_, v)| v.clone())
     }
 
     /// The handshake request's target (path and query).
@@ -109,9 +195,16 @@ impl Handshake {
         self.request.peer_addr()
     }
 
-    /// When the handshake arrived.
+    /// When the handshake arrived, on the server's clock (for a socket of another node: its
+    /// wall-clock time placed on this node's clock).
     pub fn issued(&self) -> Instant {
         self.issued
+    }
+
+    /// When the socket connected, as wall-clock time (what other nodes of a cluster see, in
+    /// milliseconds since the Unix epoch).
+    pub fn issued_at(&self) -> SystemTime {
+        self.issued_at
     }
 
     /// The client's Socket.IO protocol.

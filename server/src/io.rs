@@ -1,23 +1,30 @@
 //! The server handle users build and register on.
 
+use crate::adapter::{Adapter, Inbox, LocalAdapter};
 use crate::driver::{Driver, ServerConfig};
 use crate::extensions::Extensions;
 use crate::handler::BoxFuture;
 use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
-use crate::namespace::Namespace;
-use crate::node::{Ctl, Node, Spawner};
+use crate::namespace::{Namespace, ServerSideEmitError};
+use crate::node::{Cluster, Ctl, Node, Spawner};
 use crate::operators::{BroadcastOperator, RemoteSocket};
 use crate::payload::{EncodeError, Payload};
 use crate::registry::{NsHandlers, Registry};
 use crate::runtime::Runtime;
 use crate::socket::Socket;
+use futures::StreamExt;
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use volley_core::NodeId;
 use volley_core::engine::{Engine, OverflowPolicy, Transports};
-use volley_core::rng::IdGenerator;
+use volley_core::rng::{ChaCha20Rng, IdGenerator};
 use volley_core::socketio::{Config as SioConfig, Room, Server as SioServer};
+
+/// How long a request to the other nodes of a cluster waits by default (the reference
+/// adapters' `requestsTimeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options for a server; finish with [`Builder::build`] on a runtime.
 pub struct Builder {
@@ -26,6 +33,8 @@ pub struct Builder {
     seed: Option<[u8; 32]>,
     ids: Option<Box<dyn IdGenerator>>,
     state: Extensions,
+    adapter: Arc<dyn Adapter>,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for Builder {
@@ -33,6 +42,7 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("sio", &self.sio)
             .field("server", &self.server)
+            .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -45,6 +55,8 @@ impl Default for Builder {
             seed: None,
             ids: None,
             state: Extensions::new(),
+            adapter: Arc::new(LocalAdapter),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -131,7 +143,9 @@ impl Builder {
         self
     }
 
-    /// A fixed seed for ids (tests); by default the operating system's entropy.
+    /// A fixed seed for ids (tests); by default the operating system's entropy. The node's
+    /// id in a cluster derives from it too, so the servers of one cluster need different
+    /// seeds.
     pub fn seed(mut self, seed: [u8; 32]) -> Self {
         self.seed = Some(seed);
         self
@@ -146,6 +160,23 @@ impl Builder {
     /// Transport-level options (timeouts, connection cap, fallback handler).
     pub fn server_config(mut self, config: ServerConfig) -> Self {
         self.server = config;
+        self
+    }
+
+    /// How this server reaches the other nodes of a cluster (default: [`LocalAdapter`], a
+    /// single node). Broadcasts, room changes, disconnects, `fetch_sockets`, acknowledged
+    /// broadcasts, server-side emits and `all_rooms` then act on every node unless
+    /// restricted with `local()`.
+    pub fn adapter(mut self, adapter: impl Adapter) -> Self {
+        self.adapter = Arc::new(adapter);
+        self
+    }
+
+    /// How long a request to the other nodes (`fetch_sockets`, `all_rooms`, server-side
+    /// emits with acknowledgement, and acknowledged broadcasts without a timeout of their
+    /// own) waits for their answers before completing with those that came. Default 5 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -170,14 +201,25 @@ impl Builder {
         let registry = Arc::new(Registry::default());
         let spawner_rt = runtime.clone();
         let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| spawner_rt.spawn(f));
-        let node = Node::new(sio, registry.clone(), self.state.clone(), spawn);
-        let driver = Driver::start(node, runtime, self.server, |node: &mut Node, ev, now| {
-            node.dispatch(ev, now)
-        });
+        let node_id = node_id(seed);
+        let cluster = Cluster {
+            adapter: self.adapter.clone(),
+            node_id,
+            request_timeout: self.request_timeout,
+        };
+        let node = Node::new(sio, registry.clone(), self.state.clone(), spawn, cluster);
+        let driver = Driver::start(
+            node,
+            runtime.clone(),
+            self.server,
+            |node: &mut Node, ev, now| node.dispatch(ev, now),
+        );
         let ctl = Arc::new(Ctl {
             handle: driver.handle(),
             registry,
             state: self.state,
+            adapter: self.adapter.clone(),
+            node_id,
         });
         let for_node = ctl.clone();
         // The first command the machine runs: no connection can be served before `build`
@@ -185,8 +227,35 @@ impl Builder {
         let _ = driver
             .handle()
             .cast(move |node: &mut Node, _| node.ctl = Some(for_node));
+        // What the other nodes send reaches the machine as commands, in arrival order.
+        let (inbox, mut messages) = Inbox::new();
+        let handle = driver.handle();
+        runtime.spawn(async move {
+            while let Some((from, message)) = messages.next().await {
+                let delivered =
+                    handle.cast(move |node: &mut Node, now| node.on_cluster(from, message, now));
+                if delivered.is_err() {
+                    break;
+                }
+            }
+        });
+        self.adapter.start(node_id, inbox);
         Io { driver, ctl, path }
     }
+}
+
+/// A node id drawn from `seed` (apart from the other ids drawn from it): 16 URL-safe
+/// characters.
+fn node_id(seed: [u8; 32]) -> NodeId {
+    let mut node_seed = seed;
+    for b in &mut node_seed {
+        *b ^= 0xc3;
+    }
+    node_seed[31] = node_seed[31].wrapping_add(1);
+    let mut bytes = [0u8; 12];
+    ChaCha20Rng::from_seed(node_seed).fill(&mut bytes);
+    NodeId::new(&volley_core::base64::encode_url(&bytes))
+        .expect("16 URL-safe base64 characters are a node id")
 }
 
 /// 32 bytes from the operating system's entropy source.
@@ -390,13 +459,54 @@ impl<R: Runtime> Io<R> {
         self.main().disconnect_sockets(close)
     }
 
-    /// Emits to the other nodes of a cluster (see [`Namespace::server_side_emit`]).
+    /// Emits `event` to the server-side handlers of the other nodes of the cluster, on `/`
+    /// (see [`Namespace::server_side_emit`]).
     pub fn server_side_emit<T: Serialize + ?Sized>(
         &self,
-        _event: &str,
+        event: &str,
         data: &T,
     ) -> Result<(), EncodeError> {
-        Payload::of(data).map(|_| ())
+        self.ns_main().server_side_emit(event, data)
+    }
+
+    /// Emits `event` to the server-side handlers of the other nodes and waits for their
+    /// answers, on `/` (see [`Namespace::server_side_emit_with_ack`]).
+    pub fn server_side_emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> impl Future<Output = Result<Vec<Payload>, ServerSideEmitError>> + Send + use<T, R> {
+        self.ns_main().server_side_emit_with_ack(event, data)
+    }
+
+    /// The rooms of `/` on every node of the cluster (see [`Namespace::all_rooms`]).
+    pub async fn all_rooms(&self) -> Vec<Room> {
+        self.ns_main().all_rooms().await
+    }
+
+    /// How many nodes the cluster has now, this one included (the adapter's count; 1
+    /// without a cluster adapter).
+    pub fn server_count(&self) -> usize {
+        self.ctl.adapter.server_count()
+    }
+
+    /// This server's id in its cluster.
+    pub fn node_id(&self) -> NodeId {
+        self.ctl.node_id
+    }
+
+    /// Requests to the other nodes still waiting for answers (see
+    /// [`Node::pending_request_count`]): zero once each has completed or timed out.
+    pub async fn pending_request_count(&self) -> usize {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.pending_request_count())
+            .await
+            .unwrap_or(0)
+    }
+
+    fn ns_main(&self) -> Namespace {
+        self.ns("/")
     }
 
     /// Connected sockets, all namespaces.

@@ -129,7 +129,7 @@ pub use handler::{Handler, IntoReply, Json, Reply};
 pub use handshake::Handshake;
 pub use io::{Builder, Io};
 pub use middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
-pub use namespace::{EventRoute, Namespace};
+pub use namespace::{EventRoute, Namespace, ServerSideEmitError};
 pub use node::Node;
 pub use operators::{BroadcastAckError, BroadcastOperator, RemoteSocket};
 pub use payload::{EncodeError, Payload};

@@ -1,6 +1,6 @@
 //! Namespaces: where handlers and middleware are registered, and broadcasts start.
 
-use crate::handler::{Handler, erase};
+use crate::handler::{Handler, IntoReply, erase};
 use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 use crate::node::Ctl;
 use crate::operators::{BroadcastOperator, RemoteSocket, Target};
@@ -8,11 +8,46 @@ use crate::payload::{EncodeError, Payload};
 use crate::registry::{NsHandlers, Route};
 use crate::socket::Socket;
 use serde::Serialize;
+use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 use volley_core::socketio::{DisconnectReason, Room};
+
+/// Why [`Namespace::server_side_emit_with_ack`] has no answer from every other node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerSideEmitError {
+    /// The request timeout passed first: `responses` holds the answers that came, and
+    /// `missing` counts the nodes that did not answer (a node without a handler for the
+    /// event, or whose handler failed, never answers).
+    Timeout {
+        /// The answers that came, in arrival order.
+        responses: Vec<Payload>,
+        /// Nodes that did not answer.
+        missing: usize,
+    },
+    /// The data could not be encoded.
+    Encode(String),
+    /// The server stopped.
+    Stopped,
+}
+
+impl fmt::Display for ServerSideEmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerSideEmitError::Timeout { responses, missing } => write!(
+                f,
+                "timeout reached: {} responses received, {missing} missing",
+                responses.len()
+            ),
+            ServerSideEmitError::Encode(e) => write!(f, "cannot encode: {e}"),
+            ServerSideEmitError::Stopped => f.write_str("the server has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for ServerSideEmitError {}
 
 /// A namespace (or a family of dynamic namespaces) to register handlers on.
 #[derive(Clone)]
@@ -251,14 +286,100 @@ impl Namespace {
             .unwrap_or(0)
     }
 
-    /// Emits to the other nodes of a cluster; without a cluster adapter there are none, so
-    /// nothing is sent.
+    /// The rooms of the namespace that have members, on every node of the cluster (each
+    /// socket's own room included), sorted. A node that does not answer within the request
+    /// timeout is left out.
+    pub async fn all_rooms(&self) -> Vec<Room> {
+        let target = self.operator().target().clone();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let queued = self.ctl.handle.cast(move |node, now| {
+            let nsps = target.resolve(node);
+            node.all_rooms(&nsps, tx, now);
+        });
+        if queued.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Handles `event` when another node of the cluster emits it with
+    /// [`server_side_emit`](Namespace::server_side_emit) (replacing an earlier handler of
+    /// the same event). The handler gets the arguments; when the sender waits for answers
+    /// ([`server_side_emit_with_ack`](Namespace::server_side_emit_with_ack)), its return
+    /// value is this node's answer (`()` answers with no arguments; an `Err` is logged and
+    /// not answered).
+    pub fn on_server_event<F, Fut, R>(&self, event: &str, handler: F) -> &Self
+    where
+        F: Fn(Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoReply + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.handlers.set_server_event(
+            event.to_owned(),
+            Arc::new(move |payload| {
+                let fut = handler(payload);
+                Box::pin(async move { fut.await.into_reply() })
+            }),
+        );
+        self
+    }
+
+    /// Emits `event` to the [server-side handlers](Namespace::on_server_event) of the
+    /// other nodes of the cluster (never to this node's, as the reference server). Without
+    /// a cluster adapter there is no other node, so nothing is sent.
     pub fn server_side_emit<T: Serialize + ?Sized>(
         &self,
-        _event: &str,
+        event: &str,
         data: &T,
     ) -> Result<(), EncodeError> {
-        Payload::of(data).map(|_| ())
+        self.server_side_emit_payload(event, Payload::of(data)?);
+        Ok(())
+    }
+
+    /// [`Namespace::server_side_emit`] with a whole argument list.
+    pub fn server_side_emit_payload(&self, event: &str, payload: Payload) {
+        let target = self.operator().target().clone();
+        let event = event.to_owned();
+        let _ = self.ctl.handle.cast(move |node, now| {
+            let nsps = target.resolve(node);
+            node.server_side_emit(&nsps, &event, payload, None, now);
+        });
+    }
+
+    /// Emits `event` (now) to the server-side handlers of the other nodes and waits for
+    /// each node's answer (its handler's return value): one per other node, in arrival
+    /// order; empty without other nodes. When some node has not answered within the
+    /// builder's `request_timeout`, the error holds the answers that came.
+    pub fn server_side_emit_with_ack<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> impl Future<Output = Result<Vec<Payload>, ServerSideEmitError>> + Send + use<T> {
+        let answers = match Payload::of(data) {
+            Ok(payload) => Ok(self.server_side_emit_with_ack_payload(event, payload)),
+            Err(e) => Err(ServerSideEmitError::Encode(e.to_string())),
+        };
+        async move { answers?.await }
+    }
+
+    /// [`Namespace::server_side_emit_with_ack`] with a whole argument list.
+    pub fn server_side_emit_with_ack_payload(
+        &self,
+        event: &str,
+        payload: Payload,
+    ) -> impl Future<Output = Result<Vec<Payload>, ServerSideEmitError>> + Send + use<> {
+        let target = self.operator().target().clone();
+        let event = event.to_owned();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let queued = self.ctl.handle.cast(move |node, now| {
+            let nsps = target.resolve(node);
+            node.server_side_emit(&nsps, &event, payload, Some(tx), now);
+        });
+        async move {
+            queued.map_err(|_| ServerSideEmitError::Stopped)?;
+            rx.await.unwrap_or(Err(ServerSideEmitError::Stopped))
+        }
     }
 }
 

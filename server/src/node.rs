@@ -1,36 +1,50 @@
 //! The machine the driver runs: the core's Socket.IO server plus the application state that
-//! lives beside it on the machine's task (sockets' handler queues, pending acknowledgements).
+//! lives beside it on the machine's task (sockets' handler queues, pending acknowledgements,
+//! requests to the other nodes of a cluster).
 
 use crate::ack::{AckError, AckResponse, PartialAcks};
+use crate::adapter::Adapter;
 use crate::driver::{Handle, Machine, Router};
 use crate::extensions::Extensions;
 use crate::extract::{AckSlot, EventCtx, take_ack};
 use crate::handler::{BoxFuture, Reply};
 use crate::handshake::Handshake;
 use crate::middleware::{ConnectCtx, IncomingEvent, Next, PacketFlow, PacketMw};
+use crate::namespace::ServerSideEmitError;
+use crate::operators::RemoteSocket;
 use crate::payload::Payload;
 use crate::registry::{NsHandlers, Registry};
 use crate::socket::Socket;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesUnordered;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
 use volley_core::engine::{ApiMisuse, Body, Output, WsMessage};
 use volley_core::http::RequestHead;
 use volley_core::socketio::{
-    AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
+    AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event, Room,
     Server as SioServer, SioError,
 };
-use volley_core::{ConnId, SocketId};
+use volley_core::{ConnId, NodeId, RequestId, SocketId};
 
-/// What handles share: the way to the machine, the handlers, the server state.
+/// What handles share: the way to the machine, the handlers, the server state, the cluster.
 pub(crate) struct Ctl {
     pub handle: Handle<Node>,
     pub registry: Arc<Registry>,
     pub state: Extensions,
+    pub adapter: Arc<dyn Adapter>,
+    pub node_id: NodeId,
+}
+
+/// How this node reaches the others: the adapter, its own id, how long requests wait.
+pub(crate) struct Cluster {
+    pub adapter: Arc<dyn Adapter>,
+    pub node_id: NodeId,
+    pub request_timeout: Duration,
 }
 
 pub(crate) type Spawner = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
@@ -46,13 +60,44 @@ struct Entry {
 enum Waiter {
     Single(oneshot::Sender<Result<Payload, AckError>>),
     Member(u64),
+    /// A socket asked by another node's broadcast: its answer goes back to that node.
+    Relay {
+        to: NodeId,
+        request: RequestId,
+    },
 }
 
+/// A broadcast with acknowledgements: this node's sockets, and the other nodes' answers.
 struct Aggregate {
+    /// Local sockets still to answer or fail.
     remaining: usize,
     responses: Vec<AckResponse>,
     missing: usize,
+    /// The request to the other nodes, while it runs.
+    remote: Option<RequestId>,
     tx: oneshot::Sender<Result<Vec<AckResponse>, PartialAcks>>,
+}
+
+/// What a request to the other nodes gathers, and where it goes once complete.
+enum Collector {
+    /// `fetch_sockets` in one namespace.
+    Fetch {
+        nsp: Arc<str>,
+        sockets: Vec<RemoteSocket>,
+        tx: oneshot::Sender<Vec<RemoteSocket>>,
+    },
+    /// `all_rooms`.
+    Rooms {
+        rooms: BTreeSet<Room>,
+        tx: oneshot::Sender<Vec<Room>>,
+    },
+    /// `server_side_emit_with_ack`.
+    Emit {
+        responses: Vec<Payload>,
+        tx: oneshot::Sender<Result<Vec<Payload>, ServerSideEmitError>>,
+    },
+    /// A broadcast with acknowledgements: the aggregate's key.
+    Acks(u64),
 }
 
 /// The Socket.IO machine with Volley's application state. Only the driver touches it, on
@@ -67,6 +112,10 @@ pub struct Node {
     acks: HashMap<(SocketId, u64), Waiter>,
     aggregates: HashMap<u64, Aggregate>,
     next_aggregate: u64,
+    cluster: Cluster,
+    requests: Requests,
+    collectors: HashMap<RequestId, Collector>,
+    next_request: u64,
 }
 
 impl std::fmt::Debug for Node {
@@ -75,6 +124,8 @@ impl std::fmt::Debug for Node {
             .field("sio", &self.sio)
             .field("sockets", &self.sockets.len())
             .field("acks", &self.acks.len())
+            .field("node_id", &self.cluster.node_id)
+            .field("requests", &self.requests.len())
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +190,7 @@ impl Node {
         registry: Arc<Registry>,
         state: Extensions,
         spawn: Spawner,
+        cluster: Cluster,
     ) -> Self {
         Node {
             sio,
@@ -150,7 +202,22 @@ impl Node {
             acks: HashMap::new(),
             aggregates: HashMap::new(),
             next_aggregate: 0,
+            cluster,
+            requests: Requests::new(),
+            collectors: HashMap::new(),
+            next_request: 0,
         }
+    }
+
+    /// This node's id in its cluster.
+    pub fn node_id(&self) -> NodeId {
+        self.cluster.node_id
+    }
+
+    /// Requests to the other nodes of the cluster still waiting for answers, plus what
+    /// gathers their answers. Zero once every request has completed or timed out.
+    pub fn pending_request_count(&self) -> usize {
+        self.requests.len() + self.collectors.len()
     }
 
     /// The core machine (counts, rooms).
@@ -229,8 +296,13 @@ impl Node {
     }
 
     /// Sends `event` to the sockets `opts` selects in each of `nsps`, asking each for an
-    /// acknowledgement; `tx` gets every answer once all came or failed. A namespace that does
-    /// not exist (any more) has no sockets to ask.
+    /// acknowledgement, on this node and (unless `opts.local`) on the others; `tx` gets every
+    /// answer once all came or failed: the local sockets answered or failed, and every other
+    /// node reported how many sockets it asked and relayed that many answers. The other nodes
+    /// are waited for until `timeout` (the request timeout when `None`); then the result is
+    /// partial, `missing` counting the sockets that did not answer plus one for each node
+    /// that never reported its count. A namespace that does not exist (any more) has no
+    /// sockets to ask.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn broadcast_with_ack(
         &mut self,
@@ -245,6 +317,7 @@ impl Node {
         let json = payload.json();
         let (_, attachments) = payload.into_parts();
         let key = self.next_aggregate;
+        self.next_aggregate += 1;
         let mut asked = 0;
         for nsp in nsps {
             let Ok((id, sent)) = self.sio.broadcast_with_ack(
@@ -263,20 +336,531 @@ impl Node {
             }
             asked += sent.len();
         }
-        if asked == 0 {
-            let _ = tx.send(Ok(Vec::new()));
-            return;
+        let mut remote = None;
+        let expected = self.other_nodes() * nsps.len();
+        if !opts.local && expected > 0 {
+            let request = self.next_request_id();
+            let limit = timeout.unwrap_or(self.cluster.request_timeout);
+            self.requests
+                .start(request, RequestKind::BroadcastAck, expected, now + limit);
+            self.collectors.insert(request, Collector::Acks(key));
+            for nsp in nsps {
+                self.publish(
+                    None,
+                    ClusterMessage::Broadcast {
+                        nsp: nsp.to_string(),
+                        opts: opts.clone(),
+                        event: event.to_owned(),
+                        args: json.clone(),
+                        attachments: attachments.clone(),
+                        ack: Some(request),
+                        timeout: Some(limit),
+                    },
+                );
+            }
+            remote = Some(request);
         }
-        self.next_aggregate += 1;
         self.aggregates.insert(
             key,
             Aggregate {
                 remaining: asked,
                 responses: Vec::new(),
                 missing: 0,
+                remote,
                 tx,
             },
         );
+        self.settle_aggregate(key);
+    }
+
+    /// Completes broadcast `key` once its local sockets and the other nodes are done.
+    fn settle_aggregate(&mut self, key: u64) {
+        let done = self
+            .aggregates
+            .get(&key)
+            .is_some_and(|a| a.remaining == 0 && a.remote.is_none());
+        if !done {
+            return;
+        }
+        if let Some(agg) = self.aggregates.remove(&key) {
+            let result = if agg.missing == 0 {
+                Ok(agg.responses)
+            } else {
+                Err(PartialAcks {
+                    responses: agg.responses,
+                    missing: agg.missing,
+                })
+            };
+            let _ = agg.tx.send(result);
+        }
+    }
+
+    // ---- the cluster: outgoing ----
+
+    /// How many other nodes the adapter counts now.
+    fn other_nodes(&self) -> usize {
+        self.cluster.adapter.server_count().saturating_sub(1)
+    }
+
+    /// A request id no other request of this cluster uses: this node's id and a counter.
+    fn next_request_id(&mut self) -> RequestId {
+        let n = self.next_request;
+        self.next_request += 1;
+        RequestId::new(&format!("{}-{n:x}", self.cluster.node_id))
+            .or_else(|_| RequestId::new(&format!("{n:x}")))
+            .expect("a hexadecimal counter is a valid request id")
+    }
+
+    /// Hands `message` to the adapter: for node `to`, or for every other node.
+    pub(crate) fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
+        self.cluster.adapter.publish(to, message);
+    }
+
+    /// Sends `event` to the sockets `opts` selects in each of `nsps`, here and (unless
+    /// `opts.local`) on the other nodes.
+    pub(crate) fn broadcast(
+        &mut self,
+        nsps: &[Arc<str>],
+        opts: &BroadcastOptions,
+        event: &str,
+        payload: Payload,
+        now: Instant,
+    ) {
+        let json = payload.json();
+        let (_, attachments) = payload.into_parts();
+        for nsp in nsps {
+            if !opts.local {
+                self.publish(
+                    None,
+                    ClusterMessage::Broadcast {
+                        nsp: nsp.to_string(),
+                        opts: opts.clone(),
+                        event: event.to_owned(),
+                        args: json.clone(),
+                        attachments: attachments.clone(),
+                        ack: None,
+                        timeout: None,
+                    },
+                );
+            }
+            // A namespace that went away meanwhile has nobody to send to.
+            let _ = self
+                .sio
+                .broadcast(nsp, opts, event, &json, attachments.clone(), now);
+        }
+    }
+
+    /// Puts the selected sockets in `rooms` (`join`) or takes them out, here and (unless
+    /// `opts.local`) on the other nodes.
+    pub(crate) fn sockets_rooms(
+        &mut self,
+        nsps: &[Arc<str>],
+        opts: &BroadcastOptions,
+        rooms: &[Room],
+        join: bool,
+    ) {
+        for nsp in nsps {
+            if !opts.local {
+                let (nsp, opts) = (nsp.to_string(), opts.clone());
+                let rooms = rooms.iter().map(|r| r.to_string()).collect();
+                self.publish(
+                    None,
+                    if join {
+                        ClusterMessage::SocketsJoin { nsp, opts, rooms }
+                    } else {
+                        ClusterMessage::SocketsLeave { nsp, opts, rooms }
+                    },
+                );
+            }
+            if join {
+                self.sio.sockets_join(nsp, opts, rooms);
+            } else {
+                self.sio.sockets_leave(nsp, opts, rooms);
+            }
+        }
+    }
+
+    /// Disconnects the selected sockets, here and (unless `opts.local`) on the other nodes.
+    pub(crate) fn disconnect_sockets(
+        &mut self,
+        nsps: &[Arc<str>],
+        opts: &BroadcastOptions,
+        close: bool,
+        now: Instant,
+    ) {
+        for nsp in nsps {
+            if !opts.local {
+                self.publish(
+                    None,
+                    ClusterMessage::DisconnectSockets {
+                        nsp: nsp.to_string(),
+                        opts: opts.clone(),
+                        close,
+                    },
+                );
+            }
+            self.sio.disconnect_sockets(nsp, opts, close, now);
+        }
+    }
+
+    /// The selected sockets of this node now, and (unless `opts.local`) one receiver per
+    /// namespace for the other nodes' sockets: complete when every other node answered, or
+    /// what came by `timeout` (the request timeout when `None`).
+    pub(crate) fn fetch_sockets(
+        &mut self,
+        nsps: &[Arc<str>],
+        opts: &BroadcastOptions,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> (Vec<RemoteSocket>, Vec<oneshot::Receiver<Vec<RemoteSocket>>>) {
+        let local = nsps
+            .iter()
+            .flat_map(|nsp| self.fetch(nsp, opts))
+            .map(|(socket, rooms)| RemoteSocket::local(socket, rooms))
+            .collect();
+        let others = self.other_nodes();
+        if opts.local || others == 0 {
+            return (local, Vec::new());
+        }
+        let deadline = now + timeout.unwrap_or(self.cluster.request_timeout);
+        let mut remote = Vec::new();
+        for nsp in nsps {
+            let request = self.next_request_id();
+            self.requests
+                .start(request, RequestKind::FetchSockets, others, deadline);
+            let (tx, rx) = oneshot::channel();
+            self.collectors.insert(
+                request,
+                Collector::Fetch {
+                    nsp: nsp.clone(),
+                    sockets: Vec::new(),
+                    tx,
+                },
+            );
+            self.publish(
+                None,
+                ClusterMessage::FetchSockets {
+                    request,
+                    nsp: nsp.to_string(),
+                    opts: opts.clone(),
+                },
+            );
+            remote.push(rx);
+        }
+        (local, remote)
+    }
+
+    /// The rooms of `nsps` on every node: `tx` gets them once every other node answered, or
+    /// those known at the request timeout.
+    pub(crate) fn all_rooms(
+        &mut self,
+        nsps: &[Arc<str>],
+        tx: oneshot::Sender<Vec<Room>>,
+        now: Instant,
+    ) {
+        let rooms: BTreeSet<Room> = nsps.iter().flat_map(|nsp| self.sio.rooms(nsp)).collect();
+        let expected = self.other_nodes() * nsps.len();
+        if expected == 0 {
+            let _ = tx.send(rooms.into_iter().collect());
+            return;
+        }
+        let request = self.next_request_id();
+        let deadline = now + self.cluster.request_timeout;
+        self.requests
+            .start(request, RequestKind::AllRooms, expected, deadline);
+        self.collectors
+            .insert(request, Collector::Rooms { rooms, tx });
+        for nsp in nsps {
+            self.publish(
+                None,
+                ClusterMessage::AllRooms {
+                    request,
+                    nsp: nsp.to_string(),
+                },
+            );
+        }
+    }
+
+    /// Emits `event` to the server-side handlers of the other nodes (never this one's). With
+    /// `tx`, each other node answers once (per namespace): `tx` gets the answers once all
+    /// came, or a timeout error with those that did at the request timeout.
+    pub(crate) fn server_side_emit(
+        &mut self,
+        nsps: &[Arc<str>],
+        event: &str,
+        payload: Payload,
+        tx: Option<oneshot::Sender<Result<Vec<Payload>, ServerSideEmitError>>>,
+        now: Instant,
+    ) {
+        let json = payload.json();
+        let (_, attachments) = payload.into_parts();
+        let request = match tx {
+            None => None,
+            Some(tx) => {
+                let expected = self.other_nodes() * nsps.len();
+                if expected == 0 {
+                    let _ = tx.send(Ok(Vec::new()));
+                    return;
+                }
+                let request = self.next_request_id();
+                let deadline = now + self.cluster.request_timeout;
+                self.requests
+                    .start(request, RequestKind::ServerSideEmit, expected, deadline);
+                self.collectors.insert(
+                    request,
+                    Collector::Emit {
+                        responses: Vec::new(),
+                        tx,
+                    },
+                );
+                Some(request)
+            }
+        };
+        for nsp in nsps {
+            self.publish(
+                None,
+                ClusterMessage::ServerSideEmit {
+                    nsp: nsp.to_string(),
+                    event: event.to_owned(),
+                    args: json.clone(),
+                    attachments: attachments.clone(),
+                    request,
+                },
+            );
+        }
+    }
+
+    // ---- the cluster: incoming ----
+
+    /// Handles a message another node (`from`) sent this one.
+    pub(crate) fn on_cluster(&mut self, from: NodeId, message: ClusterMessage, now: Instant) {
+        if from == self.cluster.node_id {
+            return;
+        }
+        match message {
+            ClusterMessage::Broadcast {
+                nsp,
+                mut opts,
+                event,
+                args,
+                attachments,
+                ack,
+                timeout,
+            } => {
+                // Whatever arrives is for this node's sockets only.
+                opts.local = true;
+                let Some(request) = ack else {
+                    let _ = self
+                        .sio
+                        .broadcast(&nsp, &opts, &event, &args, attachments, now);
+                    return;
+                };
+                let count = match self.sio.broadcast_with_ack(
+                    &nsp,
+                    &opts,
+                    &event,
+                    &args,
+                    attachments,
+                    timeout,
+                    now,
+                ) {
+                    Ok((id, sent)) => {
+                        for s in &sent {
+                            self.acks
+                                .insert((*s, id.0), Waiter::Relay { to: from, request });
+                        }
+                        sent.len()
+                    }
+                    Err(_) => 0,
+                };
+                // Before any acknowledgement: the sender learns how many to wait for.
+                self.publish(
+                    Some(from),
+                    ClusterMessage::BroadcastClientCount { request, count },
+                );
+            }
+            ClusterMessage::SocketsJoin { nsp, opts, rooms } => {
+                let rooms: Vec<Room> = rooms.into_iter().map(Room::from).collect();
+                self.sio.sockets_join(&nsp, &opts, &rooms);
+            }
+            ClusterMessage::SocketsLeave { nsp, opts, rooms } => {
+                let rooms: Vec<Room> = rooms.into_iter().map(Room::from).collect();
+                self.sio.sockets_leave(&nsp, &opts, &rooms);
+            }
+            ClusterMessage::DisconnectSockets { nsp, opts, close } => {
+                self.sio.disconnect_sockets(&nsp, &opts, close, now);
+            }
+            ClusterMessage::FetchSockets { request, nsp, opts } => {
+                let sockets = self
+                    .fetch(&nsp, &opts)
+                    .into_iter()
+                    .map(|(socket, rooms)| socket_info(&socket, &rooms))
+                    .collect();
+                self.publish(
+                    Some(from),
+                    ClusterMessage::FetchSocketsResponse { request, sockets },
+                );
+            }
+            ClusterMessage::ServerSideEmit {
+                nsp,
+                event,
+                args,
+                attachments,
+                request,
+            } => self.on_server_side_emit(from, &nsp, &event, &args, attachments, request),
+            ClusterMessage::AllRooms { request, nsp } => {
+                let rooms = self.sio.rooms(&nsp).iter().map(|r| r.to_string()).collect();
+                self.publish(
+                    Some(from),
+                    ClusterMessage::AllRoomsResponse { request, rooms },
+                );
+            }
+            answer => self.on_answer(from, answer, now),
+        }
+    }
+
+    /// Runs the namespace's handler of a server-side event; with a request, its reply goes
+    /// back to the sender (nothing when the handler fails or there is none, as the
+    /// reference server, so the sender's request times out).
+    fn on_server_side_emit(
+        &mut self,
+        from: NodeId,
+        nsp: &str,
+        event: &str,
+        args: &str,
+        attachments: Vec<bytes::Bytes>,
+        request: Option<RequestId>,
+    ) {
+        let Some(handler) = self
+            .registry
+            .lookup(nsp)
+            .and_then(|h| h.server_event(event))
+        else {
+            tracing::debug!(nsp, event, "no handler for a server-side event");
+            return;
+        };
+        let payload = Payload::from_wire(args, attachments);
+        let adapter = self.cluster.adapter.clone();
+        let event = event.to_owned();
+        (self.spawn)(Box::pin(async move {
+            let reply = handler(payload).await;
+            let answer = match reply {
+                Reply::Payload(p) => p,
+                Reply::None => Payload::new(),
+                Reply::Error(error) => {
+                    tracing::debug!(event, error, "server-side event handler failed");
+                    return;
+                }
+            };
+            if let Some(request) = request {
+                let args = answer.json();
+                let (_, attachments) = answer.into_parts();
+                adapter.publish(
+                    Some(from),
+                    ClusterMessage::ServerSideEmitResponse {
+                        request,
+                        args,
+                        attachments,
+                    },
+                );
+            }
+        }));
+    }
+
+    /// An answer to one of this node's requests.
+    fn on_answer(&mut self, from: NodeId, message: ClusterMessage, now: Instant) {
+        let progress = self.requests.on_answer(&message);
+        let Some(request) = message.answers() else {
+            tracing::debug!(%from, ?message, "unknown cluster message");
+            return;
+        };
+        if progress == Progress::Unknown {
+            // Late (after the deadline), or for a request this node never made.
+            return;
+        }
+        let ctl = self.ctl.clone();
+        match (self.collectors.get_mut(&request), message) {
+            (
+                Some(Collector::Fetch { nsp, sockets, .. }),
+                ClusterMessage::FetchSocketsResponse { sockets: infos, .. },
+            ) => {
+                if let Some(ctl) = ctl {
+                    sockets.extend(
+                        infos
+                            .iter()
+                            .filter_map(|i| RemoteSocket::remote(&ctl, from, nsp, i, now)),
+                    );
+                }
+            }
+            (
+                Some(Collector::Rooms { rooms, .. }),
+                ClusterMessage::AllRoomsResponse { rooms: r, .. },
+            ) => {
+                rooms.extend(r.into_iter().map(Room::from));
+            }
+            (
+                Some(Collector::Emit { responses, .. }),
+                ClusterMessage::ServerSideEmitResponse {
+                    args, attachments, ..
+                },
+            ) => responses.push(Payload::from_wire(&args, attachments)),
+            (
+                Some(Collector::Acks(key)),
+                ClusterMessage::BroadcastAck {
+                    socket,
+                    args,
+                    attachments,
+                    ..
+                },
+            ) => {
+                if let Some(agg) = self.aggregates.get_mut(key) {
+                    agg.responses.push(AckResponse {
+                        socket,
+                        payload: Payload::from_wire(&args, attachments),
+                    });
+                }
+            }
+            _ => {}
+        }
+        if progress == Progress::Complete {
+            self.finish_request(request, 0, 0);
+        }
+    }
+
+    /// Hands a request's result over: complete, or partial with `nodes_left` nodes that
+    /// never answered and `acks_left` acknowledgements announced and never relayed.
+    fn finish_request(&mut self, request: RequestId, nodes_left: usize, acks_left: usize) {
+        let Some(collector) = self.collectors.remove(&request) else {
+            return;
+        };
+        if nodes_left > 0 {
+            tracing::debug!(%request, nodes_left, acks_left, "cluster request timed out");
+        }
+        match collector {
+            Collector::Fetch { sockets, tx, .. } => {
+                let _ = tx.send(sockets);
+            }
+            Collector::Rooms { rooms, tx } => {
+                let _ = tx.send(rooms.into_iter().collect());
+            }
+            Collector::Emit { responses, tx } => {
+                let _ = tx.send(if nodes_left == 0 {
+                    Ok(responses)
+                } else {
+                    Err(ServerSideEmitError::Timeout {
+                        responses,
+                        missing: nodes_left,
+                    })
+                });
+            }
+            Collector::Acks(key) => {
+                if let Some(agg) = self.aggregates.get_mut(&key) {
+                    agg.missing += nodes_left + acks_left;
+                    agg.remote = None;
+                }
+                self.settle_aggregate(key);
+            }
+        }
     }
 
     /// The namespaces that exist now and are served by `family`'s handlers (the children of
@@ -389,18 +973,22 @@ impl Node {
                     Err(_) => agg.missing += 1,
                 }
                 agg.remaining = agg.remaining.saturating_sub(1);
-                if agg.remaining == 0 {
-                    if let Some(agg) = self.aggregates.remove(&key) {
-                        let result = if agg.missing == 0 {
-                            Ok(agg.responses)
-                        } else {
-                            Err(PartialAcks {
-                                responses: agg.responses,
-                                missing: agg.missing,
-                            })
-                        };
-                        let _ = agg.tx.send(result);
-                    }
+                self.settle_aggregate(key);
+            }
+            Some(Waiter::Relay { to, request }) => {
+                // A failure is not relayed: the sender counts it missing at its deadline.
+                if let Ok(payload) = result {
+                    let args = payload.json();
+                    let (_, attachments) = payload.into_parts();
+                    self.publish(
+                        Some(to),
+                        ClusterMessage::BroadcastAck {
+                            request,
+                            socket,
+                            args,
+                            attachments,
+                        },
+                    );
                 }
             }
             None => {}
@@ -574,7 +1162,10 @@ impl Machine for Node {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.sio.handle_timeout(now)
+        self.sio.handle_timeout(now);
+        for expired in self.requests.expire(now) {
+            self.finish_request(expired.id, expired.nodes_left, expired.acks_left);
+        }
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -586,6 +1177,24 @@ impl Machine for Node {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.sio.poll_timeout()
+        match (self.sio.poll_timeout(), self.requests.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How a socket of this node is described to the others: its data is the
+/// `serde_json::Value` stored in its [`data`](Socket::data), `null` when none.
+fn socket_info(socket: &Socket, rooms: &[Room]) -> SocketInfo {
+    let data = socket
+        .data()
+        .get::<serde_json::Value>()
+        .unwrap_or(serde_json::Value::Null);
+    SocketInfo {
+        id: socket.id().to_string(),
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        data: data.to_string(),
+        handshake: socket.handshake().to_info(),
     }
 }

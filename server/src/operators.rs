@@ -13,9 +13,10 @@ use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-use volley_core::SocketId;
+use std::time::{Duration, Instant};
+use volley_core::cluster::{ClusterMessage, SocketInfo};
 use volley_core::socketio::{BroadcastOptions, Room};
+use volley_core::{NodeId, SocketId};
 
 /// Why a broadcast with acknowledgements did not complete.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,18 +166,13 @@ impl BroadcastOperator {
         Ok(())
     }
 
-    /// Sends `event` with a whole argument list.
+    /// Sends `event` with a whole argument list, to the selected sockets of this node and,
+    /// unless [`local`](BroadcastOperator::local), of every other node of the cluster.
     pub fn emit_payload(&self, event: &str, payload: Payload) {
         let (target, opts, event) = (self.target.clone(), self.opts.clone(), event.to_owned());
         let _ = self.ctl.handle.cast(move |node, now| {
-            let json = payload.json();
-            let (_, attachments) = payload.into_parts();
-            for nsp in target.resolve(node) {
-                // A namespace that went away meanwhile has nobody to send to.
-                let _ = node
-                    .sio
-                    .broadcast(&nsp, &opts, &event, &json, attachments.clone(), now);
-            }
+            let nsps = target.resolve(node);
+            node.broadcast(&nsps, &opts, &event, payload, now);
         });
     }
 
@@ -184,6 +180,13 @@ impl BroadcastOperator {
     /// socket for an acknowledgement; resolves with all answers, or with those that came
     /// when some did not (within the timeout, if set). The future does not borrow the
     /// operator.
+    ///
+    /// On a cluster (unless [`local`](BroadcastOperator::local)), the sockets of the other
+    /// nodes are asked too: the result is complete once this node's sockets answered or
+    /// failed and every other node reported how many sockets it asked and relayed that many
+    /// answers. The other nodes are waited for until the timeout (the builder's
+    /// `request_timeout` when none is set); then [`PartialAcks::missing`] counts the
+    /// sockets that did not answer plus one for each node that never reported its count.
     pub fn emit_with_ack<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -219,75 +222,168 @@ impl BroadcastOperator {
         }
     }
 
-    /// The selected sockets, with their rooms at the time of the call.
+    /// The selected sockets, with their rooms at the time of the call: this node's and,
+    /// unless [`local`](BroadcastOperator::local), every other node's. The other nodes are
+    /// waited for until the timeout (the builder's `request_timeout` when none is set); a
+    /// node that has not answered by then is left out.
     pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
-        let (target, opts) = (self.target.clone(), self.opts.clone());
-        self.ctl
+        let (target, opts, timeout) = (self.target.clone(), self.opts.clone(), self.timeout);
+        let Ok((mut sockets, remote)) = self
+            .ctl
             .handle
-            .call(move |node, _| {
-                target
-                    .resolve(node)
-                    .iter()
-                    .flat_map(|nsp| node.fetch(nsp, &opts))
-                    .collect::<Vec<_>>()
+            .call(move |node, now| {
+                let nsps = target.resolve(node);
+                node.fetch_sockets(&nsps, &opts, timeout, now)
             })
             .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(socket, rooms)| RemoteSocket { socket, rooms })
-            .collect()
+        else {
+            return Vec::new();
+        };
+        for rx in remote {
+            sockets.extend(rx.await.unwrap_or_default());
+        }
+        sockets
     }
 
-    /// Puts the selected sockets in `rooms`.
+    /// Puts the selected sockets in `rooms` (on every node, unless
+    /// [`local`](BroadcastOperator::local)).
     pub fn sockets_join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
-        let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        let (target, opts) = (self.target.clone(), self.opts.clone());
-        let _ = self.ctl.handle.cast(move |node, _| {
-            for nsp in target.resolve(node) {
-                node.sio.sockets_join(&nsp, &opts, &rooms);
-            }
-        });
+        self.sockets_rooms(rooms, true);
     }
 
-    /// Takes the selected sockets out of `rooms`.
+    /// Takes the selected sockets out of `rooms` (on every node, unless
+    /// [`local`](BroadcastOperator::local)).
     pub fn sockets_leave(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
+        self.sockets_rooms(rooms, false);
+    }
+
+    fn sockets_rooms(&self, rooms: impl IntoIterator<Item = impl Into<Room>>, join: bool) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
         let (target, opts) = (self.target.clone(), self.opts.clone());
         let _ = self.ctl.handle.cast(move |node, _| {
-            for nsp in target.resolve(node) {
-                node.sio.sockets_leave(&nsp, &opts, &rooms);
-            }
+            let nsps = target.resolve(node);
+            node.sockets_rooms(&nsps, &opts, &rooms, join);
         });
     }
 
-    /// Disconnects the selected sockets (closing their connections with `close`).
+    /// Disconnects the selected sockets (closing their connections with `close`), on every
+    /// node unless [`local`](BroadcastOperator::local).
     pub fn disconnect_sockets(&self, close: bool) {
         let (target, opts) = (self.target.clone(), self.opts.clone());
         let _ = self.ctl.handle.cast(move |node, now| {
-            for nsp in target.resolve(node) {
-                node.sio.disconnect_sockets(&nsp, &opts, close, now);
-            }
+            let nsps = target.resolve(node);
+            node.disconnect_sockets(&nsps, &opts, close, now);
         });
     }
 }
 
 /// A socket returned by `fetch_sockets`: its id, handshake, rooms and data at the time, and
-/// the usual actions.
-#[derive(Debug, Clone)]
+/// the usual actions. It may live on this node or on another node of the cluster; the
+/// actions of a socket of another node are sent to that node.
+#[derive(Clone)]
 pub struct RemoteSocket {
-    socket: Socket,
+    id: SocketId,
+    nsp: Arc<str>,
     rooms: Vec<Room>,
+    place: Place,
+}
+
+#[derive(Clone)]
+enum Place {
+    /// A socket of this node: its live handle.
+    Local(Socket),
+    /// A socket of another node.
+    Remote(Arc<Remote>),
+}
+
+struct Remote {
+    node: NodeId,
+    handshake: Handshake,
+    data: Extensions,
+    ctl: Arc<Ctl>,
+}
+
+impl fmt::Debug for RemoteSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteSocket")
+            .field("id", &self.id)
+            .field("nsp", &self.nsp)
+            .field("node", &self.node())
+            .field("rooms", &self.rooms)
+            .finish()
+    }
 }
 
 impl RemoteSocket {
-    /// The socket id.
-    pub fn id(&self) -> SocketId {
-        self.socket.id()
+    pub(crate) fn local(socket: Socket, rooms: Vec<Room>) -> Self {
+        RemoteSocket {
+            id: socket.id(),
+            nsp: Arc::from(socket.ns()),
+            rooms,
+            place: Place::Local(socket),
+        }
     }
 
-    /// Its handshake.
+    /// A socket of node `node`, as it described it (`None` when the description is not
+    /// usable: an invalid id).
+    pub(crate) fn remote(
+        ctl: &Arc<Ctl>,
+        node: NodeId,
+        nsp: &Arc<str>,
+        info: &SocketInfo,
+        now: Instant,
+    ) -> Option<Self> {
+        let id = SocketId::new(&info.id).ok()?;
+        let data = Extensions::new();
+        match serde_json::from_str::<serde_json::Value>(&info.data) {
+            Ok(serde_json::Value::Null) | Err(_) => {}
+            Ok(value) => {
+                data.insert(value);
+            }
+        }
+        Some(RemoteSocket {
+            id,
+            nsp: nsp.clone(),
+            rooms: info.rooms.iter().map(|r| Room::from(r.as_str())).collect(),
+            place: Place::Remote(Arc::new(Remote {
+                node,
+                handshake: Handshake::from_info(&info.handshake, nsp.clone(), now),
+                data,
+                ctl: ctl.clone(),
+            })),
+        })
+    }
+
+    /// The socket id.
+    pub fn id(&self) -> SocketId {
+        self.id
+    }
+
+    /// Its namespace.
+    pub fn ns(&self) -> &str {
+        &self.nsp
+    }
+
+    /// The node it lives on: `None` for this node.
+    pub fn node(&self) -> Option<NodeId> {
+        match &self.place {
+            Place::Local(_) => None,
+            Place::Remote(r) => Some(r.node),
+        }
+    }
+
+    /// Whether it lives on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.place, Place::Local(_))
+    }
+
+    /// Its handshake (for a socket of another node, rebuilt from what that node sent; see
+    /// [`Handshake`]).
     pub fn handshake(&self) -> &Handshake {
-        self.socket.handshake()
+        match &self.place {
+            Place::Local(s) => s.handshake(),
+            Place::Remote(r) => &r.handshake,
+        }
     }
 
     /// Its rooms when fetched.
@@ -295,33 +391,112 @@ impl RemoteSocket {
         &self.rooms
     }
 
-    /// Its data.
+    /// Its data: for a socket of this node, the live [`Socket::data`]; for a socket of
+    /// another node, a copy holding the `serde_json::Value` that node stores in the socket's
+    /// data (nothing when it stores none).
     pub fn data(&self) -> &Extensions {
-        self.socket.data()
+        match &self.place {
+            Place::Local(s) => s.data(),
+            Place::Remote(r) => &r.data,
+        }
     }
 
     /// Sends it `event`.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EncodeError> {
-        self.socket.emit(event, data)
+        self.emit_payload(event, Payload::of(data)?);
+        Ok(())
+    }
+
+    /// Sends it `event` with a whole argument list.
+    pub fn emit_payload(&self, event: &str, payload: Payload) {
+        match &self.place {
+            Place::Local(s) => s.emit_payload(event, payload),
+            Place::Remote(r) => {
+                let args = payload.json();
+                let (_, attachments) = payload.into_parts();
+                self.send_remote(
+                    r,
+                    ClusterMessage::Broadcast {
+                        nsp: self.nsp.to_string(),
+                        opts: self.only(),
+                        event: event.to_owned(),
+                        args,
+                        attachments,
+                        ack: None,
+                        timeout: None,
+                    },
+                );
+            }
+        }
     }
 
     /// Puts it in `room`.
     pub fn join(&self, room: impl Into<Room>) {
-        self.socket.join(room)
+        match &self.place {
+            Place::Local(s) => s.join(room),
+            Place::Remote(r) => self.send_remote(
+                r,
+                ClusterMessage::SocketsJoin {
+                    nsp: self.nsp.to_string(),
+                    opts: self.only(),
+                    rooms: vec![room.into().to_string()],
+                },
+            ),
+        }
     }
 
     /// Takes it out of `room`.
     pub fn leave(&self, room: impl Into<Room>) {
-        self.socket.leave(room)
+        match &self.place {
+            Place::Local(s) => s.leave(room),
+            Place::Remote(r) => self.send_remote(
+                r,
+                ClusterMessage::SocketsLeave {
+                    nsp: self.nsp.to_string(),
+                    opts: self.only(),
+                    rooms: vec![room.into().to_string()],
+                },
+            ),
+        }
     }
 
-    /// Disconnects it.
+    /// Disconnects it (closing its connection with `close`).
     pub fn disconnect(&self, close: bool) {
-        self.socket.disconnect(close)
+        match &self.place {
+            Place::Local(s) => s.disconnect(close),
+            Place::Remote(r) => self.send_remote(
+                r,
+                ClusterMessage::DisconnectSockets {
+                    nsp: self.nsp.to_string(),
+                    opts: self.only(),
+                    close,
+                },
+            ),
+        }
     }
 
-    /// The live socket handle.
-    pub fn socket(&self) -> &Socket {
-        &self.socket
+    /// The live socket handle, for a socket of this node.
+    pub fn socket(&self) -> Option<&Socket> {
+        match &self.place {
+            Place::Local(s) => Some(s),
+            Place::Remote(_) => None,
+        }
+    }
+
+    /// A selection of this socket alone (the room of its own id).
+    fn only(&self) -> BroadcastOptions {
+        BroadcastOptions {
+            rooms: vec![Room::from(self.id)],
+            ..BroadcastOptions::default()
+        }
+    }
+
+    /// Sends `message` to the socket's node, in order with this node's other commands.
+    fn send_remote(&self, remote: &Remote, message: ClusterMessage) {
+        let to = remote.node;
+        let _ = remote
+            .ctl
+            .handle
+            .cast(move |node, _| node.publish(Some(to), message));
     }
 }

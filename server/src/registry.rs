@@ -1,6 +1,6 @@
 //! Where handlers and middleware are registered, per namespace.
 
-use crate::handler::{BoxFuture, ErasedHandler};
+use crate::handler::{BoxFuture, ErasedHandler, Reply};
 use crate::middleware::{ConnectMw, PacketMw};
 use crate::payload::Payload;
 use crate::socket::Socket;
@@ -16,6 +16,8 @@ pub(crate) type DisconnectHook =
 pub(crate) type ErrorHook = Arc<dyn Fn(Socket, String) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type AnyHook = Arc<dyn Fn(Socket, String, Payload) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type OutgoingHook = Arc<dyn Fn(&Socket, &str, &Payload) + Send + Sync>;
+/// A handler of events other nodes of a cluster emit (`serverSideEmit`).
+pub(crate) type ServerHandler = Arc<dyn Fn(Payload) -> BoxFuture<Reply> + Send + Sync>;
 
 /// One event's route: the handler, its own packet middleware, and where its result goes.
 #[derive(Clone)]
@@ -46,6 +48,7 @@ pub(crate) struct NsHandlers {
     pub error: RwLock<Vec<ErrorHook>>,
     pub any: RwLock<Vec<AnyHook>>,
     pub any_outgoing: RwLock<Vec<OutgoingHook>>,
+    pub server_events: RwLock<HashMap<String, ServerHandler>>,
 }
 
 impl NsHandlers {
@@ -91,6 +94,18 @@ impl NsHandlers {
     }
     pub fn any_outgoing(&self) -> Vec<OutgoingHook> {
         read(&self.any_outgoing)
+    }
+    pub fn server_event(&self, name: &str) -> Option<ServerHandler> {
+        self.server_events
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+    pub fn set_server_event(&self, name: String, handler: ServerHandler) {
+        write(&self.server_events, |m| {
+            m.insert(name, handler);
+        });
     }
     pub fn push<T>(lock: &RwLock<Vec<T>>, item: T) {
         write(lock, |v| v.push(item));

@@ -95,6 +95,11 @@ impl Socket {
     }
 
     /// Data attached to the socket (Node's `socket.data`), typed.
+    ///
+    /// On a cluster, what the other nodes see of it (in their `fetch_sockets`) is the
+    /// `serde_json::Value` stored here, if any (`null` travels when there is none): store
+    /// one (`socket.data().insert(json!({...}))`) for data other nodes need; values of other
+    /// types stay on this node.
     pub fn data(&self) -> &Extensions {
         &self.inner.data
     }

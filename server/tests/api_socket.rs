@@ -20,7 +20,8 @@ async fn socket_of(io: &Io<TestRuntime>, id: volley::SocketId) -> Socket {
         .find(|s| s.id() == id)
         .expect("connected")
         .socket()
-        .clone()
+        .cloned()
+        .expect("a socket of this node")
 }
 
 fn sorted(rooms: Vec<Room>) -> Vec<String> {

@@ -722,7 +722,10 @@ pub async fn slow_reader<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
     assert!(refused, "the stalled session was never cut off");
     let reason = h.events.closed(sid).await;
     assert!(
-        matches!(reason, CloseReason::SlowClient | CloseReason::TransportError),
+        matches!(
+            reason,
+            CloseReason::SlowClient | CloseReason::TransportError
+        ),
         "{reason:?}"
     );
     healthy.send(Message::text("4still")).await.unwrap();
