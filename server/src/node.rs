@@ -254,7 +254,24 @@ impl Node {
         let id = self.sio.accept(request, now)?;
         let socket = Socket::new(id, handshake, data, ctl, ns.clone());
         let (tx, rx) = mpsc::unbounded();
-        (self.spawn)(Box::pin(socket_task(rx)));
+        // Every handler of the socket runs inside its span (sid, namespace, transport).
+        let span = tracing::debug_span!(
+            "socket",
+            id = %id,
+            nsp = %socket.ns(),
+            sid = tracing::field::Empty,
+            transport = tracing::field::Empty,
+        );
+        if let Some(sid) = self.sio.session_of(id) {
+            span.record("sid", tracing::field::display(sid));
+            if let Some(t) = self.sio.engine().transport(sid) {
+                span.record("transport", tracing::field::debug(t));
+            }
+        }
+        (self.spawn)(Box::pin(tracing::Instrument::instrument(
+            socket_task(rx),
+            span,
+        )));
         for hook in ns.connection() {
             let _ = tx.unbounded_send(Job::Barrier(hook(socket.clone())));
         }
