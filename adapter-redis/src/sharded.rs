@@ -1,0 +1,395 @@
+//! The sharded wire format (`createShardedAdapter`, Redis 7 `SPUBLISH`/`SSUBSCRIBE`): the
+//! messages of socket.io-adapter's `ClusterAdapter`. No IO.
+//!
+//! Every message is `{uid, nsp, type, data}`; JSON, except that a message of a kind that
+//! may carry binary (3 `BROADCAST`, 8 `FETCH_SOCKETS_RESPONSE`, 9 `SERVER_SIDE_EMIT`, 10
+//! `SERVER_SIDE_EMIT_RESPONSE`, 12 `BROADCAST_ACK`) and does is MessagePack. Channels:
+//! `prefix#<nsp>#` for messages, `prefix#<nsp>#<uid>#` for the answers to node `uid`, and in
+//! the reference's `dynamic` subscription mode `prefix#<nsp>#<room>#` for a broadcast without
+//! acknowledgement to one public room.
+//!
+//! Volley publishes everything but answers on `prefix#<nsp>#` (the reference's `static`
+//! mode; servers in every mode read it), and cannot follow per-room channels (sharded
+//! Pub/Sub has no patterns and the adapter does not see rooms being created): Node servers in
+//! the same cluster must use `subscriptionMode: "static"`. `ClusterAdapter` has no "all
+//! rooms" message: Volley nodes use types 100 and 101 between themselves, which Node servers
+//! ignore (so an `all_rooms` in a mixed cluster times out on them).
+
+use crate::codec::{
+    DecodeError, Decoded, Outgoing, broadcast_opts, decode_event_data, decode_opts,
+    decode_single_arg, decode_socket, event_data, first_arg, get, get_str, json, msgpack, node_id,
+    packet, parse, request_id, socket_to_value, string_list, unknown_socket,
+};
+use rmpv::Value;
+use volley_core::cluster::ClusterMessage;
+use volley_core::socketio::BroadcastOptions;
+use volley_core::{NodeId, SocketId};
+
+/// `MessageType` of socket.io-adapter's `ClusterAdapter`.
+pub mod message_type {
+    /// `INITIAL_HEARTBEAT` (ignored: the sharded adapter counts servers with `SHARDNUMSUB`).
+    pub const INITIAL_HEARTBEAT: u64 = 1;
+    /// `HEARTBEAT` (ignored).
+    pub const HEARTBEAT: u64 = 2;
+    /// `BROADCAST`.
+    pub const BROADCAST: u64 = 3;
+    /// `SOCKETS_JOIN`.
+    pub const SOCKETS_JOIN: u64 = 4;
+    /// `SOCKETS_LEAVE`.
+    pub const SOCKETS_LEAVE: u64 = 5;
+    /// `DISCONNECT_SOCKETS`.
+    pub const DISCONNECT_SOCKETS: u64 = 6;
+    /// `FETCH_SOCKETS`.
+    pub const FETCH_SOCKETS: u64 = 7;
+    /// `FETCH_SOCKETS_RESPONSE`.
+    pub const FETCH_SOCKETS_RESPONSE: u64 = 8;
+    /// `SERVER_SIDE_EMIT`.
+    pub const SERVER_SIDE_EMIT: u64 = 9;
+    /// `SERVER_SIDE_EMIT_RESPONSE`.
+    pub const SERVER_SIDE_EMIT_RESPONSE: u64 = 10;
+    /// `BROADCAST_CLIENT_COUNT`.
+    pub const BROADCAST_CLIENT_COUNT: u64 = 11;
+    /// `BROADCAST_ACK`.
+    pub const BROADCAST_ACK: u64 = 12;
+    /// `ADAPTER_CLOSE` (ignored).
+    pub const ADAPTER_CLOSE: u64 = 13;
+    /// Volley only: list the rooms of a namespace.
+    pub const ALL_ROOMS: u64 = 100;
+    /// Volley only: the answer to [`ALL_ROOMS`].
+    pub const ALL_ROOMS_RESPONSE: u64 = 101;
+}
+
+/// The sharded codec under one channel prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardedCodec {
+    prefix: String,
+}
+
+impl Default for ShardedCodec {
+    fn default() -> Self {
+        ShardedCodec::new("socket.io")
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::from(v)
+}
+
+fn map(fields: Vec<(&str, Value)>) -> Value {
+    Value::Map(fields.into_iter().map(|(k, v)| (s(k), v)).collect())
+}
+
+fn opts_value(opts: &BroadcastOptions) -> Value {
+    crate::codec::broadcast_opts(opts, None, false)
+}
+
+impl ShardedCodec {
+    /// The codec for channel prefix `prefix` (the reference's `channelPrefix`).
+    pub fn new(prefix: &str) -> Self {
+        ShardedCodec {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// `prefix#<nsp>#`: the messages of a namespace; its `SHARDNUMSUB` counts the servers.
+    pub fn channel(&self, nsp: &str) -> String {
+        format!("{}#{nsp}#", self.prefix)
+    }
+
+    /// `prefix#<nsp>#<uid>#`: answers for node `uid`.
+    pub fn response_channel(&self, nsp: &str, uid: NodeId) -> String {
+        format!("{}#{nsp}#{uid}#", self.prefix)
+    }
+
+    /// `prefix#<nsp>#<room>#`: a room's channel in the reference's dynamic modes.
+    pub fn dynamic_channel(&self, nsp: &str, room: &str) -> String {
+        format!("{}#{nsp}#{room}#", self.prefix)
+    }
+
+    /// Encodes `message` from node `uid`; `to` and `nsp` as [`crate::codec::Codec::encode`].
+    pub fn encode(
+        &self,
+        uid: NodeId,
+        to: Option<NodeId>,
+        nsp: &str,
+        message: &ClusterMessage,
+    ) -> Outgoing {
+        use message_type as t;
+        let (msg_nsp, kind, data, binary) = match message {
+            ClusterMessage::Broadcast {
+                nsp,
+                opts,
+                event,
+                args,
+                attachments,
+                ack,
+                timeout,
+            } => {
+                let mut fields = vec![
+                    ("opts", broadcast_opts(opts, *timeout, ack.is_some())),
+                    ("packet", packet(nsp, event, args, attachments)),
+                ];
+                if let Some(r) = ack {
+                    fields.push(("requestId", s(r.as_str())));
+                }
+                (
+                    nsp.as_str(),
+                    t::BROADCAST,
+                    map(fields),
+                    !attachments.is_empty(),
+                )
+            }
+            ClusterMessage::SocketsJoin {
+                nsp,
+                opts,
+                rooms: r,
+            }
+            | ClusterMessage::SocketsLeave {
+                nsp,
+                opts,
+                rooms: r,
+            } => {
+                let kind = if matches!(message, ClusterMessage::SocketsJoin { .. }) {
+                    t::SOCKETS_JOIN
+                } else {
+                    t::SOCKETS_LEAVE
+                };
+                let data = map(vec![
+                    ("opts", opts_value(opts)),
+                    ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
+                ]);
+                (nsp.as_str(), kind, data, false)
+            }
+            ClusterMessage::DisconnectSockets { nsp, opts, close } => (
+                nsp.as_str(),
+                t::DISCONNECT_SOCKETS,
+                map(vec![
+                    ("opts", opts_value(opts)),
+                    ("close", Value::from(*close)),
+                ]),
+                false,
+            ),
+            ClusterMessage::FetchSockets { request, nsp, opts } => (
+                nsp.as_str(),
+                t::FETCH_SOCKETS,
+                map(vec![
+                    ("opts", opts_value(opts)),
+                    ("requestId", s(request.as_str())),
+                ]),
+                false,
+            ),
+            ClusterMessage::ServerSideEmit {
+                nsp,
+                event,
+                args,
+                attachments,
+                request,
+            } => {
+                let mut fields = Vec::new();
+                if let Some(r) = request {
+                    fields.push(("requestId", s(r.as_str())));
+                }
+                fields.push(("packet", event_data(event, args, attachments)));
+                (
+                    nsp.as_str(),
+                    t::SERVER_SIDE_EMIT,
+                    map(fields),
+                    !attachments.is_empty(),
+                )
+            }
+            ClusterMessage::AllRooms { request, nsp } => (
+                nsp.as_str(),
+                t::ALL_ROOMS,
+                map(vec![("requestId", s(request.as_str()))]),
+                false,
+            ),
+            ClusterMessage::FetchSocketsResponse { request, sockets } => (
+                nsp,
+                t::FETCH_SOCKETS_RESPONSE,
+                map(vec![
+                    ("requestId", s(request.as_str())),
+                    (
+                        "sockets",
+                        Value::Array(sockets.iter().map(socket_to_value).collect()),
+                    ),
+                ]),
+                false,
+            ),
+            ClusterMessage::ServerSideEmitResponse {
+                request,
+                args,
+                attachments,
+            } => {
+                let mut fields = vec![("requestId", s(request.as_str()))];
+                if let Some(first) = first_arg(args, attachments) {
+                    fields.push(("packet", first));
+                }
+                (
+                    nsp,
+                    t::SERVER_SIDE_EMIT_RESPONSE,
+                    map(fields),
+                    !attachments.is_empty(),
+                )
+            }
+            ClusterMessage::BroadcastClientCount { request, count } => (
+                nsp,
+                t::BROADCAST_CLIENT_COUNT,
+                map(vec![
+                    ("requestId", s(request.as_str())),
+                    ("clientCount", Value::from(*count as u64)),
+                ]),
+                false,
+            ),
+            ClusterMessage::BroadcastAck {
+                request,
+                socket,
+                args,
+                attachments,
+            } => {
+                let mut fields = vec![("requestId", s(request.as_str()))];
+                if let Some(first) = first_arg(args, attachments) {
+                    fields.push(("packet", first));
+                }
+                fields.push(("sid", s(socket.as_str())));
+                (nsp, t::BROADCAST_ACK, map(fields), !attachments.is_empty())
+            }
+            ClusterMessage::AllRoomsResponse { request, rooms: r } => (
+                nsp,
+                t::ALL_ROOMS_RESPONSE,
+                map(vec![
+                    ("requestId", s(request.as_str())),
+                    ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
+                ]),
+                false,
+            ),
+            #[allow(unreachable_patterns)]
+            _ => (nsp, u64::MAX, Value::Nil, false),
+        };
+        let doc = map(vec![
+            ("uid", s(uid.as_str())),
+            ("nsp", s(msg_nsp)),
+            ("type", Value::from(kind)),
+            ("data", data),
+        ]);
+        let answer = message.answers().is_some();
+        let channel = match (answer, to) {
+            (true, Some(to)) => self.response_channel(msg_nsp, to),
+            _ => self.channel(msg_nsp),
+        };
+        Outgoing {
+            channel,
+            payload: if binary { msgpack(&doc) } else { json(&doc) },
+        }
+    }
+
+    /// Decodes what arrived for node `me` (on its namespace channel or its answer channel).
+    pub fn decode(&self, me: NodeId, payload: &[u8]) -> Result<Decoded, DecodeError> {
+        use message_type as t;
+        let doc = parse(payload)?;
+        let from = node_id(get(&doc, "uid"))?;
+        if from == me {
+            return Ok(Decoded::Ignored);
+        }
+        let nsp = get_str(&doc, "nsp").unwrap_or("/").to_owned();
+        let empty = Value::Nil;
+        let data = get(&doc, "data").unwrap_or(&empty);
+        let req = || request_id(get(data, "requestId"));
+        let message = match get(&doc, "type").and_then(Value::as_u64) {
+            Some(t::BROADCAST) => {
+                let packet = get(data, "packet")
+                    .ok_or_else(|| DecodeError::Malformed("no packet".into()))?;
+                let (event, args, attachments) = decode_event_data(get(packet, "data"))?;
+                let (opts, timeout) = decode_opts(get(data, "opts"));
+                let ack = match get(data, "requestId") {
+                    Some(r) => Some(request_id(Some(r))?),
+                    None => None,
+                };
+                ClusterMessage::Broadcast {
+                    nsp,
+                    opts,
+                    event,
+                    args,
+                    attachments,
+                    timeout: ack.and(timeout),
+                    ack,
+                }
+            }
+            Some(k @ (t::SOCKETS_JOIN | t::SOCKETS_LEAVE)) => {
+                let opts = decode_opts(get(data, "opts")).0;
+                let rooms = string_list(get(data, "rooms"));
+                if k == t::SOCKETS_JOIN {
+                    ClusterMessage::SocketsJoin { nsp, opts, rooms }
+                } else {
+                    ClusterMessage::SocketsLeave { nsp, opts, rooms }
+                }
+            }
+            Some(t::DISCONNECT_SOCKETS) => ClusterMessage::DisconnectSockets {
+                nsp,
+                opts: decode_opts(get(data, "opts")).0,
+                close: get(data, "close").and_then(Value::as_bool).unwrap_or(false),
+            },
+            Some(t::FETCH_SOCKETS) => ClusterMessage::FetchSockets {
+                request: req()?,
+                nsp,
+                opts: decode_opts(get(data, "opts")).0,
+            },
+            Some(t::FETCH_SOCKETS_RESPONSE) => ClusterMessage::FetchSocketsResponse {
+                request: req()?,
+                sockets: get(data, "sockets")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(decode_socket).collect())
+                    .unwrap_or_default(),
+            },
+            Some(t::SERVER_SIDE_EMIT) => {
+                let (event, args, attachments) = decode_event_data(get(data, "packet"))?;
+                let request = match get(data, "requestId") {
+                    Some(r) => Some(request_id(Some(r))?),
+                    None => None,
+                };
+                ClusterMessage::ServerSideEmit {
+                    nsp,
+                    event,
+                    args,
+                    attachments,
+                    request,
+                }
+            }
+            Some(t::SERVER_SIDE_EMIT_RESPONSE) => {
+                let (args, attachments) = decode_single_arg(get(data, "packet"));
+                ClusterMessage::ServerSideEmitResponse {
+                    request: req()?,
+                    args,
+                    attachments,
+                }
+            }
+            Some(t::BROADCAST_CLIENT_COUNT) => ClusterMessage::BroadcastClientCount {
+                request: req()?,
+                count: get(data, "clientCount")
+                    .and_then(Value::as_u64)
+                    .and_then(|c| usize::try_from(c).ok())
+                    .ok_or_else(|| DecodeError::Malformed("no clientCount".into()))?,
+            },
+            Some(t::BROADCAST_ACK) => {
+                let (args, attachments) = decode_single_arg(get(data, "packet"));
+                ClusterMessage::BroadcastAck {
+                    request: req()?,
+                    socket: get_str(data, "sid")
+                        .and_then(|s| SocketId::new(s).ok())
+                        .unwrap_or_else(unknown_socket),
+                    args,
+                    attachments,
+                }
+            }
+            Some(t::ALL_ROOMS) => ClusterMessage::AllRooms {
+                request: req()?,
+                nsp,
+            },
+            Some(t::ALL_ROOMS_RESPONSE) => ClusterMessage::AllRoomsResponse {
+                request: req()?,
+                rooms: string_list(get(data, "rooms")),
+            },
+            _ => return Ok(Decoded::Ignored),
+        };
+        Ok(Decoded::Message { from, message })
+    }
+}
