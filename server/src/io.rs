@@ -20,7 +20,7 @@ use std::time::Duration;
 use volley_core::NodeId;
 use volley_core::engine::{Engine, OverflowPolicy, Transports};
 use volley_core::rng::{ChaCha20Rng, IdGenerator};
-use volley_core::socketio::{Config as SioConfig, Room, Server as SioServer};
+use volley_core::socketio::{Config as SioConfig, Recovery, Room, Server as SioServer};
 
 /// How long a request to the other nodes of a cluster waits by default (the reference
 /// adapters' `requestsTimeout`).
@@ -35,6 +35,7 @@ pub struct Builder {
     state: Extensions,
     adapter: Arc<dyn Adapter>,
     request_timeout: Duration,
+    recovery: Option<Recovery>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -57,6 +58,7 @@ impl Default for Builder {
             state: Extensions::new(),
             adapter: Arc::new(LocalAdapter),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            recovery: None,
         }
     }
 }
@@ -180,6 +182,25 @@ impl Builder {
         self
     }
 
+    /// Turns on connection state recovery (Socket.IO 4.6): a client that lost its
+    /// connection and comes back within `max_disconnection_duration` gets its socket back
+    /// (same id, rooms and `data()` as a `serde_json::Value`) and the events it missed;
+    /// [`Socket::recovered`] tells. With `skip_middlewares`, such a connect bypasses the
+    /// connection middleware. Every event sent without ack and not volatile then carries an
+    /// offset as its last argument (the reference client strips it) and is kept in memory for
+    /// the window.
+    pub fn connection_state_recovery(
+        mut self,
+        max_disconnection_duration: Duration,
+        skip_middlewares: bool,
+    ) -> Self {
+        self.recovery = Some(Recovery {
+            max_disconnection_duration,
+            skip_middlewares,
+        });
+        self
+    }
+
     /// The Socket.IO options.
     pub fn sio_config(&self) -> &SioConfig {
         &self.sio
@@ -197,7 +218,8 @@ impl Builder {
         socket_seed.reverse();
         socket_seed[0] ^= 0x5a;
         let path: Arc<str> = Arc::from(self.sio.engine.path.as_str());
-        let sio = SioServer::with_engine(self.sio, engine, socket_seed);
+        let mut sio = SioServer::with_engine(self.sio, engine, socket_seed);
+        sio.set_connection_state_recovery(self.recovery);
         let registry = Arc::new(Registry::default());
         let spawner_rt = runtime.clone();
         let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| spawner_rt.spawn(f));

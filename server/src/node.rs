@@ -29,7 +29,7 @@ use volley_core::socketio::{
     AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event, Room,
     Server as SioServer, SioError,
 };
-use volley_core::{ConnId, NodeId, RequestId, SocketId};
+use volley_core::{ConnId, NodeId, RequestId, SocketId, Utf8Bytes};
 
 /// What handles share: the way to the machine, the handlers, the server state, the cluster.
 pub(crate) struct Ctl {
@@ -251,8 +251,25 @@ impl Node {
         let Some(ctl) = self.ctl.clone() else {
             return Err(SioError::UnknownConnect(request));
         };
+        let recovered = self.sio.is_recovering(request);
         let id = self.sio.accept(request, now)?;
-        let socket = Socket::new(id, handshake, data, ctl, ns.clone());
+        Ok(self.attach(id, handshake, data, ns, life, ctl, recovered))
+    }
+
+    /// Gives socket `id`, accepted by the core, its handle and handler queue, its
+    /// `connection` handlers queued first.
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        &mut self,
+        id: SocketId,
+        handshake: Handshake,
+        data: Extensions,
+        ns: Arc<NsHandlers>,
+        life: oneshot::Sender<DisconnectReason>,
+        ctl: Arc<Ctl>,
+        recovered: bool,
+    ) -> Socket {
+        let socket = Socket::new(id, handshake, data, ctl, ns.clone(), recovered);
         let (tx, rx) = mpsc::unbounded();
         // Every handler of the socket runs inside its span (sid, namespace, transport).
         let span = tracing::debug_span!(
@@ -283,7 +300,7 @@ impl Node {
                 life: Some(life),
             },
         );
-        Ok(socket)
+        socket
     }
 
     /// Sends `event` to `socket` asking for an acknowledgement; `tx` gets the answer, or why
@@ -950,6 +967,11 @@ impl Node {
                 let Some(entry) = self.sockets.get(&socket) else {
                     return;
                 };
+                // Connection state recovery: the session the socket left keeps its data.
+                if let Some(data) = entry.socket.data().get::<serde_json::Value>() {
+                    self.sio
+                        .set_session_data(socket, Utf8Bytes::from(data.to_string()));
+                }
                 for hook in entry.socket.ns_handlers().disconnecting() {
                     let _ = entry.queue.unbounded_send(Job::Barrier(hook(
                         entry.socket.clone(),
@@ -1018,6 +1040,20 @@ impl Node {
             return;
         };
         let ns = self.registry.lookup(&req.nsp).unwrap_or_default();
+        let data = Extensions::new();
+        if let Some(v) = req
+            .session_data
+            .as_ref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d.as_str()).ok())
+        {
+            data.insert(v);
+        }
+        if let Some(id) = req.accepted {
+            // A recovered connect the core accepted itself: the middleware is skipped.
+            let (life, _) = oneshot::channel();
+            self.attach(id, Handshake::from_request(&req), data, ns, life, ctl, true);
+            return;
+        }
         let chain: Vec<_> = self
             .registry
             .global_connect()
@@ -1026,7 +1062,7 @@ impl Node {
             .collect();
         let ctx = ConnectCtx {
             handshake: Handshake::from_request(&req),
-            data: Extensions::new(),
+            data,
             request: req.id,
             socket: Arc::new(std::sync::OnceLock::new()),
             state: self.state.clone(),

@@ -32,6 +32,7 @@ struct Inner {
     ctl: Arc<Ctl>,
     ns: Arc<NsHandlers>,
     connected: AtomicBool,
+    recovered: bool,
 }
 
 impl fmt::Debug for Socket {
@@ -57,6 +58,7 @@ impl Socket {
         data: Extensions,
         ctl: Arc<Ctl>,
         ns: Arc<NsHandlers>,
+        recovered: bool,
     ) -> Self {
         Socket {
             inner: Arc::new(Inner {
@@ -67,8 +69,16 @@ impl Socket {
                 ctl,
                 ns,
                 connected: AtomicBool::new(true),
+                recovered,
             }),
         }
+    }
+
+    /// Whether this socket was recovered (connection state recovery): the client came back
+    /// within the window and got its id, rooms and `data()` back, with the packets it
+    /// missed.
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered
     }
 
     pub(crate) fn ns_handlers(&self) -> &Arc<NsHandlers> {

@@ -109,6 +109,16 @@ pub struct ConnectRequest {
     pub query: Option<Utf8Bytes>,
     /// The connection's handshake.
     pub handshake: Arc<Handshake>,
+    /// Whether the client got a disconnected socket back (connection state recovery): same
+    /// id, same rooms, the packets it missed replayed after the CONNECT reply.
+    pub recovered: bool,
+    /// For a recovered connect: the data the application attached to the session when the
+    /// socket left ([`Server::set_session_data`](super::Server::set_session_data)).
+    pub session_data: Option<Utf8Bytes>,
+    /// `Some` when the machine accepted the request itself (a recovered connect with
+    /// [`Recovery::skip_middlewares`](super::Recovery::skip_middlewares)): the socket exists
+    /// already and the request must not be settled.
+    pub accepted: Option<SocketId>,
 }
 
 /// The right to answer one client-to-server acknowledgement request. It is consumed by

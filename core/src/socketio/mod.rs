@@ -3,6 +3,7 @@
 pub mod decoder;
 pub mod event;
 pub mod packet;
+mod recovery;
 pub mod rooms;
 mod server;
 
@@ -10,5 +11,6 @@ pub use event::{
     AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
 };
 pub use packet::{Packet, PacketType, SioProtocol};
+pub use recovery::Recovery;
 pub use rooms::{Room, RoomIndex};
 pub use server::{BroadcastOptions, Config, Server, SioError};

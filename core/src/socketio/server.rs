@@ -5,6 +5,7 @@ use super::event::{
     AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
 };
 use super::packet::{Decoder, Packet, PacketType, SioProtocol};
+use super::recovery::{Recovery, Restored, Store, append_offset};
 use super::rooms::{Room, RoomIndex};
 use crate::engine::{
     self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
@@ -139,17 +140,23 @@ struct SocketState {
     nsp: Arc<str>,
     /// Pending server-to-client acks and their deadlines.
     acks: HashMap<u64, Option<Instant>>,
+    /// The private id of connection state recovery (when it is on and the client speaks v5).
+    pid: Option<Arc<str>>,
 }
 
 struct Pending {
     sid: Sid,
     nsp: Arc<str>,
+    /// A session taken back for this request (connection state recovery).
+    restored: Option<Restored>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Connect(Sid),
     Ack(SocketId, u64),
+    /// The next expiry of a recovery session or kept packet.
+    Recovery,
 }
 
 type Matcher = Box<dyn Fn(&str) -> bool + Send>;
@@ -169,6 +176,9 @@ pub struct Server {
     timers: BTreeSet<(Instant, Timer)>,
     events: VecDeque<Event>,
     ids: RandomIds,
+    recovery: Option<Store>,
+    /// When `Timer::Recovery` is armed for.
+    recovery_timer: Option<Instant>,
 }
 
 impl fmt::Debug for Server {
@@ -216,7 +226,52 @@ impl Server {
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             ids: RandomIds::from_seed(seed),
+            recovery: None,
+            recovery_timer: None,
         }
+    }
+
+    /// Turns connection state recovery on (or off with `None`, dropping what was kept).
+    /// Set it before serving: sockets connected earlier have no private id to recover with.
+    ///
+    /// With it on, a v5 socket's CONNECT reply is `{"sid","pid"}`; every EVENT sent without
+    /// ack and not volatile, broadcast or single, carries an offset as its last argument and
+    /// is kept for the window; a socket leaving for a
+    /// [recoverable](DisconnectReason::is_recoverable) reason leaves a session for as long;
+    /// a CONNECT whose auth names such a session (`{"pid","offset"}`) gets the socket back
+    /// ([`ConnectRequest::recovered`]), the packets after `offset` replayed.
+    pub fn set_connection_state_recovery(&mut self, recovery: Option<Recovery>) {
+        if let Some(t) = self.recovery_timer.take() {
+            self.timers.remove(&(t, Timer::Recovery));
+        }
+        self.recovery = recovery.map(|config| {
+            let prefix: String = self.ids.next_sid().as_str().chars().take(8).collect();
+            Store::new(config, prefix)
+        });
+    }
+
+    /// The connection state recovery options, when it is on.
+    pub fn connection_state_recovery(&self) -> Option<Recovery> {
+        self.recovery.as_ref().map(|r| r.config)
+    }
+
+    /// Sessions kept for recovery (sockets that left and may come back).
+    pub fn recovery_session_count(&self) -> usize {
+        self.recovery.as_ref().map_or(0, Store::session_count)
+    }
+
+    /// Packets kept for recovery.
+    pub fn recovery_packet_count(&self) -> usize {
+        self.recovery.as_ref().map_or(0, Store::packet_count)
+    }
+
+    /// Attaches `data` (opaque to the machine; the API layer keeps JSON text there) to the
+    /// session `socket` left behind; it comes back in [`ConnectRequest::session_data`] when
+    /// the session is recovered. `false` when `socket` left no session.
+    pub fn set_session_data(&mut self, socket: SocketId, data: Utf8Bytes) -> bool {
+        self.recovery
+            .as_mut()
+            .is_some_and(|r| r.set_data(socket, data))
     }
 
     /// Declares a namespace (`/` always exists). A namespace a dynamic matcher created is
@@ -283,6 +338,12 @@ impl Server {
     /// Pending connect requests.
     pub fn pending_connect_count(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether pending connect request `id` recovers a session (its
+    /// [`ConnectRequest::recovered`]).
+    pub fn is_recovering(&self, id: ConnectId) -> bool {
+        self.pending.get(&id).is_some_and(|p| p.restored.is_some())
     }
 
     /// Scheduled Socket.IO deadlines (connect timeouts and ack deadlines).
@@ -460,6 +521,14 @@ impl Server {
                         self.close_client(sid, DisconnectReason::ForcedServerClose, now);
                     }
                 }
+                Timer::Recovery => {
+                    self.recovery_timer = None;
+                    if let Some(r) = self.recovery.as_mut() {
+                        r.purge(now);
+                    }
+                    self.rearm_recovery();
+                    continue;
+                }
                 Timer::Ack(socket, id) => {
                     let Some(state) = self.sockets.get_mut(&socket) else {
                         continue;
@@ -484,12 +553,32 @@ impl Server {
     /// Lets the client of request `id` into its namespace: a new socket, in the room of its
     /// own id, told `{"sid": …}`.
     pub fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
-        let pending = self
+        let socket = self.open_socket(id, now)?;
+        self.pump(now);
+        Ok(socket)
+    }
+
+    /// [`Server::accept`] without draining the engine.
+    fn open_socket(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
+        let mut pending = self
             .pending
             .remove(&id)
             .ok_or(SioError::UnknownConnect(id))?;
         self.settle(id, &pending);
-        let socket = self.new_socket_id(pending.sid, &pending.nsp);
+        let restored = pending.restored.take();
+        let socket = match &restored {
+            Some(r) => r.socket,
+            None => self.new_socket_id(pending.sid, &pending.nsp),
+        };
+        let pid = match (&restored, &self.recovery) {
+            (Some(r), _) => Some(r.pid.clone()),
+            (None, Some(_))
+                if self.clients.get(&pending.sid).map(|c| c.protocol) == Some(SioProtocol::V5) =>
+            {
+                Some(Arc::from(self.ids.next_sid().as_str()))
+            }
+            _ => None,
+        };
         let Some(client) = self.clients.get_mut(&pending.sid) else {
             return Err(SioError::UnknownConnect(id));
         };
@@ -504,26 +593,43 @@ impl Server {
             .or_insert_with(|| Namespace::new(false));
         ns.sockets.insert(socket);
         ns.rooms.join(socket, Room::from(socket));
+        if let Some(r) = &restored {
+            for room in &r.rooms {
+                ns.rooms.join(socket, room.clone());
+            }
+        }
         self.sockets.insert(
             socket,
             SocketState {
                 sid: pending.sid,
                 nsp: pending.nsp.clone(),
                 acks: HashMap::new(),
+                pid: pid.clone(),
             },
         );
-        let data = match protocol {
-            SioProtocol::V5 => Some(Utf8Bytes::from(format!(
+        let data = match (protocol, &pid) {
+            (SioProtocol::V5, None) => Some(Utf8Bytes::from(format!(
                 "{{\"sid\":{}}}",
                 json_string(socket.as_str())
             ))),
-            SioProtocol::V4 => None,
+            (SioProtocol::V5, Some(pid)) => Some(Utf8Bytes::from(format!(
+                "{{\"sid\":{},\"pid\":{}}}",
+                json_string(socket.as_str()),
+                json_string(pid)
+            ))),
+            (SioProtocol::V4, _) => None,
         };
         let packet = Packet::connect(&pending.nsp, data);
         // A full queue this early closes the session by policy; the socket then leaves with
         // the close event, so the error needs no further handling here.
         let _ = self.send_packet(pending.sid, &packet, now);
-        self.pump(now);
+        // The packets the socket missed follow its CONNECT reply, in the order they were sent.
+        for (text, attachments) in restored.map(|r| r.missed).unwrap_or_default() {
+            let _ = self.engine.send(pending.sid, Message::Text(text), now);
+            for a in attachments {
+                let _ = self.engine.send(pending.sid, Message::Binary(a), now);
+            }
+        }
         Ok(socket)
     }
 
@@ -571,7 +677,7 @@ impl Server {
         };
         for (nsp, target) in targets {
             let _ = self.send_packet(sid, &Packet::disconnect(&nsp), now);
-            self.remove_socket(target, DisconnectReason::ServerNamespaceDisconnect);
+            self.remove_socket(target, DisconnectReason::ServerNamespaceDisconnect, now);
         }
         if close {
             self.close_client(sid, DisconnectReason::ForcedServerClose, now);
@@ -640,7 +746,16 @@ impl Server {
         if volatile && !self.engine.is_writable(sid) {
             return Ok(false);
         }
-        let packet = Packet::event(&state.nsp, name, args, None, attachments);
+        let nsp = state.nsp.clone();
+        let mut packet = Packet::event(&nsp, name, args, None, attachments);
+        if !volatile {
+            // As the reference, a single emit is kept as a broadcast to the socket's room.
+            let opts = BroadcastOptions {
+                rooms: vec![Room::from(socket)],
+                ..BroadcastOptions::default()
+            };
+            self.keep_with_offset(&nsp, &opts, &mut packet, now);
+        }
         let r = self.send_packet(sid, &packet, now);
         self.pump(now);
         r.map(|_| true).map_err(|_| SioError::BufferFull(socket))
@@ -708,7 +823,10 @@ impl Server {
             return Err(SioError::UnknownNamespace(nsp.to_owned()));
         }
         let targets = self.select(nsp, opts);
-        let packet = Packet::event(nsp, name, args, None, attachments);
+        let mut packet = Packet::event(nsp, name, args, None, attachments);
+        if !opts.volatile {
+            self.keep_with_offset(nsp, opts, &mut packet, now);
+        }
         let sent = self
             .send_to_all(&targets, &packet, opts.volatile, now)
             .len();
@@ -783,6 +901,50 @@ impl Server {
     }
 
     // ---- internals ----
+
+    /// With recovery on: appends the next offset to `packet`'s arguments and keeps it with
+    /// the selection `opts` made.
+    fn keep_with_offset(
+        &mut self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        packet: &mut Packet,
+        now: Instant,
+    ) {
+        let Some(store) = self.recovery.as_mut() else {
+            return;
+        };
+        let Some(data) = packet.data.as_deref() else {
+            return;
+        };
+        let (counter, offset) = store.next_offset();
+        packet.data = Some(append_offset(data, &offset));
+        let (text, attachments) = packet.encode(SioProtocol::V5);
+        store.keep(
+            counter,
+            Arc::from(nsp),
+            opts.rooms.clone(),
+            opts.except.clone(),
+            text,
+            attachments,
+            now,
+        );
+    }
+
+    /// Arms `Timer::Recovery` at the next expiry, if it moved.
+    fn rearm_recovery(&mut self) {
+        let next = self.recovery.as_ref().and_then(Store::next_purge);
+        if next == self.recovery_timer {
+            return;
+        }
+        if let Some(t) = self.recovery_timer.take() {
+            self.timers.remove(&(t, Timer::Recovery));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, Timer::Recovery));
+            self.recovery_timer = Some(t);
+        }
+    }
 
     fn next_ack_id(&mut self, nsp: &str) -> u64 {
         let Some(ns) = self.namespaces.get_mut(nsp) else {
@@ -915,9 +1077,10 @@ impl Server {
                 } => self.on_open(sid, protocol, *request, now),
                 engine::Event::Message { sid, message } => self.on_message(sid, message, now),
                 engine::Event::Upgrade { .. } => {}
-                engine::Event::Close { sid, reason } => self.on_close(sid, reason),
+                engine::Event::Close { sid, reason } => self.on_close(sid, reason, now),
             }
         }
+        self.rearm_recovery();
     }
 
     fn on_open(&mut self, sid: Sid, protocol: Protocol, request: RequestHead, now: Instant) {
@@ -948,7 +1111,7 @@ impl Server {
         self.clients.insert(sid, client);
         if protocol == SioProtocol::V4 {
             // v4 clients are connected to `/` without asking.
-            self.request_connect(sid, Arc::from("/"), Utf8Bytes::from_static("{}"), None);
+            self.request_connect(sid, Arc::from("/"), Utf8Bytes::from_static("{}"), None, now);
         }
     }
 
@@ -985,7 +1148,7 @@ impl Server {
                 .unwrap_or(Utf8Bytes::from_static("{}"));
                 let nsp: Arc<str> = Arc::from(packet.nsp.as_str());
                 if self.ensure_namespace(&nsp) {
-                    self.request_connect(sid, nsp, auth, packet.query.clone());
+                    self.request_connect(sid, nsp, auth, packet.query.clone(), now);
                 } else {
                     self.connect_error(sid, &nsp, "Invalid namespace", None, now);
                 }
@@ -1030,7 +1193,7 @@ impl Server {
                 });
             }
             (PacketType::Disconnect, Some(socket)) => {
-                self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect);
+                self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect, now);
             }
             _ => {
                 // A CONNECT for a namespace already joined or asked for, a CONNECT_ERROR (only
@@ -1060,7 +1223,21 @@ impl Server {
         nsp: Arc<str>,
         auth: Utf8Bytes,
         query: Option<Utf8Bytes>,
+        now: Instant,
     ) {
+        let restored = match self.recovery.as_mut() {
+            Some(r) if self.clients.get(&sid).map(|c| c.protocol) == Some(SioProtocol::V5) => {
+                r.restore(&nsp, &auth, now)
+            }
+            _ => None,
+        }
+        // A socket of that id still connected (the old connection not closed yet) cannot be
+        // restored twice.
+        .filter(|r| !self.sockets.contains_key(&r.socket));
+        let skip = self
+            .recovery
+            .as_ref()
+            .is_some_and(|r| r.config.skip_middlewares);
         let Some(client) = self.clients.get_mut(&sid) else {
             return;
         };
@@ -1075,19 +1252,31 @@ impl Server {
             Pending {
                 sid,
                 nsp: nsp.clone(),
+                restored: None,
             },
         );
-        self.events.push_back(Event::Connect(ConnectRequest {
+        let mut request = ConnectRequest {
             id,
             nsp,
             auth,
             query,
             handshake: client.handshake.clone(),
-        }));
+            recovered: restored.is_some(),
+            session_data: restored.as_ref().and_then(|r| r.data.clone()),
+            accepted: None,
+        };
+        let recovered = restored.is_some();
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.restored = restored;
+        }
+        if recovered && skip {
+            request.accepted = self.open_socket(id, now).ok();
+        }
+        self.events.push_back(Event::Connect(request));
     }
 
     /// Takes a socket out of everything, telling the application.
-    fn remove_socket(&mut self, socket: SocketId, reason: DisconnectReason) {
+    fn remove_socket(&mut self, socket: SocketId, reason: DisconnectReason, now: Instant) {
         let Some(state) = self.sockets.remove(&socket) else {
             return;
         };
@@ -1098,6 +1287,11 @@ impl Server {
             }
             None => Vec::new(),
         };
+        if let (Some(store), Some(pid)) = (self.recovery.as_mut(), state.pid.clone()) {
+            if reason.is_recoverable() {
+                store.persist(socket, pid, state.nsp.clone(), rooms.clone(), now);
+            }
+        }
         if let Some(client) = self.clients.get_mut(&state.sid) {
             client.sockets.retain(|(_, s)| *s != socket);
         }
@@ -1160,13 +1354,13 @@ impl Server {
             return;
         }
         client.closing = Some(reason);
-        self.release(sid, reason);
+        self.release(sid, reason, now);
         self.engine.close(sid, now);
     }
 
     /// Drops everything a client holds here but the client itself: its connect timer, its
     /// pending requests, its sockets (which leave with `reason`, in join order).
-    fn release(&mut self, sid: Sid, reason: DisconnectReason) {
+    fn release(&mut self, sid: Sid, reason: DisconnectReason, now: Instant) {
         let Some(client) = self.clients.get_mut(&sid) else {
             return;
         };
@@ -1185,13 +1379,13 @@ impl Server {
             }
         }
         for socket in sockets {
-            self.remove_socket(socket, reason);
+            self.remove_socket(socket, reason, now);
         }
     }
 
     /// The engine closed a session: all its sockets leave (unless this layer closed it, in
     /// which case they left already).
-    fn on_close(&mut self, sid: Sid, reason: CloseReason) {
+    fn on_close(&mut self, sid: Sid, reason: CloseReason, now: Instant) {
         let Some(client) = self.clients.get(&sid) else {
             return;
         };
@@ -1202,7 +1396,7 @@ impl Server {
             CloseReason::ForcedClose => DisconnectReason::ForcedClose,
             _ => DisconnectReason::TransportError,
         });
-        self.release(sid, reason);
+        self.release(sid, reason, now);
         self.clients.remove(&sid);
     }
 }

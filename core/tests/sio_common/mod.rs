@@ -201,7 +201,11 @@ impl SioPair {
                 match ev {
                     Event::Connect(req) => {
                         self.requests.push(req.clone());
-                        if self.auto_accept {
+                        if let Some(socket) = req.accepted {
+                            // Accepted by the machine itself (a recovered connect).
+                            self.accepted.push((req.clone(), socket));
+                            self.events.push_back(Event::Connect(req));
+                        } else if self.auto_accept {
                             let socket = self.server.accept(req.id, self.now).expect("accept");
                             self.accepted.push((req, socket));
                         } else {

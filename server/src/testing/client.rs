@@ -42,6 +42,16 @@ impl Received {
 
 type ConnectResult = Result<String, ConnectError>;
 
+/// What a client needs to recover its session (connection state recovery): the private id
+/// the server gave and the offset of the last event received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryState {
+    /// The private id from the CONNECT reply.
+    pub pid: String,
+    /// The offset of the last event received, if one came.
+    pub offset: Option<String>,
+}
+
 /// How a [`TestClient`] connects: the auth object, extra query parameters and headers for the
 /// handshake request, another request path, and whether it answers pings.
 #[derive(Debug, Clone)]
@@ -140,6 +150,10 @@ struct Shared {
     auto_pong: AtomicBool,
     pings: AtomicUsize,
     open: Mutex<Option<serde_json::Value>>,
+    /// Connection state recovery: the pid asked for, the pid given, the last offset seen.
+    asked_pid: Option<String>,
+    pid: Mutex<Option<String>>,
+    last_offset: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for TestClient {
@@ -253,6 +267,14 @@ impl TestClient {
             auto_pong: AtomicBool::new(options.auto_pong),
             pings: AtomicUsize::new(0),
             open: Mutex::new(None),
+            asked_pid: options
+                .auth
+                .as_ref()
+                .and_then(|a| a.get("pid"))
+                .and_then(|p| p.as_str())
+                .map(str::to_owned),
+            pid: Mutex::new(None),
+            last_offset: Mutex::new(None),
         });
         let reader = {
             let pending = pending.clone();
@@ -293,7 +315,7 @@ impl TestClient {
                     if packet.nsp.as_str() != nsp {
                         continue;
                     }
-                    handle(&packet, &pending, &events_tx, &disconnected);
+                    handle(&packet, &pending, &events_tx, &disconnected, &shared);
                 }
                 lock(&disconnected).get_or_insert_with(|| "transport close".to_owned());
                 let mut p = lock(&pending);
@@ -325,6 +347,44 @@ impl TestClient {
             .unwrap_or_else(|_| Err(ConnectError::new("transport close")))?;
         client.id = SocketId::new(&sid).map_err(|_| ConnectError::new("invalid socket id"))?;
         Ok(client)
+    }
+
+    /// Connects to namespace `nsp` of `io` asking to recover the session `state` describes
+    /// (the JS client's reconnection with connection state recovery): the auth object of
+    /// `options` (or `{}`) plus `pid` and `offset`.
+    pub async fn reconnect_with_recovery<R: Runtime>(
+        io: &Io<R>,
+        nsp: &str,
+        state: &RecoveryState,
+        mut options: ConnectOptions,
+    ) -> Result<TestClient, ConnectError> {
+        let mut auth = match options.auth.take() {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        auth.insert("pid".to_owned(), serde_json::Value::from(state.pid.clone()));
+        if let Some(offset) = &state.offset {
+            auth.insert("offset".to_owned(), serde_json::Value::from(offset.clone()));
+        }
+        options.auth = Some(serde_json::Value::Object(auth));
+        Self::connect_with(io, nsp, options).await
+    }
+
+    /// The private id and last offset to recover this session with, when the server has
+    /// connection state recovery on. Take it before [`TestClient::close`].
+    pub fn recovery_state(&self) -> Option<RecoveryState> {
+        let pid = lock(&self.shared.pid).clone()?;
+        Some(RecoveryState {
+            pid,
+            offset: lock(&self.shared.last_offset).clone(),
+        })
+    }
+
+    /// Whether the server restored the session this client asked for (the CONNECT reply
+    /// carried the pid it sent), as the JS client's `socket.recovered`.
+    pub fn recovered(&self) -> bool {
+        let pid = lock(&self.shared.pid);
+        self.shared.asked_pid.is_some() && *pid == self.shared.asked_pid
     }
 
     /// The socket id the server gave.
@@ -496,6 +556,7 @@ fn handle(
     pending: &Mutex<Pending>,
     events: &mpsc::UnboundedSender<Received>,
     disconnected: &Mutex<Option<String>>,
+    shared: &Shared,
 ) {
     let payload = || {
         let args = match packet.kind {
@@ -509,12 +570,17 @@ fn handle(
     };
     match packet.kind {
         PacketType::Connect => {
-            let sid = packet
+            let reply = packet
                 .data
                 .as_ref()
-                .and_then(|d| serde_json::from_str::<serde_json::Value>(d.as_str()).ok())
-                .and_then(|v| v.get("sid").and_then(|s| s.as_str()).map(str::to_owned))
-                .unwrap_or_default();
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d.as_str()).ok());
+            let field = |name: &str| {
+                reply
+                    .as_ref()
+                    .and_then(|v| v.get(name).and_then(|s| s.as_str()).map(str::to_owned))
+            };
+            let sid = field("sid").unwrap_or_default();
+            *lock(&shared.pid) = field("pid");
             if let Some(tx) = lock(pending).connect.take() {
                 let _ = tx.send(Ok(sid));
             }
@@ -538,9 +604,18 @@ fn handle(
                 .event_name()
                 .map(|n| n.into_owned())
                 .unwrap_or_default();
+            let mut payload = payload();
+            // With recovery on, an event without ack id ends with its offset: remembered for
+            // the next reconnection and taken off the arguments.
+            if packet.id.is_none() && lock(&shared.pid).is_some() {
+                if let Some((offset, rest)) = split_offset(&payload) {
+                    *lock(&shared.last_offset) = Some(offset);
+                    payload = rest;
+                }
+            }
             let _ = events.unbounded_send(Received {
                 event,
-                payload: payload(),
+                payload,
                 ack: packet.id,
             });
         }
@@ -559,4 +634,20 @@ fn handle(
             events.close_channel();
         }
     }
+}
+
+/// The trailing offset of an event and the arguments without it. (The JS client leaves the
+/// offset in the arguments its listeners see; this client takes it off.)
+fn split_offset(payload: &Payload) -> Option<(String, Payload)> {
+    let offset = payload.args().last()?.as_str()?.to_owned();
+    // Volley's offsets are `<8 id characters>.<at least 8 hex digits>`; a trailing string
+    // of another shape (a volatile event's own argument) stays.
+    let (prefix, counter) = offset.split_once('.')?;
+    if prefix.len() != 8 || counter.len() < 8 || !counter.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (mut args, attachments) = payload.clone().into_parts();
+    args.pop();
+    let rest = serde_json::Value::Array(args).to_string();
+    Some((offset, Payload::from_wire(&rest, attachments)))
 }

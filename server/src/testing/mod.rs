@@ -24,6 +24,6 @@ mod client;
 mod pipe;
 mod runtime;
 
-pub use client::{ConnectOptions, Received, TestClient};
+pub use client::{ConnectOptions, Received, RecoveryState, TestClient};
 pub use pipe::{PipeEnd, pipe};
 pub use runtime::{TestRuntime, TestSleep};
