@@ -14,6 +14,28 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+# System packages the integration suites drive: a redis-server the Redis tests start on a free
+# port of their own, and Chromium for the conformance suite's browser test.
+missing=()
+need redis-server || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# The official JavaScript clients for the conformance suite, pinned by its lockfile.
+if ! need node || ! need npm; then
+  echo "node and npm are required for the conformance suite" >&2
+  exit 1
+fi
+if [ ! -d conformance/node_modules ] || [ conformance/package-lock.json -nt conformance/node_modules/.package-lock.json ]; then
+  echo "== npm ci (conformance)"
+  (cd conformance && npm ci --no-audit --no-fund)
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
