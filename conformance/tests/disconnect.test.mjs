@@ -65,23 +65,14 @@ scenario("server closes the connection: disconnect(true)", async (ctx, t) => {
   const m = ctx.manager();
   const root = await connected(m.socket("/"));
   const custom = await connected(m.socket("/custom"));
-  // A close in the middle of the upgrade is upgrade.test.mjs's business (a known bug).
+  // A close in the middle of the upgrade is upgrade.test.mjs's business.
   if (ctx.mode === "upgrade") await onTransport(root, "websocket");
   const [rootLeft, customLeft] = [admin.left(root.id), admin.left(custom.id)];
   const reasons = Promise.all([serverDisconnectReasons(root), serverDisconnectReasons(custom)]);
   root.emit("drop-transport");
   const [r1, r2] = await reasons;
-  assertServerDisconnect(t, r1, ctx.mode === "polling");
-  if (ctx.mode === "polling") {
-    // KNOWN SERVER BUG (reported; see assertServerDisconnect): the second `41` is always
-    // still queued when the server closes, so it always shares a payload with the close
-    // packet and /custom always sees "transport close" first. When this assertion fails,
-    // the bug is fixed: expect ["io server disconnect"] in every mode.
-    assert.deepEqual(r2, ["transport close", "io server disconnect"]);
-    t.diagnostic("KNOWN BUG: over polling /custom saw 'transport close' before 'io server disconnect' (close packet batched with 41/custom,)");
-  } else {
-    assert.deepEqual(r2, ["io server disconnect"], "every namespace of the connection is told");
-  }
+  assertServerDisconnect(t, r1);
+  assert.deepEqual(r2, ["io server disconnect"], "every namespace of the connection is told");
   assert.equal((await rootLeft).reason, "server namespace disconnect");
   assert.equal((await customLeft).reason, "server namespace disconnect");
   // Reconnecting by hand opens a new connection that works.

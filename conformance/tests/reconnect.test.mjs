@@ -57,7 +57,7 @@ scenario("a disconnect(true) ends the connection without automatic reconnection"
   s.io.on("reconnect_attempt", () => (attempts += 1));
   const gone = serverDisconnectReasons(s);
   s.emit("drop-transport");
-  assertServerDisconnect(t, await gone, ctx.mode === "polling");
+  assertServerDisconnect(t, await gone);
   // A server disconnect is final for the client: reconnecting is up to the application.
   s.connect();
   await connected(s, "manual reconnect");

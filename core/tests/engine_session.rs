@@ -768,11 +768,76 @@ fn server_close_waits_for_the_next_poll() {
     assert_eq!(p.close_reason(sid), Some("forced close"));
     p.assert_empty();
 
+    // What was queued leaves on its own; the close follows in the next poll, since clients
+    // act on a close packet before the packets batched with it.
     let (sid, _) = p.open_polling(4);
     p.engine.send(sid, text("last words"), p.now).unwrap();
     p.engine.close(sid, p.now);
     let get = p.get(&q(sid));
-    assert_eq!(p.body(get), (200, "4last words\x1e1".to_owned()));
+    assert_eq!(p.body(get), (200, "4last words".to_owned()));
+    assert_eq!(p.close_reason(sid), None);
+    let get = p.get(&q(sid));
+    assert_eq!(p.body(get), (200, "6\x1e1".to_owned()));
+    assert_eq!(p.close_reason(sid), Some("forced close"));
+    p.assert_empty();
+}
+
+#[test]
+fn server_close_with_a_pending_poll_and_a_queue_sends_the_queue_first() {
+    let mut p = Pair::new(config());
+    let (sid, _) = p.open_polling(4);
+    p.engine.send(sid, text("a"), p.now).unwrap();
+    p.engine.send(sid, text("b"), p.now).unwrap();
+    let get = p.get(&q(sid));
+    assert_eq!(p.body(get), (200, "4a\x1e4b".to_owned()));
+    p.engine.send(sid, text("c"), p.now).unwrap();
+    let get = p.get(&q(sid));
+    p.engine.close(sid, p.now);
+    p.drive();
+    assert_eq!(p.body(get), (200, "4c".to_owned()), "parked poll took the queue");
+    let get = p.get(&q(sid));
+    p.engine.close(sid, p.now);
+    p.drive();
+    assert_eq!(p.body(get), (200, "6\x1e1".to_owned()));
+    assert_eq!(p.close_reason(sid), Some("forced close"));
+    p.assert_empty();
+}
+
+#[test]
+fn a_server_close_during_an_answered_upgrade_ends_over_the_websocket() {
+    let mut p = Pair::new(config());
+    let (sid, _) = p.open_polling(4);
+    let ws = probe(&mut p, sid);
+    p.ws_text(ws, "2probe");
+    assert_eq!(p.ws_recv_text(ws), ["3probe"]);
+    p.engine.send(sid, text("bye"), p.now).unwrap();
+    p.engine.close(sid, p.now);
+    p.drive();
+    assert!(!p.closed.contains(&ws), "the probe stays open for the client's 5");
+    let paused = p.get(&q(sid));
+    assert_eq!(p.body(paused), (200, "6".to_owned()));
+    p.ws_text(ws, "5");
+    assert_eq!(p.ws_recv_text(ws), ["4bye", "1"]);
+    assert!(p.closed.contains(&ws));
+    assert_eq!(p.close_reason(sid), Some("forced close"));
+    p.assert_empty();
+}
+
+#[test]
+fn a_server_close_during_an_upgrade_that_never_completes_still_ends() {
+    let mut p = Pair::new(Config {
+        ping_interval: Duration::from_secs(60),
+        ..config()
+    });
+    let (sid, _) = p.open_polling(4);
+    let ws = probe(&mut p, sid);
+    p.ws_text(ws, "2probe");
+    p.engine.close(sid, p.now);
+    p.advance(Duration::from_secs(10));
+    assert!(p.closed.contains(&ws), "probe closed at the upgrade timeout");
+    let get = p.get(&q(sid));
+    assert_eq!(p.body(get), (200, "6\x1e1".to_owned()));
+    assert_eq!(p.close_reason(sid), Some("forced close"));
     p.assert_empty();
 }
 

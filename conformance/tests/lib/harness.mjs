@@ -219,21 +219,10 @@ export function serverDisconnectReasons(socket, ms = EVENT_TIMEOUT) {
 
 /**
  * Asserts that a server disconnect (`41` then, for `disconnect(true)`, the close) reached
- * the socket as "io server disconnect".
- *
- * KNOWN SERVER BUG (reported), tolerated over polling only: when the `41` is still queued
- * as the server closes the session (no GET was parked at that moment), Volley answers the
- * next GET with `41` and the close packet in one payload (`41\x1e1`). The client handles
- * Engine.IO packets at once but Socket.IO packets on the next tick, so it sees the close
- * first: "transport close", then "io server disconnect". The reference engine sends the
- * queue, then the close in a later response (`6\x1e1`).
+ * the socket as "io server disconnect" alone: the close packet never shares a payload with
+ * queued packets, which clients would act on after it.
  */
-export function assertServerDisconnect(t, reasons, polling) {
-  if (polling && reasons.length === 2) {
-    assert.deepEqual(reasons, ["transport close", "io server disconnect"]);
-    t.diagnostic("KNOWN BUG: over polling the close packet shared a payload with the queued 41: 'transport close' came first");
-    return;
-  }
+export function assertServerDisconnect(_t, reasons) {
   assert.deepEqual(reasons, ["io server disconnect"]);
 }
 

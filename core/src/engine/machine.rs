@@ -552,9 +552,12 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
             return;
         };
-        if let Some(probe) = session.probe.take() {
-            self.conns.remove(&probe.conn);
-            self.outputs.push_back(Output::Close { conn: probe.conn });
+        let upgrading = session.is_upgrading();
+        if !upgrading {
+            if let Some(probe) = session.probe.take() {
+                self.conns.remove(&probe.conn);
+                self.outputs.push_back(Output::Close { conn: probe.conn });
+            }
         }
         match session.transport {
             Transport::WebSocket { conn, .. } => {
@@ -569,15 +572,31 @@ impl Engine {
                 self.outputs.push_back(Output::Close { conn });
                 self.finish(sid, CloseReason::ForcedClose);
             }
-            Transport::Polling { get: Some(get), .. } => {
-                session.queue.push_back(Packet::Close);
-                let response = poll_response(session, usize::MAX);
+            // An answered probe is about to become the transport (the client has paused
+            // polling): the close waits for `5`, then leaves over the WebSocket with the
+            // queue, as the reference lets the upgrade finish.
+            Transport::Polling { .. } if upgrading => {
+                session.closing_until = Some(now + self.config.close_timeout);
+                self.reschedule(sid);
+            }
+            Transport::Polling { get: Some(get), .. } if session.queue.is_empty() => {
+                let response = payload_response(session, &[Packet::Close]);
                 self.conns.remove(&get);
                 self.respond(get, response);
                 self.finish(sid, CloseReason::ForcedClose);
             }
-            Transport::Polling { get: None, .. } => {
+            Transport::Polling { get, .. } => {
+                // Clients act on a close packet before the packets batched with it, so what
+                // is queued leaves first and the close follows in a poll of its own.
                 session.closing_until = Some(now + self.config.close_timeout);
+                if let Some(get) = get {
+                    let response = poll_response(session, self.config.max_packets_per_poll);
+                    if let Transport::Polling { get, .. } = &mut session.transport {
+                        *get = None;
+                    }
+                    self.conns.remove(&get);
+                    self.respond(get, response);
+                }
                 self.reschedule(sid);
             }
         }
@@ -676,19 +695,21 @@ impl Engine {
             self.close_session(sid, CloseReason::TransportError, Ending::Abrupt, now);
             return;
         }
-        if session.is_closing() {
-            if session.queue.is_empty() {
-                session.queue.push_back(Packet::Noop);
-            }
-            session.queue.push_back(Packet::Close);
-            let response = poll_response(session, usize::MAX);
-            self.respond(conn, response);
-            self.finish(sid, CloseReason::ForcedClose);
-            return;
-        }
         if session.is_upgrading() {
             let response = noop_response(session);
             self.respond(conn, response);
+            return;
+        }
+        if session.is_closing() {
+            if !session.queue.is_empty() {
+                // What was queued before the close leaves first, on its own.
+                let response = poll_response(session, self.config.max_packets_per_poll);
+                self.respond(conn, response);
+                return;
+            }
+            let response = payload_response(session, &[Packet::Noop, Packet::Close]);
+            self.respond(conn, response);
+            self.finish(sid, CloseReason::ForcedClose);
             return;
         }
         if let Transport::Polling { get, .. } = &mut session.transport {
@@ -802,9 +823,27 @@ impl Engine {
             self.conns.insert(conn, Role::Socket(sid));
             self.events.push_back(Event::Upgrade { sid });
         }
+        let closing = upgrade && session.is_closing();
         if let (Some(get), Some(response)) = (released, noop) {
             self.conns.remove(&get);
             self.respond(get, response);
+        }
+        if closing {
+            // The server closed the session during the upgrade: it ends on the new
+            // transport, after what was queued.
+            if let Some(session) = self.sessions.get_mut(&sid) {
+                session.queue.push_back(Packet::Close);
+                let protocol = session.protocol;
+                for packet in session.queue.drain(..) {
+                    self.outputs.push_back(Output::Send {
+                        conn,
+                        message: packet.to_ws(protocol),
+                    });
+                }
+            }
+            self.outputs.push_back(Output::Close { conn });
+            self.finish(sid, CloseReason::ForcedClose);
+            return;
         }
         self.flush(sid);
     }
