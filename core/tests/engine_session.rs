@@ -794,7 +794,11 @@ fn server_close_with_a_pending_poll_and_a_queue_sends_the_queue_first() {
     let get = p.get(&q(sid));
     p.engine.close(sid, p.now);
     p.drive();
-    assert_eq!(p.body(get), (200, "4c".to_owned()), "parked poll took the queue");
+    assert_eq!(
+        p.body(get),
+        (200, "4c".to_owned()),
+        "parked poll took the queue"
+    );
     let get = p.get(&q(sid));
     p.engine.close(sid, p.now);
     p.drive();
@@ -813,7 +817,10 @@ fn a_server_close_during_an_answered_upgrade_ends_over_the_websocket() {
     p.engine.send(sid, text("bye"), p.now).unwrap();
     p.engine.close(sid, p.now);
     p.drive();
-    assert!(!p.closed.contains(&ws), "the probe stays open for the client's 5");
+    assert!(
+        !p.closed.contains(&ws),
+        "the probe stays open for the client's 5"
+    );
     let paused = p.get(&q(sid));
     assert_eq!(p.body(paused), (200, "6".to_owned()));
     p.ws_text(ws, "5");
@@ -834,7 +841,10 @@ fn a_server_close_during_an_upgrade_that_never_completes_still_ends() {
     p.ws_text(ws, "2probe");
     p.engine.close(sid, p.now);
     p.advance(Duration::from_secs(10));
-    assert!(p.closed.contains(&ws), "probe closed at the upgrade timeout");
+    assert!(
+        p.closed.contains(&ws),
+        "probe closed at the upgrade timeout"
+    );
     let get = p.get(&q(sid));
     assert_eq!(p.body(get), (200, "6\x1e1".to_owned()));
     assert_eq!(p.close_reason(sid), Some("forced close"));
@@ -1157,4 +1167,50 @@ fn poll_timeout_always_moves_forward() {
         p.step();
     }
     assert_eq!(p.close_reason(sid), Some("ping timeout"));
+}
+
+#[test]
+fn the_cookie_option_sets_the_session_cookie_on_the_handshake() {
+    let mut p = Pair::new(Config {
+        cookie: Some(volley_core::engine::Cookie::default()),
+        ..config()
+    });
+    let conn = p.get("EIO=4&transport=polling");
+    let r = p.response(conn).unwrap();
+    let (sid, _) = open_packet(std::str::from_utf8(&r.body).unwrap());
+    assert_eq!(
+        r.get_header("set-cookie"),
+        Some(format!("io={sid}; Path=/; HttpOnly; SameSite=Lax").as_str())
+    );
+    // Later polls carry no cookie.
+    let get = p.get(&q(sid));
+    p.engine.send(sid, text("x"), p.now).unwrap();
+    p.drive();
+    assert_eq!(p.response(get).unwrap().get_header("set-cookie"), None);
+
+    let mut p = Pair::new(Config {
+        cookie: Some(volley_core::engine::Cookie {
+            name: "sticky".into(),
+            path: None,
+            http_only: false,
+            same_site: None,
+            secure: true,
+            max_age: Some(60),
+        }),
+        ..config()
+    });
+    let ws = p.ws("EIO=4&transport=websocket");
+    let r = p.response(ws).unwrap();
+    let (sid, _) = open_packet(&p.ws_recv_text(ws)[0]);
+    assert_eq!(
+        r.get_header("set-cookie"),
+        Some(format!("sticky={sid}; Secure; Max-Age=60").as_str())
+    );
+}
+
+#[test]
+fn without_the_cookie_option_no_cookie_is_set() {
+    let mut p = Pair::new(config());
+    let conn = p.get("EIO=4&transport=polling");
+    assert_eq!(p.response(conn).unwrap().get_header("set-cookie"), None);
 }

@@ -133,6 +133,13 @@ impl Builder {
         self
     }
 
+    /// Sets a cookie carrying the session id on the handshake (the reference's `cookie`
+    /// option), for load balancers that pin clients by cookie.
+    pub fn cookie(mut self, cookie: volley_core::engine::Cookie) -> Self {
+        self.sio.engine.cookie = Some(cookie);
+        self
+    }
+
     /// Most binary attachments in one packet.
     pub fn max_attachments(mut self, n: usize) -> Self {
         self.sio.max_attachments = n;

@@ -34,6 +34,68 @@ pub enum OverflowPolicy {
     Reject,
 }
 
+/// The cookie set on the handshake response (the reference server's `cookie` option), so a
+/// load balancer can pin a client's requests to one node by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    /// The cookie's name (`io`).
+    pub name: String,
+    /// Its `Path` (`/`); `None` leaves the attribute out.
+    pub path: Option<String>,
+    /// Whether it is `HttpOnly` (yes, as the reference sets it when a path is given).
+    pub http_only: bool,
+    /// Its `SameSite` value (`Lax`).
+    pub same_site: Option<String>,
+    /// Whether it is `Secure`.
+    pub secure: bool,
+    /// Its `Max-Age` in seconds; a session cookie when `None`.
+    pub max_age: Option<u64>,
+}
+
+impl Default for Cookie {
+    fn default() -> Self {
+        Cookie {
+            name: "io".to_owned(),
+            path: Some("/".to_owned()),
+            http_only: true,
+            same_site: Some("Lax".to_owned()),
+            secure: false,
+            max_age: None,
+        }
+    }
+}
+
+impl Cookie {
+    /// The `Set-Cookie` value for session `sid`. Attribute values are kept to the cookie
+    /// grammar's safe characters, so a configuration cannot inject other attributes.
+    pub fn header_value(&self, sid: &str) -> String {
+        let safe = |v: &str| -> String {
+            v.chars()
+                .filter(|c| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\'))
+                .collect()
+        };
+        let mut out = format!("{}={}", safe(&self.name), sid);
+        if let Some(path) = &self.path {
+            out.push_str("; Path=");
+            out.push_str(&safe(path));
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        if self.secure {
+            out.push_str("; Secure");
+        }
+        if let Some(age) = self.max_age {
+            out.push_str(&format!("; Max-Age={age}"));
+        }
+        if let Some(same_site) = &self.same_site {
+            out.push_str("; SameSite=");
+            out.push_str(&safe(same_site));
+        }
+        out
+    }
+}
+
 /// Engine.IO options. `Default` gives the reference server's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -61,6 +123,8 @@ pub struct Config {
     pub overflow: OverflowPolicy,
     /// Most packets in one polling response; the rest wait for the next poll.
     pub max_packets_per_poll: usize,
+    /// A cookie carrying the session id, set on the handshake response (off by default).
+    pub cookie: Option<Cookie>,
 }
 
 impl Default for Config {
@@ -78,6 +142,7 @@ impl Default for Config {
             max_buffered_packets: 4096,
             overflow: OverflowPolicy::Close,
             max_packets_per_poll: 16,
+            cookie: None,
         }
     }
 }

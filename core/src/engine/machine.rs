@@ -634,6 +634,7 @@ impl Engine {
                 let Some(accept) = websocket_handshake(&head) else {
                     return refuse(self);
                 };
+                let accept = self.with_cookie(accept, sid);
                 self.respond(conn, accept);
                 self.conns.insert(conn, Role::Socket(sid));
                 Transport::WebSocket {
@@ -668,6 +669,7 @@ impl Engine {
         session.queue.push_back(Packet::Open(Utf8Bytes::from(open)));
         if kind == TransportKind::Polling {
             let response = poll_response(&mut session, self.config.max_packets_per_poll);
+            let response = self.with_cookie(response, sid);
             self.respond(conn, response);
         }
         self.sessions.insert(sid, session);
@@ -1024,6 +1026,14 @@ impl Engine {
             self.timers.insert((t, sid));
         }
         session.timer = next;
+    }
+
+    /// The handshake response with the session cookie, when configured.
+    fn with_cookie(&self, response: Response, sid: Sid) -> Response {
+        match &self.config.cookie {
+            Some(cookie) => response.header("Set-Cookie", cookie.header_value(sid.as_str())),
+            None => response,
+        }
     }
 
     fn respond(&mut self, conn: ConnId, response: Response) {

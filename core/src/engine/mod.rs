@@ -8,7 +8,7 @@ pub mod packet;
 pub mod payload;
 mod session;
 
-pub use config::{Config, OverflowPolicy, Transports};
+pub use config::{Config, Cookie, OverflowPolicy, Transports};
 pub use error::{ApiMisuse, CloseReason, ErrorCode, SendError};
 pub use machine::{Body, Engine, Event, Output};
 pub use packet::{DecodeError, Message, Packet, Protocol, WsMessage};

@@ -197,6 +197,7 @@ impl ConfigSpec {
                 OverflowPolicy::Close
             },
             max_packets_per_poll: usize::from(self.max_packets_per_poll % 20),
+            cookie: None,
         }
     }
 }
