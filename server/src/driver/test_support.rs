@@ -713,18 +713,20 @@ pub async fn slow_reader<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
             break;
         }
         sent += 1;
-        if sent % 64 == 0 {
-            // The other client is served meanwhile.
+        if sent % 8 == 0 {
+            // The other client is served meanwhile (and answers its pings in time).
             healthy.send(Message::text("4ping")).await.unwrap();
             assert_eq!(ws_next(&mut healthy).await, Message::text("4ping"));
         }
     }
     assert!(refused, "the stalled session was never cut off");
     let reason = h.events.closed(sid).await;
+    // Whichever bound trips first: the engine's queue, the driver's per-connection queue, or
+    // (on a slow machine) the heartbeat the stalled client never answers.
     assert!(
         matches!(
             reason,
-            CloseReason::SlowClient | CloseReason::TransportError
+            CloseReason::SlowClient | CloseReason::TransportError | CloseReason::PingTimeout
         ),
         "{reason:?}"
     );
