@@ -24,7 +24,7 @@ impl std::error::Error for InvalidSid {}
 macro_rules! inline_id {
     ($(#[$doc:meta])* $name:ident, $cap:expr, $allowed:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
         pub struct $name {
             len: u8,
             bytes: [u8; $cap],
@@ -57,6 +57,14 @@ macro_rules! inline_id {
             pub fn as_str(&self) -> &str {
                 // Only ASCII is ever stored.
                 std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+            }
+        }
+
+        // Only the used bytes: ids are hashed on every lookup of the per-message path, and
+        // the unused tail is always zero.
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                state.write(&self.bytes[..usize::from(self.len)]);
             }
         }
 

@@ -69,6 +69,9 @@ pub(crate) async fn run<R, S>(
         // Frames the client sent right behind its upgrade request.
         WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, config).await
     };
+    // The HTTP read buffer is not needed for the WebSocket's life: free it now, not when the
+    // connection ends (it is most of an idle connection's memory otherwise).
+    drop(leftover);
     tracing::debug!("websocket open");
     let (mut sink, mut source) = ws.split();
     let Link {
