@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn run() {
 //! use volley_redis::{RedisAdapter, RedisOptions};
-//! # let runtime: volley::testing::TestRuntime = todo!();
+//! # let runtime = volley::testing::TestRuntime::new();
 //! let adapter = RedisAdapter::new(RedisOptions::new("redis://127.0.0.1:6379"), runtime.clone());
 //! let io = volley::builder().adapter(adapter.clone()).build(runtime);
 //! # }

@@ -83,7 +83,7 @@ pub enum BodyKind {
 pub struct RequestHead {
     inner: Arc<Inner>,
     /// The TCP peer, when the runtime records it (not part of the bytes).
-    peer: Option<std::net::SocketAddr>,
+    peer: Option<core::net::SocketAddr>,
 }
 
 struct Inner {
@@ -104,13 +104,13 @@ struct Inner {
 
 impl RequestHead {
     /// The same head, recording the TCP peer it came from.
-    pub fn with_peer_addr(mut self, peer: std::net::SocketAddr) -> Self {
+    pub fn with_peer_addr(mut self, peer: core::net::SocketAddr) -> Self {
         self.peer = Some(peer);
         self
     }
 
     /// The TCP peer the runtime recorded, if any.
-    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+    pub fn peer_addr(&self) -> Option<core::net::SocketAddr> {
         self.peer
     }
 
