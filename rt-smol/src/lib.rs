@@ -29,12 +29,11 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::future::{Either, select};
 use smol::net::{AsyncToSocketAddrs, TcpListener};
 use smol::{Executor, Timer};
 use volley::driver::{Driver, Machine, ServerConfig};
@@ -126,42 +125,15 @@ pub async fn serve<M: Machine>(
     listener: TcpListener,
     driver: Driver<M, SmolRuntime>,
 ) -> io::Result<()> {
-    let mut stopping = pin!(driver.stopping());
-    loop {
-        let accepted = match select(pin!(listener.accept()), stopping.as_mut()).await {
-            Either::Left((accepted, _)) => accepted,
-            Either::Right(_) => return Ok(()),
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Engine.IO packets are small and latency-bound: no Nagle delay.
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY not set");
-                }
-                let connection = driver.clone();
-                driver.runtime().spawn(async move {
-                    connection.serve_connection(stream, Some(peer)).await;
-                });
+    let listener = &listener;
+    driver
+        .serve_accepted(|| async move {
+            let (stream, peer) = listener.accept().await?;
+            // Engine.IO packets are small and latency-bound: no Nagle delay.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
-            Err(e) if is_transient(&e) => {
-                tracing::debug!(error = %e, "accept failed for one connection");
-            }
-            Err(e) => {
-                // Out of file descriptors or memory: back off instead of spinning; the
-                // condition clears as connections end.
-                tracing::warn!(error = %e, "accept failed; retrying shortly");
-                Timer::after(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Errors that concern one connection only (it was reset before we accepted it).
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
+            Ok((stream, peer))
+        })
+        .await
 }

@@ -214,4 +214,53 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
     pub fn is_stopping(&self) -> bool {
         self.env.tracker.is_stopping()
     }
+
+    /// Serves every stream `accept` yields, one task each on the driver's runtime, until
+    /// shutdown begins. The accept loop of every runtime crate: an error that concerns one
+    /// connection is skipped; any other (out of descriptors or memory) backs off 100 ms
+    /// instead of spinning, since it clears as connections end.
+    pub async fn serve_accepted<S, A, Fut>(&self, mut accept: A) -> std::io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        A: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<(S, SocketAddr)>>,
+    {
+        use futures::future::{Either, select};
+        use std::pin::pin;
+        let mut stopping = pin!(self.stopping());
+        loop {
+            let accepted = match select(pin!(accept()), stopping.as_mut()).await {
+                Either::Left((accepted, _)) => accepted,
+                Either::Right(_) => return Ok(()),
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let connection = self.clone();
+                    self.env.runtime.spawn(async move {
+                        connection.serve_connection(stream, Some(peer)).await;
+                    });
+                }
+                Err(e) if is_transient(&e) => {
+                    tracing::debug!(error = %e, "accept failed for one connection");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    self.env
+                        .runtime
+                        .sleep(std::time::Duration::from_millis(100))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Accept errors that concern one connection only (it was reset before it was accepted).
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+    )
 }
