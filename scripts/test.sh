@@ -26,15 +26,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-# The official JavaScript clients for the conformance suite, pinned by its lockfile.
 if ! need node || ! need npm; then
   echo "node and npm are required for the conformance suite" >&2
   exit 1
 fi
-if [ ! -d conformance/node_modules ] || [ conformance/package-lock.json -nt conformance/node_modules/.package-lock.json ]; then
-  echo "== npm ci (conformance)"
-  (cd conformance && npm ci --no-audit --no-fund)
-fi
+# The official JavaScript clients for the conformance suite, and the Node servers, adapters and
+# emitter the Redis interop tests run beside Volley, each pinned by its lockfile.
+for dir in conformance adapter-redis/tests/node; do
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "== npm ci ($dir)"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+done
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
