@@ -5,97 +5,17 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::Role;
 use futures::StreamExt;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 use tokio::time::timeout;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use volley::{Data, Socket};
 use volley_redis::{RedisAdapter, RedisOptions};
 use volley_tokio::TokioRuntime;
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-/// Installs redis-server when missing; panics when that is impossible.
-fn ensure_redis_server() {
-    let found = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if found {
-        return;
-    }
-    let ok = std::process::Command::new("sh")
-        .args(["-c", "apt-get update && apt-get install -y redis-server"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "redis-server is missing and could not be installed with apt-get"
-    );
-}
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    async fn start_on(port: u16) -> Redis {
-        ensure_redis_server();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        timeout(LIMIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("Ready to accept connections") {
-                    return;
-                }
-            }
-            panic!("redis-server exited before it was ready");
-        })
-        .await
-        .expect("redis-server ready in time");
-        // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Redis { child, port }
-    }
-
-    async fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port).await
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn stop(mut self) -> u16 {
-        self.child.kill().await.unwrap();
-        self.port
-    }
-}
+mod common;
+use common::{LIMIT, Redis};
 
 struct Server {
     io: volley::Io<TokioRuntime>,
