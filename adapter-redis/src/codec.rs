@@ -25,7 +25,8 @@
 //! test). `SOCKETS` (0) is not sent by socket.io 4 and is ignored.
 //!
 //! Where the reference carries less than Volley: an answer has no sender (this codec adds a
-//! `uid` key, which the reference ignores, and reads a missing one as [`unknown_node`]); an
+//! `uid` key, which the reference ignores, and reads a missing one as [`unknown_node`]), nor
+//! do the room and disconnect requests of `@socket.io/redis-emitter` (read the same way); an
 //! acknowledgement relayed from another node carries only its first argument and no socket id
 //! (this codec adds `sid`, and reads a missing one as [`unknown_socket`]); binary arguments of
 //! a server-side emit travel as JSON (`{"type":"Buffer","data":[…]}`, as `JSON.stringify`
@@ -69,7 +70,8 @@ const EVENT: u64 = 2;
 /// The Socket.IO `BINARY_EVENT` packet type (accepted from emitters that set it).
 const BINARY_EVENT: u64 = 5;
 
-/// The sender given to answers that do not name theirs (the reference's answers).
+/// The sender given to answers and requests that do not name theirs (the reference's
+/// answers, the emitter's `socketsJoin`, `socketsLeave` and `disconnectSockets`).
 pub fn unknown_node() -> NodeId {
     NodeId::new("unknown").expect("a valid node id")
 }
@@ -859,7 +861,15 @@ fn decode_broadcast(me: NodeId, doc: &Value) -> Result<Decoded, DecodeError> {
 
 fn decode_request(me: NodeId, nsp: &str, doc: &Value) -> Result<Decoded, DecodeError> {
     use request_type as t;
-    let from = node_id(get(doc, "uid"))?;
+    if doc.as_map().is_none() {
+        return Err(bad("request is not a map"));
+    }
+    // The emitter's room and disconnect requests have no `uid`; the reference adapter acts
+    // on them all the same.
+    let from = match get(doc, "uid") {
+        Some(u) => node_id(Some(u))?,
+        None => unknown_node(),
+    };
     if from == me {
         return Ok(Decoded::Ignored);
     }

@@ -1,6 +1,7 @@
-//! A Redis cluster adapter for Volley, wire-compatible with `@socket.io/redis-adapter` 8.x
-//! (classic Pub/Sub): Volley servers and Node servers using that adapter (or
-//! `@socket.io/redis-emitter`) can share one Redis and one cluster.
+//! A Redis cluster adapter for Volley, wire-compatible with `@socket.io/redis-adapter` 8.x,
+//! classic (`createAdapter`) or sharded (`createShardedAdapter`, see
+//! [below](#sharded-pubsub)): Volley servers and Node servers using that adapter (or, in the
+//! classic mode, `@socket.io/redis-emitter`) can share one Redis and one cluster.
 //!
 //! ```no_run
 //! # async fn run() {
@@ -35,19 +36,53 @@
 //! `smol`; with both, tokio is used when a tokio runtime is current, as the redis crate
 //! decides). TLS (`rediss://`) with features `tls-tokio` / `tls-smol` (rustls).
 //!
-//! Sharded Pub/Sub (Redis 7, `createShardedAdapter`): the wire format is in [`sharded`]; the
-//! IO here speaks the classic format only.
+//! # Sharded Pub/Sub
+//!
+//! With [`RedisOptions::sharded`] ([`PubSub::Sharded`]) the adapter speaks Redis 7's sharded
+//! Pub/Sub in the format of `createShardedAdapter` ([`sharded`]), which a Redis Cluster
+//! spreads over its shards instead of copying every message to every node:
+//!
+//! ```no_run
+//! # async fn run() {
+//! use volley_redis::{RedisAdapter, RedisOptions};
+//! # let runtime = volley::testing::TestRuntime::new();
+//! let options = RedisOptions::new("redis://127.0.0.1:6379")
+//!     .namespaces(&["/", "/admin"])
+//!     .sharded();
+//! let adapter = RedisAdapter::new(options, runtime.clone());
+//! # }
+//! ```
+//!
+//! The tasks are the same, with other commands:
+//!
+//! - the subscriber opens one RESP3 connection and sends `SSUBSCRIBE prefix#<nsp>#` (every
+//!   message of the namespace) and `SSUBSCRIBE prefix#<nsp>#<uid>#` (answers for this
+//!   node) for each of [`RedisOptions::namespaces`]; messages arrive as RESP3 push
+//!   messages. Sharded Pub/Sub has no patterns, so a namespace missing from that list is
+//!   not clustered (publishing in one is logged once);
+//! - the publisher sends `SPUBLISH`: answers to the asking node's answer channel, all else
+//!   to the namespace's channel (the reference's `subscriptionMode: "static"`; Node
+//!   servers in the cluster must use that mode, since in `"dynamic"`, the reference's
+//!   default, their broadcasts to one room go to per-room channels Volley does not read);
+//! - the counter asks `PUBSUB SHARDNUMSUB prefix#<nsp>#` for the first namespace (the
+//!   sharded adapter has no heartbeats: a server is whoever subscribes that channel).
+//!
+//! Outages are handled as in the classic mode. The subscriber also sends `PING` when
+//! nothing arrived for a [count interval](RedisOptions::count_interval), so that a
+//! connection that died without closing is replaced.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod codec;
 pub mod sharded;
+pub mod streams;
 
 use codec::{Codec, Decoded, Outgoing};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{BoxFuture, Either, select};
 use futures::{FutureExt, StreamExt};
+use sharded::ShardedCodec;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,6 +107,21 @@ pub enum Target {
     },
 }
 
+/// Which kind of Redis Pub/Sub the adapter speaks, and so which Node adapter it joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PubSub {
+    /// `PUBLISH`/`SUBSCRIBE`/`PSUBSCRIBE` in the format of `createAdapter` ([`codec`]); the
+    /// server count is `PUBSUB NUMSUB`. The default.
+    #[default]
+    Classic,
+    /// Redis 7 sharded Pub/Sub (`SPUBLISH`/`SSUBSCRIBE`) in the format of
+    /// `createShardedAdapter` with `subscriptionMode: "static"` ([`sharded`]); the server
+    /// count is `PUBSUB SHARDNUMSUB`. Sharded Pub/Sub has no patterns: only the namespaces of
+    /// [`RedisOptions::namespaces`] are clustered.
+    Sharded,
+}
+
 /// How to reach Redis and how to name channels.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -83,11 +133,15 @@ pub struct RedisOptions {
     pub username: Option<String>,
     /// Database number (overrides one in the URL; Pub/Sub ignores it, commands do not).
     pub db: Option<i64>,
-    /// The key prefix (the reference's `key`): `socket.io`.
+    /// The key prefix (the reference's `key`, or `channelPrefix` of the sharded adapter):
+    /// `socket.io`.
     pub key: String,
+    /// Classic or sharded Pub/Sub: [`PubSub::Classic`].
+    pub pub_sub: PubSub,
     /// Namespaces whose request channel this node subscribes by name, so Node servers count
     /// it (`PUBSUB NUMSUB`); messages of every namespace are received through patterns
-    /// anyway. `["/"]` by default.
+    /// anyway. `["/"]` by default. In the sharded mode these are the only namespaces whose
+    /// messages this node receives; the first is the one whose subscribers are counted.
     pub namespaces: Vec<String>,
     /// How often the server count is refreshed: 1 s.
     pub count_interval: Duration,
@@ -106,6 +160,7 @@ impl RedisOptions {
             username: None,
             db: None,
             key: "socket.io".to_owned(),
+            pub_sub: PubSub::Classic,
             namespaces: vec!["/".to_owned()],
             count_interval: Duration::from_secs(1),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
@@ -145,6 +200,15 @@ impl RedisOptions {
     /// Sets the namespaces subscribed by name.
     pub fn namespaces(mut self, namespaces: &[&str]) -> Self {
         self.namespaces = namespaces.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// Switches to sharded Pub/Sub ([`PubSub::Sharded`]): Redis 7 or later, and Node servers
+    /// of the cluster built with `createShardedAdapter(pub, sub, { subscriptionMode: "static"
+    /// })` (in the reference's default `"dynamic"` mode, their broadcasts to a single room go
+    /// to per-room channels this node does not read).
+    pub fn sharded(mut self) -> Self {
+        self.pub_sub = PubSub::Sharded;
         self
     }
 
@@ -197,6 +261,7 @@ type Sleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
 struct Shared {
     options: RedisOptions,
     codec: Codec,
+    sharded: ShardedCodec,
     spawn: Spawn,
     sleep: Sleep,
     count: AtomicUsize,
@@ -214,6 +279,8 @@ struct State {
     request_nsp: HashMap<RequestId, (String, Instant)>,
     waiting: Vec<oneshot::Sender<()>>,
     stopped: bool,
+    /// Sharded mode: namespaces published in but not subscribed, already warned about.
+    unlisted: HashSet<String>,
 }
 
 /// A node's membership of a cluster over Redis. Cheap to clone (a handle).
@@ -245,6 +312,7 @@ impl RedisAdapter {
         RedisAdapter {
             shared: Arc::new(Shared {
                 codec: Codec::new(&options.key),
+                sharded: ShardedCodec::new(&options.key),
                 options,
                 spawn,
                 sleep,
@@ -300,9 +368,13 @@ impl Shared {
         conn: &mut redis::aio::MultiplexedConnection,
     ) -> redis::RedisResult<usize> {
         let nsp = self.options.namespaces.first().map_or("/", String::as_str);
+        let (subcommand, channel) = match self.options.pub_sub {
+            PubSub::Classic => ("NUMSUB", self.codec.request_channel(nsp)),
+            PubSub::Sharded => ("SHARDNUMSUB", self.sharded.channel(nsp)),
+        };
         let (_, n): (String, usize) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(self.codec.request_channel(nsp))
+            .arg(subcommand)
+            .arg(channel)
             .query_async::<Vec<(String, usize)>>(conn)
             .await?
             .into_iter()
@@ -366,6 +438,10 @@ impl Shared {
         let mut backoff = self.options.backoff.0;
         let mut retry_at = Instant::now();
         let mut down = false;
+        let command = match self.options.pub_sub {
+            PubSub::Classic => "PUBLISH",
+            PubSub::Sharded => "SPUBLISH",
+        };
         while let Some(out) = rx.next().await {
             if conn.is_none() && Instant::now() >= retry_at {
                 match self.connect().await {
@@ -386,7 +462,7 @@ impl Shared {
             let Some(c) = conn.as_mut() else {
                 continue;
             };
-            let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            let sent: redis::RedisResult<i64> = redis::cmd(command)
                 .arg(&out.channel)
                 .arg(&out.payload)
                 .query_async(c)
@@ -494,6 +570,126 @@ impl Shared {
         }
     }
 
+    /// The sharded subscriber: one RESP3 connection with `SSUBSCRIBE` of each namespace's
+    /// channel and of this node's answer channel; messages arrive as push messages. A
+    /// `PING` when nothing arrived for a count interval finds a connection that died
+    /// without closing.
+    async fn sharded_subscriber(self: Arc<Self>, node: NodeId, inbox: Inbox) {
+        let mut backoff = self.options.backoff.0;
+        let mut down_logged = false;
+        let channels: Vec<String> = self
+            .options
+            .namespaces
+            .iter()
+            .flat_map(|nsp| {
+                [
+                    self.sharded.channel(nsp),
+                    self.sharded.response_channel(nsp, node),
+                ]
+            })
+            .collect();
+        while !self.stopped() {
+            let (tx, mut pushes) = mpsc::unbounded::<redis::PushInfo>();
+            let conn = self
+                .timed(async {
+                    let client = self.options.client().await?;
+                    // Push messages (and so subscribing on a multiplexed connection) need RESP3.
+                    let info = client.get_connection_info().clone();
+                    let settings = info
+                        .redis_settings()
+                        .clone()
+                        .set_protocol(redis::ProtocolVersion::RESP3);
+                    let client = redis::Client::open(info.set_redis_settings(settings))?;
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(self.options.connect_timeout))
+                        .set_response_timeout(Some(self.options.connect_timeout))
+                        .set_push_sender(move |push| tx.unbounded_send(push));
+                    let mut conn = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    // One channel per command: each confirmation is one reply.
+                    for channel in &channels {
+                        redis::cmd("SSUBSCRIBE")
+                            .arg(channel)
+                            .exec_async(&mut conn)
+                            .await?;
+                    }
+                    Ok(conn)
+                })
+                .await;
+            let mut conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    if !down_logged {
+                        tracing::warn!(error = %e, "redis adapter: cannot subscribe (sharded), retrying");
+                        down_logged = true;
+                    }
+                    (self.sleep)(backoff).await;
+                    backoff = self.next_backoff(backoff);
+                    continue;
+                }
+            };
+            if down_logged {
+                tracing::info!("redis adapter: subscribed again");
+            }
+            backoff = self.options.backoff.0;
+            self.set_subscribed(true);
+            if let Ok(mut c) = self.connect().await {
+                let _ = self.query_count(&mut c).await;
+            }
+            loop {
+                let tick = (self.sleep)(self.options.count_interval);
+                match select(pushes.next(), tick).await {
+                    Either::Left((Some(push), _)) => match push.kind {
+                        redis::PushKind::SMessage => {
+                            if let [
+                                redis::Value::BulkString(channel),
+                                redis::Value::BulkString(payload),
+                            ] = push.data.as_slice()
+                            {
+                                let channel = String::from_utf8_lossy(channel);
+                                self.on_sharded_message(node, &inbox, &channel, payload);
+                            }
+                            if self.stopped() {
+                                return;
+                            }
+                        }
+                        // Redis took a subscription away (a slot moved): subscribe again.
+                        redis::PushKind::SUnsubscribe | redis::PushKind::Disconnection => break,
+                        _ => {}
+                    },
+                    Either::Left((None, _)) => break,
+                    Either::Right(_) => {
+                        if self.stopped() {
+                            return;
+                        }
+                        if redis::cmd("PING").exec_async(&mut conn).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(conn);
+            self.set_subscribed(false);
+            self.count.store(1, Ordering::SeqCst);
+            tracing::warn!("redis adapter: subscription connection lost, reconnecting");
+            down_logged = true;
+        }
+    }
+
+    fn on_sharded_message(&self, node: NodeId, inbox: &Inbox, channel: &str, payload: &[u8]) {
+        match self.sharded.decode(node, payload) {
+            Ok(Decoded::Message { from, message }) => {
+                self.remember_request(&message);
+                if !inbox.deliver(from, message) {
+                    self.lock().stopped = true;
+                }
+            }
+            Ok(Decoded::Ignored) => {}
+            Err(e) => tracing::debug!(channel, error = %e, "redis adapter: message ignored"),
+        }
+    }
+
     fn on_message(&self, node: NodeId, inbox: &Inbox, channel: &str, payload: &[u8]) {
         match self.codec.decode(node, channel, payload) {
             Ok(Decoded::Message { from, message }) => {
@@ -546,7 +742,10 @@ impl Adapter for RedisAdapter {
         let s = &self.shared;
         (s.spawn)(s.clone().publisher(rx).boxed());
         (s.spawn)(s.clone().counter().boxed());
-        (s.spawn)(s.clone().subscriber(node, inbox).boxed());
+        match s.options.pub_sub {
+            PubSub::Classic => (s.spawn)(s.clone().subscriber(node, inbox).boxed()),
+            PubSub::Sharded => (s.spawn)(s.clone().sharded_subscriber(node, inbox).boxed()),
+        }
     }
 
     fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
@@ -569,7 +768,25 @@ impl Adapter for RedisAdapter {
             }
             None => String::new(),
         };
-        let out = self.shared.codec.encode(node, to, &nsp, &message);
+        let out = match self.shared.options.pub_sub {
+            PubSub::Classic => self.shared.codec.encode(node, to, &nsp, &message),
+            PubSub::Sharded => {
+                let unlisted = message_nsp(&message)
+                    .filter(|n| !self.shared.options.namespaces.iter().any(|l| l == n));
+                if let Some(n) = unlisted {
+                    // Bounded: many dynamic namespaces must not grow this without end.
+                    if state.unlisted.len() < 1024 && state.unlisted.insert(n.to_owned()) {
+                        tracing::warn!(
+                            nsp = n,
+                            "redis adapter: namespace not in RedisOptions::namespaces; sharded \
+                             Pub/Sub has no patterns, so this node receives neither answers \
+                             nor messages in it"
+                        );
+                    }
+                }
+                self.shared.sharded.encode(node, to, &nsp, &message)
+            }
+        };
         if let Some(outbox) = &state.outbox {
             let _ = outbox.unbounded_send(out);
         }
@@ -577,5 +794,19 @@ impl Adapter for RedisAdapter {
 
     fn server_count(&self) -> usize {
         self.shared.count.load(Ordering::SeqCst).max(1)
+    }
+}
+
+/// The namespace a message that is not an answer is about.
+fn message_nsp(message: &ClusterMessage) -> Option<&str> {
+    match message {
+        ClusterMessage::Broadcast { nsp, .. }
+        | ClusterMessage::SocketsJoin { nsp, .. }
+        | ClusterMessage::SocketsLeave { nsp, .. }
+        | ClusterMessage::DisconnectSockets { nsp, .. }
+        | ClusterMessage::FetchSockets { nsp, .. }
+        | ClusterMessage::ServerSideEmit { nsp, .. }
+        | ClusterMessage::AllRooms { nsp, .. } => Some(nsp),
+        _ => None,
     }
 }

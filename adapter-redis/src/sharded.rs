@@ -114,157 +114,7 @@ impl ShardedCodec {
         nsp: &str,
         message: &ClusterMessage,
     ) -> Outgoing {
-        use message_type as t;
-        let (msg_nsp, kind, data, binary) = match message {
-            ClusterMessage::Broadcast {
-                nsp,
-                opts,
-                event,
-                args,
-                attachments,
-                ack,
-                timeout,
-            } => {
-                let mut fields = vec![
-                    ("opts", broadcast_opts(opts, *timeout, ack.is_some())),
-                    ("packet", packet(nsp, event, args, attachments)),
-                ];
-                if let Some(r) = ack {
-                    fields.push(("requestId", s(r.as_str())));
-                }
-                (
-                    nsp.as_str(),
-                    t::BROADCAST,
-                    map(fields),
-                    !attachments.is_empty(),
-                )
-            }
-            ClusterMessage::SocketsJoin {
-                nsp,
-                opts,
-                rooms: r,
-            }
-            | ClusterMessage::SocketsLeave {
-                nsp,
-                opts,
-                rooms: r,
-            } => {
-                let kind = if matches!(message, ClusterMessage::SocketsJoin { .. }) {
-                    t::SOCKETS_JOIN
-                } else {
-                    t::SOCKETS_LEAVE
-                };
-                let data = map(vec![
-                    ("opts", opts_value(opts)),
-                    ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
-                ]);
-                (nsp.as_str(), kind, data, false)
-            }
-            ClusterMessage::DisconnectSockets { nsp, opts, close } => (
-                nsp.as_str(),
-                t::DISCONNECT_SOCKETS,
-                map(vec![
-                    ("opts", opts_value(opts)),
-                    ("close", Value::from(*close)),
-                ]),
-                false,
-            ),
-            ClusterMessage::FetchSockets { request, nsp, opts } => (
-                nsp.as_str(),
-                t::FETCH_SOCKETS,
-                map(vec![
-                    ("opts", opts_value(opts)),
-                    ("requestId", s(request.as_str())),
-                ]),
-                false,
-            ),
-            ClusterMessage::ServerSideEmit {
-                nsp,
-                event,
-                args,
-                attachments,
-                request,
-            } => {
-                let mut fields = Vec::new();
-                if let Some(r) = request {
-                    fields.push(("requestId", s(r.as_str())));
-                }
-                fields.push(("packet", event_data(event, args, attachments)));
-                (
-                    nsp.as_str(),
-                    t::SERVER_SIDE_EMIT,
-                    map(fields),
-                    !attachments.is_empty(),
-                )
-            }
-            ClusterMessage::AllRooms { request, nsp } => (
-                nsp.as_str(),
-                t::ALL_ROOMS,
-                map(vec![("requestId", s(request.as_str()))]),
-                false,
-            ),
-            ClusterMessage::FetchSocketsResponse { request, sockets } => (
-                nsp,
-                t::FETCH_SOCKETS_RESPONSE,
-                map(vec![
-                    ("requestId", s(request.as_str())),
-                    (
-                        "sockets",
-                        Value::Array(sockets.iter().map(socket_to_value).collect()),
-                    ),
-                ]),
-                false,
-            ),
-            ClusterMessage::ServerSideEmitResponse {
-                request,
-                args,
-                attachments,
-            } => {
-                let mut fields = vec![("requestId", s(request.as_str()))];
-                if let Some(first) = first_arg(args, attachments) {
-                    fields.push(("packet", first));
-                }
-                (
-                    nsp,
-                    t::SERVER_SIDE_EMIT_RESPONSE,
-                    map(fields),
-                    !attachments.is_empty(),
-                )
-            }
-            ClusterMessage::BroadcastClientCount { request, count } => (
-                nsp,
-                t::BROADCAST_CLIENT_COUNT,
-                map(vec![
-                    ("requestId", s(request.as_str())),
-                    ("clientCount", Value::from(*count as u64)),
-                ]),
-                false,
-            ),
-            ClusterMessage::BroadcastAck {
-                request,
-                socket,
-                args,
-                attachments,
-            } => {
-                let mut fields = vec![("requestId", s(request.as_str()))];
-                if let Some(first) = first_arg(args, attachments) {
-                    fields.push(("packet", first));
-                }
-                fields.push(("sid", s(socket.as_str())));
-                (nsp, t::BROADCAST_ACK, map(fields), !attachments.is_empty())
-            }
-            ClusterMessage::AllRoomsResponse { request, rooms: r } => (
-                nsp,
-                t::ALL_ROOMS_RESPONSE,
-                map(vec![
-                    ("requestId", s(request.as_str())),
-                    ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
-                ]),
-                false,
-            ),
-            #[allow(unreachable_patterns)]
-            _ => (nsp, u64::MAX, Value::Nil, false),
-        };
+        let (msg_nsp, kind, data, binary) = message_parts(nsp, message);
         let doc = map(vec![
             ("uid", s(uid.as_str())),
             ("nsp", s(msg_nsp)),
@@ -284,112 +134,276 @@ impl ShardedCodec {
 
     /// Decodes what arrived for node `me` (on its namespace channel or its answer channel).
     pub fn decode(&self, me: NodeId, payload: &[u8]) -> Result<Decoded, DecodeError> {
-        use message_type as t;
-        let doc = parse(payload)?;
-        let from = node_id(get(&doc, "uid"))?;
-        if from == me {
-            return Ok(Decoded::Ignored);
-        }
-        let nsp = get_str(&doc, "nsp").unwrap_or("/").to_owned();
-        let empty = Value::Nil;
-        let data = get(&doc, "data").unwrap_or(&empty);
-        let req = || request_id(get(data, "requestId"));
-        let message = match get(&doc, "type").and_then(Value::as_u64) {
-            Some(t::BROADCAST) => {
-                let packet = get(data, "packet")
-                    .ok_or_else(|| DecodeError::Malformed("no packet".into()))?;
-                let (event, args, attachments) = decode_event_data(get(packet, "data"))?;
-                let (opts, timeout) = decode_opts(get(data, "opts"));
-                let ack = match get(data, "requestId") {
-                    Some(r) => Some(request_id(Some(r))?),
-                    None => None,
-                };
-                ClusterMessage::Broadcast {
-                    nsp,
-                    opts,
-                    event,
-                    args,
-                    attachments,
-                    timeout: ack.and(timeout),
-                    ack,
-                }
-            }
-            Some(k @ (t::SOCKETS_JOIN | t::SOCKETS_LEAVE)) => {
-                let opts = decode_opts(get(data, "opts")).0;
-                let rooms = string_list(get(data, "rooms"));
-                if k == t::SOCKETS_JOIN {
-                    ClusterMessage::SocketsJoin { nsp, opts, rooms }
-                } else {
-                    ClusterMessage::SocketsLeave { nsp, opts, rooms }
-                }
-            }
-            Some(t::DISCONNECT_SOCKETS) => ClusterMessage::DisconnectSockets {
-                nsp,
-                opts: decode_opts(get(data, "opts")).0,
-                close: get(data, "close").and_then(Value::as_bool).unwrap_or(false),
-            },
-            Some(t::FETCH_SOCKETS) => ClusterMessage::FetchSockets {
-                request: req()?,
-                nsp,
-                opts: decode_opts(get(data, "opts")).0,
-            },
-            Some(t::FETCH_SOCKETS_RESPONSE) => ClusterMessage::FetchSocketsResponse {
-                request: req()?,
-                sockets: get(data, "sockets")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(decode_socket).collect())
-                    .unwrap_or_default(),
-            },
-            Some(t::SERVER_SIDE_EMIT) => {
-                let (event, args, attachments) = decode_event_data(get(data, "packet"))?;
-                let request = match get(data, "requestId") {
-                    Some(r) => Some(request_id(Some(r))?),
-                    None => None,
-                };
-                ClusterMessage::ServerSideEmit {
-                    nsp,
-                    event,
-                    args,
-                    attachments,
-                    request,
-                }
-            }
-            Some(t::SERVER_SIDE_EMIT_RESPONSE) => {
-                let (args, attachments) = decode_single_arg(get(data, "packet"));
-                ClusterMessage::ServerSideEmitResponse {
-                    request: req()?,
-                    args,
-                    attachments,
-                }
-            }
-            Some(t::BROADCAST_CLIENT_COUNT) => ClusterMessage::BroadcastClientCount {
-                request: req()?,
-                count: get(data, "clientCount")
-                    .and_then(Value::as_u64)
-                    .and_then(|c| usize::try_from(c).ok())
-                    .ok_or_else(|| DecodeError::Malformed("no clientCount".into()))?,
-            },
-            Some(t::BROADCAST_ACK) => {
-                let (args, attachments) = decode_single_arg(get(data, "packet"));
-                ClusterMessage::BroadcastAck {
-                    request: req()?,
-                    socket: get_str(data, "sid")
-                        .and_then(|s| SocketId::new(s).ok())
-                        .unwrap_or_else(unknown_socket),
-                    args,
-                    attachments,
-                }
-            }
-            Some(t::ALL_ROOMS) => ClusterMessage::AllRooms {
-                request: req()?,
-                nsp,
-            },
-            Some(t::ALL_ROOMS_RESPONSE) => ClusterMessage::AllRoomsResponse {
-                request: req()?,
-                rooms: string_list(get(data, "rooms")),
-            },
-            _ => return Ok(Decoded::Ignored),
-        };
-        Ok(Decoded::Message { from, message })
+        decode_value(me, &parse(payload)?)
     }
+}
+
+/// A message's namespace (`nsp` for answers, which carry none), `MessageType`, `data` and
+/// whether that holds binary.
+pub(crate) fn message_parts<'a>(
+    nsp: &'a str,
+    message: &'a ClusterMessage,
+) -> (&'a str, u64, Value, bool) {
+    use message_type as t;
+    let (msg_nsp, kind, data, binary) = match message {
+        ClusterMessage::Broadcast {
+            nsp,
+            opts,
+            event,
+            args,
+            attachments,
+            ack,
+            timeout,
+        } => {
+            let mut fields = vec![
+                ("opts", broadcast_opts(opts, *timeout, ack.is_some())),
+                ("packet", packet(nsp, event, args, attachments)),
+            ];
+            if let Some(r) = ack {
+                fields.push(("requestId", s(r.as_str())));
+            }
+            (
+                nsp.as_str(),
+                t::BROADCAST,
+                map(fields),
+                !attachments.is_empty(),
+            )
+        }
+        ClusterMessage::SocketsJoin {
+            nsp,
+            opts,
+            rooms: r,
+        }
+        | ClusterMessage::SocketsLeave {
+            nsp,
+            opts,
+            rooms: r,
+        } => {
+            let kind = if matches!(message, ClusterMessage::SocketsJoin { .. }) {
+                t::SOCKETS_JOIN
+            } else {
+                t::SOCKETS_LEAVE
+            };
+            let data = map(vec![
+                ("opts", opts_value(opts)),
+                ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
+            ]);
+            (nsp.as_str(), kind, data, false)
+        }
+        ClusterMessage::DisconnectSockets { nsp, opts, close } => (
+            nsp.as_str(),
+            t::DISCONNECT_SOCKETS,
+            map(vec![
+                ("opts", opts_value(opts)),
+                ("close", Value::from(*close)),
+            ]),
+            false,
+        ),
+        ClusterMessage::FetchSockets { request, nsp, opts } => (
+            nsp.as_str(),
+            t::FETCH_SOCKETS,
+            map(vec![
+                ("opts", opts_value(opts)),
+                ("requestId", s(request.as_str())),
+            ]),
+            false,
+        ),
+        ClusterMessage::ServerSideEmit {
+            nsp,
+            event,
+            args,
+            attachments,
+            request,
+        } => {
+            let mut fields = Vec::new();
+            if let Some(r) = request {
+                fields.push(("requestId", s(r.as_str())));
+            }
+            fields.push(("packet", event_data(event, args, attachments)));
+            (
+                nsp.as_str(),
+                t::SERVER_SIDE_EMIT,
+                map(fields),
+                !attachments.is_empty(),
+            )
+        }
+        ClusterMessage::AllRooms { request, nsp } => (
+            nsp.as_str(),
+            t::ALL_ROOMS,
+            map(vec![("requestId", s(request.as_str()))]),
+            false,
+        ),
+        ClusterMessage::FetchSocketsResponse { request, sockets } => (
+            nsp,
+            t::FETCH_SOCKETS_RESPONSE,
+            map(vec![
+                ("requestId", s(request.as_str())),
+                (
+                    "sockets",
+                    Value::Array(sockets.iter().map(socket_to_value).collect()),
+                ),
+            ]),
+            false,
+        ),
+        ClusterMessage::ServerSideEmitResponse {
+            request,
+            args,
+            attachments,
+        } => {
+            let mut fields = vec![("requestId", s(request.as_str()))];
+            if let Some(first) = first_arg(args, attachments) {
+                fields.push(("packet", first));
+            }
+            (
+                nsp,
+                t::SERVER_SIDE_EMIT_RESPONSE,
+                map(fields),
+                !attachments.is_empty(),
+            )
+        }
+        ClusterMessage::BroadcastClientCount { request, count } => (
+            nsp,
+            t::BROADCAST_CLIENT_COUNT,
+            map(vec![
+                ("requestId", s(request.as_str())),
+                ("clientCount", Value::from(*count as u64)),
+            ]),
+            false,
+        ),
+        ClusterMessage::BroadcastAck {
+            request,
+            socket,
+            args,
+            attachments,
+        } => {
+            let mut fields = vec![("requestId", s(request.as_str()))];
+            if let Some(first) = first_arg(args, attachments) {
+                fields.push(("packet", first));
+            }
+            fields.push(("sid", s(socket.as_str())));
+            (nsp, t::BROADCAST_ACK, map(fields), !attachments.is_empty())
+        }
+        ClusterMessage::AllRoomsResponse { request, rooms: r } => (
+            nsp,
+            t::ALL_ROOMS_RESPONSE,
+            map(vec![
+                ("requestId", s(request.as_str())),
+                ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
+            ]),
+            false,
+        ),
+        #[allow(unreachable_patterns)]
+        _ => (nsp, u64::MAX, Value::Nil, false),
+    };
+    (msg_nsp, kind, data, binary)
+}
+
+/// A message `{uid, nsp, type, data}` for node `me`, as a MessagePack value.
+pub(crate) fn decode_value(me: NodeId, doc: &Value) -> Result<Decoded, DecodeError> {
+    use message_type as t;
+    let from = node_id(get(doc, "uid"))?;
+    if from == me {
+        return Ok(Decoded::Ignored);
+    }
+    let nsp = get_str(doc, "nsp").unwrap_or("/").to_owned();
+    let empty = Value::Nil;
+    let data = get(doc, "data").unwrap_or(&empty);
+    let req = || request_id(get(data, "requestId"));
+    let message = match get(doc, "type").and_then(Value::as_u64) {
+        Some(t::BROADCAST) => {
+            let packet =
+                get(data, "packet").ok_or_else(|| DecodeError::Malformed("no packet".into()))?;
+            let (event, args, attachments) = decode_event_data(get(packet, "data"))?;
+            let (opts, timeout) = decode_opts(get(data, "opts"));
+            let ack = match get(data, "requestId") {
+                Some(r) => Some(request_id(Some(r))?),
+                None => None,
+            };
+            ClusterMessage::Broadcast {
+                nsp,
+                opts,
+                event,
+                args,
+                attachments,
+                timeout: ack.and(timeout),
+                ack,
+            }
+        }
+        Some(k @ (t::SOCKETS_JOIN | t::SOCKETS_LEAVE)) => {
+            let opts = decode_opts(get(data, "opts")).0;
+            let rooms = string_list(get(data, "rooms"));
+            if k == t::SOCKETS_JOIN {
+                ClusterMessage::SocketsJoin { nsp, opts, rooms }
+            } else {
+                ClusterMessage::SocketsLeave { nsp, opts, rooms }
+            }
+        }
+        Some(t::DISCONNECT_SOCKETS) => ClusterMessage::DisconnectSockets {
+            nsp,
+            opts: decode_opts(get(data, "opts")).0,
+            close: get(data, "close").and_then(Value::as_bool).unwrap_or(false),
+        },
+        Some(t::FETCH_SOCKETS) => ClusterMessage::FetchSockets {
+            request: req()?,
+            nsp,
+            opts: decode_opts(get(data, "opts")).0,
+        },
+        Some(t::FETCH_SOCKETS_RESPONSE) => ClusterMessage::FetchSocketsResponse {
+            request: req()?,
+            sockets: get(data, "sockets")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(decode_socket).collect())
+                .unwrap_or_default(),
+        },
+        Some(t::SERVER_SIDE_EMIT) => {
+            let (event, args, attachments) = decode_event_data(get(data, "packet"))?;
+            let request = match get(data, "requestId") {
+                Some(r) => Some(request_id(Some(r))?),
+                None => None,
+            };
+            ClusterMessage::ServerSideEmit {
+                nsp,
+                event,
+                args,
+                attachments,
+                request,
+            }
+        }
+        Some(t::SERVER_SIDE_EMIT_RESPONSE) => {
+            let (args, attachments) = decode_single_arg(get(data, "packet"));
+            ClusterMessage::ServerSideEmitResponse {
+                request: req()?,
+                args,
+                attachments,
+            }
+        }
+        Some(t::BROADCAST_CLIENT_COUNT) => ClusterMessage::BroadcastClientCount {
+            request: req()?,
+            count: get(data, "clientCount")
+                .and_then(Value::as_u64)
+                .and_then(|c| usize::try_from(c).ok())
+                .ok_or_else(|| DecodeError::Malformed("no clientCount".into()))?,
+        },
+        Some(t::BROADCAST_ACK) => {
+            let (args, attachments) = decode_single_arg(get(data, "packet"));
+            ClusterMessage::BroadcastAck {
+                request: req()?,
+                socket: get_str(data, "sid")
+                    .and_then(|s| SocketId::new(s).ok())
+                    .unwrap_or_else(unknown_socket),
+                args,
+                attachments,
+            }
+        }
+        Some(t::ALL_ROOMS) => ClusterMessage::AllRooms {
+            request: req()?,
+            nsp,
+        },
+        Some(t::ALL_ROOMS_RESPONSE) => ClusterMessage::AllRoomsResponse {
+            request: req()?,
+            rooms: string_list(get(data, "rooms")),
+        },
+        _ => return Ok(Decoded::Ignored),
+    };
+    Ok(Decoded::Message { from, message })
 }

@@ -231,6 +231,59 @@ fn reference_json_requests() {
     assert!(codec.decode(node("me"), ch, b"\xc1").is_err());
 }
 
+/// `@socket.io/redis-emitter`'s `socketsJoin`, `socketsLeave` and `disconnectSockets` send
+/// no `uid`; the reference adapter applies them, and so does this codec.
+#[test]
+fn emitter_requests_without_uid() {
+    let codec = Codec::default();
+    let ch = "socket.io-request#/#";
+    let (from, m) = decode(
+        &codec,
+        "me",
+        ch,
+        br#"{"type":2,"opts":{"rooms":["red"],"except":[]},"rooms":["green"]}"#,
+    );
+    assert_eq!(from, unknown_node());
+    assert_eq!(
+        m,
+        ClusterMessage::SocketsJoin {
+            nsp: "/".into(),
+            opts: opts(&["red"], &[]),
+            rooms: vec!["green".into()]
+        }
+    );
+    let (_, m) = decode(
+        &codec,
+        "me",
+        ch,
+        br#"{"type":3,"opts":{"rooms":[],"except":[]},"rooms":["green"]}"#,
+    );
+    assert_eq!(
+        m,
+        ClusterMessage::SocketsLeave {
+            nsp: "/".into(),
+            opts: opts(&[], &[]),
+            rooms: vec!["green".into()]
+        }
+    );
+    let (_, m) = decode(
+        &codec,
+        "me",
+        ch,
+        br#"{"type":4,"opts":{"rooms":["x"],"except":[]},"close":false}"#,
+    );
+    assert_eq!(
+        m,
+        ClusterMessage::DisconnectSockets {
+            nsp: "/".into(),
+            opts: opts(&["x"], &[]),
+            close: false
+        }
+    );
+    // Not a request at all is still an error.
+    assert!(codec.decode(node("me"), ch, b"[1,2]").is_err());
+}
+
 /// Volley's requests are the reference's JSON, key order included.
 #[test]
 fn encoded_requests_are_reference_json() {

@@ -30,8 +30,13 @@
 //! `{"code": 42}` unless the auth object's (or, for v2 clients, the query's) `token` is
 //! `abc`. Every socket leaving `/`, `/custom` or `/secure` is reported to the sockets of
 //! `/admin` as `left` with `{nsp, id, reason}`.
+//!
+//! The [`recovery`] module holds the application of the server with connection state
+//! recovery on (`--app recovery`).
 
 #![forbid(unsafe_code)]
+
+pub mod recovery;
 
 use serde::Deserialize;
 use serde_json::{Value, json};

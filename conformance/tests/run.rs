@@ -10,9 +10,10 @@
 //! Each scenario file gets a fresh server on a free port (the server prints
 //! `LISTENING <port>` first; the test waits for that line). A file's first lines may ask for
 //! server options: `// @server FAST_PING=1 --app chat` (words with `=` are environment
-//! variables, the others arguments). Servers are killed when their guard drops; node is
-//! killed (with its process group) past [`FILE_TIMEOUT`], and files not started within
-//! [`SUITE_TIMEOUT`] fail as not run.
+//! variables, the others arguments). `SCENARIO=recovery` (comma-separated words) runs only
+//! the files whose name contains one of the words. Servers are killed when their guard
+//! drops; node is killed (with its process group) past [`FILE_TIMEOUT`], and files not
+//! started within [`SUITE_TIMEOUT`] fail as not run.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -328,16 +329,24 @@ impl Drop for Server {
     }
 }
 
-/// The scenario files, sorted.
+/// The scenario files, sorted; with `SCENARIO` set (e.g. `recovery` or `events,acks`), only
+/// those whose name contains one of its comma-separated words.
 fn scenario_files() -> Vec<PathBuf> {
+    let filter = std::env::var("SCENARIO").unwrap_or_default();
+    let words: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
     let dir = conformance_dir().join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".test.mjs"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.ends_with(".test.mjs")
+                    && (words.is_empty() || words.iter().any(|w| n.contains(w)))
+            })
         })
         .collect();
     files.sort();
@@ -407,7 +416,10 @@ fn run_runtime(runtime: &str) {
         panic!("conformance suite set-up failed (nothing was skipped): {e}");
     }
     let files = scenario_files();
-    assert!(!files.is_empty(), "no scenario files in conformance/tests/");
+    assert!(
+        !files.is_empty(),
+        "no scenario files in conformance/tests/ (or none matching SCENARIO)"
+    );
     let mut failures = Vec::new();
     let started = Instant::now();
     for file in &files {

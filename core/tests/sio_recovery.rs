@@ -245,6 +245,63 @@ fn without_skip_middlewares_the_application_settles_a_recovered_connect() {
     assert_eq!(frames.len(), 2);
 }
 
+/// As the reference, which sends a single emit as a broadcast to the socket's room (kept
+/// whether or not the socket is connected), an emit to a socket that left a session is
+/// replayed when it comes back: an application streaming to a socket handle loses nothing.
+#[test]
+fn an_emit_to_a_socket_away_is_kept_for_its_return() {
+    let mut p = pair(true);
+    let (c, reply) = connect(&mut p, "");
+    let (sid, pid) = (field(&reply, "sid"), field(&reply, "pid"));
+    let socket = SocketId::new(&sid).unwrap();
+    p.server
+        .emit(socket, "m1", "[1]", Vec::new(), false, p.now)
+        .unwrap();
+    p.drive();
+    let offset = events(&mut p, c)[0][2].as_str().unwrap().to_owned();
+    p.drop_transport(c, false);
+    assert_eq!(p.server.recovery_session_count(), 1);
+
+    // Not sent (the socket is gone), but kept for the session; a volatile one is not.
+    assert!(
+        p.server
+            .emit(socket, "m2", "[2]", Vec::new(), false, p.now)
+            .is_err()
+    );
+    assert!(
+        p.server
+            .emit(socket, "v", "[3]", Vec::new(), true, p.now)
+            .is_err()
+    );
+    broadcast(&mut p, &BroadcastOptions::default(), "m3");
+    assert_eq!(p.server.recovery_packet_count(), 3);
+    // A socket that left no session keeps nothing.
+    let (gone, gone_reply) = connect(&mut p, "");
+    let gone_socket = SocketId::new(&field(&gone_reply, "sid")).unwrap();
+    p.send(gone, "1");
+    assert_eq!(p.server.recovery_session_count(), 1);
+    assert!(
+        p.server
+            .emit(gone_socket, "m4", "[4]", Vec::new(), false, p.now)
+            .is_err()
+    );
+    assert_eq!(p.server.recovery_packet_count(), 3);
+
+    let auth = serde_json::json!({ "pid": pid, "offset": offset });
+    let c2 = p.open(4, Kind::Ws);
+    p.send(c2, &format!("0{auth}"));
+    assert!(last_connect(&p).recovered);
+    let frames = p.recv_text(c2);
+    assert_eq!(
+        frames[0],
+        format!(r#"40{{"sid":"{sid}","pid":"{pid}"}}"#),
+        "{frames:?}"
+    );
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    assert!(frames[1].starts_with(r#"42["m2",2,""#), "{frames:?}");
+    assert!(frames[2].starts_with(r#"42["m3",1,""#), "{frames:?}");
+}
+
 #[test]
 fn after_the_window_a_fresh_session_and_nothing_kept() {
     let mut p = pair(true);

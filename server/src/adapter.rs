@@ -2,15 +2,22 @@
 //! node, and an in-process cluster for tests and for several servers in one process.
 
 use futures::channel::mpsc;
+use futures::future::BoxFuture;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
+use volley_core::socketio::{SessionState, StoredMessage};
+
+/// What the other nodes sent: the sender, the message, and the offset it was kept under
+/// (adapters with a shared recovery store).
+pub(crate) type Delivery = (NodeId, ClusterMessage, Option<String>);
 
 /// Where an adapter delivers what other nodes sent to this one.
 #[derive(Clone)]
 pub struct Inbox {
-    tx: mpsc::UnboundedSender<(NodeId, ClusterMessage)>,
+    tx: mpsc::UnboundedSender<Delivery>,
 }
 
 impl fmt::Debug for Inbox {
@@ -20,14 +27,22 @@ impl fmt::Debug for Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<(NodeId, ClusterMessage)>) {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Delivery>) {
         let (tx, rx) = mpsc::unbounded();
         (Inbox { tx }, rx)
     }
 
     /// Hands a message from node `from` to this node. False once the node has stopped.
     pub fn deliver(&self, from: NodeId, message: ClusterMessage) -> bool {
-        self.tx.unbounded_send((from, message)).is_ok()
+        self.tx.unbounded_send((from, message, None)).is_ok()
+    }
+
+    /// Like [`Inbox::deliver`], for a message kept under `offset` in the adapter's shared
+    /// store ([`Adapter::keeps_sessions`]): a broadcast then carries it to the clients.
+    pub fn deliver_at(&self, from: NodeId, message: ClusterMessage, offset: String) -> bool {
+        self.tx
+            .unbounded_send((from, message, Some(offset)))
+            .is_ok()
     }
 }
 
@@ -49,6 +64,45 @@ pub trait Adapter: Send + Sync + 'static {
     /// How many nodes the cluster has now, this one included. Requests wait for an answer
     /// from each of the others (until their timeout).
     fn server_count(&self) -> usize;
+
+    /// Whether this adapter keeps what connection state recovery needs where every node
+    /// sees it (a Redis stream and session keys), so that a client may recover on any
+    /// node. When it does and recovery is on, the server publishes broadcasts with
+    /// [`Adapter::publish_broadcast`] and uses the offsets it returns, hands sessions to
+    /// [`Adapter::persist_session`] and asks [`Adapter::restore_session`] for them. The
+    /// default (`false`) keeps recovery in each node's memory.
+    fn keeps_sessions(&self) -> bool {
+        false
+    }
+
+    /// Publishes a broadcast (without acknowledgement) to every other node and resolves to
+    /// the offset it is kept under, or `None` when it could not be kept. Replies must come
+    /// in call order for the server to keep broadcast order at no cost; it delivers locally
+    /// in call order regardless. The default publishes and keeps nothing.
+    fn publish_broadcast(&self, message: ClusterMessage) -> BoxFuture<'static, Option<String>> {
+        self.publish(None, message);
+        Box::pin(futures::future::ready(None))
+    }
+
+    /// Keeps the session a socket left behind for `ttl` (the recovery window).
+    fn persist_session(&self, session: SessionState, ttl: Duration) {
+        let _ = (session, ttl);
+    }
+
+    /// Takes the session of private id `pid` (it cannot be taken twice) and the messages
+    /// kept after `offset`, in order, when both the session and `offset` are still kept;
+    /// `None` otherwise (or when the store cannot be reached: the client then gets a new
+    /// session). Messages of namespaces other than `nsp` may be left out; the server
+    /// decides which of the rest the socket missed.
+    fn restore_session(
+        &self,
+        pid: &str,
+        offset: &str,
+        nsp: &str,
+    ) -> BoxFuture<'static, Option<(SessionState, Vec<StoredMessage>)>> {
+        let _ = (pid, offset, nsp);
+        Box::pin(futures::future::ready(None))
+    }
 }
 
 /// A single node: nothing to publish, no one to ask. The default.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use volley_core::NodeId;
 use volley_core::engine::{Engine, OverflowPolicy, Transports};
 use volley_core::rng::{ChaCha20Rng, IdGenerator};
-use volley_core::socketio::{Config as SioConfig, Recovery, Room, Server as SioServer};
+use volley_core::socketio::{Config as SioConfig, Parser, Recovery, Room, Server as SioServer};
 
 /// How long a request to the other nodes of a cluster waits by default (the reference
 /// adapters' `requestsTimeout`).
@@ -146,6 +146,14 @@ impl Builder {
         self
     }
 
+    /// How packets are encoded: [`Parser::Default`] (text) or [`Parser::MsgPack`], for clients
+    /// built with `socket.io-msgpack-parser`. Every client of the server must use the same one,
+    /// as with the reference server's `parser` option.
+    pub fn parser(mut self, parser: Parser) -> Self {
+        self.sio.parser = parser;
+        self
+    }
+
     /// A custom session id generator.
     pub fn id_generator(mut self, ids: impl IdGenerator + 'static) -> Self {
         self.ids = Some(Box::new(ids));
@@ -194,8 +202,11 @@ impl Builder {
     /// (same id, rooms and `data()` as a `serde_json::Value`) and the events it missed;
     /// [`Socket::recovered`] tells. With `skip_middlewares`, such a connect bypasses the
     /// connection middleware. Every event sent without ack and not volatile then carries an
-    /// offset as its last argument (the reference client strips it) and is kept in memory for
-    /// the window.
+    /// offset as its last argument (the reference client remembers the latest and hands it to
+    /// event handlers as their last argument, it does not strip it) and is kept in memory for
+    /// the window, unless the [adapter](Builder::adapter) keeps offsets and sessions for the
+    /// whole cluster ([`Adapter::keeps_sessions`], such as the Redis Streams adapter): then a
+    /// client may recover on any node.
     pub fn connection_state_recovery(
         mut self,
         max_disconnection_duration: Duration,
@@ -227,6 +238,8 @@ impl Builder {
         let path: Arc<str> = Arc::from(self.sio.engine.path.as_str());
         let mut sio = SioServer::with_engine(self.sio, engine, socket_seed);
         sio.set_connection_state_recovery(self.recovery);
+        // An adapter with a shared store keeps offsets and sessions for the whole cluster.
+        sio.set_shared_recovery(self.adapter.keeps_sessions());
         let registry = Arc::new(Registry::default());
         let spawner_rt = runtime.clone();
         let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| spawner_rt.spawn(f));
@@ -260,9 +273,9 @@ impl Builder {
         let (inbox, mut messages) = Inbox::new();
         let handle = driver.handle();
         runtime.spawn(async move {
-            while let Some((from, message)) = messages.next().await {
-                let delivered =
-                    handle.cast(move |node: &mut Node, now| node.on_cluster(from, message, now));
+            while let Some((from, message, offset)) = messages.next().await {
+                let delivered = handle
+                    .cast(move |node: &mut Node, now| node.on_cluster(from, message, offset, now));
                 if delivered.is_err() {
                     break;
                 }

@@ -18,7 +18,7 @@ use crate::socket::Socket;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesUnordered;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,8 +26,9 @@ use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, Sock
 use volley_core::engine::{ApiMisuse, Body, Output, WsMessage};
 use volley_core::http::RequestHead;
 use volley_core::socketio::{
-    AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event, Room,
-    Server as SioServer, SioError,
+    AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
+    RestoreOutcome, Room, Server as SioServer, SessionState, SioError, StoredMessage,
+    recovery_auth,
 };
 use volley_core::{ConnId, NodeId, RequestId, SocketId, Utf8Bytes};
 
@@ -100,6 +101,19 @@ enum Collector {
     Acks(u64),
 }
 
+/// A broadcast of this node waiting for the offset the adapter keeps it under, or behind one
+/// that is: local delivery follows call order.
+struct Queued {
+    seq: u64,
+    /// `None` while the adapter has not answered; then the offset, if it kept the packet.
+    offset: Option<Option<String>>,
+    nsp: Arc<str>,
+    opts: BroadcastOptions,
+    event: String,
+    args: String,
+    attachments: Vec<bytes::Bytes>,
+}
+
 /// The Socket.IO machine with Volley's application state. Only the driver touches it, on
 /// its own task.
 pub struct Node {
@@ -116,6 +130,9 @@ pub struct Node {
     requests: Requests,
     collectors: HashMap<RequestId, Collector>,
     next_request: u64,
+    /// Broadcasts waiting for their offsets (shared recovery), in call order.
+    queued: VecDeque<Queued>,
+    next_queued: u64,
 }
 
 impl std::fmt::Debug for Node {
@@ -206,6 +223,8 @@ impl Node {
             requests: Requests::new(),
             collectors: HashMap::new(),
             next_request: 0,
+            queued: VecDeque::new(),
+            next_queued: 0,
         }
     }
 
@@ -314,8 +333,7 @@ impl Node {
         tx: oneshot::Sender<Result<Payload, AckError>>,
         now: Instant,
     ) {
-        let json = payload.json();
-        let (_, attachments) = payload.into_parts();
+        let (json, attachments) = payload.into_wire();
         match self
             .sio
             .emit_with_ack(socket, event, &json, attachments, timeout, now)
@@ -348,8 +366,7 @@ impl Node {
         tx: oneshot::Sender<Result<Vec<AckResponse>, PartialAcks>>,
         now: Instant,
     ) {
-        let json = payload.json();
-        let (_, attachments) = payload.into_parts();
+        let (json, attachments) = payload.into_json();
         let key = self.next_aggregate;
         self.next_aggregate += 1;
         let mut asked = 0;
@@ -460,28 +477,119 @@ impl Node {
         payload: Payload,
         now: Instant,
     ) {
-        let json = payload.json();
-        let (_, attachments) = payload.into_parts();
+        let (json, attachments) = payload.into_json();
+        let shared = self.sio.is_recovery_shared();
         for nsp in nsps {
-            if !opts.local {
-                self.publish(
-                    None,
-                    ClusterMessage::Broadcast {
-                        nsp: nsp.to_string(),
-                        opts: opts.clone(),
-                        event: event.to_owned(),
-                        args: json.clone(),
-                        attachments: attachments.clone(),
-                        ack: None,
-                        timeout: None,
-                    },
-                );
+            let message = || ClusterMessage::Broadcast {
+                nsp: nsp.to_string(),
+                opts: opts.clone(),
+                event: event.to_owned(),
+                args: json.clone(),
+                attachments: attachments.clone(),
+                ack: None,
+                timeout: None,
+            };
+            if let (true, false, Some(ctl)) = (shared, opts.local, self.ctl.clone()) {
+                // The packet carries the offset the adapter keeps it under: deliver it here
+                // once that is known, after the broadcasts made before it.
+                let offset = self.cluster.adapter.publish_broadcast(message());
+                let seq = self.enqueue(nsp, opts, event, &json, &attachments, None);
+                (self.spawn)(Box::pin(async move {
+                    let offset = offset.await;
+                    let _ = ctl
+                        .handle
+                        .cast(move |node: &mut Node, now| node.on_offset(seq, offset, now));
+                }));
+                continue;
             }
-            // A namespace that went away meanwhile has nobody to send to.
-            let _ = self
-                .sio
-                .broadcast(nsp, opts, event, &json, attachments.clone(), now);
+            if !opts.local {
+                self.publish(None, message());
+            }
+            if self.queued.is_empty() {
+                // A namespace that went away meanwhile has nobody to send to.
+                let _ = self
+                    .sio
+                    .broadcast(nsp, opts, event, &json, attachments.clone(), now);
+            } else {
+                self.enqueue(nsp, opts, event, &json, &attachments, Some(None));
+            }
         }
+    }
+
+    /// Queues a broadcast for local delivery in call order.
+    fn enqueue(
+        &mut self,
+        nsp: &Arc<str>,
+        opts: &BroadcastOptions,
+        event: &str,
+        args: &str,
+        attachments: &[bytes::Bytes],
+        offset: Option<Option<String>>,
+    ) -> u64 {
+        let seq = self.next_queued;
+        self.next_queued += 1;
+        self.queued.push_back(Queued {
+            seq,
+            offset,
+            nsp: nsp.clone(),
+            opts: opts.clone(),
+            event: event.to_owned(),
+            args: args.to_owned(),
+            attachments: attachments.to_vec(),
+        });
+        seq
+    }
+
+    /// The adapter kept broadcast `seq` under `offset` (or could not): deliver what is ready,
+    /// in order.
+    fn on_offset(&mut self, seq: u64, offset: Option<String>, now: Instant) {
+        if let Some(q) = self.queued.iter_mut().find(|q| q.seq == seq) {
+            q.offset = Some(offset);
+        }
+        while self.queued.front().is_some_and(|q| q.offset.is_some()) {
+            let Some(q) = self.queued.pop_front() else {
+                break;
+            };
+            let offset = q.offset.flatten();
+            let _ = self.sio.broadcast_at(
+                &q.nsp,
+                &q.opts,
+                &q.event,
+                &q.args,
+                q.attachments,
+                offset.as_deref(),
+                now,
+            );
+        }
+    }
+
+    /// Sends `event` to one socket. With shared recovery and not volatile, it goes as a
+    /// broadcast to the socket's room, as the reference does, so that it is kept where any
+    /// node can replay it.
+    pub(crate) fn emit_to(
+        &mut self,
+        socket: SocketId,
+        event: &str,
+        payload: Payload,
+        volatile: bool,
+        now: Instant,
+    ) {
+        if !volatile && self.sio.is_recovery_shared() {
+            if let Some(nsp) = self.sio.namespace_of(socket).cloned() {
+                let opts = BroadcastOptions {
+                    rooms: vec![Room::from(socket)],
+                    ..BroadcastOptions::default()
+                };
+                self.broadcast(&[nsp], &opts, event, payload, now);
+            }
+            return;
+        }
+        let (json, attachments) = payload.into_wire();
+        // A socket that left meanwhile, or a full queue (whose session the engine closes by
+        // policy), needs no answer here: the disconnect reports it.
+        let _ = self
+            .sio
+            .emit(socket, event, &json, attachments, volatile, now);
     }
 
     /// Puts the selected sockets in `rooms` (`join`) or takes them out, here and (unless
@@ -626,8 +734,7 @@ impl Node {
         tx: Option<oneshot::Sender<Result<Vec<Payload>, ServerSideEmitError>>>,
         now: Instant,
     ) {
-        let json = payload.json();
-        let (_, attachments) = payload.into_parts();
+        let (json, attachments) = payload.into_json();
         let request = match tx {
             None => None,
             Some(tx) => {
@@ -666,8 +773,15 @@ impl Node {
 
     // ---- the cluster: incoming ----
 
-    /// Handles a message another node (`from`) sent this one.
-    pub(crate) fn on_cluster(&mut self, from: NodeId, message: ClusterMessage, now: Instant) {
+    /// Handles a message another node (`from`) sent this one (kept under `offset` by an
+    /// adapter with a shared recovery store).
+    pub(crate) fn on_cluster(
+        &mut self,
+        from: NodeId,
+        message: ClusterMessage,
+        offset: Option<String>,
+        now: Instant,
+    ) {
         if from == self.cluster.node_id {
             return;
         }
@@ -684,9 +798,15 @@ impl Node {
                 // Whatever arrives is for this node's sockets only.
                 opts.local = true;
                 let Some(request) = ack else {
-                    let _ = self
-                        .sio
-                        .broadcast(&nsp, &opts, &event, &args, attachments, now);
+                    let _ = self.sio.broadcast_at(
+                        &nsp,
+                        &opts,
+                        &event,
+                        &args,
+                        attachments,
+                        offset.as_deref(),
+                        now,
+                    );
                     return;
                 };
                 let count = match self.sio.broadcast_with_ack(
@@ -787,8 +907,7 @@ impl Node {
                 }
             };
             if let Some(request) = request {
-                let args = answer.json();
-                let (_, attachments) = answer.into_parts();
+                let (args, attachments) = answer.into_json();
                 adapter.publish(
                     Some(from),
                     ClusterMessage::ServerSideEmitResponse {
@@ -939,7 +1058,7 @@ impl Node {
                 ack,
                 ..
             } => {
-                let payload = Payload::from_wire(args.as_str(), attachments);
+                let payload = Payload::from_decoded(args, attachments);
                 self.on_event(socket, name, payload, Arc::new(Mutex::new(ack)));
             }
             Event::Ack {
@@ -948,7 +1067,7 @@ impl Node {
                 args,
                 attachments,
             } => {
-                let payload = Payload::from_wire(args.as_str(), attachments);
+                let payload = Payload::from_decoded(args, attachments);
                 self.resolve(socket, id, Ok(payload));
             }
             Event::AckFailed { socket, id, reason } => {
@@ -971,6 +1090,17 @@ impl Node {
                 if let Some(data) = entry.socket.data().get::<serde_json::Value>() {
                     self.sio
                         .set_session_data(socket, Utf8Bytes::from(data.to_string()));
+                }
+                // Kept where every node can find it, with an adapter that shares recovery.
+                if let (true, Some(r)) = (
+                    self.sio.is_recovery_shared(),
+                    self.sio.connection_state_recovery(),
+                ) {
+                    if let Some(session) = self.sio.take_session(socket) {
+                        self.cluster
+                            .adapter
+                            .persist_session(session, r.max_disconnection_duration);
+                    }
                 }
                 for hook in entry.socket.ns_handlers().disconnecting() {
                     let _ = entry.queue.unbounded_send(Job::Barrier(hook(
@@ -1017,8 +1147,7 @@ impl Node {
             Some(Waiter::Relay { to, request }) => {
                 // A failure is not relayed: the sender counts it missing at its deadline.
                 if let Ok(payload) = result {
-                    let args = payload.json();
-                    let (_, attachments) = payload.into_parts();
+                    let (args, attachments) = payload.into_json();
                     self.publish(
                         Some(to),
                         ClusterMessage::BroadcastAck {
@@ -1035,6 +1164,55 @@ impl Node {
     }
 
     fn on_connect(&mut self, req: ConnectRequest, now: Instant) {
+        // Shared recovery: the session and what it missed are fetched from the adapter
+        // first; the request goes on when they came (or did not).
+        if self.sio.is_recovery_shared() && !req.recovered && req.accepted.is_none() {
+            if let (Some((pid, offset)), Some(ctl)) = (recovery_auth(&req.auth), self.ctl.clone()) {
+                let restore = self
+                    .cluster
+                    .adapter
+                    .restore_session(&pid, &offset, &req.nsp);
+                (self.spawn)(Box::pin(async move {
+                    let found = restore.await;
+                    let _ = ctl
+                        .handle
+                        .cast(move |node: &mut Node, now| node.on_restored(req, found, now));
+                }));
+                return;
+            }
+        }
+        self.connect(req, now);
+    }
+
+    /// The adapter's answer to a recovering connect.
+    fn on_restored(
+        &mut self,
+        mut req: ConnectRequest,
+        found: Option<(SessionState, Vec<StoredMessage>)>,
+        now: Instant,
+    ) {
+        if let Some((session, stored)) = found {
+            let data = session.data.clone();
+            match self.sio.restore_connect(req.id, session, stored, now) {
+                // The client left meanwhile.
+                Err(_) => return,
+                Ok(RestoreOutcome::Refused) => {}
+                Ok(RestoreOutcome::Restored) => {
+                    req.recovered = true;
+                    req.session_data = data;
+                }
+                Ok(RestoreOutcome::Accepted(id)) => {
+                    req.recovered = true;
+                    req.session_data = data;
+                    req.accepted = Some(id);
+                }
+            }
+        }
+        self.connect(req, now);
+    }
+
+    /// Runs the connection middleware of a request (or attaches a socket the core accepted).
+    fn connect(&mut self, req: ConnectRequest, now: Instant) {
         let Some(ctl) = self.ctl.clone() else {
             let _ = self.sio.reject(req.id, "server not ready", None, now);
             return;

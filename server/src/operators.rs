@@ -412,8 +412,7 @@ impl RemoteSocket {
         match &self.place {
             Place::Local(s) => s.emit_payload(event, payload),
             Place::Remote(r) => {
-                let args = payload.json();
-                let (_, attachments) = payload.into_parts();
+                let (args, attachments) = payload.into_json();
                 self.send_remote(
                     r,
                     ClusterMessage::Broadcast {

@@ -146,13 +146,11 @@ impl Socket {
         }
         let id = self.inner.id;
         let event = event.to_owned();
-        let _ = self.inner.ctl.handle.cast(move |node, now| {
-            let json = payload.json();
-            let (_, attachments) = payload.into_parts();
-            // A socket that left meanwhile, or a full queue (whose session the engine closes
-            // by policy), needs no answer here: the disconnect reports it.
-            let _ = node.sio.emit(id, &event, &json, attachments, volatile, now);
-        });
+        let _ = self
+            .inner
+            .ctl
+            .handle
+            .cast(move |node, now| node.emit_to(id, &event, payload, volatile, now));
     }
 
     /// Sends `event` (now, not when the future is first polled) and waits for the client's
@@ -216,8 +214,7 @@ impl Socket {
 
     pub(crate) fn send_ack(&self, token: AckToken, payload: Payload) {
         let _ = self.inner.ctl.handle.cast(move |node, now| {
-            let json = payload.json();
-            let (_, attachments) = payload.into_parts();
+            let (json, attachments) = payload.into_wire();
             let _ = node.sio.ack(token, &json, attachments, now);
         });
     }

@@ -193,6 +193,46 @@ fn without_skip_middlewares_the_middleware_runs_on_recovery() {
     });
 }
 
+/// An application that keeps a socket's handle and emits through it while the client is
+/// away loses nothing: those events are replayed on recovery, as with the reference, whose
+/// `socket.emit` is kept as a broadcast to the socket's room.
+#[test]
+fn emits_through_the_handle_of_a_socket_away_are_replayed() {
+    let (rt, io) = setup_with(volley::builder().connection_state_recovery(WINDOW, true));
+    let handle: Arc<std::sync::Mutex<Option<Socket>>> = Arc::default();
+    let h = handle.clone();
+    io.ns("/").on_connection(move |s: Socket| {
+        let h = h.clone();
+        async move {
+            if !s.recovered() {
+                *h.lock().unwrap() = Some(s);
+            }
+        }
+    });
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        rt.sleep(SETTLE).await;
+        let s = handle.lock().unwrap().clone().expect("the socket's handle");
+        s.emit("own", &0).unwrap();
+        assert_eq!(drain(&rt, &mut c).await, ["own [0]"]);
+        let state = c.recovery_state().unwrap();
+        c.close();
+        rt.sleep(SETTLE).await;
+        assert!(!s.connected());
+        s.emit("own", &1).unwrap();
+        s.emit_volatile("lost", &2).unwrap();
+        rt.sleep(SETTLE).await;
+        let mut c = TestClient::reconnect_with_recovery(&io, "/", &state, ConnectOptions::new())
+            .await
+            .unwrap();
+        assert!(c.recovered());
+        assert_eq!(drain(&rt, &mut c).await, ["own [1]"]);
+        // The old handle reaches the recovered socket, which has its id.
+        s.emit("own", &3).unwrap();
+        assert_eq!(drain(&rt, &mut c).await, ["own [3]"]);
+    });
+}
+
 #[test]
 fn without_recovery_nothing_changes_on_the_wire() {
     let (rt, io) = common::setup();

@@ -1,7 +1,7 @@
 //! The conformance suite's test server.
 //!
 //! ```text
-//! conformance-server [--runtime tokio|smol] [--app scenarios|chat] [--exit-with-stdin]
+//! conformance-server [--runtime tokio|smol] [--app scenarios|chat|recovery|msgpack] [--exit-with-stdin]
 //! ```
 //!
 //! Listens on 127.0.0.1 and the port in `PORT` (a free port when unset or `0`) and prints
@@ -9,8 +9,14 @@
 //! largest message is 2 MB, and `FAST_PING=1` sets a 300 ms ping interval with a 200 ms
 //! timeout (the reference suites' values). `--app chat` puts the chat example on `/` (its page
 //! is served at `/` either way); the scenario namespaces `/admin`, `/custom` and `/secure`
-//! are always there. With `--exit-with-stdin` the server exits when its standard input
-//! closes, so a test driver that dies does not leave it behind.
+//! are always there. `--app recovery` is the scenario application with connection state
+//! recovery on (a 3 s window) and the handlers of `conformance::recovery` on `/`: recovery
+//! appends an offset to every event sent without acknowledgement, so it never runs on the
+//! server of the other scenarios; a variant of it (another parser, say) is one more option
+//! next to `--app recovery`, asked for by its scenario file's `// @server` line.
+//! `--app msgpack` is the scenario application speaking the MessagePack parser
+//! (`socket.io-msgpack-parser`) instead of text. With `--exit-with-stdin` the server exits
+//! when its standard input closes, so a test driver that dies does not leave it behind.
 
 #[path = "../../../examples/chat/app.rs"]
 mod app;
@@ -35,6 +41,10 @@ enum Rt {
 enum App {
     Scenarios,
     Chat,
+    /// The scenario application with connection state recovery on.
+    Recovery,
+    /// The scenario application with the MessagePack parser.
+    MsgPack,
 }
 
 struct Options {
@@ -48,7 +58,7 @@ struct Options {
 fn usage(problem: &str) -> ! {
     eprintln!("conformance-server: {problem}");
     eprintln!(
-        "usage: conformance-server [--runtime tokio|smol] [--app scenarios|chat] \
+        "usage: conformance-server [--runtime tokio|smol] [--app scenarios|chat|recovery|msgpack] \
          [--exit-with-stdin]   (env: PORT, FAST_PING=1)"
     );
     std::process::exit(2)
@@ -81,6 +91,8 @@ fn options() -> Options {
                 opts.app = match args.next().as_deref() {
                     Some("scenarios") => App::Scenarios,
                     Some("chat") => App::Chat,
+                    Some("recovery") => App::Recovery,
+                    Some("msgpack") => App::MsgPack,
                     other => usage(&format!("unknown app {other:?}")),
                 }
             }
@@ -97,6 +109,12 @@ fn builder(opts: &Options) -> Builder {
         .allow_eio3(true)
         .max_payload(MAX_PAYLOAD)
         .server_config(ServerConfig::new().fallback(app::site()));
+    if opts.app == App::Recovery {
+        b = conformance::recovery::options(b);
+    }
+    if opts.app == App::MsgPack {
+        b = b.parser(volley::Parser::MsgPack);
+    }
     if opts.fast_ping {
         b = b
             .ping_interval(Duration::from_millis(300))
@@ -105,10 +123,12 @@ fn builder(opts: &Options) -> Builder {
     b
 }
 
-fn install<R: Runtime>(io: &Io<R>, opts: &Options) {
-    conformance::install(io, opts.app == App::Scenarios);
-    if opts.app == App::Chat {
-        app::install(io);
+fn install<R: Runtime>(io: &Io<R>, rt: R, opts: &Options) {
+    conformance::install(io, opts.app != App::Chat);
+    match opts.app {
+        App::Chat => app::install(io),
+        App::Recovery => conformance::recovery::install(io, rt),
+        App::Scenarios | App::MsgPack => {}
     }
 }
 
@@ -137,16 +157,18 @@ fn main() -> std::io::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(async {
-                let io = builder(&opts).build(volley_tokio::TokioRuntime::current());
-                install(&io, &opts);
+                let rt = volley_tokio::TokioRuntime::current();
+                let io = builder(&opts).build(rt.clone());
+                install(&io, rt, &opts);
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
                 announce(listener.local_addr()?.port(), &opts);
                 volley_tokio::serve(listener, io.driver().clone()).await
             })
         }
         Rt::Smol => smol::block_on(async {
-            let io = builder(&opts).build(volley_smol::SmolRuntime::new());
-            install(&io, &opts);
+            let rt = volley_smol::SmolRuntime::new();
+            let io = builder(&opts).build(rt.clone());
+            install(&io, rt, &opts);
             let listener = smol::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
             announce(listener.local_addr()?.port(), &opts);
             volley_smol::serve(listener, io.driver().clone()).await

@@ -256,7 +256,7 @@ fn check_missing_payload(kind: PacketType) -> Result<(), SioDecodeError> {
 
 /// Validates a payload for `kind` in one pass; `attachments` (binary packets) also checks
 /// every placeholder against that count.
-fn check_payload(
+pub(super) fn check_payload(
     kind: PacketType,
     json: &str,
     attachments: Option<u64>,

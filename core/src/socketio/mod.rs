@@ -2,6 +2,7 @@
 
 pub mod decoder;
 pub mod event;
+pub mod msgpack;
 pub mod packet;
 mod recovery;
 pub mod rooms;
@@ -10,7 +11,8 @@ mod server;
 pub use event::{
     AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
 };
+pub use msgpack::Parser;
 pub use packet::{Packet, PacketType, SioProtocol};
-pub use recovery::Recovery;
-pub use rooms::{Room, RoomIndex};
-pub use server::{BroadcastOptions, Config, Server, SioError};
+pub use recovery::{Recovery, SessionState, StoredMessage, recovery_auth};
+pub use rooms::{Room, RoomChange, RoomIndex};
+pub use server::{BroadcastOptions, Config, RestoreOutcome, Server, SioError};

@@ -8,7 +8,9 @@
 //! carries `{"pid","offset"}` of such a session, with `offset` still kept, gets the socket
 //! back and the packets after `offset` that its rooms select, in order.
 
+use super::packet::{Packet, SioProtocol};
 use super::rooms::Room;
+use crate::cluster::ClusterMessage;
 use crate::ids::SocketId;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
@@ -70,6 +72,8 @@ pub(crate) struct Restored {
 /// The recovery state of one server.
 pub(crate) struct Store {
     pub(crate) config: Recovery,
+    /// Offsets and sessions are kept by the caller (a cluster adapter), not here.
+    pub(crate) shared: bool,
     prefix: String,
     next: u64,
     packets: VecDeque<Stored>,
@@ -83,6 +87,7 @@ impl Store {
     pub(crate) fn new(config: Recovery, prefix: String) -> Self {
         Store {
             config,
+            shared: false,
             prefix,
             next: 0,
             packets: VecDeque::new(),
@@ -158,6 +163,12 @@ impl Store {
         );
     }
 
+    /// The namespace of the session `socket` left, if it left one.
+    pub(crate) fn session_nsp(&self, socket: SocketId) -> Option<Arc<str>> {
+        let pid = self.by_socket.get(&socket)?;
+        self.sessions.get(pid).map(|s| s.nsp.clone())
+    }
+
     /// Attaches the application's data to the session `socket` left.
     pub(crate) fn set_data(&mut self, socket: SocketId, data: Utf8Bytes) -> bool {
         let Some(pid) = self.by_socket.get(&socket) else {
@@ -170,6 +181,20 @@ impl Store {
             }
             None => false,
         }
+    }
+
+    /// Takes the session `socket` left out of the store, for a store of the caller's.
+    pub(crate) fn take_session(&mut self, socket: SocketId) -> Option<SessionState> {
+        let pid = self.by_socket.remove(&socket)?;
+        let s = self.sessions.remove(&pid)?;
+        self.expiries.remove(&(s.expires, pid.clone()));
+        Some(SessionState {
+            socket: s.socket,
+            pid: pid.to_string(),
+            nsp: Some(s.nsp.to_string()),
+            rooms: s.rooms,
+            data: s.data,
+        })
     }
 
     /// Takes the session named by `auth` (`{"pid","offset"}`) back for namespace `nsp`, with
@@ -247,7 +272,7 @@ impl Store {
 
 /// Whether a packet sent to `rooms` except `except` reaches a socket in `session` rooms, as
 /// the reference's `shouldIncludePacket` decides.
-fn selects(session: &[Room], rooms: &[Room], except: &[Room]) -> bool {
+pub(crate) fn selects(session: &[Room], rooms: &[Room], except: &[Room]) -> bool {
     let included = rooms.is_empty() || session.iter().any(|r| rooms.contains(r));
     let excluded = session.iter().any(|r| except.contains(r));
     included && !excluded
@@ -263,4 +288,73 @@ pub(crate) fn append_offset(data: &str, offset: &str) -> Utf8Bytes {
     super::packet::write_json_string(&mut out, offset);
     out.push(']');
     Utf8Bytes::from(out)
+}
+
+/// A session a socket left behind, as it travels to and from a store outside the machine
+/// (a cluster adapter's; see [`Server::set_shared_recovery`](super::Server::set_shared_recovery)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    /// The socket's id, which a recovered socket gets back.
+    pub socket: SocketId,
+    /// The private id the client presents to recover.
+    pub pid: String,
+    /// The namespace the socket was in; `None` when the store does not say (the reference
+    /// adapters keep no namespace), in which case any namespace may take the session.
+    pub nsp: Option<String>,
+    /// The socket's rooms (its own id's included).
+    pub rooms: Vec<Room>,
+    /// The application's data (opaque text to the machine; JSON in the API layer).
+    pub data: Option<Utf8Bytes>,
+}
+
+/// A message kept by a store outside the machine under `offset` (a stream entry's id): the
+/// candidates for replay to a recovering socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    /// The offset it was kept under; replayed packets carry it as their last argument.
+    pub offset: String,
+    /// The message. Only [`ClusterMessage::Broadcast`]s without acknowledgement, not
+    /// volatile, of the socket's namespace and selecting its rooms are replayed.
+    pub message: ClusterMessage,
+}
+
+/// The `pid` and `offset` strings of a CONNECT's auth object, when it has both (a client
+/// asking to recover its session).
+pub fn recovery_auth(auth: &str) -> Option<(String, String)> {
+    let auth: serde_json::Value = serde_json::from_str(auth).ok()?;
+    let pid = auth.get("pid")?.as_str()?;
+    let offset = auth.get("offset")?.as_str()?;
+    Some((pid.to_owned(), offset.to_owned()))
+}
+
+/// Which of `stored` a socket of `session` recovering into namespace `nsp` missed: the
+/// encoded EVENT packets, offsets appended, in order.
+pub(crate) fn replay(
+    nsp: &str,
+    session: &SessionState,
+    stored: Vec<StoredMessage>,
+) -> Vec<(Utf8Bytes, Vec<Bytes>)> {
+    stored
+        .into_iter()
+        .filter_map(|m| match m.message {
+            ClusterMessage::Broadcast {
+                nsp: n,
+                opts,
+                event,
+                args,
+                attachments,
+                ack: None,
+                ..
+            } if n == nsp
+                && !opts.volatile
+                && selects(&session.rooms, &opts.rooms, &opts.except) =>
+            {
+                let mut packet = Packet::event(nsp, &event, &args, None, attachments);
+                let data = packet.data.as_deref().map(|d| append_offset(d, &m.offset));
+                packet.data = data;
+                Some(packet.encode(SioProtocol::V5))
+            }
+            _ => None,
+        })
+        .collect()
 }

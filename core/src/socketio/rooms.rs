@@ -58,11 +58,34 @@ impl fmt::Display for Room {
 pub struct RoomIndex {
     members: BTreeMap<Room, BTreeSet<SocketId>>,
     rooms_of: BTreeMap<SocketId, BTreeSet<Room>>,
+    /// Rooms created and deleted since the last [`take_changes`](RoomIndex::take_changes),
+    /// recorded only when tracking is on.
+    changes: Option<Vec<RoomChange>>,
+}
+
+/// A room that came into being (its first member joined) or went away (its last left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomChange {
+    /// The room.
+    pub room: Room,
+    /// Created (true) or deleted (false).
+    pub created: bool,
+    /// Whether it is a socket's own room (named by its id), which only that socket is in.
+    pub private: bool,
 }
 
 impl RoomIndex {
     /// Adds `socket` to `room`; false if it was there already.
     pub fn join(&mut self, socket: SocketId, room: Room) -> bool {
+        if let Some(changes) = self.changes.as_mut() {
+            if !self.members.contains_key(&room) {
+                changes.push(RoomChange {
+                    private: room.as_str() == socket.as_str(),
+                    room: room.clone(),
+                    created: true,
+                });
+            }
+        }
         let added = self.members.entry(room.clone()).or_default().insert(socket);
         self.rooms_of.entry(socket).or_default().insert(room);
         added
@@ -76,6 +99,7 @@ impl RoomIndex {
         let removed = set.remove(&socket);
         if set.is_empty() {
             self.members.remove(room);
+            self.deleted(socket, room);
         }
         if let Some(rooms) = self.rooms_of.get_mut(&socket) {
             rooms.remove(room);
@@ -98,10 +122,49 @@ impl RoomIndex {
                 set.remove(&socket);
                 if set.is_empty() {
                     self.members.remove(room);
+                    self.deleted(socket, room);
                 }
             }
         }
         rooms
+    }
+
+    fn deleted(&mut self, socket: SocketId, room: &Room) {
+        if let Some(changes) = self.changes.as_mut() {
+            changes.push(RoomChange {
+                private: room.as_str() == socket.as_str(),
+                room: room.clone(),
+                created: false,
+            });
+        }
+    }
+
+    /// Starts (or stops) recording which rooms are created and deleted. A room that exists
+    /// when tracking starts is reported as created then, so that the record is complete.
+    pub fn track_changes(&mut self, on: bool) {
+        if !on {
+            self.changes = None;
+            return;
+        }
+        if self.changes.is_some() {
+            return;
+        }
+        let existing = self
+            .members
+            .iter()
+            .map(|(room, members)| RoomChange {
+                room: room.clone(),
+                created: true,
+                private: members.len() == 1
+                    && members.iter().next().is_some_and(|s| s.as_str() == room.as_str()),
+            })
+            .collect();
+        self.changes = Some(existing);
+    }
+
+    /// The rooms created and deleted since the last call, in order (none when not tracking).
+    pub fn take_changes(&mut self) -> Vec<RoomChange> {
+        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The rooms `socket` is in.

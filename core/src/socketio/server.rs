@@ -4,9 +4,12 @@
 use super::event::{
     AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
 };
-use super::packet::{Decoder, Packet, PacketType, SioProtocol};
-use super::recovery::{Recovery, Restored, Store, append_offset};
-use super::rooms::{Room, RoomIndex};
+use super::msgpack::{self, Parser};
+use super::packet::{Decoder, Packet, PacketType, SioDecodeError, SioProtocol};
+use super::recovery::{
+    Recovery, Restored, SessionState, Store, StoredMessage, append_offset, replay,
+};
+use super::rooms::{Room, RoomChange, RoomIndex};
 use crate::engine::{
     self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
 };
@@ -29,6 +32,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Most binary attachments one packet may announce.
     pub max_attachments: usize,
+    /// How packets are written and read: text (the default) or MessagePack.
+    pub parser: Parser,
 }
 
 impl Default for Config {
@@ -40,6 +45,7 @@ impl Default for Config {
             },
             connect_timeout: Duration::from_secs(45),
             max_attachments: 10,
+            parser: Parser::Default,
         }
     }
 }
@@ -86,6 +92,17 @@ impl fmt::Display for SioError {
 
 impl std::error::Error for SioError {}
 
+/// What [`Server::restore_connect`] did with a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// The session does not fit the request: it goes on as a new connection.
+    Refused,
+    /// The request recovers the session once accepted (the middleware runs first).
+    Restored,
+    /// The machine accepted the request itself (middleware skipped): the socket exists.
+    Accepted(SocketId),
+}
+
 struct Client {
     protocol: SioProtocol,
     decoder: Decoder,
@@ -124,10 +141,12 @@ struct Namespace {
 }
 
 impl Namespace {
-    fn new(ephemeral: bool) -> Self {
+    fn new(ephemeral: bool, track_rooms: bool) -> Self {
+        let mut rooms = RoomIndex::default();
+        rooms.track_changes(track_rooms);
         Namespace {
             sockets: BTreeSet::new(),
-            rooms: RoomIndex::default(),
+            rooms,
             next_ack: 0,
             pending: 0,
             ephemeral,
@@ -179,6 +198,11 @@ pub struct Server {
     recovery: Option<Store>,
     /// When `Timer::Recovery` is armed for.
     recovery_timer: Option<Instant>,
+    /// Whether room creations and deletions are recorded (for adapters that subscribe per
+    /// room).
+    track_rooms: bool,
+    /// Room changes of namespaces removed before they were taken.
+    orphan_room_changes: Vec<(Arc<str>, RoomChange)>,
 }
 
 impl fmt::Debug for Server {
@@ -213,7 +237,7 @@ impl Server {
     /// socket ids are drawn from `seed`.
     pub fn with_engine(config: Config, engine: Engine, seed: [u8; 32]) -> Self {
         let mut namespaces = BTreeMap::new();
-        namespaces.insert(Arc::from("/"), Namespace::new(false));
+        namespaces.insert(Arc::from("/"), Namespace::new(false, false));
         Server {
             engine,
             config,
@@ -228,6 +252,8 @@ impl Server {
             ids: RandomIds::from_seed(seed),
             recovery: None,
             recovery_timer: None,
+            track_rooms: false,
+            orphan_room_changes: Vec::new(),
         }
     }
 
@@ -255,6 +281,78 @@ impl Server {
         self.recovery.as_ref().map(|r| r.config)
     }
 
+    /// With connection state recovery on, hands its keeping to the caller (a cluster
+    /// adapter with a shared store, such as a Redis stream): the machine then keeps no
+    /// packets and assigns no offsets; a broadcast carries the offset given to
+    /// [`Server::broadcast_at`]; a session left behind waits for [`Server::take_session`]
+    /// (and expires after the window if nobody takes it); a recovering CONNECT is not
+    /// recovered by the machine but completed with [`Server::restore_connect`] once the
+    /// caller has fetched the session.
+    pub fn set_shared_recovery(&mut self, shared: bool) {
+        if let Some(r) = self.recovery.as_mut() {
+            r.shared = shared;
+        }
+    }
+
+    /// Whether connection state recovery is on and kept by the caller
+    /// ([`Server::set_shared_recovery`]).
+    pub fn is_recovery_shared(&self) -> bool {
+        self.recovery.as_ref().is_some_and(|r| r.shared)
+    }
+
+    /// Takes the session `socket` left behind (when it left for a recoverable reason with
+    /// recovery on) out of the machine, with the data attached to it, for a store of the
+    /// caller's.
+    pub fn take_session(&mut self, socket: SocketId) -> Option<SessionState> {
+        self.recovery.as_mut()?.take_session(socket)
+    }
+
+    /// Completes the recovery of pending connect request `id` with `session` (fetched by
+    /// the caller for the `{"pid","offset"}` of its auth, see
+    /// [`recovery_auth`](super::recovery_auth)) and the messages kept after that offset, in
+    /// order: the ones the socket missed ([`StoredMessage`]) are replayed after its CONNECT
+    /// reply. With [`Recovery::skip_middlewares`] the machine accepts the request at once.
+    /// Nothing changes ([`RestoreOutcome::Refused`]) when the session is of another
+    /// namespace, its socket is still connected, or the request recovers already.
+    pub fn restore_connect(
+        &mut self,
+        id: ConnectId,
+        session: SessionState,
+        stored: Vec<StoredMessage>,
+        now: Instant,
+    ) -> Result<RestoreOutcome, SioError> {
+        let pending = self.pending.get(&id).ok_or(SioError::UnknownConnect(id))?;
+        let skip = match &self.recovery {
+            Some(r) => r.config.skip_middlewares,
+            None => return Ok(RestoreOutcome::Refused),
+        };
+        let v5 = self.clients.get(&pending.sid).map(|c| c.protocol) == Some(SioProtocol::V5);
+        if !v5
+            || pending.restored.is_some()
+            || session.nsp.as_deref().is_some_and(|n| n != &*pending.nsp)
+            || self.sockets.contains_key(&session.socket)
+        {
+            return Ok(RestoreOutcome::Refused);
+        }
+        let missed = replay(&pending.nsp, &session, stored);
+        let restored = Restored {
+            socket: session.socket,
+            pid: Arc::from(session.pid.as_str()),
+            rooms: session.rooms,
+            data: session.data,
+            missed,
+        };
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.restored = Some(restored);
+        }
+        if !skip {
+            return Ok(RestoreOutcome::Restored);
+        }
+        let socket = self.open_socket(id, now)?;
+        self.pump(now);
+        Ok(RestoreOutcome::Accepted(socket))
+    }
+
     /// Sessions kept for recovery (sockets that left and may come back).
     pub fn recovery_session_count(&self) -> usize {
         self.recovery.as_ref().map_or(0, Store::session_count)
@@ -279,8 +377,36 @@ impl Server {
     pub fn add_namespace(&mut self, name: &str) {
         self.namespaces
             .entry(Arc::from(name))
-            .or_insert_with(|| Namespace::new(false))
+            .or_insert_with(|| Namespace::new(false, self.track_rooms))
             .ephemeral = false;
+    }
+
+    /// Starts (or stops) recording the rooms created and deleted in every namespace, for
+    /// [`take_room_changes`](Server::take_room_changes). Rooms that exist already are
+    /// reported as created.
+    pub fn track_room_changes(&mut self, on: bool) {
+        self.track_rooms = on;
+        for ns in self.namespaces.values_mut() {
+            ns.rooms.track_changes(on);
+        }
+    }
+
+    /// The rooms created and deleted since the last call, with their namespace, in order
+    /// within each namespace. Always empty unless [tracking](Server::track_room_changes).
+    pub fn take_room_changes(&mut self) -> Vec<(Arc<str>, RoomChange)> {
+        if !self.track_rooms {
+            return Vec::new();
+        }
+        let mut out = std::mem::take(&mut self.orphan_room_changes);
+        for (name, ns) in &mut self.namespaces {
+            out.extend(
+                ns.rooms
+                    .take_changes()
+                    .into_iter()
+                    .map(|c| (name.clone(), c)),
+            );
+        }
+        out
     }
 
     /// Declares a family of namespaces created on their first connect: every name `matcher`
@@ -590,7 +716,7 @@ impl Server {
         let ns = self
             .namespaces
             .entry(pending.nsp.clone())
-            .or_insert_with(|| Namespace::new(false));
+            .or_insert_with(|| Namespace::new(false, self.track_rooms));
         ns.sockets.insert(socket);
         ns.rooms.join(socket, Room::from(socket));
         if let Some(r) = &restored {
@@ -625,10 +751,7 @@ impl Server {
         let _ = self.send_packet(pending.sid, &packet, now);
         // The packets the socket missed follow its CONNECT reply, in the order they were sent.
         for (text, attachments) in restored.map(|r| r.missed).unwrap_or_default() {
-            let _ = self.engine.send(pending.sid, Message::Text(text), now);
-            for a in attachments {
-                let _ = self.engine.send(pending.sid, Message::Binary(a), now);
-            }
+            let _ = self.send_encoded(pending.sid, text, attachments, now);
         }
         Ok(socket)
     }
@@ -728,7 +851,9 @@ impl Server {
 
     /// Sends event `name` with `args` (a JSON array text, placeholders for `attachments`) to
     /// `socket`. With `volatile`, it is dropped when the transport cannot take it now
-    /// (`Ok(false)`).
+    /// (`Ok(false)`). To a socket that is gone but left a recovery session, a non-volatile
+    /// event is kept for its return (as the reference's broadcast to the socket's room),
+    /// though the result is still [`SioError::UnknownSocket`].
     pub fn emit(
         &mut self,
         socket: SocketId,
@@ -738,10 +863,19 @@ impl Server {
         volatile: bool,
         now: Instant,
     ) -> Result<bool, SioError> {
-        let state = self
-            .sockets
-            .get(&socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
+        let Some(state) = self.sockets.get(&socket) else {
+            let nsp = self.recovery.as_ref().and_then(|r| r.session_nsp(socket));
+            if let (Some(nsp), false) = (nsp, volatile) {
+                let mut packet = Packet::event(&nsp, name, args, None, attachments);
+                let opts = BroadcastOptions {
+                    rooms: vec![Room::from(socket)],
+                    ..BroadcastOptions::default()
+                };
+                self.keep_with_offset(&nsp, &opts, &mut packet, now);
+                self.rearm_recovery();
+            }
+            return Err(SioError::UnknownSocket(socket));
+        };
         let sid = state.sid;
         if volatile && !self.engine.is_writable(sid) {
             return Ok(false);
@@ -819,12 +953,35 @@ impl Server {
         attachments: Vec<Bytes>,
         now: Instant,
     ) -> Result<usize, SioError> {
+        self.broadcast_at(nsp, opts, name, args, attachments, None, now)
+    }
+
+    /// Like [`Server::broadcast`]; with [shared](Server::set_shared_recovery) recovery, the
+    /// packet carries `offset` (where the caller's store keeps it) as its last argument
+    /// unless it is volatile or `offset` is `None` (the store failed to keep it). Without,
+    /// `offset` is ignored and the machine assigns its own.
+    #[allow(clippy::too_many_arguments)]
+    pub fn broadcast_at(
+        &mut self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        name: &str,
+        args: &str,
+        attachments: Vec<Bytes>,
+        offset: Option<&str>,
+        now: Instant,
+    ) -> Result<usize, SioError> {
         if !self.namespaces.contains_key(nsp) {
             return Err(SioError::UnknownNamespace(nsp.to_owned()));
         }
         let targets = self.select(nsp, opts);
         let mut packet = Packet::event(nsp, name, args, None, attachments);
         if !opts.volatile {
+            if let (Some(offset), true) = (offset, self.is_recovery_shared()) {
+                if let Some(data) = packet.data.as_deref() {
+                    packet.data = Some(append_offset(data, offset));
+                }
+            }
             self.keep_with_offset(nsp, opts, &mut packet, now);
         }
         let sent = self
@@ -911,7 +1068,7 @@ impl Server {
         packet: &mut Packet,
         now: Instant,
     ) {
-        let Some(store) = self.recovery.as_mut() else {
+        let Some(store) = self.recovery.as_mut().filter(|r| !r.shared) else {
             return;
         };
         let Some(data) = packet.data.as_deref() else {
@@ -995,7 +1152,40 @@ impl Server {
             .clients
             .get(&sid)
             .map_or(SioProtocol::V5, |c| c.protocol);
+        if self.config.parser == Parser::MsgPack {
+            return self
+                .engine
+                .send(sid, Message::Binary(msgpack::encode(packet)), now);
+        }
         let (text, attachments) = packet.encode(protocol);
+        self.engine.send(sid, Message::Text(text), now)?;
+        for a in attachments {
+            self.engine.send(sid, Message::Binary(a), now)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a packet kept in its protocol 5 text form (a packet a recovered socket missed),
+    /// written with the server's parser.
+    fn send_encoded(
+        &mut self,
+        sid: Sid,
+        text: Utf8Bytes,
+        attachments: Vec<Bytes>,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        if self.config.parser == Parser::MsgPack {
+            let mut decoder = Decoder::new(SioProtocol::V5, usize::MAX);
+            let mut decoded = decoder.decode_text(text);
+            for a in attachments {
+                decoded = decoder.decode_binary(a);
+            }
+            return match decoded {
+                Ok(Some(packet)) => self.send_packet(sid, &packet, now),
+                // Only packets this server encoded are kept, so they decode.
+                _ => Ok(()),
+            };
+        }
         self.engine.send(sid, Message::Text(text), now)?;
         for a in attachments {
             self.engine.send(sid, Message::Binary(a), now)?;
@@ -1012,7 +1202,11 @@ impl Server {
         now: Instant,
     ) -> Vec<SocketId> {
         // EVENT and ACK packets are the same in v4 and v5: one encoding serves every client.
-        let (text, attachments) = packet.encode(SioProtocol::V5);
+        let (text, attachments) = match self.config.parser {
+            Parser::Default => packet.encode(SioProtocol::V5),
+            Parser::MsgPack => (Utf8Bytes::default(), Vec::new()),
+        };
+        let binary = (self.config.parser == Parser::MsgPack).then(|| msgpack::encode(packet));
         let mut sent = Vec::with_capacity(targets.len());
         for socket in targets {
             let Some(state) = self.sockets.get(socket) else {
@@ -1022,10 +1216,11 @@ impl Server {
             if volatile && !self.engine.is_writable(sid) {
                 continue;
             }
-            let mut ok = self
-                .engine
-                .send(sid, Message::Text(text.clone()), now)
-                .is_ok();
+            let first = match &binary {
+                Some(b) => Message::Binary(b.clone()),
+                None => Message::Text(text.clone()),
+            };
+            let mut ok = self.engine.send(sid, first, now).is_ok();
             for a in &attachments {
                 ok = ok
                     && self
@@ -1122,9 +1317,13 @@ impl Server {
         if client.closing.is_some() {
             return;
         }
-        let decoded = match message {
-            Message::Text(text) => client.decoder.decode_text(text),
-            Message::Binary(data) => client.decoder.decode_binary(data),
+        let decoded = match (self.config.parser, message) {
+            (Parser::Default, Message::Text(text)) => client.decoder.decode_text(text),
+            (Parser::Default, Message::Binary(data)) => client.decoder.decode_binary(data),
+            (Parser::MsgPack, Message::Binary(data)) => {
+                msgpack::decode(&data, self.config.max_attachments).map(Some)
+            }
+            (Parser::MsgPack, Message::Text(_)) => Err(SioDecodeError::UnexpectedText),
         };
         match decoded {
             Ok(Some(packet)) => self.on_packet(sid, packet, now),
@@ -1213,7 +1412,8 @@ impl Server {
             return false;
         };
         let cleanup = *cleanup;
-        self.namespaces.insert(nsp.clone(), Namespace::new(cleanup));
+        let ns = Namespace::new(cleanup, self.track_rooms);
+        self.namespaces.insert(nsp.clone(), ns);
         true
     }
 
@@ -1226,7 +1426,10 @@ impl Server {
         now: Instant,
     ) {
         let restored = match self.recovery.as_mut() {
-            Some(r) if self.clients.get(&sid).map(|c| c.protocol) == Some(SioProtocol::V5) => {
+            Some(r)
+                if !r.shared
+                    && self.clients.get(&sid).map(|c| c.protocol) == Some(SioProtocol::V5) =>
+            {
                 r.restore(&nsp, &auth, now)
             }
             _ => None,
@@ -1327,7 +1530,12 @@ impl Server {
             .get(nsp)
             .is_some_and(|ns| ns.ephemeral && ns.sockets.is_empty() && ns.pending == 0);
         if empty_dynamic {
-            self.namespaces.remove(nsp);
+            if let Some((name, mut ns)) = self.namespaces.remove_entry(nsp) {
+                // Its last rooms' deletions are still to be reported.
+                let changes = ns.rooms.take_changes();
+                self.orphan_room_changes
+                    .extend(changes.into_iter().map(|c| (name.clone(), c)));
+            }
         }
     }
 

@@ -24,6 +24,7 @@ mod driver;
 mod eio;
 mod engine;
 mod http;
+mod msgpack;
 mod sio;
 mod sio_server;
 mod util;
@@ -31,6 +32,7 @@ mod util;
 pub use eio::{eio_packet, eio_payload, jsonp};
 pub use engine::engine;
 pub use http::http_head;
+pub use msgpack::sio_msgpack;
 pub use sio::sio_packet;
 pub use sio_server::sio_server;
 
@@ -43,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("eio_payload", eio_payload),
     ("jsonp", jsonp),
     ("sio_packet", sio_packet),
+    ("sio_msgpack", sio_msgpack),
     ("http_head", http_head),
     ("engine", engine),
     ("sio_server", sio_server),

@@ -438,6 +438,7 @@ pub fn sio_server(data: &[u8]) {
         engine: setup.config.build("/socket.io/"),
         connect_timeout: setup.connect_timeout.or(Config::default().connect_timeout),
         max_attachments: usize::from(setup.max_attachments % 12),
+        ..Config::default()
     };
     let mut server = Server::new(config, setup.seed);
     server.add_namespace("/admin");

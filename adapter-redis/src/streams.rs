@@ -1,0 +1,921 @@
+//! A cluster adapter over one Redis stream, wire-compatible with
+//! `@socket.io/redis-streams-adapter` 0.3, that keeps connection state recovery for the whole
+//! cluster: a client may recover on any node, Volley or Node.
+//!
+//! ```no_run
+//! # async fn run() {
+//! use std::time::Duration;
+//! use volley_redis::streams::{StreamsAdapter, StreamsOptions};
+//! # let runtime = volley::testing::TestRuntime::new();
+//! let adapter = StreamsAdapter::new(StreamsOptions::new("redis://127.0.0.1:6379"), runtime.clone());
+//! let io = volley::builder()
+//!     .adapter(adapter.clone())
+//!     .connection_state_recovery(Duration::from_secs(120), true)
+//!     .build(runtime);
+//! # }
+//! ```
+//!
+//! # What goes where
+//!
+//! [`codec`] decides the bytes. Broadcasts without acknowledgement and room and disconnect
+//! commands are appended to the stream (`XADD <stream> MAXLEN ~ <max_len> *`) and every node
+//! reads it with a blocking `XREAD` on a connection of its own, applying what the others
+//! appended, in stream order. Requests that expect answers (`fetch_sockets`, server-side
+//! emits, acknowledged broadcasts, `all_rooms`) and their answers go by Pub/Sub, as the
+//! reference sends them; the server count is `PUBSUB NUMSUB prefix#/#` (every node
+//! subscribes that channel), refreshed every [`RedisOptions::count_interval`].
+//!
+//! # Connection state recovery
+//!
+//! With [`volley::Builder::connection_state_recovery`] on, the server asks this adapter
+//! ([`Adapter::keeps_sessions`]):
+//!
+//! - a broadcast's offset is the id of its stream entry: the server delivers it locally
+//!   once `XADD` answered (in call order), the other nodes when they read the entry;
+//! - a socket that leaves for a recoverable reason leaves `SET sio:session:<pid> <session>
+//!   PX <window>`;
+//! - a CONNECT with `auth {pid, offset}` takes the session and checks that `offset` is
+//!   still in the stream in one transaction (`MULTI GET DEL XRANGE offset offset EXEC`),
+//!   then reads the entries after `offset` (`XRANGE`, in batches); the server replays the
+//!   broadcasts of the namespace that the session's rooms select.
+//!
+//! So recovery works across nodes, and a node that restarts misses nothing that is still in
+//! the stream. The window is bounded by the stream's length as well as by time: an offset
+//! trimmed away (`MAXLEN ~`) cannot be recovered from.
+//!
+//! # Failures
+//!
+//! Each task reconnects with backoff ([`RedisOptions::backoff`]). While Redis is away local
+//! delivery goes on without offsets (as the reference), sessions are not kept, recoveries
+//! fail (the client gets a new session) and the server count drops to 1; the reader then
+//! resumes after the last entry it read. Bad data from Redis is dropped (logged once at
+//! `warn`, then at `debug`).
+
+pub mod codec;
+
+use crate::RedisOptions;
+use crate::codec::{Decoded, Outgoing, unknown_node};
+use codec::{
+    Encoded, StreamsCodec, decode_session, encode_session, is_offset, message_type, next_offset,
+};
+use futures::channel::{mpsc, oneshot};
+use futures::future::{BoxFuture, Either, select};
+use futures::{FutureExt, StreamExt};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use volley::adapter::{Adapter, Inbox};
+use volley::runtime::Runtime;
+use volley_core::cluster::ClusterMessage;
+use volley_core::socketio::{SessionState, StoredMessage};
+use volley_core::{NodeId, RequestId};
+
+/// How to reach Redis, and the reference adapter's options.
+#[derive(Debug, Clone)]
+pub struct StreamsOptions {
+    /// Where Redis is, the channel prefix ([`RedisOptions::key`], the reference's
+    /// `channelPrefix`), the namespaces whose channel is subscribed by name (so that
+    /// `NUMSUB` counts this node), the count interval, backoff and connect timeout.
+    pub redis: RedisOptions,
+    /// The stream (`streamName`): `socket.io`.
+    pub stream_name: String,
+    /// About how many entries the stream keeps (`maxLen`, `XADD MAXLEN ~`): 10 000.
+    pub max_len: usize,
+    /// Most entries one `XREAD` returns (`readCount`): 100.
+    pub read_count: usize,
+    /// How long one `XREAD` blocks (`blockTimeInMs`): 5 s.
+    pub block: Duration,
+    /// The prefix of session keys (`sessionKeyPrefix`): `sio:session:`.
+    pub session_key_prefix: String,
+}
+
+impl StreamsOptions {
+    /// Options for the server at `url`, with the reference's defaults.
+    pub fn new(url: &str) -> Self {
+        StreamsOptions {
+            redis: RedisOptions::new(url),
+            stream_name: "socket.io".to_owned(),
+            max_len: 10_000,
+            read_count: 100,
+            block: Duration::from_secs(5),
+            session_key_prefix: "sio:session:".to_owned(),
+        }
+    }
+
+    /// Sets the stream's name.
+    pub fn stream_name(mut self, name: &str) -> Self {
+        self.stream_name = name.to_owned();
+        self
+    }
+
+    /// Sets about how many entries the stream keeps.
+    pub fn max_len(mut self, n: usize) -> Self {
+        self.max_len = n;
+        self
+    }
+}
+
+/// Most entries one `XRANGE` of a recovery reads.
+const RESTORE_BATCH: usize = 1000;
+
+/// How long the namespace of a received request is remembered for its answers.
+const REQUEST_MEMORY: Duration = Duration::from_secs(300);
+
+/// How often a task blocked on Redis looks whether the adapter was stopped.
+const STOP_CHECK: Duration = Duration::from_millis(500);
+
+type Spawn = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
+type Sleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// What the writer does, in order.
+enum Command {
+    /// `XADD`; the entry id (or `None` on failure) goes to `reply`.
+    Add {
+        fields: Vec<(&'static str, String)>,
+        reply: Option<oneshot::Sender<Option<String>>>,
+    },
+    /// `PUBLISH`.
+    Publish(Outgoing),
+    /// `SET key value PX ttl`.
+    Persist {
+        key: String,
+        value: String,
+        ttl: Duration,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    node: Option<NodeId>,
+    outbox: Option<mpsc::UnboundedSender<Command>>,
+    /// The namespace of each request received from another node, for its answers (which
+    /// carry none), with when it came.
+    request_nsp: HashMap<RequestId, (String, Instant)>,
+    subscribed: bool,
+    reading: bool,
+    waiting: Vec<oneshot::Sender<()>>,
+    stopped: bool,
+}
+
+struct Shared {
+    options: StreamsOptions,
+    codec: StreamsCodec,
+    spawn: Spawn,
+    sleep: Sleep,
+    count: AtomicUsize,
+    state: Mutex<State>,
+    /// A connection for recoveries, which run beside the writer's commands.
+    commands: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// Whether bad data from Redis was reported at `warn` already.
+    bad_data_logged: AtomicBool,
+}
+
+/// A node's membership of a cluster over a Redis stream. Cheap to clone (a handle).
+#[derive(Clone)]
+pub struct StreamsAdapter {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for StreamsAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamsAdapter")
+            .field("target", &self.shared.options.redis.target)
+            .field("stream", &self.shared.options.stream_name)
+            .field("server_count", &self.server_count())
+            .finish()
+    }
+}
+
+impl StreamsAdapter {
+    /// An adapter connecting with `options`; its tasks run on `runtime`. Nothing connects
+    /// before the server starts it.
+    pub fn new<R: Runtime>(options: StreamsOptions, runtime: R) -> Self {
+        let spawner = runtime.clone();
+        let spawn: Spawn = Arc::new(move |f| spawner.spawn(f));
+        let sleep: Sleep = Arc::new(move |d| runtime.sleep(d).boxed());
+        StreamsAdapter {
+            shared: Arc::new(Shared {
+                codec: StreamsCodec::new(&options.redis.key),
+                options,
+                spawn,
+                sleep,
+                count: AtomicUsize::new(1),
+                state: Mutex::new(State::default()),
+                commands: Mutex::new(None),
+                bad_data_logged: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Completes once this node receives what the others send: subscribed, and reading the
+    /// stream from its end (at once if both hold).
+    pub async fn ready(&self) {
+        let rx = {
+            let mut state = self.shared.lock();
+            if state.subscribed && state.reading {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            state.waiting.push(tx);
+            rx
+        };
+        let _ = rx.await;
+    }
+
+    /// Asks Redis for the server count now (and caches it).
+    pub async fn refresh_server_count(&self) -> redis::RedisResult<usize> {
+        let mut conn = self.shared.connect(None).await?;
+        self.shared.query_count(&mut conn).await
+    }
+
+    /// Stops the adapter's tasks (they end within about half a second); publishing stops
+    /// at once.
+    pub fn stop(&self) {
+        let mut state = self.shared.lock();
+        state.stopped = true;
+        state.outbox = None;
+    }
+}
+
+/// A Redis reply as text.
+fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::VerbatimString { text, .. } => Some(text.clone()),
+        redis::Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// The items of an array-like reply.
+fn items(v: &redis::Value) -> Vec<&redis::Value> {
+    match v {
+        redis::Value::Array(a) | redis::Value::Set(a) => a.iter().collect(),
+        redis::Value::Map(m) => m.iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Stream entries `[[id, [field, value, …]], …]` (an `XRANGE` reply); malformed ones are
+/// left out.
+fn entries(v: &redis::Value) -> Vec<(String, Vec<(String, String)>)> {
+    items(v)
+        .into_iter()
+        .filter_map(|entry| {
+            let parts = items(entry);
+            let [id, fields] = parts.as_slice() else {
+                return None;
+            };
+            let flat = items(fields);
+            let fields = flat
+                .chunks(2)
+                .filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?)))
+                .collect();
+            Some((text(id)?, fields))
+        })
+        .collect()
+}
+
+/// The entries of an `XREAD` reply for one stream (nil when it timed out).
+fn read_entries(v: &redis::Value) -> Vec<(String, Vec<(String, String)>)> {
+    match v {
+        redis::Value::Map(streams) => streams.first().map(|(_, e)| entries(e)).unwrap_or_default(),
+        redis::Value::Array(streams) => streams
+            .first()
+            .map(|s| items(s).get(1).map(|e| entries(e)).unwrap_or_default())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stopped(&self) -> bool {
+        self.lock().stopped
+    }
+
+    fn bad_data(&self, what: &str, error: &dyn fmt::Display) {
+        if self.bad_data_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(what, %error, "redis streams adapter: bad data dropped");
+        } else {
+            tracing::warn!(what, %error, "redis streams adapter: bad data dropped");
+        }
+    }
+
+    /// Sets the subscribed or reading flag; wakes the waiters once both hold.
+    fn set_flag(&self, reading: bool, on: bool) {
+        let waiting = {
+            let mut state = self.lock();
+            if reading {
+                state.reading = on;
+            } else {
+                state.subscribed = on;
+            }
+            if state.reading && state.subscribed {
+                std::mem::take(&mut state.waiting)
+            } else {
+                Vec::new()
+            }
+        };
+        for w in waiting {
+            let _ = w.send(());
+        }
+    }
+
+    /// `fut`, or a timeout error after the connect timeout.
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>> + Send,
+    ) -> redis::RedisResult<T> {
+        self.timed_for(self.options.redis.connect_timeout, fut)
+            .await
+    }
+
+    /// `fut`, or a timeout error after `limit`.
+    async fn timed_for<T>(
+        &self,
+        limit: Duration,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>> + Send,
+    ) -> redis::RedisResult<T> {
+        let timeout = (self.sleep)(limit);
+        match select(Box::pin(fut), timeout).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to Redis timed out",
+            ))),
+        }
+    }
+
+    /// A new connection; replies may take `response` (the connect timeout when `None`).
+    async fn connect(
+        &self,
+        response: Option<Duration>,
+    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let limit = self.options.redis.connect_timeout;
+        self.timed(async {
+            let client = self.options.redis.client().await?;
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(limit))
+                .set_response_timeout(Some(response.unwrap_or(limit)));
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        })
+        .await
+    }
+
+    fn next_backoff(&self, current: Duration) -> Duration {
+        (current * 2).min(self.options.redis.backoff.1)
+    }
+
+    async fn query_count(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<usize> {
+        let nsp = self
+            .options
+            .redis
+            .namespaces
+            .first()
+            .map_or("/", String::as_str);
+        let (_, n): (String, usize) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(self.codec.channel(nsp))
+            .query_async::<Vec<(String, usize)>>(conn)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        self.count.store(n.max(1), Ordering::SeqCst);
+        Ok(n.max(1))
+    }
+
+    /// Runs the commands in order; while Redis is away, fails them (logged once per outage)
+    /// and tries to reconnect no more often than the backoff says.
+    async fn writer(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+        let mut backoff = self.options.redis.backoff.0;
+        let mut retry_at = Instant::now();
+        let mut down = false;
+        while let Some(command) = rx.next().await {
+            if conn.is_none() && Instant::now() >= retry_at {
+                match self.connect(None).await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        backoff = self.options.redis.backoff.0;
+                    }
+                    Err(e) => {
+                        retry_at = Instant::now() + backoff;
+                        backoff = self.next_backoff(backoff);
+                        if !down {
+                            tracing::warn!(error = %e, "redis streams adapter: Redis unreachable");
+                            down = true;
+                        }
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else {
+                // Dropping a reply's sender answers `None`.
+                continue;
+            };
+            let done = match command {
+                Command::Add { fields, reply } => {
+                    let mut cmd = redis::cmd("XADD");
+                    cmd.arg(&self.options.stream_name)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(self.options.max_len)
+                        .arg("*");
+                    for (k, v) in &fields {
+                        cmd.arg(*k).arg(v);
+                    }
+                    let id = cmd.query_async::<redis::Value>(c).await;
+                    let ok = id.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                    if let Some(reply) = reply {
+                        let _ = reply.send(id.ok().as_ref().and_then(text));
+                    }
+                    ok
+                }
+                Command::Publish(out) => redis::cmd("PUBLISH")
+                    .arg(&out.channel)
+                    .arg(&out.payload)
+                    .query_async::<i64>(c)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Command::Persist { key, value, ttl } => redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .arg("PX")
+                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                    .query_async::<redis::Value>(c)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            };
+            match done {
+                Ok(()) if down => {
+                    tracing::info!("redis streams adapter: writing again");
+                    down = false;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    conn = None;
+                    retry_at = Instant::now();
+                    if !down {
+                        tracing::warn!(error = %e, "redis streams adapter: write failed, Redis unreachable");
+                        down = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps the cached server count fresh.
+    async fn counter(self: Arc<Self>) {
+        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+        while !self.stopped() {
+            if conn.is_none() {
+                conn = self.connect(None).await.ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                if self.query_count(c).await.is_err() {
+                    conn = None;
+                    self.count.store(1, Ordering::SeqCst);
+                }
+            } else {
+                self.count.store(1, Ordering::SeqCst);
+            }
+            (self.sleep)(self.options.redis.count_interval).await;
+        }
+    }
+
+    /// Reads the stream from its end (or after the last entry read, on reconnection) and
+    /// delivers what the other nodes appended.
+    async fn reader(self: Arc<Self>, node: NodeId, inbox: Inbox) {
+        let mut last: Option<String> = None;
+        let mut backoff = self.options.redis.backoff.0;
+        let mut down_logged = false;
+        let block = self.options.block;
+        let block_ms = u64::try_from(block.as_millis()).unwrap_or(5000).max(1);
+        let stream = self.options.stream_name.clone();
+        while !self.stopped() {
+            let start = async {
+                let mut conn = self
+                    .connect(Some(block + self.options.redis.connect_timeout))
+                    .await?;
+                let end = match &last {
+                    Some(id) => id.clone(),
+                    // The newest entry, so that nothing appended from now on is missed.
+                    None => redis::cmd("XREVRANGE")
+                        .arg(&stream)
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(1)
+                        .query_async::<redis::Value>(&mut conn)
+                        .await
+                        .map(|v| entries(&v).into_iter().next().map(|(id, _)| id))?
+                        .unwrap_or_else(|| "0-0".to_owned()),
+                };
+                Ok::<_, redis::RedisError>((conn, end))
+            };
+            let (mut conn, end) = match start.await {
+                Ok(c) => c,
+                Err(e) => {
+                    if !down_logged {
+                        tracing::warn!(error = %e, "redis streams adapter: cannot read the stream, retrying");
+                        down_logged = true;
+                    }
+                    (self.sleep)(backoff).await;
+                    backoff = self.next_backoff(backoff);
+                    continue;
+                }
+            };
+            if down_logged {
+                tracing::info!("redis streams adapter: reading the stream again");
+                down_logged = false;
+            }
+            backoff = self.options.redis.backoff.0;
+            last = Some(end);
+            self.set_flag(true, true);
+            while !self.stopped() {
+                let from = last.clone().unwrap_or_else(|| "0-0".to_owned());
+                let read = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(self.options.read_count.max(1))
+                    .arg("BLOCK")
+                    .arg(block_ms)
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg(&from)
+                    .query_async::<redis::Value>(&mut conn)
+                    .await;
+                match read {
+                    Ok(v) => {
+                        for (id, fields) in read_entries(&v) {
+                            self.on_entry(node, &inbox, &id, &fields);
+                            last = Some(id);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            "redis streams adapter: reading the stream failed, reconnecting"
+                        );
+                        down_logged = true;
+                        break;
+                    }
+                }
+            }
+            self.set_flag(true, false);
+        }
+    }
+
+    fn on_entry(&self, node: NodeId, inbox: &Inbox, id: &str, fields: &[(String, String)]) {
+        match self.codec.decode_entry(node, fields) {
+            Ok(Decoded::Message { from, message }) => {
+                if !inbox.deliver_at(from, message, id.to_owned()) {
+                    self.lock().stopped = true;
+                }
+            }
+            Ok(Decoded::Ignored) => {}
+            Err(e) => self.bad_data("stream entry", &e),
+        }
+    }
+
+    /// Subscribes, delivers, and starts again when the connection drops.
+    async fn subscriber(self: Arc<Self>, node: NodeId, inbox: Inbox) {
+        let mut backoff = self.options.redis.backoff.0;
+        let mut down_logged = false;
+        let exact: HashSet<String> = self
+            .options
+            .redis
+            .namespaces
+            .iter()
+            .map(|nsp| self.codec.channel(nsp))
+            .collect();
+        while !self.stopped() {
+            let pubsub = self
+                .timed(async {
+                    let client = self.options.redis.client().await?;
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.psubscribe(self.codec.pattern()).await?;
+                    for channel in &exact {
+                        pubsub.subscribe(channel).await?;
+                    }
+                    Ok(pubsub)
+                })
+                .await;
+            let mut pubsub = match pubsub {
+                Ok(p) => p,
+                Err(e) => {
+                    if !down_logged {
+                        tracing::warn!(error = %e, "redis streams adapter: cannot subscribe, retrying");
+                        down_logged = true;
+                    }
+                    (self.sleep)(backoff).await;
+                    backoff = self.next_backoff(backoff);
+                    continue;
+                }
+            };
+            if down_logged {
+                tracing::info!("redis streams adapter: subscribed again");
+            }
+            backoff = self.options.redis.backoff.0;
+            self.set_flag(false, true);
+            // Count at once rather than at the next tick: the cluster may have changed.
+            if let Ok(mut c) = self.connect(None).await {
+                let _ = self.query_count(&mut c).await;
+            }
+            let mut messages = pubsub.on_message();
+            loop {
+                let tick = (self.sleep)(STOP_CHECK);
+                let msg = match select(messages.next(), tick).await {
+                    Either::Left((Some(msg), _)) => msg,
+                    Either::Left((None, _)) => break,
+                    Either::Right(_) if self.stopped() => return,
+                    Either::Right(_) => continue,
+                };
+                let channel = msg.get_channel_name();
+                if msg.from_pattern() && exact.contains(channel) {
+                    // Delivered by the exact subscription as well.
+                    continue;
+                }
+                self.on_message(node, &inbox, channel, msg.get_payload_bytes());
+                if self.stopped() {
+                    return;
+                }
+            }
+            drop(messages);
+            self.set_flag(false, false);
+            self.count.store(1, Ordering::SeqCst);
+            tracing::warn!("redis streams adapter: subscription connection lost, reconnecting");
+            down_logged = true;
+        }
+    }
+
+    fn on_message(&self, node: NodeId, inbox: &Inbox, channel: &str, payload: &[u8]) {
+        match self.codec.decode_published(node, channel, payload) {
+            Ok(Decoded::Message { from, message }) => {
+                self.remember_request(&message);
+                if !inbox.deliver(from, message) {
+                    self.lock().stopped = true;
+                }
+            }
+            Ok(Decoded::Ignored) => {}
+            Err(e) => self.bad_data("message", &e),
+        }
+    }
+
+    fn remember_request(&self, message: &ClusterMessage) {
+        let (request, nsp) = match message {
+            ClusterMessage::Broadcast {
+                ack: Some(r), nsp, ..
+            }
+            | ClusterMessage::FetchSockets {
+                request: r, nsp, ..
+            }
+            | ClusterMessage::ServerSideEmit {
+                request: Some(r),
+                nsp,
+                ..
+            }
+            | ClusterMessage::AllRooms { request: r, nsp } => (*r, nsp),
+            _ => return,
+        };
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.request_nsp.len() >= 4096 {
+            state
+                .request_nsp
+                .retain(|_, (_, at)| now.duration_since(*at) < REQUEST_MEMORY);
+        }
+        state.request_nsp.insert(request, (nsp.clone(), now));
+    }
+
+    fn send(&self, command: Command) {
+        if let Some(outbox) = &self.lock().outbox {
+            let _ = outbox.unbounded_send(command);
+        }
+    }
+
+    /// The connection for recoveries, connecting when there is none.
+    async fn command_conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let cached = self
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let c = self.connect(None).await?;
+        *self.commands.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Takes session `pid` if `offset` is still in the stream, with the entries of `nsp`
+    /// after it.
+    async fn restore(
+        &self,
+        pid: &str,
+        offset: &str,
+        nsp: &str,
+    ) -> redis::RedisResult<Option<(SessionState, Vec<StoredMessage>)>> {
+        if !is_offset(offset) {
+            return Ok(None);
+        }
+        let mut conn = self.command_conn().await?;
+        let key = format!("{}{pid}", self.options.session_key_prefix);
+        let stream = &self.options.stream_name;
+        let (raw, kept): (Option<Vec<u8>>, redis::Value) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("DEL")
+            .arg(&key)
+            .ignore()
+            .cmd("XRANGE")
+            .arg(stream)
+            .arg(offset)
+            .arg(offset)
+            .query_async(&mut conn)
+            .await?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        if entries(&kept).is_empty() {
+            return Ok(None);
+        }
+        let session = match decode_session(&raw) {
+            Ok(s) => s,
+            Err(e) => {
+                self.bad_data("session", &e);
+                return Ok(None);
+            }
+        };
+        let mut stored = Vec::new();
+        let mut from = next_offset(offset);
+        // Bounded: entries appended faster than they are read cannot keep this going.
+        let batches = self.options.max_len / RESTORE_BATCH + 2;
+        for _ in 0..batches {
+            let Some(start) = from.take() else {
+                break;
+            };
+            let reply: redis::Value = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(RESTORE_BATCH)
+                .query_async(&mut conn)
+                .await?;
+            let batch = entries(&reply);
+            let full = batch.len() >= RESTORE_BATCH;
+            for (id, fields) in &batch {
+                let of = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+                let broadcast = message_type::BROADCAST.to_string();
+                if of("nsp").map(String::as_str) == Some(nsp) && of("type") == Some(&broadcast) {
+                    // Every sender counts here, this node included.
+                    match self.codec.decode_entry(unknown_node(), fields) {
+                        Ok(Decoded::Message { message, .. }) => stored.push(StoredMessage {
+                            offset: id.clone(),
+                            message,
+                        }),
+                        Ok(Decoded::Ignored) => {}
+                        Err(e) => self.bad_data("stream entry", &e),
+                    }
+                }
+                from = next_offset(id);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(Some((session, stored)))
+    }
+}
+
+impl Adapter for StreamsAdapter {
+    fn start(&self, node: NodeId, inbox: Inbox) {
+        let (tx, rx) = mpsc::unbounded();
+        {
+            let mut state = self.shared.lock();
+            state.node = Some(node);
+            state.outbox = Some(tx);
+            state.stopped = false;
+        }
+        let s = &self.shared;
+        (s.spawn)(s.clone().writer(rx).boxed());
+        (s.spawn)(s.clone().counter().boxed());
+        (s.spawn)(s.clone().subscriber(node, inbox.clone()).boxed());
+        (s.spawn)(s.clone().reader(node, inbox).boxed());
+    }
+
+    fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
+        let encoded = {
+            let mut state = self.shared.lock();
+            let Some(node) = state.node else {
+                return;
+            };
+            let nsp = match message.answers() {
+                Some(request) => {
+                    let nsp = state.request_nsp.get(&request).map(|(n, _)| n.clone());
+                    // One answer per request, except acknowledgements relayed one by one.
+                    if !matches!(
+                        message,
+                        ClusterMessage::BroadcastAck { .. }
+                            | ClusterMessage::BroadcastClientCount { .. }
+                    ) {
+                        state.request_nsp.remove(&request);
+                    }
+                    nsp.unwrap_or_else(|| "/".to_owned())
+                }
+                None => String::new(),
+            };
+            self.shared.codec.encode(node, to, &nsp, &message)
+        };
+        self.shared.send(match encoded {
+            Encoded::Entry(fields) => Command::Add {
+                fields,
+                reply: None,
+            },
+            Encoded::Publish(out) => Command::Publish(out),
+        });
+    }
+
+    fn server_count(&self) -> usize {
+        self.shared.count.load(Ordering::SeqCst).max(1)
+    }
+
+    fn keeps_sessions(&self) -> bool {
+        true
+    }
+
+    fn publish_broadcast(&self, message: ClusterMessage) -> BoxFuture<'static, Option<String>> {
+        let node = self.shared.lock().node;
+        let Some(node) = node else {
+            return Box::pin(futures::future::ready(None));
+        };
+        match self.shared.codec.encode(node, None, "", &message) {
+            Encoded::Entry(fields) => {
+                let (tx, rx) = oneshot::channel();
+                self.shared.send(Command::Add {
+                    fields,
+                    reply: Some(tx),
+                });
+                Box::pin(async move { rx.await.ok().flatten() })
+            }
+            Encoded::Publish(out) => {
+                self.shared.send(Command::Publish(out));
+                Box::pin(futures::future::ready(None))
+            }
+        }
+    }
+
+    fn persist_session(&self, session: SessionState, ttl: Duration) {
+        let key = format!("{}{}", self.shared.options.session_key_prefix, session.pid);
+        self.shared.send(Command::Persist {
+            key,
+            value: encode_session(&session),
+            ttl,
+        });
+    }
+
+    fn restore_session(
+        &self,
+        pid: &str,
+        offset: &str,
+        nsp: &str,
+    ) -> BoxFuture<'static, Option<(SessionState, Vec<StoredMessage>)>> {
+        let shared = self.shared.clone();
+        let (pid, offset, nsp) = (pid.to_owned(), offset.to_owned(), nsp.to_owned());
+        Box::pin(async move {
+            // Connecting, and a few round trips beyond.
+            let limit = shared.options.redis.connect_timeout * 4;
+            match shared
+                .timed_for(limit, shared.restore(&pid, &offset, &nsp))
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    // The cached connection may be the broken one.
+                    *shared
+                        .commands
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = None;
+                    tracing::warn!(error = %e, "redis streams adapter: cannot restore a session");
+                    None
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,918 @@
+//! One cluster, two implementations: a Volley node (in this process, on tokio, with
+//! `RedisAdapter`) and a Node socket.io 4.8 server with `@socket.io/redis-adapter` 8.3
+//! (`tests/node/interop-server.mjs`) share a redis-server this test starts. Official
+//! socket.io-client sockets connect to both (`tests/node/interop-clients.mjs`), and
+//! `@socket.io/redis-emitter` publishes into the cluster (`tests/node/interop-emitter.mjs`).
+//!
+//! Node (20 or later) is required: without it these tests fail. The pinned packages of
+//! `tests/node/package-lock.json` are installed with `npm ci` when `node_modules` is missing
+//! or older than the lockfile.
+//!
+//! The scripts speak JSON lines over stdin/stdout (see `tests/node/interop-lines.mjs`) and
+//! exit when their stdin closes, so none outlives its test.
+
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+use volley::{ConnectCtx, Data, Json, Next, Payload, Socket};
+use volley_redis::{RedisAdapter, RedisOptions};
+use volley_tokio::TokioRuntime;
+
+mod common;
+use common::{LIMIT, Redis};
+
+/// The most `npm ci` may take.
+const NPM_LIMIT: Duration = Duration::from_secs(300);
+
+// ---- Node and its packages ----
+
+fn node_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+}
+
+/// Checks for Node (panics when it is missing or too old) and installs the pinned packages
+/// when `node_modules` is missing or older than the lockfile. Once per test binary.
+fn ensure_node() {
+    static READY: Mutex<bool> = Mutex::new(false);
+    // A panic here poisons the lock: every later test fails too, as it should.
+    let mut ready = READY.lock().expect("Node.js set-up failed in another test");
+    if *ready {
+        return;
+    }
+    let version = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "Node.js is required for the Redis interop tests and `node` cannot run ({e}); \
+                 install Node.js 20 or later and npm"
+            )
+        });
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        major >= 20,
+        "the Redis interop tests need Node.js 20 or later, found {version:?}"
+    );
+
+    let dir = node_dir();
+    let installed = dir.join("node_modules/.package-lock.json");
+    let lock_time = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (
+        lock_time(&installed),
+        lock_time(&dir.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(lock)) => lock > installed,
+        _ => true,
+    };
+    if stale {
+        eprintln!("interop: node_modules missing or stale, running npm ci in {dir:?}");
+        let mut npm = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .spawn()
+            .unwrap_or_else(|e| panic!("npm is required to install the interop packages: {e}"));
+        let deadline = Instant::now() + NPM_LIMIT;
+        let status = loop {
+            if let Some(status) = npm.try_wait().expect("npm ci runs") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = npm.kill();
+                let _ = npm.wait();
+                panic!("npm ci took longer than {NPM_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(status.success(), "npm ci failed: {status}");
+    }
+    *ready = true;
+}
+
+/// Who waits for the answer to which command: the answer, or the script's error.
+type Waiting = HashMap<u64, oneshot::Sender<Result<Value, String>>>;
+
+/// A script of `tests/node`, run with `node`, driven by JSON lines.
+struct NodeScript {
+    script: &'static str,
+    stdin: ChildStdin,
+    waiting: Arc<Mutex<Waiting>>,
+    reports: mpsc::UnboundedReceiver<Value>,
+    next_id: u64,
+    /// Its `ready` report.
+    ready: Value,
+    // Killed on drop (and its stdin closes, which ends it anyway).
+    _child: Child,
+}
+
+impl NodeScript {
+    async fn start(script: &'static str, args: &[&str]) -> NodeScript {
+        ensure_node();
+        let dir = node_dir();
+        let mut child = Command::new("node")
+            .arg(dir.join(script))
+            .args(args)
+            .current_dir(&dir)
+            .env("VOLLEY_INTEROP_LIFETIME_MS", "150000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run node {script}: {e}"));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let waiting: Arc<Mutex<Waiting>> = Arc::default();
+        let (tx, reports) = mpsc::unbounded_channel();
+        let answers = waiting.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    eprintln!("{script}: {line}");
+                    continue;
+                };
+                match v.get("id").and_then(Value::as_u64) {
+                    Some(id) => {
+                        let answer = match v.get("error") {
+                            Some(e) => Err(e.as_str().unwrap_or("?").to_owned()),
+                            None => Ok(v["ok"].clone()),
+                        };
+                        let waiter = lock(&answers).remove(&id);
+                        if let Some(w) = waiter {
+                            let _ = w.send(answer);
+                        }
+                    }
+                    None => {
+                        let _ = tx.send(v);
+                    }
+                }
+            }
+            // The script ended: whoever waits for an answer learns it now.
+            lock(&answers).clear();
+        });
+        let mut s = NodeScript {
+            script,
+            stdin,
+            waiting,
+            reports,
+            next_id: 0,
+            ready: Value::Null,
+            _child: child,
+        };
+        let ready = s.report().await;
+        assert_eq!(ready["report"], "ready", "{script}: {ready}");
+        s.ready = ready;
+        s
+    }
+
+    /// Runs `op`; its result, or the script's error.
+    async fn try_call(&mut self, op: &str, args: Value) -> Result<Value, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiting).insert(id, tx);
+        let mut line = json!({ "id": id, "op": op, "args": args }).to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| format!("cannot write to the script: {e}"))?;
+        self.stdin.flush().await.map_err(|e| e.to_string())?;
+        match timeout(LIMIT, rx).await {
+            Err(_) => Err(format!("no answer within {LIMIT:?}")),
+            Ok(Err(_)) => Err("the script exited".to_owned()),
+            Ok(Ok(answer)) => answer,
+        }
+    }
+
+    /// Runs `op`; panics when it fails.
+    async fn call(&mut self, op: &str, args: Value) -> Value {
+        let script = self.script;
+        self.try_call(op, args)
+            .await
+            .unwrap_or_else(|e| panic!("{script}: {op} failed: {e}"))
+    }
+
+    /// The next report.
+    async fn report(&mut self) -> Value {
+        timeout(LIMIT, self.reports.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no report within {LIMIT:?}", self.script))
+            .unwrap_or_else(|| panic!("{}: exited", self.script))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// socket.io-client sockets (in one Node process), with what each received, in order.
+struct Clients {
+    script: NodeScript,
+    inbox: HashMap<String, VecDeque<Value>>,
+    ids: HashMap<String, String>,
+}
+
+impl Clients {
+    async fn start() -> Clients {
+        Clients {
+            script: NodeScript::start("interop-clients.mjs", &[]).await,
+            inbox: HashMap::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    /// Connects `name` to the server on `port`, with auth `{who, token}`, query `who` and
+    /// header `x-client` naming it; returns its socket id.
+    async fn connect(&mut self, name: &str, port: u16, websocket_only: bool) -> String {
+        let mut args = json!({
+            "name": name,
+            "url": format!("http://127.0.0.1:{port}"),
+            "auth": { "who": name, "token": format!("t-{name}") },
+            "query": { "who": name },
+            "headers": { "x-client": name },
+        });
+        if websocket_only {
+            args["transports"] = json!(["websocket"]);
+        }
+        let connected = self.script.call("connect", args).await;
+        let id = connected["id"].as_str().expect("a socket id").to_owned();
+        self.ids.insert(name.to_owned(), id.clone());
+        id
+    }
+
+    fn id(&self, name: &str) -> &str {
+        &self.ids[name]
+    }
+
+    /// `name` asks its server to put it in `room`.
+    async fn join(&mut self, name: &str, room: &str) {
+        let ack = self
+            .script
+            .call(
+                "emitWithAck",
+                json!({ "client": name, "event": "join", "args": [room] }),
+            )
+            .await;
+        assert_eq!(ack, json!(room), "{name} joined {room}");
+    }
+
+    /// The next report about `name` (an event or its disconnection).
+    async fn next(&mut self, name: &str) -> Value {
+        loop {
+            if let Some(r) = self.inbox.get_mut(name).and_then(VecDeque::pop_front) {
+                return r;
+            }
+            let r = self.script.report().await;
+            let client = r["client"].as_str().unwrap_or_default().to_owned();
+            self.inbox.entry(client).or_default().push_back(r);
+        }
+    }
+
+    /// The next event `name` received, as `[event, ...args]`.
+    async fn event(&mut self, name: &str) -> Value {
+        let r = self.next(name).await;
+        assert_eq!(r["report"], "event", "{name}: {r}");
+        let mut ev = vec![r["name"].clone()];
+        ev.extend(r["args"].as_array().cloned().unwrap_or_default());
+        Value::Array(ev)
+    }
+
+    /// Asserts the next events of each of `names`.
+    async fn expect(&mut self, names: &[&str], events: &[Value]) {
+        for name in names {
+            for want in events {
+                assert_eq!(&self.event(name).await, want, "client {name}");
+            }
+        }
+    }
+}
+
+// ---- the Volley node ----
+
+struct VolleyNode {
+    io: volley::Io<TokioRuntime>,
+    adapter: RedisAdapter,
+    port: u16,
+    /// Server-side events received from other nodes, as `[event, ...args]`.
+    server_events: mpsc::UnboundedReceiver<Value>,
+}
+
+fn as_event(event: &str, payload: &Payload) -> Value {
+    let mut ev = vec![json!(event)];
+    ev.extend(payload.args().iter().cloned());
+    Value::Array(ev)
+}
+
+/// A Volley node whose sockets keep `{"node":"volley","who":<auth.who>}` as data, answer
+/// `join` like the Node server's, and whose server-side `note` and `ask` handlers mirror its.
+async fn volley_node(redis: &Redis) -> VolleyNode {
+    let rt = TokioRuntime::current();
+    let adapter = RedisAdapter::new(RedisOptions::new(&redis.url()), rt.clone());
+    let io = volley::builder().adapter(adapter.clone()).build(rt);
+    let ns = io.ns("/");
+    ns.use_connect(|ctx: ConnectCtx, next: Next| async move {
+        let who = ctx.auth().get("who").cloned().unwrap_or(Value::Null);
+        ctx.data().insert(json!({ "node": "volley", "who": who }));
+        next.run(ctx).await
+    });
+    ns.on("join", |s: Socket, Data(room): Data<String>| async move {
+        s.join(room.as_str());
+        room
+    });
+    let (tx, server_events) = mpsc::unbounded_channel();
+    let notes = tx.clone();
+    ns.on_server_event("note", move |p: Payload| {
+        let _ = notes.send(as_event("note", &p));
+        async {}
+    });
+    ns.on_server_event("ask", move |p: Payload| {
+        let _ = tx.send(as_event("ask", &p));
+        let got = p.args().first().cloned().unwrap_or(Value::Null);
+        async move { Json(json!({ "node": "volley", "got": got })) }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(volley_tokio::serve(listener, io.driver().clone()));
+    timeout(LIMIT, adapter.subscribed())
+        .await
+        .expect("Volley subscribed in time");
+    VolleyNode {
+        io,
+        adapter,
+        port,
+        server_events,
+    }
+}
+
+impl VolleyNode {
+    async fn server_event(&mut self) -> Value {
+        timeout(LIMIT, self.server_events.recv())
+            .await
+            .expect("a server-side event in time")
+            .expect("the node runs")
+    }
+}
+
+// ---- the cluster ----
+
+/// Redis, a Volley node, a Node node, and clients `v1`, `v2` on Volley and `n1`, `n2` on
+/// Node (`v2` and `n2` WebSocket-only, the others upgrading from polling); `v1` and `n1` in
+/// room `red`.
+struct Cluster {
+    redis: Redis,
+    volley: VolleyNode,
+    node: NodeScript,
+    clients: Clients,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let redis = Redis::start().await;
+        let volley = volley_node(&redis).await;
+        let mut node = NodeScript::start("interop-server.mjs", &[&redis.url()]).await;
+        let node_port = u16::try_from(node.ready["port"].as_u64().expect("a port")).unwrap();
+        // Both count two servers (`PUBSUB NUMSUB` of the request channel), and Volley's cached
+        // count, which its requests wait on, says so too. Nothing announces it: poll.
+        timeout(LIMIT, async {
+            loop {
+                let volley_count = volley.adapter.refresh_server_count().await.unwrap_or(0);
+                let node_count = node.call("serverCount", json!({})).await;
+                if volley_count == 2 && volley.io.server_count() == 2 && node_count == 2 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("both nodes see two servers");
+        let mut clients = Clients::start().await;
+        clients.connect("v1", volley.port, false).await;
+        clients.connect("v2", volley.port, true).await;
+        clients.connect("n1", node_port, false).await;
+        clients.connect("n2", node_port, true).await;
+        clients.join("v1", "red").await;
+        clients.join("n1", "red").await;
+        Cluster {
+            redis,
+            volley,
+            node,
+            clients,
+        }
+    }
+}
+
+const ALL: [&str; 4] = ["v1", "v2", "n1", "n2"];
+
+fn bin(bytes: &[u8]) -> Value {
+    json!({ "$bin": volley_core::base64::encode(bytes) })
+}
+
+// ---- the tests ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_cross_both_ways() {
+    let mut c = Cluster::start().await;
+    let io = &c.volley.io;
+
+    // From Volley: to all, to a room, to all but a room; then a marker, so that what a
+    // client must not get would show up before it.
+    io.emit("all", &"from-volley").unwrap();
+    io.to("red").emit("red", &1).unwrap();
+    io.except("red").emit("not-red", &2).unwrap();
+    io.to("red")
+        .except(c.clients.id("n1"))
+        .emit("red-but-n1", &3)
+        .unwrap();
+    io.emit("mark", &4).unwrap();
+    let (all, mark) = (json!(["all", "from-volley"]), json!(["mark", 4]));
+    c.clients
+        .expect(
+            &["v1"],
+            &[
+                all.clone(),
+                json!(["red", 1]),
+                json!(["red-but-n1", 3]),
+                mark.clone(),
+            ],
+        )
+        .await;
+    c.clients
+        .expect(&["n1"], &[all.clone(), json!(["red", 1]), mark.clone()])
+        .await;
+    c.clients
+        .expect(&["v2", "n2"], &[all, json!(["not-red", 2]), mark])
+        .await;
+
+    // From Node: the same.
+    let n = &mut c.node;
+    n.call("emit", json!({ "event": "all", "args": ["from-node"] }))
+        .await;
+    n.call(
+        "emit",
+        json!({ "to": ["red"], "event": "red", "args": [1] }),
+    )
+    .await;
+    n.call(
+        "emit",
+        json!({ "except": ["red"], "event": "not-red", "args": [2] }),
+    )
+    .await;
+    let except_v1 = c.clients.id("v1").to_owned();
+    n.call(
+        "emit",
+        json!({ "to": ["red"], "except": [except_v1], "event": "red-but-v1", "args": [3] }),
+    )
+    .await;
+    n.call("emit", json!({ "event": "mark", "args": [4] }))
+        .await;
+    let (all, mark) = (json!(["all", "from-node"]), json!(["mark", 4]));
+    c.clients
+        .expect(
+            &["n1"],
+            &[
+                all.clone(),
+                json!(["red", 1]),
+                json!(["red-but-v1", 3]),
+                mark.clone(),
+            ],
+        )
+        .await;
+    c.clients
+        .expect(&["v1"], &[all.clone(), json!(["red", 1]), mark.clone()])
+        .await;
+    c.clients
+        .expect(&["v2", "n2"], &[all, json!(["not-red", 2]), mark])
+        .await;
+
+    // Binary arguments, both ways: MessagePack `bin` on the wire, bytes at the clients.
+    let bytes = [0u8, 1, 2, 0xfe, 0xff];
+    let payload = Payload::new()
+        .arg(&"text")
+        .unwrap()
+        .bin(bytes.to_vec())
+        .arg(&json!({ "n": 1 }))
+        .unwrap();
+    io.all().emit_payload("bin", payload);
+    c.clients
+        .expect(&ALL, &[json!(["bin", "text", bin(&bytes), { "n": 1 }])])
+        .await;
+    c.node
+        .call(
+            "emit",
+            json!({ "event": "bin", "args": [bin(&bytes), { "nested": bin(&[7, 8]) }] }),
+        )
+        .await;
+    c.clients
+        .expect(
+            &ALL,
+            &[json!(["bin", bin(&bytes), { "nested": bin(&[7, 8]) }])],
+        )
+        .await;
+}
+
+/// What Node's `fetchSockets` said about socket `id`.
+fn find<'a>(sockets: &'a Value, id: &str) -> &'a Value {
+    sockets
+        .as_array()
+        .expect("a list of sockets")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no socket {id} in {sockets}"))
+}
+
+fn sorted_ids(sockets: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = sockets
+        .as_array()
+        .expect("a list of sockets")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn ids_of(c: &Cluster, names: &[&str]) -> Vec<String> {
+    let mut ids: Vec<String> = names.iter().map(|n| c.clients.id(n).to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_sockets_and_room_changes_both_ways() {
+    let mut c = Cluster::start().await;
+    let (n1, n2) = (c.clients.id("n1").to_owned(), c.clients.id("n2").to_owned());
+    let (v1, v2) = (c.clients.id("v1").to_owned(), c.clients.id("v2").to_owned());
+
+    // Volley sees Node's sockets: ids, rooms, handshake, data.
+    let sockets = timeout(LIMIT, c.volley.io.fetch_sockets()).await.unwrap();
+    let mut ids: Vec<String> = sockets.iter().map(|s| s.id().to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ids_of(&c, &ALL));
+    let remote = sockets.iter().find(|s| s.id().as_str() == n1).unwrap();
+    assert!(!remote.is_local());
+    assert!(remote.node().is_some());
+    let mut rooms: Vec<&str> = remote.rooms().iter().map(|r| r.as_str()).collect();
+    rooms.sort();
+    let mut want = vec![n1.as_str(), "red"];
+    want.sort();
+    assert_eq!(rooms, want);
+    let h = remote.handshake();
+    assert_eq!(h.query("who").as_deref(), Some("n1"));
+    assert_eq!(h.header("x-client"), Some("n1"));
+    assert_eq!(h.auth(), &json!({ "who": "n1", "token": "t-n1" }));
+    assert!(h.url().starts_with("/socket.io/?"), "{}", h.url());
+    let ip: IpAddr = h.peer_addr().expect("Node's address").ip();
+    assert!(ip.to_canonical().is_loopback(), "{ip}");
+    assert_eq!(
+        remote.data().get::<Value>(),
+        Some(json!({ "node": "node", "who": "n1" }))
+    );
+    let red = timeout(LIMIT, c.volley.io.to("red").fetch_sockets())
+        .await
+        .unwrap();
+    let mut red_ids: Vec<String> = red.iter().map(|s| s.id().to_string()).collect();
+    red_ids.sort();
+    assert_eq!(red_ids, ids_of(&c, &["v1", "n1"]));
+
+    // Node sees Volley's.
+    let sockets = c.node.call("fetchSockets", json!({})).await;
+    assert_eq!(sorted_ids(&sockets), ids_of(&c, &ALL));
+    let s = find(&sockets, &v1);
+    let mut rooms: Vec<&str> = s["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    rooms.sort();
+    let mut want = vec![v1.as_str(), "red"];
+    want.sort();
+    assert_eq!(rooms, want);
+    assert_eq!(s["data"], json!({ "node": "volley", "who": "v1" }));
+    let h = &s["handshake"];
+    assert_eq!(h["query"]["who"], "v1");
+    assert_eq!(h["headers"]["x-client"], "v1");
+    assert_eq!(h["auth"], json!({ "who": "v1", "token": "t-v1" }));
+    assert_eq!(h["address"], "127.0.0.1");
+    assert!(
+        h["url"].as_str().unwrap().starts_with("/socket.io/?"),
+        "{h}"
+    );
+    let issued = h["issued"].as_u64().expect("issued in ms");
+    assert!(now_ms().abs_diff(issued) < 60_000, "issued {issued}");
+    assert!(h["time"].as_str().unwrap().contains("GMT"), "{h}");
+    let red = c.node.call("fetchSockets", json!({ "to": ["red"] })).await;
+    assert_eq!(sorted_ids(&red), ids_of(&c, &["v1", "n1"]));
+
+    // A fetched socket of the other node can be emitted to.
+    let n2_remote = sockets_of(&c.volley.io.fetch_sockets().await, &n2);
+    n2_remote.emit("direct", &"to-n2").unwrap();
+    c.clients
+        .expect(&["n2"], &[json!(["direct", "to-n2"])])
+        .await;
+    c.node
+        .call(
+            "remoteEmit",
+            json!({ "id": v2, "event": "direct", "args": ["to-v2"] }),
+        )
+        .await;
+    c.clients
+        .expect(&["v2"], &[json!(["direct", "to-v2"])])
+        .await;
+
+    // Room changes cross. A request leaves after the room change its node sent before it,
+    // and the other node handles both in that order: Volley puts n2 in `blue` and fetches.
+    c.volley.io.to(n2.as_str()).sockets_join(["blue"]);
+    let blue = timeout(LIMIT, c.volley.io.to("blue").fetch_sockets())
+        .await
+        .unwrap();
+    let blue_ids: Vec<String> = blue.iter().map(|s| s.id().to_string()).collect();
+    assert_eq!(blue_ids, [n2.as_str()]);
+    // Node puts v2 there too and fetches; then Volley, which answered Node's fetch after
+    // handling its join, sees both.
+    c.node
+        .call("socketsJoin", json!({ "to": [v2], "rooms": ["blue"] }))
+        .await;
+    let blue = c.node.call("fetchSockets", json!({ "to": ["blue"] })).await;
+    assert_eq!(sorted_ids(&blue), ids_of(&c, &["v2", "n2"]));
+    let blue = timeout(LIMIT, c.volley.io.to("blue").fetch_sockets())
+        .await
+        .unwrap();
+    let mut blue_ids: Vec<String> = blue.iter().map(|s| s.id().to_string()).collect();
+    blue_ids.sort();
+    assert_eq!(blue_ids, ids_of(&c, &["v2", "n2"]));
+
+    // Every node's rooms.
+    let rooms = timeout(LIMIT, c.volley.io.all_rooms()).await.unwrap();
+    for room in ["red", "blue", n1.as_str(), v1.as_str()] {
+        assert!(
+            rooms.iter().any(|r| r.as_str() == room),
+            "{room} in {rooms:?}"
+        );
+    }
+    let rooms = c.node.call("allRooms", json!({})).await;
+    for room in ["red", "blue", n1.as_str(), v1.as_str()] {
+        assert!(
+            rooms.as_array().unwrap().iter().any(|r| r == room),
+            "{room} in {rooms}"
+        );
+    }
+
+    // Disconnection crosses too.
+    c.volley.io.to(n2.as_str()).disconnect_sockets(false);
+    let r = c.clients.next("n2").await;
+    assert_eq!(r["report"], "disconnect", "{r}");
+    assert_eq!(r["reason"], "io server disconnect");
+    c.node
+        .call("disconnectSockets", json!({ "to": [v2] }))
+        .await;
+    let r = c.clients.next("v2").await;
+    assert_eq!(r["report"], "disconnect", "{r}");
+    assert_eq!(r["reason"], "io server disconnect");
+}
+
+fn sockets_of(sockets: &[volley::RemoteSocket], id: &str) -> volley::RemoteSocket {
+    sockets
+        .iter()
+        .find(|s| s.id().as_str() == id)
+        .unwrap_or_else(|| panic!("no socket {id}"))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_emit_both_ways() {
+    let mut c = Cluster::start().await;
+
+    // Volley to Node, without and with acknowledgement.
+    c.volley
+        .io
+        .server_side_emit("note", &json!({ "from": "volley" }))
+        .unwrap();
+    let r = c.node.report().await;
+    assert_eq!(r["report"], "server-event");
+    assert_eq!(r["name"], "note");
+    assert_eq!(r["args"], json!([{ "from": "volley" }]));
+    let answers = timeout(LIMIT, c.volley.io.server_side_emit_with_ack("ask", &7))
+        .await
+        .unwrap()
+        .expect("Node answered");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].args(), &[json!({ "node": "node", "got": 7 })]);
+    let r = c.node.report().await;
+    assert_eq!((&r["name"], &r["args"]), (&json!("ask"), &json!([7])));
+
+    // Node to Volley, without and with acknowledgement.
+    c.node
+        .call(
+            "serverSideEmit",
+            json!({ "event": "note", "args": [{ "from": "node" }, "two"] }),
+        )
+        .await;
+    assert_eq!(
+        c.volley.server_event().await,
+        json!(["note", { "from": "node" }, "two"])
+    );
+    let answers = c
+        .node
+        .call(
+            "serverSideEmitWithAck",
+            json!({ "event": "ask", "args": [8] }),
+        )
+        .await;
+    assert_eq!(answers, json!([{ "node": "volley", "got": 8 }]));
+    assert_eq!(c.volley.server_event().await, json!(["ask", 8]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_with_ack_spans_both_nodes() {
+    let mut c = Cluster::start().await;
+    let names = |answers: Vec<Value>| {
+        let mut names: Vec<String> = answers
+            .iter()
+            .map(|a| a["client"].as_str().expect("a client name").to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // From Volley: every client of both nodes answers, and the answers are gathered.
+    let answers = timeout(
+        LIMIT,
+        c.volley
+            .io
+            .timeout(Duration::from_secs(5))
+            .emit_with_ack("ask", &"from-volley"),
+    )
+    .await
+    .unwrap()
+    .expect("every client answered");
+    for a in &answers {
+        let v: Value = a.data().unwrap();
+        assert_eq!(v["echo"], "from-volley");
+        let name = v["client"].as_str().unwrap();
+        if name.starts_with('v') {
+            assert_eq!(a.socket.as_str(), c.clients.id(name));
+        }
+    }
+    let values: Vec<Value> = answers.iter().map(|a| a.data().unwrap()).collect();
+    assert_eq!(names(values), ["n1", "n2", "v1", "v2"]);
+    let answers = timeout(
+        LIMIT,
+        c.volley
+            .io
+            .to("red")
+            .timeout(Duration::from_secs(5))
+            .emit_with_ack("ask", &"red"),
+    )
+    .await
+    .unwrap()
+    .expect("the red clients answered");
+    let values: Vec<Value> = answers.iter().map(|a| a.data().unwrap()).collect();
+    assert_eq!(names(values), ["n1", "v1"]);
+
+    // From Node: the same.
+    let answers = c
+        .node
+        .call(
+            "emitWithAck",
+            json!({ "event": "ask", "args": ["from-node"], "timeout": 5000 }),
+        )
+        .await;
+    let answers = answers.as_array().unwrap().clone();
+    assert!(
+        answers.iter().all(|a| a["echo"] == "from-node"),
+        "{answers:?}"
+    );
+    assert_eq!(names(answers), ["n1", "n2", "v1", "v2"]);
+    let answers = c
+        .node
+        .call(
+            "emitWithAck",
+            json!({ "to": ["red"], "event": "ask", "args": ["red"], "timeout": 5000 }),
+        )
+        .await;
+    assert_eq!(names(answers.as_array().unwrap().clone()), ["n1", "v1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_emitter_reaches_volley_clients() {
+    let mut c = Cluster::start().await;
+    let mut emitter = NodeScript::start("interop-emitter.mjs", &[&c.redis.url()]).await;
+
+    // To all, to a room, to all but a room; then a marker.
+    emitter
+        .call("emit", json!({ "event": "all", "args": ["from-emitter"] }))
+        .await;
+    emitter
+        .call(
+            "emit",
+            json!({ "to": ["red"], "event": "red", "args": [1] }),
+        )
+        .await;
+    emitter
+        .call(
+            "emit",
+            json!({ "except": ["red"], "event": "not-red", "args": [2] }),
+        )
+        .await;
+    emitter
+        .call("emit", json!({ "event": "mark", "args": [3] }))
+        .await;
+    let (all, mark) = (json!(["all", "from-emitter"]), json!(["mark", 3]));
+    c.clients
+        .expect(
+            &["v1", "n1"],
+            &[all.clone(), json!(["red", 1]), mark.clone()],
+        )
+        .await;
+    c.clients
+        .expect(&["v2", "n2"], &[all, json!(["not-red", 2]), mark])
+        .await;
+
+    // Binary arguments, at the top level and nested.
+    let bytes = [0xffu8, 0, 0x80, 0x7f];
+    emitter
+        .call(
+            "emit",
+            json!({ "event": "bin", "args": [bin(&bytes), { "inner": [bin(&[1])] }] }),
+        )
+        .await;
+    c.clients
+        .expect(
+            &ALL,
+            &[json!(["bin", bin(&bytes), { "inner": [bin(&[1])] }])],
+        )
+        .await;
+
+    // Room changes (the emitter's requests carry no sender id), then a broadcast to the new
+    // room, published after them on the same connection.
+    emitter
+        .call("socketsJoin", json!({ "to": ["red"], "rooms": ["green"] }))
+        .await;
+    emitter
+        .call(
+            "emit",
+            json!({ "to": ["green"], "event": "green", "args": [] }),
+        )
+        .await;
+    emitter
+        .call("emit", json!({ "event": "mark", "args": [4] }))
+        .await;
+    c.clients
+        .expect(&["v1", "n1"], &[json!(["green"]), json!(["mark", 4])])
+        .await;
+    c.clients.expect(&["v2", "n2"], &[json!(["mark", 4])]).await;
+    let green = timeout(LIMIT, c.volley.io.in_("green").local().fetch_sockets())
+        .await
+        .unwrap();
+    assert_eq!(green.len(), 1);
+    assert_eq!(green[0].id().as_str(), c.clients.id("v1"));
+
+    // Server-side emit, to both nodes.
+    emitter
+        .call(
+            "serverSideEmit",
+            json!({ "event": "note", "args": [{ "from": "emitter" }] }),
+        )
+        .await;
+    assert_eq!(
+        c.volley.server_event().await,
+        json!(["note", { "from": "emitter" }])
+    );
+    let r = c.node.report().await;
+    assert_eq!(r["args"], json!([{ "from": "emitter" }]));
+
+    // Disconnection of one socket by id.
+    let v2 = c.clients.id("v2").to_owned();
+    emitter
+        .call("disconnectSockets", json!({ "to": [v2], "close": true }))
+        .await;
+    let r = c.clients.next("v2").await;
+    assert_eq!(r["report"], "disconnect", "{r}");
+}
