@@ -44,28 +44,51 @@
 //!
 //! ```no_run
 //! # async fn run() {
-//! use volley_redis::{RedisAdapter, RedisOptions};
+//! use volley_redis::{RedisAdapter, RedisOptions, SubscriptionMode};
 //! # let runtime = volley::testing::TestRuntime::new();
 //! let options = RedisOptions::new("redis://127.0.0.1:6379")
 //!     .namespaces(&["/", "/admin"])
-//!     .sharded();
+//!     .sharded(); // or .sharded_mode(SubscriptionMode::Static), ...
 //! let adapter = RedisAdapter::new(options, runtime.clone());
 //! # }
 //! ```
 //!
-//! The tasks are the same, with other commands:
+//! The [subscription mode](SubscriptionMode) is the reference's `subscriptionMode`, and
+//! every server of the cluster, Volley or Node, must use the same one:
+//!
+//! - [`Dynamic`](SubscriptionMode::Dynamic) (`"dynamic"`, the default here as in the
+//!   reference): each node also subscribes `prefix#<nsp>#<room>#` for every public room
+//!   that has members on it, and a broadcast without acknowledgement to exactly one room
+//!   is published on that room's channel, so only the nodes with members receive it;
+//! - [`DynamicPrivate`](SubscriptionMode::DynamicPrivate) (`"dynamic-private"`): the same
+//!   for private rooms too (a socket's own room), so that a message to one socket goes to
+//!   its node only;
+//! - [`Static`](SubscriptionMode::Static) (`"static"`): the namespace and answer channels
+//!   only; every message goes to every node.
+//!
+//! The tasks are the same as in the classic mode, with other commands:
 //!
 //! - the subscriber opens one RESP3 connection and sends `SSUBSCRIBE prefix#<nsp>#` (every
 //!   message of the namespace) and `SSUBSCRIBE prefix#<nsp>#<uid>#` (answers for this
 //!   node) for each of [`RedisOptions::namespaces`]; messages arrive as RESP3 push
 //!   messages. Sharded Pub/Sub has no patterns, so a namespace missing from that list is
-//!   not clustered (publishing in one is logged once);
-//! - the publisher sends `SPUBLISH`: answers to the asking node's answer channel, all else
-//!   to the namespace's channel (the reference's `subscriptionMode: "static"`; Node
-//!   servers in the cluster must use that mode, since in `"dynamic"`, the reference's
-//!   default, their broadcasts to one room go to per-room channels Volley does not read);
+//!   not clustered (publishing in one is logged once). In a dynamic mode the server tells
+//!   the adapter as rooms are created and deleted ([`Adapter::room_changed`], which only
+//!   queues the change: local delivery never waits on Redis); the subscriber sends
+//!   `SSUBSCRIBE` / `SUNSUBSCRIBE` of the room's channel in that order, and after a
+//!   reconnection subscribes the channels of every room that exists then;
+//!   [`RedisAdapter::subscribed`] tells when the rooms created so far are subscribed;
+//! - the publisher sends `SPUBLISH`: answers to the asking node's answer channel, a
+//!   broadcast to one room to that room's channel as the mode says
+//!   ([`SubscriptionMode::room_of`]), all else to the namespace's channel;
 //! - the counter asks `PUBSUB SHARDNUMSUB prefix#<nsp>#` for the first namespace (the
 //!   sharded adapter has no heartbeats: a server is whoever subscribes that channel).
+//!
+//! As in the reference, a room's channel is subscribed a moment after its first member
+//! joined: a broadcast to it published on another node in that moment does not reach
+//! this node (one made after the join was acknowledged and [`RedisAdapter::subscribed`]
+//! completed does). In the static mode every node reads every message, so there is no such
+//! window.
 //!
 //! Outages are handled as in the classic mode. The subscriber also sends `PING` when
 //! nothing arrived for a [count interval](RedisOptions::count_interval), so that a
@@ -77,6 +100,8 @@
 pub mod codec;
 pub mod sharded;
 pub mod streams;
+
+pub use sharded::SubscriptionMode;
 
 use codec::{Codec, Decoded, Outgoing};
 use futures::channel::{mpsc, oneshot};
@@ -91,6 +116,7 @@ use std::time::{Duration, Instant};
 use volley::adapter::{Adapter, Inbox};
 use volley::runtime::Runtime;
 use volley_core::cluster::ClusterMessage;
+use volley_core::socketio::RoomChange;
 use volley_core::{NodeId, RequestId};
 
 /// Where Redis is: one server, or a master found through Sentinel.
@@ -116,9 +142,10 @@ pub enum PubSub {
     #[default]
     Classic,
     /// Redis 7 sharded Pub/Sub (`SPUBLISH`/`SSUBSCRIBE`) in the format of
-    /// `createShardedAdapter` with `subscriptionMode: "static"` ([`sharded`]); the server
-    /// count is `PUBSUB SHARDNUMSUB`. Sharded Pub/Sub has no patterns: only the namespaces of
-    /// [`RedisOptions::namespaces`] are clustered.
+    /// `createShardedAdapter` ([`sharded`]), in the subscription mode of
+    /// [`RedisOptions::subscription_mode`]; the server count is `PUBSUB SHARDNUMSUB`.
+    /// Sharded Pub/Sub has no patterns: only the namespaces of [`RedisOptions::namespaces`]
+    /// are clustered.
     Sharded,
 }
 
@@ -138,6 +165,10 @@ pub struct RedisOptions {
     pub key: String,
     /// Classic or sharded Pub/Sub: [`PubSub::Classic`].
     pub pub_sub: PubSub,
+    /// With [`PubSub::Sharded`], which room channels this node subscribes and publishes to
+    /// (the reference's `subscriptionMode`): [`SubscriptionMode::Dynamic`], the reference's
+    /// default. Ignored by the classic mode.
+    pub subscription_mode: SubscriptionMode,
     /// Namespaces whose request channel this node subscribes by name, so Node servers count
     /// it (`PUBSUB NUMSUB`); messages of every namespace are received through patterns
     /// anyway. `["/"]` by default. In the sharded mode these are the only namespaces whose
@@ -161,6 +192,7 @@ impl RedisOptions {
             db: None,
             key: "socket.io".to_owned(),
             pub_sub: PubSub::Classic,
+            subscription_mode: SubscriptionMode::Dynamic,
             namespaces: vec!["/".to_owned()],
             count_interval: Duration::from_secs(1),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
@@ -203,13 +235,27 @@ impl RedisOptions {
         self
     }
 
-    /// Switches to sharded Pub/Sub ([`PubSub::Sharded`]): Redis 7 or later, and Node servers
-    /// of the cluster built with `createShardedAdapter(pub, sub, { subscriptionMode: "static"
-    /// })` (in the reference's default `"dynamic"` mode, their broadcasts to a single room go
-    /// to per-room channels this node does not read).
+    /// Switches to sharded Pub/Sub ([`PubSub::Sharded`], Redis 7 or later) in the
+    /// [subscription mode](RedisOptions::subscription_mode) set, by default
+    /// [`SubscriptionMode::Dynamic`]: it joins Node servers built with
+    /// `createShardedAdapter(pub, sub)` and their default `subscriptionMode`.
     pub fn sharded(mut self) -> Self {
         self.pub_sub = PubSub::Sharded;
         self
+    }
+
+    /// Switches to sharded Pub/Sub in `mode`: it joins Node servers built with
+    /// `createShardedAdapter(pub, sub, { subscriptionMode: mode.as_str() })`. Every server of
+    /// the cluster must use the same mode.
+    pub fn sharded_mode(mut self, mode: SubscriptionMode) -> Self {
+        self.pub_sub = PubSub::Sharded;
+        self.subscription_mode = mode;
+        self
+    }
+
+    /// Whether the adapter subscribes per room (sharded Pub/Sub in a dynamic mode).
+    fn dynamic(&self) -> bool {
+        self.pub_sub == PubSub::Sharded && self.subscription_mode != SubscriptionMode::Static
     }
 
     fn redis_settings(&self, base: &redis::RedisConnectionInfo) -> redis::RedisConnectionInfo {
@@ -267,7 +313,15 @@ struct Shared {
     count: AtomicUsize,
     /// Set while the subscriptions are in place.
     subscribed: AtomicBool,
+    /// Room subscriptions to make or drop, for the sharded subscriber (dynamic modes).
+    rooms: mpsc::UnboundedSender<RoomSubscription>,
     state: Mutex<State>,
+}
+
+/// A room channel to subscribe (its room was created on this node) or to leave (deleted).
+struct RoomSubscription {
+    channel: String,
+    subscribe: bool,
 }
 
 #[derive(Default)]
@@ -277,7 +331,15 @@ struct State {
     /// The namespace of each request received from another node, for its answers (which
     /// carry none), with when it came.
     request_nsp: HashMap<RequestId, (String, Instant)>,
-    waiting: Vec<oneshot::Sender<()>>,
+    /// Who waits in [`RedisAdapter::subscribed`], each for the room subscriptions handed
+    /// over before it asked (their count).
+    waiting: Vec<(u64, oneshot::Sender<()>)>,
+    /// Room subscriptions handed to the subscriber, and how many of those it has made or
+    /// dropped in Redis (or folded into a resubscription).
+    rooms_sent: u64,
+    rooms_done: u64,
+    /// The subscriber's end of [`Shared::rooms`], until it starts.
+    rooms_rx: Option<mpsc::UnboundedReceiver<RoomSubscription>>,
     stopped: bool,
     /// Sharded mode: namespaces published in but not subscribed, already warned about.
     unlisted: HashSet<String>,
@@ -309,30 +371,41 @@ impl RedisAdapter {
         let spawner = runtime.clone();
         let spawn: Spawn = Arc::new(move |f| spawner.spawn(f));
         let sleep: Sleep = Arc::new(move |d| runtime.sleep(d).boxed());
+        let (rooms, rooms_rx) = mpsc::unbounded();
         RedisAdapter {
             shared: Arc::new(Shared {
                 codec: Codec::new(&options.key),
-                sharded: ShardedCodec::new(&options.key),
+                sharded: ShardedCodec::new(&options.key).with_mode(options.subscription_mode),
                 options,
                 spawn,
                 sleep,
                 count: AtomicUsize::new(1),
                 subscribed: AtomicBool::new(false),
-                state: Mutex::new(State::default()),
+                rooms,
+                state: Mutex::new(State {
+                    rooms_rx: Some(rooms_rx),
+                    ..State::default()
+                }),
             }),
         }
     }
 
     /// Completes once the subscriptions are in place (at once if they are): from then on
-    /// this node receives what the others publish.
+    /// this node receives what the others publish. In a dynamic
+    /// [subscription mode](RedisOptions::subscription_mode) that includes the channels of
+    /// the rooms created (and the leaving of those deleted) on this node before the call:
+    /// once a socket's join has been acknowledged, this tells when broadcasts to that room
+    /// from other nodes reach it.
     pub async fn subscribed(&self) {
         let rx = {
             let mut state = self.shared.lock();
-            if self.shared.subscribed.load(Ordering::SeqCst) {
+            if self.shared.subscribed.load(Ordering::SeqCst) && state.rooms_done >= state.rooms_sent
+            {
                 return;
             }
             let (tx, rx) = oneshot::channel();
-            state.waiting.push(tx);
+            let target = state.rooms_sent;
+            state.waiting.push((target, tx));
             rx
         };
         let _ = rx.await;
@@ -417,16 +490,30 @@ impl Shared {
     }
 
     fn set_subscribed(&self, on: bool) {
-        let waiting = {
+        self.subscribed.store(on, Ordering::SeqCst);
+        self.wake_waiting();
+    }
+
+    /// Records that the first `done` room subscriptions handed over are in place.
+    fn rooms_applied(&self, done: u64) {
+        self.lock().rooms_done = done;
+        self.wake_waiting();
+    }
+
+    fn wake_waiting(&self) {
+        let ready = {
             let mut state = self.lock();
-            self.subscribed.store(on, Ordering::SeqCst);
-            if on {
-                std::mem::take(&mut state.waiting)
-            } else {
-                Vec::new()
+            if !self.subscribed.load(Ordering::SeqCst) {
+                return;
             }
+            let done = state.rooms_done;
+            let (ready, still): (Vec<_>, Vec<_>) = std::mem::take(&mut state.waiting)
+                .into_iter()
+                .partition(|(target, _)| *target <= done);
+            state.waiting = still;
+            ready
         };
-        for w in waiting {
+        for (_, w) in ready {
             let _ = w.send(());
         }
     }
@@ -571,13 +658,19 @@ impl Shared {
     }
 
     /// The sharded subscriber: one RESP3 connection with `SSUBSCRIBE` of each namespace's
-    /// channel and of this node's answer channel; messages arrive as push messages. A
-    /// `PING` when nothing arrived for a count interval finds a connection that died
-    /// without closing.
-    async fn sharded_subscriber(self: Arc<Self>, node: NodeId, inbox: Inbox) {
+    /// channel and of this node's answer channel, and in a dynamic mode of the channel of
+    /// each room that exists here (made and dropped as `rooms` says, all made again after a
+    /// reconnection); messages arrive as push messages. A `PING` when nothing arrived for a
+    /// count interval finds a connection that died without closing.
+    async fn sharded_subscriber(
+        self: Arc<Self>,
+        node: NodeId,
+        inbox: Inbox,
+        mut rooms: mpsc::UnboundedReceiver<RoomSubscription>,
+    ) {
         let mut backoff = self.options.backoff.0;
         let mut down_logged = false;
-        let channels: Vec<String> = self
+        let fixed: Vec<String> = self
             .options
             .namespaces
             .iter()
@@ -588,8 +681,21 @@ impl Shared {
                 ]
             })
             .collect();
+        // The room channels wanted now, and how many subscriptions were taken from `rooms`.
+        let mut wanted: HashSet<String> = HashSet::new();
+        let mut taken: u64 = 0;
+        let mut refused_logged = false;
         while !self.stopped() {
-            let (tx, mut pushes) = mpsc::unbounded::<redis::PushInfo>();
+            // What came while disconnected is folded in: the connection subscribes the rest.
+            while let Ok(r) = rooms.try_recv() {
+                taken += 1;
+                if r.subscribe {
+                    wanted.insert(r.channel);
+                } else {
+                    wanted.remove(&r.channel);
+                }
+            }
+            let (tx, pushes) = mpsc::unbounded::<redis::PushInfo>();
             let conn = self
                 .timed(async {
                     let client = self.options.client().await?;
@@ -608,11 +714,18 @@ impl Shared {
                         .get_multiplexed_async_connection_with_config(&config)
                         .await?;
                     // One channel per command: each confirmation is one reply.
-                    for channel in &channels {
+                    for channel in &fixed {
                         redis::cmd("SSUBSCRIBE")
                             .arg(channel)
                             .exec_async(&mut conn)
                             .await?;
+                    }
+                    for channel in wanted.iter().filter(|c| !fixed.contains(c)) {
+                        let done = redis::cmd("SSUBSCRIBE")
+                            .arg(channel)
+                            .exec_async(&mut conn)
+                            .await;
+                        refused(done, channel, &mut refused_logged)?;
                     }
                     Ok(conn)
                 })
@@ -634,13 +747,26 @@ impl Shared {
             }
             backoff = self.options.backoff.0;
             self.set_subscribed(true);
+            self.rooms_applied(taken);
             if let Ok(mut c) = self.connect().await {
                 let _ = self.query_count(&mut c).await;
             }
+            // Confirmations of the room channels this node left, still to come as pushes
+            // (they must not read as Redis taking a subscription away).
+            let mut leaving: HashMap<String, usize> = HashMap::new();
+            let pushes = pushes
+                .map(Event::Push)
+                .chain(futures::stream::iter([Event::Closed]));
+            let mut events = futures::stream::select(pushes, rooms.by_ref().map(Event::Room));
             loop {
                 let tick = (self.sleep)(self.options.count_interval);
-                match select(pushes.next(), tick).await {
-                    Either::Left((Some(push), _)) => match push.kind {
+                let event = match select(events.next(), tick).await {
+                    Either::Left((Some(event), _)) => event,
+                    Either::Left((None, _)) => Event::Closed,
+                    Either::Right(_) => Event::Idle,
+                };
+                match event {
+                    Event::Push(push) => match push.kind {
                         redis::PushKind::SMessage => {
                             if let [
                                 redis::Value::BulkString(channel),
@@ -654,12 +780,55 @@ impl Shared {
                                 return;
                             }
                         }
-                        // Redis took a subscription away (a slot moved): subscribe again.
-                        redis::PushKind::SUnsubscribe | redis::PushKind::Disconnection => break,
+                        redis::PushKind::SUnsubscribe => {
+                            let channel = match push.data.first() {
+                                Some(redis::Value::BulkString(c)) => {
+                                    String::from_utf8_lossy(c).into_owned()
+                                }
+                                _ => String::new(),
+                            };
+                            match leaving.get_mut(&channel) {
+                                Some(n) if *n > 1 => *n -= 1,
+                                Some(_) => {
+                                    leaving.remove(&channel);
+                                }
+                                // Redis took a subscription away (a slot moved): subscribe
+                                // again.
+                                None if fixed.contains(&channel) || wanted.contains(&channel) => {
+                                    break;
+                                }
+                                None => {}
+                            }
+                        }
+                        redis::PushKind::Disconnection => break,
                         _ => {}
                     },
-                    Either::Left((None, _)) => break,
-                    Either::Right(_) => {
+                    Event::Closed => break,
+                    Event::Room(r) => {
+                        taken += 1;
+                        let changed = if r.subscribe {
+                            wanted.insert(r.channel.clone())
+                        } else {
+                            wanted.remove(&r.channel)
+                        };
+                        if changed && !fixed.contains(&r.channel) {
+                            let command = if r.subscribe {
+                                "SSUBSCRIBE"
+                            } else {
+                                *leaving.entry(r.channel.clone()).or_default() += 1;
+                                "SUNSUBSCRIBE"
+                            };
+                            let done = redis::cmd(command)
+                                .arg(&r.channel)
+                                .exec_async(&mut conn)
+                                .await;
+                            if refused(done, &r.channel, &mut refused_logged).is_err() {
+                                break;
+                            }
+                        }
+                        self.rooms_applied(taken);
+                    }
+                    Event::Idle => {
                         if self.stopped() {
                             return;
                         }
@@ -669,6 +838,7 @@ impl Shared {
                     }
                 }
             }
+            drop(events);
             drop(conn);
             self.set_subscribed(false);
             self.count.store(1, Ordering::SeqCst);
@@ -744,7 +914,14 @@ impl Adapter for RedisAdapter {
         (s.spawn)(s.clone().counter().boxed());
         match s.options.pub_sub {
             PubSub::Classic => (s.spawn)(s.clone().subscriber(node, inbox).boxed()),
-            PubSub::Sharded => (s.spawn)(s.clone().sharded_subscriber(node, inbox).boxed()),
+            PubSub::Sharded => {
+                let rooms = s.lock().rooms_rx.take();
+                let Some(rooms) = rooms else {
+                    tracing::warn!("redis adapter: started twice; the second start is ignored");
+                    return;
+                };
+                (s.spawn)(s.clone().sharded_subscriber(node, inbox, rooms).boxed());
+            }
         }
     }
 
@@ -794,6 +971,68 @@ impl Adapter for RedisAdapter {
 
     fn server_count(&self) -> usize {
         self.shared.count.load(Ordering::SeqCst).max(1)
+    }
+
+    fn tracks_rooms(&self) -> bool {
+        self.shared.options.dynamic()
+    }
+
+    fn room_changed(&self, nsp: &str, change: &RoomChange) {
+        let options = &self.shared.options;
+        if !options.dynamic()
+            || !options.subscription_mode.subscribes_room(change.private)
+            || !options.namespaces.iter().any(|n| n == nsp)
+        {
+            // A namespace not listed is not subscribed at all, its rooms neither.
+            return;
+        }
+        let mut state = self.shared.lock();
+        if state.stopped {
+            return;
+        }
+        let sent = self.shared.rooms.unbounded_send(RoomSubscription {
+            channel: self
+                .shared
+                .sharded
+                .dynamic_channel(nsp, change.room.as_str()),
+            subscribe: change.created,
+        });
+        if sent.is_ok() {
+            state.rooms_sent += 1;
+        }
+    }
+}
+
+/// What the sharded subscriber waits for.
+enum Event {
+    /// A push message of the subscription connection.
+    Push(redis::PushInfo),
+    /// The connection's pushes ended.
+    Closed,
+    /// A room channel to subscribe or leave.
+    Room(RoomSubscription),
+    /// Nothing came for a count interval.
+    Idle,
+}
+
+/// Passes a room channel's `SSUBSCRIBE` / `SUNSUBSCRIBE` result on when the connection
+/// failed; a refusal by Redis (the channel's slot is elsewhere, an ACL) only costs that
+/// room its own channel: it is logged once and the room is still reached through the
+/// namespace channel by the nodes that publish there.
+fn refused(
+    done: redis::RedisResult<()>,
+    channel: &str,
+    logged: &mut bool,
+) -> redis::RedisResult<()> {
+    match done {
+        Err(e) if e.code().is_some() && !e.is_connection_dropped() => {
+            if !*logged {
+                tracing::warn!(channel, error = %e, "redis adapter: room channel refused");
+                *logged = true;
+            }
+            Ok(())
+        }
+        other => other,
     }
 }
 

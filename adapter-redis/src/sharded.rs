@@ -5,15 +5,16 @@
 //! may carry binary (3 `BROADCAST`, 8 `FETCH_SOCKETS_RESPONSE`, 9 `SERVER_SIDE_EMIT`, 10
 //! `SERVER_SIDE_EMIT_RESPONSE`, 12 `BROADCAST_ACK`) and does is MessagePack. Channels:
 //! `prefix#<nsp>#` for messages, `prefix#<nsp>#<uid>#` for the answers to node `uid`, and in
-//! the reference's `dynamic` subscription mode `prefix#<nsp>#<room>#` for a broadcast without
-//! acknowledgement to one public room.
+//! the reference's dynamic subscription modes `prefix#<nsp>#<room>#` for a broadcast without
+//! acknowledgement to one room ([`SubscriptionMode`] has the rules).
 //!
-//! Volley publishes everything but answers on `prefix#<nsp>#` (the reference's `static`
-//! mode; servers in every mode read it), and cannot follow per-room channels (sharded
-//! Pub/Sub has no patterns and the adapter does not see rooms being created): Node servers in
-//! the same cluster must use `subscriptionMode: "static"`. `ClusterAdapter` has no "all
-//! rooms" message: Volley nodes use types 100 and 101 between themselves, which Node servers
-//! ignore (so an `all_rooms` in a mixed cluster times out on them).
+//! Every node, whatever its mode, subscribes `prefix#<nsp>#` and its answer channel; in the
+//! dynamic modes it also subscribes the channel of each room that exists on it, so that a
+//! broadcast to one room reaches only the nodes where that room has members. The modes
+//! must agree across a cluster (a node in the static mode never reads room channels).
+//! `ClusterAdapter` has no "all rooms" message: Volley nodes use types 100 and 101 between
+//! themselves, which Node servers ignore (so an `all_rooms` in a mixed cluster times out on
+//! them).
 
 use crate::codec::{
     DecodeError, Decoded, Outgoing, broadcast_opts, decode_event_data, decode_opts,
@@ -59,10 +60,87 @@ pub mod message_type {
     pub const ALL_ROOMS_RESPONSE: u64 = 101;
 }
 
-/// The sharded codec under one channel prefix.
+/// Which room channels a node subscribes, and so where a broadcast to one room is published:
+/// the reference's `subscriptionMode`. Every node of a cluster must use the same mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SubscriptionMode {
+    /// `"static"`: only the namespace and answer channels; every message goes to every node.
+    Static,
+    /// `"dynamic"`, the reference's default: also the channel of every public room that
+    /// exists on the node (not the rooms named by socket ids); a broadcast without
+    /// acknowledgement to exactly one room that does not look like a socket id (20
+    /// characters) is published on that room's channel.
+    #[default]
+    Dynamic,
+    /// `"dynamic-private"`: like [`Dynamic`](SubscriptionMode::Dynamic), for private rooms
+    /// too, so that a message to one socket reaches only its node.
+    DynamicPrivate,
+}
+
+impl SubscriptionMode {
+    /// The reference's name for the mode: `"static"`, `"dynamic"` or `"dynamic-private"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionMode::Static => "static",
+            SubscriptionMode::Dynamic => "dynamic",
+            SubscriptionMode::DynamicPrivate => "dynamic-private",
+        }
+    }
+
+    /// Whether a node subscribes the channel of a room that exists on it; `private` when the
+    /// room is a socket's own (named by its id).
+    pub fn subscribes_room(self, private: bool) -> bool {
+        match self {
+            SubscriptionMode::Static => false,
+            SubscriptionMode::Dynamic => !private,
+            SubscriptionMode::DynamicPrivate => true,
+        }
+    }
+
+    /// The room on whose channel `message` is published, if any: a broadcast without
+    /// acknowledgement (whose answers must come from every node) to exactly one room, in a
+    /// dynamic mode; in [`Dynamic`](SubscriptionMode::Dynamic) only when the room does not
+    /// look like a socket id. The reference's test is "20 UTF-16 units"; a v4 client's id
+    /// in another namespace (`/nsp#<20 characters>`) counts as one too, since no node
+    /// subscribes its channel in this mode (the namespace channel always reaches everyone).
+    pub fn room_of<'a>(self, message: &'a ClusterMessage) -> Option<&'a str> {
+        let ClusterMessage::Broadcast {
+            opts, ack: None, ..
+        } = message
+        else {
+            return None;
+        };
+        let [room] = opts.rooms.as_slice() else {
+            return None;
+        };
+        let room = room.as_str();
+        match self {
+            SubscriptionMode::Static => None,
+            SubscriptionMode::Dynamic if looks_like_a_socket_id(room) => None,
+            SubscriptionMode::Dynamic | SubscriptionMode::DynamicPrivate => Some(room),
+        }
+    }
+}
+
+impl std::fmt::Display for SubscriptionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The reference's `looksLikeASocketId` (20 UTF-16 units), or a v4 id `/nsp#<id>`.
+fn looks_like_a_socket_id(room: &str) -> bool {
+    let id_like = |s: &str| s.encode_utf16().count() == 20;
+    id_like(room)
+        || (room.starts_with('/') && room.rsplit_once('#').is_some_and(|(_, id)| id_like(id)))
+}
+
+/// The sharded codec under one channel prefix, for one [`SubscriptionMode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardedCodec {
     prefix: String,
+    mode: SubscriptionMode,
 }
 
 impl Default for ShardedCodec {
@@ -84,11 +162,25 @@ fn opts_value(opts: &BroadcastOptions) -> Value {
 }
 
 impl ShardedCodec {
-    /// The codec for channel prefix `prefix` (the reference's `channelPrefix`).
+    /// The codec for channel prefix `prefix` (the reference's `channelPrefix`) in the
+    /// [static](SubscriptionMode::Static) mode: everything but answers on the namespace
+    /// channel.
     pub fn new(prefix: &str) -> Self {
         ShardedCodec {
             prefix: prefix.to_owned(),
+            mode: SubscriptionMode::Static,
         }
+    }
+
+    /// The same codec, publishing as nodes in `mode` do.
+    pub fn with_mode(mut self, mode: SubscriptionMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The subscription mode.
+    pub fn mode(&self) -> SubscriptionMode {
+        self.mode
     }
 
     /// `prefix#<nsp>#`: the messages of a namespace; its `SHARDNUMSUB` counts the servers.
@@ -107,6 +199,9 @@ impl ShardedCodec {
     }
 
     /// Encodes `message` from node `uid`; `to` and `nsp` as [`crate::codec::Codec::encode`].
+    /// The channel is the asking node's answer channel for an answer, the room's channel for
+    /// a broadcast the mode sends there ([`SubscriptionMode::room_of`]), else the
+    /// namespace's.
     pub fn encode(
         &self,
         uid: NodeId,
@@ -124,7 +219,10 @@ impl ShardedCodec {
         let answer = message.answers().is_some();
         let channel = match (answer, to) {
             (true, Some(to)) => self.response_channel(msg_nsp, to),
-            _ => self.channel(msg_nsp),
+            _ => match self.mode.room_of(message) {
+                Some(room) => self.dynamic_channel(msg_nsp, room),
+                None => self.channel(msg_nsp),
+            },
         };
         Outgoing {
             channel,
@@ -132,7 +230,7 @@ impl ShardedCodec {
         }
     }
 
-    /// Decodes what arrived for node `me` (on its namespace channel or its answer channel).
+    /// Decodes what arrived for node `me` (on a namespace, answer or room channel alike).
     pub fn decode(&self, me: NodeId, payload: &[u8]) -> Result<Decoded, DecodeError> {
         decode_value(me, &parse(payload)?)
     }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +30,8 @@ struct Node {
     io: volley::Io<TokioRuntime>,
     adapter: StreamsAdapter,
     port: u16,
+    /// Socket handles kept by the `keep` event.
+    kept: Arc<Mutex<Vec<Socket>>>,
 }
 
 async fn node(url: &str, stream: &str, window: Duration) -> Node {
@@ -50,13 +53,25 @@ async fn node(url: &str, stream: &str, window: Duration) -> Node {
             true
         })
         .on("recovered", |s: Socket| async move { s.recovered() });
+    // The application keeps socket handles, to emit through them later.
+    let kept: Arc<Mutex<Vec<Socket>>> = Arc::default();
+    let keep = kept.clone();
+    io.ns("/").on("keep", move |s: Socket| {
+        keep.lock().unwrap().push(s);
+        async move { true }
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(volley_tokio::serve(listener, io.driver().clone()));
     timeout(LIMIT, adapter.ready())
         .await
         .expect("adapter ready in time");
-    Node { io, adapter, port }
+    Node {
+        io,
+        adapter,
+        port,
+        kept,
+    }
 }
 
 /// A raw Socket.IO v5 client over WebSocket.
@@ -313,6 +328,7 @@ async fn recovery_on_another_node_then_expiry() {
     let mut cl = Client::connect(a.port).await;
     assert!(cl.pid.is_some(), "recovery on: the CONNECT reply has a pid");
     assert_eq!(cl.call("join", &[json!("r1")]).await, json!([true]));
+    assert_eq!(cl.call("keep", &[]).await, json!([true]));
     a.io.emit("e", &0).unwrap();
     let first = cl.event().await;
     assert_eq!(strip(&first), json!(["e", 0]));
@@ -331,21 +347,36 @@ async fn recovery_on_another_node_then_expiry() {
     a.io.to("other").emit("x", &3).unwrap();
     a.io.except("r1").emit("x", &4).unwrap();
     a.io.emit("e", &5).unwrap();
-    // A's writer keeps call order: once 5 is seen, 2 to 4 are in the stream.
+    // Through the handle the application kept: stored for the socket's room, as the
+    // reference stores a private emit, though the socket is away.
+    let handle = a.kept.lock().unwrap()[0].clone();
+    handle.emit("p", &9).unwrap();
+    a.io.emit("e", &10).unwrap();
+    // A's writer keeps call order: once 10 is seen, 2 to 9 are in the stream.
     assert_eq!(strip(&watch_a.event().await), json!(["x", 4]));
     assert_eq!(strip(&watch_a.event().await), json!(["e", 5]));
+    assert_eq!(strip(&watch_a.event().await), json!(["e", 10]));
 
     let mut back = Client::connect_with(b.port, Some(auth)).await;
     assert_eq!(back.sid, sid, "same socket id");
     assert_eq!(back.pid.as_deref(), Some(pid.as_str()), "same private id");
     let mut got = Vec::new();
     let mut offsets = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let ev = back.event().await;
         offsets.push(offset(&ev));
         got.push(strip(&ev));
     }
-    assert_eq!(got, vec![json!(["e", 1]), json!(["e", 2]), json!(["e", 5])]);
+    assert_eq!(
+        got,
+        vec![
+            json!(["e", 1]),
+            json!(["e", 2]),
+            json!(["e", 5]),
+            json!(["p", 9]),
+            json!(["e", 10])
+        ]
+    );
     assert!(offsets.windows(2).all(|w| w[0] != w[1]));
     assert_eq!(back.call("recovered", &[]).await, json!([true]));
     // Exactly once: the next event is a new one.

@@ -140,3 +140,99 @@ inline_id!(
     SID_MAX_LEN,
     url_safe
 );
+
+/// A fast, unkeyed [`Hasher`](std::hash::Hasher) for maps keyed by ids the server generates
+/// ([`Sid`], [`SocketId`], [`ConnId`], ack numbers): each 8 bytes of the key are folded into
+/// one word with a multiply (the scheme of rustc's FxHash), and the result is rotated so the
+/// well-mixed high bits pick the bucket.
+///
+/// It is not resistant to hash flooding: whoever chooses the keys can make them collide.
+/// That is sound only where the keys inserted are the server's own (random session and
+/// socket ids, sequential numbers): a peer can look such keys up but not choose them. Maps
+/// keyed by what a peer names (rooms, namespaces, event names) keep std's keyed SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+/// The multiplier of rustc-hash 2 (odd, with well-spread bits).
+const ID_HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl IdHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = self.0.wrapping_add(word).wrapping_mul(ID_HASH_K);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The tail's length in the unused top byte: `ab` and `ab\0` differ.
+            word[7] = rest.len() as u8;
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+/// Builds [`IdHasher`]s.
+pub type IdBuildHasher = std::hash::BuildHasherDefault<IdHasher>;
+
+/// A `HashMap` keyed by server-generated ids, hashed with [`IdHasher`]; create it with
+/// `IdMap::default()`.
+pub type IdMap<K, V> = std::collections::HashMap<K, V, IdBuildHasher>;
+
+/// A `HashSet` of server-generated ids, hashed with [`IdHasher`].
+pub type IdSet<K> = std::collections::HashSet<K, IdBuildHasher>;
+
+#[cfg(test)]
+mod id_hasher_tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn equal_ids_hash_equal_and_different_ones_spread() {
+        let b = IdBuildHasher::default();
+        let a = SocketId::new("abcdefghijklmnopqrst").unwrap();
+        assert_eq!(b.hash_one(a), b.hash_one(a));
+        assert_ne!(
+            b.hash_one(Sid::new("ab").unwrap()),
+            b.hash_one(Sid::new("ab0").unwrap())
+        );
+        // Sequential numbers land in distinct buckets of a small table (top bits differ).
+        let buckets: std::collections::HashSet<u64> =
+            (0..64u64).map(|n| b.hash_one(ConnId(n)) & 63).collect();
+        assert!(buckets.len() > 32, "{}", buckets.len());
+        let mut map = IdMap::default();
+        for n in 0..1000 {
+            map.insert(ConnId(n), n);
+        }
+        assert!((0..1000).all(|n| map[&ConnId(n)] == n));
+    }
+}

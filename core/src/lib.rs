@@ -82,5 +82,5 @@ pub mod socketio;
 pub mod utf8;
 
 pub use bytes::Bytes;
-pub use ids::{ConnId, NodeId, RequestId, Sid, SocketId};
+pub use ids::{ConnId, IdMap, IdSet, NodeId, RequestId, Sid, SocketId};
 pub use utf8::Utf8Bytes;

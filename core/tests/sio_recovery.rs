@@ -245,6 +245,41 @@ fn without_skip_middlewares_the_application_settles_a_recovered_connect() {
     assert_eq!(frames.len(), 2);
 }
 
+#[test]
+fn packets_sent_while_a_recovered_connect_waits_for_the_application_are_replayed_too() {
+    let mut p = pair(false);
+    let (c, reply) = connect(&mut p, "");
+    let pid = field(&reply, "pid");
+    broadcast(&mut p, &BroadcastOptions::default(), "m1");
+    let offset = events(&mut p, c)[0][2].as_str().unwrap().to_owned();
+    p.drop_transport(c, false);
+    broadcast(&mut p, &BroadcastOptions::default(), "m2");
+
+    p.take_events();
+    p.auto_accept = false;
+    let c2 = p.open(4, Kind::Ws);
+    let auth = serde_json::json!({ "pid": pid, "offset": offset });
+    p.send(c2, &format!("0{auth}"));
+    let Some(Event::Connect(req)) = p.events.pop_front() else {
+        panic!("a connect request");
+    };
+    // The middleware is still running: more is sent, to all and to a room the socket is not
+    // in (which it must not get).
+    broadcast(&mut p, &BroadcastOptions::default(), "m3");
+    broadcast(&mut p, &to("elsewhere"), "x");
+    broadcast(&mut p, &BroadcastOptions::default(), "m4");
+    p.server.accept(req.id, p.now).unwrap();
+    p.drive();
+    let names: Vec<String> = events(&mut p, c2)
+        .iter()
+        .map(|e| e[0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["m2", "m3", "m4"]);
+    // After the socket opened, broadcasts reach it directly, once.
+    broadcast(&mut p, &BroadcastOptions::default(), "m5");
+    assert_eq!(events(&mut p, c2).len(), 1);
+}
+
 /// As the reference, which sends a single emit as a broadcast to the socket's room (kept
 /// whether or not the socket is connected), an emit to a socket that left a session is
 /// replayed when it comes back: an application streaming to a socket handle loses nothing.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
-use volley_core::socketio::{SessionState, StoredMessage};
+use volley_core::socketio::{RoomChange, SessionState, StoredMessage};
 
 /// What the other nodes sent: the sender, the message, and the offset it was kept under
 /// (adapters with a shared recovery store).
@@ -102,6 +102,21 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> BoxFuture<'static, Option<(SessionState, Vec<StoredMessage>)>> {
         let _ = (pid, offset, nsp);
         Box::pin(futures::future::ready(None))
+    }
+
+    /// Whether this adapter follows the rooms of this node as they are created and deleted
+    /// (to subscribe per room, as the sharded Redis adapter's dynamic modes do). When it
+    /// does, [`Adapter::room_changed`] is called for every change, in order within a
+    /// namespace, starting with the rooms that exist when the server starts.
+    fn tracks_rooms(&self) -> bool {
+        false
+    }
+
+    /// Room `change.room` of namespace `nsp` was created (its first member joined) or deleted
+    /// (its last member left) on this node. Called from the server's machine task: it must
+    /// not block.
+    fn room_changed(&self, nsp: &str, change: &RoomChange) {
+        let _ = (nsp, change);
     }
 }
 

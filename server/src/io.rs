@@ -240,6 +240,8 @@ impl Builder {
         sio.set_connection_state_recovery(self.recovery);
         // An adapter with a shared store keeps offsets and sessions for the whole cluster.
         sio.set_shared_recovery(self.adapter.keeps_sessions());
+        // An adapter that subscribes per room follows this node's rooms.
+        sio.track_room_changes(self.adapter.tracks_rooms());
         let registry = Arc::new(Registry::default());
         let spawner_rt = runtime.clone();
         let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| spawner_rt.spawn(f));

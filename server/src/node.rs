@@ -563,25 +563,24 @@ impl Node {
         }
     }
 
-    /// Sends `event` to one socket. With shared recovery and not volatile, it goes as a
-    /// broadcast to the socket's room, as the reference does, so that it is kept where any
-    /// node can replay it.
+    /// Sends `event` to one socket of namespace `nsp`. With shared recovery and not volatile,
+    /// it goes as a broadcast to the socket's room, as the reference does, so that it is kept
+    /// where any node can replay it (also while the socket is away).
     pub(crate) fn emit_to(
         &mut self,
         socket: SocketId,
+        nsp: &Arc<str>,
         event: &str,
         payload: Payload,
         volatile: bool,
         now: Instant,
     ) {
         if !volatile && self.sio.is_recovery_shared() {
-            if let Some(nsp) = self.sio.namespace_of(socket).cloned() {
-                let opts = BroadcastOptions {
-                    rooms: vec![Room::from(socket)],
-                    ..BroadcastOptions::default()
-                };
-                self.broadcast(&[nsp], &opts, event, payload, now);
-            }
+            let opts = BroadcastOptions {
+                rooms: vec![Room::from(socket)],
+                ..BroadcastOptions::default()
+            };
+            self.broadcast(std::slice::from_ref(nsp), &opts, event, payload, now);
             return;
         }
         let (json, attachments) = payload.into_wire();
@@ -1400,6 +1399,11 @@ impl Machine for Node {
     }
 
     fn poll_output(&mut self) -> Option<Output> {
+        // Room changes go to the adapter before the outputs of the same step, so that a room
+        // is subscribed to before anything can be published to it.
+        for (nsp, change) in self.sio.take_room_changes() {
+            self.cluster.adapter.room_changed(&nsp, &change);
+        }
         self.sio.poll_output()
     }
 

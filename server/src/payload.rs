@@ -293,16 +293,14 @@ mod tests {
         );
         assert_eq!(
             p.args(),
-            [
-                json!({"a": 1}),
-                json!("x"),
-                placeholder(0),
-                json!(2)
-            ]
+            [json!({"a": 1}), json!("x"), placeholder(0), json!(2)]
         );
         assert_eq!(Payload::new().as_json(), "[]");
         assert_eq!(Payload::new().arg(&1).unwrap().as_json(), "[1]");
-        assert_eq!(Payload::new().bin(vec![]).as_json(), r#"[{"_placeholder":true,"num":0}]"#);
+        assert_eq!(
+            Payload::new().bin(vec![]).as_json(),
+            r#"[{"_placeholder":true,"num":0}]"#
+        );
     }
 
     #[test]

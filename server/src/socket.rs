@@ -145,12 +145,13 @@ impl Socket {
             hook(self, event, &payload);
         }
         let id = self.inner.id;
+        let nsp = self.inner.nsp.clone();
         let event = event.to_owned();
         let _ = self
             .inner
             .ctl
             .handle
-            .cast(move |node, now| node.emit_to(id, &event, payload, volatile, now));
+            .cast(move |node, now| node.emit_to(id, &nsp, &event, payload, volatile, now));
     }
 
     /// Sends `event` (now, not when the future is first polled) and waits for the client's

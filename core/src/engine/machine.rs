@@ -7,11 +7,11 @@ use super::packet::{Message, Packet, Protocol, WsMessage};
 use super::payload::{Framing, decode_payload, encode_payload};
 use super::session::{Probe, Session, Transport, TransportKind};
 use crate::http::{BodyKind, Method, RequestHead, Response, websocket_handshake};
-use crate::ids::{ConnId, Sid};
+use crate::ids::{ConnId, IdMap, Sid};
 use crate::rng::{IdGenerator, RandomIds};
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Something the runtime must do on a connection.
@@ -121,8 +121,9 @@ enum Ending {
 pub struct Engine {
     config: Config,
     ids: Box<dyn IdGenerator>,
-    sessions: HashMap<Sid, Session>,
-    conns: HashMap<ConnId, Role>,
+    // Keys the engine generates (session ids) or the runtime numbers: see `IdHasher`.
+    sessions: IdMap<Sid, Session>,
+    conns: IdMap<ConnId, Role>,
     timers: BTreeSet<(Instant, Sid)>,
     outputs: VecDeque<Output>,
     events: VecDeque<Event>,
@@ -183,8 +184,8 @@ impl Engine {
         Engine {
             config,
             ids,
-            sessions: HashMap::new(),
-            conns: HashMap::new(),
+            sessions: IdMap::default(),
+            conns: IdMap::default(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             events: VecDeque::new(),

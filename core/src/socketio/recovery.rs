@@ -67,6 +67,9 @@ pub(crate) struct Restored {
     pub(crate) data: Option<Utf8Bytes>,
     /// Encoded EVENT packets (text, attachments), in the order they were sent.
     pub(crate) missed: Vec<(Utf8Bytes, Vec<Bytes>)>,
+    /// In-memory recovery: the counter of the next packet to be kept when `missed` was
+    /// collected; packets kept from then until the socket opens are its too.
+    pub(crate) next: Option<u64>,
 }
 
 /// The recovery state of one server.
@@ -233,7 +236,24 @@ impl Store {
             rooms: session.rooms,
             data: session.data,
             missed,
+            next: Some(self.next),
         })
+    }
+
+    /// The packets of `nsp` kept from counter `from` on that select a socket in `rooms`, in
+    /// order: what a recovering socket missed while its connect request waited.
+    pub(crate) fn kept_since(
+        &self,
+        from: u64,
+        nsp: &str,
+        rooms: &[Room],
+    ) -> Vec<(Utf8Bytes, Vec<Bytes>)> {
+        self.packets
+            .iter()
+            .filter(|p| p.counter >= from)
+            .filter(|p| &*p.nsp == nsp && selects(rooms, &p.rooms, &p.except))
+            .map(|p| (p.text.clone(), p.attachments.clone()))
+            .collect()
     }
 
     /// Drops the sessions and packets whose window ended by `now`.

@@ -14,7 +14,7 @@ use crate::engine::{
     self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
 };
 use crate::http::RequestHead;
-use crate::ids::{ConnId, Sid, SocketId};
+use crate::ids::{ConnId, IdMap, IdSet, Sid, SocketId};
 use crate::rng::RandomIds;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
@@ -186,10 +186,10 @@ type Matcher = Box<dyn Fn(&str) -> bool + Send>;
 pub struct Server {
     engine: Engine,
     config: Config,
-    clients: HashMap<Sid, Client>,
+    clients: IdMap<Sid, Client>,
     namespaces: BTreeMap<Arc<str>, Namespace>,
     dynamic: Vec<(Matcher, bool)>,
-    sockets: HashMap<SocketId, SocketState>,
+    sockets: IdMap<SocketId, SocketState>,
     pending: HashMap<ConnectId, Pending>,
     next_connect: u64,
     timers: BTreeSet<(Instant, Timer)>,
@@ -241,10 +241,10 @@ impl Server {
         Server {
             engine,
             config,
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             namespaces,
             dynamic: Vec::new(),
-            sockets: HashMap::new(),
+            sockets: IdMap::default(),
             pending: HashMap::new(),
             next_connect: 0,
             timers: BTreeSet::new(),
@@ -341,6 +341,7 @@ impl Server {
             rooms: session.rooms,
             data: session.data,
             missed,
+            next: None,
         };
         if let Some(p) = self.pending.get_mut(&id) {
             p.restored = Some(restored);
@@ -543,7 +544,7 @@ impl Server {
                 .filter(|s| !excluded(s))
                 .collect();
         }
-        let mut seen = HashSet::new();
+        let mut seen = IdSet::default();
         let mut out = Vec::new();
         for room in &opts.rooms {
             for s in ns.rooms.members(room) {
@@ -691,7 +692,14 @@ impl Server {
             .remove(&id)
             .ok_or(SioError::UnknownConnect(id))?;
         self.settle(id, &pending);
-        let restored = pending.restored.take();
+        let mut restored = pending.restored.take();
+        if let (Some(r), Some(store)) = (restored.as_mut(), self.recovery.as_ref()) {
+            // What was kept while the request waited for the application is missed too.
+            if let Some(from) = r.next {
+                let later = store.kept_since(from, &pending.nsp, &r.rooms);
+                r.missed.extend(later);
+            }
+        }
         let socket = match &restored {
             Some(r) => r.socket,
             None => self.new_socket_id(pending.sid, &pending.nsp),
