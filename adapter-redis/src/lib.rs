@@ -980,7 +980,9 @@ impl Adapter for RedisAdapter {
     fn room_changed(&self, nsp: &str, change: &RoomChange) {
         let options = &self.shared.options;
         if !options.dynamic()
-            || !options.subscription_mode.subscribes_room(change.private)
+            || !options
+                .subscription_mode
+                .subscribes_room(change.room.as_str(), change.private)
             || !options.namespaces.iter().any(|n| n == nsp)
         {
             // A namespace not listed is not subscribed at all, its rooms neither.

@@ -68,9 +68,12 @@ pub enum SubscriptionMode {
     /// `"static"`: only the namespace and answer channels; every message goes to every node.
     Static,
     /// `"dynamic"`, the reference's default: also the channel of every public room that
-    /// exists on the node (not the rooms named by socket ids); a broadcast without
-    /// acknowledgement to exactly one room that does not look like a socket id (20
-    /// characters) is published on that room's channel.
+    /// exists on the node; a broadcast without acknowledgement to exactly one room that
+    /// does not look like a socket id (20 characters, the length of Node's ids) is
+    /// published on that room's channel. Volley's socket ids are 22 characters, so the
+    /// reference's publishers send a message to one Volley socket to that socket's channel:
+    /// a Volley node subscribes the channels of its sockets' own rooms too, unless they are
+    /// 20 characters long.
     #[default]
     Dynamic,
     /// `"dynamic-private"`: like [`Dynamic`](SubscriptionMode::Dynamic), for private rooms
@@ -88,12 +91,14 @@ impl SubscriptionMode {
         }
     }
 
-    /// Whether a node subscribes the channel of a room that exists on it; `private` when the
-    /// room is a socket's own (named by its id).
-    pub fn subscribes_room(self, private: bool) -> bool {
+    /// Whether a node subscribes the channel of `room`, which exists on it; `private` when
+    /// the room is a socket's own (named by its id). In [`Dynamic`](SubscriptionMode::Dynamic)
+    /// that is every public room, and every private one that some publisher would send to
+    /// its channel (one not 20 characters long).
+    pub fn subscribes_room(self, room: &str, private: bool) -> bool {
         match self {
             SubscriptionMode::Static => false,
-            SubscriptionMode::Dynamic => !private,
+            SubscriptionMode::Dynamic => !private || !is_socket_id_length(room),
             SubscriptionMode::DynamicPrivate => true,
         }
     }
@@ -101,10 +106,11 @@ impl SubscriptionMode {
     /// The room on whose channel `message` is published, if any: a broadcast without
     /// acknowledgement (whose answers must come from every node) to exactly one room, in a
     /// dynamic mode; in [`Dynamic`](SubscriptionMode::Dynamic) only when the room does not
-    /// look like a socket id. The reference's test is "20 UTF-16 units"; a v4 client's id
-    /// in another namespace (`/nsp#<20 characters>`) counts as one too, since no node
-    /// subscribes its channel in this mode (the namespace channel always reaches everyone).
-    pub fn room_of<'a>(self, message: &'a ClusterMessage) -> Option<&'a str> {
+    /// look like a socket id. The reference's test is "20 UTF-16 units"; the id of a Node
+    /// server's v4 client in another namespace (`/nsp#<20 characters>`) counts as one too,
+    /// since that server does not subscribe its channel in this mode (the namespace channel
+    /// always reaches everyone).
+    pub fn room_of(self, message: &ClusterMessage) -> Option<&str> {
         let ClusterMessage::Broadcast {
             opts, ack: None, ..
         } = message
@@ -129,11 +135,18 @@ impl std::fmt::Display for SubscriptionMode {
     }
 }
 
-/// The reference's `looksLikeASocketId` (20 UTF-16 units), or a v4 id `/nsp#<id>`.
+/// The reference's `looksLikeASocketId`: 20 UTF-16 units, as Node's socket ids.
+fn is_socket_id_length(room: &str) -> bool {
+    room.encode_utf16().count() == 20
+}
+
+/// [`is_socket_id_length`], or a v4 id `/nsp#<id>` of a Node server.
 fn looks_like_a_socket_id(room: &str) -> bool {
-    let id_like = |s: &str| s.encode_utf16().count() == 20;
-    id_like(room)
-        || (room.starts_with('/') && room.rsplit_once('#').is_some_and(|(_, id)| id_like(id)))
+    is_socket_id_length(room)
+        || (room.starts_with('/')
+            && room
+                .rsplit_once('#')
+                .is_some_and(|(_, id)| is_socket_id_length(id)))
 }
 
 /// The sharded codec under one channel prefix, for one [`SubscriptionMode`].

@@ -555,17 +555,23 @@ async fn dynamic_rooms_are_subscribed_where_they_have_members() {
         shard_numsub(&mut redis_conn, &room_channel("blue")).await,
         1
     );
-    // Private rooms are not subscribed in this mode.
+    // Private rooms are subscribed in this mode only when they are not 20 characters long
+    // (Node's socket ids, whose channels no publisher uses): Volley's are 22, and Node
+    // servers send a message to one of them on its channel.
     for cl in [&ca, &cb, &cc] {
+        assert_eq!(cl.sid.len(), 22);
         assert_eq!(
             shard_numsub(&mut redis_conn, &room_channel(&cl.sid)).await,
-            0
+            1
         );
     }
     let mut want = vec![
         "socket.io#/#".to_owned(),
         room_channel("red"),
         room_channel("blue"),
+        room_channel(&ca.sid),
+        room_channel(&cb.sid),
+        room_channel(&cc.sid),
     ];
     want.extend(
         [&a, &b, &c]
@@ -594,7 +600,7 @@ async fn dynamic_rooms_are_subscribed_where_they_have_members() {
     a.io.to("red").to("blue").emit("two-rooms", &3).unwrap();
     a.io.emit("all", &4).unwrap();
     a.io.except("red").emit("not-red", &5).unwrap();
-    // One socket (a private room): the namespace channel in this mode.
+    // One socket: its own channel (its id is not 20 characters long).
     a.io.to(cc.sid.as_str()).emit("direct", &6).unwrap();
     a.io.to("red").emit("red-mark", &7).unwrap();
     let red_channel = spy.until("red-mark").await;
@@ -651,9 +657,15 @@ async fn dynamic_rooms_are_subscribed_where_they_have_members() {
     assert_eq!(shard_numsub(&mut redis_conn, &room_channel("red")).await, 1);
     drop(spy);
     await_numsub(&mut redis_conn, &room_channel("red"), 0).await;
+    let cc_sid = cc.sid.clone();
     drop(cc);
     await_numsub(&mut redis_conn, &room_channel("blue"), 0).await;
-    let mut want = vec!["socket.io#/#".to_owned()];
+    await_numsub(&mut redis_conn, &room_channel(&cc_sid), 0).await;
+    let mut want = vec![
+        "socket.io#/#".to_owned(),
+        room_channel(&ca.sid),
+        room_channel(&cb.sid),
+    ];
     want.extend(
         [&a, &b, &c]
             .iter()

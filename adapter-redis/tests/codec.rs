@@ -7,7 +7,7 @@ use volley_core::cluster::{ClusterMessage, HandshakeInfo, SocketInfo};
 use volley_core::socketio::{BroadcastOptions, Room};
 use volley_core::{NodeId, RequestId, SocketId};
 use volley_redis::codec::{Codec, Decoded, js_date_string, unknown_node};
-use volley_redis::sharded::ShardedCodec;
+use volley_redis::sharded::{ShardedCodec, SubscriptionMode};
 
 fn node(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
@@ -592,6 +592,79 @@ fn sharded_round_trips_and_format() {
     // A broadcast with binary is MessagePack.
     let out = codec.encode(node("u1"), None, "", &all_messages()[0]);
     assert_ne!(out.payload[0], b'{');
+}
+
+/// The channel a sharded node in `mode` publishes a broadcast on (`computeChannel` of the
+/// reference's `ShardedRedisAdapter`).
+fn sharded_channel(mode: SubscriptionMode, nsp: &str, rooms: &[&str], ack: bool) -> String {
+    let msg = ClusterMessage::Broadcast {
+        nsp: nsp.into(),
+        opts: opts(rooms, &["x"]),
+        event: "e".into(),
+        args: "[]".into(),
+        attachments: vec![],
+        ack: ack.then(|| req("q")),
+        timeout: ack.then_some(Duration::from_secs(1)),
+    };
+    let codec = ShardedCodec::new("p").with_mode(mode);
+    assert_eq!(codec.mode(), mode);
+    codec.encode(node("u1"), None, "", &msg).channel
+}
+
+#[test]
+fn sharded_channels_by_subscription_mode() {
+    use SubscriptionMode::{Dynamic, DynamicPrivate, Static};
+    let node_id = "abcdefghijklmnopqrst"; // 20 characters, as Node's socket ids
+    let volley_id = "abcdefghijklmnopqrstuv"; // 22, as Volley's
+    let v4_id = "/chat#abcdefghijklmnopqrst";
+    assert_eq!(SubscriptionMode::default(), Dynamic);
+    assert_eq!(
+        [Static, Dynamic, DynamicPrivate].map(SubscriptionMode::as_str),
+        ["static", "dynamic", "dynamic-private"]
+    );
+    // One room, no acknowledgement: the room's channel in the dynamic modes (even with an
+    // exception), unless it looks like a socket id in "dynamic".
+    assert_eq!(sharded_channel(Static, "/", &["news"], false), "p#/#");
+    assert_eq!(sharded_channel(Dynamic, "/", &["news"], false), "p#/#news#");
+    assert_eq!(
+        sharded_channel(DynamicPrivate, "/c", &["news"], false),
+        "p#/c#news#"
+    );
+    assert_eq!(sharded_channel(Dynamic, "/", &[node_id], false), "p#/#");
+    assert_eq!(
+        sharded_channel(Dynamic, "/chat", &[v4_id], false),
+        "p#/chat#"
+    );
+    assert_eq!(
+        sharded_channel(Dynamic, "/", &[volley_id], false),
+        format!("p#/#{volley_id}#")
+    );
+    assert_eq!(
+        sharded_channel(DynamicPrivate, "/", &[node_id], false),
+        format!("p#/#{node_id}#")
+    );
+    // Acknowledged (every node must report its count), to no room or to two: the
+    // namespace's channel.
+    for mode in [Static, Dynamic, DynamicPrivate] {
+        assert_eq!(sharded_channel(mode, "/", &["news"], true), "p#/#");
+        assert_eq!(sharded_channel(mode, "/", &[], false), "p#/#");
+        assert_eq!(sharded_channel(mode, "/", &["a", "b"], false), "p#/#");
+    }
+    // Other kinds never go to a room's channel.
+    let join = ClusterMessage::SocketsJoin {
+        nsp: "/".into(),
+        opts: opts(&["news"], &[]),
+        rooms: vec!["r".into()],
+    };
+    let codec = ShardedCodec::new("p").with_mode(DynamicPrivate);
+    assert_eq!(codec.encode(node("u1"), None, "", &join).channel, "p#/#");
+
+    // Which rooms a node subscribes: those whose channel a publisher may use.
+    assert!(!Static.subscribes_room("news", false));
+    assert!(Dynamic.subscribes_room("news", false));
+    assert!(!Dynamic.subscribes_room(node_id, true));
+    assert!(Dynamic.subscribes_room(volley_id, true));
+    assert!(DynamicPrivate.subscribes_room(node_id, true));
 }
 
 #[test]

@@ -8,6 +8,9 @@
 //! `tests/node/package-lock.json` are installed with `npm ci` when `node_modules` is missing
 //! or older than the lockfile.
 //!
+//! The same runs with sharded Pub/Sub: `createShardedAdapter` in its default
+//! `subscriptionMode: "dynamic"` (and in "dynamic-private") against Volley in the same mode.
+//!
 //! The scripts speak JSON lines over stdin/stdout (see `tests/node/interop-lines.mjs`) and
 //! exit when their stdin closes, so none outlives its test.
 
@@ -24,7 +27,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use volley::{ConnectCtx, Data, Json, Next, Payload, Socket};
-use volley_redis::{RedisAdapter, RedisOptions};
+use volley_redis::{RedisAdapter, RedisOptions, SubscriptionMode};
 use volley_tokio::TokioRuntime;
 
 mod common;
@@ -321,9 +324,13 @@ fn as_event(event: &str, payload: &Payload) -> Value {
 
 /// A Volley node whose sockets keep `{"node":"volley","who":<auth.who>}` as data, answer
 /// `join` like the Node server's, and whose server-side `note` and `ask` handlers mirror its.
-async fn volley_node(redis: &Redis) -> VolleyNode {
+async fn volley_node(redis: &Redis, sharded: Option<SubscriptionMode>) -> VolleyNode {
     let rt = TokioRuntime::current();
-    let adapter = RedisAdapter::new(RedisOptions::new(&redis.url()), rt.clone());
+    let mut options = RedisOptions::new(&redis.url());
+    if let Some(mode) = sharded {
+        options = options.sharded_mode(mode);
+    }
+    let adapter = RedisAdapter::new(options, rt.clone());
     let io = volley::builder().adapter(adapter.clone()).build(rt);
     let ns = io.ns("/");
     ns.use_connect(|ctx: ConnectCtx, next: Next| async move {
@@ -383,12 +390,21 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_in(None).await
+    }
+
+    /// The cluster over classic Pub/Sub (`None`) or sharded Pub/Sub in a subscription mode.
+    async fn start_in(sharded: Option<SubscriptionMode>) -> Cluster {
         let redis = Redis::start().await;
-        let volley = volley_node(&redis).await;
-        let mut node = NodeScript::start("interop-server.mjs", &[&redis.url()]).await;
+        let volley = volley_node(&redis, sharded).await;
+        let url = redis.url();
+        let mut args = vec![url.as_str()];
+        args.extend(sharded.map(SubscriptionMode::as_str));
+        let mut node = NodeScript::start("interop-server.mjs", &args).await;
         let node_port = u16::try_from(node.ready["port"].as_u64().expect("a port")).unwrap();
-        // Both count two servers (`PUBSUB NUMSUB` of the request channel), and Volley's cached
-        // count, which its requests wait on, says so too. Nothing announces it: poll.
+        // Both count two servers (`PUBSUB NUMSUB` of the request channel, or `SHARDNUMSUB` of
+        // the namespace channel), and Volley's cached count, which its requests wait on, says
+        // so too. Nothing announces it: poll.
         timeout(LIMIT, async {
             loop {
                 let volley_count = volley.adapter.refresh_server_count().await.unwrap_or(0);
@@ -408,6 +424,13 @@ impl Cluster {
         clients.connect("n2", node_port, true).await;
         clients.join("v1", "red").await;
         clients.join("n1", "red").await;
+        if sharded.is_some_and(|m| m != SubscriptionMode::Static) {
+            // Broadcasts to `red` go on its channel: both nodes must subscribe it first.
+            timeout(LIMIT, volley.adapter.subscribed())
+                .await
+                .expect("Volley subscribed its rooms in time");
+            await_shard_numsub(&redis, "socket.io#/#red#", 2).await;
+        }
         Cluster {
             redis,
             volley,
@@ -418,6 +441,32 @@ impl Cluster {
 }
 
 const ALL: [&str; 4] = ["v1", "v2", "n1", "n2"];
+
+/// Waits (bounded) until `channel` has `n` subscribers (`PUBSUB SHARDNUMSUB`): Node's
+/// adapter subscribes a room's channel without telling anyone when it is done.
+async fn await_shard_numsub(redis: &Redis, channel: &str, n: usize) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = timeout(LIMIT, client.get_multiplexed_async_connection())
+        .await
+        .expect("connected in time")
+        .expect("connected");
+    timeout(LIMIT, async {
+        loop {
+            let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
+                .arg("SHARDNUMSUB")
+                .arg(channel)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if counts.first().map_or(0, |(_, c)| *c) == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{channel} has {n} subscribers in time"));
+}
 
 fn bin(bytes: &[u8]) -> Value {
     json!({ "$bin": volley_core::base64::encode(bytes) })
@@ -915,4 +964,172 @@ async fn redis_emitter_reaches_volley_clients() {
         .await;
     let r = c.clients.next("v2").await;
     assert_eq!(r["report"], "disconnect", "{r}");
+}
+
+/// Broadcasts (to all, to one room, to all but a room, to one socket of the other node) and
+/// `fetch_sockets`, both ways, between Volley and `createShardedAdapter` in `mode`.
+async fn sharded_broadcasts_and_fetch(mode: SubscriptionMode) {
+    let mut c = Cluster::start_in(Some(mode)).await;
+    let (v1, v2) = (c.clients.id("v1").to_owned(), c.clients.id("v2").to_owned());
+    let (n1, n2) = (c.clients.id("n1").to_owned(), c.clients.id("n2").to_owned());
+
+    // From Volley: `red` and `n2` go on their own channels in the dynamic modes (`n2`, a
+    // Node id of 20 characters, only in "dynamic-private").
+    let io = &c.volley.io;
+    io.emit("all", &"from-volley").unwrap();
+    io.to("red").emit("red", &1).unwrap();
+    io.except("red").emit("not-red", &2).unwrap();
+    io.to(n2.as_str()).emit("to-n2", &3).unwrap();
+    io.to("red")
+        .except(n1.as_str())
+        .emit("red-but-n1", &4)
+        .unwrap();
+    io.emit("mark", &5).unwrap();
+    let (all, mark) = (json!(["all", "from-volley"]), json!(["mark", 5]));
+    c.clients
+        .expect(
+            &["v1"],
+            &[
+                all.clone(),
+                json!(["red", 1]),
+                json!(["red-but-n1", 4]),
+                mark.clone(),
+            ],
+        )
+        .await;
+    c.clients
+        .expect(&["n1"], &[all.clone(), json!(["red", 1]), mark.clone()])
+        .await;
+    c.clients
+        .expect(&["v2"], &[all.clone(), json!(["not-red", 2]), mark.clone()])
+        .await;
+    c.clients
+        .expect(
+            &["n2"],
+            &[all, json!(["not-red", 2]), json!(["to-n2", 3]), mark],
+        )
+        .await;
+
+    // From Node: the same; `v2` (a Volley id of 22 characters) goes on its own channel in
+    // both dynamic modes, which Volley subscribes.
+    let n = &mut c.node;
+    n.call("emit", json!({ "event": "all", "args": ["from-node"] }))
+        .await;
+    n.call(
+        "emit",
+        json!({ "to": ["red"], "event": "red", "args": [1] }),
+    )
+    .await;
+    n.call(
+        "emit",
+        json!({ "except": ["red"], "event": "not-red", "args": [2] }),
+    )
+    .await;
+    n.call("emit", json!({ "to": [v2], "event": "to-v2", "args": [3] }))
+        .await;
+    n.call(
+        "emit",
+        json!({ "to": ["red"], "except": [v1], "event": "red-but-v1", "args": [4] }),
+    )
+    .await;
+    n.call("emit", json!({ "event": "mark", "args": [5] }))
+        .await;
+    let (all, mark) = (json!(["all", "from-node"]), json!(["mark", 5]));
+    c.clients
+        .expect(
+            &["n1"],
+            &[
+                all.clone(),
+                json!(["red", 1]),
+                json!(["red-but-v1", 4]),
+                mark.clone(),
+            ],
+        )
+        .await;
+    c.clients
+        .expect(&["v1"], &[all.clone(), json!(["red", 1]), mark.clone()])
+        .await;
+    c.clients
+        .expect(&["n2"], &[all.clone(), json!(["not-red", 2]), mark.clone()])
+        .await;
+    c.clients
+        .expect(
+            &["v2"],
+            &[all, json!(["not-red", 2]), json!(["to-v2", 3]), mark],
+        )
+        .await;
+
+    // A room that exists on one node only, joined after the start: Node's client `n2` joins
+    // `blue`, and Volley's broadcast to it reaches n2 once Node subscribed its channel.
+    c.clients.join("n2", "blue").await;
+    let per_room = usize::from(mode != SubscriptionMode::Static);
+    await_shard_numsub(&c.redis, "socket.io#/#blue#", per_room).await;
+    c.volley.io.to("blue").emit("blue", &6).unwrap();
+    c.clients.expect(&["n2"], &[json!(["blue", 6])]).await;
+    // And Volley's `v2` joins `green`, which Node broadcasts to.
+    c.clients.join("v2", "green").await;
+    timeout(LIMIT, c.volley.adapter.subscribed()).await.unwrap();
+    await_shard_numsub(&c.redis, "socket.io#/#green#", per_room).await;
+    c.node
+        .call(
+            "emit",
+            json!({ "to": ["green"], "event": "green", "args": [7] }),
+        )
+        .await;
+    c.clients.expect(&["v2"], &[json!(["green", 7])]).await;
+
+    // fetch_sockets both ways, with the rooms of each socket.
+    let sockets = timeout(LIMIT, c.volley.io.fetch_sockets()).await.unwrap();
+    let mut ids: Vec<String> = sockets.iter().map(|s| s.id().to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ids_of(&c, &ALL));
+    let remote = sockets.iter().find(|s| s.id().as_str() == n2).unwrap();
+    assert!(!remote.is_local());
+    let mut rooms: Vec<&str> = remote.rooms().iter().map(|r| r.as_str()).collect();
+    rooms.sort();
+    let mut want = vec![n2.as_str(), "blue"];
+    want.sort();
+    assert_eq!(rooms, want);
+    assert_eq!(
+        remote.data().get::<Value>(),
+        Some(json!({ "node": "node", "who": "n2" }))
+    );
+    let red = timeout(LIMIT, c.volley.io.to("red").fetch_sockets())
+        .await
+        .unwrap();
+    let mut red_ids: Vec<String> = red.iter().map(|s| s.id().to_string()).collect();
+    red_ids.sort();
+    assert_eq!(red_ids, ids_of(&c, &["v1", "n1"]));
+
+    let sockets = c.node.call("fetchSockets", json!({})).await;
+    assert_eq!(sorted_ids(&sockets), ids_of(&c, &ALL));
+    let s = find(&sockets, &v2);
+    let mut rooms: Vec<&str> = s["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    rooms.sort();
+    let mut want = vec![v2.as_str(), "green"];
+    want.sort();
+    assert_eq!(rooms, want);
+    assert_eq!(s["data"], json!({ "node": "volley", "who": "v2" }));
+    let red = c.node.call("fetchSockets", json!({ "to": ["red"] })).await;
+    assert_eq!(sorted_ids(&red), ids_of(&c, &["v1", "n1"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_dynamic_broadcasts_and_fetch_both_ways() {
+    sharded_broadcasts_and_fetch(SubscriptionMode::Dynamic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_dynamic_private_broadcasts_and_fetch_both_ways() {
+    sharded_broadcasts_and_fetch(SubscriptionMode::DynamicPrivate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_static_broadcasts_and_fetch_both_ways() {
+    sharded_broadcasts_and_fetch(SubscriptionMode::Static).await;
 }

@@ -20,7 +20,7 @@ scenario("the server drops the transport; the client reconnects and works", asyn
   const admin = await ctx.connect("/admin", { transports: ["websocket"] });
   const s = ctx.socket("/", { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
   await connected(s);
-  // A close in the middle of the upgrade is upgrade.test.mjs's business (a known bug).
+  // A close in the middle of the upgrade is upgrade.test.mjs's business.
   if (ctx.mode === "upgrade") await onTransport(s, "websocket");
   const first = s.id;
   const engineId = s.io.engine.id;

@@ -166,17 +166,17 @@ impl std::hash::Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
+            self.add(<[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            // The tail's length in the unused top byte: `ab` and `ab\0` differ.
-            word[7] = rest.len() as u8;
-            self.add(u64::from_le_bytes(word));
+            // Little-endian, with the tail's length in the byte above it: `ab` and `ab\0`
+            // differ. (Byte by byte: a copy into a word array would call `memcpy`.)
+            let word = rest
+                .iter()
+                .rev()
+                .fold(rest.len() as u64, |w, &b| (w << 8) | u64::from(b));
+            self.add(word);
         }
     }
 

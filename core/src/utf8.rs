@@ -45,15 +45,26 @@ impl Utf8Bytes {
 
     /// A zero-copy slice; `range` must fall on character boundaries.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Option<Self> {
-        let s = self.as_str();
+        // The bytes are valid UTF-8, so a boundary is any index not on a continuation byte:
+        // two byte tests instead of validating the whole text again (`as_str`).
+        let bytes = &self.0;
         if range.start > range.end
-            || range.end > s.len()
-            || !s.is_char_boundary(range.start)
-            || !s.is_char_boundary(range.end)
+            || range.end > bytes.len()
+            || !is_char_boundary(bytes, range.start)
+            || !is_char_boundary(bytes, range.end)
         {
             return None;
         }
         Some(Utf8Bytes(self.0.slice(range)))
+    }
+}
+
+/// Whether `i` starts a character of the valid UTF-8 `bytes` (or is their end), as
+/// `str::is_char_boundary` decides it: not a continuation byte `0b10xx_xxxx`.
+fn is_char_boundary(bytes: &[u8], i: usize) -> bool {
+    match bytes.get(i) {
+        Some(&b) => (b as i8) >= -0x40,
+        None => i == bytes.len(),
     }
 }
 
@@ -85,5 +96,23 @@ impl fmt::Debug for Utf8Bytes {
 impl fmt::Display for Utf8Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Bytes;
+
+    #[test]
+    fn slice_accepts_exactly_the_char_boundaries() {
+        let s = "aé€😀z";
+        let text = Utf8Bytes::from(s);
+        for start in 0..=s.len() + 1 {
+            for end in 0..=s.len() + 1 {
+                let expected = s.get(start..end);
+                let got = text.slice(start..end);
+                assert_eq!(got.as_deref(), expected, "{start}..{end}");
+            }
+        }
     }
 }

@@ -274,6 +274,15 @@ fn invalid_packets_are_refused_with_a_typed_error() {
             SioDecodeError::InvalidAckId,
         ),
         (
+            "binary in connect auth",
+            map(&[
+                ("type", vec![0]),
+                ("data", map(&[("k", bin8(&[1]))])),
+                ("nsp", fixstr("/")),
+            ]),
+            SioDecodeError::InvalidPayload,
+        ),
+        (
             "eleven attachments",
             event(array(&[fixstr("e"), array(&vec![bin8(&[1]); 11])]), None),
             SioDecodeError::TooManyAttachments,

@@ -30,7 +30,7 @@ use volley_core::socketio::{
     RestoreOutcome, Room, Server as SioServer, SessionState, SioError, StoredMessage,
     recovery_auth,
 };
-use volley_core::{ConnId, NodeId, RequestId, SocketId, Utf8Bytes};
+use volley_core::{ConnId, IdMap, NodeId, RequestId, SocketId, Utf8Bytes};
 
 /// What handles share: the way to the machine, the handlers, the server state, the cluster.
 pub(crate) struct Ctl {
@@ -122,8 +122,8 @@ pub struct Node {
     state: Extensions,
     spawn: Spawner,
     pub(crate) ctl: Option<Arc<Ctl>>,
-    sockets: HashMap<SocketId, Entry>,
-    acks: HashMap<(SocketId, u64), Waiter>,
+    sockets: IdMap<SocketId, Entry>,
+    acks: IdMap<(SocketId, u64), Waiter>,
     aggregates: HashMap<u64, Aggregate>,
     next_aggregate: u64,
     cluster: Cluster,
@@ -215,8 +215,8 @@ impl Node {
             state,
             spawn,
             ctl: None,
-            sockets: HashMap::new(),
-            acks: HashMap::new(),
+            sockets: IdMap::default(),
+            acks: IdMap::default(),
             aggregates: HashMap::new(),
             next_aggregate: 0,
             cluster,

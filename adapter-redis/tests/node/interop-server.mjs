@@ -1,7 +1,11 @@
-// A Node socket.io server in a Redis cluster through @socket.io/redis-adapter (classic
-// Pub/Sub), driven by tests/interop.rs over the line protocol of interop-lines.mjs.
+// A Node socket.io server in a Redis cluster through @socket.io/redis-adapter, driven by
+// tests/interop.rs over the line protocol of interop-lines.mjs.
 //
-//   node interop-server.mjs <redis-url>
+//   node interop-server.mjs <redis-url> [<subscription-mode>]
+//
+// With a subscription mode ("static", "dynamic" or "dynamic-private") the adapter is
+// createShardedAdapter (Redis 7 sharded Pub/Sub) in that mode; without, createAdapter
+// (classic Pub/Sub).
 //
 // Reports {"report":"ready","port":p} once it listens on 127.0.0.1:p and its adapter is set
 // up. Its sockets keep {"node":"node","who":<auth.who>} as data and answer "join" (joins the
@@ -10,13 +14,14 @@
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 import { report, serve, splitAck, toWire } from "./interop-lines.mjs";
 
 const url = process.argv[2];
+const subscriptionMode = process.argv[3];
 if (!url) {
-  process.stderr.write("usage: node interop-server.mjs <redis-url>\n");
+  process.stderr.write("usage: node interop-server.mjs <redis-url> [<subscription-mode>]\n");
   process.exit(2);
 }
 
@@ -27,7 +32,10 @@ sub.on("error", (e) => process.stderr.write(`redis sub: ${e}\n`));
 await Promise.all([pub.connect(), sub.connect()]);
 
 const http = createServer();
-const io = new Server(http, { adapter: createAdapter(pub, sub) });
+const adapter = subscriptionMode
+  ? createShardedAdapter(pub, sub, { subscriptionMode })
+  : createAdapter(pub, sub);
+const io = new Server(http, { adapter });
 
 io.on("connection", (socket) => {
   socket.data = { node: "node", who: socket.handshake.auth?.who ?? null };

@@ -24,8 +24,9 @@
 //! Validity follows the reference parser: a map whose `type` is an integer 0..=4 (the binary
 //! types 5 and 6 do not exist here), `nsp` a string, `id` absent or an integer, and `data` of
 //! the shape the type requires; on top of that the rules of the text decoder apply (event
-//! names, reserved names, the ack id range, the attachment cap). One difference: an object
-//! in the data that looks exactly like a placeholder is read as one.
+//! names, reserved names, the ack id range, the attachment cap, binary values in events and
+//! acks only). One difference: an object in the data that looks exactly like a placeholder
+//! is read as one.
 
 use super::decoder::{MAX_ACK_ID, check_payload};
 use super::packet::{Packet, PacketType, SioDecodeError, write_json_string};
@@ -127,6 +128,9 @@ pub fn decode(message: &[u8], max_attachments: usize) -> Result<Packet, SioDecod
     let kind = match kind {
         PacketType::Event if !attachments.is_empty() => PacketType::BinaryEvent,
         PacketType::Ack if !attachments.is_empty() => PacketType::BinaryAck,
+        // Binary values exist only in events and acks (as with the text parser), never in
+        // auth or error data.
+        _ if !attachments.is_empty() => return Err(SioDecodeError::InvalidPayload),
         other => other,
     };
     if let Some(d) = &data {

@@ -18,7 +18,7 @@ use crate::ids::{ConnId, IdMap, IdSet, Sid, SocketId};
 use crate::rng::RandomIds;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,7 +7,6 @@
 //! connection's own queue; no lock is taken on the message path, and the machine needs no
 //! `Sync`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -16,7 +15,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use volley_core::ConnId;
+use volley_core::{ConnId, IdMap};
 use volley_core::engine::{Body, Output, WsMessage};
 use volley_core::http::RequestHead;
 
@@ -169,9 +168,9 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     inputs_open: bool,
     commands_open: bool,
     /// Where each registered connection's outputs go.
-    conns: HashMap<ConnId, mpsc::Sender<ToConn>>,
+    conns: IdMap<ConnId, mpsc::Sender<ToConn>>,
     /// Outputs of the current drain, grouped by connection (allocation kept across turns).
-    staged: HashMap<ConnId, Vec<Output>>,
+    staged: IdMap<ConnId, Vec<Output>>,
     timer: Option<(Instant, Pin<Box<R::Sleep>>)>,
 }
 
@@ -196,8 +195,8 @@ where
             commands,
             inputs_open: true,
             commands_open: true,
-            conns: HashMap::new(),
-            staged: HashMap::new(),
+            conns: IdMap::default(),
+            staged: IdMap::default(),
             timer: None,
         };
         let handle = Handle {
