@@ -985,7 +985,8 @@ impl Adapter for RedisAdapter {
                 .subscribes_room(change.room.as_str(), change.private)
             || !options.namespaces.iter().any(|n| n == nsp)
         {
-            // A namespace not listed is not subscribed at all, its rooms neither.
+            // Only the rooms the mode subscribes, in the listed namespaces (the others are
+            // not subscribed at all, their rooms neither).
             return;
         }
         let mut state = self.shared.lock();

@@ -1006,7 +1006,7 @@ impl Engine {
                 for packet in session.queue.drain(..) {
                     self.outputs.push_back(Output::Send {
                         conn,
-                        message: self.frames.to_ws(&packet, protocol),
+                        message: self.frames.frame(&packet, protocol),
                     });
                 }
             }
@@ -1080,7 +1080,7 @@ struct FrameCache {
 
 impl FrameCache {
     /// `packet` as a WebSocket message, the frame shared with earlier recipients if any.
-    fn to_ws(&mut self, packet: &Packet, protocol: Protocol) -> WsMessage {
+    fn frame(&mut self, packet: &Packet, protocol: Protocol) -> WsMessage {
         let Packet::Message(Message::Text(text)) = packet else {
             return packet.to_ws(protocol);
         };
@@ -1089,9 +1089,8 @@ impl FrameCache {
             // One recipient only (an emit to one socket): nothing to share.
             return packet.to_ws(protocol);
         }
-        let same = |(s, _): &&(Bytes, Utf8Bytes)| {
-            s.as_ptr() == source.as_ptr() && s.len() == source.len()
-        };
+        let same =
+            |(s, _): &&(Bytes, Utf8Bytes)| s.as_ptr() == source.as_ptr() && s.len() == source.len();
         if let Some((_, frame)) = self.entries.iter().flatten().find(same) {
             return WsMessage::Text(frame.clone());
         }
@@ -1149,21 +1148,21 @@ mod frame_cache_tests {
     fn a_text_queued_for_several_sessions_is_framed_once() {
         let mut cache = FrameCache::default();
         let text = Utf8Bytes::from(String::from(r#"2["news",1]"#));
-        let a = cache.to_ws(&Packet::Message(Message::Text(text.clone())), Protocol::V4);
-        let b = cache.to_ws(&Packet::Message(Message::Text(text.clone())), Protocol::V3);
+        let a = cache.frame(&Packet::Message(Message::Text(text.clone())), Protocol::V4);
+        let b = cache.frame(&Packet::Message(Message::Text(text.clone())), Protocol::V3);
         assert_eq!(&**frame(&a), r#"42["news",1]"#);
         assert_eq!(a, b);
         assert_eq!(frame(&a).as_ptr(), frame(&b).as_ptr(), "shared, not copied");
         // Another text with the same content is another message.
         let other = Utf8Bytes::from(String::from(r#"2["news",1]"#));
         let keep = other.clone();
-        let c = cache.to_ws(&Packet::Message(Message::Text(other)), Protocol::V4);
+        let c = cache.frame(&Packet::Message(Message::Text(other)), Protocol::V4);
         assert_eq!(c, a);
         assert_ne!(frame(&c).as_ptr(), frame(&a).as_ptr());
         drop(keep);
         // A text held by one queue only is framed directly and not remembered.
         let single = Utf8Bytes::from(String::from("2[]"));
-        let d = cache.to_ws(&Packet::Message(Message::Text(single)), Protocol::V4);
+        let d = cache.frame(&Packet::Message(Message::Text(single)), Protocol::V4);
         assert_eq!(&**frame(&d), "42[]");
         assert_eq!(cache.entries.iter().flatten().count(), 2);
     }
@@ -1175,7 +1174,7 @@ mod frame_cache_tests {
             .map(|i| Utf8Bytes::from(format!("2[{i}]")))
             .collect();
         for t in &texts {
-            let m = cache.to_ws(&Packet::Message(Message::Text(t.clone())), Protocol::V4);
+            let m = cache.frame(&Packet::Message(Message::Text(t.clone())), Protocol::V4);
             assert_eq!(&**frame(&m), format!("4{t}"));
         }
         assert_eq!(cache.entries.iter().flatten().count(), FRAME_CACHE);

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use volley_core::{ConnId, IdMap};
 use volley_core::engine::{Body, Output, WsMessage};
 use volley_core::http::RequestHead;
+use volley_core::{ConnId, IdMap};
 
 use super::machine::Machine;
 use crate::runtime::Runtime;
