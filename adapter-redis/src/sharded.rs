@@ -70,10 +70,10 @@ pub enum SubscriptionMode {
     /// `"dynamic"`, the reference's default: also the channel of every public room that
     /// exists on the node; a broadcast without acknowledgement to exactly one room that
     /// does not look like a socket id (20 characters, the length of Node's ids) is
-    /// published on that room's channel. Volley's socket ids are 22 characters, so the
-    /// reference's publishers send a message to one Volley socket to that socket's channel:
-    /// a Volley node subscribes the channels of its sockets' own rooms too, unless they are
-    /// 20 characters long.
+    /// published on that room's channel. Volley's socket ids are 20 characters too; with a
+    /// custom id generator making ids of another length, a node subscribes the channels of
+    /// its sockets' own rooms as well, since the reference's publishers send a message to
+    /// one such socket on its channel.
     #[default]
     Dynamic,
     /// `"dynamic-private"`: like [`Dynamic`](SubscriptionMode::Dynamic), for private rooms

@@ -1010,8 +1010,9 @@ async fn sharded_broadcasts_and_fetch(mode: SubscriptionMode) {
         )
         .await;
 
-    // From Node: the same; `v2` (a Volley id of 22 characters) goes on its own channel in
-    // both dynamic modes, which Volley subscribes.
+    // From Node: the same; `v2` (a Volley id, 20 characters as Node's) goes on the channel
+    // the mode gives a socket id: the namespace's in "dynamic", its own in
+    // "dynamic-private".
     let n = &mut c.node;
     n.call("emit", json!({ "event": "all", "args": ["from-node"] }))
         .await;

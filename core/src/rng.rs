@@ -118,7 +118,7 @@ impl RandomIds {
 
     /// The next id, without a request.
     pub fn next_sid(&mut self) -> Sid {
-        let mut b = [0u8; 16];
+        let mut b = [0u8; 15];
         self.0.fill(&mut b);
         Sid::from_ascii_trusted(base64::encode_url(&b).as_bytes())
     }
