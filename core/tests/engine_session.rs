@@ -57,7 +57,11 @@ fn polling_handshake_sends_exactly_the_open_keys() {
     assert_eq!(json["pingInterval"], 300);
     assert_eq!(json["pingTimeout"], 200);
     assert_eq!(json["maxPayload"], 1_000_000);
-    assert_eq!(sid.as_str().len(), 20, "20 characters, as the reference's ids");
+    assert_eq!(
+        sid.as_str().len(),
+        20,
+        "20 characters, as the reference's ids"
+    );
     assert!(matches!(
         &p.events[..],
         [Event::Open { sid: s, transport: TransportKind::Polling, .. }] if *s == sid

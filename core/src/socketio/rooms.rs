@@ -156,7 +156,10 @@ impl RoomIndex {
                 room: room.clone(),
                 created: true,
                 private: members.len() == 1
-                    && members.iter().next().is_some_and(|s| s.as_str() == room.as_str()),
+                    && members
+                        .iter()
+                        .next()
+                        .is_some_and(|s| s.as_str() == room.as_str()),
             })
             .collect();
         self.changes = Some(existing);
@@ -164,7 +167,10 @@ impl RoomIndex {
 
     /// The rooms created and deleted since the last call, in order (none when not tracking).
     pub fn take_changes(&mut self) -> Vec<RoomChange> {
-        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The rooms `socket` is in.
