@@ -426,15 +426,18 @@ impl Codec {
 
 // ---- building values ----
 
-fn s(v: &str) -> Value {
+/// A string value.
+pub(crate) fn s(v: &str) -> Value {
     Value::from(v)
 }
 
-fn map(fields: Vec<(&str, Value)>) -> Value {
+/// A map value with string keys, in the order given (the order on the wire).
+pub(crate) fn map(fields: Vec<(&str, Value)>) -> Value {
     Value::Map(fields.into_iter().map(|(k, v)| (s(k), v)).collect())
 }
 
-fn strings<'a>(items: impl Iterator<Item = &'a str>) -> Value {
+/// An array value of strings.
+pub(crate) fn strings<'a>(items: impl Iterator<Item = &'a str>) -> Value {
     Value::Array(items.map(s).collect())
 }
 
@@ -720,6 +723,27 @@ pub(crate) fn request_id(v: Option<&Value>) -> Result<RequestId, DecodeError> {
     RequestId::new(&t).map_err(|_| bad(format!("invalid requestId {t:?}")))
 }
 
+/// A request id that may be absent (a request that expects no answers); one that is there
+/// must be valid.
+pub(crate) fn optional_request_id(v: Option<&Value>) -> Result<Option<RequestId>, DecodeError> {
+    v.map(|r| request_id(Some(r))).transpose()
+}
+
+/// The `clientCount` of a `BROADCAST_CLIENT_COUNT` answer.
+pub(crate) fn client_count(v: Option<&Value>) -> Result<usize, DecodeError> {
+    v.and_then(Value::as_u64)
+        .and_then(|c| usize::try_from(c).ok())
+        .ok_or_else(|| bad("no clientCount"))
+}
+
+/// The socket a `BROADCAST_ACK` answer comes from; an unknown one when absent or invalid
+/// (the acknowledgement still counts).
+pub(crate) fn socket_id(v: Option<&Value>) -> SocketId {
+    v.and_then(Value::as_str)
+        .and_then(|s| SocketId::new(s).ok())
+        .unwrap_or_else(unknown_socket)
+}
+
 /// Options `{rooms, except, flags?}` and the acknowledgement timeout in the flags.
 pub(crate) fn decode_opts(v: Option<&Value>) -> (BroadcastOptions, Option<Duration>) {
     let Some(v) = v else {
@@ -927,10 +951,7 @@ fn decode_request(me: NodeId, nsp: &str, doc: &Value) -> Result<Decoded, DecodeE
         },
         Some(t::SERVER_SIDE_EMIT) => {
             let (event, args, attachments) = decode_event_data(get(doc, "data"))?;
-            let request = match get(doc, "requestId") {
-                Some(r) => Some(request_id(Some(r))?),
-                None => None,
-            };
+            let request = optional_request_id(get(doc, "requestId"))?;
             ClusterMessage::ServerSideEmit {
                 nsp,
                 event,
@@ -971,20 +992,13 @@ fn decode_response(me: NodeId, doc: &Value) -> Result<Decoded, DecodeError> {
     let message = match get(doc, "type").and_then(Value::as_u64) {
         Some(t::BROADCAST_CLIENT_COUNT) => ClusterMessage::BroadcastClientCount {
             request,
-            count: get(doc, "clientCount")
-                .and_then(Value::as_u64)
-                .and_then(|c| usize::try_from(c).ok())
-                .ok_or_else(|| bad("no clientCount"))?,
+            count: client_count(get(doc, "clientCount"))?,
         },
         Some(t::BROADCAST_ACK) => {
             let (args, attachments) = decode_single_arg(get(doc, "packet"));
-            let socket = get(doc, "sid")
-                .and_then(Value::as_str)
-                .and_then(|s| SocketId::new(s).ok())
-                .unwrap_or_else(unknown_socket);
             ClusterMessage::BroadcastAck {
                 request,
-                socket,
+                socket: socket_id(get(doc, "sid")),
                 args,
                 attachments,
             }

@@ -98,26 +98,30 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+mod conn;
 pub mod sharded;
 pub mod streams;
 
 pub use sharded::SubscriptionMode;
 
-use codec::{Codec, Decoded, Outgoing};
+use codec::{Codec, DecodeError, Decoded, Outgoing};
+use conn::{
+    Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog, Writer, WriterLog,
+};
 use futures::channel::{mpsc, oneshot};
-use futures::future::{BoxFuture, Either, select};
+use futures::future::{Either, select};
 use futures::{FutureExt, StreamExt};
 use sharded::ShardedCodec;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use volley::adapter::{Adapter, Inbox};
 use volley::runtime::Runtime;
+use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
 use volley_core::socketio::RoomChange;
-use volley_core::{NodeId, RequestId};
 
 /// Where Redis is: one server, or a master found through Sentinel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,16 +305,10 @@ impl RedisOptions {
     }
 }
 
-type Spawn = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
-type Sleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
-
 struct Shared {
-    options: RedisOptions,
+    link: Link,
     codec: Codec,
     sharded: ShardedCodec,
-    spawn: Spawn,
-    sleep: Sleep,
-    count: AtomicUsize,
     /// Set while the subscriptions are in place.
     subscribed: AtomicBool,
     /// Room subscriptions to make or drop, for the sharded subscriber (dynamic modes).
@@ -326,11 +324,8 @@ struct RoomSubscription {
 
 #[derive(Default)]
 struct State {
-    node: Option<NodeId>,
-    outbox: Option<mpsc::UnboundedSender<Outgoing>>,
-    /// The namespace of each request received from another node, for its answers (which
-    /// carry none), with when it came.
-    request_nsp: HashMap<RequestId, (String, Instant)>,
+    run: Running<Outgoing>,
+    request_nsp: RequestNamespaces,
     /// Who waits in [`RedisAdapter::subscribed`], each for the room subscriptions handed
     /// over before it asked (their count).
     waiting: Vec<(u64, oneshot::Sender<()>)>,
@@ -340,7 +335,6 @@ struct State {
     rooms_done: u64,
     /// The subscriber's end of [`Shared::rooms`], until it starts.
     rooms_rx: Option<mpsc::UnboundedReceiver<RoomSubscription>>,
-    stopped: bool,
     /// Sharded mode: namespaces published in but not subscribed, already warned about.
     unlisted: HashSet<String>,
 }
@@ -354,32 +348,30 @@ pub struct RedisAdapter {
 impl fmt::Debug for RedisAdapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisAdapter")
-            .field("target", &self.shared.options.target)
-            .field("key", &self.shared.options.key)
+            .field("target", &self.shared.link.options.target)
+            .field("key", &self.shared.link.options.key)
             .field("server_count", &self.server_count())
             .finish()
     }
 }
 
-/// How long the namespace of a received request is remembered for its answers.
-const REQUEST_MEMORY: Duration = Duration::from_secs(300);
-
 impl RedisAdapter {
     /// An adapter connecting with `options`; its tasks run on `runtime`. Nothing connects
     /// before the server starts it.
     pub fn new<R: Runtime>(options: RedisOptions, runtime: R) -> Self {
-        let spawner = runtime.clone();
-        let spawn: Spawn = Arc::new(move |f| spawner.spawn(f));
-        let sleep: Sleep = Arc::new(move |d| runtime.sleep(d).boxed());
         let (rooms, rooms_rx) = mpsc::unbounded();
+        let codec = Codec::new(&options.key);
+        let sharded = ShardedCodec::new(&options.key).with_mode(options.subscription_mode);
+        let nsp = options.namespaces.first().map_or("/", String::as_str);
+        let count_query = match options.pub_sub {
+            PubSub::Classic => ("NUMSUB", codec.request_channel(nsp)),
+            PubSub::Sharded => ("SHARDNUMSUB", sharded.channel(nsp)),
+        };
         RedisAdapter {
             shared: Arc::new(Shared {
-                codec: Codec::new(&options.key),
-                sharded: ShardedCodec::new(&options.key).with_mode(options.subscription_mode),
-                options,
-                spawn,
-                sleep,
-                count: AtomicUsize::new(1),
+                link: Link::new(options, runtime, count_query),
+                codec,
+                sharded,
                 subscribed: AtomicBool::new(false),
                 rooms,
                 state: Mutex::new(State {
@@ -413,17 +405,15 @@ impl RedisAdapter {
 
     /// Asks Redis for the server count now (and caches it).
     pub async fn refresh_server_count(&self) -> redis::RedisResult<usize> {
-        let client = self.shared.options.client().await?;
+        let client = self.shared.link.options.client().await?;
         let mut conn = client.get_multiplexed_async_connection().await?;
-        let n = self.shared.query_count(&mut conn).await?;
-        Ok(n)
+        self.shared.link.query_count(&mut conn).await
     }
 
     /// Stops the adapter's tasks (they end at their next step); publishing stops at once.
     pub fn stop(&self) {
         let mut state = self.shared.lock();
-        state.stopped = true;
-        state.outbox = None;
+        state.run.stop();
     }
 }
 
@@ -433,60 +423,7 @@ impl Shared {
     }
 
     fn stopped(&self) -> bool {
-        self.lock().stopped
-    }
-
-    async fn query_count(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> redis::RedisResult<usize> {
-        let nsp = self.options.namespaces.first().map_or("/", String::as_str);
-        let (subcommand, channel) = match self.options.pub_sub {
-            PubSub::Classic => ("NUMSUB", self.codec.request_channel(nsp)),
-            PubSub::Sharded => ("SHARDNUMSUB", self.sharded.channel(nsp)),
-        };
-        let (_, n): (String, usize) = redis::cmd("PUBSUB")
-            .arg(subcommand)
-            .arg(channel)
-            .query_async::<Vec<(String, usize)>>(conn)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        self.count.store(n.max(1), Ordering::SeqCst);
-        Ok(n.max(1))
-    }
-
-    /// Waits `d`, or fails when connecting takes longer than the connect timeout.
-    async fn timed<T>(
-        &self,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>> + Send,
-    ) -> redis::RedisResult<T> {
-        let timeout = (self.sleep)(self.options.connect_timeout);
-        match select(Box::pin(fut), timeout).await {
-            Either::Left((r, _)) => r,
-            Either::Right(_) => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connecting to Redis timed out",
-            ))),
-        }
-    }
-
-    async fn connect(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        self.timed(async {
-            let client = self.options.client().await?;
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.options.connect_timeout))
-                .set_response_timeout(Some(self.options.connect_timeout));
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-        })
-        .await
-    }
-
-    fn next_backoff(&self, current: Duration) -> Duration {
-        (current * 2).min(self.options.backoff.1)
+        self.lock().run.stopped
     }
 
     fn set_subscribed(&self, on: bool) {
@@ -521,32 +458,20 @@ impl Shared {
     /// Publishes in order; while Redis is away, drops what comes (logged once per outage)
     /// and tries to reconnect no more often than the backoff says.
     async fn publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
-        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-        let mut backoff = self.options.backoff.0;
-        let mut retry_at = Instant::now();
-        let mut down = false;
-        let command = match self.options.pub_sub {
+        let mut writer = Writer::new(
+            &self.link,
+            WriterLog {
+                unreachable: "redis adapter: cannot publish, Redis unreachable",
+                failed: "redis adapter: publish failed, Redis unreachable",
+                again: "redis adapter: publishing again",
+            },
+        );
+        let command = match self.link.options.pub_sub {
             PubSub::Classic => "PUBLISH",
             PubSub::Sharded => "SPUBLISH",
         };
         while let Some(out) = rx.next().await {
-            if conn.is_none() && Instant::now() >= retry_at {
-                match self.connect().await {
-                    Ok(c) => {
-                        conn = Some(c);
-                        backoff = self.options.backoff.0;
-                    }
-                    Err(e) => {
-                        retry_at = Instant::now() + backoff;
-                        backoff = self.next_backoff(backoff);
-                        if !down {
-                            tracing::warn!(error = %e, "redis adapter: cannot publish, Redis unreachable");
-                            down = true;
-                        }
-                    }
-                }
-            }
-            let Some(c) = conn.as_mut() else {
+            let Some(c) = writer.conn(&self.link).await else {
                 continue;
             };
             let sent: redis::RedisResult<i64> = redis::cmd(command)
@@ -554,107 +479,32 @@ impl Shared {
                 .arg(&out.payload)
                 .query_async(c)
                 .await;
-            match sent {
-                Ok(_) => {
-                    if down {
-                        tracing::info!("redis adapter: publishing again");
-                        down = false;
-                    }
-                }
-                Err(e) => {
-                    conn = None;
-                    retry_at = Instant::now();
-                    if !down {
-                        tracing::warn!(error = %e, "redis adapter: publish failed, Redis unreachable");
-                        down = true;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Keeps the cached server count fresh.
-    async fn counter(self: Arc<Self>) {
-        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-        while !self.stopped() {
-            if conn.is_none() {
-                conn = self.connect().await.ok();
-            }
-            if let Some(c) = conn.as_mut() {
-                if self.query_count(c).await.is_err() {
-                    conn = None;
-                    self.count.store(1, Ordering::SeqCst);
-                }
-            } else {
-                self.count.store(1, Ordering::SeqCst);
-            }
-            (self.sleep)(self.options.count_interval).await;
+            writer.done(sent.map(|_| ()));
         }
     }
 
     /// Subscribes, delivers, and starts again when the connection drops.
     async fn subscriber(self: Arc<Self>, node: NodeId, inbox: Inbox) {
-        let mut backoff = self.options.backoff.0;
-        let mut down_logged = false;
         let exact: HashSet<String> = self
+            .link
             .options
             .namespaces
             .iter()
             .flat_map(|nsp| self.codec.channels(nsp, node))
             .collect();
-        while !self.stopped() {
-            let pubsub = self
-                .timed(async {
-                    let client = self.options.client().await?;
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    for pattern in self.codec.patterns() {
-                        pubsub.psubscribe(pattern).await?;
-                    }
-                    for channel in &exact {
-                        pubsub.subscribe(channel).await?;
-                    }
-                    Ok(pubsub)
-                })
-                .await;
-            let mut pubsub = match pubsub {
-                Ok(p) => p,
-                Err(e) => {
-                    if !down_logged {
-                        tracing::warn!(error = %e, "redis adapter: cannot subscribe, retrying");
-                        down_logged = true;
-                    }
-                    (self.sleep)(backoff).await;
-                    backoff = self.next_backoff(backoff);
-                    continue;
-                }
-            };
-            if down_logged {
-                tracing::info!("redis adapter: subscribed again");
-            }
-            backoff = self.options.backoff.0;
-            self.set_subscribed(true);
-            // Count at once rather than at the next tick: the cluster may have changed.
-            if let Ok(mut c) = self.connect().await {
-                let _ = self.query_count(&mut c).await;
-            }
-            let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
-                let channel = msg.get_channel_name();
-                if msg.from_pattern() && exact.contains(channel) {
-                    // Delivered by the exact subscription as well.
-                    continue;
-                }
-                self.on_message(node, &inbox, channel, msg.get_payload_bytes());
-                if self.stopped() {
-                    return;
-                }
-            }
-            drop(messages);
-            self.set_subscribed(false);
-            self.count.store(1, Ordering::SeqCst);
-            tracing::warn!("redis adapter: subscription connection lost, reconnecting");
-            down_logged = true;
-        }
+        let log = SubscriberLog {
+            cannot: "redis adapter: cannot subscribe, retrying",
+            again: "redis adapter: subscribed again",
+            lost: "redis adapter: subscription connection lost, reconnecting",
+        };
+        let hooks = Classic {
+            shared: &self,
+            node,
+            inbox: &inbox,
+        };
+        self.link
+            .subscriber(&self.codec.patterns(), &exact, None, &log, hooks)
+            .await;
     }
 
     /// The sharded subscriber: one RESP3 connection with `SSUBSCRIBE` of each namespace's
@@ -668,9 +518,9 @@ impl Shared {
         inbox: Inbox,
         mut rooms: mpsc::UnboundedReceiver<RoomSubscription>,
     ) {
-        let mut backoff = self.options.backoff.0;
-        let mut down_logged = false;
+        let mut retry = Reconnect::new(&self.link);
         let fixed: Vec<String> = self
+            .link
             .options
             .namespaces
             .iter()
@@ -697,8 +547,9 @@ impl Shared {
             }
             let (tx, pushes) = mpsc::unbounded::<redis::PushInfo>();
             let conn = self
+                .link
                 .timed(async {
-                    let client = self.options.client().await?;
+                    let client = self.link.options.client().await?;
                     // Push messages (and so subscribing on a multiplexed connection) need RESP3.
                     let info = client.get_connection_info().clone();
                     let settings = info
@@ -707,8 +558,8 @@ impl Shared {
                         .set_protocol(redis::ProtocolVersion::RESP3);
                     let client = redis::Client::open(info.set_redis_settings(settings))?;
                     let config = redis::AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(self.options.connect_timeout))
-                        .set_response_timeout(Some(self.options.connect_timeout))
+                        .set_connection_timeout(Some(self.link.options.connect_timeout))
+                        .set_response_timeout(Some(self.link.options.connect_timeout))
                         .set_push_sender(move |push| tx.unbounded_send(push));
                     let mut conn = client
                         .get_multiplexed_async_connection_with_config(&config)
@@ -733,24 +584,15 @@ impl Shared {
             let mut conn = match conn {
                 Ok(c) => c,
                 Err(e) => {
-                    if !down_logged {
-                        tracing::warn!(error = %e, "redis adapter: cannot subscribe (sharded), retrying");
-                        down_logged = true;
-                    }
-                    (self.sleep)(backoff).await;
-                    backoff = self.next_backoff(backoff);
+                    let what = "redis adapter: cannot subscribe (sharded), retrying";
+                    retry.failed(&self.link, &e, what).await;
                     continue;
                 }
             };
-            if down_logged {
-                tracing::info!("redis adapter: subscribed again");
-            }
-            backoff = self.options.backoff.0;
+            retry.connected(&self.link, "redis adapter: subscribed again");
             self.set_subscribed(true);
             self.rooms_applied(taken);
-            if let Ok(mut c) = self.connect().await {
-                let _ = self.query_count(&mut c).await;
-            }
+            self.link.count_now().await;
             // Confirmations of the room channels this node left, still to come as pushes
             // (they must not read as Redis taking a subscription away).
             let mut leaving: HashMap<String, usize> = HashMap::new();
@@ -759,7 +601,7 @@ impl Shared {
                 .chain(futures::stream::iter([Event::Closed]));
             let mut events = futures::stream::select(pushes, rooms.by_ref().map(Event::Room));
             loop {
-                let tick = (self.sleep)(self.options.count_interval);
+                let tick = (self.link.sleep)(self.link.options.count_interval);
                 let event = match select(events.next(), tick).await {
                     Either::Left((Some(event), _)) => event,
                     Either::Left((None, _)) => Event::Closed,
@@ -774,7 +616,8 @@ impl Shared {
                             ] = push.data.as_slice()
                             {
                                 let channel = String::from_utf8_lossy(channel);
-                                self.on_sharded_message(node, &inbox, &channel, payload);
+                                let decoded = self.sharded.decode(node, payload);
+                                self.deliver(&inbox, &channel, decoded);
                             }
                             if self.stopped() {
                                 return;
@@ -841,115 +684,84 @@ impl Shared {
             drop(events);
             drop(conn);
             self.set_subscribed(false);
-            self.count.store(1, Ordering::SeqCst);
-            tracing::warn!("redis adapter: subscription connection lost, reconnecting");
-            down_logged = true;
+            self.link.count_alone();
+            retry.lost(
+                "redis adapter: subscription connection lost, reconnecting",
+                None,
+            );
         }
     }
 
-    fn on_sharded_message(&self, node: NodeId, inbox: &Inbox, channel: &str, payload: &[u8]) {
-        match self.sharded.decode(node, payload) {
+    /// Delivers what `decoded` holds, remembering a request's namespace for its answers.
+    fn deliver(&self, inbox: &Inbox, channel: &str, decoded: Result<Decoded, DecodeError>) {
+        match decoded {
             Ok(Decoded::Message { from, message }) => {
-                self.remember_request(&message);
+                self.lock().request_nsp.remember(&message);
                 if !inbox.deliver(from, message) {
-                    self.lock().stopped = true;
+                    self.lock().run.stopped = true;
                 }
             }
             Ok(Decoded::Ignored) => {}
             Err(e) => tracing::debug!(channel, error = %e, "redis adapter: message ignored"),
         }
     }
+}
 
-    fn on_message(&self, node: NodeId, inbox: &Inbox, channel: &str, payload: &[u8]) {
-        match self.codec.decode(node, channel, payload) {
-            Ok(Decoded::Message { from, message }) => {
-                self.remember_request(&message);
-                if !inbox.deliver(from, message) {
-                    self.lock().stopped = true;
-                }
-            }
-            Ok(Decoded::Ignored) => {}
-            Err(e) => tracing::debug!(channel, error = %e, "redis adapter: message ignored"),
-        }
+/// The classic subscriber's view of the adapter.
+struct Classic<'a> {
+    shared: &'a Shared,
+    node: NodeId,
+    inbox: &'a Inbox,
+}
+
+impl SubscriberHooks for Classic<'_> {
+    fn stopped(&self) -> bool {
+        self.shared.stopped()
     }
 
-    fn remember_request(&self, message: &ClusterMessage) {
-        let (request, nsp) = match message {
-            ClusterMessage::Broadcast {
-                ack: Some(r), nsp, ..
-            }
-            | ClusterMessage::FetchSockets {
-                request: r, nsp, ..
-            }
-            | ClusterMessage::ServerSideEmit {
-                request: Some(r),
-                nsp,
-                ..
-            }
-            | ClusterMessage::AllRooms { request: r, nsp } => (*r, nsp),
-            _ => return,
-        };
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state.request_nsp.len() >= 4096 {
-            state
-                .request_nsp
-                .retain(|_, (_, at)| now.duration_since(*at) < REQUEST_MEMORY);
-        }
-        state.request_nsp.insert(request, (nsp.clone(), now));
+    fn set_subscribed(&self, on: bool) {
+        self.shared.set_subscribed(on);
+    }
+
+    fn on_message(&self, channel: &str, payload: &[u8]) {
+        let decoded = self.shared.codec.decode(self.node, channel, payload);
+        self.shared.deliver(self.inbox, channel, decoded);
     }
 }
 
 impl Adapter for RedisAdapter {
     fn start(&self, node: NodeId, inbox: Inbox) {
-        let (tx, rx) = mpsc::unbounded();
-        {
-            let mut state = self.shared.lock();
-            state.node = Some(node);
-            state.outbox = Some(tx);
-            state.stopped = false;
-        }
+        let rx = self.shared.lock().run.start(node);
         let s = &self.shared;
-        (s.spawn)(s.clone().publisher(rx).boxed());
-        (s.spawn)(s.clone().counter().boxed());
-        match s.options.pub_sub {
-            PubSub::Classic => (s.spawn)(s.clone().subscriber(node, inbox).boxed()),
+        let spawn = &s.link.spawn;
+        spawn(s.clone().publisher(rx).boxed());
+        let counter = s.clone();
+        spawn(async move { counter.link.counter(|| counter.stopped()).await }.boxed());
+        match s.link.options.pub_sub {
+            PubSub::Classic => spawn(s.clone().subscriber(node, inbox).boxed()),
             PubSub::Sharded => {
                 let rooms = s.lock().rooms_rx.take();
                 let Some(rooms) = rooms else {
                     tracing::warn!("redis adapter: started twice; the second start is ignored");
                     return;
                 };
-                (s.spawn)(s.clone().sharded_subscriber(node, inbox, rooms).boxed());
+                spawn(s.clone().sharded_subscriber(node, inbox, rooms).boxed());
             }
         }
     }
 
     fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
         let mut state = self.shared.lock();
-        let Some(node) = state.node else {
+        let Some(node) = state.run.node else {
             return;
         };
-        let nsp = match message.answers() {
-            Some(request) => {
-                let nsp = state.request_nsp.get(&request).map(|(n, _)| n.clone());
-                // One answer per request, except acknowledgements relayed one by one.
-                if !matches!(
-                    message,
-                    ClusterMessage::BroadcastAck { .. }
-                        | ClusterMessage::BroadcastClientCount { .. }
-                ) {
-                    state.request_nsp.remove(&request);
-                }
-                nsp.unwrap_or_else(|| "/".to_owned())
-            }
-            None => String::new(),
-        };
-        let out = match self.shared.options.pub_sub {
+        let nsp = state.request_nsp.for_answer(&message);
+        let options = &self.shared.link.options;
+        let out = match options.pub_sub {
             PubSub::Classic => self.shared.codec.encode(node, to, &nsp, &message),
             PubSub::Sharded => {
-                let unlisted = message_nsp(&message)
-                    .filter(|n| !self.shared.options.namespaces.iter().any(|l| l == n));
+                let unlisted =
+                    message_nsp(&message).filter(|n| !options.namespaces.iter().any(|l| l == n));
                 if let Some(n) = unlisted {
                     // Bounded: many dynamic namespaces must not grow this without end.
                     if state.unlisted.len() < 1024 && state.unlisted.insert(n.to_owned()) {
@@ -964,21 +776,19 @@ impl Adapter for RedisAdapter {
                 self.shared.sharded.encode(node, to, &nsp, &message)
             }
         };
-        if let Some(outbox) = &state.outbox {
-            let _ = outbox.unbounded_send(out);
-        }
+        state.run.send(out);
     }
 
     fn server_count(&self) -> usize {
-        self.shared.count.load(Ordering::SeqCst).max(1)
+        self.shared.link.server_count()
     }
 
     fn tracks_rooms(&self) -> bool {
-        self.shared.options.dynamic()
+        self.shared.link.options.dynamic()
     }
 
     fn room_changed(&self, nsp: &str, change: &RoomChange) {
-        let options = &self.shared.options;
+        let options = &self.shared.link.options;
         if !options.dynamic()
             || !options
                 .subscription_mode
@@ -990,7 +800,7 @@ impl Adapter for RedisAdapter {
             return;
         }
         let mut state = self.shared.lock();
-        if state.stopped {
+        if state.run.stopped {
             return;
         }
         let sent = self.shared.rooms.unbounded_send(RoomSubscription {

@@ -17,14 +17,15 @@
 //! them).
 
 use crate::codec::{
-    DecodeError, Decoded, Outgoing, broadcast_opts, decode_event_data, decode_opts,
-    decode_single_arg, decode_socket, event_data, first_arg, get, get_str, json, msgpack, node_id,
-    packet, parse, request_id, socket_to_value, string_list, unknown_socket,
+    DecodeError, Decoded, Outgoing, broadcast_opts, client_count, decode_event_data, decode_opts,
+    decode_single_arg, decode_socket, event_data, first_arg, get, get_str, json, map, msgpack,
+    node_id, optional_request_id, packet, parse, request_id, s, socket_id, socket_to_value,
+    string_list, strings,
 };
 use rmpv::Value;
+use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
 use volley_core::socketio::BroadcastOptions;
-use volley_core::{NodeId, SocketId};
 
 /// `MessageType` of socket.io-adapter's `ClusterAdapter`.
 pub mod message_type {
@@ -162,14 +163,6 @@ impl Default for ShardedCodec {
     }
 }
 
-fn s(v: &str) -> Value {
-    Value::from(v)
-}
-
-fn map(fields: Vec<(&str, Value)>) -> Value {
-    Value::Map(fields.into_iter().map(|(k, v)| (s(k), v)).collect())
-}
-
 fn opts_value(opts: &BroadcastOptions) -> Value {
     crate::codec::broadcast_opts(opts, None, false)
 }
@@ -223,12 +216,7 @@ impl ShardedCodec {
         message: &ClusterMessage,
     ) -> Outgoing {
         let (msg_nsp, kind, data, binary) = message_parts(nsp, message);
-        let doc = map(vec![
-            ("uid", s(uid.as_str())),
-            ("nsp", s(msg_nsp)),
-            ("type", Value::from(kind)),
-            ("data", data),
-        ]);
+        let doc = envelope(uid.as_str(), msg_nsp, kind, data);
         let answer = message.answers().is_some();
         let channel = match (answer, to) {
             (true, Some(to)) => self.response_channel(msg_nsp, to),
@@ -247,6 +235,16 @@ impl ShardedCodec {
     pub fn decode(&self, me: NodeId, payload: &[u8]) -> Result<Decoded, DecodeError> {
         decode_value(me, &parse(payload)?)
     }
+}
+
+/// A message `{uid, nsp, type, data}`, in that order.
+pub(crate) fn envelope(uid: &str, nsp: &str, kind: u64, data: Value) -> Value {
+    map(vec![
+        ("uid", s(uid)),
+        ("nsp", s(nsp)),
+        ("type", Value::from(kind)),
+        ("data", data),
+    ])
 }
 
 /// A message's namespace (`nsp` for answers, which carry none), `MessageType`, `data` and
@@ -297,7 +295,7 @@ pub(crate) fn message_parts<'a>(
             };
             let data = map(vec![
                 ("opts", opts_value(opts)),
-                ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
+                ("rooms", strings(r.iter().map(String::as_str))),
             ]);
             (nsp.as_str(), kind, data, false)
         }
@@ -399,7 +397,7 @@ pub(crate) fn message_parts<'a>(
             t::ALL_ROOMS_RESPONSE,
             map(vec![
                 ("requestId", s(request.as_str())),
-                ("rooms", Value::Array(r.iter().map(|x| s(x)).collect())),
+                ("rooms", strings(r.iter().map(String::as_str))),
             ]),
             false,
         ),
@@ -426,10 +424,7 @@ pub(crate) fn decode_value(me: NodeId, doc: &Value) -> Result<Decoded, DecodeErr
                 get(data, "packet").ok_or_else(|| DecodeError::Malformed("no packet".into()))?;
             let (event, args, attachments) = decode_event_data(get(packet, "data"))?;
             let (opts, timeout) = decode_opts(get(data, "opts"));
-            let ack = match get(data, "requestId") {
-                Some(r) => Some(request_id(Some(r))?),
-                None => None,
-            };
+            let ack = optional_request_id(get(data, "requestId"))?;
             ClusterMessage::Broadcast {
                 nsp,
                 opts,
@@ -468,10 +463,7 @@ pub(crate) fn decode_value(me: NodeId, doc: &Value) -> Result<Decoded, DecodeErr
         },
         Some(t::SERVER_SIDE_EMIT) => {
             let (event, args, attachments) = decode_event_data(get(data, "packet"))?;
-            let request = match get(data, "requestId") {
-                Some(r) => Some(request_id(Some(r))?),
-                None => None,
-            };
+            let request = optional_request_id(get(data, "requestId"))?;
             ClusterMessage::ServerSideEmit {
                 nsp,
                 event,
@@ -490,18 +482,13 @@ pub(crate) fn decode_value(me: NodeId, doc: &Value) -> Result<Decoded, DecodeErr
         }
         Some(t::BROADCAST_CLIENT_COUNT) => ClusterMessage::BroadcastClientCount {
             request: req()?,
-            count: get(data, "clientCount")
-                .and_then(Value::as_u64)
-                .and_then(|c| usize::try_from(c).ok())
-                .ok_or_else(|| DecodeError::Malformed("no clientCount".into()))?,
+            count: client_count(get(data, "clientCount"))?,
         },
         Some(t::BROADCAST_ACK) => {
             let (args, attachments) = decode_single_arg(get(data, "packet"));
             ClusterMessage::BroadcastAck {
                 request: req()?,
-                socket: get_str(data, "sid")
-                    .and_then(|s| SocketId::new(s).ok())
-                    .unwrap_or_else(unknown_socket),
+                socket: socket_id(get(data, "sid")),
                 args,
                 attachments,
             }

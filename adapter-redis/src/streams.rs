@@ -55,22 +55,25 @@ pub mod codec;
 
 use crate::RedisOptions;
 use crate::codec::{Decoded, Outgoing, unknown_node};
+use crate::conn::{
+    Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog, Writer, WriterLog,
+};
 use codec::{
     Encoded, StreamsCodec, decode_session, encode_session, is_offset, message_type, next_offset,
 };
 use futures::channel::{mpsc, oneshot};
-use futures::future::{BoxFuture, Either, select};
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use volley::adapter::{Adapter, Inbox};
 use volley::runtime::Runtime;
+use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
 use volley_core::socketio::{SessionState, StoredMessage};
-use volley_core::{NodeId, RequestId};
 
 /// How to reach Redis, and the reference adapter's options.
 #[derive(Debug, Clone)]
@@ -120,14 +123,8 @@ impl StreamsOptions {
 /// Most entries one `XRANGE` of a recovery reads.
 const RESTORE_BATCH: usize = 1000;
 
-/// How long the namespace of a received request is remembered for its answers.
-const REQUEST_MEMORY: Duration = Duration::from_secs(300);
-
 /// How often a task blocked on Redis looks whether the adapter was stopped.
 const STOP_CHECK: Duration = Duration::from_millis(500);
-
-type Spawn = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
-type Sleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// What the writer does, in order.
 enum Command {
@@ -148,23 +145,18 @@ enum Command {
 
 #[derive(Default)]
 struct State {
-    node: Option<NodeId>,
-    outbox: Option<mpsc::UnboundedSender<Command>>,
-    /// The namespace of each request received from another node, for its answers (which
-    /// carry none), with when it came.
-    request_nsp: HashMap<RequestId, (String, Instant)>,
+    run: Running<Command>,
+    request_nsp: RequestNamespaces,
     subscribed: bool,
     reading: bool,
     waiting: Vec<oneshot::Sender<()>>,
-    stopped: bool,
 }
 
 struct Shared {
+    /// The options; [`Link`] holds their [`StreamsOptions::redis`] part.
     options: StreamsOptions,
+    link: Link,
     codec: StreamsCodec,
-    spawn: Spawn,
-    sleep: Sleep,
-    count: AtomicUsize,
     state: Mutex<State>,
     /// A connection for recoveries, which run beside the writer's commands.
     commands: Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -181,7 +173,7 @@ pub struct StreamsAdapter {
 impl fmt::Debug for StreamsAdapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamsAdapter")
-            .field("target", &self.shared.options.redis.target)
+            .field("target", &self.shared.link.options.target)
             .field("stream", &self.shared.options.stream_name)
             .field("server_count", &self.server_count())
             .finish()
@@ -192,16 +184,14 @@ impl StreamsAdapter {
     /// An adapter connecting with `options`; its tasks run on `runtime`. Nothing connects
     /// before the server starts it.
     pub fn new<R: Runtime>(options: StreamsOptions, runtime: R) -> Self {
-        let spawner = runtime.clone();
-        let spawn: Spawn = Arc::new(move |f| spawner.spawn(f));
-        let sleep: Sleep = Arc::new(move |d| runtime.sleep(d).boxed());
+        let codec = StreamsCodec::new(&options.redis.key);
+        let nsp = options.redis.namespaces.first().map_or("/", String::as_str);
+        let count_query = ("NUMSUB", codec.channel(nsp));
         StreamsAdapter {
             shared: Arc::new(Shared {
-                codec: StreamsCodec::new(&options.redis.key),
+                link: Link::new(options.redis.clone(), runtime, count_query),
+                codec,
                 options,
-                spawn,
-                sleep,
-                count: AtomicUsize::new(1),
                 state: Mutex::new(State::default()),
                 commands: Mutex::new(None),
                 bad_data_logged: AtomicBool::new(false),
@@ -226,16 +216,15 @@ impl StreamsAdapter {
 
     /// Asks Redis for the server count now (and caches it).
     pub async fn refresh_server_count(&self) -> redis::RedisResult<usize> {
-        let mut conn = self.shared.connect(None).await?;
-        self.shared.query_count(&mut conn).await
+        let mut conn = self.shared.link.connect(None).await?;
+        self.shared.link.query_count(&mut conn).await
     }
 
     /// Stops the adapter's tasks (they end within about half a second); publishing stops
     /// at once.
     pub fn stop(&self) {
         let mut state = self.shared.lock();
-        state.stopped = true;
-        state.outbox = None;
+        state.run.stop();
     }
 }
 
@@ -297,7 +286,7 @@ impl Shared {
     }
 
     fn stopped(&self) -> bool {
-        self.lock().stopped
+        self.lock().run.stopped
     }
 
     fn bad_data(&self, what: &str, error: &dyn fmt::Display) {
@@ -328,100 +317,19 @@ impl Shared {
         }
     }
 
-    /// `fut`, or a timeout error after the connect timeout.
-    async fn timed<T>(
-        &self,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>> + Send,
-    ) -> redis::RedisResult<T> {
-        self.timed_for(self.options.redis.connect_timeout, fut)
-            .await
-    }
-
-    /// `fut`, or a timeout error after `limit`.
-    async fn timed_for<T>(
-        &self,
-        limit: Duration,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>> + Send,
-    ) -> redis::RedisResult<T> {
-        let timeout = (self.sleep)(limit);
-        match select(Box::pin(fut), timeout).await {
-            Either::Left((r, _)) => r,
-            Either::Right(_) => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connecting to Redis timed out",
-            ))),
-        }
-    }
-
-    /// A new connection; replies may take `response` (the connect timeout when `None`).
-    async fn connect(
-        &self,
-        response: Option<Duration>,
-    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        let limit = self.options.redis.connect_timeout;
-        self.timed(async {
-            let client = self.options.redis.client().await?;
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(limit))
-                .set_response_timeout(Some(response.unwrap_or(limit)));
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-        })
-        .await
-    }
-
-    fn next_backoff(&self, current: Duration) -> Duration {
-        (current * 2).min(self.options.redis.backoff.1)
-    }
-
-    async fn query_count(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> redis::RedisResult<usize> {
-        let nsp = self
-            .options
-            .redis
-            .namespaces
-            .first()
-            .map_or("/", String::as_str);
-        let (_, n): (String, usize) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(self.codec.channel(nsp))
-            .query_async::<Vec<(String, usize)>>(conn)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        self.count.store(n.max(1), Ordering::SeqCst);
-        Ok(n.max(1))
-    }
-
     /// Runs the commands in order; while Redis is away, fails them (logged once per outage)
     /// and tries to reconnect no more often than the backoff says.
     async fn writer(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-        let mut backoff = self.options.redis.backoff.0;
-        let mut retry_at = Instant::now();
-        let mut down = false;
+        let mut writer = Writer::new(
+            &self.link,
+            WriterLog {
+                unreachable: "redis streams adapter: Redis unreachable",
+                failed: "redis streams adapter: write failed, Redis unreachable",
+                again: "redis streams adapter: writing again",
+            },
+        );
         while let Some(command) = rx.next().await {
-            if conn.is_none() && Instant::now() >= retry_at {
-                match self.connect(None).await {
-                    Ok(c) => {
-                        conn = Some(c);
-                        backoff = self.options.redis.backoff.0;
-                    }
-                    Err(e) => {
-                        retry_at = Instant::now() + backoff;
-                        backoff = self.next_backoff(backoff);
-                        if !down {
-                            tracing::warn!(error = %e, "redis streams adapter: Redis unreachable");
-                            down = true;
-                        }
-                    }
-                }
-            }
-            let Some(c) = conn.as_mut() else {
+            let Some(c) = writer.conn(&self.link).await else {
                 // Dropping a reply's sender answers `None`.
                 continue;
             };
@@ -460,40 +368,7 @@ impl Shared {
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
             };
-            match done {
-                Ok(()) if down => {
-                    tracing::info!("redis streams adapter: writing again");
-                    down = false;
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    conn = None;
-                    retry_at = Instant::now();
-                    if !down {
-                        tracing::warn!(error = %e, "redis streams adapter: write failed, Redis unreachable");
-                        down = true;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Keeps the cached server count fresh.
-    async fn counter(self: Arc<Self>) {
-        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-        while !self.stopped() {
-            if conn.is_none() {
-                conn = self.connect(None).await.ok();
-            }
-            if let Some(c) = conn.as_mut() {
-                if self.query_count(c).await.is_err() {
-                    conn = None;
-                    self.count.store(1, Ordering::SeqCst);
-                }
-            } else {
-                self.count.store(1, Ordering::SeqCst);
-            }
-            (self.sleep)(self.options.redis.count_interval).await;
+            writer.done(done);
         }
     }
 
@@ -501,15 +376,15 @@ impl Shared {
     /// delivers what the other nodes appended.
     async fn reader(self: Arc<Self>, node: NodeId, inbox: Inbox) {
         let mut last: Option<String> = None;
-        let mut backoff = self.options.redis.backoff.0;
-        let mut down_logged = false;
+        let mut retry = Reconnect::new(&self.link);
         let block = self.options.block;
         let block_ms = u64::try_from(block.as_millis()).unwrap_or(5000).max(1);
         let stream = self.options.stream_name.clone();
         while !self.stopped() {
             let start = async {
                 let mut conn = self
-                    .connect(Some(block + self.options.redis.connect_timeout))
+                    .link
+                    .connect(Some(block + self.link.options.connect_timeout))
                     .await?;
                 let end = match &last {
                     Some(id) => id.clone(),
@@ -530,20 +405,15 @@ impl Shared {
             let (mut conn, end) = match start.await {
                 Ok(c) => c,
                 Err(e) => {
-                    if !down_logged {
-                        tracing::warn!(error = %e, "redis streams adapter: cannot read the stream, retrying");
-                        down_logged = true;
-                    }
-                    (self.sleep)(backoff).await;
-                    backoff = self.next_backoff(backoff);
+                    let what = "redis streams adapter: cannot read the stream, retrying";
+                    retry.failed(&self.link, &e, what).await;
                     continue;
                 }
             };
-            if down_logged {
-                tracing::info!("redis streams adapter: reading the stream again");
-                down_logged = false;
-            }
-            backoff = self.options.redis.backoff.0;
+            retry.connected(
+                &self.link,
+                "redis streams adapter: reading the stream again",
+            );
             last = Some(end);
             self.set_flag(true, true);
             while !self.stopped() {
@@ -566,11 +436,8 @@ impl Shared {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(
-                            error = %e,
-                            "redis streams adapter: reading the stream failed, reconnecting"
-                        );
-                        down_logged = true;
+                        let what = "redis streams adapter: reading the stream failed, reconnecting";
+                        retry.lost(what, Some(&e));
                         break;
                     }
                 }
@@ -583,7 +450,7 @@ impl Shared {
         match self.codec.decode_entry(node, fields) {
             Ok(Decoded::Message { from, message }) => {
                 if !inbox.deliver_at(from, message, id.to_owned()) {
-                    self.lock().stopped = true;
+                    self.lock().run.stopped = true;
                 }
             }
             Ok(Decoded::Ignored) => {}
@@ -593,118 +460,36 @@ impl Shared {
 
     /// Subscribes, delivers, and starts again when the connection drops.
     async fn subscriber(self: Arc<Self>, node: NodeId, inbox: Inbox) {
-        let mut backoff = self.options.redis.backoff.0;
-        let mut down_logged = false;
         let exact: HashSet<String> = self
+            .link
             .options
-            .redis
             .namespaces
             .iter()
             .map(|nsp| self.codec.channel(nsp))
             .collect();
-        while !self.stopped() {
-            let pubsub = self
-                .timed(async {
-                    let client = self.options.redis.client().await?;
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    pubsub.psubscribe(self.codec.pattern()).await?;
-                    for channel in &exact {
-                        pubsub.subscribe(channel).await?;
-                    }
-                    Ok(pubsub)
-                })
-                .await;
-            let mut pubsub = match pubsub {
-                Ok(p) => p,
-                Err(e) => {
-                    if !down_logged {
-                        tracing::warn!(error = %e, "redis streams adapter: cannot subscribe, retrying");
-                        down_logged = true;
-                    }
-                    (self.sleep)(backoff).await;
-                    backoff = self.next_backoff(backoff);
-                    continue;
-                }
-            };
-            if down_logged {
-                tracing::info!("redis streams adapter: subscribed again");
-            }
-            backoff = self.options.redis.backoff.0;
-            self.set_flag(false, true);
-            // Count at once rather than at the next tick: the cluster may have changed.
-            if let Ok(mut c) = self.connect(None).await {
-                let _ = self.query_count(&mut c).await;
-            }
-            let mut messages = pubsub.on_message();
-            loop {
-                let tick = (self.sleep)(STOP_CHECK);
-                let msg = match select(messages.next(), tick).await {
-                    Either::Left((Some(msg), _)) => msg,
-                    Either::Left((None, _)) => break,
-                    Either::Right(_) if self.stopped() => return,
-                    Either::Right(_) => continue,
-                };
-                let channel = msg.get_channel_name();
-                if msg.from_pattern() && exact.contains(channel) {
-                    // Delivered by the exact subscription as well.
-                    continue;
-                }
-                self.on_message(node, &inbox, channel, msg.get_payload_bytes());
-                if self.stopped() {
-                    return;
-                }
-            }
-            drop(messages);
-            self.set_flag(false, false);
-            self.count.store(1, Ordering::SeqCst);
-            tracing::warn!("redis streams adapter: subscription connection lost, reconnecting");
-            down_logged = true;
-        }
-    }
-
-    fn on_message(&self, node: NodeId, inbox: &Inbox, channel: &str, payload: &[u8]) {
-        match self.codec.decode_published(node, channel, payload) {
-            Ok(Decoded::Message { from, message }) => {
-                self.remember_request(&message);
-                if !inbox.deliver(from, message) {
-                    self.lock().stopped = true;
-                }
-            }
-            Ok(Decoded::Ignored) => {}
-            Err(e) => self.bad_data("message", &e),
-        }
-    }
-
-    fn remember_request(&self, message: &ClusterMessage) {
-        let (request, nsp) = match message {
-            ClusterMessage::Broadcast {
-                ack: Some(r), nsp, ..
-            }
-            | ClusterMessage::FetchSockets {
-                request: r, nsp, ..
-            }
-            | ClusterMessage::ServerSideEmit {
-                request: Some(r),
-                nsp,
-                ..
-            }
-            | ClusterMessage::AllRooms { request: r, nsp } => (*r, nsp),
-            _ => return,
+        let log = SubscriberLog {
+            cannot: "redis streams adapter: cannot subscribe, retrying",
+            again: "redis streams adapter: subscribed again",
+            lost: "redis streams adapter: subscription connection lost, reconnecting",
         };
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state.request_nsp.len() >= 4096 {
-            state
-                .request_nsp
-                .retain(|_, (_, at)| now.duration_since(*at) < REQUEST_MEMORY);
-        }
-        state.request_nsp.insert(request, (nsp.clone(), now));
+        let hooks = Subscription {
+            shared: &self,
+            node,
+            inbox: &inbox,
+        };
+        self.link
+            .subscriber(
+                &[self.codec.pattern()],
+                &exact,
+                Some(STOP_CHECK),
+                &log,
+                hooks,
+            )
+            .await;
     }
 
     fn send(&self, command: Command) {
-        if let Some(outbox) = &self.lock().outbox {
-            let _ = outbox.unbounded_send(command);
-        }
+        self.lock().run.send(command);
     }
 
     /// The connection for recoveries, connecting when there is none.
@@ -717,7 +502,7 @@ impl Shared {
         if let Some(c) = cached {
             return Ok(c);
         }
-        let c = self.connect(None).await?;
+        let c = self.link.connect(None).await?;
         *self.commands.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
         Ok(c)
     }
@@ -804,43 +589,56 @@ impl Shared {
     }
 }
 
+/// The subscriber's view of the adapter.
+struct Subscription<'a> {
+    shared: &'a Shared,
+    node: NodeId,
+    inbox: &'a Inbox,
+}
+
+impl SubscriberHooks for Subscription<'_> {
+    fn stopped(&self) -> bool {
+        self.shared.stopped()
+    }
+
+    fn set_subscribed(&self, on: bool) {
+        self.shared.set_flag(false, on);
+    }
+
+    fn on_message(&self, channel: &str, payload: &[u8]) {
+        let shared = self.shared;
+        match shared.codec.decode_published(self.node, channel, payload) {
+            Ok(Decoded::Message { from, message }) => {
+                shared.lock().request_nsp.remember(&message);
+                if !self.inbox.deliver(from, message) {
+                    shared.lock().run.stopped = true;
+                }
+            }
+            Ok(Decoded::Ignored) => {}
+            Err(e) => shared.bad_data("message", &e),
+        }
+    }
+}
+
 impl Adapter for StreamsAdapter {
     fn start(&self, node: NodeId, inbox: Inbox) {
-        let (tx, rx) = mpsc::unbounded();
-        {
-            let mut state = self.shared.lock();
-            state.node = Some(node);
-            state.outbox = Some(tx);
-            state.stopped = false;
-        }
+        let rx = self.shared.lock().run.start(node);
         let s = &self.shared;
-        (s.spawn)(s.clone().writer(rx).boxed());
-        (s.spawn)(s.clone().counter().boxed());
-        (s.spawn)(s.clone().subscriber(node, inbox.clone()).boxed());
-        (s.spawn)(s.clone().reader(node, inbox).boxed());
+        let spawn = &s.link.spawn;
+        spawn(s.clone().writer(rx).boxed());
+        let counter = s.clone();
+        spawn(async move { counter.link.counter(|| counter.stopped()).await }.boxed());
+        spawn(s.clone().subscriber(node, inbox.clone()).boxed());
+        spawn(s.clone().reader(node, inbox).boxed());
     }
 
     fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
         let encoded = {
             let mut state = self.shared.lock();
-            let Some(node) = state.node else {
+            let Some(node) = state.run.node else {
                 return;
             };
-            let nsp = match message.answers() {
-                Some(request) => {
-                    let nsp = state.request_nsp.get(&request).map(|(n, _)| n.clone());
-                    // One answer per request, except acknowledgements relayed one by one.
-                    if !matches!(
-                        message,
-                        ClusterMessage::BroadcastAck { .. }
-                            | ClusterMessage::BroadcastClientCount { .. }
-                    ) {
-                        state.request_nsp.remove(&request);
-                    }
-                    nsp.unwrap_or_else(|| "/".to_owned())
-                }
-                None => String::new(),
-            };
+            let nsp = state.request_nsp.for_answer(&message);
             self.shared.codec.encode(node, to, &nsp, &message)
         };
         self.shared.send(match encoded {
@@ -853,7 +651,7 @@ impl Adapter for StreamsAdapter {
     }
 
     fn server_count(&self) -> usize {
-        self.shared.count.load(Ordering::SeqCst).max(1)
+        self.shared.link.server_count()
     }
 
     fn keeps_sessions(&self) -> bool {
@@ -861,7 +659,7 @@ impl Adapter for StreamsAdapter {
     }
 
     fn publish_broadcast(&self, message: ClusterMessage) -> BoxFuture<'static, Option<String>> {
-        let node = self.shared.lock().node;
+        let node = self.shared.lock().run.node;
         let Some(node) = node else {
             return Box::pin(futures::future::ready(None));
         };
@@ -900,8 +698,9 @@ impl Adapter for StreamsAdapter {
         let (pid, offset, nsp) = (pid.to_owned(), offset.to_owned(), nsp.to_owned());
         Box::pin(async move {
             // Connecting, and a few round trips beyond.
-            let limit = shared.options.redis.connect_timeout * 4;
+            let limit = shared.link.options.connect_timeout * 4;
             match shared
+                .link
                 .timed_for(limit, shared.restore(&pid, &offset, &nsp))
                 .await
             {

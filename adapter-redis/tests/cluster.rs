@@ -3,22 +3,18 @@
 //! mode's three subscription modes (the tests shared with the classic mode run the static
 //! one, which has no per-room subscriptions; the dynamic ones have their own below).
 
-use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
-use async_tungstenite::tungstenite::protocol::Role;
-use futures::StreamExt;
+use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use volley::operators::BroadcastAckError;
 use volley::{Data, Socket};
 use volley_redis::{PubSub, RedisAdapter, RedisOptions, SubscriptionMode};
 use volley_tokio::TokioRuntime;
 
 mod common;
-use common::{LIMIT, Redis};
+use common::{Client, LIMIT, Redis, serve};
 
 struct Server {
     io: volley::Io<TokioRuntime>,
@@ -81,108 +77,11 @@ async fn start_with(mut options: RedisOptions) -> Server {
             s.leave(room.as_str());
             true
         });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(volley_tokio::serve(listener, io.driver().clone()));
+    let port = serve(&io).await;
     timeout(LIMIT, adapter.subscribed())
         .await
         .expect("subscribed in time");
     Server { io, adapter, port }
-}
-
-/// A raw Socket.IO v5 client over WebSocket.
-struct Client {
-    ws: WebSocketStream<Compat<TcpStream>>,
-    sid: String,
-}
-
-impl Client {
-    async fn connect(port: u16) -> Client {
-        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let req = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        let ws = WebSocketStream::from_raw_socket(tcp.compat(), Role::Client, None).await;
-        let mut c = Client {
-            ws,
-            sid: String::new(),
-        };
-        let open = c.text().await;
-        assert!(open.starts_with('0'), "{open}");
-        c.send("40").await;
-        let connected = c.text().await;
-        let v: serde_json::Value =
-            serde_json::from_str(connected.strip_prefix("40").unwrap()).unwrap();
-        c.sid = v["sid"].as_str().unwrap().to_owned();
-        c
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.into())).await.unwrap();
-    }
-
-    /// The next text frame, answering pings.
-    async fn text(&mut self) -> String {
-        loop {
-            match self.ws.next().await.expect("open").expect("frame") {
-                Message::Text(t) if t.as_str() == "2" => self.send("3").await,
-                Message::Text(t) => return t.to_string(),
-                _ => {}
-            }
-        }
-    }
-
-    /// The next event as `[name, ...args]`.
-    async fn event(&mut self) -> serde_json::Value {
-        timeout(LIMIT, async {
-            loop {
-                let t = self.text().await;
-                if let Some(body) = t.strip_prefix("42") {
-                    return serde_json::from_str(body).unwrap();
-                }
-            }
-        })
-        .await
-        .expect("an event in time")
-    }
-
-    /// Answers the next event that asks for an acknowledgement with `reply`; returns the
-    /// event as `[name, ...args]`.
-    async fn answer(&mut self, reply: &serde_json::Value) -> serde_json::Value {
-        timeout(LIMIT, async {
-            loop {
-                let t = self.text().await;
-                let Some(body) = t.strip_prefix("42") else {
-                    continue;
-                };
-                let (id, args) = body.split_at(body.find('[').expect("an argument array"));
-                assert!(!id.is_empty(), "the event asks for an acknowledgement: {t}");
-                self.send(&format!("43{id}[{reply}]")).await;
-                return serde_json::from_str(args).unwrap();
-            }
-        })
-        .await
-        .expect("an event with an acknowledgement id in time")
-    }
-
-    async fn call(&mut self, event: &str, arg: &str) {
-        self.send(&format!("421[\"{event}\",\"{arg}\"]")).await;
-        timeout(LIMIT, async {
-            while !self.text().await.starts_with("431") {}
-        })
-        .await
-        .expect("an ack in time");
-    }
 }
 
 async fn expect_count(servers: &[&Server], n: usize) {
@@ -244,7 +143,7 @@ async fn broadcast_rooms_and_fetch(pub_sub: PubSub) {
 
     // Room membership across nodes: node A puts C's client in a room.
     a.io.to(cc.sid.as_str()).sockets_join(["vip"]);
-    cb.call("join", "other").await;
+    cb.call("join", &[json!("other")]).await;
     // Ordering on one Redis connection: the join arrives at C before this broadcast.
     a.io.to("vip").emit("vip-only", &1).unwrap();
     assert_eq!(cc.event().await, serde_json::json!(["vip-only", 1]));
@@ -546,8 +445,8 @@ async fn dynamic_rooms_are_subscribed_where_they_have_members() {
     let mut cc = Client::connect(c.port).await;
 
     // B's client joins `red`, C's `blue`; each node then subscribes its room's channel.
-    cb.call("join", "red").await;
-    cc.call("join", "blue").await;
+    cb.call("join", &[json!("red")]).await;
+    cc.call("join", &[json!("blue")]).await;
     timeout(LIMIT, b.adapter.subscribed()).await.unwrap();
     timeout(LIMIT, c.adapter.subscribed()).await.unwrap();
     assert_eq!(shard_numsub(&mut redis_conn, &room_channel("red")).await, 1);
@@ -618,7 +517,7 @@ async fn dynamic_rooms_are_subscribed_where_they_have_members() {
 
     // A room joined on a second node gets a second subscriber; requests (acknowledgements,
     // fetch_sockets) go on the namespace channel and see every node.
-    ca.call("join", "red").await;
+    ca.call("join", &[json!("red")]).await;
     timeout(LIMIT, a.adapter.subscribed()).await.unwrap();
     // The spy is the third.
     assert_eq!(shard_numsub(&mut redis_conn, &room_channel("red")).await, 3);
@@ -645,10 +544,10 @@ async fn dynamic_rooms_are_subscribed_where_they_have_members() {
     assert_eq!(answers.len(), 2);
 
     // Rooms deleted: the last member leaving, or disconnecting, ends the subscription.
-    cb.call("leave", "red").await;
+    cb.call("leave", &[json!("red")]).await;
     timeout(LIMIT, b.adapter.subscribed()).await.unwrap();
     assert_eq!(shard_numsub(&mut redis_conn, &room_channel("red")).await, 2);
-    ca.call("leave", "red").await;
+    ca.call("leave", &[json!("red")]).await;
     timeout(LIMIT, a.adapter.subscribed()).await.unwrap();
     assert_eq!(shard_numsub(&mut redis_conn, &room_channel("red")).await, 1);
     drop(spy);
@@ -696,7 +595,7 @@ async fn dynamic_private_subscribes_socket_rooms() {
     assert_eq!(cb.event().await, serde_json::json!(["direct", 1]));
     spy.until("direct").await;
     // Public rooms as in the dynamic mode; all as always.
-    cb.call("join", "red").await;
+    cb.call("join", &[json!("red")]).await;
     timeout(LIMIT, b.adapter.subscribed()).await.unwrap();
     assert_eq!(shard_numsub(&mut redis_conn, &room_channel("red")).await, 1);
     a.io.to("red").emit("red-only", &2).unwrap();
@@ -735,14 +634,14 @@ async fn dynamic_rooms_are_subscribed_again_after_a_redis_restart() {
     let b = start_sharded(&redis, SubscriptionMode::Dynamic).await;
     expect_count(&[&a, &b], 2).await;
     let mut cb = Client::connect(b.port).await;
-    cb.call("join", "red").await;
+    cb.call("join", &[json!("red")]).await;
     timeout(LIMIT, b.adapter.subscribed()).await.unwrap();
     a.io.to("red").emit("n", &0).unwrap();
     assert_eq!(cb.event().await, serde_json::json!(["n", 0]));
 
     let port = redis.stop().await;
     // A room created while Redis is away is subscribed once it is back.
-    cb.call("join", "blue").await;
+    cb.call("join", &[json!("blue")]).await;
     let redis = Redis::start_on(port).await;
     let mut redis_conn = inspect(&redis).await;
     await_numsub(&mut redis_conn, &room_channel("red"), 1).await;

@@ -17,12 +17,11 @@
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
@@ -31,16 +30,12 @@ use volley_redis::{RedisAdapter, RedisOptions, SubscriptionMode};
 use volley_tokio::TokioRuntime;
 
 mod common;
-use common::{LIMIT, Redis};
+use common::{LIMIT, Redis, node_dir, serve};
 
 /// The most `npm ci` may take.
 const NPM_LIMIT: Duration = Duration::from_secs(300);
 
 // ---- Node and its packages ----
-
-fn node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
 
 /// Checks for Node (panics when it is missing or too old) and installs the pinned packages
 /// when `node_modules` is missing or older than the lockfile. Once per test binary.
@@ -353,9 +348,7 @@ async fn volley_node(redis: &Redis, sharded: Option<SubscriptionMode>) -> Volley
         let got = p.args().first().cloned().unwrap_or(Value::Null);
         async move { Json(json!({ "node": "volley", "got": got })) }
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(volley_tokio::serve(listener, io.driver().clone()));
+    let port = serve(&io).await;
     timeout(LIMIT, adapter.subscribed())
         .await
         .expect("Volley subscribed in time");
@@ -585,21 +578,39 @@ fn find<'a>(sockets: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no socket {id} in {sockets}"))
 }
 
-fn sorted_ids(sockets: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = sockets
-        .as_array()
-        .expect("a list of sockets")
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
+/// `items`, sorted.
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
 }
 
+/// The ids of the sockets Node's `fetchSockets` listed, sorted.
+fn sorted_ids(sockets: &Value) -> Vec<String> {
+    sorted(
+        sockets
+            .as_array()
+            .expect("a list of sockets")
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
+
+/// The rooms of a socket as Node's `fetchSockets` listed it, sorted.
+fn node_rooms(socket: &Value) -> Vec<&str> {
+    sorted(
+        socket["rooms"]
+            .as_array()
+            .expect("a list of rooms")
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect(),
+    )
+}
+
+/// The ids of the clients `names`, sorted.
 fn ids_of(c: &Cluster, names: &[&str]) -> Vec<String> {
-    let mut ids: Vec<String> = names.iter().map(|n| c.clients.id(n).to_owned()).collect();
-    ids.sort();
-    ids
+    sorted(names.iter().map(|n| c.clients.id(n).to_owned()).collect())
 }
 
 fn now_ms() -> u64 {
@@ -620,17 +631,13 @@ async fn fetch_sockets_and_room_changes_both_ways() {
 
     // Volley sees Node's sockets: ids, rooms, handshake, data.
     let sockets = timeout(LIMIT, c.volley.io.fetch_sockets()).await.unwrap();
-    let mut ids: Vec<String> = sockets.iter().map(|s| s.id().to_string()).collect();
-    ids.sort();
+    let ids = sorted(sockets.iter().map(|s| s.id().to_string()).collect());
     assert_eq!(ids, ids_of(&c, &ALL));
     let remote = sockets.iter().find(|s| s.id().as_str() == n1).unwrap();
     assert!(!remote.is_local());
     assert!(remote.node().is_some());
-    let mut rooms: Vec<&str> = remote.rooms().iter().map(|r| r.as_str()).collect();
-    rooms.sort();
-    let mut want = vec![n1.as_str(), "red"];
-    want.sort();
-    assert_eq!(rooms, want);
+    let rooms = sorted(remote.rooms().iter().map(|r| r.as_str()).collect());
+    assert_eq!(rooms, sorted(vec![n1.as_str(), "red"]));
     let h = remote.handshake();
     assert_eq!(h.query("who").as_deref(), Some("n1"));
     assert_eq!(h.header("x-client"), Some("n1"));
@@ -645,24 +652,14 @@ async fn fetch_sockets_and_room_changes_both_ways() {
     let red = timeout(LIMIT, c.volley.io.to("red").fetch_sockets())
         .await
         .unwrap();
-    let mut red_ids: Vec<String> = red.iter().map(|s| s.id().to_string()).collect();
-    red_ids.sort();
+    let red_ids = sorted(red.iter().map(|s| s.id().to_string()).collect());
     assert_eq!(red_ids, ids_of(&c, &["v1", "n1"]));
 
     // Node sees Volley's.
     let sockets = c.node.call("fetchSockets", json!({})).await;
     assert_eq!(sorted_ids(&sockets), ids_of(&c, &ALL));
     let s = find(&sockets, &v1);
-    let mut rooms: Vec<&str> = s["rooms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
-    rooms.sort();
-    let mut want = vec![v1.as_str(), "red"];
-    want.sort();
-    assert_eq!(rooms, want);
+    assert_eq!(node_rooms(s), sorted(vec![v1.as_str(), "red"]));
     assert_eq!(s["data"], json!({ "node": "volley", "who": "v1" }));
     let h = &s["handshake"];
     assert_eq!(h["query"]["who"], "v1");
@@ -713,8 +710,7 @@ async fn fetch_sockets_and_room_changes_both_ways() {
     let blue = timeout(LIMIT, c.volley.io.to("blue").fetch_sockets())
         .await
         .unwrap();
-    let mut blue_ids: Vec<String> = blue.iter().map(|s| s.id().to_string()).collect();
-    blue_ids.sort();
+    let blue_ids = sorted(blue.iter().map(|s| s.id().to_string()).collect());
     assert_eq!(blue_ids, ids_of(&c, &["v2", "n2"]));
 
     // Every node's rooms.
@@ -802,12 +798,12 @@ async fn server_side_emit_both_ways() {
 async fn broadcast_with_ack_spans_both_nodes() {
     let mut c = Cluster::start().await;
     let names = |answers: Vec<Value>| {
-        let mut names: Vec<String> = answers
-            .iter()
-            .map(|a| a["client"].as_str().expect("a client name").to_owned())
-            .collect();
-        names.sort();
-        names
+        sorted(
+            answers
+                .iter()
+                .map(|a| a["client"].as_str().expect("a client name").to_owned())
+                .collect(),
+        )
     };
 
     // From Volley: every client of both nodes answers, and the answers are gathered.
@@ -1081,16 +1077,12 @@ async fn sharded_broadcasts_and_fetch(mode: SubscriptionMode) {
 
     // fetch_sockets both ways, with the rooms of each socket.
     let sockets = timeout(LIMIT, c.volley.io.fetch_sockets()).await.unwrap();
-    let mut ids: Vec<String> = sockets.iter().map(|s| s.id().to_string()).collect();
-    ids.sort();
+    let ids = sorted(sockets.iter().map(|s| s.id().to_string()).collect());
     assert_eq!(ids, ids_of(&c, &ALL));
     let remote = sockets.iter().find(|s| s.id().as_str() == n2).unwrap();
     assert!(!remote.is_local());
-    let mut rooms: Vec<&str> = remote.rooms().iter().map(|r| r.as_str()).collect();
-    rooms.sort();
-    let mut want = vec![n2.as_str(), "blue"];
-    want.sort();
-    assert_eq!(rooms, want);
+    let rooms = sorted(remote.rooms().iter().map(|r| r.as_str()).collect());
+    assert_eq!(rooms, sorted(vec![n2.as_str(), "blue"]));
     assert_eq!(
         remote.data().get::<Value>(),
         Some(json!({ "node": "node", "who": "n2" }))
@@ -1098,23 +1090,13 @@ async fn sharded_broadcasts_and_fetch(mode: SubscriptionMode) {
     let red = timeout(LIMIT, c.volley.io.to("red").fetch_sockets())
         .await
         .unwrap();
-    let mut red_ids: Vec<String> = red.iter().map(|s| s.id().to_string()).collect();
-    red_ids.sort();
+    let red_ids = sorted(red.iter().map(|s| s.id().to_string()).collect());
     assert_eq!(red_ids, ids_of(&c, &["v1", "n1"]));
 
     let sockets = c.node.call("fetchSockets", json!({})).await;
     assert_eq!(sorted_ids(&sockets), ids_of(&c, &ALL));
     let s = find(&sockets, &v2);
-    let mut rooms: Vec<&str> = s["rooms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
-    rooms.sort();
-    let mut want = vec![v2.as_str(), "green"];
-    want.sort();
-    assert_eq!(rooms, want);
+    assert_eq!(node_rooms(s), sorted(vec![v2.as_str(), "green"]));
     assert_eq!(s["data"], json!({ "node": "volley", "who": "v2" }));
     let red = c.node.call("fetchSockets", json!({ "to": ["red"] })).await;
     assert_eq!(sorted_ids(&red), ids_of(&c, &["v1", "n1"]));

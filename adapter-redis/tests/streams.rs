@@ -4,27 +4,19 @@
 //! Node 20 or later with the packages of `tests/node` installed is required for the interop
 //! test: without it, it fails.
 
-use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
-use async_tungstenite::tungstenite::protocol::Role;
-use futures::StreamExt;
 use serde_json::{Value, json};
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::{sleep, timeout};
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use volley::{Data, Socket};
 use volley_redis::streams::{StreamsAdapter, StreamsOptions};
 use volley_tokio::TokioRuntime;
 
 mod common;
-use common::{LIMIT, Redis};
+use common::{Client, LIMIT, Redis, node_dir, serve};
 
 struct Node {
     io: volley::Io<TokioRuntime>,
@@ -60,9 +52,7 @@ async fn node(url: &str, stream: &str, window: Duration) -> Node {
         keep.lock().unwrap().push(s);
         async move { true }
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(volley_tokio::serve(listener, io.driver().clone()));
+    let port = serve(&io).await;
     timeout(LIMIT, adapter.ready())
         .await
         .expect("adapter ready in time");
@@ -71,138 +61,6 @@ async fn node(url: &str, stream: &str, window: Duration) -> Node {
         adapter,
         port,
         kept,
-    }
-}
-
-/// A raw Socket.IO v5 client over WebSocket.
-struct Client {
-    ws: WebSocketStream<Compat<TcpStream>>,
-    sid: String,
-    pid: Option<String>,
-    /// Events that came before they were asked for (a recovering server may replay them
-    /// before its CONNECT reply).
-    events: VecDeque<Value>,
-    next_ack: u64,
-}
-
-impl Client {
-    async fn connect(port: u16) -> Client {
-        Client::connect_with(port, None).await
-    }
-
-    /// Connects to `/` with `auth` (`{pid, offset}` to recover).
-    async fn connect_with(port: u16, auth: Option<Value>) -> Client {
-        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let req = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        let ws = WebSocketStream::from_raw_socket(tcp.compat(), Role::Client, None).await;
-        let mut c = Client {
-            ws,
-            sid: String::new(),
-            pid: None,
-            events: VecDeque::new(),
-            next_ack: 1,
-        };
-        let open = timeout(LIMIT, c.text()).await.expect("an open packet");
-        assert!(open.starts_with('0'), "{open}");
-        match auth {
-            Some(a) => c.send(&format!("40{a}")).await,
-            None => c.send("40").await,
-        }
-        let connected: Value = timeout(LIMIT, async {
-            loop {
-                let t = c.text().await;
-                if let Some(body) = t.strip_prefix("40") {
-                    return serde_json::from_str(body).unwrap();
-                }
-                if let Some(body) = t.strip_prefix("42") {
-                    c.events.push_back(serde_json::from_str(body).unwrap());
-                }
-            }
-        })
-        .await
-        .expect("a CONNECT reply in time");
-        c.sid = connected["sid"].as_str().unwrap().to_owned();
-        c.pid = connected["pid"].as_str().map(str::to_owned);
-        c
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.into())).await.unwrap();
-    }
-
-    /// The next text frame, answering pings.
-    async fn text(&mut self) -> String {
-        loop {
-            match self.ws.next().await.expect("open").expect("frame") {
-                Message::Text(t) if t.as_str() == "2" => self.send("3").await,
-                Message::Text(t) => return t.to_string(),
-                _ => {}
-            }
-        }
-    }
-
-    /// The next event as `[name, ...args]`.
-    async fn event(&mut self) -> Value {
-        if let Some(ev) = self.events.pop_front() {
-            return ev;
-        }
-        timeout(LIMIT, async {
-            loop {
-                let t = self.text().await;
-                if let Some(body) = t.strip_prefix("42") {
-                    return serde_json::from_str(body).unwrap();
-                }
-            }
-        })
-        .await
-        .expect("an event in time")
-    }
-
-    /// Calls `event` with `args` and returns the acknowledgement's arguments; events that
-    /// arrive meanwhile are kept.
-    async fn call(&mut self, event: &str, args: &[Value]) -> Value {
-        let id = self.next_ack;
-        self.next_ack += 1;
-        let mut packet = vec![json!(event)];
-        packet.extend(args.iter().cloned());
-        self.send(&format!("42{id}{}", Value::Array(packet))).await;
-        let prefix = format!("43{id}");
-        timeout(LIMIT, async {
-            loop {
-                let t = self.text().await;
-                if let Some(body) = t.strip_prefix(&prefix) {
-                    return serde_json::from_str(body).unwrap();
-                }
-                if let Some(body) = t.strip_prefix("42") {
-                    self.events.push_back(serde_json::from_str(body).unwrap());
-                }
-            }
-        })
-        .await
-        .expect("an ack in time")
-    }
-
-    /// The `auth` that recovers this client's session from `offset`.
-    fn recovery(&self, offset: &str) -> Value {
-        json!({ "pid": self.pid.as_deref().expect("a pid"), "offset": offset })
-    }
-
-    /// Closes the TCP connection without a goodbye (a recoverable "transport close").
-    async fn drop_connection(self) {
-        let mut tcp = self.ws.into_inner().into_inner();
-        let _ = tcp.shutdown().await;
     }
 }
 
@@ -533,10 +391,6 @@ async fn redis_restart_during_recovery() {
 }
 
 // ---- interop with Node ----
-
-fn node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
 
 /// `streams-node.mjs`: killed on drop, and it exits when its stdin closes.
 struct NodeServer {

@@ -22,9 +22,9 @@
 //! A session left behind is `SET sio:session:<pid> <base64 of MessagePack {sid, pid, rooms,
 //! data}> PX <window in ms>`; Volley adds `nsp`, which the reference ignores.
 
-use crate::codec::{DecodeError, Decoded, Outgoing, get, get_str, json, json_to_mp, mp_to_json};
-use crate::codec::{msgpack, parse, string_list};
-use crate::sharded::{decode_value, message_parts};
+use crate::codec::{DecodeError, Decoded, Outgoing, get, get_str, json, json_to_mp, map};
+use crate::codec::{mp_to_json, msgpack, parse, s, string_list, strings};
+use crate::sharded::{decode_value, envelope, message_parts};
 use rmpv::Value;
 use serde_json::Value as Json;
 use volley_core::cluster::ClusterMessage;
@@ -52,14 +52,6 @@ impl Default for StreamsCodec {
     fn default() -> Self {
         StreamsCodec::new("socket.io")
     }
-}
-
-fn s(v: &str) -> Value {
-    Value::from(v)
-}
-
-fn map(fields: Vec<(&str, Value)>) -> Value {
-    Value::Map(fields.into_iter().map(|(k, v)| (s(k), v)).collect())
 }
 
 /// Whether `message` is worth keeping in the stream (the reference's non-ephemeral kinds).
@@ -141,15 +133,9 @@ impl StreamsCodec {
             (Some(_), Some(to)) => self.response_channel(msg_nsp, to),
             _ => self.channel(msg_nsp),
         };
-        let doc = map(vec![
-            ("uid", s(uid.as_str())),
-            ("nsp", s(msg_nsp)),
-            ("type", Value::from(kind)),
-            ("data", data),
-        ]);
         Encoded::Publish(Outgoing {
             channel,
-            payload: msgpack(&doc),
+            payload: msgpack(&envelope(uid.as_str(), msg_nsp, kind, data)),
         })
     }
 
@@ -183,13 +169,7 @@ impl StreamsCodec {
                 rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| bad(&e.to_string()))?
             }
         };
-        let doc = map(vec![
-            ("uid", s(uid)),
-            ("nsp", s(nsp)),
-            ("type", Value::from(kind)),
-            ("data", data),
-        ]);
-        decode_value(me, &doc)
+        decode_value(me, &envelope(uid, nsp, kind, data))
     }
 
     /// Decodes a Pub/Sub message on `channel` for node `me`.
@@ -217,10 +197,7 @@ pub fn encode_session(session: &SessionState) -> String {
     let mut fields = vec![
         ("sid", s(session.socket.as_str())),
         ("pid", s(&session.pid)),
-        (
-            "rooms",
-            Value::Array(session.rooms.iter().map(|r| s(r.as_str())).collect()),
-        ),
+        ("rooms", strings(session.rooms.iter().map(Room::as_str))),
         ("data", json_to_mp(&data, None)),
     ];
     if let Some(nsp) = &session.nsp {

@@ -1,7 +1,14 @@
-//! A redis-server of the test's own, on a free port of 127.0.0.1.
+//! What the Redis tests share: a redis-server of the test's own on a free port of
+//! 127.0.0.1, serving a Volley node there, and a raw Socket.IO [`Client`].
 
 #![allow(dead_code)]
 
+mod client;
+
+#[allow(unused_imports)] // Not every test binary uses it.
+pub use client::Client;
+
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -95,4 +102,17 @@ impl Redis {
         self.child.kill().await.unwrap();
         self.port
     }
+}
+
+/// Serves `io` on a free port of 127.0.0.1; returns the port.
+pub async fn serve(io: &volley::Io<volley_tokio::TokioRuntime>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(volley_tokio::serve(listener, io.driver().clone()));
+    port
+}
+
+/// `tests/node`: the Node scripts and their packages.
+pub fn node_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
 }

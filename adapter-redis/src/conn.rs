@@ -1,0 +1,468 @@
+//! What the tasks of [`RedisAdapter`](crate::RedisAdapter) and
+//! [`StreamsAdapter`](crate::streams::StreamsAdapter) share: connecting within the connect
+//! timeout, reconnecting with backoff while logging each outage once, the cached server
+//! count, the Pub/Sub subscriber, and the namespace of the requests received (for their
+//! answers, which carry none). The wire formats stay in the codecs.
+
+use crate::RedisOptions;
+use futures::channel::mpsc;
+use futures::future::{BoxFuture, Either, select};
+use futures::{FutureExt, StreamExt};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use volley::runtime::Runtime;
+use volley_core::cluster::ClusterMessage;
+use volley_core::{NodeId, RequestId};
+
+pub(crate) type Spawn = std::sync::Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
+pub(crate) type Sleep = std::sync::Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// How long the namespace of a received request is remembered for its answers.
+const REQUEST_MEMORY: Duration = Duration::from_secs(300);
+
+/// How many remembered requests make a sweep of the expired ones worth it.
+const REQUEST_SWEEP: usize = 4096;
+
+/// An adapter's way to Redis: the options, the runtime's spawn and sleep, and the cached
+/// server count.
+pub(crate) struct Link {
+    pub(crate) options: RedisOptions,
+    pub(crate) spawn: Spawn,
+    pub(crate) sleep: Sleep,
+    count: AtomicUsize,
+    /// The `PUBSUB` subcommand and the channel whose subscribers are the servers.
+    count_query: (&'static str, String),
+}
+
+impl Link {
+    /// A link for `options` whose tasks run on `runtime`; the servers are counted with
+    /// `PUBSUB <count_query.0> <count_query.1>`.
+    pub(crate) fn new<R: Runtime>(
+        options: RedisOptions,
+        runtime: R,
+        count_query: (&'static str, String),
+    ) -> Self {
+        let spawner = runtime.clone();
+        Link {
+            options,
+            spawn: std::sync::Arc::new(move |f| spawner.spawn(f)),
+            sleep: std::sync::Arc::new(move |d| runtime.sleep(d).boxed()),
+            count: AtomicUsize::new(1),
+            count_query,
+        }
+    }
+
+    /// The cached server count (1 at least: this node).
+    pub(crate) fn server_count(&self) -> usize {
+        self.count.load(Ordering::SeqCst).max(1)
+    }
+
+    /// Forgets the other servers: requests do not wait for nodes that cannot answer.
+    pub(crate) fn count_alone(&self) {
+        self.count.store(1, Ordering::SeqCst);
+    }
+
+    /// `fut`, or a timeout error after the connect timeout.
+    pub(crate) async fn timed<T>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>> + Send,
+    ) -> redis::RedisResult<T> {
+        self.timed_for(self.options.connect_timeout, fut).await
+    }
+
+    /// `fut`, or a timeout error after `limit`.
+    pub(crate) async fn timed_for<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = redis::RedisResult<T>> + Send,
+    ) -> redis::RedisResult<T> {
+        let timeout = (self.sleep)(limit);
+        match select(Box::pin(fut), timeout).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to Redis timed out",
+            ))),
+        }
+    }
+
+    /// A new connection; replies may take `response` (the connect timeout when `None`).
+    pub(crate) async fn connect(
+        &self,
+        response: Option<Duration>,
+    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let limit = self.options.connect_timeout;
+        self.timed(async {
+            let client = self.options.client().await?;
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(limit))
+                .set_response_timeout(Some(response.unwrap_or(limit)));
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        })
+        .await
+    }
+
+    fn next_backoff(&self, current: Duration) -> Duration {
+        (current * 2).min(self.options.backoff.1)
+    }
+
+    /// Asks Redis for the server count and caches it.
+    pub(crate) async fn query_count(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<usize> {
+        let (subcommand, channel) = &self.count_query;
+        let (_, n): (String, usize) = redis::cmd("PUBSUB")
+            .arg(*subcommand)
+            .arg(channel)
+            .query_async::<Vec<(String, usize)>>(conn)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        self.count.store(n.max(1), Ordering::SeqCst);
+        Ok(n.max(1))
+    }
+
+    /// Counts the servers now on a connection of its own, if Redis answers (after a
+    /// reconnection the cluster may have changed).
+    pub(crate) async fn count_now(&self) {
+        if let Ok(mut c) = self.connect(None).await {
+            let _ = self.query_count(&mut c).await;
+        }
+    }
+
+    /// The counter task: keeps the cached server count fresh until `stopped`; 1 while Redis
+    /// is away.
+    pub(crate) async fn counter(&self, stopped: impl Fn() -> bool) {
+        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+        while !stopped() {
+            if conn.is_none() {
+                conn = self.connect(None).await.ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                if self.query_count(c).await.is_err() {
+                    conn = None;
+                    self.count_alone();
+                }
+            } else {
+                self.count_alone();
+            }
+            (self.sleep)(self.options.count_interval).await;
+        }
+    }
+
+    /// The subscriber task of a Pub/Sub connection: subscribes `patterns` and `exact`,
+    /// hands each message to `on_message` (once: a message matched by a pattern and an exact
+    /// channel comes twice) and starts again when the connection drops, until `stopped`
+    /// (looked at after each message, and every `poll` when given).
+    pub(crate) async fn subscriber(
+        &self,
+        patterns: &[String],
+        exact: &HashSet<String>,
+        poll: Option<Duration>,
+        log: &SubscriberLog,
+        hooks: impl SubscriberHooks,
+    ) {
+        let mut retry = Reconnect::new(self);
+        while !hooks.stopped() {
+            let pubsub = self
+                .timed(async {
+                    let client = self.options.client().await?;
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    for pattern in patterns {
+                        pubsub.psubscribe(pattern).await?;
+                    }
+                    for channel in exact {
+                        pubsub.subscribe(channel).await?;
+                    }
+                    Ok(pubsub)
+                })
+                .await;
+            let mut pubsub = match pubsub {
+                Ok(p) => p,
+                Err(e) => {
+                    retry.failed(self, &e, log.cannot).await;
+                    continue;
+                }
+            };
+            retry.connected(self, log.again);
+            hooks.set_subscribed(true);
+            self.count_now().await;
+            let mut messages = pubsub.on_message();
+            loop {
+                let msg = match poll {
+                    None => messages.next().await,
+                    Some(d) => match select(messages.next(), (self.sleep)(d)).await {
+                        Either::Left((msg, _)) => msg,
+                        Either::Right(_) if hooks.stopped() => return,
+                        Either::Right(_) => continue,
+                    },
+                };
+                let Some(msg) = msg else {
+                    break;
+                };
+                let channel = msg.get_channel_name();
+                if msg.from_pattern() && exact.contains(channel) {
+                    // Delivered by the exact subscription as well.
+                    continue;
+                }
+                hooks.on_message(channel, msg.get_payload_bytes());
+                if hooks.stopped() {
+                    return;
+                }
+            }
+            drop(messages);
+            hooks.set_subscribed(false);
+            self.count_alone();
+            retry.lost(log.lost, None);
+        }
+    }
+}
+
+/// What starting and stopping an adapter change: the node it runs for, the queue of its
+/// writing task, and whether it was stopped.
+pub(crate) struct Running<T> {
+    /// The node, once started.
+    pub(crate) node: Option<NodeId>,
+    outbox: Option<mpsc::UnboundedSender<T>>,
+    /// Set by [`Running::stop`], or when the node is gone; the tasks end when they see it.
+    pub(crate) stopped: bool,
+}
+
+impl<T> Default for Running<T> {
+    fn default() -> Self {
+        Running {
+            node: None,
+            outbox: None,
+            stopped: false,
+        }
+    }
+}
+
+impl<T> Running<T> {
+    /// Starts for `node`; returns the writing task's end of a new queue.
+    pub(crate) fn start(&mut self, node: NodeId) -> mpsc::UnboundedReceiver<T> {
+        let (tx, rx) = mpsc::unbounded();
+        self.node = Some(node);
+        self.outbox = Some(tx);
+        self.stopped = false;
+        rx
+    }
+
+    /// Stops: nothing more is queued, and the tasks end at their next look.
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
+        self.outbox = None;
+    }
+
+    /// Queues `item` for the writing task (dropped when stopped or not started).
+    pub(crate) fn send(&self, item: T) {
+        if let Some(outbox) = &self.outbox {
+            let _ = outbox.unbounded_send(item);
+        }
+    }
+}
+
+/// What a [subscriber](Link::subscriber) tells its adapter.
+pub(crate) trait SubscriberHooks: Sync {
+    /// Whether the adapter was stopped.
+    fn stopped(&self) -> bool;
+    /// The subscriptions are in place (`true`) or gone.
+    fn set_subscribed(&self, on: bool);
+    /// A message arrived on `channel`.
+    fn on_message(&self, channel: &str, payload: &[u8]);
+}
+
+/// What a [subscriber](Link::subscriber) logs.
+pub(crate) struct SubscriberLog {
+    /// Subscribing failed (the first time in an outage).
+    pub(crate) cannot: &'static str,
+    /// Subscribed after an outage.
+    pub(crate) again: &'static str,
+    /// The connection was lost.
+    pub(crate) lost: &'static str,
+}
+
+/// The reconnections of a task that holds one connection: the wait before the next attempt
+/// (from the shortest backoff, doubling up to the longest) and whether the outage was
+/// logged, so that each is logged once.
+pub(crate) struct Reconnect {
+    backoff: Duration,
+    down: bool,
+}
+
+impl Reconnect {
+    /// No outage yet.
+    pub(crate) fn new(link: &Link) -> Self {
+        Reconnect {
+            backoff: link.options.backoff.0,
+            down: false,
+        }
+    }
+
+    /// A failed attempt: logs `what` with `error` if it is the outage's first, waits the
+    /// backoff and lengthens the next.
+    pub(crate) async fn failed(&mut self, link: &Link, error: &redis::RedisError, what: &str) {
+        if !self.down {
+            tracing::warn!(error = %error, "{what}");
+            self.down = true;
+        }
+        (link.sleep)(self.backoff).await;
+        self.backoff = link.next_backoff(self.backoff);
+    }
+
+    /// Connected: logs `what` if that ends an outage; the next wait is the shortest again.
+    pub(crate) fn connected(&mut self, link: &Link, what: &str) {
+        if self.down {
+            tracing::info!("{what}");
+            self.down = false;
+        }
+        self.backoff = link.options.backoff.0;
+    }
+
+    /// The connection was lost (logged as `what`, with `error` when known: the outage's
+    /// first report).
+    pub(crate) fn lost(&mut self, what: &str, error: Option<&redis::RedisError>) {
+        match error {
+            Some(e) => tracing::warn!(error = %e, "{what}"),
+            None => tracing::warn!("{what}"),
+        }
+        self.down = true;
+    }
+}
+
+/// What a [`Writer`] logs.
+pub(crate) struct WriterLog {
+    /// Connecting failed (the first time in an outage).
+    pub(crate) unreachable: &'static str,
+    /// A command failed (the first time in an outage).
+    pub(crate) failed: &'static str,
+    /// A command succeeded after an outage.
+    pub(crate) again: &'static str,
+}
+
+/// The connection of a task that sends commands in order: made when a command comes and
+/// there is none, while Redis is away no more often than the backoff says; each outage is
+/// logged once.
+pub(crate) struct Writer {
+    conn: Option<redis::aio::MultiplexedConnection>,
+    backoff: Duration,
+    retry_at: Instant,
+    down: bool,
+    log: WriterLog,
+}
+
+impl Writer {
+    /// No connection yet.
+    pub(crate) fn new(link: &Link, log: WriterLog) -> Self {
+        Writer {
+            conn: None,
+            backoff: link.options.backoff.0,
+            retry_at: Instant::now(),
+            down: false,
+            log,
+        }
+    }
+
+    /// The connection for the next command, connecting first when there is none and the
+    /// backoff allows; `None` while Redis is away (the command is dropped).
+    pub(crate) async fn conn(
+        &mut self,
+        link: &Link,
+    ) -> Option<&mut redis::aio::MultiplexedConnection> {
+        if self.conn.is_none() && Instant::now() >= self.retry_at {
+            match link.connect(None).await {
+                Ok(c) => {
+                    self.conn = Some(c);
+                    self.backoff = link.options.backoff.0;
+                }
+                Err(e) => {
+                    self.retry_at = Instant::now() + self.backoff;
+                    self.backoff = link.next_backoff(self.backoff);
+                    if !self.down {
+                        tracing::warn!(error = %e, "{}", self.log.unreachable);
+                        self.down = true;
+                    }
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    /// Records how a command went: a failure drops the connection (the next command
+    /// connects again at once).
+    pub(crate) fn done(&mut self, result: Result<(), impl std::fmt::Display>) {
+        match result {
+            Ok(()) => {
+                if self.down {
+                    tracing::info!("{}", self.log.again);
+                    self.down = false;
+                }
+            }
+            Err(e) => {
+                self.conn = None;
+                self.retry_at = Instant::now();
+                if !self.down {
+                    tracing::warn!(error = %e, "{}", self.log.failed);
+                    self.down = true;
+                }
+            }
+        }
+    }
+}
+
+/// The namespace of each request received from another node, with when it came, for its
+/// answers (which carry none).
+#[derive(Default)]
+pub(crate) struct RequestNamespaces {
+    by_request: HashMap<RequestId, (String, Instant)>,
+}
+
+impl RequestNamespaces {
+    /// Remembers the namespace of `message` if it is a request that expects answers.
+    pub(crate) fn remember(&mut self, message: &ClusterMessage) {
+        let (request, nsp) = match message {
+            ClusterMessage::Broadcast {
+                ack: Some(r), nsp, ..
+            }
+            | ClusterMessage::FetchSockets {
+                request: r, nsp, ..
+            }
+            | ClusterMessage::ServerSideEmit {
+                request: Some(r),
+                nsp,
+                ..
+            }
+            | ClusterMessage::AllRooms { request: r, nsp } => (*r, nsp),
+            _ => return,
+        };
+        let now = Instant::now();
+        if self.by_request.len() >= REQUEST_SWEEP {
+            self.by_request
+                .retain(|_, (_, at)| now.duration_since(*at) < REQUEST_MEMORY);
+        }
+        self.by_request.insert(request, (nsp.clone(), now));
+    }
+
+    /// The namespace to send `message` under: for an answer, the one of its request (`/`
+    /// when unknown), forgotten after the answer unless more answers of that request may
+    /// follow (acknowledgements relayed one by one); for anything else the empty string.
+    pub(crate) fn for_answer(&mut self, message: &ClusterMessage) -> String {
+        let Some(request) = message.answers() else {
+            return String::new();
+        };
+        let nsp = self.by_request.get(&request).map(|(n, _)| n.clone());
+        if !matches!(
+            message,
+            ClusterMessage::BroadcastAck { .. } | ClusterMessage::BroadcastClientCount { .. }
+        ) {
+            self.by_request.remove(&request);
+        }
+        nsp.unwrap_or_else(|| "/".to_owned())
+    }
+}
