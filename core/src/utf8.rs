@@ -33,6 +33,22 @@ impl Utf8Bytes {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
+    /// The length in bytes (without a pass over the text, unlike `str::len` through
+    /// `Deref`).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty (without a pass over it).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the text is `s` (compares bytes, without a pass over the text).
+    pub fn is(&self, s: &str) -> bool {
+        self.0 == s.as_bytes()
+    }
+
     /// The underlying bytes.
     pub fn as_bytes(&self) -> &Bytes {
         &self.0
@@ -56,6 +72,42 @@ impl Utf8Bytes {
             return None;
         }
         Some(Utf8Bytes(self.0.slice(range)))
+    }
+}
+
+/// Text built from pieces that are UTF-8 already (`&str`, [`Utf8Bytes`], ASCII bytes), so
+/// the result needs no validation pass: only valid pieces can be appended.
+pub(crate) struct Utf8Builder(Vec<u8>);
+
+impl Utf8Builder {
+    /// An empty builder with room for `capacity` bytes (give the exact length: `Bytes` then
+    /// takes the buffer without allocating a shared header).
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Utf8Builder(Vec::with_capacity(capacity))
+    }
+
+    /// Appends an ASCII byte; anything else is written as U+FFFD.
+    pub(crate) fn push_ascii(&mut self, b: u8) {
+        if b.is_ascii() {
+            self.0.push(b);
+        } else {
+            self.push_str("\u{fffd}");
+        }
+    }
+
+    /// Appends text.
+    pub(crate) fn push_str(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// Appends text held in a [`Utf8Bytes`], without validating it again.
+    pub(crate) fn push_utf8(&mut self, s: &Utf8Bytes) {
+        self.0.extend_from_slice(&s.0);
+    }
+
+    /// The text.
+    pub(crate) fn finish(self) -> Utf8Bytes {
+        Utf8Bytes(Bytes::from(self.0))
     }
 }
 

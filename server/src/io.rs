@@ -36,6 +36,7 @@ pub struct Builder {
     adapter: Arc<dyn Adapter>,
     request_timeout: Duration,
     recovery: Option<Recovery>,
+    inline_handlers: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -59,6 +60,7 @@ impl Default for Builder {
             adapter: Arc::new(LocalAdapter),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             recovery: None,
+            inline_handlers: true,
         }
     }
 }
@@ -219,6 +221,26 @@ impl Builder {
         self
     }
 
+    /// Whether an event handler may start on the machine's task (default: `true`).
+    ///
+    /// When an event arrives for a socket that has no handler running or waiting, the
+    /// machine polls the event's handler future once itself (packet middleware, `on_any`
+    /// hooks, extractors and the handler, in the usual order), and applies what it emitted
+    /// or returned as the acknowledgement in the same step; only a future that has to wait
+    /// moves to the socket's task, where it carries on as before. An echo or an ack then
+    /// costs no task switch. The price: until its first pending `.await`, a handler runs on
+    /// the task every socket of the server goes through, so a handler that blocks (a
+    /// synchronous lock, file or network call, `block_on`) or computes for long delays
+    /// everyone, not just its socket. Move such work to `spawn_blocking` or a task of its
+    /// own, or turn this off: every handler then starts on its socket's task. The order of
+    /// a socket's handlers is the same either way. A handler that panics while the machine
+    /// polls it is caught there: its socket's handlers stop, as when a socket's task panics
+    /// on tokio, and the server carries on.
+    pub fn inline_handlers(mut self, inline: bool) -> Self {
+        self.inline_handlers = inline;
+        self
+    }
+
     /// The Socket.IO options.
     pub fn sio_config(&self) -> &SioConfig {
         &self.sio
@@ -251,7 +273,8 @@ impl Builder {
             node_id,
             request_timeout: self.request_timeout,
         };
-        let node = Node::new(sio, registry.clone(), self.state.clone(), spawn, cluster);
+        let mut node = Node::new(sio, registry.clone(), self.state.clone(), spawn, cluster);
+        node.set_inline_handlers(self.inline_handlers);
         let driver = Driver::start(
             node,
             runtime.clone(),

@@ -19,8 +19,9 @@ use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesUnordered;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
 use volley_core::engine::{ApiMisuse, Body, Output, WsMessage};
@@ -54,6 +55,10 @@ struct Entry {
     socket: Socket,
     /// Handler futures of this socket, started in arrival order.
     queue: mpsc::UnboundedSender<Job>,
+    /// Jobs sent to `queue` that have not completed yet.
+    jobs: Arc<AtomicUsize>,
+    /// The span the socket's handlers run in.
+    span: tracing::Span,
     /// Resolves the connection middleware's innermost `next` at disconnect.
     life: Option<oneshot::Sender<DisconnectReason>>,
 }
@@ -133,6 +138,8 @@ pub struct Node {
     /// Broadcasts waiting for their offsets (shared recovery), in call order.
     queued: VecDeque<Queued>,
     next_queued: u64,
+    /// Whether an event handler starts on this task when its socket has nothing else to run.
+    inline_handlers: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -158,14 +165,27 @@ enum Job {
     Barrier(BoxFuture<()>),
 }
 
+impl Entry {
+    /// Hands `job` to the socket's task.
+    fn push(&self, job: Job) {
+        self.jobs.fetch_add(1, Ordering::AcqRel);
+        if self.queue.unbounded_send(job).is_err() {
+            self.jobs.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// Runs a socket's handler futures: each starts in the order its event arrived, and they
 /// then proceed concurrently (as Node's listeners do once they await), except that a
 /// [`Job::Barrier`] holds back what follows it until it completes.
-async fn socket_task(mut queue: mpsc::UnboundedReceiver<Job>) {
-    use std::task::{Context, Poll};
-    fn drive(running: &mut FuturesUnordered<BoxFuture<()>>, cx: &mut Context<'_>) {
-        while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
-    }
+///
+/// `jobs` counts the jobs received and not completed (the sender counts them in).
+async fn socket_task(mut queue: mpsc::UnboundedReceiver<Job>, jobs: Arc<AtomicUsize>) {
+    let drive = |running: &mut FuturesUnordered<BoxFuture<()>>, cx: &mut Context<'_>| {
+        while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
+            jobs.fetch_sub(1, Ordering::AcqRel);
+        }
+    };
     let mut running = FuturesUnordered::new();
     let mut barrier: Option<BoxFuture<()>> = None;
     let mut open = true;
@@ -176,6 +196,7 @@ async fn socket_task(mut queue: mpsc::UnboundedReceiver<Job>) {
                     break;
                 }
                 barrier = None;
+                jobs.fetch_sub(1, Ordering::AcqRel);
             }
             if !open {
                 break;
@@ -225,7 +246,14 @@ impl Node {
             next_request: 0,
             queued: VecDeque::new(),
             next_queued: 0,
+            inline_handlers: true,
         }
+    }
+
+    /// Whether event handlers start on the machine's task (see
+    /// [`Builder::inline_handlers`](crate::Builder::inline_handlers)).
+    pub(crate) fn set_inline_handlers(&mut self, inline: bool) {
+        self.inline_handlers = inline;
     }
 
     /// This node's id in its cluster.
@@ -304,21 +332,22 @@ impl Node {
                 span.record("transport", tracing::field::debug(t));
             }
         }
+        let jobs = Arc::new(AtomicUsize::new(0));
         (self.spawn)(Box::pin(tracing::Instrument::instrument(
-            socket_task(rx),
-            span,
+            socket_task(rx, jobs.clone()),
+            span.clone(),
         )));
+        let entry = Entry {
+            socket: socket.clone(),
+            queue: tx,
+            jobs,
+            span,
+            life: Some(life),
+        };
         for hook in ns.connection() {
-            let _ = tx.unbounded_send(Job::Barrier(hook(socket.clone())));
+            entry.push(Job::Barrier(hook(socket.clone())));
         }
-        self.sockets.insert(
-            id,
-            Entry {
-                socket: socket.clone(),
-                queue: tx,
-                life: Some(life),
-            },
-        );
+        self.sockets.insert(id, entry);
         socket
     }
 
@@ -1102,7 +1131,7 @@ impl Node {
                     }
                 }
                 for hook in entry.socket.ns_handlers().disconnecting() {
-                    let _ = entry.queue.unbounded_send(Job::Barrier(hook(
+                    entry.push(Job::Barrier(hook(
                         entry.socket.clone(),
                         reason,
                         rooms.clone(),
@@ -1115,9 +1144,7 @@ impl Node {
                 };
                 entry.socket.mark_disconnected();
                 for hook in entry.socket.ns_handlers().disconnect() {
-                    let _ = entry
-                        .queue
-                        .unbounded_send(Job::Barrier(hook(entry.socket.clone(), reason)));
+                    entry.push(Job::Barrier(hook(entry.socket.clone(), reason)));
                 }
                 if let Some(life) = entry.life.take() {
                     let _ = life.send(reason);
@@ -1275,6 +1302,10 @@ impl Node {
         let Some(entry) = self.sockets.get(&socket) else {
             return;
         };
+        if entry.queue.is_closed() {
+            // The socket's task ended (a handler panicked): its handlers no longer run.
+            return;
+        }
         let sock = entry.socket.clone();
         let ns = sock.ns_handlers().clone();
         let mut chain = self.registry.global_packet();
@@ -1320,7 +1351,28 @@ impl Node {
                 Reply::Error(message) => sock.report_error(message).await,
             }
         };
-        let _ = entry.queue.unbounded_send(Job::Handler(Box::pin(fut)));
+        let mut fut: BoxFuture<()> = Box::pin(fut);
+        if !self.inline_handlers || entry.jobs.load(Ordering::Acquire) != 0 {
+            entry.push(Job::Handler(fut));
+            return;
+        }
+        // Nothing of this socket waits or runs: the handler starts here, and only if it has
+        // to wait does it move to the socket's task (which polls it again at once, so that
+        // it registers that task's waker). What it casts meanwhile runs right after this
+        // event (see `Handle::cast`).
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = entry.span.in_scope(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+        });
+        match polled {
+            Ok(Poll::Ready(())) => {}
+            Ok(Poll::Pending) => entry.push(Job::Handler(fut)),
+            Err(_) => {
+                // As when a handler panics on the socket's task: that task ends, and the
+                // socket's later handlers do not run.
+                entry.queue.close_channel();
+            }
+        }
     }
 }
 

@@ -396,3 +396,95 @@ fn no_arguments_read_as_unit_or_none() {
         assert_eq!(r.args(), [json!(0)]);
     });
 }
+
+#[test]
+fn the_burst_is_echoed_in_order_with_handlers_started_on_their_sockets_tasks() {
+    let (rt, io) = setup_with(volley::builder().inline_handlers(false));
+    io.ns("/")
+        .on("echo", |s: Socket, Data(n): Data<u32>| async move {
+            s.emit("echo", &n).unwrap();
+        });
+    io.ns("/")
+        .on("echo-ack", |Data(n): Data<u32>| async move { n });
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        for n in 0..200u32 {
+            c.emit("echo", &n);
+        }
+        for n in 0..200u32 {
+            let ev = c.recv().await.unwrap();
+            assert_eq!(ev.data::<u32>().unwrap(), n);
+        }
+        let r: u32 = c.emit_with_ack("echo-ack", &7).await.unwrap();
+        assert_eq!(r, 7);
+    });
+}
+
+#[test]
+fn a_handler_that_waits_on_the_machine_and_one_that_does_not_keep_their_order() {
+    let (rt, io) = setup();
+    let log = Log::new();
+    let (l1, l2) = (log.clone(), log.clone());
+    let server = io.clone();
+    // `socket_count` is a call the machine answers: the handler cannot finish where it
+    // started, and moves to its socket's task.
+    io.ns("/")
+        .on("count", move |s: Socket| {
+            let (server, log) = (server.clone(), l1.clone());
+            async move {
+                s.emit("before", &()).unwrap();
+                log.push("count started");
+                let n = server.socket_count().await;
+                log.push("count done");
+                n
+            }
+        })
+        .on("now", move |s: Socket| {
+            let log = l2.clone();
+            async move {
+                log.push("now");
+                s.emit("now", &()).unwrap();
+                "now"
+            }
+        });
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        let count = c.ack_future("count", Payload::new());
+        let now = c.ack_future("now", Payload::new());
+        assert_eq!(count.await.unwrap().args(), [json!(1)]);
+        assert_eq!(now.await.unwrap().args(), [json!("now")]);
+        assert_eq!(c.recv().await.unwrap().event, "before");
+        assert_eq!(c.recv().await.unwrap().event, "now");
+        // Started in arrival order (the second may run beside the first once it waits).
+        let entries = log.entries();
+        assert_eq!(entries[0], "count started");
+        assert_eq!(entries.len(), 3);
+        // Then, once nothing runs for the socket, handlers that finish at once.
+        for n in 0..50u32 {
+            let r: String = c.emit_with_ack("now", &n).await.unwrap();
+            assert_eq!(r, "now");
+            assert_eq!(c.recv().await.unwrap().event, "now");
+        }
+    });
+}
+
+#[test]
+fn a_panicking_handler_ends_its_sockets_handlers_but_not_the_server() {
+    let (rt, io) = setup();
+    io.ns("/").on("boom", |Data(n): Data<u32>| async move {
+        if n == 1 {
+            panic!("handler panic on purpose");
+        }
+        n
+    });
+    rt.block_on(async {
+        let mut a = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut b = TestClient::connect(&io, "/", None).await.unwrap();
+        let r: u32 = a.emit_with_ack("boom", &5).await.unwrap();
+        assert_eq!(r, 5);
+        a.emit("boom", &1);
+        let r: u32 = b.emit_with_ack("boom", &6).await.unwrap();
+        assert_eq!(r, 6);
+        assert_eq!(io.socket_count().await, 2);
+    });
+}

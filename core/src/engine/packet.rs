@@ -8,7 +8,7 @@
 //! Decoding is zero-copy where the input allows: text data is a slice of the received buffer.
 
 use crate::base64;
-use crate::utf8::Utf8Bytes;
+use crate::utf8::{Utf8Builder, Utf8Bytes};
 use bytes::Bytes;
 use std::fmt;
 
@@ -218,12 +218,14 @@ impl Packet {
                 }
             };
         }
-        // Built as a `String` so the result is known UTF-8 without a second validation pass.
-        let data = self.text_data().map_or("", |d| d.as_str());
-        let mut text = String::with_capacity(data.len().saturating_add(1));
-        text.push(char::from(self.type_digit()));
-        text.push_str(data);
-        WsMessage::Text(Utf8Bytes::from(text))
+        // Built from known UTF-8 pieces, so neither the data nor the result is validated.
+        let data = self.text_data();
+        let mut text = Utf8Builder::with_capacity(data.map_or(0, Utf8Bytes::len) + 1);
+        text.push_ascii(self.type_digit());
+        if let Some(data) = data {
+            text.push_utf8(data);
+        }
+        WsMessage::Text(text.finish())
     }
 
     /// Decodes a received WebSocket message: text frames with [`Packet::decode_text`],

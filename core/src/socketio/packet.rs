@@ -9,10 +9,10 @@
 //! [`decoder`](super::decoder); [`Decoder`] is re-exported here so the whole codec is one
 //! import.
 
-use crate::utf8::Utf8Bytes;
+use crate::utf8::{Utf8Builder, Utf8Bytes};
 use bytes::Bytes;
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 pub use super::decoder::{DEFAULT_MAX_ATTACHMENTS, Decoder, MAX_ACK_ID};
 
@@ -196,7 +196,10 @@ impl Packet {
         attachments: Vec<Bytes>,
     ) -> Packet {
         let inner = array_inner(args);
-        let mut data = String::with_capacity(name.len() + inner.len() + 6);
+        // Exact: `Bytes` then takes the buffer as it is, without allocating a shared header
+        // for spare capacity.
+        let args_len = if inner.is_empty() { 0 } else { inner.len() + 1 };
+        let mut data = String::with_capacity(json_string_len(name) + args_len + 2);
         data.push('[');
         write_json_string(&mut data, name);
         if !inner.is_empty() {
@@ -210,6 +213,56 @@ impl Packet {
             PacketType::BinaryEvent
         };
         Packet::bare(kind, nsp, id, Some(Utf8Bytes::from(data)), attachments)
+    }
+
+    /// The text form of `Packet::event(nsp, name, args, id, …)` with `attachments`
+    /// attachments, as [`encode`](Packet::encode) writes it (the same in both protocols),
+    /// built in one buffer of the exact size instead of the packet's data and then its text.
+    pub(crate) fn event_text(
+        nsp: &str,
+        name: &str,
+        args: &str,
+        id: Option<u64>,
+        attachments: usize,
+    ) -> Utf8Bytes {
+        let inner = array_inner(args);
+        let root = nsp.is_empty() || nsp == "/";
+        let len =
+            1 + if attachments > 0 {
+                decimal_len(attachments as u64) + 1
+            } else {
+                0
+            } + if root { 0 } else { nsp.len() + 1 }
+                + id.map_or(0, decimal_len)
+                + 2
+                + json_string_len(name)
+                + if inner.is_empty() { 0 } else { inner.len() + 1 };
+        let mut out = Utf8Builder::with_capacity(len);
+        let kind = if attachments > 0 {
+            PacketType::BinaryEvent
+        } else {
+            PacketType::Event
+        };
+        out.ascii(kind.digit());
+        if attachments > 0 {
+            out.decimal(attachments as u64);
+            out.ascii(b'-');
+        }
+        if !root {
+            out.text(nsp);
+            out.ascii(b',');
+        }
+        if let Some(id) = id {
+            out.decimal(id);
+        }
+        out.ascii(b'[');
+        write_json_string(&mut out, name);
+        if !inner.is_empty() {
+            out.ascii(b',');
+            out.text(inner);
+        }
+        out.ascii(b']');
+        out.finish()
     }
 
     /// ACK (or BINARY_ACK when `attachments` is non-empty); `args` is the JSON array text.
@@ -246,7 +299,7 @@ impl Packet {
             return None;
         }
         let data = self.data.as_deref()?;
-        let (start, end) = first_element(data)?;
+        let (start, end) = first_element(data.as_bytes())?;
         let token = data.get(start..end)?;
         if !token.starts_with('"') {
             return Some(Cow::Borrowed(token));
@@ -266,18 +319,24 @@ impl Packet {
         match self.kind {
             PacketType::Ack | PacketType::BinaryAck => self.data.clone(),
             PacketType::Event | PacketType::BinaryEvent => {
-                let data = self.data.as_deref()?;
-                let (_, end) = first_element(data)?;
+                // On the bytes: every index below is next to an ASCII byte, so the text is
+                // neither validated nor copied more than once.
+                let data = self.data.as_ref()?;
                 let bytes = data.as_bytes();
+                let (_, end) = first_element(bytes)?;
                 let next = skip_ws(bytes, end);
                 match bytes.get(next)? {
                     b']' => Some(Utf8Bytes::from_static("[]")),
                     b',' => {
-                        let rest = data.get(next + 1..)?.trim_end();
-                        let mut args = String::with_capacity(rest.len() + 1);
-                        args.push('[');
-                        args.push_str(rest);
-                        Some(Utf8Bytes::from(args))
+                        let mut last = bytes.len();
+                        while last > next + 1 && bytes[last - 1].is_ascii_whitespace() {
+                            last -= 1;
+                        }
+                        let rest = data.slice(next + 1..last)?;
+                        let mut args = Utf8Builder::with_capacity(rest.len() + 1);
+                        args.push_ascii(b'[');
+                        args.push_utf8(&rest);
+                        Some(args.finish())
                     }
                     _ => None,
                 }
@@ -305,19 +364,24 @@ impl Packet {
     /// (`0/admin?token=1,`); a CONNECT_ERROR whose data is an object with a string
     /// `message` is written as that message, a JSON string (`4/admin,"Not authorized"`).
     pub fn encode(&self, protocol: SioProtocol) -> (Utf8Bytes, Vec<Bytes>) {
-        let mut text = String::with_capacity(self.encoded_len_hint());
-        self.encode_text_into(protocol, &mut text);
+        let mut text = Utf8Builder::with_capacity(self.encoded_len(protocol));
+        self.write_text(protocol, &mut text);
         let attachments = if self.writes_binary() {
             self.attachments.clone()
         } else {
             Vec::new()
         };
-        (Utf8Bytes::from(text), attachments)
+        (text.finish(), attachments)
     }
 
     /// The text part of [`encode`](Packet::encode), appended to `out` (lets callers build once
     /// and share the bytes, or add a prefix).
     pub fn encode_text_into(&self, protocol: SioProtocol, out: &mut String) {
+        self.write_text(protocol, out);
+    }
+
+    /// Writes the text form to `out`.
+    fn write_text(&self, protocol: SioProtocol, out: &mut impl TextOut) {
         let binary = self.writes_binary();
         let kind = match self.kind {
             PacketType::Event | PacketType::BinaryEvent if binary => PacketType::BinaryEvent,
@@ -326,46 +390,131 @@ impl Packet {
             PacketType::Ack | PacketType::BinaryAck => PacketType::Ack,
             other => other,
         };
-        out.push(char::from(kind.digit()));
+        out.ascii(kind.digit());
         if binary {
-            // Writing into a String cannot fail.
-            let _ = write!(out, "{}-", self.attachments.len());
+            out.decimal(self.attachments.len() as u64);
+            out.ascii(b'-');
         }
         let query = match (protocol, kind) {
-            (SioProtocol::V4, PacketType::Connect) => self.query.as_deref(),
+            (SioProtocol::V4, PacketType::Connect) => self.query.as_ref(),
             _ => None,
         };
-        let root = self.nsp.is_empty() || &*self.nsp == "/";
+        let root = self.nsp.is_empty() || self.nsp.is("/");
         if !root || query.is_some() {
-            out.push_str(if root { "/" } else { &self.nsp });
-            if let Some(query) = query {
-                out.push('?');
-                out.push_str(query);
+            if root {
+                out.ascii(b'/');
+            } else {
+                out.utf8(&self.nsp);
             }
-            out.push(',');
+            if let Some(query) = query {
+                out.ascii(b'?');
+                out.utf8(query);
+            }
+            out.ascii(b',');
         }
         if let Some(id) = self.id {
-            let _ = write!(out, "{id}");
+            out.decimal(id);
         }
-        let Some(data) = self.data.as_deref() else {
+        let Some(data) = self.data.as_ref() else {
             return;
         };
         match (protocol, kind) {
             (SioProtocol::V4, PacketType::Connect) => {}
             (SioProtocol::V4, PacketType::ConnectError) => match error_message(data) {
-                Some(message) => write_json_string(out, &message),
-                None => out.push_str(data),
+                Some(message) => {
+                    let mut quoted = String::with_capacity(message.len() + 2);
+                    write_json_string(&mut quoted, &message);
+                    out.text(&quoted);
+                }
+                None => out.utf8(data),
             },
-            _ => out.push_str(data),
+            _ => out.utf8(data),
         }
     }
 
-    fn encoded_len_hint(&self) -> usize {
-        let data = self.data.as_ref().map_or(0, |d| d.len());
-        let query = self.query.as_ref().map_or(0, |q| q.len() + 1);
-        // Type, count, separators and a 16-digit id fit in 24 bytes.
-        data + self.nsp.len() + query + 24
+    /// The length of the text [`encode_text_into`](Packet::encode_text_into) writes (a bound
+    /// for a protocol 4 CONNECT_ERROR, whose message it may rewrite): sizing the buffer
+    /// exactly lets `Bytes` take it without allocating a shared header.
+    fn encoded_len(&self, protocol: SioProtocol) -> usize {
+        let mut n = 1;
+        if self.writes_binary() {
+            n += decimal_len(self.attachments.len() as u64) + 1;
+        }
+        let query = match (protocol, self.kind) {
+            (SioProtocol::V4, PacketType::Connect) => self.query.as_ref(),
+            _ => None,
+        };
+        let root = self.nsp.is_empty() || self.nsp.is("/");
+        if !root || query.is_some() {
+            n += if root { 1 } else { self.nsp.len() };
+            n += query.map_or(0, |q| q.len() + 1);
+            n += 1;
+        }
+        if let Some(id) = self.id {
+            n += decimal_len(id);
+        }
+        if let Some(data) = &self.data {
+            n += match (protocol, self.kind) {
+                (SioProtocol::V4, PacketType::Connect) => 0,
+                (SioProtocol::V4, PacketType::ConnectError) => data.len() + 8,
+                _ => data.len(),
+            };
+        }
+        n
     }
+}
+
+/// Where [`Packet::write_text`] and [`write_json_string`] write: a `String` (the public
+/// [`encode_text_into`](Packet::encode_text_into)) or a [`Utf8Builder`] ([`Packet::encode`],
+/// which so never validates the data it copies).
+pub(crate) trait TextOut {
+    fn ascii(&mut self, b: u8);
+    fn text(&mut self, s: &str);
+    fn utf8(&mut self, s: &Utf8Bytes);
+    fn decimal(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            self.ascii(d);
+        }
+    }
+}
+
+impl TextOut for String {
+    fn ascii(&mut self, b: u8) {
+        self.push(char::from(b));
+    }
+    fn text(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn utf8(&mut self, s: &Utf8Bytes) {
+        self.push_str(s);
+    }
+}
+
+impl TextOut for Utf8Builder {
+    fn ascii(&mut self, b: u8) {
+        self.push_ascii(b);
+    }
+    fn text(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn utf8(&mut self, s: &Utf8Bytes) {
+        self.push_utf8(s);
+    }
+}
+
+/// The number of decimal digits of `n`.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// The `message` of a `{"message":"…",…}` error object, for protocol 4's string errors.
@@ -396,9 +545,9 @@ fn array_inner(args: &str) -> &str {
 
 /// Appends `s` as a JSON string literal, escaped as `JSON.stringify` does: `"`, `\`, the
 /// short escapes for `\b \f \n \r \t`, and `\u00XX` for the other control characters.
-pub(crate) fn write_json_string(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
+pub(crate) fn write_json_string(out: &mut impl TextOut, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.ascii(b'"');
     let mut plain = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape: &str = match b {
@@ -413,16 +562,29 @@ pub(crate) fn write_json_string(out: &mut String, s: &str) {
             _ => continue,
         };
         // `i` is an ASCII byte, so both slices end on character boundaries.
-        out.push_str(s.get(plain..i).unwrap_or_default());
+        out.text(s.get(plain..i).unwrap_or_default());
         if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
+            out.text("\\u00");
+            out.ascii(HEX[usize::from(b >> 4)]);
+            out.ascii(HEX[usize::from(b & 0xf)]);
         } else {
-            out.push_str(escape);
+            out.text(escape);
         }
         plain = i + 1;
     }
-    out.push_str(s.get(plain..).unwrap_or_default());
-    out.push('"');
+    out.text(s.get(plain..).unwrap_or_default());
+    out.ascii(b'"');
+}
+
+/// The length of `s` written by [`write_json_string`].
+fn json_string_len(s: &str) -> usize {
+    s.bytes().fold(2, |n, b| {
+        n + match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        }
+    })
 }
 
 pub(crate) fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
@@ -434,8 +596,7 @@ pub(crate) fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 
 /// The byte range of the first element of a JSON array text when it is a string or a number
 /// (the only event names); `None` otherwise. Assumes the text was validated as JSON.
-fn first_element(json: &str) -> Option<(usize, usize)> {
-    let bytes = json.as_bytes();
+fn first_element(bytes: &[u8]) -> Option<(usize, usize)> {
     let open = skip_ws(bytes, 0);
     if bytes.get(open) != Some(&b'[') {
         return None;
@@ -463,5 +624,76 @@ fn first_element(json: &str) -> Option<(usize, usize)> {
             Some((start, i))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoded_length_is_computed_exactly() {
+        let att = || vec![Bytes::from_static(b"x"); 12];
+        let mut v4_connect = Packet::connect("/admin", Some(Utf8Bytes::from("{\"a\":1}")));
+        v4_connect.query = Some(Utf8Bytes::from("token=1"));
+        let packets = [
+            Packet::event("/", "echo", "[1,\"é\"]", None, Vec::new()),
+            Packet::event("/chat", "a\"b", "[]", Some(1234567), Vec::new()),
+            Packet::event(
+                "/",
+                "bin",
+                "[{\"_placeholder\":true,\"num\":0}]",
+                Some(0),
+                att(),
+            ),
+            Packet::ack("/x", 9, Utf8Bytes::from("[true]"), Vec::new()),
+            Packet::ack("/", 10, Utf8Bytes::from("[1]"), att()),
+            Packet::disconnect("/y"),
+            Packet::connect("/", None),
+            v4_connect,
+        ];
+        for packet in &packets {
+            for protocol in [SioProtocol::V4, SioProtocol::V5] {
+                let (text, _) = packet.encode(protocol);
+                assert_eq!(packet.encoded_len(protocol), text.len(), "{packet:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_event_text_is_the_encoded_event() {
+        let att = |n| vec![Bytes::from_static(b"x"); n];
+        let cases: [(&str, &str, &str, Option<u64>, usize); 6] = [
+            ("/", "echo", "[1,\"é\"]", None, 0),
+            ("", "e", "[]", Some(0), 0),
+            (
+                "/chat",
+                "a\"b\\c\n\u{1}",
+                " [ {\"k\":[1]} ] ",
+                Some(1234567),
+                0,
+            ),
+            (
+                "/",
+                "bin",
+                "[{\"_placeholder\":true,\"num\":0}]",
+                Some(7),
+                1,
+            ),
+            (
+                "/x",
+                "many",
+                "[{\"_placeholder\":true,\"num\":0}]",
+                None,
+                12,
+            ),
+            ("/", "plain", "3", None, 0),
+        ];
+        for (nsp, name, args, id, n) in cases {
+            let packet = Packet::event(nsp, name, args, id, att(n));
+            let text = Packet::event_text(nsp, name, args, id, n);
+            assert_eq!(text, packet.encode(SioProtocol::V5).0, "{packet:?}");
+            assert_eq!(text.as_bytes().len(), text.as_str().len());
+        }
     }
 }

@@ -889,16 +889,23 @@ impl Server {
             return Ok(false);
         }
         let nsp = state.nsp.clone();
-        let mut packet = Packet::event(&nsp, name, args, None, attachments);
-        if !volatile {
-            // As the reference, a single emit is kept as a broadcast to the socket's room.
-            let opts = BroadcastOptions {
-                rooms: vec![Room::from(socket)],
-                ..BroadcastOptions::default()
-            };
-            self.keep_with_offset(&nsp, &opts, &mut packet, now);
-        }
-        let r = self.send_packet(sid, &packet, now);
+        let keep = !volatile && self.recovery.as_ref().is_some_and(|r| !r.shared);
+        let r = if keep || self.config.parser == Parser::MsgPack {
+            let mut packet = Packet::event(&nsp, name, args, None, attachments);
+            if keep {
+                // As the reference, a single emit is kept as a broadcast to the socket's room.
+                let opts = BroadcastOptions {
+                    rooms: vec![Room::from(socket)],
+                    ..BroadcastOptions::default()
+                };
+                self.keep_with_offset(&nsp, &opts, &mut packet, now);
+            }
+            self.send_packet(sid, &packet, now)
+        } else {
+            // The text written once, as `send_packet` would encode the packet.
+            let text = Packet::event_text(&nsp, name, args, None, attachments.len());
+            self.send_text(sid, text, attachments, now)
+        };
         self.pump(now);
         r.map(|_| true).map_err(|_| SioError::BufferFull(socket))
     }
@@ -1166,6 +1173,17 @@ impl Server {
                 .send(sid, Message::Binary(msgpack::encode(packet)), now);
         }
         let (text, attachments) = packet.encode(protocol);
+        self.send_text(sid, text, attachments, now)
+    }
+
+    /// Queues an encoded packet's text and then its attachments.
+    fn send_text(
+        &mut self,
+        sid: Sid,
+        text: Utf8Bytes,
+        attachments: Vec<Bytes>,
+        now: Instant,
+    ) -> Result<(), SendError> {
         self.engine.send(sid, Message::Text(text), now)?;
         for a in attachments {
             self.engine.send(sid, Message::Binary(a), now)?;

@@ -7,9 +7,12 @@
 //! connection's own queue; no lock is taken on the message path, and the machine needs no
 //! `Sync`.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -81,6 +84,54 @@ pub(crate) enum ToConn {
 
 type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
 
+/// Numbers actors, so that a handle knows whether the event callback running on its thread
+/// is its own actor's.
+static NEXT_ACTOR: AtomicU64 = AtomicU64::new(1);
+
+/// Commands held back while an actor's event callback runs.
+struct Local<M> {
+    commands: Vec<Command<M>>,
+    /// The way into the actor's channel, taken from the first handle that cast: the commands
+    /// go there instead if the channel is too busy to be emptied first.
+    sender: Option<mpsc::UnboundedSender<Command<M>>>,
+}
+
+thread_local! {
+    /// The actor whose event callback runs on this thread, with its [`Local`] (type-erased:
+    /// a thread may run actors of several machine types).
+    static LOCAL: RefCell<Lent> = const { RefCell::new(None) };
+}
+
+type Lent = Option<(u64, Box<dyn Any + Send>)>;
+
+/// Puts back what [`LOCAL`] held before an event callback, also when the callback panics
+/// (the actor then stops, and later casts on this thread must not be held for it).
+struct Restore(Option<Lent>);
+
+impl Restore {
+    /// Puts the outer value back and returns what the callback left.
+    fn finish(mut self) -> Lent {
+        let outer = self.0.take().flatten();
+        LOCAL.with(|local| local.replace(outer))
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(outer) = self.0.take() {
+            LOCAL.with(|local| {
+                if let Ok(mut local) = local.try_borrow_mut() {
+                    *local = outer;
+                }
+            });
+        }
+    }
+}
+
+/// Commands of the channel run before the held-back ones: at most this many, then the
+/// held-back commands take the channel too.
+const CATCH_UP_BUDGET: usize = 1024;
+
 /// The driver has stopped: its task ended (every handle and connection was dropped, or the
 /// event callback panicked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,14 +153,21 @@ impl std::error::Error for Stopped {}
 /// exactly like the outputs of a connection's input.
 ///
 /// The closure runs on the machine's task: keep it short and never block in it.
+///
+/// A command cast from the machine's own task while it hands an event to the application
+/// (an event handler the machine polls there, see the event callback) does not go through
+/// the queue: it runs right after the callback returns, behind every command already
+/// queued, so its effects leave in the same turn and in the same order.
 pub struct Handle<M> {
     commands: mpsc::UnboundedSender<Command<M>>,
+    actor: u64,
 }
 
 impl<M> Clone for Handle<M> {
     fn clone(&self) -> Self {
         Handle {
             commands: self.commands.clone(),
+            actor: self.actor,
         }
     }
 }
@@ -122,7 +180,7 @@ impl<M> fmt::Debug for Handle<M> {
     }
 }
 
-impl<M: Machine> Handle<M> {
+impl<M: Machine + 'static> Handle<M> {
     /// Runs `f` on the machine and returns its result.
     pub async fn call<T: Send + 'static>(
         &self,
@@ -138,9 +196,36 @@ impl<M: Machine> Handle<M> {
 
     /// Queues `f` to run on the machine, without waiting for it.
     pub fn cast(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> Result<(), Stopped> {
-        self.commands
-            .unbounded_send(Box::new(f))
-            .map_err(|_| Stopped)
+        let command: Command<M> = Box::new(f);
+        match self.hold_back(command) {
+            None => Ok(()),
+            Some(command) => self.commands.unbounded_send(command).map_err(|_| Stopped),
+        }
+    }
+
+    /// Keeps `command` for the actor if its event callback runs on this thread; gives it
+    /// back otherwise.
+    fn hold_back(&self, command: Command<M>) -> Option<Command<M>> {
+        LOCAL.with(|local| {
+            let Ok(mut local) = local.try_borrow_mut() else {
+                return Some(command);
+            };
+            match local.as_mut() {
+                Some((actor, held)) if *actor == self.actor => {
+                    match held.downcast_mut::<Local<M>>() {
+                        Some(held) => {
+                            if held.sender.is_none() {
+                                held.sender = Some(self.commands.clone());
+                            }
+                            held.commands.push(command);
+                            None
+                        }
+                        None => Some(command),
+                    }
+                }
+                _ => Some(command),
+            }
+        })
     }
 }
 
@@ -172,11 +257,15 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     /// Outputs of the current drain, grouped by connection (allocation kept across turns).
     staged: IdMap<ConnId, Vec<Output>>,
     timer: Option<(Instant, Pin<Box<R::Sleep>>)>,
+    /// This actor's number (see [`Handle::cast`]).
+    id: u64,
+    /// The [`Local`] lent to [`LOCAL`] while the event callback runs (kept across events).
+    local: Option<Box<dyn Any + Send>>,
 }
 
 impl<M, R, F> Actor<M, R, F>
 where
-    M: Machine,
+    M: Machine + Send + 'static,
     R: Runtime,
     F: FnMut(&mut M, M::Event, Instant) + Send + 'static,
 {
@@ -187,6 +276,7 @@ where
     ) -> (Self, mpsc::Sender<Input>, Handle<M>) {
         let (input_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
         let (commands_tx, commands) = mpsc::unbounded();
+        let id = NEXT_ACTOR.fetch_add(1, Ordering::Relaxed);
         let actor = Actor {
             machine,
             runtime,
@@ -198,9 +288,15 @@ where
             conns: IdMap::default(),
             staged: IdMap::default(),
             timer: None,
+            id,
+            local: Some(Box::new(Local::<M> {
+                commands: Vec::new(),
+                sender: None,
+            })),
         };
         let handle = Handle {
             commands: commands_tx,
+            actor: id,
         };
         (actor, input_tx, handle)
     }
@@ -345,7 +441,7 @@ where
         let mut more = false;
         let mut events = 0;
         while let Some(event) = self.machine.poll_event() {
-            (self.on_event)(&mut self.machine, event, now);
+            self.hand_over(event, now);
             events += 1;
             if events == EVENT_BUDGET {
                 more = true;
@@ -388,6 +484,55 @@ where
     }
 }
 
+impl<M, R, F> Actor<M, R, F>
+where
+    M: Machine + Send + 'static,
+    R: Runtime,
+    F: FnMut(&mut M, M::Event, Instant) + Send + 'static,
+{
+    /// Runs the event callback, then the commands cast to this actor from inside it.
+    fn hand_over(&mut self, event: M::Event, now: Instant) {
+        let lent = self.local.take().map(|l| (self.id, l));
+        let restore = Restore(Some(LOCAL.with(|local| local.replace(lent))));
+        (self.on_event)(&mut self.machine, event, now);
+        let Some((_, mut held)) = restore.finish() else {
+            return;
+        };
+        if let Some(local) = held.downcast_mut::<Local<M>>() {
+            if !local.commands.is_empty() {
+                self.run_held(local, now);
+            }
+            local.sender = None;
+        }
+        self.local = Some(held);
+    }
+
+    /// Runs held-back commands after those already in the channel, which were cast first
+    /// (by other tasks, or by a handler that has since completed on its socket's task).
+    fn run_held(&mut self, local: &mut Local<M>, now: Instant) {
+        let mut caught_up = false;
+        for _ in 0..CATCH_UP_BUDGET {
+            match self.commands.try_recv() {
+                Ok(command) => command(&mut self.machine, now),
+                Err(_) => {
+                    caught_up = true;
+                    break;
+                }
+            }
+        }
+        if caught_up {
+            for command in local.commands.drain(..) {
+                command(&mut self.machine, now);
+            }
+        } else if let Some(sender) = &local.sender {
+            // A flood of commands: these queue behind it.
+            for command in local.commands.drain(..) {
+                let _ = sender.unbounded_send(command);
+            }
+        }
+    }
+}
+
 fn output_conn(output: &Output) -> ConnId {
     match output {
         Output::Response { conn, .. }
@@ -415,6 +560,7 @@ fn yield_now() -> impl Future<Output = ()> {
 mod tests {
     use std::collections::VecDeque;
     use std::pin::pin;
+    use std::sync::{Arc, Mutex};
 
     use futures::SinkExt;
     use futures::executor::block_on;
@@ -557,6 +703,39 @@ mod tests {
                 .unwrap();
             let outputs = batch(&mut rx).await;
             assert_eq!(outputs.iter().map(number).collect::<Vec<_>>(), [1]);
+        });
+    }
+
+    #[test]
+    fn a_cast_from_the_event_callback_runs_in_the_same_turn() {
+        let slot: Arc<Mutex<Option<Handle<Fake>>>> = Arc::default();
+        let inner = slot.clone();
+        let on_event = move |machine: &mut Fake, event: usize, _: Instant| {
+            machine.outputs.push_back(numbered(event));
+            if let Some(handle) = inner.lock().unwrap().as_ref() {
+                handle
+                    .cast(move |m: &mut Fake, _| m.outputs.push_back(numbered(event + 100)))
+                    .unwrap();
+            }
+        };
+        let (actor, mut inputs, handle) = Actor::new(Fake::default(), NoTimers, on_event);
+        *slot.lock().unwrap() = Some(handle.clone());
+        let test = async move {
+            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
+            // The command raises event 7, whose callback casts the output 107.
+            handle
+                .cast(|m: &mut Fake, _| m.events.push_back(7))
+                .unwrap();
+            assert_eq!(
+                batch(&mut rx).await.iter().map(number).collect::<Vec<_>>(),
+                [7, 107]
+            );
+        };
+        block_on(async {
+            match select(pin!(actor.run()), pin!(test)).await {
+                Either::Right(((), _)) => {}
+                Either::Left(((), _)) => panic!("the actor stopped first"),
+            }
         });
     }
 

@@ -1,5 +1,6 @@
 //! Small IO helpers shared by the HTTP and WebSocket halves of a connection.
 
+use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
@@ -18,25 +19,48 @@ pub(crate) const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes discarded while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// Reads once into the spare end of `buf` (at most `want` bytes), growing it.
+thread_local! {
+    /// Where reads land before the bytes that arrived are appended to the connection's
+    /// buffer: zero-filled once per thread instead of once per poll.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads once (at most `want` bytes) and appends what arrived to `buf`.
 ///
-/// Poll-based so that it is cancel-safe: the buffer is grown and trimmed back within one poll,
-/// and bytes are appended only when the read completes.
+/// Poll-based so that it is cancel-safe: bytes are appended only when the read completes.
+/// The read goes through a per-thread buffer, so a poll that finds nothing to read (most of
+/// them, for an idle keep-alive connection) costs no zero-filling of `want` bytes. Only the
+/// `n` bytes the stream reports are copied, which every `AsyncRead` must have written.
 pub(crate) fn poll_read_buf<S: AsyncRead + Unpin>(
     stream: &mut S,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
     want: usize,
 ) -> Poll<io::Result<usize>> {
-    let len = buf.len();
-    buf.resize(len + want, 0);
-    let result = Pin::new(stream).poll_read(cx, &mut buf[len..]);
-    let n = match &result {
-        Poll::Ready(Ok(n)) => *n,
-        _ => 0,
-    };
-    buf.truncate(len + n);
-    result
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            if scratch.len() < want {
+                scratch.resize(want, 0);
+            }
+            let result = Pin::new(stream).poll_read(cx, &mut scratch[..want]);
+            if let Poll::Ready(Ok(n)) = &result {
+                buf.extend_from_slice(&scratch[..(*n).min(want)]);
+            }
+            result
+        }
+        // A stream that reads through this function itself: straight into `buf`.
+        Err(_) => {
+            let len = buf.len();
+            buf.resize(len + want, 0);
+            let result = Pin::new(stream).poll_read(cx, &mut buf[len..]);
+            let n = match &result {
+                Poll::Ready(Ok(n)) => *n,
+                _ => 0,
+            };
+            buf.truncate(len + n);
+            result
+        }
+    })
 }
 
 /// [`poll_read_buf`] as a future.
