@@ -1212,11 +1212,7 @@ impl Server {
                 _ => Ok(()),
             };
         }
-        self.engine.send(sid, Message::Text(text), now)?;
-        for a in attachments {
-            self.engine.send(sid, Message::Binary(a), now)?;
-        }
-        Ok(())
+        self.send_text(sid, text, attachments, now)
     }
 
     /// Queues one encoding of `packet` for every target; returns those it was queued for.
