@@ -188,7 +188,9 @@ impl Namespace {
         self
     }
 
-    /// Sees every event a socket of this namespace sends (synchronously, before it leaves).
+    /// Sees every event sent to a socket of this namespace on this node (synchronously, before
+    /// it leaves): its own emits, and each broadcast once per socket it reaches (from this
+    /// node or another), as the reference's `onAnyOutgoing`.
     pub fn on_any_outgoing<F>(&self, f: F) -> &Self
     where
         F: Fn(&Socket, &str, &Payload) + Send + Sync + 'static,

@@ -117,6 +117,8 @@ struct Queued {
     event: String,
     args: String,
     attachments: Vec<bytes::Bytes>,
+    /// Whether the namespace's outgoing hooks still have to see it.
+    notify: bool,
 }
 
 /// The Socket.IO machine with Volley's application state. Only the driver touches it, on
@@ -137,6 +139,8 @@ pub struct Node {
     next_request: u64,
     /// Broadcasts waiting for their offsets (shared recovery), in call order.
     queued: VecDeque<Queued>,
+    /// Set while a socket's own emit travels as a broadcast: its hooks ran already.
+    quiet_outgoing: bool,
     next_queued: u64,
     /// Whether an event handler starts on this task when its socket has nothing else to run.
     inline_handlers: bool,
@@ -245,6 +249,7 @@ impl Node {
             collectors: HashMap::new(),
             next_request: 0,
             queued: VecDeque::new(),
+            quiet_outgoing: false,
             next_queued: 0,
             inline_handlers: true,
         }
@@ -400,6 +405,7 @@ impl Node {
         self.next_aggregate += 1;
         let mut asked = 0;
         for nsp in nsps {
+            self.notify_outgoing(nsp, opts, event, &json, &attachments);
             let Ok((id, sent)) = self.sio.broadcast_with_ack(
                 nsp,
                 opts,
@@ -535,6 +541,9 @@ impl Node {
                 self.publish(None, message());
             }
             if self.queued.is_empty() {
+                if !self.quiet_outgoing {
+                    self.notify_outgoing(nsp, opts, event, &json, &attachments);
+                }
                 // A namespace that went away meanwhile has nobody to send to.
                 let _ = self
                     .sio
@@ -565,8 +574,36 @@ impl Node {
             event: event.to_owned(),
             args: args.to_owned(),
             attachments: attachments.to_vec(),
+            notify: !self.quiet_outgoing,
         });
         seq
+    }
+
+    /// Runs the outgoing hooks of `nsp` (`on_any_outgoing`) for every socket of this node a
+    /// broadcast selects, as the reference tells each recipient's `onAnyOutgoing` listeners.
+    fn notify_outgoing(
+        &self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        event: &str,
+        args: &str,
+        attachments: &[bytes::Bytes],
+    ) {
+        let Some(ns) = self.registry.lookup(nsp) else {
+            return;
+        };
+        let hooks = ns.any_outgoing();
+        if hooks.is_empty() {
+            return;
+        }
+        let payload = Payload::from_wire(args, attachments.to_vec());
+        for id in self.sio.select(nsp, opts) {
+            if let Some(entry) = self.sockets.get(&id) {
+                for hook in &hooks {
+                    hook(&entry.socket, event, &payload);
+                }
+            }
+        }
     }
 
     /// The adapter kept broadcast `seq` under `offset` (or could not): deliver what is ready,
@@ -580,6 +617,9 @@ impl Node {
                 break;
             };
             let offset = q.offset.flatten();
+            if q.notify {
+                self.notify_outgoing(&q.nsp, &q.opts, &q.event, &q.args, &q.attachments);
+            }
             let _ = self.sio.broadcast_at(
                 &q.nsp,
                 &q.opts,
@@ -609,7 +649,10 @@ impl Node {
                 rooms: vec![Room::from(socket)],
                 ..BroadcastOptions::default()
             };
+            // The socket's handle ran the outgoing hooks already.
+            self.quiet_outgoing = true;
             self.broadcast(std::slice::from_ref(nsp), &opts, event, payload, now);
+            self.quiet_outgoing = false;
             return;
         }
         let (json, attachments) = payload.into_wire();
@@ -825,6 +868,7 @@ impl Node {
             } => {
                 // Whatever arrives is for this node's sockets only.
                 opts.local = true;
+                self.notify_outgoing(&nsp, &opts, &event, &args, &attachments);
                 let Some(request) = ack else {
                     let _ = self.sio.broadcast_at(
                         &nsp,

@@ -249,6 +249,52 @@ fn on_any_sees_every_event_and_on_any_outgoing_every_emit() {
 }
 
 #[test]
+fn on_any_outgoing_sees_broadcasts_once_per_recipient() {
+    let (rt, io) = setup();
+    let outgoing = Log::new();
+    let o = outgoing.clone();
+    io.ns("/")
+        .on_any_outgoing(move |s: &Socket, name: &str, p: &Payload| {
+            let who = s
+                .data()
+                .with(|n: &mut String| n.clone())
+                .unwrap_or_default();
+            o.push(format!("{who} {name} {}", p.json()));
+        })
+        .on("name", |s: Socket, Data(n): Data<String>| async move {
+            s.data().insert(n.clone());
+            s.join(n.as_str());
+            true
+        });
+    io.ns("/other")
+        .on_any_outgoing(|_s: &Socket, name: &str, _p: &Payload| {
+            panic!("a hook of another namespace saw {name}")
+        });
+    rt.block_on(async {
+        let mut a = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut b = TestClient::connect(&io, "/", None).await.unwrap();
+        let _other = TestClient::connect(&io, "/other", None).await.unwrap();
+        let named: bool = a.emit_with_ack("name", &"a").await.unwrap();
+        assert!(named);
+        let named: bool = b.emit_with_ack("name", &"b").await.unwrap();
+        assert!(named);
+        io.emit("all", &1).unwrap();
+        io.to("b").emit("only-b", &2).unwrap();
+        io.except("b").emit("not-b", &3).unwrap();
+        assert_eq!(a.recv().await.unwrap().event, "all");
+        assert_eq!(a.recv().await.unwrap().event, "not-b");
+        assert_eq!(b.recv().await.unwrap().event, "all");
+        assert_eq!(b.recv().await.unwrap().event, "only-b");
+    });
+    let mut got = outgoing.entries();
+    got.sort();
+    assert_eq!(
+        got,
+        ["a all [1]", "a not-b [3]", "b all [1]", "b only-b [2]"]
+    );
+}
+
+#[test]
 fn nothing_is_left_behind_once_every_client_has_gone() {
     let (rt, io) = setup();
     io.ns("/")
