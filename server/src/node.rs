@@ -53,8 +53,14 @@ pub(crate) type Spawner = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
 
 struct Entry {
     socket: Socket,
-    /// Handler futures of this socket, started in arrival order.
-    queue: mpsc::UnboundedSender<Job>,
+    /// Handler futures of this socket, started in arrival order, by the socket's task. The
+    /// task is started by the first job that has to wait (handlers that complete inline
+    /// never need it), so an idle socket costs no task.
+    queue: Option<mpsc::UnboundedSender<Job>>,
+    /// The socket's task ended or may take no more work (a handler panicked).
+    closed: bool,
+    /// Starts the socket's task.
+    spawn: Spawner,
     /// Jobs sent to `queue` that have not completed yet.
     jobs: Arc<AtomicUsize>,
     /// The span the socket's handlers run in.
@@ -170,11 +176,36 @@ enum Job {
 }
 
 impl Entry {
-    /// Hands `job` to the socket's task.
-    fn push(&self, job: Job) {
+    /// Hands `job` to the socket's task, starting it if it is not running yet.
+    fn push(&mut self, job: Job) {
+        if self.closed {
+            return;
+        }
+        let queue = self.queue.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded();
+            (self.spawn)(Box::pin(tracing::Instrument::instrument(
+                socket_task(rx, self.jobs.clone()),
+                self.span.clone(),
+            )));
+            tx
+        });
         self.jobs.fetch_add(1, Ordering::AcqRel);
-        if self.queue.unbounded_send(job).is_err() {
+        if queue.unbounded_send(job).is_err() {
             self.jobs.fetch_sub(1, Ordering::AcqRel);
+            self.closed = true;
+        }
+    }
+
+    /// Whether the socket's handlers no longer run (its task ended after a panic).
+    fn is_closed(&self) -> bool {
+        self.closed || self.queue.as_ref().is_some_and(|q| q.is_closed())
+    }
+
+    /// Takes no more work: what is queued finishes, nothing new starts.
+    fn close(&mut self) {
+        self.closed = true;
+        if let Some(q) = &self.queue {
+            q.close_channel();
         }
     }
 }
@@ -322,7 +353,6 @@ impl Node {
         recovered: bool,
     ) -> Socket {
         let socket = Socket::new(id, handshake, data, ctl, ns.clone(), recovered);
-        let (tx, rx) = mpsc::unbounded();
         // Every handler of the socket runs inside its span (sid, namespace, transport).
         let span = tracing::debug_span!(
             "socket",
@@ -338,13 +368,11 @@ impl Node {
             }
         }
         let jobs = Arc::new(AtomicUsize::new(0));
-        (self.spawn)(Box::pin(tracing::Instrument::instrument(
-            socket_task(rx, jobs.clone()),
-            span.clone(),
-        )));
-        let entry = Entry {
+        let mut entry = Entry {
             socket: socket.clone(),
-            queue: tx,
+            queue: None,
+            closed: false,
+            spawn: self.spawn.clone(),
             jobs,
             span,
             life: Some(life),
@@ -1155,7 +1183,7 @@ impl Node {
                 rooms,
                 ..
             } => {
-                let Some(entry) = self.sockets.get(&socket) else {
+                let Some(entry) = self.sockets.get_mut(&socket) else {
                     return;
                 };
                 // Connection state recovery: the session the socket left keeps its data.
@@ -1343,10 +1371,10 @@ impl Node {
     }
 
     fn on_event(&mut self, socket: SocketId, name: String, payload: Payload, ack: AckSlot) {
-        let Some(entry) = self.sockets.get(&socket) else {
+        let Some(entry) = self.sockets.get_mut(&socket) else {
             return;
         };
-        if entry.queue.is_closed() {
+        if entry.is_closed() {
             // The socket's task ended (a handler panicked): its handlers no longer run.
             return;
         }
@@ -1414,7 +1442,7 @@ impl Node {
             Err(_) => {
                 // As when a handler panics on the socket's task: that task ends, and the
                 // socket's later handlers do not run.
-                entry.queue.close_channel();
+                entry.close();
             }
         }
     }
