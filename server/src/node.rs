@@ -123,8 +123,6 @@ struct Queued {
     event: String,
     args: String,
     attachments: Vec<bytes::Bytes>,
-    /// Whether the namespace's outgoing hooks still have to see it.
-    notify: bool,
 }
 
 /// The Socket.IO machine with Volley's application state. Only the driver touches it, on
@@ -145,8 +143,6 @@ pub struct Node {
     next_request: u64,
     /// Broadcasts waiting for their offsets (shared recovery), in call order.
     queued: VecDeque<Queued>,
-    /// Set while a socket's own emit travels as a broadcast: its hooks ran already.
-    quiet_outgoing: bool,
     next_queued: u64,
     /// Whether an event handler starts on this task when its socket has nothing else to run.
     inline_handlers: bool,
@@ -280,7 +276,6 @@ impl Node {
             collectors: HashMap::new(),
             next_request: 0,
             queued: VecDeque::new(),
-            quiet_outgoing: false,
             next_queued: 0,
             inline_handlers: true,
         }
@@ -569,9 +564,7 @@ impl Node {
                 self.publish(None, message());
             }
             if self.queued.is_empty() {
-                if !self.quiet_outgoing {
-                    self.notify_outgoing(nsp, opts, event, &json, &attachments);
-                }
+                self.notify_outgoing(nsp, opts, event, &json, &attachments);
                 // A namespace that went away meanwhile has nobody to send to.
                 let _ = self
                     .sio
@@ -602,7 +595,6 @@ impl Node {
             event: event.to_owned(),
             args: args.to_owned(),
             attachments: attachments.to_vec(),
-            notify: !self.quiet_outgoing,
         });
         seq
     }
@@ -645,9 +637,7 @@ impl Node {
                 break;
             };
             let offset = q.offset.flatten();
-            if q.notify {
-                self.notify_outgoing(&q.nsp, &q.opts, &q.event, &q.args, &q.attachments);
-            }
+            self.notify_outgoing(&q.nsp, &q.opts, &q.event, &q.args, &q.attachments);
             let _ = self.sio.broadcast_at(
                 &q.nsp,
                 &q.opts,
@@ -677,11 +667,14 @@ impl Node {
                 rooms: vec![Room::from(socket)],
                 ..BroadcastOptions::default()
             };
-            // The socket's handle ran the outgoing hooks already.
-            self.quiet_outgoing = true;
+            // The broadcast runs the outgoing hooks, as for any recipient.
             self.broadcast(std::slice::from_ref(nsp), &opts, event, payload, now);
-            self.quiet_outgoing = false;
             return;
+        }
+        if let Some(entry) = self.sockets.get(&socket) {
+            for hook in entry.socket.ns_handlers().any_outgoing() {
+                hook(&entry.socket, event, &payload);
+            }
         }
         let (json, attachments) = payload.into_wire();
         // A socket that left meanwhile, or a full queue (whose session the engine closes by

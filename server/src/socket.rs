@@ -140,10 +140,9 @@ impl Socket {
         Ok(())
     }
 
+    /// Hands the emit to the machine, which runs the outgoing hooks (once, also when recovery
+    /// makes it a broadcast to the socket's room).
     fn send(&self, event: &str, payload: Payload, volatile: bool) {
-        for hook in self.inner.ns.any_outgoing() {
-            hook(self, event, &payload);
-        }
         let id = self.inner.id;
         let nsp = self.inner.nsp.clone();
         let event = event.to_owned();

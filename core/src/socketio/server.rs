@@ -1167,13 +1167,24 @@ impl Server {
             .clients
             .get(&sid)
             .map_or(SioProtocol::V5, |c| c.protocol);
-        if self.config.parser == Parser::MsgPack {
-            return self
-                .engine
-                .send(sid, Message::Binary(msgpack::encode(packet)), now);
+        let (first, attachments) = self.messages(packet, protocol);
+        self.engine.send(sid, first, now)?;
+        for a in attachments {
+            self.engine.send(sid, Message::Binary(a), now)?;
         }
-        let (text, attachments) = packet.encode(protocol);
-        self.send_text(sid, text, attachments, now)
+        Ok(())
+    }
+
+    /// `packet` as the Engine.IO messages the server's parser writes: the first, then the
+    /// attachments (always none with MessagePack, which carries them inline).
+    fn messages(&self, packet: &Packet, protocol: SioProtocol) -> (Message, Vec<Bytes>) {
+        match self.config.parser {
+            Parser::Default => {
+                let (text, attachments) = packet.encode(protocol);
+                (Message::Text(text), attachments)
+            }
+            Parser::MsgPack => (Message::Binary(msgpack::encode(packet)), Vec::new()),
+        }
     }
 
     /// Queues an encoded packet's text and then its attachments.
@@ -1224,11 +1235,7 @@ impl Server {
         now: Instant,
     ) -> Vec<SocketId> {
         // EVENT and ACK packets are the same in v4 and v5: one encoding serves every client.
-        let (text, attachments) = match self.config.parser {
-            Parser::Default => packet.encode(SioProtocol::V5),
-            Parser::MsgPack => (Utf8Bytes::default(), Vec::new()),
-        };
-        let binary = (self.config.parser == Parser::MsgPack).then(|| msgpack::encode(packet));
+        let (first, attachments) = self.messages(packet, SioProtocol::V5);
         let mut sent = Vec::with_capacity(targets.len());
         for socket in targets {
             let Some(state) = self.sockets.get(socket) else {
@@ -1238,11 +1245,7 @@ impl Server {
             if volatile && !self.engine.is_writable(sid) {
                 continue;
             }
-            let first = match &binary {
-                Some(b) => Message::Binary(b.clone()),
-                None => Message::Text(text.clone()),
-            };
-            let mut ok = self.engine.send(sid, first, now).is_ok();
+            let mut ok = self.engine.send(sid, first.clone(), now).is_ok();
             for a in &attachments {
                 ok = ok
                     && self
