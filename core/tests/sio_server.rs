@@ -1761,3 +1761,36 @@ fn v4_protocol_polling_carries_binary_both_ways() {
         }
     }
 }
+
+#[test]
+fn a_connection_joins_at_most_max_namespaces_and_stays_healthy_beyond() {
+    let mut server_config = config();
+    server_config.max_namespaces = 3;
+    let mut p = SioPair::with_server(Server::new(server_config, [9; 32]));
+    p.server
+        .add_dynamic_namespace(|n| n.starts_with("/dyn-"), true);
+    let c = p.open(4, Kind::Ws);
+    let a = p.join(c, "/dyn-1", None);
+    p.join(c, "/dyn-2", None);
+    p.join(c, "/dyn-3", None);
+    p.take_events();
+    p.send(c, "0/dyn-4,");
+    assert_eq!(
+        p.recv_text(c),
+        [r#"44/dyn-4,{"message":"Too many namespaces"}"#]
+    );
+    assert!(
+        p.take_events().is_empty(),
+        "no connect request reaches the application"
+    );
+    assert!(
+        !p.server.namespaces().any(|n| n == "/dyn-4"),
+        "nothing created"
+    );
+    // The connection goes on: its sockets still talk, and a freed place can be taken again.
+    p.send(c, r#"2/dyn-1,["still",1]"#);
+    assert!(matches!(&p.take_events()[..], [Event::Event { socket, .. }] if *socket == a));
+    p.send(c, "1/dyn-1,");
+    p.join(c, "/dyn-4", None);
+    assert_eq!(p.server.socket_count(), 3);
+}

@@ -148,6 +148,13 @@ impl Builder {
         self
     }
 
+    /// Most namespaces one connection may join (default 64): a CONNECT beyond it is refused
+    /// with CONNECT_ERROR `"Too many namespaces"`, and the connection goes on.
+    pub fn max_namespaces(mut self, n: usize) -> Self {
+        self.sio.max_namespaces = n;
+        self
+    }
+
     /// How packets are encoded: [`Parser::Default`] (text) or [`Parser::MsgPack`], for clients
     /// built with `socket.io-msgpack-parser`. Every client of the server must use the same one,
     /// as with the reference server's `parser` option.

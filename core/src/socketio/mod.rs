@@ -1,18 +1,22 @@
 //! Socket.IO: packets, namespaces, rooms and the server machine.
 
+pub mod client;
 pub mod decoder;
 pub mod event;
 pub mod msgpack;
+pub mod namespaces;
 pub mod packet;
 mod recovery;
 pub mod rooms;
 mod server;
 
+pub use client::{Client, ClientTimer, Incoming, TimerOutcome};
 pub use event::{
     AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
 };
 pub use msgpack::Parser;
+pub use namespaces::{BroadcastOptions, Namespaces};
 pub use packet::{Packet, PacketType, SioProtocol};
 pub use recovery::{Recovery, SessionState, StoredMessage, recovery_auth};
 pub use rooms::{Room, RoomChange, RoomIndex};
-pub use server::{BroadcastOptions, Config, RestoreOutcome, Server, SioError};
+pub use server::{Config, DEFAULT_MAX_NAMESPACES, RestoreOutcome, Server, SioError};

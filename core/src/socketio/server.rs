@@ -1,24 +1,27 @@
 //! The Socket.IO server machine: the Engine.IO engine below, namespaces, sockets, rooms and
 //! acknowledgements above. Every Socket.IO rule is decided here.
 
+use super::client::{Client, ClientTimer, Incoming, TimerOutcome};
 use super::event::{
     AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
 };
 use super::msgpack::{self, Parser};
-use super::packet::{Decoder, Packet, PacketType, SioDecodeError, SioProtocol};
+pub use super::namespaces::BroadcastOptions;
+use super::namespaces::Namespaces;
+use super::packet::{Decoder, Packet, SioProtocol};
 use super::recovery::{
     Recovery, Restored, SessionState, Store, StoredMessage, append_offset, replay,
 };
-use super::rooms::{Room, RoomChange, RoomIndex};
+use super::rooms::{Room, RoomChange};
 use crate::engine::{
     self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
 };
 use crate::http::RequestHead;
-use crate::ids::{ConnId, IdMap, IdSet, Sid, SocketId};
+use crate::ids::{ConnId, IdMap, Sid, SocketId};
 use crate::rng::RandomIds;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +37,14 @@ pub struct Config {
     pub max_attachments: usize,
     /// How packets are written and read: text (the default) or MessagePack.
     pub parser: Parser,
+    /// Most namespaces one connection may have joined or be asking to join at once (each
+    /// costs the server a socket). A CONNECT beyond it is refused with CONNECT_ERROR
+    /// `"Too many namespaces"` and the connection goes on. Default 64.
+    pub max_namespaces: usize,
 }
+
+/// The default of [`Config::max_namespaces`].
+pub const DEFAULT_MAX_NAMESPACES: usize = 64;
 
 impl Default for Config {
     fn default() -> Self {
@@ -46,23 +56,9 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(45),
             max_attachments: 10,
             parser: Parser::Default,
+            max_namespaces: DEFAULT_MAX_NAMESPACES,
         }
     }
-}
-
-/// Which sockets a broadcast reaches, and how.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BroadcastOptions {
-    /// Only sockets in at least one of these rooms; every socket when empty.
-    pub rooms: Vec<Room>,
-    /// Never sockets in any of these rooms.
-    pub except: Vec<Room>,
-    /// Skip sockets whose transport cannot take the packet right now.
-    pub volatile: bool,
-    /// Do not forward to other nodes (meaningful with a cluster adapter).
-    pub local: bool,
-    /// Compression hint; WebSocket frames are not compressed, so it has no effect here.
-    pub compress: bool,
 }
 
 /// The caller named something that does not exist (any more). Never caused by a peer.
@@ -103,64 +99,13 @@ pub enum RestoreOutcome {
     Accepted(SocketId),
 }
 
-struct Client {
-    protocol: SioProtocol,
-    decoder: Decoder,
-    /// Joined namespaces in join order, which is the order the sockets leave in when the
-    /// connection closes (as the reference iterates its map).
-    sockets: Vec<(Arc<str>, SocketId)>,
-    pending: HashMap<Arc<str>, ConnectId>,
-    connect_deadline: Option<Instant>,
-    handshake: Arc<Handshake>,
-    /// Set when this layer closes the connection: its sockets are gone already and whatever
-    /// the client still sends is ignored until the engine reports the session closed.
-    closing: Option<DisconnectReason>,
-}
-
-impl Client {
-    fn socket(&self, nsp: &str) -> Option<SocketId> {
-        self.sockets
-            .iter()
-            .find(|(n, _)| &**n == nsp)
-            .map(|(_, s)| *s)
-    }
-}
-
-struct Namespace {
-    /// Ordered, so that every walk over them (broadcasts, `disconnect_sockets`) is
-    /// deterministic for a given seed.
-    sockets: BTreeSet<SocketId>,
-    rooms: RoomIndex,
-    /// Server-to-client ack ids are numbered per namespace, as the reference does.
-    next_ack: u64,
-    /// Connect requests for this namespace not settled yet; an ephemeral namespace stays
-    /// while any is.
-    pending: usize,
-    /// Created by a dynamic matcher, and removed again when it empties.
-    ephemeral: bool,
-}
-
-impl Namespace {
-    fn new(ephemeral: bool, track_rooms: bool) -> Self {
-        let mut rooms = RoomIndex::default();
-        rooms.track_changes(track_rooms);
-        Namespace {
-            sockets: BTreeSet::new(),
-            rooms,
-            next_ack: 0,
-            pending: 0,
-            ephemeral,
-        }
-    }
-}
-
-struct SocketState {
-    sid: Sid,
-    nsp: Arc<str>,
-    /// Pending server-to-client acks and their deadlines.
-    acks: HashMap<u64, Option<Instant>>,
-    /// The private id of connection state recovery (when it is on and the client speaks v5).
-    pid: Option<Arc<str>>,
+/// A deadline the server files, in the order deadlines due at the same moment run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Connect(Sid),
+    Ack(SocketId, u64),
+    /// The next expiry of a recovery session or kept packet.
+    Recovery,
 }
 
 struct Pending {
@@ -170,39 +115,27 @@ struct Pending {
     restored: Option<Restored>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Connect(Sid),
-    Ack(SocketId, u64),
-    /// The next expiry of a recovery session or kept packet.
-    Recovery,
-}
-
-type Matcher = Box<dyn Fn(&str) -> bool + Send>;
-
 /// The Socket.IO server: an Engine.IO [`Engine`] plus everything Socket.IO adds. Its inputs
 /// and outputs are the engine's (same `handle_*`, same [`Output`]); its events are Socket.IO
 /// [`Event`]s. Drain in the same order: events, then outputs, then the timeout.
+///
+/// It is the single-threaded composition of the parts: one [`Client`] machine per session
+/// (decoder, sockets, acks, connect timeout), the [`Namespaces`] index (namespaces, rooms,
+/// selection), the connect requests waiting for the application, and the recovery store.
 pub struct Server {
     engine: Engine,
     config: Config,
     clients: IdMap<Sid, Client>,
-    namespaces: BTreeMap<Arc<str>, Namespace>,
-    dynamic: Vec<(Matcher, bool)>,
-    sockets: IdMap<SocketId, SocketState>,
+    namespaces: Namespaces,
     pending: HashMap<ConnectId, Pending>,
     next_connect: u64,
-    timers: BTreeSet<(Instant, Timer)>,
+    /// Each client filed under its earliest deadline.
+    timers: BTreeSet<(Instant, Sid)>,
     events: VecDeque<Event>,
     ids: RandomIds,
     recovery: Option<Store>,
-    /// When `Timer::Recovery` is armed for.
+    /// When the recovery store's next expiry is due.
     recovery_timer: Option<Instant>,
-    /// Whether room creations and deletions are recorded (for adapters that subscribe per
-    /// room).
-    track_rooms: bool,
-    /// Room changes of namespaces removed before they were taken.
-    orphan_room_changes: Vec<(Arc<str>, RoomChange)>,
 }
 
 impl fmt::Debug for Server {
@@ -210,8 +143,8 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("engine", &self.engine)
             .field("clients", &self.clients.len())
-            .field("sockets", &self.sockets.len())
-            .field("namespaces", &self.namespaces.len())
+            .field("sockets", &self.namespaces.socket_count())
+            .field("namespaces", &self.namespaces.names().count())
             .finish_non_exhaustive()
     }
 }
@@ -236,15 +169,11 @@ impl Server {
     /// A server over an engine built by the caller (a custom session id generator, say);
     /// socket ids are drawn from `seed`.
     pub fn with_engine(config: Config, engine: Engine, seed: [u8; 32]) -> Self {
-        let mut namespaces = BTreeMap::new();
-        namespaces.insert(Arc::from("/"), Namespace::new(false, false));
         Server {
             engine,
             config,
             clients: IdMap::default(),
-            namespaces,
-            dynamic: Vec::new(),
-            sockets: IdMap::default(),
+            namespaces: Namespaces::new(),
             pending: HashMap::new(),
             next_connect: 0,
             timers: BTreeSet::new(),
@@ -252,8 +181,6 @@ impl Server {
             ids: RandomIds::from_seed(seed),
             recovery: None,
             recovery_timer: None,
-            track_rooms: false,
-            orphan_room_changes: Vec::new(),
         }
     }
 
@@ -267,9 +194,7 @@ impl Server {
     /// a CONNECT whose auth names such a session (`{"pid","offset"}`) gets the socket back
     /// ([`ConnectRequest::recovered`]), the packets after `offset` replayed.
     pub fn set_connection_state_recovery(&mut self, recovery: Option<Recovery>) {
-        if let Some(t) = self.recovery_timer.take() {
-            self.timers.remove(&(t, Timer::Recovery));
-        }
+        self.recovery_timer = None;
         self.recovery = recovery.map(|config| {
             let prefix: String = self.ids.next_sid().as_str().chars().take(8).collect();
             Store::new(config, prefix)
@@ -326,11 +251,11 @@ impl Server {
             Some(r) => r.config.skip_middlewares,
             None => return Ok(RestoreOutcome::Refused),
         };
-        let v5 = self.clients.get(&pending.sid).map(|c| c.protocol) == Some(SioProtocol::V5);
+        let v5 = self.clients.get(&pending.sid).map(Client::protocol) == Some(SioProtocol::V5);
         if !v5
             || pending.restored.is_some()
             || session.nsp.as_deref().is_some_and(|n| n != &*pending.nsp)
-            || self.sockets.contains_key(&session.socket)
+            || self.namespaces.contains(session.socket)
         {
             return Ok(RestoreOutcome::Refused);
         }
@@ -376,48 +301,30 @@ impl Server {
     /// Declares a namespace (`/` always exists). A namespace a dynamic matcher created is
     /// kept from then on.
     pub fn add_namespace(&mut self, name: &str) {
-        self.namespaces
-            .entry(Arc::from(name))
-            .or_insert_with(|| Namespace::new(false, self.track_rooms))
-            .ephemeral = false;
+        self.namespaces.add(name);
     }
 
     /// Starts (or stops) recording the rooms created and deleted in every namespace, for
     /// [`take_room_changes`](Server::take_room_changes). Rooms that exist already are
     /// reported as created.
     pub fn track_room_changes(&mut self, on: bool) {
-        self.track_rooms = on;
-        for ns in self.namespaces.values_mut() {
-            ns.rooms.track_changes(on);
-        }
+        self.namespaces.track_room_changes(on);
     }
 
     /// The rooms created and deleted since the last call, with their namespace, in order
     /// within each namespace. Always empty unless [tracking](Server::track_room_changes).
     pub fn take_room_changes(&mut self) -> Vec<(Arc<str>, RoomChange)> {
-        if !self.track_rooms {
-            return Vec::new();
-        }
-        let mut out = std::mem::take(&mut self.orphan_room_changes);
-        for (name, ns) in &mut self.namespaces {
-            out.extend(
-                ns.rooms
-                    .take_changes()
-                    .into_iter()
-                    .map(|c| (name.clone(), c)),
-            );
-        }
-        out
+        self.namespaces.take_room_changes()
     }
 
     /// Declares a family of namespaces created on their first connect: every name `matcher`
     /// accepts. With `cleanup`, such a namespace is removed again when its last socket leaves.
     pub fn add_dynamic_namespace(
         &mut self,
-        matcher: impl Fn(&str) -> bool + Send + 'static,
+        matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
         cleanup: bool,
     ) {
-        self.dynamic.push((Box::new(matcher), cleanup));
+        self.namespaces.add_dynamic(matcher, cleanup);
     }
 
     // ---- getters ----
@@ -437,6 +344,16 @@ impl Server {
         self.engine.owns(head)
     }
 
+    /// The namespaces, their sockets and rooms.
+    pub fn namespace_index(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// The Socket.IO machine of session `sid`.
+    pub fn client(&self, sid: Sid) -> Option<&Client> {
+        self.clients.get(&sid)
+    }
+
     /// Engine.IO connections with Socket.IO state.
     pub fn client_count(&self) -> usize {
         self.clients.len()
@@ -444,22 +361,22 @@ impl Server {
 
     /// Connected sockets, all namespaces.
     pub fn socket_count(&self) -> usize {
-        self.sockets.len()
+        self.namespaces.socket_count()
     }
 
     /// Connected sockets of namespace `nsp`.
     pub fn namespace_socket_count(&self, nsp: &str) -> usize {
-        self.namespaces.get(nsp).map_or(0, |n| n.sockets.len())
+        self.namespaces.namespace_socket_count(nsp)
     }
 
     /// Names of the namespaces that exist now.
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.keys().map(|k| &**k)
+        self.namespaces.names()
     }
 
     /// Pending server-to-client acks, all sockets.
     pub fn pending_ack_count(&self) -> usize {
-        self.sockets.values().map(|s| s.acks.len()).sum()
+        self.clients.values().map(Client::ack_count).sum()
     }
 
     /// Pending connect requests.
@@ -473,87 +390,62 @@ impl Server {
         self.pending.get(&id).is_some_and(|p| p.restored.is_some())
     }
 
-    /// Scheduled Socket.IO deadlines (connect timeouts and ack deadlines).
+    /// Scheduled Socket.IO deadlines (connect timeouts, ack deadlines and the recovery
+    /// store's next expiry).
     pub fn timer_count(&self) -> usize {
-        self.timers.len()
+        self.clients
+            .values()
+            .map(Client::timer_count)
+            .sum::<usize>()
+            + usize::from(self.recovery_timer.is_some())
     }
 
     /// Rooms with at least one member in `nsp`.
     pub fn room_count(&self, nsp: &str) -> usize {
-        self.namespaces.get(nsp).map_or(0, |n| n.rooms.room_count())
+        self.namespaces.room_count(nsp)
     }
 
     /// Whether `socket` is connected.
     pub fn contains(&self, socket: SocketId) -> bool {
-        self.sockets.contains_key(&socket)
+        self.namespaces.contains(socket)
     }
 
     /// The namespace of a connected socket.
     pub fn namespace_of(&self, socket: SocketId) -> Option<&Arc<str>> {
-        self.sockets.get(&socket).map(|s| &s.nsp)
+        self.namespaces.namespace_of(socket)
     }
 
     /// The Engine.IO session of a connected socket.
     pub fn session_of(&self, socket: SocketId) -> Option<Sid> {
-        self.sockets.get(&socket).map(|s| s.sid)
+        self.namespaces.session_of(socket)
     }
 
     /// The handshake of a connected socket.
     pub fn handshake(&self, socket: SocketId) -> Option<&Arc<Handshake>> {
-        let sid = self.sockets.get(&socket)?.sid;
-        self.clients.get(&sid).map(|c| &c.handshake)
+        let sid = self.namespaces.session_of(socket)?;
+        self.clients.get(&sid).map(Client::handshake)
     }
 
     /// The rooms of a connected socket (its own id included).
     pub fn rooms_of(&self, socket: SocketId) -> Vec<Room> {
-        let Some(state) = self.sockets.get(&socket) else {
-            return Vec::new();
-        };
-        self.namespaces
-            .get(&state.nsp)
-            .map(|n| n.rooms.rooms_of(socket).cloned().collect())
-            .unwrap_or_default()
+        self.namespaces.rooms_of(socket)
     }
 
     /// The rooms of `nsp` that have members.
     pub fn rooms(&self, nsp: &str) -> Vec<Room> {
-        self.namespaces
-            .get(nsp)
-            .map(|n| n.rooms.rooms().cloned().collect())
-            .unwrap_or_default()
+        self.namespaces.rooms(nsp)
     }
 
     /// Whether a packet sent to `socket` now would leave at once.
     pub fn is_writable(&self, socket: SocketId) -> bool {
-        self.sockets
-            .get(&socket)
-            .is_some_and(|s| self.engine.is_writable(s.sid))
+        self.namespaces
+            .session_of(socket)
+            .is_some_and(|sid| self.engine.is_writable(sid))
     }
 
     /// The sockets of `nsp` that `opts` selects (rooms, except), in no particular order.
     pub fn select(&self, nsp: &str, opts: &BroadcastOptions) -> Vec<SocketId> {
-        let Some(ns) = self.namespaces.get(nsp) else {
-            return Vec::new();
-        };
-        let excluded = |s: &SocketId| ns.rooms.in_any(*s, &opts.except);
-        if opts.rooms.is_empty() {
-            return ns
-                .sockets
-                .iter()
-                .copied()
-                .filter(|s| !excluded(s))
-                .collect();
-        }
-        let mut seen = IdSet::default();
-        let mut out = Vec::new();
-        for room in &opts.rooms {
-            for s in ns.rooms.members(room) {
-                if !excluded(&s) && seen.insert(s) {
-                    out.push(s);
-                }
-            }
-        }
-        out
+        self.namespaces.select(nsp, opts)
     }
 
     // ---- outputs ----
@@ -573,7 +465,10 @@ impl Server {
     /// When [`Server::handle_timeout`] must be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let own = self.timers.first().map(|(t, _)| *t);
+        let own = [self.timers.first().map(|(t, _)| *t), self.recovery_timer]
+            .into_iter()
+            .flatten()
+            .min();
         match (own, self.engine.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -629,26 +524,13 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.engine.handle_timeout(now);
         self.pump(now);
-        // Each turn removes the earliest timer and adds none that is due, so this ends.
-        while let Some(&(t, timer)) = self.timers.first() {
+        // Each turn settles the earliest deadline and adds none that is due, so this ends.
+        while let Some((t, due)) = self.next_due() {
             if t > now {
                 break;
             }
-            self.timers.remove(&(t, timer));
-            match timer {
-                Timer::Connect(sid) => {
-                    let Some(client) = self.clients.get_mut(&sid) else {
-                        continue;
-                    };
-                    if client.connect_deadline != Some(t) {
-                        continue;
-                    }
-                    client.connect_deadline = None;
-                    if client.sockets.is_empty() {
-                        self.close_client(sid, DisconnectReason::ForcedServerClose, now);
-                    }
-                }
-                Timer::Recovery => {
+            match due {
+                Due::Recovery => {
                     self.recovery_timer = None;
                     if let Some(r) = self.recovery.as_mut() {
                         r.purge(now);
@@ -656,23 +538,78 @@ impl Server {
                     self.rearm_recovery();
                     continue;
                 }
-                Timer::Ack(socket, id) => {
-                    let Some(state) = self.sockets.get_mut(&socket) else {
-                        continue;
-                    };
-                    if state.acks.get(&id) != Some(&Some(t)) {
-                        continue;
+                Due::Connect(sid) => self.run_client_timer(sid, t, ClientTimer::Connect, now),
+                Due::Ack(socket, id) => {
+                    if let Some(sid) = self.namespaces.session_of(socket) {
+                        self.run_client_timer(sid, t, ClientTimer::Ack(socket, id), now);
                     }
-                    state.acks.remove(&id);
-                    self.events.push_back(Event::AckFailed {
-                        socket,
-                        id: AckId(id),
-                        reason: AckFailure::Timeout,
-                    });
                 }
             }
             self.pump(now);
         }
+    }
+
+    /// The earliest deadline of all; among several due at the same moment, connect timeouts
+    /// first (by session), then ack deadlines (by socket and id), then the recovery store.
+    fn next_due(&self) -> Option<(Instant, Due)> {
+        let clients = self.timers.first().map(|&(t, _)| t).and_then(|first| {
+            self.timers
+                .iter()
+                .take_while(|(t, _)| *t == first)
+                .filter_map(|(_, sid)| {
+                    let (t, timer) = self.clients.get(sid)?.first_timer()?;
+                    Some((
+                        t,
+                        match timer {
+                            ClientTimer::Connect => Due::Connect(*sid),
+                            ClientTimer::Ack(socket, id) => Due::Ack(socket, id),
+                        },
+                    ))
+                })
+                .min()
+        });
+        let recovery = self.recovery_timer.map(|t| (t, Due::Recovery));
+        [clients, recovery].into_iter().flatten().min()
+    }
+
+    /// Runs the due deadline `timer` of client `sid`.
+    fn run_client_timer(&mut self, sid: Sid, t: Instant, timer: ClientTimer, now: Instant) {
+        let Some(client) = self.clients.get_mut(&sid) else {
+            return;
+        };
+        let outcome = client.handle_timer(t, timer);
+        self.refile(sid);
+        match outcome {
+            Some(TimerOutcome::ConnectTimeout) => {
+                self.close_client(sid, DisconnectReason::ForcedServerClose, now);
+            }
+            Some(TimerOutcome::AckTimedOut(socket, id)) => {
+                self.events.push_back(Event::AckFailed {
+                    socket,
+                    id: AckId(id),
+                    reason: AckFailure::Timeout,
+                });
+            }
+            Some(TimerOutcome::Nothing) | None => {}
+        }
+    }
+
+    /// Files client `sid` under its earliest deadline, if that moved.
+    fn refile(&mut self, sid: Sid) {
+        let Some(client) = self.clients.get_mut(&sid) else {
+            return;
+        };
+        let next = client.poll_timeout();
+        if next == client.filed {
+            return;
+        }
+        if let Some(t) = client.filed {
+            self.timers.remove(&(t, sid));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, sid));
+        }
+        client.filed = next;
     }
 
     // ---- commands: connections ----
@@ -707,7 +644,8 @@ impl Server {
         let pid = match (&restored, &self.recovery) {
             (Some(r), _) => Some(r.pid.clone()),
             (None, Some(_))
-                if self.clients.get(&pending.sid).map(|c| c.protocol) == Some(SioProtocol::V5) =>
+                if self.clients.get(&pending.sid).map(Client::protocol)
+                    == Some(SioProtocol::V5) =>
             {
                 Some(Arc::from(self.ids.next_sid().as_str()))
             }
@@ -716,31 +654,12 @@ impl Server {
         let Some(client) = self.clients.get_mut(&pending.sid) else {
             return Err(SioError::UnknownConnect(id));
         };
-        client.sockets.push((pending.nsp.clone(), socket));
-        if let Some(t) = client.connect_deadline.take() {
-            self.timers.remove(&(t, Timer::Connect(pending.sid)));
-        }
-        let protocol = client.protocol;
-        let ns = self
-            .namespaces
-            .entry(pending.nsp.clone())
-            .or_insert_with(|| Namespace::new(false, self.track_rooms));
-        ns.sockets.insert(socket);
-        ns.rooms.join(socket, Room::from(socket));
-        if let Some(r) = &restored {
-            for room in &r.rooms {
-                ns.rooms.join(socket, room.clone());
-            }
-        }
-        self.sockets.insert(
-            socket,
-            SocketState {
-                sid: pending.sid,
-                nsp: pending.nsp.clone(),
-                acks: HashMap::new(),
-                pid: pid.clone(),
-            },
-        );
+        client.add_socket(pending.nsp.clone(), socket, pid.clone());
+        let protocol = client.protocol();
+        self.refile(pending.sid);
+        let rooms = restored.as_ref().map_or(&[][..], |r| &r.rooms[..]);
+        self.namespaces
+            .insert(socket, pending.sid, &pending.nsp, rooms);
         let data = match (protocol, &pid) {
             (SioProtocol::V5, None) => Some(Utf8Bytes::from(format!(
                 "{{\"sid\":{}}}",
@@ -781,7 +700,7 @@ impl Server {
         // The connect timeout stays armed: a client refused everywhere is closed by it, as in
         // the reference.
         self.connect_error(pending.sid, &pending.nsp, message, data, now);
-        self.drop_if_empty(&pending.nsp);
+        self.namespaces.drop_if_empty(&pending.nsp);
         self.pump(now);
         Ok(())
     }
@@ -797,14 +716,10 @@ impl Server {
         close: bool,
         now: Instant,
     ) -> Result<(), SioError> {
-        let state = self
-            .sockets
-            .get(&socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let sid = state.sid;
-        let targets = match (close, self.clients.get(&sid)) {
-            (true, Some(client)) => client.sockets.clone(),
-            _ => vec![(state.nsp.clone(), socket)],
+        let (sid, nsp) = self.member(socket)?;
+        let targets: Vec<(Arc<str>, SocketId)> = match (close, self.clients.get(&sid)) {
+            (true, Some(client)) => client.sockets().map(|(n, s)| (n.clone(), s)).collect(),
+            _ => vec![(nsp, socket)],
         };
         for (nsp, target) in targets {
             let _ = self.send_packet(sid, &Packet::disconnect(&nsp), now);
@@ -831,28 +746,20 @@ impl Server {
 
     /// Puts `socket` in `room`.
     pub fn join(&mut self, socket: SocketId, room: Room) -> Result<(), SioError> {
-        let nsp = &self
-            .sockets
-            .get(&socket)
-            .ok_or(SioError::UnknownSocket(socket))?
-            .nsp;
-        if let Some(ns) = self.namespaces.get_mut(nsp) {
-            ns.rooms.join(socket, room);
+        if self.namespaces.join(socket, room) {
+            Ok(())
+        } else {
+            Err(SioError::UnknownSocket(socket))
         }
-        Ok(())
     }
 
     /// Takes `socket` out of `room`.
     pub fn leave(&mut self, socket: SocketId, room: &Room) -> Result<(), SioError> {
-        let nsp = &self
-            .sockets
-            .get(&socket)
-            .ok_or(SioError::UnknownSocket(socket))?
-            .nsp;
-        if let Some(ns) = self.namespaces.get_mut(nsp) {
-            ns.rooms.leave(socket, room);
+        if self.namespaces.leave(socket, room) {
+            Ok(())
+        } else {
+            Err(SioError::UnknownSocket(socket))
         }
-        Ok(())
     }
 
     // ---- commands: emitting ----
@@ -871,7 +778,7 @@ impl Server {
         volatile: bool,
         now: Instant,
     ) -> Result<bool, SioError> {
-        let Some(state) = self.sockets.get(&socket) else {
+        let Ok((sid, nsp)) = self.member(socket) else {
             let nsp = self.recovery.as_ref().and_then(|r| r.session_nsp(socket));
             if let (Some(nsp), false) = (nsp, volatile) {
                 let mut packet = Packet::event(&nsp, name, args, None, attachments);
@@ -884,11 +791,9 @@ impl Server {
             }
             return Err(SioError::UnknownSocket(socket));
         };
-        let sid = state.sid;
         if volatile && !self.engine.is_writable(sid) {
             return Ok(false);
         }
-        let nsp = state.nsp.clone();
         let keep = !volatile && self.recovery.as_ref().is_some_and(|r| !r.shared);
         let r = if keep || self.config.parser == Parser::MsgPack {
             let mut packet = Packet::event(&nsp, name, args, None, attachments);
@@ -921,12 +826,8 @@ impl Server {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<AckId, SioError> {
-        let state = self
-            .sockets
-            .get(&socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let (sid, nsp) = (state.sid, state.nsp.clone());
-        let id = self.next_ack_id(&nsp);
+        let (sid, nsp) = self.member(socket)?;
+        let id = self.namespaces.next_ack_id(&nsp);
         let packet = Packet::event(&nsp, name, args, Some(id), attachments);
         let r = self.send_packet(sid, &packet, now);
         if r.is_err() {
@@ -947,12 +848,9 @@ impl Server {
         now: Instant,
     ) -> Result<(), SioError> {
         let socket = token.socket;
-        let state = self
-            .sockets
-            .get(&socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let packet = Packet::ack(&state.nsp, token.id, Utf8Bytes::from(args), attachments);
-        let r = self.send_packet(state.sid, &packet, now);
+        let (sid, nsp) = self.member(socket)?;
+        let packet = Packet::ack(&nsp, token.id, Utf8Bytes::from(args), attachments);
+        let r = self.send_packet(sid, &packet, now);
         self.pump(now);
         r.map_err(|_| SioError::BufferFull(socket))
     }
@@ -986,7 +884,7 @@ impl Server {
         offset: Option<&str>,
         now: Instant,
     ) -> Result<usize, SioError> {
-        if !self.namespaces.contains_key(nsp) {
+        if !self.namespaces.exists(nsp) {
             return Err(SioError::UnknownNamespace(nsp.to_owned()));
         }
         let targets = self.select(nsp, opts);
@@ -1020,10 +918,10 @@ impl Server {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<(AckId, Vec<SocketId>), SioError> {
-        if !self.namespaces.contains_key(nsp) {
+        if !self.namespaces.exists(nsp) {
             return Err(SioError::UnknownNamespace(nsp.to_owned()));
         }
-        let id = self.next_ack_id(nsp);
+        let id = self.namespaces.next_ack_id(nsp);
         let targets = self.select(nsp, opts);
         let packet = Packet::event(nsp, name, args, Some(id), attachments);
         let sent = self.send_to_all(&targets, &packet, opts.volatile, now);
@@ -1037,26 +935,12 @@ impl Server {
 
     /// Puts every socket that `opts` selects in `rooms`.
     pub fn sockets_join(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
-        let targets = self.select(nsp, opts);
-        if let Some(ns) = self.namespaces.get_mut(nsp) {
-            for s in targets {
-                for room in rooms {
-                    ns.rooms.join(s, room.clone());
-                }
-            }
-        }
+        self.namespaces.sockets_join(nsp, opts, rooms);
     }
 
     /// Takes every socket that `opts` selects out of `rooms`.
     pub fn sockets_leave(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
-        let targets = self.select(nsp, opts);
-        if let Some(ns) = self.namespaces.get_mut(nsp) {
-            for s in targets {
-                for room in rooms {
-                    ns.rooms.leave(s, room);
-                }
-            }
-        }
+        self.namespaces.sockets_leave(nsp, opts, rooms);
     }
 
     /// Disconnects every socket that `opts` selects (closing their connections with `close`).
@@ -1103,44 +987,34 @@ impl Server {
         );
     }
 
-    /// Arms `Timer::Recovery` at the next expiry, if it moved.
+    /// Notes the recovery store's next expiry.
     fn rearm_recovery(&mut self) {
-        let next = self.recovery.as_ref().and_then(Store::next_purge);
-        if next == self.recovery_timer {
-            return;
-        }
-        if let Some(t) = self.recovery_timer.take() {
-            self.timers.remove(&(t, Timer::Recovery));
-        }
-        if let Some(t) = next {
-            self.timers.insert((t, Timer::Recovery));
-            self.recovery_timer = Some(t);
-        }
+        self.recovery_timer = self.recovery.as_ref().and_then(Store::next_purge);
     }
 
-    fn next_ack_id(&mut self, nsp: &str) -> u64 {
-        let Some(ns) = self.namespaces.get_mut(nsp) else {
-            return 0;
-        };
-        let id = ns.next_ack;
-        ns.next_ack = ns.next_ack.wrapping_add(1) % (1 << 53);
-        id
+    /// The session and namespace of a connected socket.
+    fn member(&self, socket: SocketId) -> Result<(Sid, Arc<str>), SioError> {
+        match (
+            self.namespaces.session_of(socket),
+            self.namespaces.namespace_of(socket),
+        ) {
+            (Some(sid), Some(nsp)) => Ok((sid, nsp.clone())),
+            _ => Err(SioError::UnknownSocket(socket)),
+        }
     }
 
     fn expect_ack(&mut self, socket: SocketId, id: u64, deadline: Option<Instant>) {
-        let Some(state) = self.sockets.get_mut(&socket) else {
+        let Some(sid) = self.namespaces.session_of(socket) else {
             return;
         };
-        if let Some(Some(old)) = state.acks.insert(id, deadline) {
-            self.timers.remove(&(old, Timer::Ack(socket, id)));
+        if let Some(client) = self.clients.get_mut(&sid) {
+            client.expect_ack(socket, id, deadline);
         }
-        if let Some(t) = deadline {
-            self.timers.insert((t, Timer::Ack(socket, id)));
-        }
+        self.refile(sid);
     }
 
     fn new_socket_id(&mut self, sid: Sid, nsp: &str) -> SocketId {
-        let protocol = self.clients.get(&sid).map(|c| c.protocol);
+        let protocol = self.clients.get(&sid).map(Client::protocol);
         if protocol == Some(SioProtocol::V4) {
             let wanted = if nsp == "/" {
                 sid.as_str().to_owned()
@@ -1148,14 +1022,14 @@ impl Server {
                 format!("{nsp}#{sid}")
             };
             if let Ok(id) = SocketId::new(&wanted) {
-                if !self.sockets.contains_key(&id) {
+                if !self.namespaces.contains(id) {
                     return id;
                 }
             }
         }
         loop {
             let id = SocketId::from_ascii_trusted(self.ids.next_sid().as_str().as_bytes());
-            if !self.sockets.contains_key(&id) {
+            if !self.namespaces.contains(id) {
                 return id;
             }
         }
@@ -1166,7 +1040,7 @@ impl Server {
         let protocol = self
             .clients
             .get(&sid)
-            .map_or(SioProtocol::V5, |c| c.protocol);
+            .map_or(SioProtocol::V5, Client::protocol);
         let (first, attachments) = self.messages(packet, protocol);
         self.engine.send(sid, first, now)?;
         for a in attachments {
@@ -1238,10 +1112,9 @@ impl Server {
         let (first, attachments) = self.messages(packet, SioProtocol::V5);
         let mut sent = Vec::with_capacity(targets.len());
         for socket in targets {
-            let Some(state) = self.sockets.get(socket) else {
+            let Some(sid) = self.namespaces.session_of(*socket) else {
                 continue;
             };
-            let sid = state.sid;
             if volatile && !self.engine.is_writable(sid) {
                 continue;
             }
@@ -1271,7 +1144,7 @@ impl Server {
         let protocol = self
             .clients
             .get(&sid)
-            .map_or(SioProtocol::V5, |c| c.protocol);
+            .map_or(SioProtocol::V5, Client::protocol);
         let payload = match (protocol, data) {
             // The reference sends `err.data || err.message` to protocol 4 clients.
             (SioProtocol::V4, Some(d)) if !is_falsy_json(d) => d.trim().to_owned(),
@@ -1314,21 +1187,16 @@ impl Server {
             request,
             issued: now,
         });
-        let mut client = Client {
-            protocol,
-            decoder: Decoder::new(protocol, self.config.max_attachments),
-            sockets: Vec::new(),
-            pending: HashMap::new(),
-            connect_deadline: None,
-            handshake,
-            closing: None,
-        };
         // Armed for protocol 4 too: its implicit join of `/` is still a connect request the
         // application may leave unsettled or refuse.
-        let t = now + self.config.connect_timeout;
-        client.connect_deadline = Some(t);
-        self.timers.insert((t, Timer::Connect(sid)));
+        let client = Client::new(
+            handshake,
+            self.config.parser,
+            self.config.max_attachments,
+            now + self.config.connect_timeout,
+        );
         self.clients.insert(sid, client);
+        self.refile(sid);
         if protocol == SioProtocol::V4 {
             // v4 clients are connected to `/` without asking.
             self.request_connect(sid, Arc::from("/"), Utf8Bytes::from_static("{}"), None, now);
@@ -1339,48 +1207,36 @@ impl Server {
         let Some(client) = self.clients.get_mut(&sid) else {
             return;
         };
-        if client.closing.is_some() {
-            return;
-        }
-        let decoded = match (self.config.parser, message) {
-            (Parser::Default, Message::Text(text)) => client.decoder.decode_text(text),
-            (Parser::Default, Message::Binary(data)) => client.decoder.decode_binary(data),
-            (Parser::MsgPack, Message::Binary(data)) => {
-                msgpack::decode(&data, self.config.max_attachments).map(Some)
+        let incoming = client.receive(message);
+        // An ack answered takes its deadline away.
+        self.refile(sid);
+        match incoming {
+            Incoming::Nothing => {}
+            Incoming::ParseError => self.close_client(sid, DisconnectReason::ParseError, now),
+            Incoming::Violation => {
+                // A CONNECT for a namespace already joined or asked for, a CONNECT_ERROR
+                // (only servers send those), or anything for a namespace not joined: the
+                // reference closes the whole connection.
+                self.close_client(sid, DisconnectReason::ForcedServerClose, now);
             }
-            (Parser::MsgPack, Message::Text(_)) => Err(SioDecodeError::UnexpectedText),
-        };
-        match decoded {
-            Ok(Some(packet)) => self.on_packet(sid, packet, now),
-            Ok(None) => {}
-            Err(_) => self.close_client(sid, DisconnectReason::ParseError, now),
-        }
-    }
-
-    fn on_packet(&mut self, sid: Sid, packet: Packet, now: Instant) {
-        let Some(client) = self.clients.get(&sid) else {
-            return;
-        };
-        let joined = client.socket(packet.nsp.as_str());
-        let asked = client.pending.contains_key(packet.nsp.as_str());
-        match (packet.kind, joined) {
-            (PacketType::Connect, None) if !asked => {
-                let auth = match client.protocol {
-                    SioProtocol::V5 => packet.data.clone(),
-                    SioProtocol::V4 => None,
-                }
-                .unwrap_or(Utf8Bytes::from_static("{}"));
-                let nsp: Arc<str> = Arc::from(packet.nsp.as_str());
-                if self.ensure_namespace(&nsp) {
-                    self.request_connect(sid, nsp, auth, packet.query.clone(), now);
+            Incoming::Connect { nsp, auth, query } => {
+                let held = self
+                    .clients
+                    .get(&sid)
+                    .map_or(0, |c| c.socket_count() + c.pending_count());
+                if held >= self.config.max_namespaces {
+                    self.connect_error(sid, &nsp, "Too many namespaces", None, now);
+                } else if self.namespaces.ensure(&nsp) {
+                    self.request_connect(sid, nsp, auth, query, now);
                 } else {
                     self.connect_error(sid, &nsp, "Invalid namespace", None, now);
                 }
             }
-            (PacketType::Event | PacketType::BinaryEvent, Some(socket)) => {
-                let Some(state) = self.sockets.get(&socket) else {
-                    return;
-                };
+            Incoming::Event {
+                socket,
+                nsp,
+                packet,
+            } => {
                 let name = packet
                     .event_name()
                     .map(|n| n.into_owned())
@@ -1388,58 +1244,30 @@ impl Server {
                 let args = packet.args().unwrap_or(Utf8Bytes::from_static("[]"));
                 self.events.push_back(Event::Event {
                     socket,
-                    nsp: state.nsp.clone(),
+                    nsp,
                     name,
                     args,
                     attachments: packet.attachments,
                     ack: packet.id.map(|id| AckToken { socket, id }),
                 });
             }
-            (PacketType::Ack | PacketType::BinaryAck, Some(socket)) => {
-                let Some(id) = packet.id else {
-                    return;
-                };
-                let Some(state) = self.sockets.get_mut(&socket) else {
-                    return;
-                };
-                // An ack nobody waits for (answered, timed out, or never asked) is ignored.
-                let Some(deadline) = state.acks.remove(&id) else {
-                    return;
-                };
-                if let Some(t) = deadline {
-                    self.timers.remove(&(t, Timer::Ack(socket, id)));
-                }
+            Incoming::Ack {
+                socket,
+                id,
+                args,
+                attachments,
+            } => {
                 self.events.push_back(Event::Ack {
                     socket,
                     id: AckId(id),
-                    args: packet.data.unwrap_or(Utf8Bytes::from_static("[]")),
-                    attachments: packet.attachments,
+                    args,
+                    attachments,
                 });
             }
-            (PacketType::Disconnect, Some(socket)) => {
+            Incoming::Disconnect(socket) => {
                 self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect, now);
             }
-            _ => {
-                // A CONNECT for a namespace already joined or asked for, a CONNECT_ERROR (only
-                // servers send those), or anything for a namespace not joined: the reference
-                // closes the whole connection.
-                self.close_client(sid, DisconnectReason::ForcedServerClose, now);
-            }
         }
-    }
-
-    /// Whether `nsp` exists, creating it when a dynamic matcher takes it.
-    fn ensure_namespace(&mut self, nsp: &Arc<str>) -> bool {
-        if self.namespaces.contains_key(nsp) {
-            return true;
-        }
-        let Some((_, cleanup)) = self.dynamic.iter().find(|(m, _)| m(nsp)) else {
-            return false;
-        };
-        let cleanup = *cleanup;
-        let ns = Namespace::new(cleanup, self.track_rooms);
-        self.namespaces.insert(nsp.clone(), ns);
-        true
     }
 
     fn request_connect(
@@ -1453,7 +1281,7 @@ impl Server {
         let restored = match self.recovery.as_mut() {
             Some(r)
                 if !r.shared
-                    && self.clients.get(&sid).map(|c| c.protocol) == Some(SioProtocol::V5) =>
+                    && self.clients.get(&sid).map(Client::protocol) == Some(SioProtocol::V5) =>
             {
                 r.restore(&nsp, &auth, now)
             }
@@ -1461,7 +1289,7 @@ impl Server {
         }
         // A socket of that id still connected (the old connection not closed yet) cannot be
         // restored twice.
-        .filter(|r| !self.sockets.contains_key(&r.socket));
+        .filter(|r| !self.namespaces.contains(r.socket));
         let skip = self
             .recovery
             .as_ref()
@@ -1471,10 +1299,9 @@ impl Server {
         };
         let id = ConnectId(self.next_connect);
         self.next_connect += 1;
-        client.pending.insert(nsp.clone(), id);
-        if let Some(ns) = self.namespaces.get_mut(&nsp) {
-            ns.pending += 1;
-        }
+        client.add_pending(nsp.clone(), id);
+        let handshake = client.handshake().clone();
+        self.namespaces.add_pending(&nsp);
         self.pending.insert(
             id,
             Pending {
@@ -1488,7 +1315,7 @@ impl Server {
             nsp,
             auth,
             query,
-            handshake: client.handshake.clone(),
+            handshake,
             recovered: restored.is_some(),
             session_data: restored.as_ref().and_then(|r| r.data.clone()),
             accepted: None,
@@ -1505,36 +1332,27 @@ impl Server {
 
     /// Takes a socket out of everything, telling the application.
     fn remove_socket(&mut self, socket: SocketId, reason: DisconnectReason, now: Instant) {
-        let Some(state) = self.sockets.remove(&socket) else {
+        let Some((sid, nsp, rooms)) = self.namespaces.remove(socket) else {
             return;
         };
-        let rooms = match self.namespaces.get_mut(&state.nsp) {
-            Some(ns) => {
-                ns.sockets.remove(&socket);
-                ns.rooms.leave_all(socket)
-            }
-            None => Vec::new(),
-        };
-        if let (Some(store), Some(pid)) = (self.recovery.as_mut(), state.pid.clone()) {
+        let (pid, acks) = self
+            .clients
+            .get_mut(&sid)
+            .and_then(|c| c.remove_socket(socket))
+            .unwrap_or_default();
+        self.refile(sid);
+        if let (Some(store), Some(pid)) = (self.recovery.as_mut(), pid) {
             if reason.is_recoverable() {
-                store.persist(socket, pid, state.nsp.clone(), rooms.clone(), now);
+                store.persist(socket, pid, nsp.clone(), rooms.clone(), now);
             }
-        }
-        if let Some(client) = self.clients.get_mut(&state.sid) {
-            client.sockets.retain(|(_, s)| *s != socket);
         }
         self.events.push_back(Event::Disconnecting {
             socket,
-            nsp: state.nsp.clone(),
+            nsp: nsp.clone(),
             reason,
             rooms,
         });
-        let mut acks: Vec<(u64, Option<Instant>)> = state.acks.into_iter().collect();
-        acks.sort_unstable_by_key(|(id, _)| *id);
-        for (id, deadline) in acks {
-            if let Some(t) = deadline {
-                self.timers.remove(&(t, Timer::Ack(socket, id)));
-            }
+        for id in acks {
             self.events.push_back(Event::AckFailed {
                 socket,
                 id: AckId(id),
@@ -1543,37 +1361,18 @@ impl Server {
         }
         self.events.push_back(Event::Disconnect {
             socket,
-            nsp: state.nsp.clone(),
+            nsp: nsp.clone(),
             reason,
         });
-        self.drop_if_empty(&state.nsp);
-    }
-
-    fn drop_if_empty(&mut self, nsp: &str) {
-        let empty_dynamic = self
-            .namespaces
-            .get(nsp)
-            .is_some_and(|ns| ns.ephemeral && ns.sockets.is_empty() && ns.pending == 0);
-        if empty_dynamic {
-            if let Some((name, mut ns)) = self.namespaces.remove_entry(nsp) {
-                // Its last rooms' deletions are still to be reported.
-                let changes = ns.rooms.take_changes();
-                self.orphan_room_changes
-                    .extend(changes.into_iter().map(|c| (name.clone(), c)));
-            }
-        }
+        self.namespaces.drop_if_empty(&nsp);
     }
 
     /// Forgets connect request `id` (accepted, refused, or its client gone).
     fn settle(&mut self, id: ConnectId, pending: &Pending) {
         if let Some(client) = self.clients.get_mut(&pending.sid) {
-            if client.pending.get(&pending.nsp) == Some(&id) {
-                client.pending.remove(&pending.nsp);
-            }
+            client.settle(&pending.nsp, id);
         }
-        if let Some(ns) = self.namespaces.get_mut(&pending.nsp) {
-            ns.pending = ns.pending.saturating_sub(1);
-        }
+        self.namespaces.settle_pending(&pending.nsp);
     }
 
     /// Closes a client's Engine.IO session on this layer's initiative. Its sockets leave at
@@ -1583,10 +1382,9 @@ impl Server {
         let Some(client) = self.clients.get_mut(&sid) else {
             return;
         };
-        if client.closing.is_some() {
+        if !client.set_closing(reason) {
             return;
         }
-        client.closing = Some(reason);
         self.release(sid, reason, now);
         self.engine.close(sid, now);
     }
@@ -1597,18 +1395,13 @@ impl Server {
         let Some(client) = self.clients.get_mut(&sid) else {
             return;
         };
-        if let Some(t) = client.connect_deadline.take() {
-            self.timers.remove(&(t, Timer::Connect(sid)));
-        }
-        let mut pending: Vec<ConnectId> = client.pending.drain().map(|(_, id)| id).collect();
-        pending.sort_unstable();
-        let sockets: Vec<SocketId> = client.sockets.iter().map(|(_, s)| *s).collect();
+        let pending = client.release();
+        let sockets: Vec<SocketId> = client.sockets().map(|(_, s)| s).collect();
+        self.refile(sid);
         for id in pending {
             if let Some(p) = self.pending.remove(&id) {
-                if let Some(ns) = self.namespaces.get_mut(&p.nsp) {
-                    ns.pending = ns.pending.saturating_sub(1);
-                }
-                self.drop_if_empty(&p.nsp);
+                self.namespaces.settle_pending(&p.nsp);
+                self.namespaces.drop_if_empty(&p.nsp);
             }
         }
         for socket in sockets {
@@ -1622,7 +1415,7 @@ impl Server {
         let Some(client) = self.clients.get(&sid) else {
             return;
         };
-        let reason = client.closing.unwrap_or(match reason {
+        let reason = client.closing().unwrap_or(match reason {
             CloseReason::TransportClose => DisconnectReason::TransportClose,
             CloseReason::PingTimeout => DisconnectReason::PingTimeout,
             CloseReason::ParseError => DisconnectReason::ParseError,
@@ -1630,7 +1423,11 @@ impl Server {
             _ => DisconnectReason::TransportError,
         });
         self.release(sid, reason, now);
-        self.clients.remove(&sid);
+        if let Some(client) = self.clients.remove(&sid) {
+            if let Some(t) = client.filed {
+                self.timers.remove(&(t, sid));
+            }
+        }
     }
 }
 
