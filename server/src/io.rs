@@ -90,6 +90,19 @@ impl Builder {
         self
     }
 
+    /// How long a server-initiated close of a polling session waits for a poll to carry the
+    /// close packet (the engine's `closeTimeout`).
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.sio.engine.close_timeout = d;
+        self
+    }
+
+    /// Most packets in one long-polling response; the rest wait for the next poll.
+    pub fn max_packets_per_poll(mut self, n: usize) -> Self {
+        self.sio.engine.max_packets_per_poll = n;
+        self
+    }
+
     /// The largest message or polling body (`maxHttpBufferSize`).
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.sio.engine.max_payload = bytes;

@@ -32,6 +32,13 @@
 //! });
 //! ```
 //!
+//! # Controllers
+//!
+//! A namespace can also be written as a type whose methods are its handlers, as Midway's
+//! `@WSController` classes are: see [`controller`]. `emit_result` (Midway's `@WSEmit`)
+//! acknowledges when the client asked for an ack and emits the result otherwise;
+//! `broadcast_result` (`@WSBroadCast`) sends it to the other sockets.
+//!
 //! # Connection middleware
 //!
 //! Onion style: an `Err` before `next` refuses the connection with CONNECT_ERROR (message and
@@ -106,6 +113,7 @@
 
 pub mod ack;
 pub mod adapter;
+pub mod controller;
 pub mod driver;
 pub mod extensions;
 pub mod extract;

@@ -1,11 +1,11 @@
 //! Namespaces: where handlers and middleware are registered, and broadcasts start.
 
-use crate::handler::{Handler, IntoReply, erase};
+use crate::handler::{ErasedHandler, Handler, IntoReply, erase};
 use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 use crate::node::Ctl;
 use crate::operators::{BroadcastOperator, RemoteSocket, Target};
 use crate::payload::{EncodeError, Payload};
-use crate::registry::{NsHandlers, Route};
+use crate::registry::{NsHandlers, ResultTo, Route};
 use crate::socket::Socket;
 use serde::Serialize;
 use std::fmt;
@@ -113,7 +113,24 @@ impl Namespace {
             Route {
                 handler: erase(handler),
                 middleware: Vec::new(),
-                emit_result: None,
+                result: ResultTo::Ack,
+            },
+        );
+        EventRoute {
+            ns: self.clone(),
+            event: event.to_owned(),
+        }
+    }
+
+    /// Routes `event` to a handler already erased (a controller's method bound to its
+    /// instance).
+    pub(crate) fn on_erased(&self, event: &str, handler: ErasedHandler) -> EventRoute {
+        self.handlers.set_route(
+            event.to_owned(),
+            Route {
+                handler,
+                middleware: Vec::new(),
+                result: ResultTo::Ack,
             },
         );
         EventRoute {
@@ -393,13 +410,43 @@ pub struct EventRoute {
 }
 
 impl EventRoute {
-    /// Emits the handler's result as `event` to the socket instead of acknowledging with it
-    /// (Midway's `@WSEmit`).
+    /// Midway's `@WSEmit(event)`: the handler's result acknowledges the event when the
+    /// client asked for an acknowledgement (`sendWithAck`), and is otherwise emitted to the
+    /// socket as `event`.
     pub fn emit_result(self, event: &str) -> Self {
-        let target = event.to_owned();
+        self.result_to(ResultTo::Emit {
+            event: event.to_owned(),
+            always: false,
+        })
+    }
+
+    /// The handler's result is always emitted to the socket as `event`, never used as an
+    /// acknowledgement (a client that asked for one gets none).
+    pub fn emit_result_always(self, event: &str) -> Self {
+        self.result_to(ResultTo::Emit {
+            event: event.to_owned(),
+            always: true,
+        })
+    }
+
+    /// Midway's `@WSBroadCast(event)`: the handler's result is emitted as `event` to every
+    /// other socket of the namespace (of `rooms` when some are given), as
+    /// `socket.broadcast.emit` does; the client that sent the event gets nothing back.
+    pub fn broadcast_result(
+        self,
+        event: &str,
+        rooms: impl IntoIterator<Item = impl Into<Room>>,
+    ) -> Self {
+        self.result_to(ResultTo::Broadcast {
+            event: event.to_owned(),
+            rooms: rooms.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    fn result_to(self, result: ResultTo) -> Self {
         self.ns
             .handlers
-            .edit_route(&self.event, |r| r.emit_result = Some(target));
+            .edit_route(&self.event, |r| r.result = result);
         self
     }
 

@@ -13,7 +13,7 @@ use crate::middleware::{ConnectCtx, IncomingEvent, Next, PacketFlow, PacketMw};
 use crate::namespace::ServerSideEmitError;
 use crate::operators::RemoteSocket;
 use crate::payload::Payload;
-use crate::registry::{NsHandlers, Registry};
+use crate::registry::{NsHandlers, Registry, ResultTo};
 use crate::socket::Socket;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
@@ -1405,12 +1405,22 @@ impl Node {
             };
             match (route.handler)(ctx).await {
                 Reply::None => {}
-                Reply::Payload(p) => match &route.emit_result {
-                    Some(event) => sock.emit_payload(event, p),
-                    None => {
+                Reply::Payload(p) => match &route.result {
+                    ResultTo::Ack => {
                         if let Some(token) = take_ack(&ack) {
                             sock.send_ack(token, p);
                         }
+                    }
+                    ResultTo::Emit { event, always } => match take_ack(&ack) {
+                        Some(token) if !always => sock.send_ack(token, p),
+                        _ => sock.emit_payload(event, p),
+                    },
+                    ResultTo::Broadcast { event, rooms } => {
+                        let mut op = sock.broadcast();
+                        for room in rooms {
+                            op = op.to(room.clone());
+                        }
+                        op.emit_payload(event, p);
                     }
                 },
                 Reply::Error(message) => sock.report_error(message).await,

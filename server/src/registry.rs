@@ -19,13 +19,26 @@ pub(crate) type OutgoingHook = Arc<dyn Fn(&Socket, &str, &Payload) + Send + Sync
 /// A handler of events other nodes of a cluster emit (`serverSideEmit`).
 pub(crate) type ServerHandler = Arc<dyn Fn(Payload) -> BoxFuture<Reply> + Send + Sync>;
 
+/// Where a handler's result goes.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum ResultTo {
+    /// The acknowledgement, when the client asked for one.
+    #[default]
+    Ack,
+    /// The acknowledgement when the client asked for one, else emitted as `event` to the
+    /// socket (Midway's `@WSEmit`); with `always`, emitted even when an ack was asked for.
+    Emit { event: String, always: bool },
+    /// Broadcast as `event` to the namespace (or `rooms`) but the socket itself (Midway's
+    /// `@WSBroadCast`).
+    Broadcast { event: String, rooms: Vec<Room> },
+}
+
 /// One event's route: the handler, its own packet middleware, and where its result goes.
 #[derive(Clone)]
 pub(crate) struct Route {
     pub handler: ErasedHandler,
     pub middleware: Vec<PacketMw>,
-    /// Emit the handler's result as this event instead of acknowledging with it.
-    pub emit_result: Option<String>,
+    pub result: ResultTo,
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {

@@ -173,3 +173,18 @@ fn a_seed_makes_ids_repeat() {
     });
     assert_ne!(ca.sid(), cb.sid());
 }
+
+#[test]
+fn engine_and_namespace_limits_reach_the_machine_config() {
+    let builder = volley::builder()
+        .close_timeout(Duration::from_millis(1_500))
+        .max_packets_per_poll(3)
+        .max_namespaces(5);
+    let config = builder.sio_config();
+    assert_eq!(config.engine.close_timeout, Duration::from_millis(1_500));
+    assert_eq!(config.engine.max_packets_per_poll, 3);
+    assert_eq!(config.max_namespaces, 5);
+    let defaults = volley::builder();
+    assert_eq!(defaults.sio_config().max_namespaces, 64);
+    assert_eq!(defaults.sio_config().engine.max_packets_per_poll, 16);
+}

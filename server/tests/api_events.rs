@@ -323,13 +323,13 @@ fn ack_sender_answers_explicitly_and_suppresses_the_return_value() {
 }
 
 #[test]
-fn emit_result_emits_the_return_value_instead_of_acknowledging() {
+fn emit_result_always_emits_the_return_value_instead_of_acknowledging() {
     let (rt, io) = setup();
     io.ns("/")
         .on("sum", |Data((a, b)): Data<(i64, i64)>| async move { a + b })
-        .emit_result("sum-result")
+        .emit_result_always("sum-result")
         .on("pair", || async { ("x", 1) })
-        .emit_result("pair-result");
+        .emit_result_always("pair-result");
     rt.block_on(async {
         let mut c = TestClient::connect(&io, "/", None).await.unwrap();
         let p = Payload::new().arg(&2).unwrap().arg(&3).unwrap();
@@ -344,6 +344,80 @@ fn emit_result_emits_the_return_value_instead_of_acknowledging() {
         assert_eq!(ev.event, "pair-result");
         assert_eq!(ev.payload.args(), [json!("x"), json!(1)]);
         assert!(c.try_recv().is_none());
+    });
+}
+
+/// Midway's `@WSEmit`: its documented test sends with an ack and gets the result back as the
+/// ack; a plain emit gets it as the named event.
+#[test]
+fn emit_result_acknowledges_when_asked_and_emits_otherwise() {
+    let (rt, io) = setup();
+    io.ns("/")
+        .on(
+            "myEvent",
+            |Data((a, b, c)): Data<(i64, i64, i64)>| async move { a + b + c },
+        )
+        .emit_result("myEventResult");
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        let sum: i64 = c.send_with_ack("myEvent", &(1, 2, 3)).await.unwrap();
+        assert_eq!(sum, 6);
+        assert!(c.try_recv().is_none(), "no event besides the ack");
+        c.emit("myEvent", &(4, 5, 6));
+        let ev = c.recv().await.unwrap();
+        assert_eq!(
+            (ev.event.as_str(), ev.data::<i64>().unwrap()),
+            ("myEventResult", 15)
+        );
+    });
+}
+
+/// Midway's `@WSBroadCast`: the result goes to the other sockets (of the rooms, when named),
+/// not back to the sender.
+#[test]
+fn broadcast_result_reaches_the_others_and_not_the_sender() {
+    let (rt, io) = setup();
+    io.ns("/")
+        .on("join", |s: Socket, Data(room): Data<String>| async move {
+            s.join(room);
+            true
+        })
+        .on("say", |Data(text): Data<String>| async move { text })
+        .broadcast_result("said", Vec::<String>::new())
+        .on("whisper", |Data(text): Data<String>| async move { text })
+        .broadcast_result("whispered", ["quiet"]);
+    rt.block_on(async {
+        let mut a = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut b = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        assert!(c.send_with_ack::<_, bool>("join", &"quiet").await.unwrap());
+        a.emit("say", &"hello");
+        for other in [&mut b, &mut c] {
+            let ev = other.recv().await.unwrap();
+            assert_eq!(
+                (ev.event.as_str(), ev.data::<String>().unwrap()),
+                ("said", "hello".to_owned())
+            );
+        }
+        a.emit("whisper", &"psst");
+        let ev = c.recv().await.unwrap();
+        assert_eq!(
+            (ev.event.as_str(), ev.data::<String>().unwrap()),
+            ("whispered", "psst".to_owned())
+        );
+        // A round trip on each, so anything misrouted would have arrived by now.
+        for client in [&mut a, &mut b] {
+            assert!(
+                client
+                    .send_with_ack::<_, bool>("join", &"elsewhere")
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                client.try_recv().is_none(),
+                "nothing for the sender or outside the room"
+            );
+        }
     });
 }
 
