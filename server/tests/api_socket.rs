@@ -305,3 +305,98 @@ fn an_ack_request_is_sent_when_made_not_when_awaited() {
         });
     });
 }
+
+/// The JS client's multiplexing: several namespaces on one connection, each its own socket,
+/// refused or left on its own.
+#[test]
+fn one_connection_joins_several_namespaces() {
+    let (rt, io) = setup();
+    io.ns("/")
+        .on("where", |s: Socket| async move { s.ns().to_owned() });
+    io.ns("/admin")
+        .use_connect(|ctx: volley::ConnectCtx, next: volley::Next| async move {
+            if ctx.auth()["token"] != "t" {
+                return Err(volley::ConnectError::new("no"));
+            }
+            next.run(ctx).await
+        })
+        .on("where", |s: Socket| async move { s.ns().to_owned() });
+    io.ns("/chat")
+        .on("where", |s: Socket| async move { s.ns().to_owned() });
+    rt.block_on(async {
+        let mut root = TestClient::connect(&io, "/", None).await.unwrap();
+        let refused = root.join("/admin", None).await;
+        assert_eq!(refused.err().map(|e| e.message), Some("no".to_owned()));
+        let mut admin = root
+            .join("/admin", Some(json!({ "token": "t" })))
+            .await
+            .unwrap();
+        let mut chat = root.join("/chat", None).await.unwrap();
+        assert!(root.join("/chat", None).await.is_err(), "joined already");
+        assert_eq!(root.sid(), admin.sid(), "one Engine.IO session");
+        assert_ne!(root.id(), admin.id());
+        for (client, nsp) in [
+            (&mut root, "/"),
+            (&mut admin, "/admin"),
+            (&mut chat, "/chat"),
+        ] {
+            let got: String = client.emit_with_ack("where", &()).await.unwrap();
+            assert_eq!(got, nsp);
+        }
+        assert_eq!(io.socket_count().await, 3);
+        // Leaving one namespace keeps the others.
+        chat.disconnect();
+        let got: String = admin.emit_with_ack("where", &()).await.unwrap();
+        assert_eq!(got, "/admin");
+        assert_eq!(io.socket_count().await, 2);
+        // Dropping one client keeps the connection while another is alive.
+        drop(chat);
+        drop(admin);
+        let got: String = root.emit_with_ack("where", &()).await.unwrap();
+        assert_eq!(got, "/");
+    });
+}
+
+/// The test client speaks the server's parser: MessagePack, binary included.
+#[test]
+fn the_test_client_speaks_messagepack_with_a_msgpack_server() {
+    let (rt, io) = common::setup_with(volley::builder().parser(volley::Parser::MsgPack));
+    io.ns("/")
+        .on("double", |Data(n): Data<i64>| async move { n * 2 })
+        .on("bin", |volley::Bin(parts): volley::Bin| async move {
+            volley::Payload::new().bin(parts.concat())
+        });
+    io.ns("/other");
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", Some(json!({ "k": 1 })))
+            .await
+            .unwrap();
+        let doubled: i64 = c.emit_with_ack("double", &21).await.unwrap();
+        assert_eq!(doubled, 42);
+        let other = c.join("/other", None).await.unwrap();
+        assert_eq!(other.nsp(), "/other");
+        let p = volley::Payload::new().bin(vec![1u8, 2]).bin(vec![3u8]);
+        let back = c.ack_payload("bin", p).await.unwrap();
+        assert_eq!(back.attachments(), [bytes::Bytes::from_static(&[1, 2, 3])]);
+    });
+}
+
+/// The namespace budget: a connection past `max_namespaces` is refused the next namespace
+/// with a CONNECT_ERROR, and its other sockets go on.
+#[test]
+fn a_connection_past_its_namespace_budget_is_refused_and_goes_on() {
+    let (rt, io) = common::setup_with(volley::builder().max_namespaces(2));
+    let _dynamic = io.dynamic_ns(|n| n.starts_with("/room-"), true);
+    io.ns("/").on("ping", || async { "pong" });
+    rt.block_on(async {
+        let mut root = TestClient::connect(&io, "/", None).await.unwrap();
+        let first = root.join("/room-1", None).await.unwrap();
+        let refused = root.join("/room-2", None).await.err().map(|e| e.message);
+        assert_eq!(refused.as_deref(), Some("Too many namespaces"));
+        let pong: String = root.emit_with_ack("ping", &()).await.unwrap();
+        assert_eq!(pong, "pong");
+        first.disconnect();
+        drop(first);
+        root.join("/room-2", None).await.unwrap();
+    });
+}

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use volley_core::socketio::decoder::Decoder;
-use volley_core::socketio::{Packet, PacketType, SioProtocol};
+use volley_core::socketio::{Packet, PacketType, Parser, SioProtocol, msgpack};
 use volley_core::{SocketId, Utf8Bytes};
 
 /// An event the server sent to the client.
@@ -126,34 +126,63 @@ fn encode_component(s: &str) -> String {
     out
 }
 
-#[derive(Default)]
-struct Pending {
+/// What one namespace of the connection waits for and records.
+struct Route {
     acks: HashMap<u64, oneshot::Sender<Payload>>,
     connect: Option<oneshot::Sender<ConnectResult>>,
+    events: mpsc::UnboundedSender<Received>,
+    disconnected: Arc<Mutex<Option<String>>>,
+    recovery: Arc<NsRecovery>,
+}
+
+/// Connection state recovery of one namespace: the pid asked for, the pid given, the last
+/// offset seen.
+struct NsRecovery {
+    asked_pid: Option<String>,
+    pid: Mutex<Option<String>>,
+    last_offset: Mutex<Option<String>>,
+}
+
+/// The connection several [`TestClient`]s (one per namespace) share: the way out, the
+/// namespaces the reader routes to, and what it records. The transport closes when the last
+/// client of the connection is dropped.
+struct Conn {
+    out: mpsc::UnboundedSender<Ws>,
+    routes: Mutex<HashMap<String, Route>>,
+    parser: Parser,
+    auto_pong: AtomicBool,
+    pings: AtomicUsize,
+    open: Mutex<Option<serde_json::Value>>,
+}
+
+impl Conn {
+    fn send(&self, packet: &Packet) {
+        for m in encode(packet, self.parser) {
+            let _ = self.out.unbounded_send(m);
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.out.unbounded_send(Ws::Close(None));
+    }
 }
 
 /// A client connected over an in-memory WebSocket to one namespace of an [`Io`] server.
 /// Pings are answered for it. Drive it from [`TestRuntime::block_on`](super::TestRuntime).
+///
+/// [`TestClient::join`] opens another namespace on the same connection (the JS client's
+/// multiplexing: `io("/a")` and `io("/b")` from one `Manager`); it speaks the server's parser
+/// (text or MessagePack).
 pub struct TestClient {
     nsp: String,
     id: SocketId,
-    out: mpsc::UnboundedSender<Ws>,
-    pending: Arc<Mutex<Pending>>,
+    conn: Arc<Conn>,
     events: mpsc::UnboundedReceiver<Received>,
     disconnected: Arc<Mutex<Option<String>>>,
+    recovery: Arc<NsRecovery>,
     next_ack: u64,
-    shared: Arc<Shared>,
-}
-
-/// What the reader task records for the client.
-struct Shared {
-    auto_pong: AtomicBool,
-    pings: AtomicUsize,
-    open: Mutex<Option<serde_json::Value>>,
-    /// Connection state recovery: the pid asked for, the pid given, the last offset seen.
-    asked_pid: Option<String>,
-    pid: Mutex<Option<String>>,
-    last_offset: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for TestClient {
@@ -212,7 +241,10 @@ async fn upgrade(
     Ok(WebSocketStream::from_partially_read(stream, leftover, Role::Client, None).await)
 }
 
-fn encode(packet: &Packet) -> Vec<Ws> {
+fn encode(packet: &Packet, parser: Parser) -> Vec<Ws> {
+    if parser == Parser::MsgPack {
+        return vec![Ws::Binary(msgpack::encode(packet))];
+    }
     let (text, attachments) = packet.encode(SioProtocol::V5);
     let mut out = vec![Ws::text(format!("4{text}"))];
     out.extend(attachments.into_iter().map(Ws::Binary));
@@ -241,6 +273,11 @@ impl TestClient {
     ) -> Result<TestClient, ConnectError> {
         let (client_end, server_end) = pipe();
         let driver = io.driver().clone();
+        let parser = driver
+            .handle()
+            .call(|node, _| node.sio.config().parser)
+            .await
+            .unwrap_or_default();
         let runtime = driver.runtime().clone();
         runtime.spawn(async move { driver.serve_connection(server_end, None).await });
         let path = options.path.clone().unwrap_or_else(|| io.path().to_owned());
@@ -258,17 +295,100 @@ impl TestClient {
             }
             let _ = sink.close(None).await;
         });
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        let (connect_tx, connect_rx) = oneshot::channel();
-        lock(&pending).connect = Some(connect_tx);
-        let (events_tx, events) = mpsc::unbounded();
-        let disconnected = Arc::new(Mutex::new(None));
-        let shared = Arc::new(Shared {
+        let conn = Arc::new(Conn {
+            out,
+            routes: Mutex::new(HashMap::new()),
+            parser,
             auto_pong: AtomicBool::new(options.auto_pong),
             pings: AtomicUsize::new(0),
             open: Mutex::new(None),
-            asked_pid: options
-                .auth
+        });
+        let reader = {
+            // The reader holds the connection weakly, so dropping every client closes it.
+            let conn = Arc::downgrade(&conn);
+            async move {
+                let mut decoder = Decoder::new(SioProtocol::V5, 64);
+                while let Some(Ok(msg)) = stream.next().await {
+                    let Some(conn) = conn.upgrade() else {
+                        return;
+                    };
+                    let decoded = match (msg, conn.parser) {
+                        (Ws::Text(t), parser) => {
+                            let t = t.as_str();
+                            match t.as_bytes().first() {
+                                Some(b'0') => {
+                                    *lock(&conn.open) = serde_json::from_str(&t[1..]).ok();
+                                    continue;
+                                }
+                                Some(b'2') => {
+                                    conn.pings.fetch_add(1, Ordering::SeqCst);
+                                    if conn.auto_pong.load(Ordering::SeqCst) {
+                                        let _ = conn.out.unbounded_send(Ws::text("3"));
+                                    }
+                                    continue;
+                                }
+                                Some(b'4') if parser == Parser::Default => {
+                                    decoder.decode_text(Utf8Bytes::from(&t[1..]))
+                                }
+                                Some(b'1') => break,
+                                _ => continue,
+                            }
+                        }
+                        (Ws::Binary(b), Parser::Default) => decoder.decode_binary(b),
+                        (Ws::Binary(b), Parser::MsgPack) => msgpack::decode(&b, 64).map(Some),
+                        (Ws::Close(_), _) => break,
+                        _ => continue,
+                    };
+                    let Ok(Some(packet)) = decoded else {
+                        continue;
+                    };
+                    let mut routes = lock(&conn.routes);
+                    if let Some(route) = routes.get_mut(packet.nsp.as_str()) {
+                        handle(&packet, route);
+                    }
+                }
+                let Some(conn) = conn.upgrade() else {
+                    return;
+                };
+                for route in lock(&conn.routes).values_mut() {
+                    lock(&route.disconnected).get_or_insert_with(|| "transport close".to_owned());
+                    route.acks.clear();
+                    route.events.close_channel();
+                    if let Some(tx) = route.connect.take() {
+                        let _ = tx.send(Err(ConnectError::new("transport close")));
+                    }
+                }
+            }
+        };
+        runtime.spawn(reader);
+        Self::open_namespace(conn, nsp, options.auth).await
+    }
+
+    /// Joins namespace `nsp` on this client's connection with `auth`: another client, for
+    /// that namespace, sharing the transport (the JS client's multiplexing). Fails with the
+    /// server's CONNECT_ERROR when it refuses; this client goes on either way.
+    pub async fn join(
+        &self,
+        nsp: &str,
+        auth: Option<serde_json::Value>,
+    ) -> Result<TestClient, ConnectError> {
+        if lock(&self.conn.routes).contains_key(nsp) {
+            return Err(ConnectError::new(format!("{nsp} is joined already")));
+        }
+        Self::open_namespace(self.conn.clone(), nsp, auth).await
+    }
+
+    /// Sends the CONNECT for `nsp` on `conn` and waits for the answer.
+    async fn open_namespace(
+        conn: Arc<Conn>,
+        nsp: &str,
+        auth: Option<serde_json::Value>,
+    ) -> Result<TestClient, ConnectError> {
+        let (connect_tx, connect_rx) = oneshot::channel();
+        let (events_tx, events) = mpsc::unbounded();
+        let disconnected = Arc::new(Mutex::new(None));
+        let recovery = Arc::new(NsRecovery {
+            asked_pid: auth
                 .as_ref()
                 .and_then(|a| a.get("pid"))
                 .and_then(|p| p.as_str())
@@ -276,77 +396,37 @@ impl TestClient {
             pid: Mutex::new(None),
             last_offset: Mutex::new(None),
         });
-        let reader = {
-            let pending = pending.clone();
-            let out = out.clone();
-            let disconnected = disconnected.clone();
-            let shared = shared.clone();
-            let nsp = nsp.to_owned();
-            async move {
-                let mut decoder = Decoder::new(SioProtocol::V5, 64);
-                while let Some(Ok(msg)) = stream.next().await {
-                    let decoded = match msg {
-                        Ws::Text(t) => {
-                            let t = t.as_str();
-                            match t.as_bytes().first() {
-                                Some(b'0') => {
-                                    *lock(&shared.open) = serde_json::from_str(&t[1..]).ok();
-                                    continue;
-                                }
-                                Some(b'2') => {
-                                    shared.pings.fetch_add(1, Ordering::SeqCst);
-                                    if shared.auto_pong.load(Ordering::SeqCst) {
-                                        let _ = out.unbounded_send(Ws::text("3"));
-                                    }
-                                    continue;
-                                }
-                                Some(b'4') => decoder.decode_text(Utf8Bytes::from(&t[1..])),
-                                Some(b'1') => break,
-                                _ => continue,
-                            }
-                        }
-                        Ws::Binary(b) => decoder.decode_binary(b),
-                        Ws::Close(_) => break,
-                        _ => continue,
-                    };
-                    let Ok(Some(packet)) = decoded else {
-                        continue;
-                    };
-                    if packet.nsp.as_str() != nsp {
-                        continue;
-                    }
-                    handle(&packet, &pending, &events_tx, &disconnected, &shared);
-                }
-                lock(&disconnected).get_or_insert_with(|| "transport close".to_owned());
-                let mut p = lock(&pending);
-                p.acks.clear();
-                if let Some(tx) = p.connect.take() {
-                    let _ = tx.send(Err(ConnectError::new("transport close")));
-                }
+        lock(&conn.routes).insert(
+            nsp.to_owned(),
+            Route {
+                acks: HashMap::new(),
+                connect: Some(connect_tx),
+                events: events_tx,
+                disconnected: disconnected.clone(),
+                recovery: recovery.clone(),
+            },
+        );
+        let auth_json = auth.map(|a| a.to_string());
+        conn.send(&Packet::connect(nsp, auth_json.map(Utf8Bytes::from)));
+        let answer = connect_rx
+            .await
+            .unwrap_or_else(|_| Err(ConnectError::new("transport close")));
+        let sid = match answer {
+            Ok(sid) => sid,
+            Err(e) => {
+                lock(&conn.routes).remove(nsp);
+                return Err(e);
             }
         };
-        runtime.spawn(reader);
-        let auth_json = options.auth.map(|a| a.to_string());
-        let connect = Packet::connect(nsp, auth_json.map(Utf8Bytes::from));
-        for m in encode(&connect) {
-            let _ = out.unbounded_send(m);
-        }
-        let mut client = TestClient {
+        Ok(TestClient {
             nsp: nsp.to_owned(),
-            id: SocketId::new("pending").map_err(|_| ConnectError::new("invalid socket id"))?,
-            out,
-            pending,
+            id: SocketId::new(&sid).map_err(|_| ConnectError::new("invalid socket id"))?,
+            conn,
             events,
             disconnected,
+            recovery,
             next_ack: 0,
-            shared,
-        };
-        // From here on, dropping `client` (an error) closes the transport.
-        let sid = connect_rx
-            .await
-            .unwrap_or_else(|_| Err(ConnectError::new("transport close")))?;
-        client.id = SocketId::new(&sid).map_err(|_| ConnectError::new("invalid socket id"))?;
-        Ok(client)
+        })
     }
 
     /// Connects to namespace `nsp` of `io` asking to recover the session `state` describes
@@ -373,18 +453,18 @@ impl TestClient {
     /// The private id and last offset to recover this session with, when the server has
     /// connection state recovery on. Take it before [`TestClient::close`].
     pub fn recovery_state(&self) -> Option<RecoveryState> {
-        let pid = lock(&self.shared.pid).clone()?;
+        let pid = lock(&self.recovery.pid).clone()?;
         Some(RecoveryState {
             pid,
-            offset: lock(&self.shared.last_offset).clone(),
+            offset: lock(&self.recovery.last_offset).clone(),
         })
     }
 
     /// Whether the server restored the session this client asked for (the CONNECT reply
     /// carried the pid it sent), as the JS client's `socket.recovered`.
     pub fn recovered(&self) -> bool {
-        let pid = lock(&self.shared.pid);
-        self.shared.asked_pid.is_some() && *pid == self.shared.asked_pid
+        let pid = lock(&self.recovery.pid);
+        self.recovery.asked_pid.is_some() && *pid == self.recovery.asked_pid
     }
 
     /// The socket id the server gave.
@@ -400,7 +480,7 @@ impl TestClient {
     /// The Engine.IO handshake the server sent (`sid`, `upgrades`, `pingInterval`,
     /// `pingTimeout`, `maxPayload`).
     pub fn open_packet(&self) -> Option<serde_json::Value> {
-        lock(&self.shared.open).clone()
+        lock(&self.conn.open).clone()
     }
 
     /// The Engine.IO session id (not the socket id).
@@ -410,23 +490,21 @@ impl TestClient {
 
     /// How many pings the server sent so far.
     pub fn pings_received(&self) -> usize {
-        self.shared.pings.load(Ordering::SeqCst)
+        self.conn.pings.load(Ordering::SeqCst)
     }
 
     /// Starts or stops answering the server's pings.
     pub fn set_auto_pong(&self, answer: bool) {
-        self.shared.auto_pong.store(answer, Ordering::SeqCst);
+        self.conn.auto_pong.store(answer, Ordering::SeqCst);
     }
 
     fn send(&self, packet: &Packet) {
-        for m in encode(packet) {
-            let _ = self.out.unbounded_send(m);
-        }
+        self.conn.send(packet);
     }
 
     /// Sends a raw Engine.IO text message (`4` + a Socket.IO packet, say) as it is.
     pub fn send_raw(&self, text: &str) {
-        let _ = self.out.unbounded_send(Ws::text(text.to_owned()));
+        let _ = self.conn.out.unbounded_send(Ws::text(text.to_owned()));
     }
 
     /// Emits `event` with one argument.
@@ -484,7 +562,9 @@ impl TestClient {
         let id = self.next_ack;
         self.next_ack += 1;
         let (tx, rx) = oneshot::channel();
-        lock(&self.pending).acks.insert(id, tx);
+        if let Some(route) = lock(&self.conn.routes).get_mut(&self.nsp) {
+            route.acks.insert(id, tx);
+        }
         let json = payload.json();
         let (_, attachments) = payload.into_parts();
         self.send(&Packet::event(
@@ -530,12 +610,17 @@ impl TestClient {
     pub fn disconnect(&self) {
         self.send(&Packet::disconnect(&self.nsp));
         lock(&self.disconnected).get_or_insert_with(|| "io client disconnect".to_owned());
-        lock(&self.pending).acks.clear();
+        if let Some(route) = lock(&self.conn.routes).get_mut(&self.nsp) {
+            route.acks.clear();
+        }
     }
 
-    /// Drops the transport without a word (a network failure, as the server sees it).
-    /// Dropping the client does the same.
-    pub fn close(self) {}
+    /// Drops the transport without a word (a network failure, as the server sees it), for
+    /// every namespace of the connection. Dropping the last client of a connection does the
+    /// same.
+    pub fn close(self) {
+        let _ = self.conn.out.unbounded_send(Ws::Close(None));
+    }
 
     /// Why the client was disconnected, once it was: `io server disconnect` for a server's
     /// namespace disconnect, `io client disconnect` after [`TestClient::disconnect`],
@@ -545,19 +630,7 @@ impl TestClient {
     }
 }
 
-impl Drop for TestClient {
-    fn drop(&mut self) {
-        let _ = self.out.unbounded_send(Ws::Close(None));
-    }
-}
-
-fn handle(
-    packet: &Packet,
-    pending: &Mutex<Pending>,
-    events: &mpsc::UnboundedSender<Received>,
-    disconnected: &Mutex<Option<String>>,
-    shared: &Shared,
-) {
+fn handle(packet: &Packet, route: &mut Route) {
     let payload = || {
         let args = match packet.kind {
             PacketType::Event | PacketType::BinaryEvent => packet.args(),
@@ -580,8 +653,8 @@ fn handle(
                     .and_then(|v| v.get(name).and_then(|s| s.as_str()).map(str::to_owned))
             };
             let sid = field("sid").unwrap_or_default();
-            *lock(&shared.pid) = field("pid");
-            if let Some(tx) = lock(pending).connect.take() {
+            *lock(&route.recovery.pid) = field("pid");
+            if let Some(tx) = route.connect.take() {
                 let _ = tx.send(Ok(sid));
             }
         }
@@ -595,7 +668,7 @@ fn handle(
             if let Some(d) = v.get("data") {
                 err = err.with_data(d.clone());
             }
-            if let Some(tx) = lock(pending).connect.take() {
+            if let Some(tx) = route.connect.take() {
                 let _ = tx.send(Err(err));
             }
         }
@@ -607,13 +680,13 @@ fn handle(
             let mut payload = payload();
             // With recovery on, an event without ack id ends with its offset: remembered for
             // the next reconnection and taken off the arguments.
-            if packet.id.is_none() && lock(&shared.pid).is_some() {
+            if packet.id.is_none() && lock(&route.recovery.pid).is_some() {
                 if let Some((offset, rest)) = split_offset(&payload) {
-                    *lock(&shared.last_offset) = Some(offset);
+                    *lock(&route.recovery.last_offset) = Some(offset);
                     payload = rest;
                 }
             }
-            let _ = events.unbounded_send(Received {
+            let _ = route.events.unbounded_send(Received {
                 event,
                 payload,
                 ack: packet.id,
@@ -623,15 +696,15 @@ fn handle(
             let Some(id) = packet.id else {
                 return;
             };
-            if let Some(tx) = lock(pending).acks.remove(&id) {
+            if let Some(tx) = route.acks.remove(&id) {
                 let _ = tx.send(payload());
             }
         }
         PacketType::Disconnect => {
-            *lock(disconnected) = Some("io server disconnect".to_owned());
+            *lock(&route.disconnected) = Some("io server disconnect".to_owned());
             // As the JS client does, acknowledgements still awaited fail.
-            lock(pending).acks.clear();
-            events.close_channel();
+            route.acks.clear();
+            route.events.close_channel();
         }
     }
 }

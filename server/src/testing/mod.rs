@@ -15,6 +15,9 @@
 //! });
 //! ```
 //!
+//! One client can join several namespaces over one connection ([`TestClient::join`]), and it
+//! speaks the server's parser (text or MessagePack) by itself.
+//!
 //! [`ConnectOptions`] adds query parameters and headers to the handshake, or stops the
 //! client's pongs. To check that something does *not* happen (an acknowledgement that must
 //! not come), bound the wait with [`TestRuntime::timeout`]: the server's heartbeat always
