@@ -68,5 +68,8 @@ scenarios! {
     graceful_shutdown;
     cors_preflight: scenario::cors_config();
     forbidden: scenario::forbidden_config();
+    cors_websocket_origin: scenario::cors_config();
+    websocket_origin_unchecked;
+    same_origin_only: scenario::same_origin_config();
     slow_reader;
 }

@@ -94,11 +94,14 @@ impl ServerConfig {
         self
     }
 
-    /// The handler for requests the machine does not own. Default: `404 Not Found`. It runs on
-    /// the connection's task and sees the head only: a request with a body is answered and
-    /// the connection closed, since the body is not read.
     /// Answers cross-origin requests to the machine: preflights directly, and every other
-    /// answer with the allow-origin headers. Off by default (same-origin only).
+    /// answer with the allow-origin headers. With a list of origins, a WebSocket upgrade whose
+    /// `Origin` names another one is refused with `403` (no browser rule guards WebSockets).
+    ///
+    /// Off by default: no allow-origin headers, so browsers keep pages of other origins from
+    /// reading polling answers, but **no origin is checked**: a WebSocket upgrade from any
+    /// page is served. For same-origin only, refuse foreign origins with
+    /// [`allow_request`](Self::allow_request) (docs/deployment.md has the example).
     pub fn cors(mut self, cors: super::cors::Cors) -> Self {
         self.cors = Some(cors);
         self
@@ -114,7 +117,9 @@ impl ServerConfig {
         self
     }
 
-    /// Answers requests the machine does not own.
+    /// The handler for requests the machine does not own. Default: `404 Not Found`. It runs on
+    /// the connection's task and sees the head only: a request with a body is answered and
+    /// the connection closed, since the body is not read.
     pub fn fallback(
         mut self,
         fallback: impl Fn(&RequestHead) -> Response + Send + Sync + 'static,
