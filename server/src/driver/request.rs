@@ -235,11 +235,18 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         B: Stream<Item = io::Result<Bytes>> + Send,
     {
         let env = &self.env;
-        let admission = match env.tracker.admit() {
+        let address = env.config.client_key(peer, &head);
+        let admission = match env.tracker.admit(address) {
             Ok(admission) => admission,
             Err(refused) => {
-                if let Refused::Full = refused {
-                    tracing::debug!(?peer, "request refused: at the connection cap");
+                match refused {
+                    Refused::Full => {
+                        tracing::debug!(?peer, "request refused: at the connection cap")
+                    }
+                    Refused::PerAddress => {
+                        tracing::debug!(?peer, ?address, "request refused: per-address limit")
+                    }
+                    Refused::Stopping => {}
                 }
                 return Served::answer(unavailable());
             }

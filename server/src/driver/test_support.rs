@@ -593,6 +593,100 @@ pub async fn connection_cap<R: Runtime, C: Connector>(h: Harness<R, C>) {
     drop(first);
 }
 
+/// The configuration of [`cap_makes_room`]: room for three connections.
+pub fn cap_config() -> ServerConfig {
+    ServerConfig::new().max_connections(3)
+}
+
+/// At the cap, a new connection makes room by closing the oldest connection that has not
+/// completed a request head (silent ones here), so a real client gets in at once; once every
+/// connection has sent a request, a new one gets 503.
+pub async fn cap_makes_room<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut silent_a = h.client().await;
+    let mut silent_b = h.client().await;
+    // Answered, so admitted, and the silent ones before it (admission follows accept order).
+    let mut busy = h.client().await;
+    assert_eq!(busy.get("/").await.unwrap().status, 404);
+    let mut first = h.client().await;
+    h.handshake(&mut first).await;
+    assert!(
+        silent_a.closed().await,
+        "the oldest silent connection is closed first"
+    );
+    let mut second = h.client().await;
+    h.handshake(&mut second).await;
+    assert!(silent_b.closed().await);
+    // No connection left without a request: the cap holds.
+    let mut late = h.client().await;
+    let refused = late.read_response().await.unwrap();
+    assert_eq!(refused.status, 503);
+    assert!(late.closed().await);
+    // Those that made it are still served.
+    assert_eq!(busy.get("/").await.unwrap().status, 404);
+    assert_eq!(first.get("/").await.unwrap().status, 404);
+}
+
+/// The configuration of [`per_address_limit`]: two connections per address.
+pub fn per_address_config() -> ServerConfig {
+    ServerConfig::new().max_connections_per_address(2)
+}
+
+/// A third connection from one address gets 503 at once, even though the server has room.
+pub async fn per_address_limit<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut first = h.client().await;
+    assert_eq!(first.get("/").await.unwrap().status, 404);
+    let _silent = h.client().await;
+    let mut third = h.client().await;
+    let refused = third.read_response().await.unwrap();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(third.closed().await);
+    assert_eq!(first.get("/").await.unwrap().status, 404);
+}
+
+/// The configuration of [`forwarded_address_limit`]: one connection per client address,
+/// the loopback peer being a trusted proxy.
+pub fn forwarded_config() -> ServerConfig {
+    ServerConfig::new()
+        .max_connections_per_address(1)
+        .trusted_proxies([std::net::IpAddr::from([127, 0, 0, 1])])
+}
+
+/// Behind a trusted proxy, connections count against the last `X-Forwarded-For` entry of
+/// their requests (what the client put before it does not matter), and not before their
+/// first request.
+pub async fn forwarded_address_limit<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let forwarded = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    // Connections the proxy opened and has not used yet count against no one.
+    let _idle_a = h.client().await;
+    let _idle_b = h.client().await;
+    let mut alice = h.client().await;
+    let served = alice
+        .request("GET", POLLING, &forwarded("10.0.0.1"), b"")
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200);
+    let mut again = h.client().await;
+    let refused = again
+        .request("GET", POLLING, &forwarded("10.0.0.9, 10.0.0.1"), b"")
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503);
+    assert!(again.closed().await);
+    let mut bob = h.client().await;
+    let served = bob
+        .request("GET", POLLING, &forwarded("10.0.0.1, 10.0.0.2"), b"")
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200);
+    // Alice's connection is still hers.
+    let served = alice
+        .request("GET", "/", &forwarded("10.0.0.1"), b"")
+        .await
+        .unwrap();
+    assert_eq!(served.status, 404);
+}
+
 /// The server closes a WebSocket session through the handle: the client gets the close
 /// packet, then a close frame.
 pub async fn server_close<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
