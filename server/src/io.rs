@@ -47,7 +47,8 @@ impl std::error::Error for ServerError {}
 #[non_exhaustive]
 pub struct HandlerPanic {
     /// The socket the code ran for; `None` for connection middleware that panicked before
-    /// the socket was accepted (the client then gets a CONNECT_ERROR instead).
+    /// the socket was accepted (the client then gets a CONNECT_ERROR instead), and for
+    /// handlers of server-side events.
     pub socket: Option<crate::SocketId>,
     /// The namespace.
     pub namespace: String,
@@ -98,6 +99,8 @@ pub enum PanicPlace {
     Disconnecting,
     /// A `disconnect` handler.
     Disconnect,
+    /// A handler of events other nodes emit (`on_server_event`); it has no socket.
+    ServerEvent,
 }
 
 impl PanicPlace {
@@ -113,6 +116,7 @@ impl PanicPlace {
             PanicPlace::Outgoing => "on_any_outgoing hook",
             PanicPlace::Disconnecting => "disconnecting handler",
             PanicPlace::Disconnect => "disconnect handler",
+            PanicPlace::ServerEvent => "server-side event handler",
         }
     }
 }

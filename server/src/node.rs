@@ -1091,8 +1091,26 @@ impl Node {
         let payload = Payload::from_wire(args, attachments);
         let adapter = self.cluster.adapter.clone();
         let event = event.to_owned();
+        let ctl = self.ctl.clone();
+        let namespace = nsp.to_owned();
         (self.spawn)(Box::pin(async move {
-            let reply = handler(payload).await;
+            let run = AssertUnwindSafe(async { handler(payload).await });
+            let reply = match run.catch_unwind().await {
+                Ok(reply) => reply,
+                Err(payload) => {
+                    if let Some(ctl) = ctl {
+                        let report = HandlerPanic {
+                            socket: None,
+                            namespace,
+                            event,
+                            place: PanicPlace::ServerEvent,
+                            message: panic_message(&*payload),
+                        };
+                        report_panic(&ctl, report);
+                    }
+                    return;
+                }
+            };
             let answer = match reply {
                 Reply::Payload(p) => p,
                 Reply::None => Payload::new(),

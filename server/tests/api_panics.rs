@@ -448,3 +448,37 @@ fn a_panicking_error_hook_is_contained_too() {
         reports.single(Some(a.id()), "boom", PanicPlace::Handler, "first");
     });
 }
+
+#[test]
+fn a_panic_in_a_server_side_event_handler_is_reported_and_the_node_goes_on() {
+    let rt = TestRuntime::new();
+    let cluster = volley::adapter::MemoryCluster::new();
+    let a = volley::builder()
+        .seed([1; 32])
+        .adapter(cluster.adapter())
+        .build(rt.clone());
+    let b = volley::builder()
+        .seed([2; 32])
+        .adapter(cluster.adapter())
+        .build(rt.clone());
+    let reports = Reports::watch(&b);
+    ok_route(&b);
+    b.ns("/")
+        .on_server_event("boom", |_p: volley::Payload| async move {
+            boom("server-side event panic");
+        });
+    rt.block_on(async {
+        let mut client = TestClient::connect(&b, "/", None).await.unwrap();
+        a.server_side_emit("boom", &()).unwrap();
+        let _ = rt.timeout(SETTLE, futures::future::pending::<()>()).await;
+        reports.single(
+            None,
+            "boom",
+            PanicPlace::ServerEvent,
+            "server-side event panic",
+        );
+        let r: u32 = client.emit_with_ack("ok", &4).await.unwrap();
+        assert_eq!(r, 4);
+        assert!(client.try_recv().is_none());
+    });
+}
