@@ -1,6 +1,6 @@
 //! No lock-out at the connection cap: 10 500 silent sockets from one address against a cap
-//! of 9 900, and a new client is still served at once, because the oldest connection that
-//! has not sent a request makes room for it.
+//! of 9 900, and a new client is still served at once (within 2 s, allowing for a loaded
+//! machine), because the oldest connection that has not sent a request makes room for it.
 //!
 //! The cap sits a little under 10 000 because client and server sockets live in this one
 //! process: twice the cap, plus slack, must fit under the descriptor limit (20 000 here).
@@ -109,7 +109,7 @@ async fn silent_sockets_from_one_address_do_not_lock_clients_out() {
         assert_eq!(response.status, 200, "{response:?}");
         assert!(response.text().starts_with("0{"), "{}", response.text());
         assert!(
-            waited < Duration::from_secs(1),
+            waited < Duration::from_secs(2),
             "the handshake took {waited:?}"
         );
         // And the oldest silent socket made room for it.
