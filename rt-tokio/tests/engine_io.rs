@@ -64,9 +64,15 @@ scenarios! {
     slow_loris: ServerConfig::new().head_timeout(scenario::slow_loris_timeout());
     idle_timeout: ServerConfig::new().idle_timeout(Duration::from_millis(100));
     connection_cap: ServerConfig::new().max_connections(1);
+    cap_makes_room: scenario::cap_config();
+    per_address_limit: scenario::per_address_config();
+    forwarded_address_limit: scenario::forwarded_config();
     server_close;
     graceful_shutdown;
     cors_preflight: scenario::cors_config();
     forbidden: scenario::forbidden_config();
+    cors_websocket_origin: scenario::cors_config();
+    websocket_origin_unchecked;
+    same_origin_only: scenario::same_origin_config();
     slow_reader;
 }

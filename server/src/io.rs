@@ -22,6 +22,105 @@ use volley_core::engine::{Engine, OverflowPolicy, Transports};
 use volley_core::rng::{ChaCha20Rng, IdGenerator};
 use volley_core::socketio::{Config as SioConfig, Parser, Recovery, Room, Server as SioServer};
 
+/// Something the server contained rather than let it take the process or a socket down
+/// silently; [`Io::on_error`] hooks see each one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Application code panicked. The panic was caught, logged at error level, and the
+    /// socket it ran for (if it had one yet) disconnected from its namespace.
+    Panic(HandlerPanic),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Panic(p) => std::fmt::Display::fmt(p, f),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Where a panic was caught, and what it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerPanic {
+    /// The socket the code ran for; `None` for connection middleware that panicked before
+    /// the socket was accepted (the client then gets a CONNECT_ERROR instead), and for
+    /// handlers of server-side events.
+    pub socket: Option<crate::SocketId>,
+    /// The namespace.
+    pub namespace: String,
+    /// The event being handled: its name as received, or `connection`, `disconnecting`,
+    /// `disconnect` for those handlers (and connection middleware).
+    pub event: String,
+    /// What kind of code panicked.
+    pub place: PanicPlace,
+    /// The panic's message (its `&str` or `String` payload; `Box<dyn Any>` otherwise).
+    pub message: String,
+}
+
+impl std::fmt::Display for HandlerPanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} panicked on event {:?} in namespace {}",
+            self.place.as_str(),
+            self.event,
+            self.namespace
+        )?;
+        if let Some(socket) = self.socket {
+            write!(f, " (socket {socket})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The kinds of application code a panic is caught in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PanicPlace {
+    /// Connection middleware (`use_connect`).
+    ConnectMiddleware,
+    /// A `connection` handler.
+    Connection,
+    /// Packet middleware (`use_packet`, a route's own), or an `error` handler it triggered.
+    PacketMiddleware,
+    /// An `on_any` handler.
+    Any,
+    /// An event handler (and the acknowledgement it sends, or awaits).
+    Handler,
+    /// An `error` handler.
+    Error,
+    /// An `on_any_outgoing` hook.
+    Outgoing,
+    /// A `disconnecting` handler.
+    Disconnecting,
+    /// A `disconnect` handler.
+    Disconnect,
+    /// A handler of events other nodes emit (`on_server_event`); it has no socket.
+    ServerEvent,
+}
+
+impl PanicPlace {
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PanicPlace::ConnectMiddleware => "connection middleware",
+            PanicPlace::Connection => "connection handler",
+            PanicPlace::PacketMiddleware => "packet middleware",
+            PanicPlace::Any => "on_any handler",
+            PanicPlace::Handler => "event handler",
+            PanicPlace::Error => "error handler",
+            PanicPlace::Outgoing => "on_any_outgoing hook",
+            PanicPlace::Disconnecting => "disconnecting handler",
+            PanicPlace::Disconnect => "disconnect handler",
+            PanicPlace::ServerEvent => "server-side event handler",
+        }
+    }
+}
+
 /// How long a request to the other nodes of a cluster waits by default (the reference
 /// adapters' `requestsTimeout`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -307,6 +406,7 @@ impl Builder {
             state: self.state,
             adapter: self.adapter.clone(),
             node_id,
+            errors: Default::default(),
         });
         let for_node = ctl.clone();
         // The first command the machine runs: no connection can be served before `build`
@@ -461,6 +561,24 @@ impl<R: Runtime> Io<R> {
             &self.ctl.registry.connect,
             Arc::new(move |ctx, next| Box::pin(mw(ctx, next))),
         );
+        self
+    }
+
+    /// Runs for every error the server contains (today: a panic in a handler, middleware or
+    /// hook), on the machine's task, after it was logged at error level with `tracing` and
+    /// before the socket concerned is disconnected (the client sees a server-side namespace
+    /// disconnect, `disconnect` handlers run with `server namespace disconnect`). It must not
+    /// block: send the report elsewhere (a channel, a task) for anything slow. A panic in the
+    /// hook itself is caught and logged.
+    pub fn on_error<F>(&self, hook: F) -> &Self
+    where
+        F: Fn(&ServerError) + Send + Sync + 'static,
+    {
+        self.ctl
+            .errors
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::new(hook));
         self
     }
 

@@ -135,7 +135,7 @@ pub use extensions::Extensions;
 pub use extract::{Bin, Data, EventCtx, EventName, Extension, FromEvent, State, TryData};
 pub use handler::{Handler, IntoReply, Json, Reply};
 pub use handshake::Handshake;
-pub use io::{Builder, Io};
+pub use io::{Builder, HandlerPanic, Io, PanicPlace, ServerError};
 pub use middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 pub use namespace::{EventRoute, Namespace, ServerSideEmitError};
 pub use node::Node;

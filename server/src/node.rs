@@ -9,18 +9,20 @@ use crate::extensions::Extensions;
 use crate::extract::{AckSlot, EventCtx, take_ack};
 use crate::handler::{BoxFuture, Reply};
 use crate::handshake::Handshake;
+use crate::io::{HandlerPanic, PanicPlace, ServerError};
 use crate::middleware::{ConnectCtx, IncomingEvent, Next, PacketFlow, PacketMw};
 use crate::namespace::ServerSideEmitError;
 use crate::operators::RemoteSocket;
 use crate::payload::Payload;
-use crate::registry::{NsHandlers, Registry, ResultTo};
+use crate::registry::{NsHandlers, OutgoingHook, Registry, ResultTo};
 use crate::socket::Socket;
-use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
@@ -40,6 +42,77 @@ pub(crate) struct Ctl {
     pub state: Extensions,
     pub adapter: Arc<dyn Adapter>,
     pub node_id: NodeId,
+    /// The `on_error` hooks.
+    pub errors: RwLock<Vec<ErrorHook>>,
+}
+
+/// An `Io::on_error` hook.
+pub(crate) type ErrorHook = Arc<dyn Fn(&ServerError) + Send + Sync>;
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Hands a caught panic to the machine, which logs it, runs the `on_error` hooks and
+/// disconnects the socket.
+fn report_panic(ctl: &Ctl, report: HandlerPanic) {
+    let cast = ctl
+        .handle
+        .cast(move |node: &mut Node, now| node.on_panic(report, now));
+    if let Err(stopped) = cast {
+        tracing::error!(error = %stopped, "a handler panicked while the server stopped");
+    }
+}
+
+/// Runs `fut`, application code run for `socket`: a panic in it is caught and reported
+/// instead of unwinding into the task that polls it (the machine's, or the socket's). `None`
+/// when it panicked.
+pub(crate) async fn contained<T>(
+    fut: impl Future<Output = T>,
+    ctl: &Ctl,
+    socket: &Socket,
+    place: PanicPlace,
+    event: &str,
+) -> Option<T> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            let report = HandlerPanic {
+                socket: Some(socket.id()),
+                namespace: socket.ns().to_owned(),
+                event: event.to_owned(),
+                place,
+                message: panic_message(&*payload),
+            };
+            report_panic(ctl, report);
+            None
+        }
+    }
+}
+
+/// A system handler's job for `socket` (`connection`, `disconnecting`, `disconnect`): `make`
+/// calls the handler inside the job, so that even its synchronous part is contained.
+fn guarded(
+    ctl: Option<&Arc<Ctl>>,
+    socket: &Socket,
+    place: PanicPlace,
+    event: &'static str,
+    make: impl FnOnce() -> BoxFuture<()> + Send + 'static,
+) -> BoxFuture<()> {
+    let Some(ctl) = ctl.cloned() else {
+        return make();
+    };
+    let socket = socket.clone();
+    Box::pin(async move {
+        let _ = contained(async move { make().await }, &ctl, &socket, place, event).await;
+    })
 }
 
 /// How this node reaches the others: the adapter, its own id, how long requests wait.
@@ -57,8 +130,11 @@ struct Entry {
     /// task is started by the first job that has to wait (handlers that complete inline
     /// never need it), so an idle socket costs no task.
     queue: Option<mpsc::UnboundedSender<Job>>,
-    /// The socket's task ended or may take no more work (a handler panicked).
+    /// The socket's task ended or may take no more work.
     closed: bool,
+    /// A handler of the socket panicked: it is being disconnected, and no event of it
+    /// starts a handler any more.
+    failed: bool,
     /// Starts the socket's task.
     spawn: Spawner,
     /// Jobs sent to `queue` that have not completed yet.
@@ -347,7 +423,7 @@ impl Node {
         ctl: Arc<Ctl>,
         recovered: bool,
     ) -> Socket {
-        let socket = Socket::new(id, handshake, data, ctl, ns.clone(), recovered);
+        let socket = Socket::new(id, handshake, data, ctl.clone(), ns.clone(), recovered);
         // Every handler of the socket runs inside its span (sid, namespace, transport).
         let span = tracing::debug_span!(
             "socket",
@@ -367,13 +443,22 @@ impl Node {
             socket: socket.clone(),
             queue: None,
             closed: false,
+            failed: false,
             spawn: self.spawn.clone(),
             jobs,
             span,
             life: Some(life),
         };
         for hook in ns.connection() {
-            entry.push(Job::Barrier(hook(socket.clone())));
+            let s = socket.clone();
+            let job = guarded(
+                Some(&ctl),
+                &socket,
+                PanicPlace::Connection,
+                "connection",
+                move || hook(s),
+            );
+            entry.push(Job::Barrier(job));
         }
         self.sockets.insert(id, entry);
         socket
@@ -620,8 +705,25 @@ impl Node {
         for id in self.sio.select(nsp, opts) {
             if let Some(entry) = self.sockets.get(&id) {
                 for hook in &hooks {
-                    hook(&entry.socket, event, &payload);
+                    self.outgoing_hook(hook, &entry.socket, event, &payload);
                 }
+            }
+        }
+    }
+
+    /// Runs one `on_any_outgoing` hook, on the machine's task: a panic is contained.
+    fn outgoing_hook(&self, hook: &OutgoingHook, socket: &Socket, event: &str, payload: &Payload) {
+        let run = || hook(socket, event, payload);
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            if let Some(ctl) = &self.ctl {
+                let report = HandlerPanic {
+                    socket: Some(socket.id()),
+                    namespace: socket.ns().to_owned(),
+                    event: event.to_owned(),
+                    place: PanicPlace::Outgoing,
+                    message: panic_message(&*payload),
+                };
+                report_panic(ctl, report);
             }
         }
     }
@@ -673,7 +775,7 @@ impl Node {
         }
         if let Some(entry) = self.sockets.get(&socket) {
             for hook in entry.socket.ns_handlers().any_outgoing() {
-                hook(&entry.socket, event, &payload);
+                self.outgoing_hook(&hook, &entry.socket, event, &payload);
             }
         }
         let (json, attachments) = payload.into_wire();
@@ -989,8 +1091,26 @@ impl Node {
         let payload = Payload::from_wire(args, attachments);
         let adapter = self.cluster.adapter.clone();
         let event = event.to_owned();
+        let ctl = self.ctl.clone();
+        let namespace = nsp.to_owned();
         (self.spawn)(Box::pin(async move {
-            let reply = handler(payload).await;
+            let run = AssertUnwindSafe(async { handler(payload).await });
+            let reply = match run.catch_unwind().await {
+                Ok(reply) => reply,
+                Err(payload) => {
+                    if let Some(ctl) = ctl {
+                        let report = HandlerPanic {
+                            socket: None,
+                            namespace,
+                            event,
+                            place: PanicPlace::ServerEvent,
+                            message: panic_message(&*payload),
+                        };
+                        report_panic(&ctl, report);
+                    }
+                    return;
+                }
+            };
             let answer = match reply {
                 Reply::Payload(p) => p,
                 Reply::None => Payload::new(),
@@ -1196,11 +1316,15 @@ impl Node {
                     }
                 }
                 for hook in entry.socket.ns_handlers().disconnecting() {
-                    entry.push(Job::Barrier(hook(
-                        entry.socket.clone(),
-                        reason,
-                        rooms.clone(),
-                    )));
+                    let (s, rooms) = (entry.socket.clone(), rooms.clone());
+                    let job = guarded(
+                        self.ctl.as_ref(),
+                        &entry.socket,
+                        PanicPlace::Disconnecting,
+                        "disconnecting",
+                        move || hook(s, reason, rooms),
+                    );
+                    entry.push(Job::Barrier(job));
                 }
             }
             Event::Disconnect { socket, reason, .. } => {
@@ -1209,7 +1333,15 @@ impl Node {
                 };
                 entry.socket.mark_disconnected();
                 for hook in entry.socket.ns_handlers().disconnect() {
-                    entry.push(Job::Barrier(hook(entry.socket.clone(), reason)));
+                    let s = entry.socket.clone();
+                    let job = guarded(
+                        self.ctl.as_ref(),
+                        &entry.socket,
+                        PanicPlace::Disconnect,
+                        "disconnect",
+                        move || hook(s, reason),
+                    );
+                    entry.push(Job::Barrier(job));
                 }
                 if let Some(life) = entry.life.take() {
                     let _ = life.send(reason);
@@ -1345,8 +1477,30 @@ impl Node {
             accepted: accepted.clone(),
         };
         let id = req.id;
+        let namespace = req.nsp.to_string();
         (self.spawn)(Box::pin(async move {
-            let result = next.run(ctx).await;
+            let socket = ctx.socket.clone();
+            let result = match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {
+                Ok(result) => result,
+                Err(payload) => {
+                    // Accepted: the socket is disconnected. Not yet: the client is refused.
+                    let report = HandlerPanic {
+                        socket: socket.get().map(Socket::id),
+                        namespace,
+                        event: "connection".to_owned(),
+                        place: PanicPlace::ConnectMiddleware,
+                        message: panic_message(&*payload),
+                    };
+                    let refuse = !accepted.load(Ordering::SeqCst);
+                    let _ = ctl.handle.cast(move |node: &mut Node, now| {
+                        node.on_panic(report, now);
+                        if refuse {
+                            let _ = node.sio.reject(id, "server error", None, now);
+                        }
+                    });
+                    return;
+                }
+            };
             if accepted.load(Ordering::SeqCst) {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection middleware failed after disconnect");
@@ -1367,35 +1521,53 @@ impl Node {
         let Some(entry) = self.sockets.get_mut(&socket) else {
             return;
         };
-        if entry.is_closed() {
-            // The socket's task ended (a handler panicked): its handlers no longer run.
+        if entry.is_closed() || entry.failed {
+            // A handler of the socket panicked: it is on its way out.
             return;
         }
+        let Some(ctl) = self.ctl.clone() else {
+            return;
+        };
         let sock = entry.socket.clone();
         let ns = sock.ns_handlers().clone();
         let mut chain = self.registry.global_packet();
         chain.extend(ns.packet());
         let state = self.state.clone();
+        // Every piece of application code runs contained: a panic is reported with the
+        // event's name and disconnects the socket, and what follows it does not run.
         let fut = async move {
-            let ev = IncomingEvent { name, payload };
-            let Some(ev) = run_packet_middleware(chain, &sock, ev).await else {
-                return;
-            };
+            let mut ev = IncomingEvent { name, payload };
+            if !chain.is_empty() {
+                let event = ev.name.clone();
+                let run = run_packet_middleware(chain, &sock, ev);
+                match contained(run, &ctl, &sock, PanicPlace::PacketMiddleware, &event).await {
+                    Some(Some(next)) => ev = next,
+                    _ => return,
+                }
+            }
             // The route of the event as the middleware left it (it may have renamed it).
             let route = ns.route(&ev.name);
-            let ev = match &route {
-                Some(r) => match run_packet_middleware(r.middleware.clone(), &sock, ev).await {
-                    Some(ev) => ev,
-                    None => return,
-                },
-                None => ev,
-            };
+            if let Some(r) = route.as_ref().filter(|r| !r.middleware.is_empty()) {
+                let event = ev.name.clone();
+                let run = run_packet_middleware(r.middleware.clone(), &sock, ev);
+                match contained(run, &ctl, &sock, PanicPlace::PacketMiddleware, &event).await {
+                    Some(Some(next)) => ev = next,
+                    _ => return,
+                }
+            }
             for hook in ns.any() {
-                hook(sock.clone(), ev.name.clone(), ev.payload.clone()).await;
+                let run = async { hook(sock.clone(), ev.name.clone(), ev.payload.clone()).await };
+                if contained(run, &ctl, &sock, PanicPlace::Any, &ev.name)
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
             }
             let Some(route) = route else {
                 return;
             };
+            let event = ev.name.clone();
             let ctx = EventCtx {
                 socket: sock.clone(),
                 name: ev.name,
@@ -1403,7 +1575,11 @@ impl Node {
                 ack: ack.clone(),
                 state,
             };
-            match (route.handler)(ctx).await {
+            let run = async { (route.handler)(ctx).await };
+            let Some(reply) = contained(run, &ctl, &sock, PanicPlace::Handler, &event).await else {
+                return;
+            };
+            match reply {
                 Reply::None => {}
                 Reply::Payload(p) => match &route.result {
                     ResultTo::Ack => {
@@ -1423,7 +1599,10 @@ impl Node {
                         op.emit_payload(event, p);
                     }
                 },
-                Reply::Error(message) => sock.report_error(message).await,
+                Reply::Error(message) => {
+                    let run = sock.report_error(message);
+                    let _ = contained(run, &ctl, &sock, PanicPlace::Error, &event).await;
+                }
             }
         };
         let mut fut: BoxFuture<()> = Box::pin(fut);
@@ -1442,11 +1621,55 @@ impl Node {
         match polled {
             Ok(Poll::Ready(())) => {}
             Ok(Poll::Pending) => entry.push(Job::Handler(fut)),
-            Err(_) => {
-                // As when a handler panics on the socket's task: that task ends, and the
-                // socket's later handlers do not run.
+            Err(payload) => {
+                // Application code is contained inside the future; this is a last resort.
                 entry.close();
+                let report = HandlerPanic {
+                    socket: Some(socket),
+                    namespace: entry.socket.ns().to_owned(),
+                    event: String::new(),
+                    place: PanicPlace::Handler,
+                    message: panic_message(&*payload),
+                };
+                if let Some(ctl) = &self.ctl {
+                    report_panic(ctl, report);
+                }
             }
+        }
+    }
+
+    /// A caught panic: logged at error level, handed to the `on_error` hooks, and its socket
+    /// disconnected from the namespace (the client gets `41`, the `disconnect` handlers run
+    /// with "server namespace disconnect"; the socket leaves its rooms, so no broadcast
+    /// reaches it any more).
+    pub(crate) fn on_panic(&mut self, report: HandlerPanic, now: Instant) {
+        tracing::error!(
+            socket = ?report.socket,
+            namespace = %report.namespace,
+            event = %report.event,
+            place = report.place.as_str(),
+            panic = %report.message,
+            "application code panicked; its socket is disconnected"
+        );
+        let socket = report.socket;
+        let error = ServerError::Panic(report);
+        if let Some(ctl) = &self.ctl {
+            let hooks = ctl
+                .errors
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for hook in hooks {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&error))).is_err() {
+                    tracing::error!("an on_error hook panicked");
+                }
+            }
+        }
+        if let Some(id) = socket {
+            if let Some(entry) = self.sockets.get_mut(&id) {
+                entry.failed = true;
+            }
+            let _ = self.sio.disconnect(id, false, now);
         }
     }
 }

@@ -106,6 +106,9 @@ scenarios! {
     server_close;
     cors_preflight: scenario::cors_config();
     forbidden: scenario::forbidden_config();
+    cors_websocket_origin: scenario::cors_config();
+    websocket_origin_unchecked;
+    same_origin_only: scenario::same_origin_config();
 }
 
 /// `disconnect_mid_poll`, once the poll is parked: a client that sends a poll and closes at

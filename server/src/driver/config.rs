@@ -1,6 +1,7 @@
 //! Connection-level options: timeouts, limits, the connection cap and the fallback handler.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct ServerConfig {
     pub(crate) body_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_address: Option<usize>,
+    pub(crate) trusted_proxies: Vec<IpAddr>,
     pub(crate) limits: Limits,
     pub(crate) fallback: Fallback,
     pub(crate) cors: Option<super::cors::Cors>,
@@ -38,6 +41,8 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_connections_per_address: None,
+            trusted_proxies: Vec::new(),
             limits: Limits::default(),
             fallback: Arc::new(|_| not_found()),
             cors: None,
@@ -81,10 +86,34 @@ impl ServerConfig {
         self
     }
 
-    /// Most connections served at once; beyond it a connection is answered `503` and closed.
-    /// A polling client holds up to two (a parked GET and a POST). Default 10 000.
+    /// Most connections served at once. At the cap, a new connection makes room by closing
+    /// the oldest connection that has not completed a request head yet (a silent or
+    /// trickling socket: it costs a real client nothing to retry); when every connection has
+    /// sent one, the new connection is answered `503` and closed. A polling client holds up
+    /// to two (a parked GET and a POST). Default 10 000.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// Most connections one client address may hold at once; beyond it a connection (or a
+    /// request mounted in a host, [`Driver::serve_request`](super::Driver::serve_request)) is
+    /// answered `503` and closed. The address is the TCP peer's, or for a peer listed in
+    /// [`trusted_proxies`](Self::trusted_proxies) the one its `X-Forwarded-For` names. Off
+    /// by default: many clients may share one address (a NAT, an office).
+    pub fn max_connections_per_address(mut self, max: usize) -> Self {
+        self.max_connections_per_address = Some(max);
+        self
+    }
+
+    /// Proxies whose `X-Forwarded-For` is believed, for the per-address limit: a connection
+    /// from one of these addresses counts against the **last** entry of the header of each
+    /// request (the address the proxy itself saw; entries before it are whatever the client
+    /// sent), from its first request head on, and against nothing before that or without
+    /// the header. Other peers count against their own address and their header is
+    /// ignored. Default: none.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().map(|ip| ip.to_canonical()).collect();
         self
     }
 
@@ -94,11 +123,14 @@ impl ServerConfig {
         self
     }
 
-    /// The handler for requests the machine does not own. Default: `404 Not Found`. It runs on
-    /// the connection's task and sees the head only: a request with a body is answered and
-    /// the connection closed, since the body is not read.
     /// Answers cross-origin requests to the machine: preflights directly, and every other
-    /// answer with the allow-origin headers. Off by default (same-origin only).
+    /// answer with the allow-origin headers. With a list of origins, a WebSocket upgrade whose
+    /// `Origin` names another one is refused with `403` (no browser rule guards WebSockets).
+    ///
+    /// Off by default: no allow-origin headers, so browsers keep pages of other origins from
+    /// reading polling answers, but **no origin is checked**: a WebSocket upgrade from any
+    /// page is served. For same-origin only, refuse foreign origins with
+    /// [`allow_request`](Self::allow_request) (docs/deployment.md has the example).
     pub fn cors(mut self, cors: super::cors::Cors) -> Self {
         self.cors = Some(cors);
         self
@@ -114,7 +146,9 @@ impl ServerConfig {
         self
     }
 
-    /// Answers requests the machine does not own.
+    /// The handler for requests the machine does not own. Default: `404 Not Found`. It runs on
+    /// the connection's task and sees the head only: a request with a body is answered and
+    /// the connection closed, since the body is not read.
     pub fn fallback(
         mut self,
         fallback: impl Fn(&RequestHead) -> Response + Send + Sync + 'static,
@@ -132,8 +166,47 @@ impl fmt::Debug for ServerConfig {
             .field("body_timeout", &self.body_timeout)
             .field("write_timeout", &self.write_timeout)
             .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// Whether a connection from `peer` is keyed by the client address its requests name.
+    pub(crate) fn is_trusted_proxy(&self, peer: Option<SocketAddr>) -> bool {
+        peer.is_some_and(|p| self.trusted_proxies.contains(&p.ip().to_canonical()))
+    }
+
+    /// The address a connection from `peer` counts against before any request: the peer's,
+    /// unless it is a trusted proxy (then none yet).
+    pub(crate) fn peer_key(&self, peer: Option<SocketAddr>) -> Option<IpAddr> {
+        match self.is_trusted_proxy(peer) {
+            true => None,
+            false => peer.map(|p| p.ip().to_canonical()),
+        }
+    }
+
+    /// The address a request from `peer` counts against: the peer's, or behind a trusted
+    /// proxy the last `X-Forwarded-For` entry (none when it has no usable one).
+    pub(crate) fn client_key(
+        &self,
+        peer: Option<SocketAddr>,
+        head: &RequestHead,
+    ) -> Option<IpAddr> {
+        if !self.is_trusted_proxy(peer) {
+            return self.peer_key(peer);
+        }
+        let last = head.header("x-forwarded-for")?.rsplit(',').next()?.trim();
+        let ip = last
+            .parse::<IpAddr>()
+            .or_else(|_| last.parse::<SocketAddr>().map(|a| a.ip()))
+            .ok()?;
+        Some(ip.to_canonical())
     }
 }
 

@@ -25,7 +25,8 @@ use volley_core::http::{
 use super::Env;
 use super::actor::{CONN_CAPACITY, Input, ToConn};
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
-use super::request::{decorate, screen};
+use super::request::{decorate, screen, unavailable};
+use super::shutdown::{Admission, Evicted};
 use super::websocket;
 use crate::runtime::Runtime;
 
@@ -76,6 +77,11 @@ pub(crate) struct Http<'a, R: Runtime, S> {
     head_request: bool,
     /// The TCP peer, recorded on every head so the handshake knows the client's address.
     peer: Option<std::net::SocketAddr>,
+    /// The connection's place in the cap and the per-address counts.
+    admission: Admission,
+    /// Fires when the connection, still without a complete request head, is closed to make
+    /// room at the cap.
+    evicted: Evicted,
 }
 
 /// The connection's channels to and from the machine's task.
@@ -90,6 +96,8 @@ pub(crate) async fn run<R, S>(
     conn: ConnId,
     stream: S,
     peer: Option<std::net::SocketAddr>,
+    admission: Admission,
+    evicted: Evicted,
 ) where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -104,6 +112,8 @@ pub(crate) async fn run<R, S>(
         pending: VecDeque::new(),
         head_request: false,
         peer,
+        admission,
+        evicted,
     };
     let end = http.serve().await;
     let Http {
@@ -111,6 +121,7 @@ pub(crate) async fn run<R, S>(
         buf,
         link,
         pending,
+        admission,
         ..
     } = http;
     let (error, linger) = match end {
@@ -118,6 +129,7 @@ pub(crate) async fn run<R, S>(
             if let Some(link) = link {
                 websocket::run(env, conn, stream, buf, pending, link).await;
             }
+            drop(admission);
             return;
         }
         End::Closed => (false, false),
@@ -133,6 +145,7 @@ pub(crate) async fn run<R, S>(
     if linger {
         linger_close(&env.runtime, &mut stream).await;
     }
+    drop(admission);
 }
 
 impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R, S> {
@@ -172,7 +185,7 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 false => env.config.idle_timeout,
             };
             let quiet = pin!(env.runtime.sleep(quiet));
-            let wait = select(quiet, env.tracker.stopping());
+            let wait = select(select(quiet, env.tracker.stopping()), &mut self.evicted);
             let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
             match select(pin!(read), wait).await {
                 Either::Left((Ok(0), _)) => return Err(End::Closed),
@@ -181,8 +194,12 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                     tracing::debug!(error = %e, "read failed");
                     return Err(End::Failed);
                 }
-                Either::Right(_) => {
+                Either::Right((Either::Left(_), _)) => {
                     tracing::debug!("quiet connection closed");
+                    return Err(End::Closed);
+                }
+                Either::Right((Either::Right(_), _)) => {
+                    tracing::debug!("silent connection closed to make room at the cap");
                     return Err(End::Closed);
                 }
             }
@@ -193,6 +210,17 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 match parse_head(&self.buf, &env.config.limits) {
                     Ok(Some((head, consumed))) => {
                         self.buf.advance(consumed);
+                        self.admission.settle();
+                        self.evicted = Evicted::never();
+                        if env.tracker.limits_addresses() && env.config.is_trusted_proxy(self.peer)
+                        {
+                            if let Some(client) = env.config.client_key(self.peer, &head) {
+                                if self.admission.rekey(client).is_err() {
+                                    tracing::debug!(%client, "request refused: per-address limit");
+                                    return Err(self.answer(unavailable()).await);
+                                }
+                            }
+                        }
                         let head = match self.peer {
                             Some(peer) => head.with_peer_addr(peer),
                             None => head,
@@ -212,7 +240,16 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 }
             }
             let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
-            match or_timeout(read, deadline.as_mut()).await {
+            let read = match select(pin!(read), select(deadline.as_mut(), &mut self.evicted)).await
+            {
+                Either::Left((read, _)) => Some(read),
+                Either::Right((Either::Left(_), _)) => None,
+                Either::Right((Either::Right(_), _)) => {
+                    tracing::debug!("unfinished request head closed to make room at the cap");
+                    return Err(End::Closed);
+                }
+            };
+            match read {
                 Some(Ok(0)) => return Err(End::Closed),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

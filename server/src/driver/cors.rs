@@ -91,6 +91,18 @@ impl Cors {
         response
     }
 
+    /// Whether a WebSocket upgrade may proceed: with a list of origins, one that names another
+    /// origin is refused (browsers always send `Origin` on a WebSocket handshake, and no CORS
+    /// rule protects it, so this is what stops cross-site WebSocket hijacking). A handshake
+    /// without `Origin` (a native client, not a browser) passes; so does any origin with
+    /// [`Origins::Any`].
+    pub fn allows_upgrade(&self, head: &RequestHead) -> bool {
+        match (&self.origins, head.header("origin")) {
+            (Origins::List(list), Some(origin)) => list.iter().any(|a| a == origin),
+            _ => true,
+        }
+    }
+
     /// Whether `head` is a preflight request (it is answered here, not by the machine).
     pub fn is_preflight(head: &RequestHead) -> bool {
         head.method_str() == "OPTIONS"

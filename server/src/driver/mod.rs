@@ -33,6 +33,11 @@
 //!   failed: one stuck peer never holds the machine's task.
 //! - Head, idle, body and write timeouts bound what a peer can hold by going quiet
 //!   ([`ServerConfig`]); malformed heads get the codec's error response and a close.
+//! - Silent sockets cannot lock clients out: at the connection cap, the oldest connection
+//!   that has not completed a request head is closed to make room for a new one (only when
+//!   every connection has sent one is a new one refused `503`), and an optional per-address
+//!   limit (the TCP peer, or the `X-Forwarded-For` of a trusted proxy) refuses `503` beyond
+//!   it.
 //! - IO errors never panic; they end the connection and are logged with `tracing` at debug
 //!   level, inside a `conn` span per connection.
 //!
@@ -137,7 +142,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                 .run()
                 .instrument(tracing::debug_span!("volley::driver")),
         );
-        let tracker = Tracker::new(config.max_connections);
+        let tracker = Tracker::new(config.max_connections, config.max_connections_per_address);
         let env = Env {
             runtime,
             config,
@@ -154,20 +159,40 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
     }
 
     /// Serves one connection until it ends. Spawn one task per accepted stream running this;
-    /// `peer` only labels the connection's log span.
+    /// `peer` labels the connection's log span, is recorded on its requests, and is the
+    /// address the per-address limit counts it against (see [`ServerConfig`]).
     ///
-    /// Beyond the connection cap the stream is answered `503` and closed; after
-    /// [`shutdown`](Driver::shutdown) began it is closed at once.
-    pub async fn serve_connection<S>(&self, mut stream: S, peer: Option<SocketAddr>)
+    /// At the connection cap, the oldest connection that has not completed a request head is
+    /// closed to make room; with none, or beyond the per-address limit, the stream is
+    /// answered `503` and closed. After [`shutdown`](Driver::shutdown) began it is closed at
+    /// once.
+    pub async fn serve_connection<S>(&self, stream: S, peer: Option<SocketAddr>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let admitted = self.env.tracker.admit_fresh(self.env.config.peer_key(peer));
+        self.serve_admitted(stream, peer, admitted).await;
+    }
+
+    async fn serve_admitted<S>(
+        &self,
+        mut stream: S,
+        peer: Option<SocketAddr>,
+        admitted: Result<(shutdown::Admission, shutdown::Evicted), Refused>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let env = &*self.env;
-        let admission = match env.tracker.admit() {
-            Ok(admission) => admission,
+        let (admission, evicted) = match admitted {
+            Ok(admitted) => admitted,
             Err(Refused::Stopping) => return,
-            Err(Refused::Full) => {
-                tracing::debug!(?peer, "connection refused: at the connection cap");
+            Err(refused) => {
+                match refused {
+                    Refused::PerAddress => {
+                        tracing::debug!(?peer, "connection refused: per-address limit")
+                    }
+                    _ => tracing::debug!(?peer, "connection refused: at the connection cap"),
+                }
                 let mut out = bytes::BytesMut::new();
                 request::unavailable().write_to(&mut out);
                 let written =
@@ -180,8 +205,9 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         };
         let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
         let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer);
-        conn::run(env, conn, stream, peer).instrument(span).await;
-        drop(admission);
+        conn::run(env, conn, stream, peer, admission, evicted)
+            .instrument(span)
+            .await;
     }
 
     /// A handle for running commands on the machine.
@@ -235,9 +261,13 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    // Admitted here, in accept order, so that "oldest first" at the cap
+                    // means the order clients connected in.
+                    let peer = Some(peer);
+                    let admitted = self.env.tracker.admit_fresh(self.env.config.peer_key(peer));
                     let connection = self.clone();
                     self.env.runtime.spawn(async move {
-                        connection.serve_connection(stream, Some(peer)).await;
+                        connection.serve_admitted(stream, peer, admitted).await;
                     });
                 }
                 Err(e) if is_transient(&e) => {

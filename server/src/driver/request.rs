@@ -36,11 +36,16 @@ use super::{Driver, Env, websocket};
 use crate::runtime::Runtime;
 
 /// The answer to a request the driver screens before the machine sees it: a CORS preflight,
-/// or a refusal by `allow_request`. `None`: the request goes on to the machine.
+/// a WebSocket upgrade from an origin CORS does not list, or a refusal by `allow_request`.
+/// `None`: the request goes on to the machine.
 pub(crate) fn screen(config: &ServerConfig, head: &RequestHead) -> Option<Response> {
     if let Some(cors) = &config.cors {
         if Cors::is_preflight(head) {
             return Some(cors.preflight(head));
+        }
+        if head.is_websocket_upgrade() && !cors.allows_upgrade(head) {
+            tracing::debug!(origin = ?head.header("origin"), "upgrade refused: origin not listed");
+            return Some(ErrorCode::Forbidden.ws_response());
         }
     }
     if let Some(allow) = &config.allow_request {
@@ -230,11 +235,18 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         B: Stream<Item = io::Result<Bytes>> + Send,
     {
         let env = &self.env;
-        let admission = match env.tracker.admit() {
+        let address = env.config.client_key(peer, &head);
+        let admission = match env.tracker.admit(address) {
             Ok(admission) => admission,
             Err(refused) => {
-                if let Refused::Full = refused {
-                    tracing::debug!(?peer, "request refused: at the connection cap");
+                match refused {
+                    Refused::Full => {
+                        tracing::debug!(?peer, "request refused: at the connection cap")
+                    }
+                    Refused::PerAddress => {
+                        tracing::debug!(?peer, ?address, "request refused: per-address limit")
+                    }
+                    Refused::Stopping => {}
                 }
                 return Served::answer(unavailable());
             }

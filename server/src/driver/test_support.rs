@@ -287,23 +287,37 @@ impl<R: Runtime, C: Connector> Harness<R, C> {
     /// A WebSocket client for `target` (the upgrade done by hand, so no handshake code of
     /// the client library is needed).
     pub async fn websocket(&self, target: &str) -> WebSocketStream<C::Stream> {
+        match self.try_websocket(target, "").await {
+            Ok(ws) => ws,
+            Err(response) => panic!("upgrade refused: {response:?}"),
+        }
+    }
+
+    /// A WebSocket upgrade for `target` with `extra_headers` (each ending in CRLF): the
+    /// stream, or the response that refused it.
+    pub async fn try_websocket(
+        &self,
+        target: &str,
+        extra_headers: &str,
+    ) -> Result<WebSocketStream<C::Stream>, HttpResponse> {
         let mut client = self.client().await;
+        let headers = format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             {extra_headers}"
+        );
         let response = client
-            .request(
-                "GET",
-                target,
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
-                b"",
-            )
+            .request("GET", target, &headers, b"")
             .await
             .expect("upgrade response");
-        assert_eq!(response.status, 101, "upgrade refused: {response:?}");
+        if response.status != 101 {
+            return Err(response);
+        }
         assert_eq!(
             response.header("sec-websocket-accept"),
             Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
         );
-        client.into_websocket().await
+        Ok(client.into_websocket().await)
     }
 
     /// A polling handshake on `client`; returns the session id.
@@ -579,6 +593,100 @@ pub async fn connection_cap<R: Runtime, C: Connector>(h: Harness<R, C>) {
     drop(first);
 }
 
+/// The configuration of [`cap_makes_room`]: room for three connections.
+pub fn cap_config() -> ServerConfig {
+    ServerConfig::new().max_connections(3)
+}
+
+/// At the cap, a new connection makes room by closing the oldest connection that has not
+/// completed a request head (silent ones here), so a real client gets in at once; once every
+/// connection has sent a request, a new one gets 503.
+pub async fn cap_makes_room<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut silent_a = h.client().await;
+    let mut silent_b = h.client().await;
+    // Answered, so admitted, and the silent ones before it (admission follows accept order).
+    let mut busy = h.client().await;
+    assert_eq!(busy.get("/").await.unwrap().status, 404);
+    let mut first = h.client().await;
+    h.handshake(&mut first).await;
+    assert!(
+        silent_a.closed().await,
+        "the oldest silent connection is closed first"
+    );
+    let mut second = h.client().await;
+    h.handshake(&mut second).await;
+    assert!(silent_b.closed().await);
+    // No connection left without a request: the cap holds.
+    let mut late = h.client().await;
+    let refused = late.read_response().await.unwrap();
+    assert_eq!(refused.status, 503);
+    assert!(late.closed().await);
+    // Those that made it are still served.
+    assert_eq!(busy.get("/").await.unwrap().status, 404);
+    assert_eq!(first.get("/").await.unwrap().status, 404);
+}
+
+/// The configuration of [`per_address_limit`]: two connections per address.
+pub fn per_address_config() -> ServerConfig {
+    ServerConfig::new().max_connections_per_address(2)
+}
+
+/// A third connection from one address gets 503 at once, even though the server has room.
+pub async fn per_address_limit<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut first = h.client().await;
+    assert_eq!(first.get("/").await.unwrap().status, 404);
+    let _silent = h.client().await;
+    let mut third = h.client().await;
+    let refused = third.read_response().await.unwrap();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(third.closed().await);
+    assert_eq!(first.get("/").await.unwrap().status, 404);
+}
+
+/// The configuration of [`forwarded_address_limit`]: one connection per client address,
+/// the loopback peer being a trusted proxy.
+pub fn forwarded_config() -> ServerConfig {
+    ServerConfig::new()
+        .max_connections_per_address(1)
+        .trusted_proxies([std::net::IpAddr::from([127, 0, 0, 1])])
+}
+
+/// Behind a trusted proxy, connections count against the last `X-Forwarded-For` entry of
+/// their requests (what the client put before it does not matter), and not before their
+/// first request.
+pub async fn forwarded_address_limit<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let forwarded = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    // Connections the proxy opened and has not used yet count against no one.
+    let _idle_a = h.client().await;
+    let _idle_b = h.client().await;
+    let mut alice = h.client().await;
+    let served = alice
+        .request("GET", POLLING, &forwarded("10.0.0.1"), b"")
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200);
+    let mut again = h.client().await;
+    let refused = again
+        .request("GET", POLLING, &forwarded("10.0.0.9, 10.0.0.1"), b"")
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503);
+    assert!(again.closed().await);
+    let mut bob = h.client().await;
+    let served = bob
+        .request("GET", POLLING, &forwarded("10.0.0.1, 10.0.0.2"), b"")
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200);
+    // Alice's connection is still hers.
+    let served = alice
+        .request("GET", "/", &forwarded("10.0.0.1"), b"")
+        .await
+        .unwrap();
+    assert_eq!(served.status, 404);
+}
+
 /// The server closes a WebSocket session through the handle: the client gets the close
 /// packet, then a close frame.
 pub async fn server_close<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
@@ -661,6 +769,112 @@ pub async fn cors_preflight<R: Runtime, C: Connector>(h: Harness<R, C>) {
         .unwrap();
     assert_eq!(other.status, 200);
     assert_eq!(other.header("access-control-allow-origin"), None);
+}
+
+/// With CORS listing origins, a WebSocket upgrade whose `Origin` is not listed is refused
+/// with 403 (a fresh WebSocket session and a polling session's upgrade alike); a listed
+/// origin, and a handshake without `Origin` (a native client), are served. Polling from
+/// another origin is answered without the allow-origin headers, so the browser keeps the
+/// page from reading it.
+pub async fn cors_websocket_origin<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    const WS: &str = "/engine.io/?EIO=4&transport=websocket";
+    let evil = "Origin: https://evil.example\r\n";
+    let refused = h.try_websocket(WS, evil).await.err().expect("refused");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.text(), "Forbidden");
+    let mut allowed = h
+        .try_websocket(WS, "Origin: https://app.example\r\n")
+        .await
+        .expect("a listed origin is served");
+    let open = allowed.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"));
+    let mut native = h.websocket(WS).await;
+    assert!(
+        native
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .starts_with("0{")
+    );
+    // A polling session from the listed origin may not be upgraded from another one.
+    let mut client = h.client().await;
+    let open = client
+        .request("GET", POLLING, "Origin: https://app.example\r\n", b"")
+        .await
+        .unwrap();
+    let sid = open_sid(open.text());
+    let target = format!("{WS}&sid={sid}");
+    let refused = h.try_websocket(&target, evil).await.err().expect("refused");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let foreign_poll = client.request("GET", POLLING, evil, b"").await.unwrap();
+    assert_eq!(foreign_poll.header("access-control-allow-origin"), None);
+}
+
+/// Without CORS the driver checks no origin: a WebSocket upgrade from any page is served
+/// (what [`same_origin_config`] shows how to close).
+pub async fn websocket_origin_unchecked<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut ws = h
+        .try_websocket(
+            "/engine.io/?EIO=4&transport=websocket",
+            "Origin: https://evil.example\r\n",
+        )
+        .await
+        .expect("no origin check without CORS");
+    assert!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .starts_with("0{")
+    );
+}
+
+/// Same-origin only, with `allow_request`: a request naming an `Origin` must name the
+/// server's own host (`Host`); one without `Origin` (not from a browser page) passes. The
+/// example of docs/deployment.md.
+pub fn same_origin_config() -> ServerConfig {
+    ServerConfig::new().allow_request(|head| match head.header("origin") {
+        None => true,
+        Some(origin) => {
+            let host = origin.split_once("://").map_or("", |(_, host)| host);
+            head.header("host") == Some(host)
+        }
+    })
+}
+
+/// [`same_origin_config`] refuses both transports from another origin with 403, and serves
+/// the server's own origin and native clients.
+pub async fn same_origin_only<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    const WS: &str = "/engine.io/?EIO=4&transport=websocket";
+    let evil = "Origin: https://evil.example\r\n";
+    let own = "Origin: http://localhost\r\n";
+    let refused = h.try_websocket(WS, evil).await.err().expect("refused");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let mut client = h.client().await;
+    let refused = client.request("GET", POLLING, evil, b"").await.unwrap();
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.text(), r#"{"code":4,"message":"Forbidden"}"#);
+    let mut ws = h.try_websocket(WS, own).await.expect("own origin");
+    assert!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .starts_with("0{")
+    );
+    let mut client = h.client().await;
+    let served = client.request("GET", POLLING, own, b"").await.unwrap();
+    assert_eq!(served.status, 200);
+    assert!(served.text().starts_with("0{"));
+    let served = client.get(POLLING).await.unwrap();
+    assert_eq!(served.status, 200);
 }
 
 /// The `allow_request` of [`forbidden`]: only requests with `X-Token: ok`.
