@@ -7,13 +7,14 @@
 //! cargo run -p volley-core --example event_loop [-- <port>]     (or PORT=<port>; 0: any)
 //! ```
 //!
-//! It prints `LISTENING <port>`, then serves Engine.IO v4 / Socket.IO v5 clients on
-//! `/socket.io/`: long-polling, WebSocket, and the upgrade from one to the other. The
-//! application in `app.rs` answers the events of the conformance suite's scenario server
-//! (`echo`, acks, rooms and broadcasts, ...); the suite runs against this very program as its
-//! third target, next to tokio and smol. `FAST_PING=1` sets a 300 ms ping interval and a
-//! 200 ms ping timeout; `--exit-with-stdin` exits when standard input closes (a safety net
-//! for test drivers; the watcher is the one thread besides the loop).
+//! It prints `LISTENING <port>`, then serves Socket.IO clients (v5 over Engine.IO v4, and v4
+//! over Engine.IO v3) on `/socket.io/`: long-polling, WebSocket, and the upgrade from one to
+//! the other. The application in `app.rs` answers the events of the conformance suite's
+//! scenario server (`echo`, acks, rooms and broadcasts, ...); the suite runs against this
+//! very program as its third target, next to tokio and smol. `FAST_PING=1` sets a 300 ms
+//! ping interval and a 200 ms ping timeout; `--app msgpack` speaks the MessagePack parser;
+//! `--exit-with-stdin` exits when standard input closes (a safety net for test drivers; its
+//! watcher is the one thread besides the loop).
 //!
 //! # The loop
 //!
@@ -32,8 +33,9 @@
 //!    ([`Server::handle_ws_message`]), "everything sent is written"
 //!    ([`Server::handle_ws_drained`]), or "this connection is gone"
 //!    ([`Server::handle_conn_closed`]).
-//! 4. After each input, **settle**: first the application sees every [`Event`](volley_core::socketio::Event) and reacts
-//!    with commands (accept a connect, emit, ack, join, broadcast, disconnect), then every
+//! 4. After each input, **settle**: first the application sees every
+//!    [`Event`](volley_core::socketio::Event) and reacts with commands (accept a connect,
+//!    emit, ack, join, broadcast, disconnect), then every
 //!    [`Output`] is performed on its connection's buffers: a response to write (a `101`
 //!    turns the connection into a WebSocket), a body to read, a WebSocket message to send,
 //!    a WebSocket to close. The connections touched are driven in step 3 of the same turn.
@@ -438,9 +440,7 @@ impl EventLoop {
                         return;
                     };
                     if !self.server.owns(&head) {
-                        let body =
-                            !matches!(head.body_kind(), BodyKind::None | BodyKind::Length(0));
-                        http.close_after_write = body || !head.keep_alive();
+                        http.close_after_write = has_body(&head) || !head.keep_alive();
                         not_found().write_to(&mut http.out);
                         continue;
                     }
@@ -448,10 +448,7 @@ impl EventLoop {
                         keep_alive: head.keep_alive(),
                         kind: head.body_kind(),
                         expects_continue: head.expects_continue(),
-                        body_unread: !matches!(
-                            head.body_kind(),
-                            BodyKind::None | BodyKind::Length(0)
-                        ),
+                        body_unread: has_body(&head),
                     };
                     conn.known = true;
                     let head = match http.stream.peer_addr() {
@@ -505,6 +502,11 @@ impl EventLoop {
             self.settle(now);
         }
     }
+}
+
+/// Whether a body follows `head` on the wire.
+fn has_body(head: &RequestHead) -> bool {
+    !matches!(head.body_kind(), BodyKind::None | BodyKind::Length(0))
 }
 
 fn not_found() -> Response {
