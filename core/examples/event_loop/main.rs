@@ -21,8 +21,9 @@
 //! The machine never performs IO and never reads the clock. One turn of the loop:
 //!
 //! 1. **Wait** in [`mio::Poll::poll`] until a socket is ready or the machine's next deadline
-//!    ([`Server::poll_timeout`]) comes. Sockets are registered edge-triggered: a connection
-//!    remembers that it is readable until a read returns `WouldBlock`.
+//!    ([`Server::poll_timeout`]) comes (or the loop's own: a closed WebSocket's linger).
+//!    Sockets are registered edge-triggered: a connection remembers that it is readable
+//!    until a read returns `WouldBlock`.
 //! 2. **Read the clock** once (`now`), accept new connections, and call
 //!    [`Server::handle_timeout`] if the deadline passed: pings, ping timeouts, upgrade and
 //!    ack timeouts all come out of that one call.
@@ -83,6 +84,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// The largest polling body and WebSocket message: a 1 MiB binary event travels as about
 /// 1.4 MB of base64 over polling.
 const MAX_PAYLOAD: usize = 2_000_000;
+
+/// How long a WebSocket the machine closed waits for the client's close frame before the
+/// connection is dropped anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// One client connection: HTTP until a `101`, then a WebSocket.
 struct Conn {
@@ -167,6 +172,9 @@ struct EventLoop {
     next_token: usize,
     /// Connections to drive before the next wait.
     dirty: BTreeSet<usize>,
+    /// The loop's own deadlines: WebSockets closed by the machine, dropped at that moment
+    /// if the client has not answered the close frame by then.
+    lingering: BTreeSet<(Instant, usize)>,
     limits: Limits,
     ws_config: WebSocketConfig,
 }
@@ -222,6 +230,7 @@ fn main() -> io::Result<()> {
         conns: HashMap::new(),
         next_token: 1,
         dirty: BTreeSet::new(),
+        lingering: BTreeSet::new(),
         limits: Limits::default(),
         ws_config: WebSocketConfig::default()
             .max_message_size(Some(MAX_PAYLOAD))
@@ -251,7 +260,9 @@ impl EventLoop {
         loop {
             // 1. Wait for readiness or the machine's next deadline.
             let deadline = self.server.poll_timeout();
-            let wait = deadline.map(|t| t.saturating_duration_since(Instant::now()));
+            let linger = self.lingering.first().map(|(t, _)| *t);
+            let wake = deadline.into_iter().chain(linger).min();
+            let wait = wake.map(|t| t.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, wait) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -272,6 +283,13 @@ impl EventLoop {
             if deadline.is_some_and(|t| t <= now) {
                 self.server.handle_timeout(now);
                 self.settle(now);
+            }
+            while let Some(&(t, token)) = self.lingering.first() {
+                if t > now {
+                    break;
+                }
+                self.lingering.pop_first();
+                self.close(token, false, now);
             }
             // 3. Drive the connections that have something to do.
             while let Some(token) = self.dirty.pop_first() {
@@ -328,11 +346,11 @@ impl EventLoop {
             let Some(output) = self.server.poll_output() else {
                 return;
             };
-            self.perform(output);
+            self.perform(output, now);
         }
     }
 
-    fn perform(&mut self, output: Output) {
+    fn perform(&mut self, output: Output, now: Instant) {
         let token = match &output {
             Output::Response { conn, .. }
             | Output::ReadBody { conn, .. }
@@ -414,6 +432,7 @@ impl EventLoop {
             (Transport::Ws(ws), Output::Close { .. }) => {
                 ws.closing = true;
                 let _ = ws.socket.close(None);
+                self.lingering.insert((now + CLOSE_LINGER, token));
             }
             // A message for an HTTP connection, or HTTP for a WebSocket: nothing to do.
             (_, output) => eprintln!("output for the wrong kind of connection: {output:?}"),
