@@ -1,4 +1,6 @@
 // @server --app chat
+// @targets tokio smol   (the chat application and its page are the volley crate's example;
+//                          the event loop example serves the scenario application only)
 //
 // A real browser: headless Chromium (Debian's, driven by playwright-core) loads the chat
 // example's page from the server, with the official client bundle served at /socket.io.js.

@@ -1,4 +1,6 @@
 // @server --app recovery
+// @targets tokio smol   (its handlers, src/recovery.rs, are written for the volley crate;
+//                          the event loop example serves the scenario application only)
 //
 // Connection state recovery (Socket.IO 4.6) with the official client, against a server of
 // its own (`--app recovery`: a 3 s window, the middleware skipped on a recovered connect;

@@ -1,6 +1,8 @@
 //! The conformance suite as a cargo test: every scenario file of `tests/*.test.mjs` (the
 //! official JavaScript clients, and headless Chromium for the chat page) against the
-//! `conformance-server` binary, once on tokio and once on smol.
+//! `conformance-server` binary, once on tokio and once on smol, and against a third target:
+//! `conformance-event-loop`, volley-core's example server on a hand-written `mio` loop
+//! (`core/examples/event_loop/`), with no async runtime and without the `volley` crate.
 //!
 //! What it needs and lacks, it installs: the npm packages of `package-lock.json` (`npm ci`,
 //! when `node_modules` is missing or was installed from another lockfile) and Debian's
@@ -11,9 +13,11 @@
 //! `LISTENING <port>` first; the test waits for that line). A file's first lines may ask for
 //! server options: `// @server FAST_PING=1 --app chat` (words with `=` are environment
 //! variables, the others arguments). `SCENARIO=recovery` (comma-separated words) runs only
-//! the files whose name contains one of the words. Servers are killed when their guard
-//! drops; node is killed (with its process group) past [`FILE_TIMEOUT`], and files not
-//! started within [`SUITE_TIMEOUT`] fail as not run.
+//! the files whose name contains one of the words. A file that needs an application only
+//! the `volley` crate's server has says which targets it is for:
+//! `// @targets tokio smol (why)` (without the line, a file is for every target). Servers
+//! are killed when their guard drops; node is killed (with its process group) past
+//! [`FILE_TIMEOUT`], and files not started within [`SUITE_TIMEOUT`] fail as not run.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 /// The most one scenario file may take (each of its tests also has its own, shorter, limit).
 const FILE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The most all the scenario files of one runtime may take (the runtimes run in parallel).
+/// The most all the scenario files of one target may take (the targets run in parallel).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The most a server may take to print its `LISTENING` line.
@@ -47,6 +51,13 @@ fn conformance_dir() -> PathBuf {
 
 fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_conformance-server"))
+}
+
+/// The third target's name: the event loop example.
+const EVENT_LOOP: &str = "event-loop";
+
+fn event_loop_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_conformance-event-loop"))
 }
 
 /// The cargo target folder (the server binary is `<target>/<profile>/conformance-server`).
@@ -241,7 +252,7 @@ fn ensure_chromium() -> Result<(), String> {
     }
 }
 
-/// A running `conformance-server`, killed on drop.
+/// A running `conformance-server` (or event loop example), killed on drop.
 struct Server {
     child: Child,
     /// Held open: the server exits when it closes (`--exit-with-stdin`), should this
@@ -253,8 +264,15 @@ struct Server {
 
 impl Server {
     fn start(runtime: &str, args: &[String], env: &[(String, String)]) -> Result<Server, String> {
-        let mut cmd = Command::new(server_binary());
-        cmd.args(["--runtime", runtime, "--exit-with-stdin"])
+        let mut cmd = match runtime {
+            EVENT_LOOP => Command::new(event_loop_binary()),
+            runtime => {
+                let mut cmd = Command::new(server_binary());
+                cmd.args(["--runtime", runtime]);
+                cmd
+            }
+        };
+        cmd.arg("--exit-with-stdin")
             .args(args)
             .env_remove("PORT")
             .env_remove("FAST_PING")
@@ -371,6 +389,19 @@ fn server_options(file: &Path) -> (Vec<String>, Vec<(String, String)>) {
     (args, env)
 }
 
+/// The targets a scenario file is for (its `// @targets …` line), or `None`: every target.
+fn file_targets(file: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .take_while(|l| l.starts_with("//"))
+        .find_map(|l| l.strip_prefix("// @targets"))
+        // Words up to a parenthesised reason.
+        .map(|rest| {
+            let names = rest.split('(').next().unwrap_or_default();
+            names.split_whitespace().map(str::to_owned).collect()
+        })
+}
+
 /// Runs one scenario file against a fresh server on `runtime`.
 fn run_file(runtime: &str, file: &Path, limit: Duration) -> Result<Finished, String> {
     let (args, env) = server_options(file);
@@ -420,6 +451,24 @@ fn run_runtime(runtime: &str) {
         !files.is_empty(),
         "no scenario files in conformance/tests/ (or none matching SCENARIO)"
     );
+    let (files, others): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|f| file_targets(f).is_none_or(|t| t.iter().any(|t| t == runtime)));
+    if !others.is_empty() {
+        let names: Vec<&str> = others
+            .iter()
+            .filter_map(|f| f.file_name().and_then(|n| n.to_str()))
+            .collect();
+        println!(
+            "[{runtime}] not for this target (their @targets line): {}",
+            names.join(", ")
+        );
+    }
+    if files.is_empty() {
+        // Only with SCENARIO naming files that declare other targets.
+        println!("[{runtime}] none of the selected scenario files is for this target");
+        return;
+    }
     let mut failures = Vec::new();
     let started = Instant::now();
     for file in &files {
@@ -484,4 +533,9 @@ fn official_clients_against_tokio() {
 #[test]
 fn official_clients_against_smol() {
     run_runtime("smol");
+}
+
+#[test]
+fn official_clients_against_event_loop() {
+    run_runtime(EVENT_LOOP);
 }
