@@ -6,7 +6,7 @@ use super::endpoint::{Endpoint, Route};
 use super::error::{ApiMisuse, CloseReason, ErrorCode, SendError};
 use super::frames::FrameCache;
 use super::packet::{Message, Protocol, WsMessage};
-use super::session::{ConnRole, Session, TransportKind};
+use super::session::{ConnRole, Pending, Session, TransportKind};
 use crate::http::{RequestHead, Response};
 use crate::ids::{ConnId, IdMap, Sid};
 use crate::rng::IdGenerator;
@@ -121,6 +121,23 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     events: VecDeque<Event>,
     frames: FrameCache,
+    /// Queues lent to the session an input goes to, and taken back once drained: a session
+    /// keeps no allocated queue between inputs, so an idle one costs no more than its state.
+    spare: Queues,
+}
+
+/// A session's output and event queues.
+#[derive(Default)]
+struct Queues {
+    outputs: VecDeque<Pending>,
+    events: VecDeque<Event>,
+}
+
+/// Lends `spare` (empty) to `session` for an input; what it holds now, for [`Engine::collect`].
+fn lend(session: &mut Session, spare: &mut Queues) -> Held {
+    std::mem::swap(&mut session.outputs, &mut spare.outputs);
+    std::mem::swap(&mut session.events, &mut spare.events);
+    session.held()
 }
 
 impl std::fmt::Debug for Engine {
@@ -155,6 +172,7 @@ impl Engine {
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             frames: FrameCache::default(),
+            spare: Queues::default(),
         }
     }
 
@@ -276,7 +294,7 @@ impl Engine {
                     self.respond(conn, request.unknown_sid());
                     return Ok(());
                 };
-                let before = session.held();
+                let before = lend(session, &mut self.spare);
                 // The engine holds every connection a session does, so the session's own
                 // busy check cannot fail here.
                 let _ = session.handle_request(conn, &request, &head, now);
@@ -302,7 +320,7 @@ impl Engine {
             self.respond(conn, ErrorCode::UnknownSid.response());
             return Ok(());
         };
-        let before = session.held();
+        let before = lend(session, &mut self.spare);
         let result = session.handle_body(conn, body, now);
         self.collect(sid, before);
         result
@@ -324,7 +342,7 @@ impl Engine {
             self.outputs.push_back(Output::Close { conn });
             return Ok(());
         };
-        let before = session.held();
+        let before = lend(session, &mut self.spare);
         let result = session.handle_ws_message(conn, message, now);
         self.collect(sid, before);
         result
@@ -339,7 +357,7 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let before = session.held();
+        let before = lend(session, &mut self.spare);
         session.handle_ws_drained(conn, now);
         self.collect(sid, before);
     }
@@ -353,7 +371,7 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let before = session.held();
+        let before = lend(session, &mut self.spare);
         session.handle_conn_closed(conn, error, now);
         self.collect(sid, before);
     }
@@ -370,7 +388,7 @@ impl Engine {
             let Some(session) = self.sessions.get_mut(&sid) else {
                 continue;
             };
-            let before = session.held();
+            let before = lend(session, &mut self.spare);
             session.handle_timeout(now);
             self.collect(sid, before);
         }
@@ -383,7 +401,7 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
             return Err(SendError::UnknownSession(sid));
         };
-        let before = session.held();
+        let before = lend(session, &mut self.spare);
         let result = session.send(message, now);
         self.collect(sid, before);
         result
@@ -396,7 +414,7 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
             return;
         };
-        let before = session.held();
+        let before = lend(session, &mut self.spare);
         session.close(now);
         self.collect(sid, before);
     }
@@ -404,18 +422,21 @@ impl Engine {
     // ---- the composition ----
 
     /// After an input to session `sid`: moves its outputs (framed through the shared cache)
-    /// and events to the engine's queues, in order, brings the connection table up to date
+    /// and events to the engine's queues, in order, takes the lent queues back, brings the connection table up to date
     /// from what it held `before`, and files it under its deadline, or forgets it once ended.
     fn collect(&mut self, sid: Sid, before: Held) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        while let Some(output) = session.poll_output_framed(&mut self.frames) {
+        let mut outputs = std::mem::take(&mut session.outputs);
+        let mut events = std::mem::take(&mut session.events);
+        let protocol = session.protocol();
+        for pending in outputs.drain(..) {
+            let output = pending.into_output(protocol, Some(&mut self.frames));
             self.outputs.push_back(output);
         }
-        while let Some(event) = session.poll_event() {
-            self.events.push_back(event);
-        }
+        self.events.append(&mut events);
+        self.spare = Queues { outputs, events };
         let after = session.held();
         let holds = |conn: ConnId| after.iter().flatten().any(|(c, _)| *c == conn);
         for (conn, role) in before.into_iter().flatten() {

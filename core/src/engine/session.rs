@@ -93,12 +93,28 @@ impl Limits {
 }
 
 /// An output not yet handed out. WebSocket packets stay packets until then: framing at the
-/// drain lets a composition of many sessions share the frame of a broadcast text
-/// ([`FrameCache`], see [`Session::poll_output`]) without the session knowing of the others.
+/// drain lets a composition of many sessions share the frame of a broadcast text through one
+/// [`FrameCache`] (as [`super::Engine`] does) without the session knowing of the others.
 #[derive(Debug)]
 pub(super) enum Pending {
     Ready(Output),
     Frame(ConnId, Packet),
+}
+
+impl Pending {
+    /// The output, framed alone or through `frames`.
+    pub(super) fn into_output(self, protocol: Protocol, frames: Option<&mut FrameCache>) -> Output {
+        match self {
+            Pending::Ready(output) => output,
+            Pending::Frame(conn, packet) => Output::Send {
+                conn,
+                message: match frames {
+                    Some(frames) => frames.frame(&packet, protocol),
+                    None => packet.to_ws(protocol),
+                },
+            },
+        }
+    }
 }
 
 /// How a session ends, which decides what its open transports are told.
@@ -266,29 +282,11 @@ impl Session {
 
     // ---- outputs ----
 
-    /// The next thing to do on a connection. WebSocket frames are built here, one per
-    /// packet; a composition of many sessions uses `poll_output_framed` to share the frame of
-    /// a text queued for several of them.
+    /// The next thing to do on a connection.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        Some(match self.outputs.pop_front()? {
-            Pending::Ready(output) => output,
-            Pending::Frame(conn, packet) => Output::Send {
-                conn,
-                message: packet.to_ws(self.protocol),
-            },
-        })
-    }
-
-    /// [`poll_output`](Self::poll_output) with frames shared through `frames`.
-    pub(super) fn poll_output_framed(&mut self, frames: &mut FrameCache) -> Option<Output> {
-        Some(match self.outputs.pop_front()? {
-            Pending::Ready(output) => output,
-            Pending::Frame(conn, packet) => Output::Send {
-                conn,
-                message: frames.frame(&packet, self.protocol),
-            },
-        })
+        let pending = self.outputs.pop_front()?;
+        Some(pending.into_output(self.protocol, None))
     }
 
     /// The next thing the application must see.
