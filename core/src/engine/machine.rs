@@ -14,7 +14,9 @@ use bytes::Bytes;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
-/// Something the runtime must do on a connection.
+/// Something the runtime must do on a connection. The [`Engine`] and a [`Session`] hand out
+/// the same outputs; the inputs named here are the engine's, and a session has each of them
+/// too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Output {
