@@ -1,20 +1,22 @@
-//! The Engine.IO server machine: every transition rule of the protocol, in one place.
+//! The Engine.IO server as one machine: an [`Endpoint`] and a table of [`Session`]s, with
+//! one timer index and one output and event queue for all of them.
 
 use super::config::Config;
+use super::endpoint::{Endpoint, Route};
 use super::error::{ApiMisuse, CloseReason, ErrorCode, SendError};
-use super::jsonp;
-use super::packet::{Message, Packet, Protocol, WsMessage};
-use super::payload::{Framing, decode_payload, encode_payload};
-use super::session::{Probe, Session, Transport, TransportKind};
-use crate::http::{BodyKind, Method, RequestHead, Response, websocket_handshake};
+use super::frames::FrameCache;
+use super::packet::{Message, Protocol, WsMessage};
+use super::session::{ConnRole, Pending, Session, TransportKind};
+use crate::http::{RequestHead, Response};
 use crate::ids::{ConnId, IdMap, Sid};
-use crate::rng::{IdGenerator, RandomIds};
-use crate::utf8::Utf8Bytes;
+use crate::rng::IdGenerator;
 use bytes::Bytes;
 use std::collections::{BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Something the runtime must do on a connection.
+/// Something the runtime must do on a connection. The [`Engine`] and a [`Session`] hand out
+/// the same outputs; the inputs named here are the engine's, and a session has each of them
+/// too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Output {
@@ -94,40 +96,50 @@ pub enum Body {
     TooLarge,
 }
 
+/// What a connection is to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// A parked long-polling GET.
-    Poll(Sid),
-    /// A POST whose body is being read; `true` when it came as `application/octet-stream`
-    /// (the v3 XHR2 binary framing).
-    Body(Sid, bool),
-    /// The session's WebSocket.
-    Socket(Sid),
-    /// A WebSocket probing an upgrade.
-    Probe(Sid),
+    /// A role in a live session.
+    Held(Sid, ConnRole),
+    /// The POST of a session that ended while its body was being read: the body gets the
+    /// unknown-session answer. Kept apart from the id so that a later session given the same
+    /// id (only a custom generator repeats ids) never receives it.
+    Orphan,
 }
 
-/// How a session ends, which decides what its open transports are told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// The client sent `1`: a parked poll gets `6`.
-    ByClient,
-    /// An error or timeout: a parked poll gets `1`.
-    Abrupt,
-}
+/// The connections a session held before an input, to find what the input changed.
+type Held = [Option<(ConnId, ConnRole)>; 3];
 
-/// The Engine.IO server: sessions, their transports and timers. See the crate documentation
-/// for the order in which to call it.
+/// The Engine.IO server: an [`Endpoint`] and every [`Session`] it opened, their connections
+/// and timers, behind one set of inputs and outputs. See the crate documentation for the
+/// order in which to call it.
 pub struct Engine {
-    config: Config,
-    ids: Box<dyn IdGenerator>,
+    endpoint: Endpoint,
     // Keys the engine generates (session ids) or the runtime numbers: see `IdHasher`.
     sessions: IdMap<Sid, Session>,
     conns: IdMap<ConnId, Role>,
+    /// At most one entry per session: its [`Session::poll_timeout`], as filed.
     timers: BTreeSet<(Instant, Sid)>,
     outputs: VecDeque<Output>,
     events: VecDeque<Event>,
     frames: FrameCache,
+    /// Queues lent to the session an input goes to, and taken back once drained: a session
+    /// keeps no allocated queue between inputs, so an idle one costs no more than its state.
+    spare: Queues,
+}
+
+/// A session's output and event queues.
+#[derive(Default)]
+struct Queues {
+    outputs: VecDeque<Pending>,
+    events: VecDeque<Event>,
+}
+
+/// Lends `spare` (empty) to `session` for an input; what it holds now, for [`Engine::collect`].
+fn lend(session: &mut Session, spare: &mut Queues) -> Held {
+    std::mem::swap(&mut session.outputs, &mut spare.outputs);
+    std::mem::swap(&mut session.events, &mut spare.events);
+    session.held()
 }
 
 impl std::fmt::Debug for Engine {
@@ -140,57 +152,29 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// The query parameters the engine reads.
-struct Query {
-    eio: Option<String>,
-    transport: Option<String>,
-    sid: Option<String>,
-    b64: Option<String>,
-    j: Option<String>,
-}
-
-impl Query {
-    fn of(head: &RequestHead) -> Self {
-        let get = |k| head.query_param(k).map(|v| v.into_owned());
-        Query {
-            eio: get("EIO"),
-            transport: get("transport"),
-            sid: get("sid"),
-            b64: get("b64"),
-            j: get("j"),
-        }
-    }
-}
-
-fn at_least_a_millisecond(d: Duration) -> Duration {
-    d.max(Duration::from_millis(1))
-}
-
 impl Engine {
-    /// An engine with `config`, drawing session ids from a [`RandomIds`] seeded by `seed`
-    /// (take it from the operating system's entropy in production).
+    /// An engine with `config`, drawing session ids from a [`RandomIds`](crate::rng::RandomIds)
+    /// seeded by `seed` (take it from the operating system's entropy in production).
     pub fn new(config: Config, seed: [u8; 32]) -> Self {
-        Self::with_id_generator(config, Box::new(RandomIds::from_seed(seed)))
+        Self::from_endpoint(Endpoint::new(config, seed))
     }
 
     /// An engine whose session ids come from `ids`.
-    pub fn with_id_generator(mut config: Config, ids: Box<dyn IdGenerator>) -> Self {
-        // A zero duration would make a deadline due again at once: clamp so that every timer
-        // moves time forward.
-        config.ping_interval = at_least_a_millisecond(config.ping_interval);
-        config.ping_timeout = at_least_a_millisecond(config.ping_timeout);
-        config.upgrade_timeout = at_least_a_millisecond(config.upgrade_timeout);
-        config.close_timeout = at_least_a_millisecond(config.close_timeout);
-        config.max_packets_per_poll = config.max_packets_per_poll.max(1);
+    pub fn with_id_generator(config: Config, ids: Box<dyn IdGenerator>) -> Self {
+        Self::from_endpoint(Endpoint::with_id_generator(config, ids))
+    }
+
+    /// An engine around `endpoint`, with no session yet.
+    pub fn from_endpoint(endpoint: Endpoint) -> Self {
         Engine {
-            config,
-            ids,
+            endpoint,
             sessions: IdMap::default(),
             conns: IdMap::default(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             frames: FrameCache::default(),
+            spare: Queues::default(),
         }
     }
 
@@ -198,13 +182,23 @@ impl Engine {
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.config
+        self.endpoint.config()
+    }
+
+    /// The endpoint that sorts requests and opens sessions.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The session `sid` (open or closing), to read its state.
+    pub fn session(&self, sid: Sid) -> Option<&Session> {
+        self.sessions.get(&sid)
     }
 
     /// Whether `head` is addressed to the engine (its path is under [`Config::path`]).
     /// Requests that are not belong to the host application.
     pub fn owns(&self, head: &RequestHead) -> bool {
-        self.config.matches_path(head.path())
+        self.endpoint.owns(head)
     }
 
     /// Open sessions (including those closing).
@@ -229,12 +223,12 @@ impl Engine {
 
     /// The protocol of an open session.
     pub fn protocol(&self, sid: Sid) -> Option<Protocol> {
-        self.sessions.get(&sid).map(|s| s.protocol)
+        self.sessions.get(&sid).map(Session::protocol)
     }
 
     /// The transport an open session uses now.
     pub fn transport(&self, sid: Sid) -> Option<TransportKind> {
-        self.sessions.get(&sid).map(Session::kind)
+        self.sessions.get(&sid).map(Session::transport)
     }
 
     /// Whether a message sent to `sid` now would leave at once rather than wait in its queue.
@@ -245,7 +239,7 @@ impl Engine {
 
     /// Packets waiting in the queue of `sid`.
     pub fn queued(&self, sid: Sid) -> usize {
-        self.sessions.get(&sid).map_or(0, |s| s.queue.len())
+        self.sessions.get(&sid).map_or(0, Session::queued)
     }
 
     // ---- outputs ----
@@ -282,137 +276,56 @@ impl Engine {
         if self.conns.contains_key(&conn) {
             return Err(ApiMisuse::ConnectionBusy(conn));
         }
-        if !self.owns(&head) {
-            self.respond(
-                conn,
-                Response::new(404)
-                    .header("Content-Type", "text/plain; charset=UTF-8")
-                    .body("Not Found"),
-            );
-            return Ok(());
-        }
-        let upgrade = head.is_websocket_upgrade();
-        if let Err(code) = self.route(conn, head, upgrade, now) {
-            let response = if upgrade {
-                code.ws_response()
-            } else {
-                code.response()
-            };
-            self.respond(conn, response);
-        }
-        Ok(())
-    }
-
-    /// Sorts a request out by its query; a refusal comes back as the code to answer with.
-    fn route(
-        &mut self,
-        conn: ConnId,
-        head: RequestHead,
-        upgrade: bool,
-        now: Instant,
-    ) -> Result<(), ErrorCode> {
-        let q = Query::of(&head);
-        let kind = match q.transport.as_deref() {
-            Some("polling") if self.config.transports.polling => TransportKind::Polling,
-            Some("websocket") if self.config.transports.websocket => TransportKind::WebSocket,
-            _ => return Err(ErrorCode::TransportUnknown),
-        };
-        if (kind == TransportKind::WebSocket) != upgrade {
-            return Err(ErrorCode::BadRequest);
-        }
-        let protocol = match q.eio.as_deref() {
-            Some("4") => Some(Protocol::V4),
-            Some("3") if self.config.allow_eio3 => Some(Protocol::V3),
-            _ => None,
-        };
-        let Some(sid_text) = q.sid.as_deref() else {
-            if head.method() != Method::Get {
-                return Err(ErrorCode::BadHandshakeMethod);
+        match self.endpoint.route(&head) {
+            Route::Respond(response) => self.respond(conn, response),
+            Route::Handshake(handshake) => {
+                let sessions = &self.sessions;
+                let in_use = |sid| sessions.contains_key(&sid);
+                match self.endpoint.handshake(conn, head, handshake, now, in_use) {
+                    Ok(session) => {
+                        let sid = session.sid();
+                        self.sessions.insert(sid, session);
+                        self.collect(sid, [None; 3]);
+                    }
+                    Err(response) => self.respond(conn, response),
+                }
             }
-            let protocol = protocol.ok_or(ErrorCode::UnsupportedProtocolVersion)?;
-            self.handshake(conn, head, kind, protocol, &q, now);
-            return Ok(());
-        };
-        let sid = Sid::new(sid_text).map_err(|_| ErrorCode::UnknownSid)?;
-        let session = self.sessions.get(&sid).ok_or(ErrorCode::UnknownSid)?;
-        if protocol != Some(session.protocol) {
-            return Err(ErrorCode::BadRequest);
-        }
-        if kind == TransportKind::WebSocket {
-            self.probe_request(conn, sid, &head, now);
-            return Ok(());
-        }
-        if session.kind() == TransportKind::WebSocket {
-            return Err(ErrorCode::BadRequest);
-        }
-        match head.method() {
-            Method::Get => self.poll(conn, sid, now),
-            Method::Post => self.post(conn, sid, &head, now),
-            _ => return Err(ErrorCode::BadRequest),
+            Route::Session(request) => {
+                let sid = request.sid();
+                let Some(session) = self.sessions.get_mut(&sid) else {
+                    self.respond(conn, request.unknown_sid());
+                    return Ok(());
+                };
+                let before = lend(session, &mut self.spare);
+                // The engine holds every connection a session does, so the session's own
+                // busy check cannot fail here.
+                let _ = session.handle_request(conn, &request, &head, now);
+                self.collect(sid, before);
+            }
         }
         Ok(())
     }
 
     /// The body asked for by [`Output::ReadBody`] arrived (or overflowed).
     pub fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
-        let Some(Role::Body(sid, binary)) = self.conns.get(&conn).copied() else {
-            return Err(ApiMisuse::UnexpectedBody(conn));
+        let sid = match self.conns.get(&conn) {
+            Some(Role::Held(sid, ConnRole::Body)) => *sid,
+            Some(Role::Orphan) => {
+                self.conns.remove(&conn);
+                self.respond(conn, ErrorCode::UnknownSid.response());
+                return Ok(());
+            }
+            _ => return Err(ApiMisuse::UnexpectedBody(conn)),
         };
-        self.conns.remove(&conn);
         let Some(session) = self.sessions.get_mut(&sid) else {
+            self.conns.remove(&conn);
             self.respond(conn, ErrorCode::UnknownSid.response());
             return Ok(());
         };
-        if let Transport::Polling { post, .. } = &mut session.transport {
-            *post = None;
-        }
-        let bytes = match body {
-            Body::TooLarge => {
-                // The reference answers 413 and keeps the session.
-                self.respond(conn, payload_too_large());
-                return Ok(());
-            }
-            Body::Complete(bytes) => bytes,
-        };
-        if bytes.len() > self.config.max_payload {
-            self.respond(conn, payload_too_large());
-            return Ok(());
-        }
-        let protocol = session.protocol;
-        let decoded = match (&session.jsonp, protocol) {
-            (Some(_), _) => jsonp::unwrap_post(&bytes).and_then(|text| {
-                let framing = match protocol {
-                    Protocol::V4 => Framing::V4,
-                    Protocol::V3 => Framing::V3String,
-                };
-                decode_payload(Bytes::from(text), framing)
-            }),
-            (None, Protocol::V4) => decode_payload(bytes, Framing::V4),
-            (None, Protocol::V3) if binary => decode_payload(bytes, Framing::V3Binary),
-            (None, Protocol::V3) => decode_payload(bytes, Framing::V3String),
-        };
-        match decoded {
-            Ok(packets) => {
-                for packet in packets {
-                    if self.sessions.get(&sid).is_none_or(|s| s.is_closing()) {
-                        break;
-                    }
-                    self.on_packet(sid, packet, now);
-                }
-                self.respond(
-                    conn,
-                    Response::new(200)
-                        .header("Content-Type", "text/html")
-                        .body("ok"),
-                );
-            }
-            Err(_) => {
-                self.respond(conn, ErrorCode::BadRequest.response());
-                self.close_session(sid, CloseReason::ParseError, Ending::Abrupt, now);
-            }
-        }
-        self.reschedule(sid);
-        Ok(())
+        let before = lend(session, &mut self.spare);
+        let result = session.handle_body(conn, body, now);
+        self.collect(sid, before);
+        result
     }
 
     /// A WebSocket message arrived on `conn`.
@@ -422,100 +335,47 @@ impl Engine {
         message: WsMessage,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
-        let role = self.conns.get(&conn).copied();
-        let (sid, probing) = match role {
-            Some(Role::Socket(sid)) => (sid, false),
-            Some(Role::Probe(sid)) => (sid, true),
+        let sid = match self.conns.get(&conn) {
+            Some(Role::Held(sid, ConnRole::WebSocket | ConnRole::Probe)) => *sid,
             _ => return Err(ApiMisuse::NotWebSocket(conn)),
         };
-        let Some(session) = self.sessions.get(&sid) else {
+        let Some(session) = self.sessions.get_mut(&sid) else {
             self.conns.remove(&conn);
-            self.push_output(Output::Close { conn });
+            self.outputs.push_back(Output::Close { conn });
             return Ok(());
         };
-        let size = match &message {
-            WsMessage::Text(t) => t.len(),
-            WsMessage::Binary(b) => b.len(),
-        };
-        let decoded = if size > self.config.max_payload {
-            None
-        } else {
-            Packet::from_ws(message, session.protocol).ok()
-        };
-        if probing {
-            self.on_probe_packet(conn, sid, decoded);
-        } else {
-            match decoded {
-                Some(packet) => self.on_packet(sid, packet, now),
-                None => {
-                    let reason = if size > self.config.max_payload {
-                        CloseReason::TransportError
-                    } else {
-                        CloseReason::ParseError
-                    };
-                    self.close_session(sid, reason, Ending::Abrupt, now);
-                }
-            }
-        }
-        self.reschedule(sid);
-        Ok(())
+        let before = lend(session, &mut self.spare);
+        let result = session.handle_ws_message(conn, message, now);
+        self.collect(sid, before);
+        result
     }
 
     /// Every [`Output::Send`] handed out for the WebSocket `conn` has been written: the
     /// session may send again.
-    pub fn handle_ws_drained(&mut self, conn: ConnId, _now: Instant) {
-        let Some(Role::Socket(sid)) = self.conns.get(&conn).copied() else {
+    pub fn handle_ws_drained(&mut self, conn: ConnId, now: Instant) {
+        let Some(Role::Held(sid, ConnRole::WebSocket)) = self.conns.get(&conn).copied() else {
             return;
         };
-        if let Some(Session {
-            transport: Transport::WebSocket { writable, .. },
-            ..
-        }) = self.sessions.get_mut(&sid)
-        {
-            *writable = true;
-        }
-        self.flush(sid);
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let before = lend(session, &mut self.spare);
+        session.handle_ws_drained(conn, now);
+        self.collect(sid, before);
     }
 
     /// The connection `conn` is gone (the peer closed it, or it failed: `error`). Safe to call
     /// for any connection, known or not.
     pub fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
-        let Some(role) = self.conns.remove(&conn) else {
+        let Some(Role::Held(sid, _)) = self.conns.remove(&conn) else {
             return;
         };
-        match role {
-            Role::Poll(sid) | Role::Body(sid, _) => {
-                if let Some(Session {
-                    transport: Transport::Polling { get, post },
-                    ..
-                }) = self.sessions.get_mut(&sid)
-                {
-                    if *get == Some(conn) {
-                        *get = None;
-                    }
-                    if *post == Some(conn) {
-                        *post = None;
-                    }
-                }
-                // The reference treats a request that ends before its answer as a failed
-                // transport.
-                self.close_session(sid, CloseReason::TransportError, Ending::Abrupt, now);
-            }
-            Role::Socket(sid) => {
-                let reason = if error {
-                    CloseReason::TransportError
-                } else {
-                    CloseReason::TransportClose
-                };
-                self.close_session(sid, reason, Ending::Abrupt, now);
-            }
-            Role::Probe(sid) => {
-                if let Some(session) = self.sessions.get_mut(&sid) {
-                    session.probe = None;
-                }
-                self.reschedule(sid);
-            }
-        }
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let before = lend(session, &mut self.spare);
+        session.handle_conn_closed(conn, error, now);
+        self.collect(sid, before);
     }
 
     /// Runs whatever is due at `now`. Safe to call early or often.
@@ -527,7 +387,12 @@ impl Engine {
             .map(|(_, sid)| *sid)
             .collect();
         for sid in due {
-            self.on_deadline(sid, now);
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            let before = lend(session, &mut self.spare);
+            session.handle_timeout(now);
+            self.collect(sid, before);
         }
     }
 
@@ -538,645 +403,79 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
             return Err(SendError::UnknownSession(sid));
         };
-        if session.queue.len() >= self.config.max_buffered_packets {
-            if self.config.overflow == super::config::OverflowPolicy::Close {
-                self.close_session(sid, CloseReason::SlowClient, Ending::Abrupt, now);
-            }
-            return Err(SendError::BufferFull(sid));
-        }
-        session.queue.push_back(Packet::Message(message));
-        self.flush(sid);
-        Ok(())
+        let before = lend(session, &mut self.spare);
+        let result = session.send(message, now);
+        self.collect(sid, before);
+        result
     }
 
     /// Closes `sid` from the server side: what is queued is still delivered, then the close
-    /// packet. [`Event::Close`] follows with [`CloseReason::ForcedClose`].
+    /// packet. [`Event::Close`] follows with
+    /// [`CloseReason::ForcedClose`].
     pub fn close(&mut self, sid: Sid, now: Instant) {
         let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
             return;
         };
-        let upgrading = session.is_upgrading();
-        if !upgrading {
-            if let Some(probe) = session.probe.take() {
-                self.conns.remove(&probe.conn);
-                self.outputs.push_back(Output::Close { conn: probe.conn });
-            }
-        }
-        match session.transport {
-            Transport::WebSocket { conn, .. } => {
-                session.queue.push_back(Packet::Close);
-                let protocol = session.protocol;
-                for packet in session.queue.drain(..) {
-                    self.outputs.push_back(Output::Send {
-                        conn,
-                        message: packet.to_ws(protocol),
-                    });
-                }
-                self.outputs.push_back(Output::Close { conn });
-                self.finish(sid, CloseReason::ForcedClose);
-            }
-            // An answered probe is about to become the transport (the client has paused
-            // polling): the close waits for `5`, then leaves over the WebSocket with the
-            // queue, as the reference lets the upgrade finish.
-            Transport::Polling { .. } if upgrading => {
-                session.closing_until = Some(now + self.config.close_timeout);
-                self.reschedule(sid);
-            }
-            Transport::Polling { get: Some(get), .. } if session.queue.is_empty() => {
-                let response = payload_response(session, &[Packet::Close]);
-                self.conns.remove(&get);
-                self.respond(get, response);
-                self.finish(sid, CloseReason::ForcedClose);
-            }
-            Transport::Polling { get, .. } => {
-                // Clients act on a close packet before the packets batched with it, so what
-                // is queued leaves first and the close follows in a poll of its own.
-                session.closing_until = Some(now + self.config.close_timeout);
-                if let Some(get) = get {
-                    let response = poll_response(session, self.config.max_packets_per_poll);
-                    if let Transport::Polling { get, .. } = &mut session.transport {
-                        *get = None;
-                    }
-                    self.conns.remove(&get);
-                    self.respond(get, response);
-                }
-                self.reschedule(sid);
-            }
-        }
+        let before = lend(session, &mut self.spare);
+        session.close(now);
+        self.collect(sid, before);
     }
 
-    // ---- transitions ----
+    // ---- the composition ----
 
-    fn handshake(
-        &mut self,
-        conn: ConnId,
-        head: RequestHead,
-        kind: TransportKind,
-        protocol: Protocol,
-        q: &Query,
-        now: Instant,
-    ) {
-        let refuse = |engine: &mut Self| {
-            let response = match kind {
-                TransportKind::Polling => ErrorCode::BadRequest.response(),
-                TransportKind::WebSocket => ErrorCode::BadRequest.ws_response(),
-            };
-            engine.respond(conn, response);
-        };
-        let sid = self.ids.generate(&head);
-        if self.sessions.contains_key(&sid) {
-            // Only a custom generator can repeat an id; refuse rather than hijack.
-            return refuse(self);
-        }
-        let transport = match kind {
-            TransportKind::Polling => Transport::Polling {
-                get: None,
-                post: None,
-            },
-            TransportKind::WebSocket => {
-                let Some(accept) = websocket_handshake(&head) else {
-                    return refuse(self);
-                };
-                let accept = self.with_cookie(accept, sid);
-                self.respond(conn, accept);
-                self.conns.insert(conn, Role::Socket(sid));
-                Transport::WebSocket {
-                    conn,
-                    writable: true,
-                }
-            }
-        };
-        let mut session = Session::new(protocol, transport);
-        session.xhr2 = protocol == Protocol::V3 && q.b64.as_deref().is_none_or(str::is_empty);
-        if kind == TransportKind::Polling {
-            session.jsonp =
-                q.j.as_deref()
-                    .map(|j| j.chars().filter(char::is_ascii_digit).collect());
-        }
-        match protocol {
-            Protocol::V4 => session.ping_at = Some(now + self.config.ping_interval),
-            Protocol::V3 => {
-                session.dead_at = Some(now + self.config.ping_interval + self.config.ping_timeout)
-            }
-        }
-        let upgrades = kind == TransportKind::Polling
-            && self.config.allow_upgrades
-            && self.config.transports.websocket;
-        let open = format!(
-            "{{\"sid\":\"{sid}\",\"upgrades\":[{}],\"pingInterval\":{},\"pingTimeout\":{},\"maxPayload\":{}}}",
-            if upgrades { "\"websocket\"" } else { "" },
-            self.config.ping_interval.as_millis(),
-            self.config.ping_timeout.as_millis(),
-            self.config.max_payload,
-        );
-        session.queue.push_back(Packet::Open(Utf8Bytes::from(open)));
-        if kind == TransportKind::Polling {
-            let response = poll_response(&mut session, self.config.max_packets_per_poll);
-            let response = self.with_cookie(response, sid);
-            self.respond(conn, response);
-        }
-        self.sessions.insert(sid, session);
-        self.events.push_back(Event::Open {
-            sid,
-            protocol,
-            transport: kind,
-            request: Box::new(head),
-        });
-        self.flush(sid);
-        self.reschedule(sid);
-    }
-
-    fn poll(&mut self, conn: ConnId, sid: Sid, now: Instant) {
+    /// After an input to session `sid`: moves its outputs (framed through the shared cache)
+    /// and events to the engine's queues, in order, takes the lent queues back, brings the connection table up to date
+    /// from what it held `before`, and files it under its deadline, or forgets it once ended.
+    fn collect(&mut self, sid: Sid, before: Held) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let Transport::Polling { get: parked, .. } = session.transport else {
-            return;
-        };
-        if parked.is_some() {
-            // Two polls at once: the reference refuses the second and closes the session,
-            // which answers the first with a close packet.
-            self.respond(conn, ErrorCode::BadRequest.response());
-            self.close_session(sid, CloseReason::TransportError, Ending::Abrupt, now);
-            return;
+        let mut outputs = std::mem::take(&mut session.outputs);
+        let mut events = std::mem::take(&mut session.events);
+        let protocol = session.protocol();
+        for pending in outputs.drain(..) {
+            let output = pending.into_output(protocol, Some(&mut self.frames));
+            self.outputs.push_back(output);
         }
-        if session.is_upgrading() {
-            let response = noop_response(session);
-            self.respond(conn, response);
-            return;
-        }
-        if session.is_closing() {
-            if !session.queue.is_empty() {
-                // What was queued before the close leaves first, on its own.
-                let response = poll_response(session, self.config.max_packets_per_poll);
-                self.respond(conn, response);
-                return;
-            }
-            let response = payload_response(session, &[Packet::Noop, Packet::Close]);
-            self.respond(conn, response);
-            self.finish(sid, CloseReason::ForcedClose);
-            return;
-        }
-        if let Transport::Polling { get, .. } = &mut session.transport {
-            *get = Some(conn);
-        }
-        self.conns.insert(conn, Role::Poll(sid));
-        self.flush(sid);
-    }
-
-    fn post(&mut self, conn: ConnId, sid: Sid, head: &RequestHead, now: Instant) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        let protocol = session.protocol;
-        let Transport::Polling { post, .. } = &mut session.transport else {
-            return;
-        };
-        let octet_stream = head
-            .content_type()
-            .is_some_and(|t| t.trim_start().starts_with("application/octet-stream"));
-        if post.is_some() || (protocol == Protocol::V4 && octet_stream) {
-            // v4 payloads are always text; a second POST at once breaks ordering. Either way
-            // the reference refuses and closes the session.
-            self.respond(conn, ErrorCode::BadRequest.response());
-            self.close_session(sid, CloseReason::TransportError, Ending::Abrupt, now);
-            return;
-        }
-        match head.body_kind() {
-            BodyKind::Length(n) if n > self.config.max_payload as u64 => {
-                // Refused before a byte of it is read; the session stays.
-                self.respond(conn, payload_too_large());
-            }
-            BodyKind::None => {
-                *post = Some(conn);
-                self.conns.insert(conn, Role::Body(sid, octet_stream));
-                // An empty body needs no read; handle_body sees it as empty.
-                let _ = self.handle_body(conn, Body::Complete(Bytes::new()), now);
-            }
-            BodyKind::Length(_) | BodyKind::Chunked => {
-                *post = Some(conn);
-                self.conns.insert(conn, Role::Body(sid, octet_stream));
-                let limit = self.config.max_payload;
-                self.push_output(Output::ReadBody { conn, limit });
-            }
-        }
-    }
-
-    fn probe_request(&mut self, conn: ConnId, sid: Sid, head: &RequestHead, now: Instant) {
-        let allowed = self.config.allow_upgrades;
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        // One WebSocket per session: not after an upgrade, not beside another probe.
-        let acceptable = allowed
-            && session.kind() == TransportKind::Polling
-            && session.probe.is_none()
-            && !session.is_closing();
-        let accept = websocket_handshake(head).filter(|_| acceptable);
-        let Some(accept) = accept else {
-            self.respond(conn, ErrorCode::BadRequest.ws_response());
-            return;
-        };
-        session.probe = Some(Probe {
-            conn,
-            probed: false,
-            deadline: now + self.config.upgrade_timeout,
-        });
-        self.conns.insert(conn, Role::Probe(sid));
-        self.respond(conn, accept);
-        self.reschedule(sid);
-    }
-
-    fn on_probe_packet(&mut self, conn: ConnId, sid: Sid, packet: Option<Packet>) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        let upgrade = match packet {
-            Some(Packet::Ping(data)) if data.as_str() == "probe" => {
-                self.outputs.push_back(Output::Send {
-                    conn,
-                    message: Packet::Pong(data).to_ws(session.protocol),
-                });
-                if let Some(probe) = &mut session.probe {
-                    probe.probed = true;
-                }
-                false
-            }
-            Some(Packet::Upgrade) => true,
-            _ => {
-                // Anything else on a probe aborts the upgrade; polling goes on.
-                session.probe = None;
-                self.conns.remove(&conn);
-                self.outputs.push_back(Output::Close { conn });
-                return;
-            }
-        };
-        // Either way the client has paused polling: release its parked poll with a noop.
-        let released = match &mut session.transport {
-            Transport::Polling { get, .. } => get.take(),
-            Transport::WebSocket { .. } => None,
-        };
-        let noop = released.map(|_| noop_response(session));
-        if upgrade {
-            // A POST body still being read belongs to the old transport; it is answered when
-            // it arrives.
-            session.probe = None;
-            session.transport = Transport::WebSocket {
-                conn,
-                writable: true,
-            };
-            self.conns.insert(conn, Role::Socket(sid));
-            self.events.push_back(Event::Upgrade { sid });
-        }
-        let closing = upgrade && session.is_closing();
-        if let (Some(get), Some(response)) = (released, noop) {
-            self.conns.remove(&get);
-            self.respond(get, response);
-        }
-        if closing {
-            // The server closed the session during the upgrade: it ends on the new
-            // transport, after what was queued.
-            if let Some(session) = self.sessions.get_mut(&sid) {
-                session.queue.push_back(Packet::Close);
-                let protocol = session.protocol;
-                for packet in session.queue.drain(..) {
-                    self.outputs.push_back(Output::Send {
-                        conn,
-                        message: packet.to_ws(protocol),
-                    });
-                }
-            }
-            self.outputs.push_back(Output::Close { conn });
-            self.finish(sid, CloseReason::ForcedClose);
-            return;
-        }
-        self.flush(sid);
-    }
-
-    fn on_packet(&mut self, sid: Sid, packet: Packet, now: Instant) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        if session.is_closing() {
-            return;
-        }
-        match (packet, session.protocol) {
-            (Packet::Message(message), _) => {
-                if session.protocol == Protocol::V4
-                    && session.dead_at.is_some()
-                    && !session.refreshed
-                {
-                    session.dead_at = Some(now + self.config.ping_timeout);
-                    session.refreshed = true;
-                }
-                self.events.push_back(Event::Message { sid, message });
-            }
-            (Packet::Pong(_), Protocol::V4) => {
-                session.dead_at = None;
-                session.refreshed = false;
-                session.ping_at = Some(now + self.config.ping_interval);
-            }
-            (Packet::Ping(data), Protocol::V3) => {
-                session.dead_at = Some(now + self.config.ping_interval + self.config.ping_timeout);
-                // Heartbeats bypass the queue bound: they are what keeps a session alive.
-                session.queue.push_back(Packet::Pong(data));
-                self.flush(sid);
-            }
-            (Packet::Ping(_), Protocol::V4) | (Packet::Pong(_), Protocol::V3) => {
-                // "invalid heartbeat direction"
-                self.close_session(sid, CloseReason::TransportError, Ending::Abrupt, now);
-            }
-            (Packet::Close, _) => {
-                self.close_session(sid, CloseReason::TransportClose, Ending::ByClient, now);
-            }
-            (Packet::Open(_) | Packet::Upgrade | Packet::Noop, _) => {}
-        }
-    }
-
-    fn on_deadline(&mut self, sid: Sid, now: Instant) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        if session.closing_until.is_some_and(|t| t <= now) {
-            // No poll came to collect the close packet.
-            self.finish(sid, CloseReason::ForcedClose);
-            return;
-        }
-        if session.dead_at.is_some_and(|t| t <= now) {
-            self.close_session(sid, CloseReason::PingTimeout, Ending::Abrupt, now);
-            return;
-        }
-        if let Some(probe) = session.probe.take_if(|p| p.deadline <= now) {
-            self.conns.remove(&probe.conn);
-            self.outputs.push_back(Output::Close { conn: probe.conn });
-        }
-        if session.ping_at.is_some_and(|t| t <= now) {
-            session.ping_at = None;
-            session.dead_at = Some(now + self.config.ping_timeout);
-            session.refreshed = false;
-            session.queue.push_back(Packet::Ping(Utf8Bytes::new()));
-            self.flush(sid);
-        }
-        self.reschedule(sid);
-    }
-
-    /// Ends a live session: tells its open transports, then forgets it.
-    fn close_session(&mut self, sid: Sid, reason: CloseReason, ending: Ending, _now: Instant) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        if let Some(probe) = session.probe.take() {
-            if self.conns.remove(&probe.conn).is_some() {
-                self.outputs.push_back(Output::Close { conn: probe.conn });
-            }
-        }
-        match session.transport {
-            Transport::Polling { get, post } => {
-                if let Some(get) = get.filter(|g| self.conns.remove(g).is_some()) {
-                    let last = match ending {
-                        Ending::ByClient => Packet::Noop,
-                        Ending::Abrupt => Packet::Close,
-                    };
-                    let response = payload_response(session, &[last]);
-                    self.respond(get, response);
-                }
-                // A body still being read is answered when it arrives (unknown session).
-                let _ = post;
-            }
-            Transport::WebSocket { conn, .. } => {
-                if self.conns.remove(&conn).is_some() {
-                    self.outputs.push_back(Output::Close { conn });
-                }
-            }
-        }
-        self.finish(sid, reason);
-    }
-
-    /// Forgets a session whose transports have been dealt with.
-    fn finish(&mut self, sid: Sid, reason: CloseReason) {
-        let Some(session) = self.sessions.remove(&sid) else {
-            return;
-        };
-        if let Some(t) = session.timer {
-            self.timers.remove(&(t, sid));
-        }
-        let mut owned = vec![];
-        if let Some(probe) = &session.probe {
-            owned.push(probe.conn);
-        }
-        match session.transport {
-            Transport::Polling { get, .. } => owned.extend(get),
-            Transport::WebSocket { conn, .. } => owned.push(conn),
-        }
-        for conn in owned {
-            if self.conns.get(&conn).is_some_and(|r| role_sid(*r) == sid) {
+        self.events.append(&mut events);
+        self.spare = Queues { outputs, events };
+        let after = session.held();
+        let holds = |conn: ConnId| after.iter().flatten().any(|(c, _)| *c == conn);
+        for (conn, role) in before.into_iter().flatten() {
+            if !holds(conn) && self.conns.get(&conn) == Some(&Role::Held(sid, role)) {
                 self.conns.remove(&conn);
             }
         }
-        self.events.push_back(Event::Close { sid, reason });
-    }
-
-    /// Sends what the transport can take now.
-    fn flush(&mut self, sid: Sid) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        if session.queue.is_empty() || session.is_upgrading() {
+        if session.is_ended() {
+            // What an ended session still holds is a body being read; it is answered when it
+            // arrives.
+            for (conn, _) in after.into_iter().flatten() {
+                self.conns.insert(conn, Role::Orphan);
+            }
+            if let Some(t) = session.timer {
+                self.timers.remove(&(t, sid));
+            }
+            self.sessions.remove(&sid);
             return;
         }
-        match session.transport {
-            Transport::Polling { get: Some(get), .. } => {
-                let response = poll_response(session, self.config.max_packets_per_poll);
-                if let Transport::Polling { get, .. } = &mut session.transport {
-                    *get = None;
-                }
-                self.conns.remove(&get);
-                self.respond(get, response);
-            }
-            Transport::Polling { get: None, .. } => {}
-            Transport::WebSocket {
-                conn,
-                ref mut writable,
-            } => {
-                if !*writable {
-                    return;
-                }
-                *writable = false;
-                let protocol = session.protocol;
-                for packet in session.queue.drain(..) {
-                    self.outputs.push_back(Output::Send {
-                        conn,
-                        message: self.frames.frame(&packet, protocol),
-                    });
-                }
+        for (conn, role) in after.into_iter().flatten() {
+            if !before.contains(&Some((conn, role))) {
+                self.conns.insert(conn, Role::Held(sid, role));
             }
         }
-    }
-
-    /// Files the session under its next deadline.
-    fn reschedule(&mut self, sid: Sid) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        let next = session.next_deadline();
-        if next == session.timer {
-            return;
-        }
-        if let Some(t) = session.timer {
-            self.timers.remove(&(t, sid));
-        }
-        if let Some(t) = next {
-            self.timers.insert((t, sid));
-        }
-        session.timer = next;
-    }
-
-    /// The handshake response with the session cookie, when configured.
-    fn with_cookie(&self, response: Response, sid: Sid) -> Response {
-        match &self.config.cookie {
-            Some(cookie) => response.header("Set-Cookie", cookie.header_value(sid.as_str())),
-            None => response,
+        let next = session.poll_timeout();
+        if next != session.timer {
+            if let Some(t) = session.timer {
+                self.timers.remove(&(t, sid));
+            }
+            if let Some(t) = next {
+                self.timers.insert((t, sid));
+            }
+            session.timer = next;
         }
     }
 
     fn respond(&mut self, conn: ConnId, response: Response) {
         self.outputs.push_back(Output::Response { conn, response });
-    }
-
-    fn push_output(&mut self, output: Output) {
-        self.outputs.push_back(output);
-    }
-}
-
-fn role_sid(role: Role) -> Sid {
-    match role {
-        Role::Poll(s) | Role::Body(s, _) | Role::Socket(s) | Role::Probe(s) => s,
-    }
-}
-
-fn payload_too_large() -> Response {
-    Response::new(413)
-        .header("Content-Type", "text/plain; charset=UTF-8")
-        .body("Payload Too Large")
-        .closing()
-}
-
-/// A polling response carrying up to `max` queued packets.
-/// How many shared text frames [`FrameCache`] remembers: a few broadcasts in flight at once.
-const FRAME_CACHE: usize = 8;
-
-/// WebSocket frames of text messages that several sessions queued (a broadcast, whose text the
-/// Socket.IO layer encodes once and clones for every target), remembered by the identity of
-/// that text so the `4…` frame is built once and shared instead of copied per recipient.
-///
-/// An entry keeps a clone of its text alive, so the same address and length mean the same
-/// (immutable) bytes. At most [`FRAME_CACHE`] frames are held; a text nobody else holds is
-/// framed directly, without an entry.
-#[derive(Default)]
-struct FrameCache {
-    entries: [Option<(Bytes, Utf8Bytes)>; FRAME_CACHE],
-    next: usize,
-}
-
-impl FrameCache {
-    /// `packet` as a WebSocket message, the frame shared with earlier recipients if any.
-    fn frame(&mut self, packet: &Packet, protocol: Protocol) -> WsMessage {
-        let Packet::Message(Message::Text(text)) = packet else {
-            return packet.to_ws(protocol);
-        };
-        let source = text.as_bytes();
-        if source.is_unique() {
-            // One recipient only (an emit to one socket): nothing to share.
-            return packet.to_ws(protocol);
-        }
-        let same =
-            |(s, _): &&(Bytes, Utf8Bytes)| s.as_ptr() == source.as_ptr() && s.len() == source.len();
-        if let Some((_, frame)) = self.entries.iter().flatten().find(same) {
-            return WsMessage::Text(frame.clone());
-        }
-        let message = packet.to_ws(protocol);
-        if let WsMessage::Text(frame) = &message {
-            self.entries[self.next] = Some((source.clone(), frame.clone()));
-            self.next = (self.next + 1) % FRAME_CACHE;
-        }
-        message
-    }
-}
-
-fn poll_response(session: &mut Session, max: usize) -> Response {
-    let n = session.queue.len().min(max);
-    let packets: Vec<Packet> = session.queue.drain(..n).collect();
-    payload_response(session, &packets)
-}
-
-fn noop_response(session: &Session) -> Response {
-    payload_response(session, &[Packet::Noop])
-}
-
-/// Frames `packets` for this session's polling flavour (XHR2, base64 or JSONP).
-fn payload_response(session: &Session, packets: &[Packet]) -> Response {
-    if let Some(index) = &session.jsonp {
-        let encoded = encode_payload(packets, session.protocol, false);
-        let text = std::str::from_utf8(&encoded.body).unwrap_or_default();
-        return Response::new(200)
-            .header("Content-Type", "text/javascript; charset=UTF-8")
-            .body(jsonp::wrap(index, text));
-    }
-    let encoded = encode_payload(packets, session.protocol, session.xhr2);
-    let content_type = if encoded.binary {
-        "application/octet-stream"
-    } else {
-        "text/plain; charset=UTF-8"
-    };
-    Response::new(200)
-        .header("Content-Type", content_type)
-        .body(encoded.body)
-}
-
-#[cfg(test)]
-mod frame_cache_tests {
-    use super::*;
-
-    fn frame(m: &WsMessage) -> &Utf8Bytes {
-        match m {
-            WsMessage::Text(t) => t,
-            WsMessage::Binary(_) => panic!("binary frame"),
-        }
-    }
-
-    #[test]
-    fn a_text_queued_for_several_sessions_is_framed_once() {
-        let mut cache = FrameCache::default();
-        let text = Utf8Bytes::from(String::from(r#"2["news",1]"#));
-        let a = cache.frame(&Packet::Message(Message::Text(text.clone())), Protocol::V4);
-        let b = cache.frame(&Packet::Message(Message::Text(text.clone())), Protocol::V3);
-        assert_eq!(&**frame(&a), r#"42["news",1]"#);
-        assert_eq!(a, b);
-        assert_eq!(frame(&a).as_ptr(), frame(&b).as_ptr(), "shared, not copied");
-        // Another text with the same content is another message.
-        let other = Utf8Bytes::from(String::from(r#"2["news",1]"#));
-        let keep = other.clone();
-        let c = cache.frame(&Packet::Message(Message::Text(other)), Protocol::V4);
-        assert_eq!(c, a);
-        assert_ne!(frame(&c).as_ptr(), frame(&a).as_ptr());
-        drop(keep);
-        // A text held by one queue only is framed directly and not remembered.
-        let single = Utf8Bytes::from(String::from("2[]"));
-        let d = cache.frame(&Packet::Message(Message::Text(single)), Protocol::V4);
-        assert_eq!(&**frame(&d), "42[]");
-        assert_eq!(cache.entries.iter().flatten().count(), 2);
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let mut cache = FrameCache::default();
-        let texts: Vec<Utf8Bytes> = (0..3 * FRAME_CACHE)
-            .map(|i| Utf8Bytes::from(format!("2[{i}]")))
-            .collect();
-        for t in &texts {
-            let m = cache.frame(&Packet::Message(Message::Text(t.clone())), Protocol::V4);
-            assert_eq!(&**frame(&m), format!("4{t}"));
-        }
-        assert_eq!(cache.entries.iter().flatten().count(), FRAME_CACHE);
     }
 }

@@ -31,20 +31,42 @@ use std::time::Instant;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use volley_core::engine::{Engine, Event, Message, SendError, TransportKind};
+use volley_core::rng::{IdGenerator, RandomIds};
 use volley_core::{Sid, Utf8Bytes, http::RequestHead};
 
 use crate::driver::{self, AppMessage, CommonOp, ConfigSpec, Harness, SidSel};
 
 #[derive(Arbitrary, Debug)]
-struct Setup {
-    config: ConfigSpec,
+pub(crate) struct Setup {
+    pub(crate) config: ConfigSpec,
     seed: [u8; 32],
     /// `Some(n)`: session ids come from a cycle of `n % 4 + 1` fixed ids.
     repeat_ids: Option<u8>,
 }
 
+impl Setup {
+    /// The session id generator the setup asks for; two calls give two generators that hand
+    /// out the same ids in the same order.
+    pub(crate) fn ids(&self) -> Box<dyn IdGenerator> {
+        match self.repeat_ids {
+            None => Box::new(RandomIds::from_seed(self.seed)),
+            Some(n) => {
+                let ids: Vec<Sid> = (0..=n % 4)
+                    .map(|i| Sid::new(&format!("repeated-id-{i}")).expect("a valid id"))
+                    .collect();
+                let mut next = 0usize;
+                Box::new(move |_: &RequestHead| {
+                    next += 1;
+                    ids[next % ids.len()]
+                })
+            }
+        }
+    }
+}
+
+/// One step of the engine targets: a runtime's step, or one of the application's commands.
 #[derive(Debug)]
-enum Op {
+pub(crate) enum Op {
     Common(CommonOp<AppMessage>),
     Send(SidSel, AppMessage),
     Close(SidSel),
@@ -111,20 +133,7 @@ pub fn engine(data: &[u8]) {
     }
     let config = setup.config.build("/engine.io/");
     let max_buffered = config.max_buffered_packets;
-    let engine = match setup.repeat_ids {
-        None => Engine::new(config, setup.seed),
-        Some(n) => {
-            let ids: Vec<Sid> = (0..=n % 4)
-                .map(|i| Sid::new(&format!("repeated-id-{i}")).expect("a valid id"))
-                .collect();
-            let mut next = 0usize;
-            let generator = move |_: &RequestHead| {
-                next += 1;
-                ids[next % ids.len()]
-            };
-            Engine::with_id_generator(config, Box::new(generator))
-        }
-    };
+    let engine = Engine::with_id_generator(config, setup.ids());
     let mut run = Run {
         h: Harness::new(engine, "/engine.io/", Instant::now(), true),
         live: HashSet::new(),

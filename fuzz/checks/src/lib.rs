@@ -13,16 +13,18 @@
 //! whatever decodes re-encodes to something that decodes to the same value. Each module
 //! states what its target adds.
 //!
-//! The targets that drive the state machines ([`engine`], [`sio_server`]) read their input
-//! with [`arbitrary`]: a sequence of operations built from structured parts, so that the
-//! fuzzer spends its time on protocol states rather than on HTTP syntax. With the environment
-//! variable `VOLLEY_FUZZ_DEBUG` set, they print the operations an input decodes to.
+//! The targets that drive the state machines ([`engine`], [`engine_split`], [`sio_server`])
+//! read their input with [`arbitrary`]: a sequence of operations built from structured parts,
+//! so that the fuzzer spends its time on protocol states rather than on HTTP syntax. With the
+//! environment variable `VOLLEY_FUZZ_DEBUG` set, they print the operations an input decodes
+//! to.
 
 #![forbid(unsafe_code)]
 
 mod driver;
 mod eio;
 mod engine;
+mod engine_split;
 mod http;
 mod msgpack;
 mod sio;
@@ -31,6 +33,7 @@ mod util;
 
 pub use eio::{eio_packet, eio_payload, jsonp};
 pub use engine::engine;
+pub use engine_split::engine_split;
 pub use http::http_head;
 pub use msgpack::sio_msgpack;
 pub use sio::sio_packet;
@@ -48,6 +51,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("sio_msgpack", sio_msgpack),
     ("http_head", http_head),
     ("engine", engine),
+    ("engine_split", engine_split),
     ("sio_server", sio_server),
 ];
 
