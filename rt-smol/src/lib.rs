@@ -137,3 +137,36 @@ pub async fn serve<M: Machine>(
         })
         .await
 }
+
+/// The test client over real TCP connections: `volley::testing::TestClient` against a server
+/// that listens (Midway's `createSocketIOClient({ port, path, namespace })`).
+pub mod testing {
+    use std::net::SocketAddr;
+    use volley::handler::BoxFuture;
+    use volley::testing::Connector;
+
+    /// Opens TCP connections to `addr`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct TcpConnector {
+        addr: SocketAddr,
+    }
+
+    impl TcpConnector {
+        /// Connections to `addr`.
+        pub fn new(addr: SocketAddr) -> Self {
+            TcpConnector { addr }
+        }
+    }
+
+    impl Connector for TcpConnector {
+        type Stream = smol::net::TcpStream;
+        fn connect(&self) -> BoxFuture<std::io::Result<Self::Stream>> {
+            let addr = self.addr;
+            Box::pin(async move {
+                let stream = smol::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Ok(stream)
+            })
+        }
+    }
+}

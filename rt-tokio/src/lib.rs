@@ -117,3 +117,54 @@ pub async fn serve<M: Machine>(
         })
         .await
 }
+
+/// The test client over real TCP connections: `volley::testing::TestClient` against a server
+/// that listens (Midway's `createSocketIOClient({ port, path, namespace })`).
+///
+/// ```no_run
+/// use volley::testing::{ConnectOptions, TestClient, TransportKind};
+/// use volley_tokio::{TokioRuntime, testing::TcpConnector};
+///
+/// # async fn run() -> Result<(), volley::ConnectError> {
+/// let options = ConnectOptions::new().transport(TransportKind::Polling);
+/// let mut client = TestClient::connect_over(
+///     TcpConnector::new("127.0.0.1:3000".parse().unwrap()),
+///     &TokioRuntime::current(),
+///     "/chat",
+///     options,
+/// )
+/// .await?;
+/// let sum: i64 = client.send_with_ack("sum", &(1, 2)).await.unwrap();
+/// # Ok(()) }
+/// ```
+pub mod testing {
+    use std::net::SocketAddr;
+    use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+    use volley::handler::BoxFuture;
+    use volley::testing::Connector;
+
+    /// Opens TCP connections to `addr`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct TcpConnector {
+        addr: SocketAddr,
+    }
+
+    impl TcpConnector {
+        /// Connections to `addr`.
+        pub fn new(addr: SocketAddr) -> Self {
+            TcpConnector { addr }
+        }
+    }
+
+    impl Connector for TcpConnector {
+        type Stream = Compat<tokio::net::TcpStream>;
+        fn connect(&self) -> BoxFuture<std::io::Result<Self::Stream>> {
+            let addr = self.addr;
+            Box::pin(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Ok(stream.compat())
+            })
+        }
+    }
+}

@@ -400,3 +400,55 @@ fn a_connection_past_its_namespace_budget_is_refused_and_goes_on() {
         root.join("/room-2", None).await.unwrap();
     });
 }
+
+/// The test client over HTTP long-polling: the same calls as over a WebSocket.
+#[test]
+fn the_test_client_speaks_long_polling_too() {
+    let (rt, io) = setup();
+    io.ns("/")
+        .on("sum", |Data((a, b)): Data<(i64, i64)>| async move { a + b })
+        .on(
+            "echo",
+            |s: Socket, volley::Bin(parts): volley::Bin| async move {
+                s.emit_payload("echoed", volley::Payload::new().bin(parts.concat()));
+            },
+        )
+        .on("ask", |s: Socket| async move {
+            let answer: Result<String, _> = s.emit_with_ack("question", &"?").await;
+            let _ = s.emit("answered", &answer.unwrap_or_default());
+        });
+    rt.block_on(async {
+        let options = ConnectOptions::new().transport(volley::testing::TransportKind::Polling);
+        let mut c = TestClient::connect_with(&io, "/", options).await.unwrap();
+        assert_eq!(
+            c.open_packet().unwrap()["upgrades"],
+            json!(["websocket"]),
+            "a polling handshake"
+        );
+        let sum: i64 = c.emit_with_ack("sum", &(2, 40)).await.unwrap();
+        assert_eq!(sum, 42);
+        c.emit_payload("echo", volley::Payload::new().bin(vec![1u8, 2, 3]));
+        let ev = c.recv().await.unwrap();
+        assert_eq!(
+            (ev.event.as_str(), ev.payload.attachments()),
+            ("echoed", &[bytes::Bytes::from_static(&[1, 2, 3])][..])
+        );
+        c.emit("ask", &());
+        let q = c.recv().await.unwrap();
+        assert_eq!(q.event, "question");
+        c.ack(q.ack.unwrap(), &"forty-two");
+        let a = c.recv().await.unwrap();
+        assert_eq!(
+            (a.event.as_str(), a.data::<String>().unwrap()),
+            ("answered", "forty-two".to_owned())
+        );
+        // The heartbeat goes on over polling.
+        rt.sleep(Duration::from_secs(120)).await;
+        assert!(c.pings_received() >= 4);
+        let sum: i64 = c.emit_with_ack("sum", &(1, 1)).await.unwrap();
+        assert_eq!(sum, 2);
+        c.disconnect();
+        rt.sleep(SETTLE).await;
+        assert_eq!(io.socket_count().await, 0);
+    });
+}

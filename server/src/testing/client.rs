@@ -2,17 +2,16 @@
 //! sockets and no waiting.
 
 use super::pipe::{PipeEnd, pipe};
+use super::transport::{self, Connector, TransportKind, Wire};
 use crate::ack::AckError;
+use crate::handler::BoxFuture;
 use crate::io::Io;
 use crate::middleware::ConnectError;
 use crate::payload::Payload;
 use crate::runtime::Runtime;
-use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message as Ws;
-use async_tungstenite::tungstenite::protocol::Role;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use futures::io::{AsyncReadExt, AsyncWriteExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -61,6 +60,8 @@ pub struct ConnectOptions {
     headers: Vec<(String, String)>,
     path: Option<String>,
     auto_pong: bool,
+    transport: TransportKind,
+    parser: Option<Parser>,
 }
 
 impl Default for ConnectOptions {
@@ -71,6 +72,8 @@ impl Default for ConnectOptions {
             headers: Vec::new(),
             path: None,
             auto_pong: true,
+            transport: TransportKind::WebSocket,
+            parser: None,
         }
     }
 }
@@ -111,19 +114,36 @@ impl ConnectOptions {
         self.auto_pong = answer;
         self
     }
+
+    /// The transport: a WebSocket (the default) or HTTP long-polling only.
+    pub fn transport(mut self, transport: TransportKind) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// The parser to speak. In memory the client asks the server; over a [`Connector`] it
+    /// speaks text unless told.
+    pub fn parser(mut self, parser: Parser) -> Self {
+        self.parser = Some(parser);
+        self
+    }
 }
 
-/// Percent-encodes a query component (RFC 3986 unreserved characters pass).
-fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// Connects through in-memory pipes, each served by the driver of an [`Io`].
+struct PipeConnector<R: Runtime> {
+    driver: crate::driver::Driver<crate::node::Node, R>,
+}
+
+impl<R: Runtime> Connector for PipeConnector<R> {
+    type Stream = PipeEnd;
+    fn connect(&self) -> BoxFuture<std::io::Result<PipeEnd>> {
+        let (client_end, server_end) = pipe();
+        let driver = self.driver.clone();
+        self.driver
+            .runtime()
+            .spawn(async move { driver.serve_connection(server_end, None).await });
+        Box::pin(async move { Ok(client_end) })
     }
-    out
 }
 
 /// What one namespace of the connection waits for and records.
@@ -198,49 +218,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn upgrade(
-    mut stream: PipeEnd,
-    path: &str,
-    options: &ConnectOptions,
-) -> std::io::Result<WebSocketStream<PipeEnd>> {
-    let mut target = format!("{path}?EIO=4&transport=websocket");
-    for (k, v) in &options.query {
-        target.push('&');
-        target.push_str(&encode_component(k));
-        target.push('=');
-        target.push_str(&encode_component(v));
-    }
-    let mut request = format!(
-        "GET {target} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n"
-    );
-    for (k, v) in &options.headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let end = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    if !buf.starts_with(b"HTTP/1.1 101") {
-        return Err(std::io::Error::other(
-            String::from_utf8_lossy(&buf).into_owned(),
-        ));
-    }
-    let leftover = buf.split_off(end);
-    Ok(WebSocketStream::from_partially_read(stream, leftover, Role::Client, None).await)
-}
-
 fn encode(packet: &Packet, parser: Parser) -> Vec<Ws> {
     if parser == Parser::MsgPack {
         return vec![Ws::Binary(msgpack::encode(packet))];
@@ -271,30 +248,44 @@ impl TestClient {
         nsp: &str,
         options: ConnectOptions,
     ) -> Result<TestClient, ConnectError> {
-        let (client_end, server_end) = pipe();
         let driver = io.driver().clone();
-        let parser = driver
-            .handle()
-            .call(|node, _| node.sio.config().parser)
-            .await
-            .unwrap_or_default();
+        let parser = match options.parser {
+            Some(parser) => parser,
+            None => driver
+                .handle()
+                .call(|node, _| node.sio.config().parser)
+                .await
+                .unwrap_or_default(),
+        };
         let runtime = driver.runtime().clone();
-        runtime.spawn(async move { driver.serve_connection(server_end, None).await });
         let path = options.path.clone().unwrap_or_else(|| io.path().to_owned());
-        let ws = upgrade(client_end, &path, &options)
+        let options = options.parser(parser).path(&path);
+        Self::connect_over(PipeConnector { driver }, &runtime, nsp, options).await
+    }
+
+    /// Connects to namespace `nsp` of a server reached through `connector` (real TCP
+    /// connections from a runtime crate, say, to test a started server as Midway's
+    /// `createSocketIOClient` does), with `options` (path `/socket.io/` unless set, text
+    /// parser unless set, the transport chosen there).
+    pub async fn connect_over<C: Connector, R: Runtime>(
+        connector: C,
+        runtime: &R,
+        nsp: &str,
+        options: ConnectOptions,
+    ) -> Result<TestClient, ConnectError> {
+        let parser = options.parser.unwrap_or_default();
+        let path = options.path.as_deref().unwrap_or("/socket.io/");
+        let request = transport::Request {
+            path,
+            query: &options.query,
+            headers: &options.headers,
+        };
+        let Wire {
+            incoming: mut stream,
+            outgoing: out,
+        } = transport::open(connector, runtime, options.transport, request)
             .await
             .map_err(|e| ConnectError::new(format!("handshake failed: {e}")))?;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded::<Ws>();
-        runtime.spawn(async move {
-            while let Some(m) = out_rx.next().await {
-                let close = matches!(m, Ws::Close(_));
-                if sink.send(m).await.is_err() || close {
-                    return;
-                }
-            }
-            let _ = sink.close(None).await;
-        });
         let conn = Arc::new(Conn {
             out,
             routes: Mutex::new(HashMap::new()),
@@ -308,7 +299,7 @@ impl TestClient {
             let conn = Arc::downgrade(&conn);
             async move {
                 let mut decoder = Decoder::new(SioProtocol::V5, 64);
-                while let Some(Ok(msg)) = stream.next().await {
+                while let Some(msg) = stream.next().await {
                     let Some(conn) = conn.upgrade() else {
                         return;
                     };

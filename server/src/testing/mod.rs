@@ -16,7 +16,10 @@
 //! ```
 //!
 //! One client can join several namespaces over one connection ([`TestClient::join`]), and it
-//! speaks the server's parser (text or MessagePack) by itself.
+//! speaks the server's parser (text or MessagePack) by itself. It uses a WebSocket, or HTTP
+//! long-polling with [`ConnectOptions::transport`]. [`TestClient::connect_over`] drives a
+//! server that listens for real, through a [`Connector`] (`volley_tokio::testing::TcpConnector`,
+//! `volley_smol::testing::TcpConnector`), as Midway's `createSocketIOClient` does.
 //!
 //! [`ConnectOptions`] adds query parameters and headers to the handshake, or stops the
 //! client's pongs. To check that something does *not* happen (an acknowledgement that must
@@ -26,7 +29,9 @@
 mod client;
 mod pipe;
 mod runtime;
+mod transport;
 
 pub use client::{ConnectOptions, Received, RecoveryState, TestClient};
 pub use pipe::{PipeEnd, pipe};
 pub use runtime::{TestRuntime, TestSleep};
+pub use transport::{Connector, TransportKind};
