@@ -184,6 +184,10 @@ pub struct RedisOptions {
     pub backoff: (Duration, Duration),
     /// How long connecting may take before it counts as failed: 2 s.
     pub connect_timeout: Duration,
+    /// The CA certificate (PEM) that a `rediss://` server's certificate must chain to,
+    /// instead of the system's roots: `None`. Needs feature `tls-tokio` or `tls-smol`
+    /// (without one, connecting with it set fails with an `InvalidClientConfig` error).
+    pub tls_root_cert: Option<Vec<u8>>,
 }
 
 impl RedisOptions {
@@ -201,6 +205,7 @@ impl RedisOptions {
             count_interval: Duration::from_secs(1),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(2),
+            tls_root_cert: None,
         }
     }
 
@@ -218,6 +223,19 @@ impl RedisOptions {
     /// Sets the password.
     pub fn password(mut self, password: &str) -> Self {
         self.password = Some(password.to_owned());
+        self
+    }
+
+    /// Sets the ACL user name (the password with [`RedisOptions::password`]).
+    pub fn username(mut self, username: &str) -> Self {
+        self.username = Some(username.to_owned());
+        self
+    }
+
+    /// Trusts the CA certificate `pem` (PEM) for `rediss://` servers, instead of the
+    /// system's roots (feature `tls-tokio` or `tls-smol`).
+    pub fn tls_root_cert(mut self, pem: &[u8]) -> Self {
+        self.tls_root_cert = Some(pem.to_vec());
         self
     }
 
@@ -263,7 +281,9 @@ impl RedisOptions {
     }
 
     fn redis_settings(&self, base: &redis::RedisConnectionInfo) -> redis::RedisConnectionInfo {
-        let mut settings = base.clone();
+        // No `CLIENT SETINFO` on connecting: one command fewer for an ACL user to be
+        // granted (its result is ignored anyway, and Redis before 7.2 lacks it).
+        let mut settings = base.clone().set_skip_set_lib_name();
         if let Some(p) = &self.password {
             settings = settings.set_password(p);
         }
@@ -283,7 +303,7 @@ impl RedisOptions {
             Target::Url(url) => {
                 let info = url.as_str().into_connection_info()?;
                 let settings = self.redis_settings(info.redis_settings());
-                redis::Client::open(info.set_redis_settings(settings))
+                self.open(info.set_redis_settings(settings))
             }
             Target::Sentinel {
                 master_name,
@@ -302,6 +322,42 @@ impl RedisOptions {
                 sentinel.async_get_client().await
             }
         }
+    }
+
+    /// A client for `info`, trusting [`RedisOptions::tls_root_cert`] when set.
+    fn open(&self, info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+        let Some(pem) = &self.tls_root_cert else {
+            return redis::Client::open(info);
+        };
+        #[cfg(any(feature = "tls-tokio", feature = "tls-smol"))]
+        {
+            install_crypto_provider();
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )
+        }
+        #[cfg(not(any(feature = "tls-tokio", feature = "tls-smol")))]
+        {
+            let _ = (pem, info);
+            Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "RedisOptions::tls_root_cert needs feature tls-tokio or tls-smol of volley-redis",
+            )))
+        }
+    }
+}
+
+/// Makes rustls's `ring` provider the process default unless one is installed already
+/// (rustls needs one, and the redis client does not pick one).
+#[cfg(any(feature = "tls-tokio", feature = "tls-smol"))]
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: a provider is there either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -404,9 +460,12 @@ impl RedisAdapter {
     }
 
     /// Asks Redis for the server count now (and caches it).
+    ///
+    /// It connects anew within [`RedisOptions::connect_timeout`], so it also tells whether
+    /// the options work: a wrong password, an unknown user, a certificate that does not
+    /// chain to the trusted CA or a Redis that does not answer come back as the error.
     pub async fn refresh_server_count(&self) -> redis::RedisResult<usize> {
-        let client = self.shared.link.options.client().await?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = self.shared.link.connect(None).await?;
         self.shared.link.query_count(&mut conn).await
     }
 
@@ -535,6 +594,8 @@ impl Shared {
         let mut wanted: HashSet<String> = HashSet::new();
         let mut taken: u64 = 0;
         let mut refused_logged = false;
+        // Whether (re)subscribing sends every channel at once (see `subscribe_batch`).
+        let mut batch = true;
         while !self.stopped() {
             // What came while disconnected is folded in: the connection subscribes the rest.
             while let Ok(r) = rooms.try_recv() {
@@ -564,6 +625,17 @@ impl Shared {
                     let mut conn = client
                         .get_multiplexed_async_connection_with_config(&config)
                         .await?;
+                    let rooms: Vec<&String> =
+                        wanted.iter().filter(|c| !fixed.contains(c)).collect();
+                    if batch {
+                        if let Err(e) = subscribe_batch(&mut conn, &fixed, &rooms).await {
+                            // From now on one channel per command, which tells which
+                            // channel Redis refuses.
+                            batch = false;
+                            return Err(e);
+                        }
+                        return Ok(conn);
+                    }
                     // One channel per command: each confirmation is one reply.
                     for channel in &fixed {
                         redis::cmd("SSUBSCRIBE")
@@ -571,7 +643,7 @@ impl Shared {
                             .exec_async(&mut conn)
                             .await?;
                     }
-                    for channel in wanted.iter().filter(|c| !fixed.contains(c)) {
+                    for channel in rooms {
                         let done = redis::cmd("SSUBSCRIBE")
                             .arg(channel)
                             .exec_async(&mut conn)
@@ -826,6 +898,39 @@ enum Event {
     Room(RoomSubscription),
     /// Nothing came for a count interval.
     Idle,
+}
+
+/// Most channels in one `SSUBSCRIBE` of a [batch](subscribe_batch).
+const SUBSCRIBE_BATCH: usize = 512;
+
+/// Subscribes `fixed` and `rooms` in one round trip: `SSUBSCRIBE` commands of up to
+/// [`SUBSCRIBE_BATCH`] channels each, written at once, whose replies are one confirmation
+/// per channel. Redis refusing a command (an ACL, a channel whose slot is elsewhere) answers
+/// it with one error instead of a confirmation per channel, so the replies come short and
+/// this fails with the response timeout, or with the error if the count still matches; the
+/// caller then subscribes one channel per command.
+async fn subscribe_batch(
+    conn: &mut redis::aio::MultiplexedConnection,
+    fixed: &[String],
+    rooms: &[&String],
+) -> redis::RedisResult<()> {
+    use redis::aio::ConnectionLike;
+    let channels: Vec<&String> = fixed.iter().chain(rooms.iter().copied()).collect();
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for chunk in channels.chunks(SUBSCRIBE_BATCH) {
+        pipe.cmd("SSUBSCRIBE").arg(chunk);
+    }
+    let replies = conn.req_packed_commands(&pipe, 0, channels.len()).await?;
+    match replies.into_iter().find_map(|v| match v {
+        redis::Value::ServerError(e) => Some(e),
+        _ => None,
+    }) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// Passes a room channel's `SSUBSCRIBE` / `SUNSUBSCRIBE` result on when the connection
