@@ -82,9 +82,14 @@ impl Redis {
         Redis::spawn("redis-server", &args, port).await
     }
 
-    /// Runs `program` (redis-server or redis-sentinel) with `args`, until it says it is
-    /// ready; `port` is where it listens.
+    /// Runs redis-server with `args`, until it says it is ready; `port` is where it listens.
     pub async fn spawn(program: &str, args: &[String], port: u16) -> Redis {
+        Redis::spawn_until(program, args, port, "Ready to accept connections").await
+    }
+
+    /// Runs `program` (redis-server or redis-sentinel) with `args`, until it logs a line
+    /// containing `ready`; `port` is where it listens.
+    pub async fn spawn_until(program: &str, args: &[String], port: u16, ready: &str) -> Redis {
         ensure_redis_server();
         let mut child = Command::new(program)
             .args(args)
@@ -96,7 +101,7 @@ impl Redis {
         let mut log = Vec::new();
         let ready = timeout(LIMIT, async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("Ready to accept connections") {
+                if line.contains(ready) {
                     return true;
                 }
                 log.push(line);
@@ -125,6 +130,11 @@ impl Redis {
     pub async fn stop(mut self) -> u16 {
         self.child.kill().await.unwrap();
         self.port
+    }
+
+    /// Kills it (SIGKILL) without waiting for it to go.
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
     }
 }
 
