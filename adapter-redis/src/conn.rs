@@ -4,7 +4,7 @@
 //! count, the Pub/Sub subscriber, and the namespace of the requests received (for their
 //! answers, which carry none). The wire formats stay in the codecs.
 
-use crate::RedisOptions;
+use crate::{RedisOptions, Target};
 use futures::channel::mpsc;
 use futures::future::{BoxFuture, Either, select};
 use futures::{FutureExt, StreamExt};
@@ -89,12 +89,13 @@ impl Link {
     }
 
     /// A new connection; replies may take `response` (the connect timeout when `None`).
-    pub(crate) async fn connect(
-        &self,
-        response: Option<Duration>,
-    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    pub(crate) async fn connect(&self, response: Option<Duration>) -> redis::RedisResult<Conn> {
         let limit = self.options.connect_timeout;
         self.timed(async {
+            if let Target::Cluster { .. } = self.options.target {
+                let client = self.options.cluster_client(response, None)?;
+                return Ok(Conn::Cluster(client.get_async_connection().await?));
+            }
             let client = self.options.client().await?;
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(limit))
@@ -102,6 +103,7 @@ impl Link {
             client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
+                .map(Conn::Single)
         })
         .await
     }
@@ -111,16 +113,26 @@ impl Link {
     }
 
     /// Asks Redis for the server count and caches it.
-    pub(crate) async fn query_count(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> redis::RedisResult<usize> {
+    pub(crate) async fn query_count(&self, conn: &mut Conn) -> redis::RedisResult<usize> {
         let (subcommand, channel) = &self.count_query;
-        let (_, n): (String, usize) = redis::cmd("PUBSUB")
-            .arg(*subcommand)
-            .arg(channel)
-            .query_async::<Vec<(String, usize)>>(conn)
-            .await?
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg(*subcommand).arg(channel);
+        let reply = match conn {
+            // Asked of the master that owns the channel's slot (the client would ask every
+            // node and add up their answers).
+            Conn::Cluster(c) => {
+                let route = redis::cluster_routing::Route::new(
+                    key_slot(channel.as_bytes()),
+                    redis::cluster_routing::SlotAddr::Master,
+                );
+                let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+                    redis::cluster_routing::SingleNodeRoutingInfo::SpecificNode(route),
+                );
+                c.route_command(cmd, routing).await?
+            }
+            Conn::Single(_) => cmd.query_async::<redis::Value>(conn).await?,
+        };
+        let (_, n): (String, usize) = redis::from_redis_value::<Vec<(String, usize)>>(reply)?
             .into_iter()
             .next()
             .unwrap_or_default();
@@ -139,7 +151,7 @@ impl Link {
     /// The counter task: keeps the cached server count fresh until `stopped`; 1 while Redis
     /// is away.
     pub(crate) async fn counter(&self, stopped: impl Fn() -> bool) {
-        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+        let mut conn: Option<Conn> = None;
         while !stopped() {
             if conn.is_none() {
                 conn = self.connect(None).await.ok();
@@ -350,7 +362,7 @@ pub(crate) struct WriterLog {
 /// there is none, while Redis is away no more often than the backoff says; each outage is
 /// logged once.
 pub(crate) struct Writer {
-    conn: Option<redis::aio::MultiplexedConnection>,
+    conn: Option<Conn>,
     backoff: Duration,
     retry_at: Instant,
     down: bool,
@@ -371,10 +383,7 @@ impl Writer {
 
     /// The connection for the next command, connecting first when there is none and the
     /// backoff allows; `None` while Redis is away (the command is dropped).
-    pub(crate) async fn conn(
-        &mut self,
-        link: &Link,
-    ) -> Option<&mut redis::aio::MultiplexedConnection> {
+    pub(crate) async fn conn(&mut self, link: &Link) -> Option<&mut Conn> {
         if self.conn.is_none() && Instant::now() >= self.retry_at {
             match link.connect(None).await {
                 Ok(c) => {
@@ -464,5 +473,89 @@ impl RequestNamespaces {
             self.by_request.remove(&request);
         }
         nsp.unwrap_or_else(|| "/".to_owned())
+    }
+}
+
+/// A connection to one server (or the master the Sentinels name), or to a Redis Cluster
+/// (each command goes to the node that owns its key's or channel's slot).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server.
+    Single(redis::aio::MultiplexedConnection),
+    /// A Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The Redis Cluster slot of `key` (a channel name for sharded Pub/Sub): CRC16 (XMODEM) of
+/// the key, or of its hash tag (the part between the first `{` and the next `}`, when not
+/// empty), modulo 16384.
+pub(crate) fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|b| *b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.iter()
+            .position(|b| *b == b'}')
+            .filter(|close| *close > 0)
+            .map(|close| &rest[..close])
+    });
+    let mut crc: u16 = 0;
+    for byte in tagged.unwrap_or(key) {
+        crc ^= u16::from(*byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    #[test]
+    fn slots_as_redis_computes_them() {
+        // `CLUSTER KEYSLOT` of these, from a Redis 7 server.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"123456789"), 12739);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_ne!(
+            key_slot(b"foo{}{bar}"),
+            key_slot(b"bar"),
+            "an empty tag is no tag"
+        );
     }
 }

@@ -106,7 +106,8 @@ pub use sharded::SubscriptionMode;
 
 use codec::{Codec, DecodeError, Decoded, Outgoing};
 use conn::{
-    Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog, Writer, WriterLog,
+    Conn, Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog, Writer,
+    WriterLog,
 };
 use futures::channel::{mpsc, oneshot};
 use futures::future::{Either, select};
@@ -134,6 +135,12 @@ pub enum Target {
         master_name: String,
         /// Sentinel URLs (`redis://host:26379`).
         sentinels: Vec<String>,
+    },
+    /// A Redis Cluster, found through any of `nodes` (URLs); each command goes to the
+    /// master of its channel's slot. Sharded Pub/Sub only ([`RedisOptions::cluster`]).
+    Cluster {
+        /// URLs of some of the cluster's nodes (`redis://host:7000`).
+        nodes: Vec<String>,
     },
 }
 
@@ -217,6 +224,21 @@ impl RedisOptions {
                 sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
             },
             ..RedisOptions::new("redis://127.0.0.1:6379")
+        }
+    }
+
+    /// Options for a Redis Cluster found through `nodes` (URLs of some of its nodes), in
+    /// sharded Pub/Sub ([`RedisOptions::sharded`], the dynamic subscription mode unless
+    /// [`RedisOptions::sharded_mode`] says otherwise): each channel is published to and
+    /// subscribed at the master that owns its slot, and a failover is followed. The classic
+    /// mode and the Streams adapter do not support this target (their connections fail
+    /// with an `InvalidClientConfig` error); give them one node's URL instead.
+    pub fn cluster(nodes: &[&str]) -> Self {
+        RedisOptions {
+            target: Target::Cluster {
+                nodes: nodes.iter().map(|s| (*s).to_owned()).collect(),
+            },
+            ..RedisOptions::new("redis://127.0.0.1:6379").sharded()
         }
     }
 
@@ -321,7 +343,62 @@ impl RedisOptions {
                 )?;
                 sentinel.async_get_client().await
             }
+            Target::Cluster { .. } => Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a Redis Cluster target needs sharded Pub/Sub (RedisOptions::cluster); \
+                 the classic mode and the Streams adapter take one node's URL",
+            ))),
         }
+    }
+
+    /// A client for the cluster of [`Target::Cluster`]: RESP3 with `push` receiving the
+    /// push messages when given; replies may take `response` (the connect timeout when
+    /// `None`).
+    fn cluster_client(
+        &self,
+        response: Option<Duration>,
+        push: Option<mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let Target::Cluster { nodes } = &self.target else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "not a Redis Cluster target",
+            )));
+        };
+        let mut infos = Vec::new();
+        for url in nodes {
+            use redis::IntoConnectionInfo;
+            let info = url.as_str().into_connection_info()?;
+            let settings = self.redis_settings(info.redis_settings());
+            infos.push(info.set_redis_settings(settings));
+        }
+        let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(response.unwrap_or(self.connect_timeout))
+            // A command whose node is gone fails soon: the tasks reconnect themselves.
+            .retries(2)
+            .min_retry_wait(20)
+            .max_retry_wait(200);
+        if let Some(p) = &self.password {
+            builder = builder.password(p);
+        }
+        if let Some(u) = &self.username {
+            builder = builder.username(u);
+        }
+        #[cfg(any(feature = "tls-tokio", feature = "tls-smol"))]
+        if let Some(pem) = &self.tls_root_cert {
+            install_crypto_provider();
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        if let Some(tx) = push {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(move |push| tx.unbounded_send(push));
+        }
+        builder.build()
     }
 
     /// A client for `info`, trusting [`RedisOptions::tls_root_cert`] when set.
@@ -610,6 +687,14 @@ impl Shared {
             let conn = self
                 .link
                 .timed(async {
+                    if let Target::Cluster { .. } = self.link.options.target {
+                        let client = self.link.options.cluster_client(None, Some(tx))?;
+                        let conn = client.get_async_connection().await?;
+                        let rooms: Vec<&String> =
+                            wanted.iter().filter(|c| !fixed.contains(c)).collect();
+                        subscribe_cluster(&conn, &fixed, &rooms, &mut refused_logged).await?;
+                        return Ok(Conn::Cluster(conn));
+                    }
                     let client = self.link.options.client().await?;
                     // Push messages (and so subscribing on a multiplexed connection) need RESP3.
                     let info = client.get_connection_info().clone();
@@ -634,7 +719,7 @@ impl Shared {
                             batch = false;
                             return Err(e);
                         }
-                        return Ok(conn);
+                        return Ok(Conn::Single(conn));
                     }
                     // One channel per command: each confirmation is one reply.
                     for channel in &fixed {
@@ -650,7 +735,7 @@ impl Shared {
                             .await;
                         refused(done, channel, &mut refused_logged)?;
                     }
-                    Ok(conn)
+                    Ok(Conn::Single(conn))
                 })
                 .await;
             let mut conn = match conn {
@@ -931,6 +1016,35 @@ async fn subscribe_batch(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Subscribes `fixed` and `rooms` on a Redis Cluster: one `SSUBSCRIBE` per channel, all in
+/// flight at once, each sent to the master of its channel's slot (so still one round trip
+/// per master). A refused room channel is logged once, as [`refused`] says.
+async fn subscribe_cluster(
+    conn: &redis::cluster_async::ClusterConnection,
+    fixed: &[String],
+    rooms: &[&String],
+    refused_logged: &mut bool,
+) -> redis::RedisResult<()> {
+    let subscribe = |channel: &String| {
+        let mut conn = conn.clone();
+        let channel = channel.clone();
+        async move {
+            redis::cmd("SSUBSCRIBE")
+                .arg(&channel)
+                .exec_async(&mut conn)
+                .await
+        }
+    };
+    for done in futures::future::join_all(fixed.iter().map(subscribe)).await {
+        done?;
+    }
+    let done = futures::future::join_all(rooms.iter().map(|c| subscribe(c))).await;
+    for (done, channel) in done.into_iter().zip(rooms) {
+        refused(done, channel, refused_logged)?;
+    }
+    Ok(())
 }
 
 /// Passes a room channel's `SSUBSCRIBE` / `SUNSUBSCRIBE` result on when the connection

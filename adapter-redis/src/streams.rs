@@ -159,7 +159,7 @@ struct Shared {
     codec: StreamsCodec,
     state: Mutex<State>,
     /// A connection for recoveries, which run beside the writer's commands.
-    commands: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    commands: Mutex<Option<crate::conn::Conn>>,
     /// Whether bad data from Redis was reported at `warn` already.
     bad_data_logged: AtomicBool,
 }
@@ -493,7 +493,7 @@ impl Shared {
     }
 
     /// The connection for recoveries, connecting when there is none.
-    async fn command_conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    async fn command_conn(&self) -> redis::RedisResult<crate::conn::Conn> {
         let cached = self
             .commands
             .lock()

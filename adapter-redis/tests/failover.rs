@@ -1,17 +1,20 @@
-//! Failovers under load, against processes this test starts on free ports: a master, a
-//! replica and three Sentinels; the master is killed while one Volley node broadcasts to
-//! another, the Sentinels promote the replica, and the nodes follow by themselves. The
-//! delivery gap and losses are measured and printed.
+//! Sentinel and Redis Cluster, against processes this test starts on free ports: a master,
+//! a replica and three Sentinels; a cluster of three masters with a replica each. A master is
+//! killed while one Volley node broadcasts to another, its replica is promoted, and the nodes
+//! follow by themselves. The delivery gap and losses are measured and printed.
 
 use futures::FutureExt;
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::time::{sleep, timeout};
+use volley::{Data, Socket};
 use volley_redis::{RedisAdapter, RedisOptions};
 use volley_tokio::TokioRuntime;
 
 mod common;
+use common::redis_cluster::RedisCluster;
 use common::{Client, LIMIT, Redis, TempDir, free_port, raw_conn, serve};
 
 /// The longest a failover test may wait for the cluster to settle or fail over.
@@ -28,7 +31,15 @@ async fn node(mut options: RedisOptions) -> Node {
     options.connect_timeout = Duration::from_millis(500);
     let rt = TokioRuntime::current();
     let adapter = RedisAdapter::new(options, rt.clone());
-    let io = volley::builder().adapter(adapter.clone()).build(rt);
+    let io = volley::builder()
+        .adapter(adapter.clone())
+        .request_timeout(Duration::from_secs(2))
+        .build(rt);
+    io.ns("/")
+        .on("join", |s: Socket, Data(room): Data<String>| async move {
+            s.join(room.as_str());
+            true
+        });
     let port = serve(&io).await;
     timeout(LIMIT, adapter.subscribed())
         .await
@@ -37,15 +48,18 @@ async fn node(mut options: RedisOptions) -> Node {
 }
 
 /// Broadcasts `["n", i]` from `from` every `every` while a client of `to` records what
-/// arrives; `fail` runs meanwhile (it kills a server). Measures when `to`'s adapter lost
-/// and regained its subscriptions, the delivery gap and what was lost, prints them, and
-/// asserts that every broadcast after the first one delivered after the outage arrived.
-async fn measure_failover<F: std::future::Future<Output = ()>>(
+/// arrives. `fail` kills a server; `settled` completes once the replica has taken over.
+/// Then waits until `to` is subscribed and a broadcast sent after the takeover arrives,
+/// goes on for 1.5 s, and reports the receiving node's subscription changes, the delivery
+/// gaps and the losses. Asserts that nothing sent after the first broadcast delivered after
+/// the takeover was lost, duplicated or reordered.
+async fn measure_failover(
     what: &str,
     from: &Node,
     to: &Node,
     every: Duration,
-    fail: F,
+    fail: impl std::future::Future<Output = ()>,
+    settled: impl std::future::Future<Output = ()>,
 ) {
     let mut client = Client::connect(to.port).await;
     let sent: Arc<Mutex<Vec<Instant>>> = Arc::default();
@@ -87,81 +101,106 @@ async fn measure_failover<F: std::future::Future<Output = ()>>(
     })
     .await
     .expect("broadcasts flow before the failure");
+    // Every change of the receiving node's subscription state, for the report.
+    let changes: Arc<Mutex<Vec<(bool, Instant)>>> = Arc::default();
+    let watcher = {
+        let (adapter, changes, stop) = (to.adapter.clone(), changes.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut was = true;
+            while !stop.load(Ordering::SeqCst) {
+                let now = adapter.subscribed().now_or_never().is_some();
+                if now != was {
+                    changes.lock().unwrap().push((now, Instant::now()));
+                    was = now;
+                }
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
     let killed_at = Instant::now();
     fail.await;
-    // The receiving node notices, then subscribes again.
-    let lost_at = timeout(SETTLE, async {
-        while to.adapter.subscribed().now_or_never().is_some() {
-            sleep(Duration::from_millis(5)).await;
-        }
-        Instant::now()
-    })
-    .await
-    .expect("the receiving node noticed the failure");
-    timeout(SETTLE, to.adapter.subscribed())
+    timeout(SETTLE, settled)
         .await
-        .expect("subscribed again after the failover");
-    let resubscribed_at = Instant::now();
-    let sent_at_resubscription = sent.lock().unwrap().len();
-    // Delivery resumes.
+        .expect("the replica took over in time");
+    let settled_at = Instant::now();
+    let sent_at_settlement = sent.lock().unwrap().len();
+    // Delivery resumes: a broadcast sent after the takeover arrives.
     timeout(SETTLE, async {
         loop {
-            let last = received.lock().unwrap().last().map(|(_, t)| *t);
-            if last.is_some_and(|t| t > resubscribed_at) {
+            let last = received.lock().unwrap().last().map(|(i, _)| *i);
+            if last.is_some_and(|i| i >= sent_at_settlement) {
                 return;
             }
             sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("delivery resumed after the failover");
+    .expect("delivery resumed after the takeover");
+    timeout(LIMIT, to.adapter.subscribed()).await.unwrap();
     sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     let total = emitter.await.unwrap();
     from.io.emit("end", &0).unwrap();
-    timeout(LIMIT, receiver)
-        .await
-        .expect("the end marker arrived")
-        .unwrap();
+    let ended = timeout(Duration::from_secs(3), receiver).await.is_ok();
+    watcher.await.unwrap();
 
     let sent = sent.lock().unwrap().clone();
     let received = received.lock().unwrap().clone();
+    let since = |t: Instant| t.saturating_duration_since(killed_at);
+    let changes: Vec<String> = changes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(on, t)| format!("{} at {:?}", if *on { "up" } else { "down" }, since(*t)))
+        .collect();
+    let gaps: Vec<String> = received
+        .windows(2)
+        .filter(|w| w[1].1 - w[0].1 > every * 5)
+        .map(|w| {
+            format!(
+                "#{}..#{} ({:?}..{:?})",
+                w[0].0,
+                w[1].0,
+                since(w[0].1),
+                since(w[1].1)
+            )
+        })
+        .collect();
     let order: Vec<usize> = received.iter().map(|(i, _)| *i).collect();
-    assert!(
-        order.windows(2).all(|w| w[0] < w[1]),
-        "in order, no duplicates"
-    );
-    // The gap: the longest wait between two deliveries.
+    let lost: Vec<usize> = (0..total).filter(|i| !order.contains(i)).collect();
+    // The first delivery of a broadcast sent after the takeover.
+    let resumed = order
+        .iter()
+        .copied()
+        .find(|i| *i >= sent_at_settlement)
+        .unwrap();
     let (gap, before, after) = received
         .windows(2)
         .map(|w| (w[1].1 - w[0].1, w[0].0, w[1].0))
         .max()
         .unwrap();
-    let lost: Vec<usize> = (0..total).filter(|i| !order.contains(i)).collect();
-    let first_after = after;
-    let lost_after_resume: Vec<usize> = lost.iter().copied().filter(|i| *i > first_after).collect();
+    let lost_after: Vec<usize> = lost.iter().copied().filter(|i| *i > resumed).collect();
     eprintln!(
-        "{what}: {total} broadcasts every {every:?}; master killed, receiving node saw it \
-         {:?} later and subscribed again {:?} after the kill; delivery gap {gap:?} \
-         (#{before} to #{after}, #{after} sent {:?} after the kill); lost {} ({} sent before \
-         the receiver resubscribed at #{sent_at_resubscription}); lost after delivery \
-         resumed: {}",
-        lost_at - killed_at,
-        resubscribed_at - killed_at,
-        sent[after] - killed_at,
+        "{what}: {total} broadcasts every {every:?}, master killed at #{}; replica in charge \
+         {:?} after the kill (#{sent_at_settlement}); first broadcast sent after that \
+         delivered {:?} after the kill (#{resumed}); longest delivery gap {gap:?} (#{before} \
+         to #{after}); lost {} in all, {} after #{resumed}; receiving node's subscription: \
+         {changes:?}; gaps over {:?}: {gaps:?}; end marker arrived: {ended}",
+        sent.iter().filter(|t| **t < killed_at).count(),
+        since(settled_at),
+        since(received.iter().find(|(i, _)| *i == resumed).unwrap().1),
         lost.len(),
-        lost.iter().filter(|i| **i < sent_at_resubscription).count(),
-        lost_after_resume.len(),
+        lost_after.len(),
+        every * 5,
     );
     assert!(
-        lost_after_resume.is_empty(),
-        "lost after delivery resumed: {lost_after_resume:?}"
+        order.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates"
     );
-    // Nothing sent after the receiver resubscribed is lost once the sender is back: the
-    // sender's own reconnection is what the first delivery after the gap marks.
+    assert!(ended, "the end marker arrived");
     assert!(
-        lost.iter().all(|i| *i < first_after),
-        "lost after #{first_after}: {lost:?}"
+        lost_after.is_empty(),
+        "lost after delivery resumed at #{resumed}: {lost_after:?}"
     );
 }
 
@@ -268,9 +307,21 @@ async fn sentinel_failover_under_broadcasts() {
         .remove(0);
     assert_eq!(subscribers, 2);
 
-    measure_failover("sentinel", &a, &b, Duration::from_millis(20), async {
-        master.kill();
-    })
+    let replica_url = replica.url();
+    measure_failover(
+        "sentinel",
+        &a,
+        &b,
+        Duration::from_millis(20),
+        async {
+            master.kill();
+        },
+        async {
+            while !replication_has(&replica_url, "role:master").await {
+                sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
     .await;
 
     // The replica is the master now, and both nodes are subscribed there.
@@ -286,6 +337,141 @@ async fn sentinel_failover_under_broadcasts() {
         .unwrap()
         .remove(0);
     assert_eq!(subscribers, 2);
+    let count = timeout(LIMIT, a.adapter.refresh_server_count())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 2);
+}
+
+// ---- Redis Cluster ----
+
+/// `socket.io#/#<room>#`: a room's channel in `/`.
+fn room_channel(room: &str) -> String {
+    format!("socket.io#/#{room}#")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_routes_each_channel_to_its_master() {
+    let cluster = RedisCluster::start().await;
+    let masters = cluster.masters().await;
+    assert_eq!(masters.len(), 3);
+    let urls = cluster.urls();
+    // Each through one node only: the others are found from it.
+    let a = node(RedisOptions::cluster(&[urls[0].as_str()])).await;
+    let b = node(RedisOptions::cluster(&[urls[1].as_str()])).await;
+    for n in [&a, &b] {
+        let count = timeout(LIMIT, n.adapter.refresh_server_count())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count, 2);
+    }
+
+    // A room whose channel lives on each master.
+    let mut rooms: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let room = format!("room-{i}");
+        let master = cluster.master_of(&room_channel(&room)).await;
+        if !rooms.iter().any(|(_, m)| *m == master) {
+            rooms.push((room, master));
+        }
+        if rooms.len() == 3 {
+            break;
+        }
+    }
+    let mut cb = Client::connect(b.port).await;
+    for (room, _) in &rooms {
+        cb.call("join", &[json!(room)]).await;
+    }
+    timeout(LIMIT, b.adapter.subscribed()).await.unwrap();
+    // Each room's channel is subscribed at its own master, once (by B).
+    for (room, master) in &rooms {
+        assert_eq!(
+            cluster.shard_numsub(*master, &room_channel(room)).await,
+            1,
+            "{room} on {master}"
+        );
+    }
+    // The namespace channel at its master: both nodes.
+    let nsp_master = cluster.master_of("socket.io#/#").await;
+    assert_eq!(cluster.shard_numsub(nsp_master, "socket.io#/#").await, 2);
+
+    // Broadcasts to each room (published on the room's channel at its master), to all, and
+    // requests across the cluster.
+    for (i, (room, _)) in rooms.iter().enumerate() {
+        a.io.to(room.as_str()).emit("room", &i).unwrap();
+    }
+    a.io.emit("all", &9).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(cb.event().await);
+    }
+    // Different masters: no order between the rooms; all before "all" is not promised
+    // either.
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        got,
+        vec![
+            json!(["all", 9]),
+            json!(["room", 0]),
+            json!(["room", 1]),
+            json!(["room", 2])
+        ]
+    );
+    let sockets = timeout(LIMIT, a.io.fetch_sockets()).await.unwrap();
+    assert_eq!(sockets.len(), 1);
+    assert_eq!(sockets[0].id().as_str(), cb.sid);
+    let in_room = timeout(LIMIT, a.io.to(rooms[2].0.as_str()).fetch_sockets())
+        .await
+        .unwrap();
+    assert_eq!(in_room.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_failover_under_broadcasts() {
+    let mut cluster = RedisCluster::start().await;
+    let urls = cluster.urls();
+    let url_refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let a = node(RedisOptions::cluster(&url_refs)).await;
+    let b = node(RedisOptions::cluster(&url_refs)).await;
+    // Broadcasts to all go on the namespace channel: kill the master that owns it.
+    let victim = cluster.master_of("socket.io#/#").await;
+    let mut cb = Client::connect(b.port).await;
+    cb.call("join", &[json!("red")]).await;
+    timeout(LIMIT, b.adapter.subscribed()).await.unwrap();
+    drop(cb);
+
+    // Out of the cluster's map: the helpers then ask only the live nodes.
+    let mut victim_server = cluster.nodes.remove(&victim).unwrap();
+    let live = &cluster;
+    measure_failover(
+        "redis cluster",
+        &a,
+        &b,
+        Duration::from_millis(20),
+        async {
+            victim_server.kill();
+        },
+        async {
+            // Every live node names the new master of the namespace channel's slot.
+            loop {
+                let mut moved = true;
+                for port in live.nodes.keys() {
+                    moved &= live.master_of_at(*port, "socket.io#/#").await != victim;
+                }
+                if moved {
+                    return;
+                }
+                sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    cluster.await_ok(6).await;
+    let new_master = cluster.master_of("socket.io#/#").await;
+    assert_ne!(new_master, victim, "the replica was promoted");
+    assert_eq!(cluster.shard_numsub(new_master, "socket.io#/#").await, 2);
     let count = timeout(LIMIT, a.adapter.refresh_server_count())
         .await
         .unwrap()
