@@ -34,6 +34,11 @@ pub(crate) struct Link {
     count: AtomicUsize,
     /// The `PUBSUB` subcommand and the channel whose subscribers are the servers.
     count_query: (&'static str, String),
+    /// The channel only Volley nodes subscribe, in the formats whose `all_rooms` request
+    /// Node servers lack (see [`Link::foreign_count`]); counted with the same subcommand.
+    presence: Option<String>,
+    /// How many subscribe [`Link::presence`] (Volley nodes, this one included).
+    volley: AtomicUsize,
 }
 
 impl Link {
@@ -51,7 +56,31 @@ impl Link {
             sleep: std::sync::Arc::new(move |d| runtime.sleep(d).boxed()),
             count: AtomicUsize::new(1),
             count_query,
+            presence: None,
+            volley: AtomicUsize::new(1),
         }
+    }
+
+    /// Counts the subscribers of `channel` too: the Volley nodes (see
+    /// [`Link::foreign_count`]).
+    pub(crate) fn with_presence(mut self, channel: String) -> Self {
+        self.presence = Some(channel);
+        self
+    }
+
+    /// The presence channel, if any.
+    pub(crate) fn presence(&self) -> Option<&str> {
+        self.presence.as_deref()
+    }
+
+    /// How many of the counted servers are not Volley nodes (Node servers), as last
+    /// counted: 0 without a presence channel.
+    pub(crate) fn foreign_count(&self) -> usize {
+        if self.presence.is_none() {
+            return 0;
+        }
+        self.server_count()
+            .saturating_sub(self.volley.load(Ordering::SeqCst).max(1))
     }
 
     /// The cached server count (1 at least: this node).
@@ -62,6 +91,7 @@ impl Link {
     /// Forgets the other servers: requests do not wait for nodes that cannot answer.
     pub(crate) fn count_alone(&self) {
         self.count.store(1, Ordering::SeqCst);
+        self.volley.store(1, Ordering::SeqCst);
     }
 
     /// `fut`, or a timeout error after the connect timeout.
@@ -112,11 +142,28 @@ impl Link {
         (current * 2).min(self.options.backoff.1)
     }
 
-    /// Asks Redis for the server count and caches it.
+    /// Asks Redis for the server count (and the Volley nodes' count, with a presence
+    /// channel) and caches it.
     pub(crate) async fn query_count(&self, conn: &mut Conn) -> redis::RedisResult<usize> {
         let (subcommand, channel) = &self.count_query;
+        let n = self.subscribers(conn, subcommand, channel).await?.max(1);
+        if let Some(presence) = &self.presence {
+            let v = self.subscribers(conn, subcommand, presence).await?.max(1);
+            self.volley.store(v, Ordering::SeqCst);
+        }
+        self.count.store(n, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// `PUBSUB <subcommand> <channel>`: how many subscribe `channel`.
+    async fn subscribers(
+        &self,
+        conn: &mut Conn,
+        subcommand: &str,
+        channel: &str,
+    ) -> redis::RedisResult<usize> {
         let mut cmd = redis::cmd("PUBSUB");
-        cmd.arg(*subcommand).arg(channel);
+        cmd.arg(subcommand).arg(channel);
         let reply = match conn {
             // Asked of the master that owns the channel's slot (the client would ask every
             // node and add up their answers).
@@ -136,8 +183,7 @@ impl Link {
             .into_iter()
             .next()
             .unwrap_or_default();
-        self.count.store(n.max(1), Ordering::SeqCst);
-        Ok(n.max(1))
+        Ok(n)
     }
 
     /// Counts the servers now on a connection of its own, if Redis answers (after a

@@ -470,6 +470,9 @@ struct State {
     rooms_rx: Option<mpsc::UnboundedReceiver<RoomSubscription>>,
     /// Sharded mode: namespaces published in but not subscribed, already warned about.
     unlisted: HashSet<String>,
+    /// Where the other nodes' messages go, once started (for the answers given on behalf
+    /// of Node servers, see [`answer_for_foreign_nodes`]).
+    inbox: Option<Inbox>,
 }
 
 /// A node's membership of a cluster over Redis. Cheap to clone (a handle).
@@ -502,7 +505,13 @@ impl RedisAdapter {
         };
         RedisAdapter {
             shared: Arc::new(Shared {
-                link: Link::new(options, runtime, count_query),
+                link: match options.pub_sub {
+                    PubSub::Classic => Link::new(options, runtime, count_query),
+                    PubSub::Sharded => {
+                        let presence = sharded.presence_channel();
+                        Link::new(options, runtime, count_query).with_presence(presence)
+                    }
+                },
                 codec,
                 sharded,
                 subscribed: AtomicBool::new(false),
@@ -666,6 +675,7 @@ impl Shared {
                     self.sharded.response_channel(nsp, node),
                 ]
             })
+            .chain(self.link.presence().map(str::to_owned))
             .collect();
         // The room channels wanted now, and how many subscriptions were taken from `rooms`.
         let mut wanted: HashSet<String> = HashSet::new();
@@ -888,7 +898,11 @@ impl SubscriberHooks for Classic<'_> {
 
 impl Adapter for RedisAdapter {
     fn start(&self, node: NodeId, inbox: Inbox) {
-        let rx = self.shared.lock().run.start(node);
+        let rx = {
+            let mut state = self.shared.lock();
+            state.inbox = Some(inbox.clone());
+            state.run.start(node)
+        };
         let s = &self.shared;
         let spawn = &s.link.spawn;
         spawn(s.clone().publisher(rx).boxed());
@@ -934,6 +948,9 @@ impl Adapter for RedisAdapter {
             }
         };
         state.run.send(out);
+        if let Some(inbox) = &state.inbox {
+            answer_for_foreign_nodes(&self.shared.link, inbox, &message);
+        }
     }
 
     fn server_count(&self) -> usize {
@@ -970,6 +987,27 @@ impl Adapter for RedisAdapter {
         if sent.is_ok() {
             state.rooms_sent += 1;
         }
+    }
+}
+
+/// For a request that only Volley nodes understand (`all_rooms`, types 100/101 in the
+/// sharded and Streams formats, which Node's `ClusterAdapter` lacks), delivers an empty
+/// answer on behalf of each counted server that is not a Volley node, so that the request
+/// completes once the Volley nodes answered instead of waiting for its timeout. The Volley
+/// nodes are those subscribing the presence channel, as last counted; a server that joined
+/// since is waited for as before.
+pub(crate) fn answer_for_foreign_nodes(link: &Link, inbox: &Inbox, message: &ClusterMessage) {
+    let ClusterMessage::AllRooms { request, .. } = message else {
+        return;
+    };
+    for _ in 0..link.foreign_count() {
+        inbox.deliver(
+            codec::unknown_node(),
+            ClusterMessage::AllRoomsResponse {
+                request: *request,
+                rooms: Vec::new(),
+            },
+        );
     }
 }
 

@@ -1222,3 +1222,34 @@ async fn redis_cluster_sharded_both_ways() {
         ])
     );
 }
+
+/// `all_rooms` in a sharded cluster of two Volley nodes and a Node node: Node's sharded
+/// adapter has no all-rooms request, so the Volley nodes answer it and the request does not
+/// wait for Node until its timeout (5 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_all_rooms_does_not_wait_for_node() {
+    let mut c = Cluster::start_in(Some(SubscriptionMode::Dynamic)).await;
+    let second = volley_node(&c.redis, Some(SubscriptionMode::Dynamic)).await;
+    c.clients.connect("v3", second.port, true).await;
+    c.clients.join("v3", "green").await;
+    timeout(LIMIT, second.adapter.subscribed()).await.unwrap();
+    let servers = timeout(LIMIT, c.volley.adapter.refresh_server_count())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(servers, 3);
+    let started = Instant::now();
+    let rooms = timeout(LIMIT, c.volley.io.all_rooms()).await.unwrap();
+    let took = started.elapsed();
+    eprintln!("sharded: all_rooms with a Node server present took {took:?}: {rooms:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // This node's and the other Volley node's rooms.
+    for room in ["red", "green"] {
+        assert!(
+            rooms.iter().any(|r| r.as_str() == room),
+            "{room} in {rooms:?}"
+        );
+    }
+    let v3 = c.clients.id("v3").to_owned();
+    assert!(rooms.iter().any(|r| r.as_str() == v3), "{rooms:?}");
+}
