@@ -34,7 +34,14 @@
 //!
 //! The redis client's IO runs on tokio (feature `tokio`, the default) or smol (feature
 //! `smol`; with both, tokio is used when a tokio runtime is current, as the redis crate
-//! decides). TLS (`rediss://`) with features `tls-tokio` / `tls-smol` (rustls).
+//! decides). TLS (`rediss://`) with features `tls-tokio` (on by default) / `tls-smol`
+//! (rustls), trusting the system's roots or [`RedisOptions::tls_root_cert`].
+//!
+//! Redis is one server ([`RedisOptions::new`]), the master that Sentinels name
+//! ([`RedisOptions::sentinel`], asked again at every connection, so a failover is followed)
+//! or, in the sharded mode, a Redis Cluster ([`RedisOptions::cluster`]: each channel at the
+//! master of its slot). `docs/deployment.md` has the options and the failover figures the
+//! tests measured.
 //!
 //! # Sharded Pub/Sub
 //!
@@ -76,7 +83,9 @@
 //!   the adapter as rooms are created and deleted ([`Adapter::room_changed`], which only
 //!   queues the change: local delivery never waits on Redis); the subscriber sends
 //!   `SSUBSCRIBE` / `SUNSUBSCRIBE` of the room's channel in that order, and after a
-//!   reconnection subscribes the channels of every room that exists then;
+//!   reconnection subscribes the channels of every room that exists then, in one round
+//!   trip (`SSUBSCRIBE` commands of up to 512 channels written at once; on a Redis Cluster
+//!   one command per channel, all in flight at once, each at its slot's master);
 //!   [`RedisAdapter::subscribed`] tells when the rooms created so far are subscribed;
 //! - the publisher sends `SPUBLISH`: answers to the asking node's answer channel, a
 //!   broadcast to one room to that room's channel as the mode says
