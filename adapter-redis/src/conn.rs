@@ -218,6 +218,11 @@ impl Link {
     /// hands each message to `on_message` (once: a message matched by a pattern and an exact
     /// channel comes twice) and starts again when the connection drops, until `stopped`
     /// (looked at after each message, and every `poll` when given).
+    ///
+    /// It subscribes on a RESP3 connection, where Redis's refusal of a subscription (an ACL
+    /// that lacks a pattern) is an error, logged and retried with the backoff; the redis
+    /// client's RESP2 Pub/Sub connection drops such refusals unseen. A server without RESP3
+    /// (before Redis 6) gets the RESP2 connection.
     pub(crate) async fn subscriber(
         &self,
         patterns: &[String],
@@ -227,23 +232,21 @@ impl Link {
         hooks: impl SubscriberHooks,
     ) {
         let mut retry = Reconnect::new(self);
+        let mut resp3 = true;
         while !hooks.stopped() {
-            let pubsub = self
-                .timed(async {
-                    let client = self.options.client().await?;
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    for pattern in patterns {
-                        pubsub.psubscribe(pattern).await?;
-                    }
-                    for channel in exact {
-                        pubsub.subscribe(channel).await?;
-                    }
-                    Ok(pubsub)
-                })
-                .await;
-            let mut pubsub = match pubsub {
-                Ok(p) => p,
+            let messages = if resp3 {
+                self.timed(self.subscribe_resp3(patterns, exact)).await
+            } else {
+                self.timed(self.subscribe_resp2(patterns, exact)).await
+            };
+            let mut messages = match messages {
+                Ok(m) => m,
                 Err(e) => {
+                    if resp3 && e.to_string().to_ascii_lowercase().contains("hello") {
+                        // No RESP3 here (`HELLO` unknown): the RESP2 connection from now on.
+                        resp3 = false;
+                        continue;
+                    }
                     retry.failed(self, &e, log.cannot).await;
                     continue;
                 }
@@ -251,7 +254,6 @@ impl Link {
             retry.connected(self, log.again);
             hooks.set_subscribed(true);
             self.count_now().await;
-            let mut messages = pubsub.on_message();
             loop {
                 let msg = match poll {
                     None => messages.next().await,
@@ -261,15 +263,14 @@ impl Link {
                         Either::Right(_) => continue,
                     },
                 };
-                let Some(msg) = msg else {
+                let Some((channel, payload, from_pattern)) = msg else {
                     break;
                 };
-                let channel = msg.get_channel_name();
-                if msg.from_pattern() && exact.contains(channel) {
+                if from_pattern && exact.contains(&channel) {
                     // Delivered by the exact subscription as well.
                     continue;
                 }
-                hooks.on_message(channel, msg.get_payload_bytes());
+                hooks.on_message(&channel, &payload);
                 if hooks.stopped() {
                     return;
                 }
@@ -280,7 +281,103 @@ impl Link {
             retry.lost(log.lost, None);
         }
     }
+
+    /// Subscribes on a RESP3 connection; its messages as (channel, payload, matched by a
+    /// pattern), ending when the connection does or Redis takes a subscription away.
+    async fn subscribe_resp3(
+        &self,
+        patterns: &[String],
+        exact: &HashSet<String>,
+    ) -> redis::RedisResult<Messages> {
+        let client = self.options.client().await?;
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let (tx, pushes) = mpsc::unbounded::<redis::PushInfo>();
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            .set_response_timeout(Some(self.options.connect_timeout))
+            .set_push_sender(move |push| tx.unbounded_send(push));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        for pattern in patterns {
+            redis::cmd("PSUBSCRIBE")
+                .arg(pattern)
+                .exec_async(&mut conn)
+                .await?;
+        }
+        for channel in exact {
+            redis::cmd("SUBSCRIBE")
+                .arg(channel)
+                .exec_async(&mut conn)
+                .await?;
+        }
+        let bytes = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => Some(b.clone()),
+            _ => None,
+        };
+        let messages = pushes
+            .map(move |push| {
+                // The connection lives as long as its messages are read.
+                let _ = &conn;
+                push
+            })
+            .take_while(|push| {
+                let go_on = !matches!(
+                    push.kind,
+                    redis::PushKind::Disconnection
+                        | redis::PushKind::Unsubscribe
+                        | redis::PushKind::PUnsubscribe
+                );
+                futures::future::ready(go_on)
+            })
+            .filter_map(move |push| {
+                let msg = match (push.kind, push.data.as_slice()) {
+                    (redis::PushKind::Message, [channel, payload]) => bytes(channel)
+                        .zip(bytes(payload))
+                        .map(|(c, p)| (String::from_utf8_lossy(&c).into_owned(), p, false)),
+                    (redis::PushKind::PMessage, [_, channel, payload]) => bytes(channel)
+                        .zip(bytes(payload))
+                        .map(|(c, p)| (String::from_utf8_lossy(&c).into_owned(), p, true)),
+                    _ => None,
+                };
+                futures::future::ready(msg)
+            });
+        Ok(Box::pin(messages))
+    }
+
+    /// Subscribes on the redis client's RESP2 Pub/Sub connection (a refused subscription
+    /// goes unnoticed there).
+    async fn subscribe_resp2(
+        &self,
+        patterns: &[String],
+        exact: &HashSet<String>,
+    ) -> redis::RedisResult<Messages> {
+        let client = self.options.client().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        for pattern in patterns {
+            pubsub.psubscribe(pattern).await?;
+        }
+        for channel in exact {
+            pubsub.subscribe(channel).await?;
+        }
+        let messages = pubsub.into_on_message().map(|msg| {
+            (
+                msg.get_channel_name().to_owned(),
+                msg.get_payload_bytes().to_vec(),
+                msg.from_pattern(),
+            )
+        });
+        Ok(Box::pin(messages))
+    }
 }
+
+/// The messages of a subscription connection: (channel, payload, matched by a pattern).
+type Messages = futures::stream::BoxStream<'static, (String, Vec<u8>, bool)>;
 
 /// What starting and stopping an adapter change: the node it runs for, the queue of its
 /// writing task, and whether it was stopped.

@@ -18,7 +18,8 @@
 //! [`Adapter::start`] three tasks are spawned on the [`Runtime`] given to
 //! [`RedisAdapter::new`]:
 //!
-//! - the subscriber: one Pub/Sub connection, `PSUBSCRIBE prefix#*`, `prefix-request#*`,
+//! - the subscriber: one Pub/Sub connection (RESP3, so that a refused subscription is an
+//!   error; RESP2 before Redis 6), `PSUBSCRIBE prefix#*`, `prefix-request#*`,
 //!   `prefix-response#*` (every namespace, including dynamic ones) plus `SUBSCRIBE` of the
 //!   request and answer channels of [`RedisOptions::namespaces`] (so that `PUBSUB NUMSUB`, the
 //!   reference's server count, counts this node); a message matched both ways is handled once;

@@ -268,6 +268,40 @@ async fn password_and_acl_users_with_the_least_rights() {
     let denials = acl_denials(&mut adm).await;
     assert!(denials.is_empty(), "ACL denials: {denials:#?}");
 
+    // A user without the classic adapter's answer pattern: the refused PSUBSCRIBE keeps
+    // the node from counting as subscribed (it retries and logs), rather than passing
+    // unseen.
+    let lacking: Vec<&str> = PUBSUB_RIGHTS
+        .iter()
+        .copied()
+        .filter(|r| *r != "&socket.io-response#*")
+        .collect();
+    set_user(&mut adm, "lacking", &lacking).await;
+    let partial = RedisAdapter::new(
+        quick(
+            RedisOptions::new(&url)
+                .username("lacking")
+                .password("lacking-secret"),
+        ),
+        TokioRuntime::current(),
+    );
+    let io = volley::builder()
+        .adapter(partial.clone())
+        .build(TokioRuntime::current());
+    let _port = serve(&io).await;
+    assert!(
+        timeout(Duration::from_secs(1), partial.subscribed())
+            .await
+            .is_err(),
+        "not subscribed without the rights"
+    );
+    let denials = acl_denials(&mut adm).await;
+    assert!(
+        denials.iter().any(|d| d.contains("socket.io-response#*")),
+        "{denials:#?}"
+    );
+    partial.stop();
+
     // A wrong password, an unknown user: a clear error within the connect timeout.
     for (user, password) in [
         (None, "wrong"),
