@@ -55,6 +55,8 @@ pub struct Redis {
     child: Child,
     /// The port it listens on.
     pub port: u16,
+    /// Its working directory, removed on drop.
+    _dir: Option<TempDir>,
 }
 
 impl Redis {
@@ -66,7 +68,11 @@ impl Redis {
     /// Starts one on `port` with `extra` options (`--name value`, as redis-server takes them;
     /// a later option overrides an earlier one, so `--port 0` turns plain TCP off).
     pub async fn start_with(port: u16, extra: &[String]) -> Redis {
+        // Its files (a replica's copy of the master's data) in a directory of its own.
+        let dir = TempDir::new("server");
         let mut args: Vec<String> = [
+            "--dir",
+            &dir.file(""),
             "--port",
             &port.to_string(),
             "--bind",
@@ -80,7 +86,9 @@ impl Redis {
         .map(|s| (*s).to_owned())
         .collect();
         args.extend(extra.iter().cloned());
-        Redis::spawn("redis-server", &args, port).await
+        let mut redis = Redis::spawn("redis-server", &args, port).await;
+        redis._dir = Some(dir);
+        redis
     }
 
     /// Runs redis-server with `args`, until it says it is ready; `port` is where it listens.
@@ -114,7 +122,11 @@ impl Redis {
         assert!(ready, "{program} exited before it was ready: {log:#?}");
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Redis { child, port }
+        Redis {
+            child,
+            port,
+            _dir: None,
+        }
     }
 
     /// Starts one on a free port.
