@@ -4,7 +4,7 @@
 //! count, the Pub/Sub subscriber, and the namespace of the requests received (for their
 //! answers, which carry none). The wire formats stay in the codecs.
 
-use crate::{RedisOptions, Target};
+use crate::{PubSub, RedisOptions, Target};
 use futures::channel::mpsc;
 use futures::future::{BoxFuture, Either, select};
 use futures::{FutureExt, StreamExt};
@@ -120,12 +120,35 @@ impl Link {
 
     /// A new connection; replies may take `response` (the connect timeout when `None`).
     pub(crate) async fn connect(&self, response: Option<Duration>) -> redis::RedisResult<Conn> {
+        if let Target::Cluster { .. } = self.options.target {
+            return self
+                .timed(async {
+                    let client = self.options.cluster_client(response, None)?;
+                    Ok(Conn::Cluster(client.get_async_connection().await?))
+                })
+                .await;
+        }
+        self.connect_one(response).await
+    }
+
+    /// A new connection for publishing. Classic Pub/Sub on a Redis Cluster publishes on one
+    /// node (the next of the target's nodes at each reconnection): any node takes a
+    /// `PUBLISH` and forwards it to the others, but messages published on different nodes
+    /// may overtake each other on the way, and the cluster client sends a command whose
+    /// node is gone to a random one.
+    pub(crate) async fn connect_for_publishing(&self) -> redis::RedisResult<Conn> {
+        if let (Target::Cluster { .. }, PubSub::Classic) =
+            (&self.options.target, self.options.pub_sub)
+        {
+            return self.connect_one(None).await;
+        }
+        self.connect(None).await
+    }
+
+    /// A connection to the one server [`RedisOptions::client`] names.
+    async fn connect_one(&self, response: Option<Duration>) -> redis::RedisResult<Conn> {
         let limit = self.options.connect_timeout;
         self.timed(async {
-            if let Target::Cluster { .. } = self.options.target {
-                let client = self.options.cluster_client(response, None)?;
-                return Ok(Conn::Cluster(client.get_async_connection().await?));
-            }
             let client = self.options.client().await?;
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(limit))
@@ -165,6 +188,27 @@ impl Link {
         let mut cmd = redis::cmd("PUBSUB");
         cmd.arg(subcommand).arg(channel);
         let reply = match conn {
+            // Classic Pub/Sub on a Redis Cluster: each node counts its own subscribers, so
+            // every node is asked and the counts are added up.
+            Conn::Cluster(c) if subcommand == "NUMSUB" => {
+                let routing = redis::cluster_routing::RoutingInfo::MultiNode((
+                    redis::cluster_routing::MultipleNodeRoutingInfo::AllNodes,
+                    None,
+                ));
+                let per_node = c.route_command(cmd, routing).await?;
+                let redis::Value::Map(per_node) = per_node else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "PUBSUB NUMSUB on every node: no map of answers",
+                    )));
+                };
+                let mut total = 0;
+                for (_, answer) in per_node {
+                    let counts: Vec<(String, usize)> = redis::from_redis_value(answer)?;
+                    total += counts.first().map_or(0, |(_, n)| *n);
+                }
+                return Ok(total);
+            }
             // Asked of the master that owns the channel's slot (the client would ask every
             // node and add up their answers).
             Conn::Cluster(c) => {
@@ -528,7 +572,7 @@ impl Writer {
     /// backoff allows; `None` while Redis is away (the command is dropped).
     pub(crate) async fn conn(&mut self, link: &Link) -> Option<&mut Conn> {
         if self.conn.is_none() && Instant::now() >= self.retry_at {
-            match link.connect(None).await {
+            match link.connect_for_publishing().await {
                 Ok(c) => {
                     self.conn = Some(c);
                     self.backoff = link.options.backoff.0;

@@ -40,9 +40,9 @@
 //!
 //! Redis is one server ([`RedisOptions::new`]), the master that Sentinels name
 //! ([`RedisOptions::sentinel`], asked again at every connection, so a failover is followed)
-//! or, in the sharded mode, a Redis Cluster ([`RedisOptions::cluster`]: each channel at the
-//! master of its slot). `docs/deployment.md` has the options and the failover figures the
-//! tests measured.
+//! or a Redis Cluster ([`RedisOptions::cluster`]: in the sharded mode each channel at the
+//! master of its slot; in the classic mode one node to subscribe on and one to publish on).
+//! `docs/deployment.md` has the options and the failover figures the tests measured.
 //!
 //! # Sharded Pub/Sub
 //!
@@ -147,7 +147,8 @@ pub enum Target {
         sentinels: Vec<String>,
     },
     /// A Redis Cluster, found through any of `nodes` (URLs); each command goes to the
-    /// master of its channel's slot. Sharded Pub/Sub only ([`RedisOptions::cluster`]).
+    /// master of its channel's slot in sharded Pub/Sub; one node each for subscribing and
+    /// publishing in the classic mode ([`RedisOptions::cluster`]).
     Cluster {
         /// URLs of some of the cluster's nodes (`redis://host:7000`).
         nodes: Vec<String>,
@@ -240,9 +241,14 @@ impl RedisOptions {
     /// Options for a Redis Cluster found through `nodes` (URLs of some of its nodes), in
     /// sharded Pub/Sub ([`RedisOptions::sharded`], the dynamic subscription mode unless
     /// [`RedisOptions::sharded_mode`] says otherwise): each channel is published to and
-    /// subscribed at the master that owns its slot, and a failover is followed. The classic
-    /// mode and the Streams adapter do not support this target (their connections fail
-    /// with an `InvalidClientConfig` error); give them one node's URL instead.
+    /// subscribed at the master that owns its slot, and a failover is followed.
+    ///
+    /// With `pub_sub` set back to [`PubSub::Classic`], the classic mode runs on the cluster
+    /// too: it publishes and subscribes on one of `nodes` each (the next one at each
+    /// reconnection; Redis Cluster forwards classic Pub/Sub to every node, so each message
+    /// crosses the cluster bus) and counts the servers on every node.
+    /// The Streams adapter does not support this target (its subscriber fails with an
+    /// `InvalidClientConfig` error): give it one node's URL.
     pub fn cluster(nodes: &[&str]) -> Self {
         RedisOptions {
             target: Target::Cluster {
@@ -353,10 +359,21 @@ impl RedisOptions {
                 )?;
                 sentinel.async_get_client().await
             }
+            // The classic subscriber's connection: any node, as Redis Cluster forwards
+            // classic Pub/Sub to every node; the next one at each (re)connection, so that a
+            // node that is gone is left behind.
+            Target::Cluster { nodes } if !nodes.is_empty() => {
+                use redis::IntoConnectionInfo;
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, Ordering::Relaxed) % nodes.len();
+                let info = nodes[n].as_str().into_connection_info()?;
+                let settings = self.redis_settings(info.redis_settings());
+                self.open(info.set_redis_settings(settings))
+            }
             Target::Cluster { .. } => Err(redis::RedisError::from((
                 redis::ErrorKind::InvalidClientConfig,
-                "a Redis Cluster target needs sharded Pub/Sub (RedisOptions::cluster); \
-                 the classic mode and the Streams adapter take one node's URL",
+                "a Redis Cluster target without nodes",
             ))),
         }
     }
@@ -634,7 +651,8 @@ impl Shared {
                 .arg(&out.payload)
                 .query_async(c)
                 .await;
-            writer.done(sent.map(|_| ()));
+            let sent = sent.map(|_| ());
+            writer.done(sent);
         }
     }
 

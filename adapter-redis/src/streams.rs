@@ -627,6 +627,14 @@ impl SubscriberHooks for Subscription<'_> {
 
 impl Adapter for StreamsAdapter {
     fn start(&self, node: NodeId, inbox: Inbox) {
+        if let crate::Target::Cluster { .. } = self.shared.link.options.target {
+            // Its session transaction spans keys of several slots.
+            tracing::error!(
+                "redis streams adapter: a Redis Cluster target is not supported (give one \
+                 node's URL); the adapter does not start"
+            );
+            return;
+        }
         let rx = {
             let mut state = self.shared.lock();
             state.inbox = Some(inbox.clone());

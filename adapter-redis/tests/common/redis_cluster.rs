@@ -175,9 +175,19 @@ impl RedisCluster {
 
     /// `PUBSUB SHARDNUMSUB channel` asked of the node at `port`.
     pub async fn shard_numsub(&self, port: u16, channel: &str) -> usize {
+        self.pubsub_count(port, "SHARDNUMSUB", channel).await
+    }
+
+    /// `PUBSUB NUMSUB channel` asked of the node at `port`: the classic subscribers
+    /// connected to that node.
+    pub async fn numsub(&self, port: u16, channel: &str) -> usize {
+        self.pubsub_count(port, "NUMSUB", channel).await
+    }
+
+    async fn pubsub_count(&self, port: u16, subcommand: &str, channel: &str) -> usize {
         let mut conn = raw_conn(&format!("redis://127.0.0.1:{port}")).await;
         let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
-            .arg("SHARDNUMSUB")
+            .arg(subcommand)
             .arg(channel)
             .query_async(&mut conn)
             .await
