@@ -30,6 +30,7 @@ use volley_redis::{RedisAdapter, RedisOptions, SubscriptionMode};
 use volley_tokio::TokioRuntime;
 
 mod common;
+use common::redis_cluster::RedisCluster;
 use common::{LIMIT, Redis, node_dir, serve};
 
 /// The most `npm ci` may take.
@@ -320,11 +321,16 @@ fn as_event(event: &str, payload: &Payload) -> Value {
 /// A Volley node whose sockets keep `{"node":"volley","who":<auth.who>}` as data, answer
 /// `join` like the Node server's, and whose server-side `note` and `ask` handlers mirror its.
 async fn volley_node(redis: &Redis, sharded: Option<SubscriptionMode>) -> VolleyNode {
-    let rt = TokioRuntime::current();
     let mut options = RedisOptions::new(&redis.url());
     if let Some(mode) = sharded {
         options = options.sharded_mode(mode);
     }
+    volley_node_with(options).await
+}
+
+/// [`volley_node`] with `options`.
+async fn volley_node_with(options: RedisOptions) -> VolleyNode {
+    let rt = TokioRuntime::current();
     let adapter = RedisAdapter::new(options, rt.clone());
     let io = volley::builder().adapter(adapter.clone()).build(rt);
     let ns = io.ns("/");
@@ -1115,4 +1121,135 @@ async fn sharded_dynamic_private_broadcasts_and_fetch_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_static_broadcasts_and_fetch_both_ways() {
     sharded_broadcasts_and_fetch(SubscriptionMode::Static).await;
+}
+
+// ---- on a Redis Cluster ----
+
+/// Volley and `createShardedAdapter` (dynamic mode, node-redis's `createCluster`) on a Redis
+/// Cluster of three masters: rooms whose channels live on each master, broadcasts both ways,
+/// `fetch_sockets` both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_sharded_both_ways() {
+    let cluster = RedisCluster::start().await;
+    let urls = cluster.urls();
+    let url_refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let volley = volley_node_with(RedisOptions::cluster(&url_refs)).await;
+    let arg = format!("cluster:{}", urls.join(","));
+    let mut node = NodeScript::start("interop-server.mjs", &[arg.as_str(), "dynamic"]).await;
+    let node_port = u16::try_from(node.ready["port"].as_u64().expect("a port")).unwrap();
+    timeout(LIMIT, async {
+        loop {
+            let volley_count = volley.adapter.refresh_server_count().await.unwrap_or(0);
+            let node_count = node.call("serverCount", json!({})).await;
+            if volley_count == 2 && volley.io.server_count() == 2 && node_count == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("both nodes see two servers");
+
+    let mut clients = Clients::start().await;
+    clients.connect("v1", volley.port, true).await;
+    clients.connect("n1", node_port, true).await;
+    // A room whose channel lives on each master; both clients join all three.
+    let mut rooms: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let room = format!("room-{i}");
+        let master = cluster.master_of(&format!("socket.io#/#{room}#")).await;
+        if !rooms.iter().any(|(_, m)| *m == master) {
+            rooms.push((room, master));
+        }
+        if rooms.len() == 3 {
+            break;
+        }
+    }
+    for (room, _) in &rooms {
+        clients.join("v1", room).await;
+        clients.join("n1", room).await;
+    }
+    timeout(LIMIT, volley.adapter.subscribed()).await.unwrap();
+    for (room, master) in &rooms {
+        let channel = format!("socket.io#/#{room}#");
+        timeout(LIMIT, async {
+            while cluster.shard_numsub(*master, &channel).await != 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{channel} subscribed by both at its master {master}"));
+    }
+
+    // Room broadcasts, one master after the other, both ways.
+    for (i, (room, _)) in rooms.iter().enumerate() {
+        volley.io.to(room.as_str()).emit("from-volley", &i).unwrap();
+        clients
+            .expect(&["v1", "n1"], &[json!(["from-volley", i])])
+            .await;
+        node.call(
+            "emit",
+            json!({ "event": "from-node", "args": [i], "to": [room] }),
+        )
+        .await;
+        clients
+            .expect(&["v1", "n1"], &[json!(["from-node", i])])
+            .await;
+    }
+    // To all.
+    volley.io.emit("all", &"v").unwrap();
+    clients.expect(&["v1", "n1"], &[json!(["all", "v"])]).await;
+    node.call("emit", json!({ "event": "all", "args": ["n"] }))
+        .await;
+    clients.expect(&["v1", "n1"], &[json!(["all", "n"])]).await;
+
+    // Requests across: each node lists the other's socket.
+    let sockets = timeout(LIMIT, volley.io.fetch_sockets()).await.unwrap();
+    let ids = sorted(sockets.iter().map(|s| s.id().to_string()).collect());
+    assert_eq!(
+        ids,
+        sorted(vec![
+            clients.id("v1").to_owned(),
+            clients.id("n1").to_owned()
+        ])
+    );
+    let sockets = node.call("fetchSockets", json!({})).await;
+    assert_eq!(
+        sorted_ids(&sockets),
+        sorted(vec![
+            clients.id("v1").to_owned(),
+            clients.id("n1").to_owned()
+        ])
+    );
+}
+
+/// `all_rooms` in a sharded cluster of two Volley nodes and a Node node: Node's sharded
+/// adapter has no all-rooms request, so the Volley nodes answer it and the request does not
+/// wait for Node until its timeout (5 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_all_rooms_does_not_wait_for_node() {
+    let mut c = Cluster::start_in(Some(SubscriptionMode::Dynamic)).await;
+    let second = volley_node(&c.redis, Some(SubscriptionMode::Dynamic)).await;
+    c.clients.connect("v3", second.port, true).await;
+    c.clients.join("v3", "green").await;
+    timeout(LIMIT, second.adapter.subscribed()).await.unwrap();
+    let servers = timeout(LIMIT, c.volley.adapter.refresh_server_count())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(servers, 3);
+    let started = Instant::now();
+    let rooms = timeout(LIMIT, c.volley.io.all_rooms()).await.unwrap();
+    let took = started.elapsed();
+    eprintln!("sharded: all_rooms with a Node server present took {took:?}: {rooms:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // This node's and the other Volley node's rooms.
+    for room in ["red", "green"] {
+        assert!(
+            rooms.iter().any(|r| r.as_str() == room),
+            "{room} in {rooms:?}"
+        );
+    }
+    let v3 = c.clients.id("v3").to_owned();
+    assert!(rooms.iter().any(|r| r.as_str() == v3), "{rooms:?}");
 }
