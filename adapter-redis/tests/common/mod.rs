@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod client;
+pub mod node;
 pub mod redis_cluster;
 
 #[allow(unused_imports)] // Not every test binary uses it.
