@@ -8,7 +8,7 @@ use crate::{PubSub, RedisOptions, Target};
 use futures::channel::mpsc;
 use futures::future::{BoxFuture, Either, select};
 use futures::{FutureExt, StreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -590,6 +590,11 @@ impl Writer {
         self.conn.as_mut()
     }
 
+    /// Whether the last attempt failed and no command has succeeded since (an outage).
+    pub(crate) fn is_down(&self) -> bool {
+        self.down
+    }
+
     /// Records how a command went: a failure drops the connection (the next command
     /// connects again at once).
     pub(crate) fn done(&mut self, result: Result<(), impl std::fmt::Display>) {
@@ -609,6 +614,81 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Publications kept while Redis is away, to be sent in order once it is back: at most
+/// `max_bytes` of payload (the oldest make room) and none older than `max_age`.
+pub(crate) struct Backlog<T> {
+    items: VecDeque<(Instant, usize, T)>,
+    bytes: usize,
+    max_bytes: usize,
+    max_age: Duration,
+    /// Dropped (too old or no room) since the last [`Backlog::take_dropped`].
+    dropped: usize,
+}
+
+impl<T> Backlog<T> {
+    /// An empty backlog with these bounds (`max_bytes` 0 keeps nothing).
+    pub(crate) fn new(max_bytes: usize, max_age: Duration) -> Self {
+        Backlog {
+            items: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+            max_age,
+            dropped: 0,
+        }
+    }
+
+    /// Keeps `item` of `size` bytes, made at `now`; the oldest go to make room.
+    pub(crate) fn push(&mut self, item: T, size: usize, now: Instant) {
+        if size > self.max_bytes {
+            self.dropped += 1;
+            return;
+        }
+        while self.bytes + size > self.max_bytes {
+            self.pop();
+            self.dropped += 1;
+        }
+        self.bytes += size;
+        self.items.push_back((now, size, item));
+    }
+
+    /// Drops what is older than the age limit at `now`.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some((made, _, _)) = self.items.front() {
+            if now.saturating_duration_since(*made) <= self.max_age {
+                break;
+            }
+            self.pop();
+            self.dropped += 1;
+        }
+    }
+
+    /// The oldest item.
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.items.front().map(|(_, _, item)| item)
+    }
+
+    /// Removes the oldest item (it was sent, or it is dropped).
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        let (_, size, item) = self.items.pop_front()?;
+        self.bytes -= size;
+        Some(item)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// How many were dropped since the last call.
+    pub(crate) fn take_dropped(&mut self) -> usize {
+        std::mem::take(&mut self.dropped)
     }
 }
 
@@ -744,5 +824,35 @@ mod tests {
             key_slot(b"bar"),
             "an empty tag is no tag"
         );
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use super::Backlog;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_backlog_keeps_order_within_its_bytes_and_age() {
+        let t0 = Instant::now();
+        let mut b = Backlog::new(10, Duration::from_secs(5));
+        for (i, at) in [(1u8, 0u64), (2, 1), (3, 2)] {
+            b.push(i, 4, t0 + Duration::from_secs(at));
+        }
+        // 12 bytes asked for 10: the oldest made room.
+        assert_eq!((b.len(), b.take_dropped()), (2, 1));
+        assert_eq!(b.front(), Some(&2));
+        b.expire(t0 + Duration::from_millis(6_500));
+        assert_eq!(b.take_dropped(), 1);
+        assert_eq!(b.front(), Some(&3));
+        assert_eq!(b.pop(), Some(3));
+        assert!(b.is_empty());
+        // Larger than the whole budget: never kept.
+        b.push(9, 11, t0);
+        assert!(b.is_empty());
+        assert_eq!(b.take_dropped(), 1);
+        let mut off = Backlog::new(0, Duration::from_secs(5));
+        off.push(1u8, 1, t0);
+        assert!(off.is_empty());
     }
 }

@@ -116,8 +116,8 @@ pub use sharded::SubscriptionMode;
 
 use codec::{Codec, DecodeError, Decoded, Outgoing};
 use conn::{
-    Conn, Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog, Writer,
-    WriterLog,
+    Backlog, Conn, Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog,
+    Writer, WriterLog,
 };
 use futures::channel::{mpsc, oneshot};
 use futures::future::{Either, select};
@@ -127,8 +127,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use volley::adapter::{Adapter, Inbox};
+
+/// How often the publisher tries again while publications wait for Redis (connecting is
+/// paced by the backoff).
+const RETRY_PUBLISH: Duration = Duration::from_millis(50);
 use volley::runtime::Runtime;
 use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
@@ -206,6 +210,35 @@ pub struct RedisOptions {
     /// instead of the system's roots: `None`. Needs feature `tls-tokio` or `tls-smol`
     /// (without one, connecting with it set fails with an `InvalidClientConfig` error).
     pub tls_root_cert: Option<Vec<u8>>,
+    /// What is kept while Redis is away (see [`OutageBuffer`]): 8 MiB, 10 s.
+    pub outage_buffer: OutageBuffer,
+}
+
+/// The publications a node keeps while Redis is away, sent in order once it is back: at
+/// most `max_bytes` of payload (the oldest make room) and none older than `max_age` (those
+/// are dropped, with a warning). After an outage the node waits, up to `resubscribe_wait`,
+/// for as many servers as it counted before to be subscribed again, so that the nodes that
+/// come back receive what was kept exactly once and in order. `max_bytes` 0 keeps nothing,
+/// as the reference adapter does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutageBuffer {
+    /// Most payload bytes kept: 8 MiB.
+    pub max_bytes: usize,
+    /// Oldest publication kept: 10 s.
+    pub max_age: Duration,
+    /// Longest wait for the other servers to subscribe again before sending what was kept:
+    /// 3 s.
+    pub resubscribe_wait: Duration,
+}
+
+impl Default for OutageBuffer {
+    fn default() -> Self {
+        OutageBuffer {
+            max_bytes: 8 * 1024 * 1024,
+            max_age: Duration::from_secs(10),
+            resubscribe_wait: Duration::from_secs(3),
+        }
+    }
 }
 
 impl RedisOptions {
@@ -224,6 +257,7 @@ impl RedisOptions {
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(2),
             tls_root_cert: None,
+            outage_buffer: OutageBuffer::default(),
         }
     }
 
@@ -274,6 +308,12 @@ impl RedisOptions {
     /// system's roots (feature `tls-tokio` or `tls-smol`).
     pub fn tls_root_cert(mut self, pem: &[u8]) -> Self {
         self.tls_root_cert = Some(pem.to_vec());
+        self
+    }
+
+    /// Sets what is kept while Redis is away ([`OutageBuffer`]).
+    pub fn outage_buffer(mut self, buffer: OutageBuffer) -> Self {
+        self.outage_buffer = buffer;
         self
     }
 
@@ -627,8 +667,10 @@ impl Shared {
         }
     }
 
-    /// Publishes in order; while Redis is away, drops what comes (logged once per outage)
-    /// and tries to reconnect no more often than the backoff says.
+    /// Publishes in order. While Redis is away, keeps what comes in the outage buffer
+    /// (logged once per outage) and tries to reconnect no more often than the backoff says;
+    /// once it is back, waits for the servers counted before to subscribe again (at most
+    /// `resubscribe_wait`), then sends what was kept, in order.
     async fn publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
         let mut writer = Writer::new(
             &self.link,
@@ -642,18 +684,109 @@ impl Shared {
             PubSub::Classic => "PUBLISH",
             PubSub::Sharded => "SPUBLISH",
         };
-        while let Some(out) = rx.next().await {
+        let limits = self.link.options.outage_buffer;
+        // With no outage buffer, the backlog only holds what came in one turn.
+        let keep_bytes = match limits.max_bytes {
+            0 => usize::MAX,
+            n => n,
+        };
+        let mut backlog = Backlog::new(keep_bytes, limits.max_age);
+        // The servers subscribed when Redis last took a publication.
+        let mut servers = 1;
+        // When the first attempt to send what was kept after an outage came.
+        let mut resync_since: Option<Instant> = None;
+        let mut open = true;
+        loop {
+            let waiting = !backlog.is_empty();
+            if !waiting && !open {
+                return;
+            }
+            let next = if waiting {
+                // Something waits for Redis: wake up for the next attempt even if nothing
+                // else comes.
+                let retry = (self.link.sleep)(RETRY_PUBLISH);
+                match select(rx.next(), retry).await {
+                    Either::Left((next, _)) => next,
+                    Either::Right(_) => None,
+                }
+            } else {
+                rx.next().await
+            };
+            match next {
+                Some(out) => self.keep(&mut backlog, out),
+                None if !waiting => open = false,
+                None => {}
+            }
+            while let Ok(out) = rx.try_recv() {
+                self.keep(&mut backlog, out);
+            }
+            backlog.expire(Instant::now());
+            let dropped = backlog.take_dropped();
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "redis adapter: publications dropped, Redis away for longer than the outage buffer keeps"
+                );
+            }
+            let resync = writer.is_down() && limits.max_bytes > 0;
             let Some(c) = writer.conn(&self.link).await else {
+                if limits.max_bytes == 0 {
+                    // Nothing is kept: what Redis cannot take is gone, as with the reference.
+                    while backlog.pop().is_some() {}
+                }
                 continue;
             };
-            let sent: redis::RedisResult<i64> = redis::cmd(command)
-                .arg(&out.channel)
-                .arg(&out.payload)
-                .query_async(c)
-                .await;
-            let sent = sent.map(|_| ());
-            writer.done(sent);
+            if resync {
+                // Back after an outage: the other servers resubscribe on their own
+                // schedule; what was kept goes out once they are there (or the wait is over).
+                let since = *resync_since.get_or_insert_with(Instant::now);
+                let counted = self.link.query_count(c).await;
+                match counted {
+                    Ok(n) if n < servers && since.elapsed() < limits.resubscribe_wait => continue,
+                    Ok(n) => servers = servers.max(n),
+                    Err(e) => {
+                        writer.done(Err(e));
+                        continue;
+                    }
+                }
+            }
+            while let Some(out) = backlog.front() {
+                let Some(c) = writer.conn(&self.link).await else {
+                    break;
+                };
+                let sent: redis::RedisResult<i64> = redis::cmd(command)
+                    .arg(&out.channel)
+                    .arg(&out.payload)
+                    .query_async(c)
+                    .await;
+                match sent {
+                    Ok(_) => {
+                        backlog.pop();
+                        writer.done(Ok::<(), redis::RedisError>(()));
+                        if resync_since.is_none() {
+                            servers = self.link.server_count();
+                        }
+                    }
+                    Err(e) => {
+                        writer.done(Err(e));
+                        break;
+                    }
+                }
+            }
+            if backlog.is_empty() {
+                resync_since = None;
+            }
+            if limits.max_bytes == 0 {
+                // Nothing is kept: what Redis did not take is gone, as with the reference.
+                while backlog.pop().is_some() {}
+            }
         }
+    }
+
+    /// Puts `out` in the backlog.
+    fn keep(&self, backlog: &mut Backlog<Outgoing>, out: Outgoing) {
+        let size = out.payload.len() + out.channel.len();
+        backlog.push(out, size, Instant::now());
     }
 
     /// Subscribes, delivers, and starts again when the connection drops.
