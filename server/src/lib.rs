@@ -120,6 +120,7 @@ pub mod extract;
 pub mod handler;
 pub mod handshake;
 pub mod io;
+mod listeners;
 pub mod middleware;
 pub mod namespace;
 mod node;
@@ -136,6 +137,7 @@ pub use extract::{Bin, Data, EventCtx, EventName, Extension, FromEvent, State, T
 pub use handler::{Handler, IntoReply, Json, Reply};
 pub use handshake::Handshake;
 pub use io::{Builder, HandlerPanic, Io, PanicPlace, ServerError};
+pub use listeners::ListenerId;
 pub use middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 pub use namespace::{EventRoute, Namespace, ServerSideEmitError};
 pub use node::Node;

@@ -44,6 +44,9 @@ pub(crate) struct Ctl {
     pub node_id: NodeId,
     /// The `on_error` hooks.
     pub errors: RwLock<Vec<ErrorHook>>,
+    /// Outgoing hooks registered on single sockets (`Socket::on_any_outgoing`), so that a
+    /// broadcast looks for them only when there are some.
+    pub own_outgoing: AtomicUsize,
 }
 
 /// An `Io::on_error` hook.
@@ -93,6 +96,24 @@ pub(crate) async fn contained<T>(
             };
             report_panic(ctl, report);
             None
+        }
+    }
+}
+
+/// Runs the `new_namespace` hooks for `namespace`, each contained: a panic is logged and
+/// handed to the `on_error` hooks.
+pub(crate) fn announce_namespace(ctl: &Arc<Ctl>, namespace: crate::namespace::Namespace) {
+    for hook in ctl.registry.new_namespace_hooks() {
+        let run = || hook(namespace.clone());
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            let report = HandlerPanic {
+                socket: None,
+                namespace: namespace.name().unwrap_or_default().to_owned(),
+                event: "new_namespace".to_owned(),
+                place: PanicPlace::NewNamespace,
+                message: panic_message(&*payload),
+            };
+            report_panic(ctl, report);
         }
     }
 }
@@ -697,14 +718,17 @@ impl Node {
         let Some(ns) = self.registry.lookup(nsp) else {
             return;
         };
-        let hooks = ns.any_outgoing();
-        if hooks.is_empty() {
+        let own = self
+            .ctl
+            .as_ref()
+            .is_some_and(|c| c.own_outgoing.load(Ordering::Acquire) > 0);
+        if !own && ns.any_outgoing().is_empty() {
             return;
         }
         let payload = Payload::from_wire(args, attachments.to_vec());
         for id in self.sio.select(nsp, opts) {
             if let Some(entry) = self.sockets.get(&id) {
-                for hook in &hooks {
+                for hook in &entry.socket.outgoing_hooks() {
                     self.outgoing_hook(hook, &entry.socket, event, &payload);
                 }
             }
@@ -774,7 +798,7 @@ impl Node {
             return;
         }
         if let Some(entry) = self.sockets.get(&socket) {
-            for hook in entry.socket.ns_handlers().any_outgoing() {
+            for hook in entry.socket.outgoing_hooks() {
                 self.outgoing_hook(&hook, &entry.socket, event, &payload);
             }
         }
@@ -1326,8 +1350,25 @@ impl Node {
                     );
                     entry.push(Job::Barrier(job));
                 }
+                for job in Self::own_reserved(
+                    self.ctl.as_ref(),
+                    &self.state,
+                    &entry.socket,
+                    "disconnecting",
+                    reason,
+                ) {
+                    entry.push(Job::Barrier(job));
+                }
             }
-            Event::Disconnect { socket, reason, .. } => {
+            Event::Disconnect {
+                socket,
+                reason,
+                nsp,
+            } => {
+                if !self.sio.namespaces().any(|n| *n == *nsp) {
+                    // A dynamic child removed once empty: created again, it is new again.
+                    self.registry.forget(&nsp);
+                }
                 let Some(mut entry) = self.sockets.remove(&socket) else {
                     return;
                 };
@@ -1343,12 +1384,59 @@ impl Node {
                     );
                     entry.push(Job::Barrier(job));
                 }
+                for job in Self::own_reserved(
+                    self.ctl.as_ref(),
+                    &self.state,
+                    &entry.socket,
+                    "disconnect",
+                    reason,
+                ) {
+                    entry.push(Job::Barrier(job));
+                }
+                // The socket's own listeners hold clones of it: dropped with it.
+                entry.socket.close_listeners();
                 if let Some(life) = entry.life.take() {
                     let _ = life.send(reason);
                 }
                 // Dropping the queue lets the socket's task finish what it has, then end.
             }
         }
+    }
+
+    /// The jobs running the listeners `socket` registered on itself for a reserved event
+    /// (`disconnecting`, `disconnect`): each gets the reason as its one argument.
+    fn own_reserved(
+        ctl: Option<&Arc<Ctl>>,
+        state: &Extensions,
+        socket: &Socket,
+        event: &'static str,
+        reason: DisconnectReason,
+    ) -> Vec<BoxFuture<()>> {
+        let place = if event == "disconnect" {
+            PanicPlace::Disconnect
+        } else {
+            PanicPlace::Disconnecting
+        };
+        socket
+            .take_listeners(event)
+            .into_iter()
+            .map(|l| {
+                let (s, state) = (socket.clone(), state.clone());
+                guarded(ctl, socket, place, event, move || {
+                    let ctx = EventCtx {
+                        socket: s,
+                        name: event.to_owned(),
+                        payload: Payload::of(reason.as_str()).unwrap_or_default(),
+                        ack: Arc::new(Mutex::new(None)),
+                        state,
+                    };
+                    let reply = (l.handler)(ctx);
+                    Box::pin(async move {
+                        let _ = reply.await;
+                    })
+                })
+            })
+            .collect()
     }
 
     fn resolve(&mut self, socket: SocketId, id: AckId, result: Result<Payload, AckError>) {
@@ -1441,6 +1529,15 @@ impl Node {
             return;
         };
         let ns = self.registry.lookup(&req.nsp).unwrap_or_default();
+        if self.registry.first_seen(&req.nsp) {
+            // A dynamic namespace's child, created by this connect.
+            let namespace = crate::namespace::Namespace {
+                ctl: ctl.clone(),
+                name: Some(req.nsp.clone()),
+                handlers: ns.clone(),
+            };
+            announce_namespace(&ctl, namespace);
+        }
         let data = Extensions::new();
         if let Some(v) = req
             .session_data
@@ -1532,6 +1629,7 @@ impl Node {
         let ns = sock.ns_handlers().clone();
         let mut chain = self.registry.global_packet();
         chain.extend(ns.packet());
+        chain.extend(sock.own_middleware());
         let state = self.state.clone();
         // Every piece of application code runs contained: a panic is reported with the
         // event's name and disconnects the socket, and what follows it does not run.
@@ -1545,17 +1643,7 @@ impl Node {
                     _ => return,
                 }
             }
-            // The route of the event as the middleware left it (it may have renamed it).
-            let route = ns.route(&ev.name);
-            if let Some(r) = route.as_ref().filter(|r| !r.middleware.is_empty()) {
-                let event = ev.name.clone();
-                let run = run_packet_middleware(r.middleware.clone(), &sock, ev);
-                match contained(run, &ctl, &sock, PanicPlace::PacketMiddleware, &event).await {
-                    Some(Some(next)) => ev = next,
-                    _ => return,
-                }
-            }
-            for hook in ns.any() {
+            for hook in sock.any_hooks() {
                 let run = async { hook(sock.clone(), ev.name.clone(), ev.payload.clone()).await };
                 if contained(run, &ctl, &sock, PanicPlace::Any, &ev.name)
                     .await
@@ -1564,46 +1652,40 @@ impl Node {
                     return;
                 }
             }
-            let Some(route) = route else {
-                return;
-            };
-            let event = ev.name.clone();
-            let ctx = EventCtx {
-                socket: sock.clone(),
-                name: ev.name,
-                payload: ev.payload,
-                ack: ack.clone(),
-                state,
-            };
-            let run = async { (route.handler)(ctx).await };
-            let Some(reply) = contained(run, &ctl, &sock, PanicPlace::Handler, &event).await else {
-                return;
-            };
-            match reply {
-                Reply::None => {}
-                Reply::Payload(p) => match &route.result {
-                    ResultTo::Ack => {
-                        if let Some(token) = take_ack(&ack) {
-                            sock.send_ack(token, p);
-                        }
-                    }
-                    ResultTo::Emit { event, always } => match take_ack(&ack) {
-                        Some(token) if !always => sock.send_ack(token, p),
-                        _ => sock.emit_payload(event, p),
-                    },
-                    ResultTo::Broadcast { event, rooms } => {
-                        let mut op = sock.broadcast();
-                        for room in rooms {
-                            op = op.to(room.clone());
-                        }
-                        op.emit_payload(event, p);
-                    }
-                },
-                Reply::Error(message) => {
-                    let run = sock.report_error(message);
-                    let _ = contained(run, &ctl, &sock, PanicPlace::Error, &event).await;
+            // The listeners of the event as the middleware left it (it may have renamed it):
+            // the namespace's, then the socket's own.
+            let mut listeners: Vec<Listener> = ns
+                .routes(&ev.name)
+                .into_iter()
+                .map(|r| Listener {
+                    handler: r.handler,
+                    middleware: r.middleware,
+                    result: r.result,
+                })
+                .collect();
+            listeners.extend(sock.take_listeners(&ev.name).into_iter().map(|l| Listener {
+                handler: l.handler,
+                middleware: Vec::new(),
+                result: ResultTo::Ack,
+            }));
+            if listeners.len() <= 1 {
+                if let Some(one) = listeners.pop() {
+                    run_listener(one, ctl, sock, ev, ack, state).await;
                 }
+                return;
             }
+            // Each starts in registration order, then they proceed concurrently.
+            let runs = listeners.into_iter().map(|l| {
+                run_listener(
+                    l,
+                    ctl.clone(),
+                    sock.clone(),
+                    ev.clone(),
+                    ack.clone(),
+                    state.clone(),
+                )
+            });
+            futures::future::join_all(runs).await;
         };
         let mut fut: BoxFuture<()> = Box::pin(fut);
         if !self.inline_handlers || entry.jobs.load(Ordering::Acquire) != 0 {
@@ -1670,6 +1752,70 @@ impl Node {
                 entry.failed = true;
             }
             let _ = self.sio.disconnect(id, false, now);
+        }
+    }
+}
+
+/// One listener of an event, as it runs for one socket.
+struct Listener {
+    handler: crate::handler::ErasedHandler,
+    middleware: Vec<PacketMw>,
+    result: ResultTo,
+}
+
+/// Runs one listener of an event: its own middleware, then the handler, then what its result
+/// says (the acknowledgement goes to the first listener that takes it).
+async fn run_listener(
+    listener: Listener,
+    ctl: Arc<Ctl>,
+    sock: Socket,
+    mut ev: IncomingEvent,
+    ack: AckSlot,
+    state: Extensions,
+) {
+    if !listener.middleware.is_empty() {
+        let event = ev.name.clone();
+        let run = run_packet_middleware(listener.middleware, &sock, ev);
+        match contained(run, &ctl, &sock, PanicPlace::PacketMiddleware, &event).await {
+            Some(Some(next)) => ev = next,
+            _ => return,
+        }
+    }
+    let event = ev.name.clone();
+    let ctx = EventCtx {
+        socket: sock.clone(),
+        name: ev.name,
+        payload: ev.payload,
+        ack: ack.clone(),
+        state,
+    };
+    let run = async { (listener.handler)(ctx).await };
+    let Some(reply) = contained(run, &ctl, &sock, PanicPlace::Handler, &event).await else {
+        return;
+    };
+    match reply {
+        Reply::None => {}
+        Reply::Payload(p) => match &listener.result {
+            ResultTo::Ack => {
+                if let Some(token) = take_ack(&ack) {
+                    sock.send_ack(token, p);
+                }
+            }
+            ResultTo::Emit { event, always } => match take_ack(&ack) {
+                Some(token) if !always => sock.send_ack(token, p),
+                _ => sock.emit_payload(event, p),
+            },
+            ResultTo::Broadcast { event, rooms } => {
+                let mut op = sock.broadcast();
+                for room in rooms {
+                    op = op.to(room.clone());
+                }
+                op.emit_payload(event, p);
+            }
+        },
+        Reply::Error(message) => {
+            let run = sock.report_error(message);
+            let _ = contained(run, &ctl, &sock, PanicPlace::Error, &event).await;
         }
     }
 }
