@@ -113,6 +113,7 @@
 
 pub mod ack;
 pub mod adapter;
+pub mod connection;
 pub mod controller;
 pub mod driver;
 pub mod extensions;
@@ -132,6 +133,7 @@ pub mod socket;
 pub mod testing;
 
 pub use ack::{AckError, AckResponse, AckSender, PartialAcks};
+pub use connection::Connection;
 pub use extensions::Extensions;
 pub use extract::{Bin, Data, EventCtx, EventName, Extension, FromEvent, State, TryData};
 pub use handler::{Handler, IntoReply, Json, Reply};

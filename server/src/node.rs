@@ -26,14 +26,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
-use volley_core::engine::{ApiMisuse, Body, Output, WsMessage};
+use volley_core::engine::{ApiMisuse, Body, Output, TransportKind, WsMessage};
 use volley_core::http::RequestHead;
 use volley_core::socketio::{
     AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
     RestoreOutcome, Room, Server as SioServer, SessionState, SioError, StoredMessage,
     recovery_auth,
 };
-use volley_core::{ConnId, IdMap, NodeId, RequestId, SocketId, Utf8Bytes};
+use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
 
 /// What handles share: the way to the machine, the handlers, the server state, the cluster.
 pub(crate) struct Ctl {
@@ -243,6 +243,8 @@ pub struct Node {
     next_queued: u64,
     /// Whether an event handler starts on this task when its socket has nothing else to run.
     inline_handlers: bool,
+    /// `Connection::upgraded` futures waiting for their session to run over WebSocket.
+    upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -375,6 +377,7 @@ impl Node {
             queued: VecDeque::new(),
             next_queued: 0,
             inline_handlers: true,
+            upgrades: Vec::new(),
         }
     }
 
@@ -1720,6 +1723,41 @@ impl Node {
         }
     }
 
+    /// Answers `tx` once the connection of `socket` runs over WebSocket (`true`), or is
+    /// gone (`false`).
+    pub(crate) fn wait_upgrade(&mut self, socket: SocketId, tx: oneshot::Sender<bool>) {
+        let Some(sid) = self.sio.session_of(socket) else {
+            let _ = tx.send(false);
+            return;
+        };
+        self.upgrades.push((sid, tx));
+        self.check_upgrades();
+    }
+
+    /// Settles the upgrade waiters whose session upgraded or closed. The core reports an
+    /// upgrade only inside its own pump, so the state is looked at after every input, as
+    /// long as someone waits.
+    fn check_upgrades(&mut self) {
+        if self.upgrades.is_empty() {
+            return;
+        }
+        let engine = self.sio.engine();
+        let mut kept = Vec::new();
+        for (sid, tx) in std::mem::take(&mut self.upgrades) {
+            if tx.is_canceled() {
+                continue;
+            }
+            if !engine.contains(sid) {
+                let _ = tx.send(false);
+            } else if engine.transport(sid) == Some(TransportKind::WebSocket) {
+                let _ = tx.send(true);
+            } else {
+                kept.push((sid, tx));
+            }
+        }
+        self.upgrades = kept;
+    }
+
     /// A caught panic: logged at error level, handed to the `on_error` hooks, and its socket
     /// disconnected from the namespace (the client gets `41`, the `disconnect` handlers run
     /// with "server namespace disconnect"; the socket leaves its rooms, so no broadcast
@@ -1863,11 +1901,15 @@ impl Machine for Node {
         head: RequestHead,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
-        self.sio.handle_request(conn, head, now)
+        let result = self.sio.handle_request(conn, head, now);
+        self.check_upgrades();
+        result
     }
 
     fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
-        self.sio.handle_body(conn, body, now)
+        let result = self.sio.handle_body(conn, body, now);
+        self.check_upgrades();
+        result
     }
 
     fn handle_ws_message(
@@ -1876,7 +1918,9 @@ impl Machine for Node {
         message: WsMessage,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
-        self.sio.handle_ws_message(conn, message, now)
+        let result = self.sio.handle_ws_message(conn, message, now);
+        self.check_upgrades();
+        result
     }
 
     fn handle_ws_drained(&mut self, conn: ConnId, now: Instant) {
@@ -1884,11 +1928,13 @@ impl Machine for Node {
     }
 
     fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
-        self.sio.handle_conn_closed(conn, error, now)
+        self.sio.handle_conn_closed(conn, error, now);
+        self.check_upgrades();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.sio.handle_timeout(now);
+        self.check_upgrades();
         for expired in self.requests.expire(now) {
             self.finish_request(expired.id, expired.nodes_left, expired.acks_left);
         }

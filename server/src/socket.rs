@@ -1,6 +1,7 @@
 //! The socket handle handlers work with.
 
 use crate::ack::AckError;
+use crate::connection::Connection;
 use crate::extensions::Extensions;
 use crate::handler::{Handler, erase};
 use crate::handshake::Handshake;
@@ -284,6 +285,18 @@ impl Socket {
         let _ = self.inner.ctl.handle.cast(move |node, now| {
             let _ = node.sio.disconnect(id, close, now);
         });
+    }
+
+    /// The Engine.IO connection under this socket (Node's `socket.conn`): its transport, its
+    /// upgrade, its address, and closing it whole.
+    pub fn conn(&self) -> Connection {
+        Connection {
+            socket: self.clone(),
+        }
+    }
+
+    pub(crate) fn ctl(&self) -> &Arc<Ctl> {
+        &self.inner.ctl
     }
 
     // ---- listeners of this socket ----
