@@ -304,6 +304,15 @@ impl Builder {
         self
     }
 
+    /// HTTP compression of long-polling answers of at least `threshold` bytes (gzip or
+    /// deflate by `Accept-Encoding`), `None` to turn it off; the same as
+    /// [`ServerConfig::http_compression`]. Default: on, 1024 bytes, as the reference's
+    /// `httpCompression`. WebSocket messages are never compressed (no permessage-deflate).
+    pub fn http_compression(mut self, threshold: Option<usize>) -> Self {
+        self.server = self.server.http_compression(threshold);
+        self
+    }
+
     /// How this server reaches the other nodes of a cluster (default: [`LocalAdapter`], a
     /// single node). Broadcasts, room changes, disconnects, `fetch_sockets`, acknowledged
     /// broadcasts, server-side emits and `all_rooms` then act on every node unless
