@@ -145,7 +145,7 @@ pub use namespace::{EventRoute, Namespace, ServerSideEmitError};
 pub use node::Node;
 pub use operators::{BroadcastAckError, BroadcastOperator, RemoteSocket};
 pub use payload::{EncodeError, Payload};
-pub use socket::{Socket, TimedSocket};
+pub use socket::{Socket, SocketEmitter, TimedSocket};
 pub use volley_core::SocketId;
 pub use volley_core::socketio::{DisconnectReason, Parser, Room};
 

@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
 use volley_core::engine::{ApiMisuse, Body, Output, TransportKind, WsMessage};
-use volley_core::http::RequestHead;
+use volley_core::http::{Method, RequestHead, query_pairs};
 use volley_core::socketio::{
     AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
     RestoreOutcome, Room, Server as SioServer, SessionState, SioError, StoredMessage,
@@ -245,6 +245,11 @@ pub struct Node {
     inline_handlers: bool,
     /// `Connection::upgraded` futures waiting for their session to run over WebSocket.
     upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
+    /// The polling GETs the machine holds, by connection, with their session.
+    polls: HashMap<ConnId, Sid>,
+    /// Polling sessions sent a packet with `compress(false)` since their last poll answer;
+    /// `true` once a packet that allows compression was sent to them too.
+    plain: HashMap<Sid, bool>,
 }
 
 impl std::fmt::Debug for Node {
@@ -378,6 +383,8 @@ impl Node {
             next_queued: 0,
             inline_handlers: true,
             upgrades: Vec::new(),
+            polls: HashMap::new(),
+            plain: HashMap::new(),
         }
     }
 
@@ -499,6 +506,7 @@ impl Node {
         tx: oneshot::Sender<Result<Payload, AckError>>,
         now: Instant,
     ) {
+        self.note_send(socket, true);
         let (json, attachments) = payload.into_wire();
         match self
             .sio
@@ -642,8 +650,12 @@ impl Node {
         opts: &BroadcastOptions,
         event: &str,
         payload: Payload,
+        compress: bool,
         now: Instant,
     ) {
+        for nsp in nsps {
+            self.note_sends(nsp, opts, compress);
+        }
         let (json, attachments) = payload.into_json();
         let shared = self.sio.is_recovery_shared();
         for nsp in nsps {
@@ -782,6 +794,7 @@ impl Node {
     /// Sends `event` to one socket of namespace `nsp`. With shared recovery and not volatile,
     /// it goes as a broadcast to the socket's room, as the reference does, so that it is kept
     /// where any node can replay it (also while the socket is away).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn emit_to(
         &mut self,
         socket: SocketId,
@@ -789,6 +802,7 @@ impl Node {
         event: &str,
         payload: Payload,
         volatile: bool,
+        compress: bool,
         now: Instant,
     ) {
         if !volatile && self.sio.is_recovery_shared() {
@@ -797,9 +811,17 @@ impl Node {
                 ..BroadcastOptions::default()
             };
             // The broadcast runs the outgoing hooks, as for any recipient.
-            self.broadcast(std::slice::from_ref(nsp), &opts, event, payload, now);
+            self.broadcast(
+                std::slice::from_ref(nsp),
+                &opts,
+                event,
+                payload,
+                compress,
+                now,
+            );
             return;
         }
+        self.note_send(socket, compress);
         if let Some(entry) = self.sockets.get(&socket) {
             for hook in entry.socket.outgoing_hooks() {
                 self.outgoing_hook(&hook, &entry.socket, event, &payload);
@@ -1723,6 +1745,37 @@ impl Node {
         }
     }
 
+    /// Records a packet sent to the sockets `opts` selects in `nsp`, for the compression of
+    /// poll answers (see [`Node::note_send`]).
+    fn note_sends(&mut self, nsp: &str, opts: &BroadcastOptions, compress: bool) {
+        if compress && self.plain.is_empty() {
+            return;
+        }
+        for id in self.sio.select(nsp, opts) {
+            self.note_send(id, compress);
+        }
+    }
+
+    /// Records a packet sent to `socket`: with `compress(false)`, its polling session's next
+    /// answer stays uncompressed unless a packet that allows compression joins it (the
+    /// reference compresses a payload when any of its packets allows it). Nothing is kept
+    /// while no packet was sent with `compress(false)`.
+    fn note_send(&mut self, socket: SocketId, compress: bool) {
+        if compress && self.plain.is_empty() {
+            return;
+        }
+        let Some(sid) = self.sio.session_of(socket) else {
+            return;
+        };
+        if compress {
+            if let Some(mixed) = self.plain.get_mut(&sid) {
+                *mixed = true;
+            }
+        } else if self.sio.engine().transport(sid) == Some(TransportKind::Polling) {
+            self.plain.entry(sid).or_insert(false);
+        }
+    }
+
     /// Answers `tx` once the connection of `socket` runs over WebSocket (`true`), or is
     /// gone (`false`).
     pub(crate) fn wait_upgrade(&mut self, socket: SocketId, tx: oneshot::Sender<bool>) {
@@ -1901,6 +1954,21 @@ impl Machine for Node {
         head: RequestHead,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
+        if head.method() == Method::Get {
+            // A poll: its answer may have to stay uncompressed (`compress(false)`).
+            let mut transport = None;
+            let mut sid = None;
+            for (k, v) in query_pairs(head.query()) {
+                match &*k {
+                    "transport" => transport = Some(v),
+                    "sid" => sid = Sid::new(&v).ok(),
+                    _ => {}
+                }
+            }
+            if let (Some("polling"), Some(sid)) = (transport.as_deref(), sid) {
+                self.polls.insert(conn, sid);
+            }
+        }
         let result = self.sio.handle_request(conn, head, now);
         self.check_upgrades();
         result
@@ -1929,12 +1997,19 @@ impl Machine for Node {
 
     fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
         self.sio.handle_conn_closed(conn, error, now);
+        self.polls.remove(&conn);
         self.check_upgrades();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.sio.handle_timeout(now);
         self.check_upgrades();
+        if !self.plain.is_empty() {
+            let engine = self.sio.engine();
+            self.plain.retain(|sid, _| {
+                engine.transport(*sid) == Some(TransportKind::Polling) && engine.contains(*sid)
+            });
+        }
         for expired in self.requests.expire(now) {
             self.finish_request(expired.id, expired.nodes_left, expired.acks_left);
         }
@@ -1946,7 +2021,18 @@ impl Machine for Node {
         for (nsp, change) in self.sio.take_room_changes() {
             self.cluster.adapter.room_changed(&nsp, &change);
         }
-        self.sio.poll_output()
+        let mut output = self.sio.poll_output()?;
+        if let Output::Response { conn, response } = &mut output {
+            if let Some(sid) = self.polls.remove(conn) {
+                if self.plain.remove(&sid) == Some(false) {
+                    // Only packets sent with `compress(false)`: the driver leaves it as it is.
+                    response
+                        .headers
+                        .push((crate::driver::UNCOMPRESSED, String::new()));
+                }
+            }
+        }
+        Some(output)
     }
 
     fn poll_event(&mut self) -> Option<Event> {

@@ -134,7 +134,18 @@ impl Socket {
 
     /// Sends `event` with a whole argument list (several arguments, binary).
     pub fn emit_payload(&self, event: &str, payload: Payload) {
-        self.send(event, payload, false);
+        self.send(event, payload, false, true);
+    }
+
+    /// An emitter whose packets may be compressed or not (Node's `socket.compress(bool)`;
+    /// by default they may): with `false`, a long-polling answer that carries only such
+    /// packets is sent uncompressed even over the HTTP compression threshold. WebSocket
+    /// messages are never compressed.
+    pub fn compress(&self, compress: bool) -> SocketEmitter {
+        SocketEmitter {
+            socket: self.clone(),
+            compress,
+        }
     }
 
     /// Sends `event`, but only if the transport can take it right now.
@@ -143,21 +154,19 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), EncodeError> {
-        self.send(event, Payload::of(data)?, true);
+        self.send(event, Payload::of(data)?, true, true);
         Ok(())
     }
 
     /// Hands the emit to the machine, which runs the outgoing hooks (once, also when recovery
     /// makes it a broadcast to the socket's room).
-    fn send(&self, event: &str, payload: Payload, volatile: bool) {
+    fn send(&self, event: &str, payload: Payload, volatile: bool, compress: bool) {
         let id = self.inner.id;
         let nsp = self.inner.nsp.clone();
         let event = event.to_owned();
-        let _ = self
-            .inner
-            .ctl
-            .handle
-            .cast(move |node, now| node.emit_to(id, &nsp, &event, payload, volatile, now));
+        let _ = self.inner.ctl.handle.cast(move |node, now| {
+            node.emit_to(id, &nsp, &event, payload, volatile, compress, now)
+        });
     }
 
     /// Sends `event` (now, not when the future is first polled) and waits for the client's
@@ -542,6 +551,37 @@ impl Socket {
         for hook in hooks {
             hook(self.clone(), message.clone()).await;
         }
+    }
+}
+
+/// A socket whose emits carry a compression flag (from [`Socket::compress`]).
+#[derive(Debug, Clone)]
+pub struct SocketEmitter {
+    socket: Socket,
+    compress: bool,
+}
+
+impl SocketEmitter {
+    /// Sends `event` with one argument.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EncodeError> {
+        self.emit_payload(event, Payload::of(data)?);
+        Ok(())
+    }
+
+    /// Sends `event` with a whole argument list.
+    pub fn emit_payload(&self, event: &str, payload: Payload) {
+        self.socket.send(event, payload, false, self.compress);
+    }
+
+    /// Sends `event`, but only if the transport can take it right now.
+    pub fn emit_volatile<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), EncodeError> {
+        self.socket
+            .send(event, Payload::of(data)?, true, self.compress);
+        Ok(())
     }
 }
 

@@ -139,3 +139,63 @@ fn answers_to_posts_are_not_compressed() {
         rt.sleep(SETTLE).await;
     });
 }
+
+#[test]
+fn packets_sent_with_compress_false_keep_their_poll_answer_uncompressed() {
+    let (rt, io) = setup();
+    let kept = keep(&io);
+    let big = "w".repeat(2000);
+    let gzip = [("Accept-Encoding", "gzip")];
+    rt.block_on(async {
+        let (mut c, target, socket) = polling(&io, &kept).await;
+        let packet = format!("42[\"big\",\"{big}\"]");
+        // Only a compress(false) packet: as it is.
+        socket.compress(false).emit("big", &big).unwrap();
+        let r = c.request("GET", &target, &gzip, b"").await;
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.text(), packet);
+        // The flag lasts for that answer only.
+        socket.emit("big", &big).unwrap();
+        let r = c.request("GET", &target, &gzip, b"").await;
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        // With a packet that allows compression in the same answer: compressed, as the
+        // reference does when any packet of a payload allows it.
+        socket.compress(false).emit("big", &big).unwrap();
+        socket.compress(true).emit("big", &big).unwrap();
+        rt.sleep(SETTLE).await;
+        let r = c.request("GET", &target, &gzip, b"").await;
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(gunzip(&r.body), format!("{packet}\x1e{packet}"));
+        // Broadcasts: io.compress(false) too.
+        io.compress(false).emit("big", &big).unwrap();
+        let r = c.request("GET", &target, &gzip, b"").await;
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.text(), packet);
+        io.to(socket.id()).emit("big", &big).unwrap();
+        let r = c.request("GET", &target, &gzip, b"").await;
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+    });
+}
+
+#[test]
+fn a_parked_poll_answered_by_a_compress_false_packet_stays_uncompressed() {
+    let (rt, io) = setup();
+    let kept = keep(&io);
+    let big = "v".repeat(2000);
+    rt.block_on(async {
+        let (mut c, target, socket) = polling(&io, &kept).await;
+        let b = big.clone();
+        let s = socket.clone();
+        let r2 = rt.clone();
+        rt.spawn(async move {
+            r2.sleep(SETTLE).await;
+            s.compress(false).emit("big", &b).unwrap();
+        });
+        // The GET parks, then the packet answers it.
+        let r = c
+            .request("GET", &target, &[("Accept-Encoding", "gzip")], b"")
+            .await;
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.text(), format!("42[\"big\",\"{big}\"]"));
+    });
+}

@@ -77,6 +77,7 @@ use volley_core::ConnId;
 
 pub use actor::{Handle, Stopped};
 pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
+pub(crate) use compress::UNCOMPRESSED;
 pub use config::{AllowRequest, Fallback, ServerConfig};
 pub use cors::{Cors, Origins};
 pub use machine::{Machine, Router};
