@@ -550,7 +550,7 @@ impl<R: Runtime> Io<R> {
     /// `io.on("new_namespace")`): one declared with [`Io::ns`], or a dynamic namespace's
     /// child created by its first connect (before that connect's middleware runs, so the
     /// hook can add middleware and handlers to it; what it registers on a child is
-    /// registered on the whole family). `/` exists from the start and is not announced. A
+    /// registered on the whole family, so once per child created). `/` exists from the start and is not announced. A
     /// dynamic child removed once empty is announced again when created again. The hook
     /// runs synchronously, where the namespace is created (the caller of `ns`, or the
     /// machine's task); a panic in it is contained and reported to the `on_error` hooks.
