@@ -732,6 +732,19 @@ impl Server {
         Ok(())
     }
 
+    /// Closes the Engine.IO session `sid` as the reference's `socket.conn.close()` does: no
+    /// Socket.IO packet, what is queued is still delivered, then the close; every socket of
+    /// the connection leaves with "forced close" (and the client, seeing its transport close,
+    /// reconnects). `false` when there is no such open session.
+    pub fn close_connection(&mut self, sid: Sid, now: Instant) -> bool {
+        if !self.engine.contains(sid) {
+            return false;
+        }
+        self.engine.close(sid, now);
+        self.pump(now);
+        true
+    }
+
     /// Closes every connection: every socket leaves with "server shutting down".
     pub fn close_all(&mut self, now: Instant) {
         let mut sids: Vec<Sid> = self.clients.keys().copied().collect();
