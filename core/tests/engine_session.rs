@@ -933,6 +933,91 @@ fn the_reject_policy_keeps_the_session() {
     p.engine.send(sid, text("c"), p.now).unwrap();
 }
 
+#[test]
+fn the_queue_is_bounded_in_bytes_and_a_slow_client_is_closed() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 100,
+        ..config()
+    });
+    p.auto_drain = false;
+    let ws = p.ws("EIO=4&transport=websocket");
+    let (sid, _) = open_packet(&p.ws_recv_text(ws)[0]);
+    // The open packet is in flight: what is sent now waits in the queue.
+    let forty = "y".repeat(40);
+    p.engine.send(sid, text(&forty), p.now).unwrap();
+    p.engine.send(sid, text(&forty), p.now).unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 80);
+    // 80 + 40 > 100.
+    assert_eq!(
+        p.engine.send(sid, text(&forty), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    p.drive();
+    assert!(p.events.iter().any(|e| matches!(
+        e,
+        Event::Close {
+            reason: CloseReason::SlowClient,
+            ..
+        }
+    )));
+    assert!(p.closed.contains(&ws));
+    assert_eq!(p.engine.queued_bytes(sid), 0);
+    p.assert_empty();
+}
+
+#[test]
+fn the_byte_bound_under_reject_keeps_the_session_and_frees_as_it_drains() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 100,
+        max_packets_per_poll: 1,
+        overflow: OverflowPolicy::Reject,
+        ..config()
+    });
+    let (sid, _) = p.open_polling(4);
+    let sixty = "z".repeat(60);
+    p.engine.send(sid, text(&sixty), p.now).unwrap();
+    p.engine
+        .send(sid, Message::Binary(Bytes::from(vec![1u8; 30])), p.now)
+        .unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 90);
+    assert_eq!(
+        p.engine.send(sid, text("0123456789a"), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    // Heartbeats are not counted and not refused.
+    p.advance(Duration::from_millis(300));
+    assert!(p.engine.contains(sid));
+    assert_eq!(p.engine.queued_bytes(sid), 90);
+    // One packet per poll: the first poll frees 60 bytes.
+    let get = p.get(&q(sid));
+    assert_eq!(p.body(get), (200, format!("4{sixty}")));
+    assert_eq!(p.engine.queued_bytes(sid), 30);
+    p.engine.send(sid, text(&sixty), p.now).unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 90);
+    assert!(p.engine.contains(sid));
+}
+
+#[test]
+fn a_message_larger_than_the_byte_budget_is_accepted_only_into_an_empty_queue() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 10,
+        overflow: OverflowPolicy::Reject,
+        ..config()
+    });
+    let (sid, _) = p.open_polling(4);
+    let big = "b".repeat(50);
+    p.engine.send(sid, text(&big), p.now).unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 50);
+    assert_eq!(
+        p.engine.send(sid, text("s"), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    let get = p.get(&q(sid));
+    assert_eq!(p.body(get), (200, format!("4{big}")));
+    assert_eq!(p.engine.queued_bytes(sid), 0);
+    p.engine.send(sid, text(&big), p.now).unwrap();
+}
+
 // ---- v3 framing, JSONP ----
 
 #[test]

@@ -21,7 +21,7 @@ impl Default for Transports {
 }
 
 /// What happens when a client does not drain its outgoing queue and the queue reaches
-/// [`Config::max_buffered_packets`].
+/// [`Config::max_buffered_packets`] or [`Config::max_buffered_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
     /// The session is closed (reason [`CloseReason::SlowClient`](super::CloseReason)) and the
@@ -119,7 +119,12 @@ pub struct Config {
     pub path: String,
     /// Most packets queued for one session while its transport cannot take them.
     pub max_buffered_packets: usize,
-    /// What happens when that bound is reached.
+    /// Most message bytes queued for one session while its transport cannot take them
+    /// (1 MiB). A message is counted by its data (text or binary bytes, before framing); a
+    /// message larger than the whole budget is accepted only when no message bytes are queued,
+    /// so a client that keeps up can still be sent one. Heartbeats are not counted.
+    pub max_buffered_bytes: usize,
+    /// What happens when either bound is reached.
     pub overflow: OverflowPolicy,
     /// Most packets in one polling response; the rest wait for the next poll.
     pub max_packets_per_poll: usize,
@@ -140,6 +145,7 @@ impl Default for Config {
             allow_eio3: false,
             path: "/engine.io/".to_owned(),
             max_buffered_packets: 4096,
+            max_buffered_bytes: 1024 * 1024,
             overflow: OverflowPolicy::Close,
             max_packets_per_poll: 16,
             cookie: None,

@@ -242,6 +242,12 @@ impl Engine {
         self.sessions.get(&sid).map_or(0, Session::queued)
     }
 
+    /// Message bytes waiting in the queue of `sid` (see
+    /// [`Config::max_buffered_bytes`](super::Config::max_buffered_bytes)).
+    pub fn queued_bytes(&self, sid: Sid) -> usize {
+        self.sessions.get(&sid).map_or(0, Session::queued_bytes)
+    }
+
     // ---- outputs ----
 
     /// The next thing to do on a connection.

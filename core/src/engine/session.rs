@@ -71,6 +71,7 @@ pub(super) struct Limits {
     pub close_timeout: Duration,
     pub max_payload: usize,
     pub max_buffered_packets: usize,
+    pub max_buffered_bytes: usize,
     pub overflow: OverflowPolicy,
     pub max_packets_per_poll: usize,
     pub allow_upgrades: bool,
@@ -85,6 +86,7 @@ impl Limits {
             close_timeout: config.close_timeout,
             max_payload: config.max_payload,
             max_buffered_packets: config.max_buffered_packets,
+            max_buffered_bytes: config.max_buffered_bytes,
             overflow: config.overflow,
             max_packets_per_poll: config.max_packets_per_poll,
             allow_upgrades: config.allow_upgrades,
@@ -159,6 +161,8 @@ pub struct Session {
     post: Option<(ConnId, bool)>,
     probe: Option<Probe>,
     pub(super) queue: VecDeque<Packet>,
+    /// The message bytes in `queue` (see [`Config::max_buffered_bytes`]).
+    queued_bytes: usize,
     /// v3 polling without `b64`: binary may travel in the XHR2 framing.
     pub(super) xhr2: bool,
     /// JSONP polling index (digits only).
@@ -188,6 +192,7 @@ impl Session {
             post: None,
             probe: None,
             queue: VecDeque::new(),
+            queued_bytes: 0,
             xhr2: false,
             jsonp: None,
             closing_until: None,
@@ -236,6 +241,11 @@ impl Session {
     /// Packets waiting in the queue.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Message bytes waiting in the queue, as [`Config::max_buffered_bytes`] counts them.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// Whether the server closed the session and it waits to deliver the close packet.
@@ -533,18 +543,24 @@ impl Session {
     // ---- commands ----
 
     /// Queues a message; it leaves as soon as the transport can take it. Refused once the
-    /// session is closing or ended, and when the queue holds `max_buffered_packets` (which
-    /// closes the session under [`OverflowPolicy::Close`]).
+    /// session is closing or ended, and when the queue holds `max_buffered_packets` or the
+    /// message would take the queued bytes over `max_buffered_bytes` (which closes the session
+    /// under [`OverflowPolicy::Close`]). A message larger than the whole byte budget is
+    /// accepted when no message bytes are queued.
     pub fn send(&mut self, message: Message, _now: Instant) -> Result<(), SendError> {
         if self.ended || self.is_closing() {
             return Err(SendError::UnknownSession(self.sid));
         }
-        if self.queue.len() >= self.limits.max_buffered_packets {
+        let size = message_len(&message);
+        let over_bytes = self.queued_bytes > 0
+            && self.queued_bytes.saturating_add(size) > self.limits.max_buffered_bytes;
+        if self.queue.len() >= self.limits.max_buffered_packets || over_bytes {
             if self.limits.overflow == OverflowPolicy::Close {
                 self.close_session(CloseReason::SlowClient, Ending::Abrupt, None);
             }
             return Err(SendError::BufferFull(self.sid));
         }
+        self.queued_bytes += size;
         self.queue.push_back(Packet::Message(message));
         self.flush();
         Ok(())
@@ -833,6 +849,7 @@ impl Session {
 
     /// Moves the whole queue to `conn` as WebSocket frames.
     fn send_queue(&mut self, conn: ConnId) {
+        self.queued_bytes = 0;
         self.outputs.extend(
             self.queue
                 .drain(..)
@@ -852,6 +869,8 @@ impl Session {
     pub(super) fn poll_response(&mut self) -> Response {
         let n = self.queue.len().min(self.limits.max_packets_per_poll);
         let packets: Vec<Packet> = self.queue.drain(..n).collect();
+        let sent: usize = packets.iter().map(packet_message_len).sum();
+        self.queued_bytes -= sent;
         self.payload_response(&packets)
     }
 
@@ -873,6 +892,21 @@ impl Session {
         Response::new(200)
             .header("Content-Type", content_type)
             .body(encoded.body)
+    }
+}
+
+/// The bytes a message counts against [`Config::max_buffered_bytes`].
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+    }
+}
+
+fn packet_message_len(packet: &Packet) -> usize {
+    match packet {
+        Packet::Message(message) => message_len(message),
+        _ => 0,
     }
 }
 
