@@ -91,6 +91,8 @@ pub(crate) struct Env<R> {
     config: ServerConfig,
     router: Router,
     ws_config: WebSocketConfig,
+    /// Unwritten WebSocket output above which a connection stops being read.
+    output_budget: usize,
     inputs: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     tracker: Tracker,
@@ -136,6 +138,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
     {
         let router = machine.router();
         let ws_config = websocket::config(machine.max_message_size());
+        let output_budget = machine.max_buffered_bytes();
         let (actor, inputs, handle) = Actor::new(machine, runtime.clone(), on_event);
         runtime.spawn(
             actor
@@ -148,6 +151,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             config,
             router,
             ws_config,
+            output_budget,
             inputs,
             next_conn: AtomicU64::new(1),
             tracker,
