@@ -388,20 +388,34 @@ fn packets_before_a_bad_one_are_not_delivered_partially_decoded() {
 }
 
 #[test]
-fn an_oversized_post_gets_413_and_keeps_the_session() {
+fn an_oversized_post_gets_413_and_closes_the_session() {
+    // engine.io 6.6 closes the session ("payload too large", a transport error); older
+    // versions kept it.
     let mut p = Pair::new(Config {
         max_payload: 10,
         ..config()
     });
     let (sid, json) = p.open_polling(4);
     assert_eq!(json["maxPayload"], 10);
+    let get = p.get(&q(sid));
     // Refused from its Content-Length, before any of it is read.
     let post = p.post(&q(sid), b"4aaaaaaaaaaaaaaaaaaa");
     let r = p.response(post).unwrap();
     assert_eq!(r.status, 413);
     assert!(r.close, "the unread body makes the connection unusable");
     assert!(p.pending_bodies.is_empty());
+    assert_eq!(
+        p.body(get),
+        (200, "1".to_owned()),
+        "the parked poll gets close"
+    );
+    assert_eq!(p.close_reason(sid), Some("transport error"));
+    let again = p.get(&q(sid));
+    assert_eq!(p.body(again), (400, error_json(1, "Session ID unknown")));
+    p.assert_empty();
+
     // A chunked body that turns out too large.
+    let (sid, _) = p.open_polling(4);
     let conn = p.raw(
         &format!(
             "POST /engine.io/?{} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -410,9 +424,9 @@ fn an_oversized_post_gets_413_and_keeps_the_session() {
         &[b'4'; 11],
     );
     assert_eq!(p.body(conn).0, 413);
-    assert!(p.engine.contains(sid));
-    let post = p.post(&q(sid), b"4ok");
-    assert_eq!(p.body(post), (200, "ok".to_owned()));
+    assert!(!p.engine.contains(sid));
+    assert_eq!(p.close_reason(sid), Some("transport error"));
+    p.assert_empty();
 }
 
 #[test]
@@ -628,16 +642,29 @@ fn a_bad_packet_on_the_probe_aborts_only_the_upgrade() {
 
 #[test]
 fn one_websocket_per_session() {
+    // A second WebSocket completes its handshake and is then closed, as the reference does
+    // (a client sees a close rather than an HTTP error); the session goes on.
     let mut p = Pair::new(config());
     let (sid, _) = p.open_polling(4);
-    let _first = probe(&mut p, sid);
+    let first = probe(&mut p, sid);
     let second = p.ws(&format!("EIO=4&transport=websocket&sid={sid}"));
-    assert_eq!(p.body(second), (400, "Bad request".to_owned()));
+    assert_eq!(p.response(second).unwrap().status, 101);
+    assert!(p.closed.contains(&second));
+    assert!(!p.closed.contains(&first));
+    p.ws_text(first, "2probe");
+    assert_eq!(p.ws_recv_text(first), ["3probe"]);
+    p.ws_text(first, "5");
+    assert_eq!(p.engine.transport(sid), Some(TransportKind::WebSocket));
 
     let conn = p.ws("EIO=4&transport=websocket");
     let (ws_sid, _) = open_packet(&p.ws_recv_text(conn)[0]);
     let again = p.ws(&format!("EIO=4&transport=websocket&sid={ws_sid}"));
-    assert_eq!(p.body(again), (400, "Bad request".to_owned()));
+    assert_eq!(p.response(again).unwrap().status, 101);
+    assert!(p.closed.contains(&again));
+    assert!(p.ws_recv(again).is_empty());
+    assert!(p.engine.contains(ws_sid));
+    p.ws_text(conn, "4still");
+    assert_eq!(p.events_of(ws_sid).len(), 2, "open and the message");
 }
 
 #[test]

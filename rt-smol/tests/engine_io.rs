@@ -85,6 +85,7 @@ scenarios! {
     same_origin_only: scenario::same_origin_config();
     slow_reader;
     websocket_message_too_big;
+    second_websocket;
 }
 
 macro_rules! budget_scenarios {

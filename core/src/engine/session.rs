@@ -384,17 +384,12 @@ impl Session {
             return Ok(());
         }
         let bytes = match body {
-            Body::TooLarge => {
-                // The reference answers 413 and keeps the session.
-                self.respond(conn, payload_too_large());
+            Body::Complete(bytes) if bytes.len() <= self.limits.max_payload => bytes,
+            Body::TooLarge | Body::Complete(_) => {
+                self.too_large(conn);
                 return Ok(());
             }
-            Body::Complete(bytes) => bytes,
         };
-        if bytes.len() > self.limits.max_payload {
-            self.respond(conn, payload_too_large());
-            return Ok(());
-        }
         let protocol = self.protocol;
         let decoded = match (&self.jsonp, protocol) {
             (Some(_), _) => jsonp::unwrap_post(&bytes).and_then(|text| {
@@ -657,8 +652,8 @@ impl Session {
         }
         match head.body_kind() {
             BodyKind::Length(n) if n > self.limits.max_payload as u64 => {
-                // Refused before a byte of it is read; the session stays.
-                self.respond(conn, payload_too_large());
+                // Refused before a byte of it is read.
+                self.too_large(conn);
             }
             BodyKind::None => {
                 self.post = Some((conn, octet_stream));
@@ -673,17 +668,28 @@ impl Session {
         }
     }
 
+    /// A POST body over `max_payload`: 413, and the session is closed, as engine.io 6.6 does
+    /// (`onError("payload too large")`, a transport error; older versions kept the session).
+    fn too_large(&mut self, conn: ConnId) {
+        self.respond(conn, payload_too_large());
+        self.close_session(CloseReason::TransportError, Ending::Abrupt, None);
+    }
+
     fn probe_request(&mut self, conn: ConnId, head: &RequestHead, now: Instant) {
-        // One WebSocket per session: not after an upgrade, not beside another probe.
-        let acceptable = self.limits.allow_upgrades
-            && self.transport() == TransportKind::Polling
-            && self.probe.is_none()
-            && !self.is_closing();
-        let accept = websocket_handshake(head).filter(|_| acceptable);
-        let Some(accept) = accept else {
+        let Some(accept) =
+            websocket_handshake(head).filter(|_| self.limits.allow_upgrades && !self.is_closing())
+        else {
             self.respond(conn, ErrorCode::BadRequest.ws_response());
             return;
         };
+        // One WebSocket per session: after an upgrade or beside another probe, the reference
+        // completes the handshake and then closes the new socket (a client sees a close, not
+        // an HTTP error).
+        if self.transport() == TransportKind::WebSocket || self.probe.is_some() {
+            self.respond(conn, accept);
+            self.push(Output::Close { conn });
+            return;
+        }
         self.probe = Some(Probe {
             conn,
             probed: false,

@@ -453,8 +453,8 @@ pub fn health_config() -> ServerConfig {
 }
 
 /// A POST over `max_payload` gets 413 and a close, whether its size is announced
-/// (`Content-Length`) or discovered (chunked); the session survives.
-pub async fn payload_too_large<R: Runtime, C: Connector>(h: Harness<R, C>) {
+/// (`Content-Length`) or discovered (chunked), and its session is closed (engine.io 6.6).
+pub async fn payload_too_large<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
     let mut client = h.client().await;
     let sid = h.handshake(&mut client).await;
     let big = vec![b'4'; 20_000];
@@ -462,7 +462,11 @@ pub async fn payload_too_large<R: Runtime, C: Connector>(h: Harness<R, C>) {
     let response = announced.post(&polling_sid(sid), &big).await.unwrap();
     assert_eq!(response.status, 413);
     assert!(announced.closed().await);
+    assert_eq!(h.events.closed(sid).await, CloseReason::TransportError);
+    let gone = client.get(&polling_sid(sid)).await.unwrap();
+    assert_eq!(gone.status, 400);
 
+    let sid = h.handshake(&mut client).await;
     let mut chunked = h.client().await;
     let head = format!(
         "POST {} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -477,8 +481,35 @@ pub async fn payload_too_large<R: Runtime, C: Connector>(h: Harness<R, C>) {
     let response = chunked.read_response().await.unwrap();
     assert_eq!(response.status, 413);
     assert!(chunked.closed().await);
+    assert_eq!(h.events.closed(sid).await, CloseReason::TransportError);
+}
 
-    let posted = client.post(&polling_sid(sid), b"4still").await.unwrap();
+/// A second WebSocket for a session that already has one (or a probe) completes its
+/// handshake and is then closed with a close frame; the session goes on.
+pub async fn second_websocket<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut ws = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let open = ws.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    let mut second = h
+        .websocket(&format!("/engine.io/?EIO=4&transport=websocket&sid={sid}"))
+        .await;
+    match second.next().await {
+        Some(Ok(Message::Close(_))) => {}
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    ws.send(Message::text("4still")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("4still"));
+
+    let mut client = h.client().await;
+    let sid = h.handshake(&mut client).await;
+    let target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+    let _probe = h.websocket(&target).await;
+    let mut beside = h.websocket(&target).await;
+    match beside.next().await {
+        Some(Ok(Message::Close(_))) => {}
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let posted = client.post(&polling_sid(sid), b"4polling").await.unwrap();
     assert_eq!(posted.text(), "ok");
 }
 
