@@ -162,6 +162,19 @@ fn refusals_carry_the_reference_codes() {
 }
 
 #[test]
+fn a_refusal_is_recognised_from_its_response() {
+    use volley_core::engine::ErrorCode;
+    for code in ErrorCode::ALL {
+        assert_eq!(ErrorCode::of_response(&code.response()), Some(code));
+        assert_eq!(ErrorCode::of_response(&code.ws_response()), Some(code));
+    }
+    let other = volley_core::http::Response::new(400).body("Bad request!");
+    assert_eq!(ErrorCode::of_response(&other), None);
+    let ok = volley_core::http::Response::new(200).body("Bad request");
+    assert_eq!(ErrorCode::of_response(&ok), None);
+}
+
+#[test]
 fn websocket_refusals_are_plain_text() {
     let mut p = Pair::new(config());
     let conn = p.ws("EIO=9&transport=websocket");

@@ -86,6 +86,8 @@ scenarios! {
     slow_reader;
     websocket_message_too_big;
     second_websocket;
+    cors_origin_fn: scenario::cors_origin_fn_config();
+    engine_hooks: scenario::hooks_config();
 }
 
 macro_rules! budget_scenarios {

@@ -75,8 +75,10 @@ use tracing::Instrument;
 use volley_core::ConnId;
 
 pub use actor::{Handle, Stopped};
-pub use config::{AllowRequest, Fallback, ServerConfig};
-pub use cors::{Cors, Origins};
+pub use config::{
+    AllowRequest, ConnectionError, ConnectionErrorHook, Fallback, HeadersHook, ServerConfig,
+};
+pub use cors::{Cors, OriginFn, Origins};
 pub use machine::{Machine, Router};
 pub use request::{Served, Upgrade};
 

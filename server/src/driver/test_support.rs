@@ -1155,3 +1155,134 @@ pub async fn websocket_message_too_big<R: Runtime, C: Connector>(mut h: Harness<
     assert_eq!(u16::from(frame.code), 1009);
     assert_eq!(h.events.closed(sid).await, CloseReason::TransportError);
 }
+
+/// CORS origins given by a predicate: `https://app.example` and its subdomains.
+pub fn cors_origin_fn_config() -> ServerConfig {
+    ServerConfig::new().cors(super::Cors::origin_fn(|origin| {
+        origin == "https://app.example" || origin.ends_with(".app.example")
+    }))
+}
+
+/// (With [`cors_origin_fn_config`].) Polling answers name an origin the predicate accepts and
+/// no other; a WebSocket upgrade from a refused origin gets `403`, from an accepted one `101`.
+pub async fn cors_origin_fn<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let sub = "Origin: https://eu.app.example\r\n";
+    let evil = "Origin: https://app.example.evil\r\n";
+    let allowed = client.request("GET", POLLING, sub, b"").await.unwrap();
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://eu.app.example")
+    );
+    assert_eq!(allowed.header("vary"), Some("Origin"));
+    let foreign = client.request("GET", POLLING, evil, b"").await.unwrap();
+    assert_eq!(foreign.status, 200);
+    assert_eq!(foreign.header("access-control-allow-origin"), None);
+    const WS: &str = "/engine.io/?EIO=4&transport=websocket";
+    let refused = h.try_websocket(WS, evil).await.err().expect("refused");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let mut ws = h.try_websocket(WS, sub).await.expect("an accepted origin");
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"));
+}
+
+/// What the hooks of [`hooks_config`] saw: one line per refusal.
+static REFUSALS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// `on_connection_error` logging each refusal (code, message, method, path, `X-Client`),
+/// `headers` adding `X-Every`, `initial_headers` adding `X-Initial`, and `allow_request`
+/// refusing requests with `X-Block`.
+pub fn hooks_config() -> ServerConfig {
+    ServerConfig::new()
+        .on_connection_error(|e| {
+            let line = format!(
+                "{} {} {} {} {}",
+                e.code as u8,
+                e.message,
+                e.request.method_str(),
+                e.request.path(),
+                e.request.header("x-client").unwrap_or("-"),
+            );
+            REFUSALS.lock().unwrap().push(line);
+        })
+        .headers(|_, headers| headers.push(("X-Every", "1".to_owned())))
+        .initial_headers(|head, headers| {
+            let client = head.header("x-client").unwrap_or("-").to_owned();
+            headers.push(("X-Initial", client));
+        })
+        .allow_request(|head| head.header("x-block").is_none())
+}
+
+/// (With [`hooks_config`].) The handshake (polling `200` and WebSocket `101`) carries the
+/// headers of both hooks, later responses only those of `headers`; refusals by the engine and
+/// by `allow_request` reach `on_connection_error` with their code and request.
+pub async fn engine_hooks<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let open = client
+        .request("GET", POLLING, "X-Client: a\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(open.status, 200);
+    assert_eq!(open.header("x-initial"), Some("a"));
+    assert_eq!(open.header("x-every"), Some("1"));
+    let sid = open_sid(open.text());
+    let posted = client.post(&polling_sid(sid), b"4hi").await.unwrap();
+    assert_eq!(posted.text(), "ok");
+    assert_eq!(posted.header("x-every"), Some("1"));
+    assert_eq!(posted.header("x-initial"), None);
+
+    let mut upgrade = h.client().await;
+    let response = upgrade
+        .request(
+            "GET",
+            "/engine.io/?EIO=4&transport=websocket",
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             X-Client: ws\r\n",
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 101);
+    assert_eq!(response.header("x-initial"), Some("ws"));
+    assert_eq!(response.header("x-every"), Some("1"));
+
+    let mut refused = h.client().await;
+    let version = refused
+        .request(
+            "GET",
+            "/engine.io/?EIO=9&transport=polling",
+            "X-Client: b\r\n",
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(version.status, 400);
+    assert_eq!(version.header("x-initial"), None);
+    let transport = refused
+        .request(
+            "POST",
+            "/engine.io/?EIO=4&transport=carrier-pigeon",
+            "X-Client: c\r\n",
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(transport.status, 400);
+    let mut blocked = h.client().await;
+    let forbidden = blocked
+        .request("GET", POLLING, "X-Block: 1\r\nX-Client: d\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status, 403);
+    let log = REFUSALS.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "5 Unsupported protocol version GET /engine.io/ b",
+            "0 Transport unknown POST /engine.io/ c",
+            "4 Forbidden GET /engine.io/ d",
+        ]
+    );
+}
