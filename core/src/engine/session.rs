@@ -136,7 +136,8 @@ enum Ending {
 ///
 /// - **getters**: [`sid`](Self::sid), [`protocol`](Self::protocol),
 ///   [`transport`](Self::transport), [`is_writable`](Self::is_writable),
-///   [`queued`](Self::queued), [`is_closing`](Self::is_closing),
+///   [`queued`](Self::queued), [`queued_bytes`](Self::queued_bytes),
+///   [`is_closing`](Self::is_closing),
 ///   [`is_ended`](Self::is_ended), [`connections`](Self::connections);
 /// - **inputs**: [`handle_request`](Self::handle_request) (after the endpoint routed it here),
 ///   [`handle_body`](Self::handle_body), [`handle_ws_message`](Self::handle_ws_message),
