@@ -986,10 +986,12 @@ fn the_queue_is_bounded_in_bytes_and_a_slow_client_is_closed() {
     let forty = "y".repeat(40);
     p.engine.send(sid, text(&forty), p.now).unwrap();
     p.engine.send(sid, text(&forty), p.now).unwrap();
-    assert_eq!(p.engine.queued_bytes(sid), 80);
-    // 80 + 40 > 100.
+    // 80 < 100: the message crossing the budget is taken.
+    p.engine.send(sid, text(&forty), p.now).unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 120);
+    // 120 >= 100: refused, and the session is closed as a slow client.
     assert_eq!(
-        p.engine.send(sid, text(&forty), p.now),
+        p.engine.send(sid, text("z"), p.now),
         Err(SendError::BufferFull(sid))
     );
     p.drive();
@@ -1017,45 +1019,76 @@ fn the_byte_bound_under_reject_keeps_the_session_and_frees_as_it_drains() {
     let sixty = "z".repeat(60);
     p.engine.send(sid, text(&sixty), p.now).unwrap();
     p.engine
-        .send(sid, Message::Binary(Bytes::from(vec![1u8; 30])), p.now)
+        .send(sid, Message::Binary(Bytes::from(vec![1u8; 50])), p.now)
         .unwrap();
-    assert_eq!(p.engine.queued_bytes(sid), 90);
+    assert_eq!(p.engine.queued_bytes(sid), 110);
     assert_eq!(
-        p.engine.send(sid, text("0123456789a"), p.now),
+        p.engine.send(sid, text("a"), p.now),
         Err(SendError::BufferFull(sid))
     );
     // Heartbeats are not counted and not refused.
     p.advance(Duration::from_millis(300));
     assert!(p.engine.contains(sid));
-    assert_eq!(p.engine.queued_bytes(sid), 90);
-    // One packet per poll: the first poll frees 60 bytes.
+    assert_eq!(p.engine.queued_bytes(sid), 110);
+    // One packet per poll: the first poll frees 60 bytes, and sends are taken again.
     let get = p.get(&q(sid));
     assert_eq!(p.body(get), (200, format!("4{sixty}")));
-    assert_eq!(p.engine.queued_bytes(sid), 30);
+    assert_eq!(p.engine.queued_bytes(sid), 50);
     p.engine.send(sid, text(&sixty), p.now).unwrap();
-    assert_eq!(p.engine.queued_bytes(sid), 90);
+    assert_eq!(p.engine.queued_bytes(sid), 110);
     assert!(p.engine.contains(sid));
 }
 
 #[test]
-fn a_message_larger_than_the_byte_budget_is_accepted_only_into_an_empty_queue() {
+fn a_message_larger_than_the_byte_budget_is_taken_while_the_queue_is_under_it() {
     let mut p = Pair::new(Config {
         max_buffered_bytes: 10,
         overflow: OverflowPolicy::Reject,
         ..config()
     });
     let (sid, _) = p.open_polling(4);
-    let big = "b".repeat(50);
-    p.engine.send(sid, text(&big), p.now).unwrap();
-    assert_eq!(p.engine.queued_bytes(sid), 50);
+    // A small header, then a large attachment: the packet is taken whole.
+    p.engine.send(sid, text("h"), p.now).unwrap();
+    let big = Bytes::from(vec![7u8; 50]);
+    p.engine
+        .send(sid, Message::Binary(big.clone()), p.now)
+        .unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 51);
     assert_eq!(
         p.engine.send(sid, text("s"), p.now),
         Err(SendError::BufferFull(sid))
     );
     let get = p.get(&q(sid));
-    assert_eq!(p.body(get), (200, format!("4{big}")));
+    assert_eq!(p.response(get).unwrap().status, 200);
     assert_eq!(p.engine.queued_bytes(sid), 0);
-    p.engine.send(sid, text(&big), p.now).unwrap();
+    p.engine.send(sid, Message::Binary(big), p.now).unwrap();
+}
+
+#[test]
+fn a_unit_of_messages_is_taken_or_refused_whole() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 10,
+        overflow: OverflowPolicy::Reject,
+        ..config()
+    });
+    let (sid, _) = p.open_polling(4);
+    // A header and two attachments far over the budget: taken whole.
+    let unit = || {
+        [
+            text("h"),
+            Message::Binary(Bytes::from(vec![1u8; 40])),
+            Message::Binary(Bytes::from(vec![2u8; 40])),
+        ]
+    };
+    p.engine.send_all(sid, unit(), p.now).unwrap();
+    assert_eq!(p.engine.queued(sid), 3);
+    assert_eq!(p.engine.queued_bytes(sid), 81);
+    // Refused whole: nothing of it is queued.
+    assert_eq!(
+        p.engine.send_all(sid, unit(), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    assert_eq!(p.engine.queued(sid), 3);
 }
 
 // ---- v3 framing, JSONP ----

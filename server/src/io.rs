@@ -249,8 +249,8 @@ impl Builder {
 
     /// Most message bytes queued for a client that does not read (default 1 MiB); the
     /// policy given to [`max_buffered_packets`](Self::max_buffered_packets) applies to this
-    /// bound too. A message larger than the whole budget is accepted only when nothing is
-    /// queued. A WebSocket whose unwritten output is backed up stops being read, so TCP
+    /// bound too. Sends are refused once the queue holds the budget; the message that crosses
+    /// it is accepted whatever its size. A WebSocket whose unwritten output is backed up stops being read, so TCP
     /// pushes back on a client that keeps sending.
     pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
         self.sio.engine.max_buffered_bytes = bytes;

@@ -119,10 +119,12 @@ pub struct Config {
     pub path: String,
     /// Most packets queued for one session while its transport cannot take them.
     pub max_buffered_packets: usize,
-    /// Most message bytes queued for one session while its transport cannot take them
-    /// (1 MiB). A message is counted by its data (text or binary bytes, before framing); a
-    /// message larger than the whole budget is accepted only when no message bytes are queued,
-    /// so a client that keeps up can still be sent one. Heartbeats are not counted.
+    /// Message bytes queued for one session while its transport cannot take them, beyond
+    /// which sends are refused (1 MiB). A message is counted by its data (text or binary
+    /// bytes, before framing). A send is refused once the queue holds the budget or more; the
+    /// message that crosses it is accepted, so one message of any size (or a Socket.IO packet
+    /// with its attachments) can be sent to a client that keeps up, and the queue holds less
+    /// than the budget plus one message. Heartbeats are not counted.
     pub max_buffered_bytes: usize,
     /// What happens when either bound is reached.
     pub overflow: OverflowPolicy,

@@ -415,6 +415,23 @@ impl Engine {
         result
     }
 
+    /// Queues `messages` for `sid` as one unit, all or none ([`Session::send_all`]): a
+    /// Socket.IO packet and its attachments.
+    pub fn send_all(
+        &mut self,
+        sid: Sid,
+        messages: impl IntoIterator<Item = Message>,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
+            return Err(SendError::UnknownSession(sid));
+        };
+        let before = lend(session, &mut self.spare);
+        let result = session.send_all(messages, now);
+        self.collect(sid, before);
+        result
+    }
+
     /// Closes `sid` from the server side: what is queued is still delivered, then the close
     /// packet. [`Event::Close`] follows with
     /// [`CloseReason::ForcedClose`].

@@ -143,7 +143,7 @@ enum Ending {
 ///   [`handle_body`](Self::handle_body), [`handle_ws_message`](Self::handle_ws_message),
 ///   [`handle_ws_drained`](Self::handle_ws_drained),
 ///   [`handle_conn_closed`](Self::handle_conn_closed), [`handle_timeout`](Self::handle_timeout);
-/// - **commands**: [`send`](Self::send), [`close`](Self::close);
+/// - **commands**: [`send`](Self::send), [`send_all`](Self::send_all), [`close`](Self::close);
 /// - **outputs**: [`poll_event`](Self::poll_event), [`poll_output`](Self::poll_output),
 ///   [`poll_timeout`](Self::poll_timeout), drained in that order after every call.
 ///
@@ -539,26 +539,39 @@ impl Session {
     // ---- commands ----
 
     /// Queues a message; it leaves as soon as the transport can take it. Refused once the
-    /// session is closing or ended, and when the queue holds `max_buffered_packets` or the
-    /// message would take the queued bytes over `max_buffered_bytes` (which closes the session
-    /// under [`OverflowPolicy::Close`]). A message larger than the whole byte budget is
-    /// accepted when no message bytes are queued.
-    pub fn send(&mut self, message: Message, _now: Instant) -> Result<(), SendError> {
+    /// session is closing or ended, and when the queue already holds `max_buffered_packets`
+    /// packets or `max_buffered_bytes` message bytes (which closes the session under
+    /// [`OverflowPolicy::Close`]). The message that crosses the byte budget is accepted,
+    /// whatever its size.
+    pub fn send(&mut self, message: Message, now: Instant) -> Result<(), SendError> {
+        self.send_all([message], now)
+    }
+
+    /// Queues `messages` as one unit, all or none, under the bounds of [`send`](Self::send)
+    /// checked once before the first: a Socket.IO packet and its binary attachments, so that
+    /// a client never gets a packet without its attachments. The unit may take the queue past
+    /// either bound.
+    pub fn send_all(
+        &mut self,
+        messages: impl IntoIterator<Item = Message>,
+        _now: Instant,
+    ) -> Result<(), SendError> {
         if self.ended || self.is_closing() {
             return Err(SendError::UnknownSession(self.sid));
         }
-        let size = message_len(&message);
-        let over_bytes = self.queued_bytes > 0
-            && self.queued_bytes.saturating_add(size) > self.limits.max_buffered_bytes;
+        let over_bytes = self.queued_bytes >= self.limits.max_buffered_bytes.max(1);
         if self.queue.len() >= self.limits.max_buffered_packets || over_bytes {
             if self.limits.overflow == OverflowPolicy::Close {
                 self.close_session(CloseReason::SlowClient, Ending::Abrupt, None);
             }
             return Err(SendError::BufferFull(self.sid));
         }
-        self.queued_bytes += size;
-        self.queue.push_back(Packet::Message(message));
-        self.flush();
+        for message in messages {
+            self.queued_bytes += message_len(&message);
+            self.queue.push_back(Packet::Message(message));
+            // Each leaves as soon as it can, as if sent alone (a parked poll takes the first).
+            self.flush();
+        }
         Ok(())
     }
 

@@ -153,18 +153,16 @@ pub fn engine(data: &[u8]) {
                     Message::Text(t) => t.len(),
                     Message::Binary(b) => b.len(),
                 };
-                // The byte budget: a message larger than all of it only into a queue holding
-                // no message bytes.
+                // The byte budget: refused once reached; the message crossing it is taken.
                 let bytes = run.h.m.queued_bytes(sid);
-                let full =
-                    run.h.m.queued(sid) >= max_buffered || (bytes > 0 && bytes + size > max_bytes);
+                let full = run.h.m.queued(sid) >= max_buffered || bytes >= max_bytes.max(1);
                 run.sent.push((sid, tagged.clone()));
                 let result = run.h.m.send(sid, tagged, now);
                 match result {
                     Ok(()) => {
                         assert!(open && !full, "sent to {sid} (open {open}, full {full})");
                         let bytes = run.h.m.queued_bytes(sid);
-                        assert!(bytes <= max_bytes.max(size), "{bytes} bytes queued");
+                        assert!(bytes < max_bytes.max(1) + size, "{bytes} bytes queued");
                     }
                     Err(SendError::UnknownSession(s)) => assert!(!open && s == sid),
                     Err(SendError::BufferFull(s)) => assert!(open && full && s == sid),
