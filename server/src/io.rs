@@ -250,6 +250,16 @@ impl Builder {
         self
     }
 
+    /// Most message bytes queued for a client that does not read (default 1 MiB); the
+    /// policy given to [`max_buffered_packets`](Self::max_buffered_packets) applies to this
+    /// bound too. Sends are refused once the queue holds the budget; the message that crosses
+    /// it is accepted whatever its size. A WebSocket whose unwritten output is backed up stops being read, so TCP
+    /// pushes back on a client that keeps sending.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.sio.engine.max_buffered_bytes = bytes;
+        self
+    }
+
     /// Sets a cookie carrying the session id on the handshake (the reference's `cookie`
     /// option), for load balancers that pin clients by cookie.
     pub fn cookie(mut self, cookie: volley_core::engine::Cookie) -> Self {

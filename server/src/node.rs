@@ -1948,6 +1948,10 @@ impl Machine for Node {
         self.sio.config().engine.max_payload
     }
 
+    fn max_buffered_bytes(&self) -> usize {
+        self.sio.config().engine.max_buffered_bytes
+    }
+
     fn handle_request(
         &mut self,
         conn: ConnId,

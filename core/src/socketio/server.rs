@@ -1055,11 +1055,10 @@ impl Server {
             .get(&sid)
             .map_or(SioProtocol::V5, Client::protocol);
         let (first, attachments) = self.messages(packet, protocol);
-        self.engine.send(sid, first, now)?;
-        for a in attachments {
-            self.engine.send(sid, Message::Binary(a), now)?;
-        }
-        Ok(())
+        // One unit: the byte budget never splits a packet from its attachments.
+        let attachments = attachments.into_iter().map(Message::Binary);
+        self.engine
+            .send_all(sid, std::iter::once(first).chain(attachments), now)
     }
 
     /// `packet` as the Engine.IO messages the server's parser writes: the first, then the
@@ -1082,11 +1081,12 @@ impl Server {
         attachments: Vec<Bytes>,
         now: Instant,
     ) -> Result<(), SendError> {
-        self.engine.send(sid, Message::Text(text), now)?;
-        for a in attachments {
-            self.engine.send(sid, Message::Binary(a), now)?;
-        }
-        Ok(())
+        let attachments = attachments.into_iter().map(Message::Binary);
+        self.engine.send_all(
+            sid,
+            std::iter::once(Message::Text(text)).chain(attachments),
+            now,
+        )
     }
 
     /// Queues a packet kept in its protocol 5 text form (a packet a recovered socket missed),
@@ -1131,15 +1131,9 @@ impl Server {
             if volatile && !self.engine.is_writable(sid) {
                 continue;
             }
-            let mut ok = self.engine.send(sid, first.clone(), now).is_ok();
-            for a in &attachments {
-                ok = ok
-                    && self
-                        .engine
-                        .send(sid, Message::Binary(a.clone()), now)
-                        .is_ok();
-            }
-            if ok {
+            let messages = std::iter::once(first.clone())
+                .chain(attachments.iter().cloned().map(Message::Binary));
+            if self.engine.send_all(sid, messages, now).is_ok() {
                 sent.push(*socket);
             }
         }

@@ -78,8 +78,10 @@ use volley_core::ConnId;
 pub use actor::{Handle, Stopped};
 pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
 pub(crate) use compress::UNCOMPRESSED;
-pub use config::{AllowRequest, Fallback, ServerConfig};
-pub use cors::{Cors, Origins};
+pub use config::{
+    AllowRequest, ConnectionError, ConnectionErrorHook, Fallback, HeadersHook, ServerConfig,
+};
+pub use cors::{Cors, OriginFn, Origins};
 pub use machine::{Machine, Router};
 pub use request::{Served, Upgrade};
 
@@ -95,6 +97,8 @@ pub(crate) struct Env<R> {
     config: ServerConfig,
     router: Router,
     ws_config: WebSocketConfig,
+    /// Unwritten WebSocket output above which a connection stops being read.
+    output_budget: usize,
     inputs: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     tracker: Tracker,
@@ -141,6 +145,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
     {
         let router = machine.router();
         let ws_config = websocket::config(machine.max_message_size());
+        let output_budget = machine.max_buffered_bytes();
         let halt = Halt::new();
         let (actor, inputs, handle) = Actor::new(machine, runtime.clone(), on_event, &halt);
         runtime.spawn(
@@ -154,6 +159,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             config,
             router,
             ws_config,
+            output_budget,
             inputs,
             next_conn: AtomicU64::new(1),
             tracker,
