@@ -19,8 +19,31 @@ mod cluster;
 #[path = "../examples/p2p_chat.rs"]
 mod p2p_chat;
 
-/// A Volley node on `redis` with `install`'s handlers; returns the port it serves on.
-async fn node(redis: &Redis, install: impl FnOnce(&volley::Io<TokioRuntime>)) -> u16 {
+/// Waits until every adapter of `adapters` counts `n` servers, so that cluster requests
+/// (`fetch_sockets`) wait for every node.
+async fn await_servers(adapters: &[RedisAdapter], n: usize) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut all = true;
+            for adapter in adapters {
+                all &= adapter.refresh_server_count().await.ok() == Some(n);
+            }
+            if all {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every node counted in time");
+}
+
+/// A Volley node on `redis` with `install`'s handlers; returns the port it serves on and
+/// its adapter.
+async fn node(
+    redis: &Redis,
+    install: impl FnOnce(&volley::Io<TokioRuntime>),
+) -> (u16, RedisAdapter) {
     let rt = TokioRuntime::current();
     let adapter = RedisAdapter::new(RedisOptions::new(&redis.url()), rt.clone());
     let io = volley::builder()
@@ -34,7 +57,7 @@ async fn node(redis: &Redis, install: impl FnOnce(&volley::Io<TokioRuntime>)) ->
         .expect("subscribed to Redis in time");
     // Keep the node alive for the test's life.
     std::mem::forget(io);
-    port
+    (port, adapter)
 }
 
 /// Connects client `name` to `port` with `query` and `auth`; its socket id, or the refusal.
@@ -94,8 +117,9 @@ async fn online(clients: &mut Clients, name: &str) -> (String, Vec<String>) {
 async fn the_p2p_chat_tutorial_works_across_two_nodes() {
     let redis = Redis::start().await;
     let token = "t0p".to_owned();
-    let a = node(&redis, |io| p2p_chat::install(io, token.clone())).await;
-    let b = node(&redis, |io| p2p_chat::install(io, token.clone())).await;
+    let (a, a_adapter) = node(&redis, |io| p2p_chat::install(io, token.clone())).await;
+    let (b, b_adapter) = node(&redis, |io| p2p_chat::install(io, token.clone())).await;
+    await_servers(&[a_adapter, b_adapter], 2).await;
     let mut c = Clients::start().await;
 
     // Room and user id are required.
@@ -189,8 +213,9 @@ async fn the_p2p_chat_tutorial_works_across_two_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_example_chats_across_two_nodes() {
     let redis = Redis::start().await;
-    let a = node(&redis, cluster::install).await;
-    let b = node(&redis, cluster::install).await;
+    let (a, a_adapter) = node(&redis, cluster::install).await;
+    let (b, b_adapter) = node(&redis, cluster::install).await;
+    await_servers(&[a_adapter, b_adapter], 2).await;
     let mut c = Clients::start().await;
     connect(&mut c, "ann", a, json!({}), json!({ "nick": "ann" }))
         .await

@@ -10,6 +10,14 @@
 //! `serve_connection_with_upgrades`. Only HTTP/1.1 can upgrade; polling works over any
 //! version the host speaks.
 //!
+//! # Several endpoints on one port
+//!
+//! As Node attaches several servers to one `http.Server`, one router can hold several
+//! Volley servers (each built with its own `path`) and bare Engine.IO endpoints: mount each
+//! service on its path and the wildcard below it. Each request goes to the endpoint of its
+//! path, whatever connection it arrives on (the rt-tokio tower tests serve two Socket.IO
+//! servers and an Engine.IO endpoint on one port, over polling and WebSocket).
+//!
 //! # With axum
 //!
 //! The Engine.IO path is matched by the service itself, as the reference server matches it:

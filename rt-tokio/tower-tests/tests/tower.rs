@@ -412,3 +412,57 @@ async fn bodies_are_read_up_to_the_limit_and_the_config_screens_requests() {
     })
     .await;
 }
+
+/// Several endpoints on one port, as Node attaches several servers to one `http.Server`: two
+/// Socket.IO servers at different paths and a bare Engine.IO endpoint, each mounted in one
+/// axum router, each reached over polling and WebSocket by the test client over real TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_endpoints_share_one_port() {
+    use volley::testing::{ConnectOptions, TestClient, TransportKind};
+    use volley_tokio::testing::TcpConnector;
+    let chat = volley::builder().build(TokioRuntime::current());
+    chat.ns("/").on("who", || async { "chat" });
+    let admin = volley::builder()
+        .path("/admin-io")
+        .build(TokioRuntime::current());
+    admin.ns("/").on("who", || async { "admin" });
+    let (engine, _events) = scenario::echo(TokioRuntime::current(), ServerConfig::new());
+    let router = Router::new()
+        .route_service("/socket.io/", VolleyService::from(&chat))
+        .route_service("/socket.io/{*rest}", VolleyService::from(&chat))
+        .route_service("/admin-io/", VolleyService::from(&admin))
+        .route_service("/admin-io/{*rest}", VolleyService::from(&admin))
+        .route_service("/engine.io/", VolleyService::new(engine.clone()))
+        .route_service("/engine.io/{*rest}", VolleyService::new(engine));
+    let (addr, serving) = serve(router).await;
+    tokio::spawn(serving);
+    bounded(async {
+        for transport in [TransportKind::Polling, TransportKind::WebSocket] {
+            for (path, name) in [("/socket.io/", "chat"), ("/admin-io/", "admin")] {
+                let options = ConnectOptions::new().transport(transport).path(path);
+                let mut client = TestClient::connect_over(
+                    TcpConnector::new(addr),
+                    &TokioRuntime::current(),
+                    "/",
+                    options,
+                )
+                .await
+                .unwrap();
+                let who: String = client.emit_with_ack("who", &()).await.unwrap();
+                assert_eq!(who, name, "{path} over {transport:?}");
+            }
+        }
+        // The bare Engine.IO endpoint beside them, on the same connection as a Socket.IO poll.
+        let mut raw = Client::new(TcpStream::connect(addr).await.unwrap().compat());
+        let open = raw
+            .get("/engine.io/?EIO=4&transport=polling")
+            .await
+            .unwrap();
+        assert_eq!(open.status, 200);
+        assert!(open.text().starts_with("0{\"sid\""), "{open:?}");
+        let sio = raw.get(SIO_POLLING).await.unwrap();
+        assert!(sio.text().starts_with("0{\"sid\""), "{sio:?}");
+    })
+    .await;
+    assert_eq!(chat.socket_count().await, 0);
+}
