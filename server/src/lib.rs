@@ -120,6 +120,7 @@ pub mod extract;
 pub mod handler;
 pub mod handshake;
 pub mod io;
+pub mod metrics;
 pub mod middleware;
 pub mod namespace;
 mod node;

@@ -261,6 +261,7 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     id: u64,
     /// The [`Local`] lent to [`LOCAL`] while the event callback runs (kept across events).
     local: Option<Box<dyn Any + Send>>,
+    metrics: super::metrics::DriverMetrics,
 }
 
 impl<M, R, F> Actor<M, R, F>
@@ -293,6 +294,7 @@ where
                 commands: Vec::new(),
                 sender: None,
             })),
+            metrics: Default::default(),
         };
         let handle = Handle {
             commands: commands_tx,
@@ -391,6 +393,7 @@ where
     }
 
     fn apply(&mut self, input: Input, now: Instant) {
+        self.metrics.input(&input);
         match input {
             Input::Open { conn, outputs } => {
                 self.conns.insert(conn, outputs);
@@ -431,6 +434,7 @@ where
 
     /// Forgets a connection (dropping its queue ends its task) and tells the machine.
     fn evict(&mut self, conn: ConnId, now: Instant) {
+        self.metrics.closed(conn);
         self.conns.remove(&conn);
         self.machine.handle_conn_closed(conn, true, now);
     }
@@ -450,6 +454,7 @@ where
         }
         let mut outputs = 0;
         while let Some(output) = self.machine.poll_output() {
+            self.metrics.output(&output);
             self.staged
                 .entry(output_conn(&output))
                 .or_default()
@@ -469,6 +474,7 @@ where
             if let Err(e) = tx.try_send(ToConn::Outputs(batch)) {
                 if e.is_full() {
                     tracing::debug!(%conn, "connection does not take its outputs: dropped");
+                    self.metrics.slow_connection();
                     evicted.push(conn);
                 } else {
                     // The task has ended; its `Closed` is on the way.
@@ -480,6 +486,7 @@ where
             self.evict(conn, now);
             more = true;
         }
+        self.metrics.gauges(self.machine.session_count());
         more
     }
 }

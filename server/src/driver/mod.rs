@@ -55,6 +55,7 @@ mod conn;
 mod cors;
 mod io;
 mod machine;
+mod metrics;
 mod request;
 mod shutdown;
 #[cfg(feature = "test-support")]
@@ -187,6 +188,10 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             Ok(admitted) => admitted,
             Err(Refused::Stopping) => return,
             Err(refused) => {
+                crate::metrics::refused(match refused {
+                    Refused::PerAddress => "per_address",
+                    _ => "connection_cap",
+                });
                 match refused {
                     Refused::PerAddress => {
                         tracing::debug!(?peer, "connection refused: per-address limit")
