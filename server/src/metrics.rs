@@ -98,11 +98,11 @@ pub(crate) fn refused(code: &'static str) {
     tracing::debug!(code, "refused");
 }
 
-/// A socket was accepted into `nsp`, which now has `count` sockets.
-pub(crate) fn socket_connected(nsp: &str, count: usize) {
+/// Socket `socket` was accepted into `nsp`, which now has `count` sockets.
+pub(crate) fn socket_connected(socket: volley_core::SocketId, nsp: &str, count: usize) {
     counter!(CONNECTS, "namespace" => nsp.to_owned()).increment(1);
     gauge!(SOCKETS, "namespace" => nsp.to_owned()).set(count as f64);
-    tracing::debug!("socket connected");
+    tracing::debug!(%socket, nsp, "socket connected");
 }
 
 /// What a Socket.IO event means for the counters. `count` gives a namespace's sockets.

@@ -461,7 +461,11 @@ impl Node {
             entry.push(Job::Barrier(job));
         }
         self.sockets.insert(id, entry);
-        crate::metrics::socket_connected(socket.ns(), self.sio.namespace_socket_count(socket.ns()));
+        crate::metrics::socket_connected(
+            id,
+            socket.ns(),
+            self.sio.namespace_socket_count(socket.ns()),
+        );
         socket
     }
 

@@ -7,9 +7,13 @@ use common::{SETTLE, setup_with};
 use serde_json::json;
 use std::time::Duration;
 use support::TestRecorder;
+use volley::adapter::{Adapter, Inbox, MemoryAdapter, MemoryCluster};
 use volley::runtime::Runtime as _;
-use volley::testing::{ConnectOptions, TestClient, TransportKind};
+use volley::testing::{ConnectOptions, TestClient, TestRuntime, TransportKind};
 use volley::{ConnectError, Data, Socket, metrics as m};
+use volley_core::NodeId;
+use volley_core::cluster::ClusterMessage;
+use volley_core::engine::OverflowPolicy;
 
 #[path = "support/recorder.rs"]
 mod support;
@@ -149,5 +153,90 @@ fn recovery_attempts_hits_and_misses_are_counted() {
             assert_eq!(snap.value(m::RECOVERY_HITS, &[]), 1.0);
             assert_eq!(snap.value(m::RECOVERY_MISSES, &[]), 1.0);
         });
+    });
+}
+
+/// An adapter that joins the cluster and receives, but never answers.
+struct Mute(MemoryAdapter);
+
+impl Adapter for Mute {
+    fn start(&self, node: NodeId, inbox: Inbox) {
+        self.0.start(node, inbox);
+    }
+
+    fn publish(&self, _to: Option<NodeId>, _message: ClusterMessage) {}
+
+    fn server_count(&self) -> usize {
+        self.0.server_count()
+    }
+}
+
+#[test]
+fn adapter_requests_answers_and_timeouts_are_counted_by_type() {
+    let recorder = TestRecorder::default();
+    let snap = recorder.clone();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = TestRuntime::new();
+        let cluster = MemoryCluster::new();
+        let build = |n: u8, adapter: Box<dyn FnOnce(volley::Builder) -> volley::Builder>| {
+            let io = adapter(volley::builder().seed([n; 32]))
+                .request_timeout(Duration::from_secs(2))
+                .build(rt.clone());
+            io.ns("/");
+            io
+        };
+        let (c1, c2, c3) = (cluster.adapter(), cluster.adapter(), cluster.adapter());
+        let a = build(1, Box::new(move |b| b.adapter(c1)));
+        let _b = build(2, Box::new(move |b| b.adapter(c2)));
+        let _c = build(3, Box::new(move |b| b.adapter(Mute(c3))));
+        rt.block_on(async {
+            let _client = TestClient::connect(&a, "/", None).await.unwrap();
+            assert_eq!(a.server_count(), 3);
+            let all = a.fetch_sockets().await;
+            assert_eq!(all.len(), 1);
+            let rooms = a.all_rooms().await;
+            assert!(!rooms.is_empty());
+        });
+        for kind in ["fetch_sockets", "all_rooms"] {
+            assert_eq!(
+                snap.value(m::ADAPTER_REQUESTS, &[("type", kind)]),
+                1.0,
+                "{kind}"
+            );
+            assert_eq!(
+                snap.value(m::ADAPTER_ANSWERS, &[("type", kind)]),
+                1.0,
+                "{kind}"
+            );
+            assert_eq!(
+                snap.value(m::ADAPTER_TIMEOUTS, &[("type", kind)]),
+                1.0,
+                "{kind}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_full_outgoing_queue_is_counted_by_policy() {
+    let recorder = TestRecorder::default();
+    let snap = recorder.clone();
+    metrics::with_local_recorder(&recorder, || {
+        let (rt, io) =
+            setup_with(volley::builder().max_buffered_packets(2, OverflowPolicy::Reject));
+        io.ns("/").on("flood", |s: Socket| async move {
+            for i in 0..20 {
+                s.emit("n", &i).unwrap();
+            }
+        });
+        rt.block_on(async {
+            // Polling: nothing drains the queue until the next poll.
+            let polling = ConnectOptions::new().transport(TransportKind::Polling);
+            let c = TestClient::connect_with(&io, "/", polling).await.unwrap();
+            c.emit("flood", &());
+            rt.sleep(SETTLE).await;
+        });
+        assert!(snap.value(m::OUTBOX_OVERFLOWS, &[("policy", "reject")]) >= 1.0);
+        assert_eq!(snap.value(m::OUTBOX_OVERFLOWS, &[("policy", "close")]), 0.0);
     });
 }

@@ -209,7 +209,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             }
         };
         let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
-        let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer);
+        let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer, transport = tracing::field::Empty);
         conn::run(env, conn, stream, peer, admission, evicted)
             .instrument(span)
             .await;
