@@ -3,7 +3,7 @@
 //! Volley records what it does with the `metrics` crate's macros; the application installs
 //! the recorder it wants (`metrics-exporter-prometheus`, a StatsD exporter, an OpenTelemetry
 //! bridge...). Without a recorder every call is a no-op. The names below are the series
-//! Volley publishes; `docs/observability.md` has the same table with examples.
+//! Volley publishes; `docs/observability.md` has the same table, with notes on each.
 //!
 //! | name | kind | labels | counts |
 //! | --- | --- | --- | --- |
