@@ -89,9 +89,6 @@ pub const ADAPTER_TIMEOUTS: &str = "volley_adapter_timeouts_total";
 /// Time from an event's receipt to the start of its handling (histogram, seconds).
 pub const HANDLER_DELAY: &str = "volley_handler_delay_seconds";
 
-pub(crate) const POLLING: &str = "polling";
-pub(crate) const WEBSOCKET: &str = "websocket";
-
 /// A refusal with `code` (see the table).
 pub(crate) fn refused(code: &'static str) {
     counter!(REFUSALS, "code" => code).increment(1);

@@ -10,8 +10,8 @@ use volley_core::http::Response;
 
 use super::actor::Input;
 use crate::metrics::{
-    BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, PACKETS_RECEIVED, PACKETS_SENT, POLLING,
-    SLOW_CONNECTIONS, WEBSOCKET, refused,
+    BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, PACKETS_RECEIVED, PACKETS_SENT, SLOW_CONNECTIONS,
+    refused,
 };
 
 /// What the driver's task sees of connections: transports, packets, bytes, refusals.
@@ -40,12 +40,12 @@ impl DriverMetrics {
                 WsMessage::Text(t) => t.len(),
                 WsMessage::Binary(b) => b.len(),
             };
-            counter!(PACKETS_RECEIVED, "transport" => WEBSOCKET).increment(1);
-            counter!(BYTES_RECEIVED, "transport" => WEBSOCKET).increment(len as u64);
+            counter!(PACKETS_RECEIVED, "transport" => "websocket").increment(1);
+            counter!(BYTES_RECEIVED, "transport" => "websocket").increment(len as u64);
         }
         if let Some(Body::Complete(b)) = body {
-            counter!(PACKETS_RECEIVED, "transport" => POLLING).increment(payload_packets(b));
-            counter!(BYTES_RECEIVED, "transport" => POLLING).increment(b.len() as u64);
+            counter!(PACKETS_RECEIVED, "transport" => "polling").increment(payload_packets(b));
+            counter!(BYTES_RECEIVED, "transport" => "polling").increment(b.len() as u64);
         }
     }
 
@@ -57,17 +57,17 @@ impl DriverMetrics {
                     WsMessage::Text(t) => t.len(),
                     WsMessage::Binary(b) => b.len(),
                 };
-                counter!(PACKETS_SENT, "transport" => WEBSOCKET).increment(1);
-                counter!(BYTES_SENT, "transport" => WEBSOCKET).increment(len as u64);
+                counter!(PACKETS_SENT, "transport" => "websocket").increment(1);
+                counter!(BYTES_SENT, "transport" => "websocket").increment(len as u64);
             }
             Output::Response { conn, response } => match response.status {
                 101 => {
                     self.websockets.insert(*conn);
                 }
                 200 if !response.body.is_empty() && content_type(response) != Some("text/html") => {
-                    counter!(PACKETS_SENT, "transport" => POLLING)
+                    counter!(PACKETS_SENT, "transport" => "polling")
                         .increment(payload_packets(&response.body));
-                    counter!(BYTES_SENT, "transport" => POLLING)
+                    counter!(BYTES_SENT, "transport" => "polling")
                         .increment(response.body.len() as u64);
                 }
                 400 | 403 => {
@@ -100,8 +100,8 @@ impl DriverMetrics {
         let now = (sessions - ws, ws);
         if self.last != Some(now) {
             self.last = Some(now);
-            gauge!(CONNECTIONS, "transport" => POLLING).set(now.0 as f64);
-            gauge!(CONNECTIONS, "transport" => WEBSOCKET).set(now.1 as f64);
+            gauge!(CONNECTIONS, "transport" => "polling").set(now.0 as f64);
+            gauge!(CONNECTIONS, "transport" => "websocket").set(now.1 as f64);
         }
     }
 }
