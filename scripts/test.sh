@@ -14,10 +14,13 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
-# System packages the integration suites drive: a redis-server the Redis tests start on a free
-# port of their own, and Chromium for the conformance suite's browser test.
+# System packages the integration suites drive: redis-server, redis-sentinel and redis-cli (the
+# Redis tests start servers, Sentinels and a Redis Cluster on free ports of their own; the
+# cluster is created with redis-cli), and Chromium for the conformance suite's browser test.
 missing=()
 need redis-server || missing+=(redis-server)
+need redis-sentinel || missing+=(redis-sentinel)
+need redis-cli || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"

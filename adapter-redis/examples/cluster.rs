@@ -27,7 +27,8 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use volley::{ConnectCtx, Data, Next, Socket};
+use volley::runtime::Runtime;
+use volley::{ConnectCtx, Data, Io, Next, Socket};
 use volley_redis::{RedisAdapter, RedisOptions};
 use volley_tokio::TokioRuntime;
 
@@ -41,24 +42,8 @@ fn field(s: &Socket, name: &str, default: &str) -> String {
     profile(s)[name].as_str().unwrap_or(default).to_owned()
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let redis_url =
-        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let port: u16 = match std::env::var("PORT") {
-        Ok(p) => p
-            .parse()
-            .map_err(|_| std::io::Error::other(format!("PORT is not a port: {p:?}")))?,
-        Err(_) => 3000,
-    };
-
-    let rt = TokioRuntime::current();
-    let adapter = RedisAdapter::new(RedisOptions::new(&redis_url), rt.clone());
-    let io = volley::builder()
-        .adapter(adapter.clone())
-        .request_timeout(Duration::from_secs(3))
-        .build(rt);
-
+/// The chat's handlers on `io`'s namespace `/`.
+pub fn install<R: Runtime>(io: &Io<R>) {
     let ns = io.ns("/");
     ns.use_connect(|ctx: ConnectCtx, next: Next| async move {
         let nick: String = ctx
@@ -112,6 +97,27 @@ async fn main() -> std::io::Result<()> {
             nicks
         }
     });
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("PORT is not a port: {p:?}")))?,
+        Err(_) => 3000,
+    };
+
+    let rt = TokioRuntime::current();
+    let adapter = RedisAdapter::new(RedisOptions::new(&redis_url), rt.clone());
+    let io = volley::builder()
+        .adapter(adapter.clone())
+        .request_timeout(Duration::from_secs(3))
+        .build(rt);
+
+    install(&io);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;

@@ -4,11 +4,11 @@
 //! count, the Pub/Sub subscriber, and the namespace of the requests received (for their
 //! answers, which carry none). The wire formats stay in the codecs.
 
-use crate::RedisOptions;
+use crate::{PubSub, RedisOptions, Target};
 use futures::channel::mpsc;
 use futures::future::{BoxFuture, Either, select};
 use futures::{FutureExt, StreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +34,11 @@ pub(crate) struct Link {
     count: AtomicUsize,
     /// The `PUBSUB` subcommand and the channel whose subscribers are the servers.
     count_query: (&'static str, String),
+    /// The channel only Volley nodes subscribe, in the formats whose `all_rooms` request
+    /// Node servers lack (see [`Link::foreign_count`]); counted with the same subcommand.
+    presence: Option<String>,
+    /// How many subscribe [`Link::presence`] (Volley nodes, this one included).
+    volley: AtomicUsize,
 }
 
 impl Link {
@@ -51,7 +56,31 @@ impl Link {
             sleep: std::sync::Arc::new(move |d| runtime.sleep(d).boxed()),
             count: AtomicUsize::new(1),
             count_query,
+            presence: None,
+            volley: AtomicUsize::new(1),
         }
+    }
+
+    /// Counts the subscribers of `channel` too: the Volley nodes (see
+    /// [`Link::foreign_count`]).
+    pub(crate) fn with_presence(mut self, channel: String) -> Self {
+        self.presence = Some(channel);
+        self
+    }
+
+    /// The presence channel, if any.
+    pub(crate) fn presence(&self) -> Option<&str> {
+        self.presence.as_deref()
+    }
+
+    /// How many of the counted servers are not Volley nodes (Node servers), as last
+    /// counted: 0 without a presence channel.
+    pub(crate) fn foreign_count(&self) -> usize {
+        if self.presence.is_none() {
+            return 0;
+        }
+        self.server_count()
+            .saturating_sub(self.volley.load(Ordering::SeqCst).max(1))
     }
 
     /// The cached server count (1 at least: this node).
@@ -62,6 +91,7 @@ impl Link {
     /// Forgets the other servers: requests do not wait for nodes that cannot answer.
     pub(crate) fn count_alone(&self) {
         self.count.store(1, Ordering::SeqCst);
+        self.volley.store(1, Ordering::SeqCst);
     }
 
     /// `fut`, or a timeout error after the connect timeout.
@@ -89,10 +119,34 @@ impl Link {
     }
 
     /// A new connection; replies may take `response` (the connect timeout when `None`).
-    pub(crate) async fn connect(
-        &self,
-        response: Option<Duration>,
-    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    pub(crate) async fn connect(&self, response: Option<Duration>) -> redis::RedisResult<Conn> {
+        if let Target::Cluster { .. } = self.options.target {
+            return self
+                .timed(async {
+                    let client = self.options.cluster_client(response, None)?;
+                    Ok(Conn::Cluster(client.get_async_connection().await?))
+                })
+                .await;
+        }
+        self.connect_one(response).await
+    }
+
+    /// A new connection for publishing. Classic Pub/Sub on a Redis Cluster publishes on one
+    /// node (the next of the target's nodes at each reconnection): any node takes a
+    /// `PUBLISH` and forwards it to the others, but messages published on different nodes
+    /// may overtake each other on the way, and the cluster client sends a command whose
+    /// node is gone to a random one.
+    pub(crate) async fn connect_for_publishing(&self) -> redis::RedisResult<Conn> {
+        if let (Target::Cluster { .. }, PubSub::Classic) =
+            (&self.options.target, self.options.pub_sub)
+        {
+            return self.connect_one(None).await;
+        }
+        self.connect(None).await
+    }
+
+    /// A connection to the one server [`RedisOptions::client`] names.
+    async fn connect_one(&self, response: Option<Duration>) -> redis::RedisResult<Conn> {
         let limit = self.options.connect_timeout;
         self.timed(async {
             let client = self.options.client().await?;
@@ -102,6 +156,7 @@ impl Link {
             client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
+                .map(Conn::Single)
         })
         .await
     }
@@ -110,22 +165,69 @@ impl Link {
         (current * 2).min(self.options.backoff.1)
     }
 
-    /// Asks Redis for the server count and caches it.
-    pub(crate) async fn query_count(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> redis::RedisResult<usize> {
+    /// Asks Redis for the server count (and the Volley nodes' count, with a presence
+    /// channel) and caches it.
+    pub(crate) async fn query_count(&self, conn: &mut Conn) -> redis::RedisResult<usize> {
         let (subcommand, channel) = &self.count_query;
-        let (_, n): (String, usize) = redis::cmd("PUBSUB")
-            .arg(*subcommand)
-            .arg(channel)
-            .query_async::<Vec<(String, usize)>>(conn)
-            .await?
+        let n = self.subscribers(conn, subcommand, channel).await?.max(1);
+        if let Some(presence) = &self.presence {
+            let v = self.subscribers(conn, subcommand, presence).await?.max(1);
+            self.volley.store(v, Ordering::SeqCst);
+        }
+        self.count.store(n, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// `PUBSUB <subcommand> <channel>`: how many subscribe `channel`.
+    async fn subscribers(
+        &self,
+        conn: &mut Conn,
+        subcommand: &str,
+        channel: &str,
+    ) -> redis::RedisResult<usize> {
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg(subcommand).arg(channel);
+        let reply = match conn {
+            // Classic Pub/Sub on a Redis Cluster: each node counts its own subscribers, so
+            // every node is asked and the counts are added up.
+            Conn::Cluster(c) if subcommand == "NUMSUB" => {
+                let routing = redis::cluster_routing::RoutingInfo::MultiNode((
+                    redis::cluster_routing::MultipleNodeRoutingInfo::AllNodes,
+                    None,
+                ));
+                let per_node = c.route_command(cmd, routing).await?;
+                let redis::Value::Map(per_node) = per_node else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "PUBSUB NUMSUB on every node: no map of answers",
+                    )));
+                };
+                let mut total = 0;
+                for (_, answer) in per_node {
+                    let counts: Vec<(String, usize)> = redis::from_redis_value(answer)?;
+                    total += counts.first().map_or(0, |(_, n)| *n);
+                }
+                return Ok(total);
+            }
+            // Asked of the master that owns the channel's slot (the client would ask every
+            // node and add up their answers).
+            Conn::Cluster(c) => {
+                let route = redis::cluster_routing::Route::new(
+                    key_slot(channel.as_bytes()),
+                    redis::cluster_routing::SlotAddr::Master,
+                );
+                let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+                    redis::cluster_routing::SingleNodeRoutingInfo::SpecificNode(route),
+                );
+                c.route_command(cmd, routing).await?
+            }
+            Conn::Single(_) => cmd.query_async::<redis::Value>(conn).await?,
+        };
+        let (_, n): (String, usize) = redis::from_redis_value::<Vec<(String, usize)>>(reply)?
             .into_iter()
             .next()
             .unwrap_or_default();
-        self.count.store(n.max(1), Ordering::SeqCst);
-        Ok(n.max(1))
+        Ok(n)
     }
 
     /// Counts the servers now on a connection of its own, if Redis answers (after a
@@ -139,7 +241,7 @@ impl Link {
     /// The counter task: keeps the cached server count fresh until `stopped`; 1 while Redis
     /// is away.
     pub(crate) async fn counter(&self, stopped: impl Fn() -> bool) {
-        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+        let mut conn: Option<Conn> = None;
         while !stopped() {
             if conn.is_none() {
                 conn = self.connect(None).await.ok();
@@ -160,6 +262,11 @@ impl Link {
     /// hands each message to `on_message` (once: a message matched by a pattern and an exact
     /// channel comes twice) and starts again when the connection drops, until `stopped`
     /// (looked at after each message, and every `poll` when given).
+    ///
+    /// It subscribes on a RESP3 connection, where Redis's refusal of a subscription (an ACL
+    /// that lacks a pattern) is an error, logged and retried with the backoff; the redis
+    /// client's RESP2 Pub/Sub connection drops such refusals unseen. A server without RESP3
+    /// (before Redis 6) gets the RESP2 connection.
     pub(crate) async fn subscriber(
         &self,
         patterns: &[String],
@@ -169,23 +276,21 @@ impl Link {
         hooks: impl SubscriberHooks,
     ) {
         let mut retry = Reconnect::new(self);
+        let mut resp3 = true;
         while !hooks.stopped() {
-            let pubsub = self
-                .timed(async {
-                    let client = self.options.client().await?;
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    for pattern in patterns {
-                        pubsub.psubscribe(pattern).await?;
-                    }
-                    for channel in exact {
-                        pubsub.subscribe(channel).await?;
-                    }
-                    Ok(pubsub)
-                })
-                .await;
-            let mut pubsub = match pubsub {
-                Ok(p) => p,
+            let messages = if resp3 {
+                self.timed(self.subscribe_resp3(patterns, exact)).await
+            } else {
+                self.timed(self.subscribe_resp2(patterns, exact)).await
+            };
+            let mut messages = match messages {
+                Ok(m) => m,
                 Err(e) => {
+                    if resp3 && e.to_string().to_ascii_lowercase().contains("hello") {
+                        // No RESP3 here (`HELLO` unknown): the RESP2 connection from now on.
+                        resp3 = false;
+                        continue;
+                    }
                     retry.failed(self, &e, log.cannot).await;
                     continue;
                 }
@@ -193,7 +298,6 @@ impl Link {
             retry.connected(self, log.again);
             hooks.set_subscribed(true);
             self.count_now().await;
-            let mut messages = pubsub.on_message();
             loop {
                 let msg = match poll {
                     None => messages.next().await,
@@ -203,15 +307,14 @@ impl Link {
                         Either::Right(_) => continue,
                     },
                 };
-                let Some(msg) = msg else {
+                let Some((channel, payload, from_pattern)) = msg else {
                     break;
                 };
-                let channel = msg.get_channel_name();
-                if msg.from_pattern() && exact.contains(channel) {
+                if from_pattern && exact.contains(&channel) {
                     // Delivered by the exact subscription as well.
                     continue;
                 }
-                hooks.on_message(channel, msg.get_payload_bytes());
+                hooks.on_message(&channel, &payload);
                 if hooks.stopped() {
                     return;
                 }
@@ -222,7 +325,103 @@ impl Link {
             retry.lost(log.lost, None);
         }
     }
+
+    /// Subscribes on a RESP3 connection; its messages as (channel, payload, matched by a
+    /// pattern), ending when the connection does or Redis takes a subscription away.
+    async fn subscribe_resp3(
+        &self,
+        patterns: &[String],
+        exact: &HashSet<String>,
+    ) -> redis::RedisResult<Messages> {
+        let client = self.options.client().await?;
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let (tx, pushes) = mpsc::unbounded::<redis::PushInfo>();
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            .set_response_timeout(Some(self.options.connect_timeout))
+            .set_push_sender(move |push| tx.unbounded_send(push));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        for pattern in patterns {
+            redis::cmd("PSUBSCRIBE")
+                .arg(pattern)
+                .exec_async(&mut conn)
+                .await?;
+        }
+        for channel in exact {
+            redis::cmd("SUBSCRIBE")
+                .arg(channel)
+                .exec_async(&mut conn)
+                .await?;
+        }
+        let bytes = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => Some(b.clone()),
+            _ => None,
+        };
+        let messages = pushes
+            .map(move |push| {
+                // The connection lives as long as its messages are read.
+                let _ = &conn;
+                push
+            })
+            .take_while(|push| {
+                let go_on = !matches!(
+                    push.kind,
+                    redis::PushKind::Disconnection
+                        | redis::PushKind::Unsubscribe
+                        | redis::PushKind::PUnsubscribe
+                );
+                futures::future::ready(go_on)
+            })
+            .filter_map(move |push| {
+                let msg = match (push.kind, push.data.as_slice()) {
+                    (redis::PushKind::Message, [channel, payload]) => bytes(channel)
+                        .zip(bytes(payload))
+                        .map(|(c, p)| (String::from_utf8_lossy(&c).into_owned(), p, false)),
+                    (redis::PushKind::PMessage, [_, channel, payload]) => bytes(channel)
+                        .zip(bytes(payload))
+                        .map(|(c, p)| (String::from_utf8_lossy(&c).into_owned(), p, true)),
+                    _ => None,
+                };
+                futures::future::ready(msg)
+            });
+        Ok(Box::pin(messages))
+    }
+
+    /// Subscribes on the redis client's RESP2 Pub/Sub connection (a refused subscription
+    /// goes unnoticed there).
+    async fn subscribe_resp2(
+        &self,
+        patterns: &[String],
+        exact: &HashSet<String>,
+    ) -> redis::RedisResult<Messages> {
+        let client = self.options.client().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        for pattern in patterns {
+            pubsub.psubscribe(pattern).await?;
+        }
+        for channel in exact {
+            pubsub.subscribe(channel).await?;
+        }
+        let messages = pubsub.into_on_message().map(|msg| {
+            (
+                msg.get_channel_name().to_owned(),
+                msg.get_payload_bytes().to_vec(),
+                msg.from_pattern(),
+            )
+        });
+        Ok(Box::pin(messages))
+    }
 }
+
+/// The messages of a subscription connection: (channel, payload, matched by a pattern).
+type Messages = futures::stream::BoxStream<'static, (String, Vec<u8>, bool)>;
 
 /// What starting and stopping an adapter change: the node it runs for, the queue of its
 /// writing task, and whether it was stopped.
@@ -350,7 +549,7 @@ pub(crate) struct WriterLog {
 /// there is none, while Redis is away no more often than the backoff says; each outage is
 /// logged once.
 pub(crate) struct Writer {
-    conn: Option<redis::aio::MultiplexedConnection>,
+    conn: Option<Conn>,
     backoff: Duration,
     retry_at: Instant,
     down: bool,
@@ -371,12 +570,9 @@ impl Writer {
 
     /// The connection for the next command, connecting first when there is none and the
     /// backoff allows; `None` while Redis is away (the command is dropped).
-    pub(crate) async fn conn(
-        &mut self,
-        link: &Link,
-    ) -> Option<&mut redis::aio::MultiplexedConnection> {
+    pub(crate) async fn conn(&mut self, link: &Link) -> Option<&mut Conn> {
         if self.conn.is_none() && Instant::now() >= self.retry_at {
-            match link.connect(None).await {
+            match link.connect_for_publishing().await {
                 Ok(c) => {
                     self.conn = Some(c);
                     self.backoff = link.options.backoff.0;
@@ -392,6 +588,11 @@ impl Writer {
             }
         }
         self.conn.as_mut()
+    }
+
+    /// Whether the last attempt failed and no command has succeeded since (an outage).
+    pub(crate) fn is_down(&self) -> bool {
+        self.down
     }
 
     /// Records how a command went: a failure drops the connection (the next command
@@ -413,6 +614,81 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Publications kept while Redis is away, to be sent in order once it is back: at most
+/// `max_bytes` of payload (the oldest make room) and none older than `max_age`.
+pub(crate) struct Backlog<T> {
+    items: VecDeque<(Instant, usize, T)>,
+    bytes: usize,
+    max_bytes: usize,
+    max_age: Duration,
+    /// Dropped (too old or no room) since the last [`Backlog::take_dropped`].
+    dropped: usize,
+}
+
+impl<T> Backlog<T> {
+    /// An empty backlog with these bounds (`max_bytes` 0 keeps nothing).
+    pub(crate) fn new(max_bytes: usize, max_age: Duration) -> Self {
+        Backlog {
+            items: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+            max_age,
+            dropped: 0,
+        }
+    }
+
+    /// Keeps `item` of `size` bytes, made at `now`; the oldest go to make room.
+    pub(crate) fn push(&mut self, item: T, size: usize, now: Instant) {
+        if size > self.max_bytes {
+            self.dropped += 1;
+            return;
+        }
+        while self.bytes + size > self.max_bytes {
+            self.pop();
+            self.dropped += 1;
+        }
+        self.bytes += size;
+        self.items.push_back((now, size, item));
+    }
+
+    /// Drops what is older than the age limit at `now`.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some((made, _, _)) = self.items.front() {
+            if now.saturating_duration_since(*made) <= self.max_age {
+                break;
+            }
+            self.pop();
+            self.dropped += 1;
+        }
+    }
+
+    /// The oldest item.
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.items.front().map(|(_, _, item)| item)
+    }
+
+    /// Removes the oldest item (it was sent, or it is dropped).
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        let (_, size, item) = self.items.pop_front()?;
+        self.bytes -= size;
+        Some(item)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// How many were dropped since the last call.
+    pub(crate) fn take_dropped(&mut self) -> usize {
+        std::mem::take(&mut self.dropped)
     }
 }
 
@@ -464,5 +740,119 @@ impl RequestNamespaces {
             self.by_request.remove(&request);
         }
         nsp.unwrap_or_else(|| "/".to_owned())
+    }
+}
+
+/// A connection to one server (or the master the Sentinels name), or to a Redis Cluster
+/// (each command goes to the node that owns its key's or channel's slot).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server.
+    Single(redis::aio::MultiplexedConnection),
+    /// A Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The Redis Cluster slot of `key` (a channel name for sharded Pub/Sub): CRC16 (XMODEM) of
+/// the key, or of its hash tag (the part between the first `{` and the next `}`, when not
+/// empty), modulo 16384.
+pub(crate) fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|b| *b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.iter()
+            .position(|b| *b == b'}')
+            .filter(|close| *close > 0)
+            .map(|close| &rest[..close])
+    });
+    let mut crc: u16 = 0;
+    for byte in tagged.unwrap_or(key) {
+        crc ^= u16::from(*byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    #[test]
+    fn slots_as_redis_computes_them() {
+        // `CLUSTER KEYSLOT` of these, from a Redis 7 server.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"123456789"), 12739);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_ne!(
+            key_slot(b"foo{}{bar}"),
+            key_slot(b"bar"),
+            "an empty tag is no tag"
+        );
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use super::Backlog;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_backlog_keeps_order_within_its_bytes_and_age() {
+        let t0 = Instant::now();
+        let mut b = Backlog::new(10, Duration::from_secs(5));
+        for (i, at) in [(1u8, 0u64), (2, 1), (3, 2)] {
+            b.push(i, 4, t0 + Duration::from_secs(at));
+        }
+        // 12 bytes asked for 10: the oldest made room.
+        assert_eq!((b.len(), b.take_dropped()), (2, 1));
+        assert_eq!(b.front(), Some(&2));
+        b.expire(t0 + Duration::from_millis(6_500));
+        assert_eq!(b.take_dropped(), 1);
+        assert_eq!(b.front(), Some(&3));
+        assert_eq!(b.pop(), Some(3));
+        assert!(b.is_empty());
+        // Larger than the whole budget: never kept.
+        b.push(9, 11, t0);
+        assert!(b.is_empty());
+        assert_eq!(b.take_dropped(), 1);
+        let mut off = Backlog::new(0, Duration::from_secs(5));
+        off.push(1u8, 1, t0);
+        assert!(off.is_empty());
     }
 }

@@ -18,7 +18,8 @@
 //! [`Adapter::start`] three tasks are spawned on the [`Runtime`] given to
 //! [`RedisAdapter::new`]:
 //!
-//! - the subscriber: one Pub/Sub connection, `PSUBSCRIBE prefix#*`, `prefix-request#*`,
+//! - the subscriber: one Pub/Sub connection (RESP3, so that a refused subscription is an
+//!   error; RESP2 before Redis 6), `PSUBSCRIBE prefix#*`, `prefix-request#*`,
 //!   `prefix-response#*` (every namespace, including dynamic ones) plus `SUBSCRIBE` of the
 //!   request and answer channels of [`RedisOptions::namespaces`] (so that `PUBSUB NUMSUB`, the
 //!   reference's server count, counts this node); a message matched both ways is handled once;
@@ -34,7 +35,14 @@
 //!
 //! The redis client's IO runs on tokio (feature `tokio`, the default) or smol (feature
 //! `smol`; with both, tokio is used when a tokio runtime is current, as the redis crate
-//! decides). TLS (`rediss://`) with features `tls-tokio` / `tls-smol` (rustls).
+//! decides). TLS (`rediss://`) with features `tls-tokio` (on by default) / `tls-smol`
+//! (rustls), trusting the system's roots or [`RedisOptions::tls_root_cert`].
+//!
+//! Redis is one server ([`RedisOptions::new`]), the master that Sentinels name
+//! ([`RedisOptions::sentinel`], asked again at every connection, so a failover is followed)
+//! or a Redis Cluster ([`RedisOptions::cluster`]: in the sharded mode each channel at the
+//! master of its slot; in the classic mode one node to subscribe on and one to publish on).
+//! `docs/deployment.md` has the options and the failover figures the tests measured.
 //!
 //! # Sharded Pub/Sub
 //!
@@ -76,7 +84,9 @@
 //!   the adapter as rooms are created and deleted ([`Adapter::room_changed`], which only
 //!   queues the change: local delivery never waits on Redis); the subscriber sends
 //!   `SSUBSCRIBE` / `SUNSUBSCRIBE` of the room's channel in that order, and after a
-//!   reconnection subscribes the channels of every room that exists then;
+//!   reconnection subscribes the channels of every room that exists then, in one round
+//!   trip (`SSUBSCRIBE` commands of up to 512 channels written at once; on a Redis Cluster
+//!   one command per channel, all in flight at once, each at its slot's master);
 //!   [`RedisAdapter::subscribed`] tells when the rooms created so far are subscribed;
 //! - the publisher sends `SPUBLISH`: answers to the asking node's answer channel, a
 //!   broadcast to one room to that room's channel as the mode says
@@ -106,7 +116,8 @@ pub use sharded::SubscriptionMode;
 
 use codec::{Codec, DecodeError, Decoded, Outgoing};
 use conn::{
-    Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog, Writer, WriterLog,
+    Backlog, Conn, Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog,
+    Writer, WriterLog,
 };
 use futures::channel::{mpsc, oneshot};
 use futures::future::{Either, select};
@@ -116,8 +127,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use volley::adapter::{Adapter, Inbox};
+
+/// How often the publisher tries again while publications wait for Redis (connecting is
+/// paced by the backoff).
+const RETRY_PUBLISH: Duration = Duration::from_millis(50);
 use volley::runtime::Runtime;
 use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
@@ -134,6 +149,13 @@ pub enum Target {
         master_name: String,
         /// Sentinel URLs (`redis://host:26379`).
         sentinels: Vec<String>,
+    },
+    /// A Redis Cluster, found through any of `nodes` (URLs); each command goes to the
+    /// master of its channel's slot in sharded Pub/Sub; one node each for subscribing and
+    /// publishing in the classic mode ([`RedisOptions::cluster`]).
+    Cluster {
+        /// URLs of some of the cluster's nodes (`redis://host:7000`).
+        nodes: Vec<String>,
     },
 }
 
@@ -184,6 +206,39 @@ pub struct RedisOptions {
     pub backoff: (Duration, Duration),
     /// How long connecting may take before it counts as failed: 2 s.
     pub connect_timeout: Duration,
+    /// The CA certificate (PEM) that a `rediss://` server's certificate must chain to,
+    /// instead of the system's roots: `None`. Needs feature `tls-tokio` or `tls-smol`
+    /// (without one, connecting with it set fails with an `InvalidClientConfig` error).
+    pub tls_root_cert: Option<Vec<u8>>,
+    /// What is kept while Redis is away (see [`OutageBuffer`]): 8 MiB, 10 s.
+    pub outage_buffer: OutageBuffer,
+}
+
+/// The publications a node keeps while Redis is away, sent in order once it is back: at
+/// most `max_bytes` of payload (the oldest make room) and none older than `max_age` (those
+/// are dropped, with a warning). After an outage the node waits, up to `resubscribe_wait`,
+/// for as many servers as it counted before to be subscribed again, so that the nodes that
+/// come back receive what was kept exactly once and in order. `max_bytes` 0 keeps nothing,
+/// as the reference adapter does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutageBuffer {
+    /// Most payload bytes kept: 8 MiB.
+    pub max_bytes: usize,
+    /// Oldest publication kept: 10 s.
+    pub max_age: Duration,
+    /// Longest wait for the other servers to subscribe again before sending what was kept:
+    /// 3 s.
+    pub resubscribe_wait: Duration,
+}
+
+impl Default for OutageBuffer {
+    fn default() -> Self {
+        OutageBuffer {
+            max_bytes: 8 * 1024 * 1024,
+            max_age: Duration::from_secs(10),
+            resubscribe_wait: Duration::from_secs(3),
+        }
+    }
 }
 
 impl RedisOptions {
@@ -201,6 +256,8 @@ impl RedisOptions {
             count_interval: Duration::from_secs(1),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(2),
+            tls_root_cert: None,
+            outage_buffer: OutageBuffer::default(),
         }
     }
 
@@ -215,9 +272,48 @@ impl RedisOptions {
         }
     }
 
+    /// Options for a Redis Cluster found through `nodes` (URLs of some of its nodes), in
+    /// sharded Pub/Sub ([`RedisOptions::sharded`], the dynamic subscription mode unless
+    /// [`RedisOptions::sharded_mode`] says otherwise): each channel is published to and
+    /// subscribed at the master that owns its slot, and a failover is followed.
+    ///
+    /// With `pub_sub` set back to [`PubSub::Classic`], the classic mode runs on the cluster
+    /// too: it publishes and subscribes on one of `nodes` each (the next one at each
+    /// reconnection; Redis Cluster forwards classic Pub/Sub to every node, so each message
+    /// crosses the cluster bus) and counts the servers on every node.
+    /// The Streams adapter does not support this target (its subscriber fails with an
+    /// `InvalidClientConfig` error): give it one node's URL.
+    pub fn cluster(nodes: &[&str]) -> Self {
+        RedisOptions {
+            target: Target::Cluster {
+                nodes: nodes.iter().map(|s| (*s).to_owned()).collect(),
+            },
+            ..RedisOptions::new("redis://127.0.0.1:6379").sharded()
+        }
+    }
+
     /// Sets the password.
     pub fn password(mut self, password: &str) -> Self {
         self.password = Some(password.to_owned());
+        self
+    }
+
+    /// Sets the ACL user name (the password with [`RedisOptions::password`]).
+    pub fn username(mut self, username: &str) -> Self {
+        self.username = Some(username.to_owned());
+        self
+    }
+
+    /// Trusts the CA certificate `pem` (PEM) for `rediss://` servers, instead of the
+    /// system's roots (feature `tls-tokio` or `tls-smol`).
+    pub fn tls_root_cert(mut self, pem: &[u8]) -> Self {
+        self.tls_root_cert = Some(pem.to_vec());
+        self
+    }
+
+    /// Sets what is kept while Redis is away ([`OutageBuffer`]).
+    pub fn outage_buffer(mut self, buffer: OutageBuffer) -> Self {
+        self.outage_buffer = buffer;
         self
     }
 
@@ -263,7 +359,9 @@ impl RedisOptions {
     }
 
     fn redis_settings(&self, base: &redis::RedisConnectionInfo) -> redis::RedisConnectionInfo {
-        let mut settings = base.clone();
+        // No `CLIENT SETINFO` on connecting: one command fewer for an ACL user to be
+        // granted (its result is ignored anyway, and Redis before 7.2 lacks it).
+        let mut settings = base.clone().set_skip_set_lib_name();
         if let Some(p) = &self.password {
             settings = settings.set_password(p);
         }
@@ -283,7 +381,7 @@ impl RedisOptions {
             Target::Url(url) => {
                 let info = url.as_str().into_connection_info()?;
                 let settings = self.redis_settings(info.redis_settings());
-                redis::Client::open(info.set_redis_settings(settings))
+                self.open(info.set_redis_settings(settings))
             }
             Target::Sentinel {
                 master_name,
@@ -301,7 +399,109 @@ impl RedisOptions {
                 )?;
                 sentinel.async_get_client().await
             }
+            // The classic subscriber's connection: any node, as Redis Cluster forwards
+            // classic Pub/Sub to every node; the next one at each (re)connection, so that a
+            // node that is gone is left behind.
+            Target::Cluster { nodes } if !nodes.is_empty() => {
+                use redis::IntoConnectionInfo;
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, Ordering::Relaxed) % nodes.len();
+                let info = nodes[n].as_str().into_connection_info()?;
+                let settings = self.redis_settings(info.redis_settings());
+                self.open(info.set_redis_settings(settings))
+            }
+            Target::Cluster { .. } => Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a Redis Cluster target without nodes",
+            ))),
         }
+    }
+
+    /// A client for the cluster of [`Target::Cluster`]: RESP3 with `push` receiving the
+    /// push messages when given; replies may take `response` (the connect timeout when
+    /// `None`).
+    fn cluster_client(
+        &self,
+        response: Option<Duration>,
+        push: Option<mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let Target::Cluster { nodes } = &self.target else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "not a Redis Cluster target",
+            )));
+        };
+        let mut infos = Vec::new();
+        for url in nodes {
+            use redis::IntoConnectionInfo;
+            let info = url.as_str().into_connection_info()?;
+            let settings = self.redis_settings(info.redis_settings());
+            infos.push(info.set_redis_settings(settings));
+        }
+        let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(response.unwrap_or(self.connect_timeout))
+            // A command whose node is gone fails soon: the tasks reconnect themselves.
+            .retries(2)
+            .min_retry_wait(20)
+            .max_retry_wait(200);
+        if let Some(p) = &self.password {
+            builder = builder.password(p);
+        }
+        if let Some(u) = &self.username {
+            builder = builder.username(u);
+        }
+        #[cfg(any(feature = "tls-tokio", feature = "tls-smol"))]
+        if let Some(pem) = &self.tls_root_cert {
+            install_crypto_provider();
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        if let Some(tx) = push {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(move |push| tx.unbounded_send(push));
+        }
+        builder.build()
+    }
+
+    /// A client for `info`, trusting [`RedisOptions::tls_root_cert`] when set.
+    fn open(&self, info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+        let Some(pem) = &self.tls_root_cert else {
+            return redis::Client::open(info);
+        };
+        #[cfg(any(feature = "tls-tokio", feature = "tls-smol"))]
+        {
+            install_crypto_provider();
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )
+        }
+        #[cfg(not(any(feature = "tls-tokio", feature = "tls-smol")))]
+        {
+            let _ = (pem, info);
+            Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "RedisOptions::tls_root_cert needs feature tls-tokio or tls-smol of volley-redis",
+            )))
+        }
+    }
+}
+
+/// Makes rustls's `ring` provider the process default unless one is installed already
+/// (rustls needs one, and the redis client does not pick one).
+#[cfg(any(feature = "tls-tokio", feature = "tls-smol"))]
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: a provider is there either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -337,6 +537,9 @@ struct State {
     rooms_rx: Option<mpsc::UnboundedReceiver<RoomSubscription>>,
     /// Sharded mode: namespaces published in but not subscribed, already warned about.
     unlisted: HashSet<String>,
+    /// Where the other nodes' messages go, once started (for the answers given on behalf
+    /// of Node servers, see [`answer_for_foreign_nodes`]).
+    inbox: Option<Inbox>,
 }
 
 /// A node's membership of a cluster over Redis. Cheap to clone (a handle).
@@ -369,7 +572,13 @@ impl RedisAdapter {
         };
         RedisAdapter {
             shared: Arc::new(Shared {
-                link: Link::new(options, runtime, count_query),
+                link: match options.pub_sub {
+                    PubSub::Classic => Link::new(options, runtime, count_query),
+                    PubSub::Sharded => {
+                        let presence = sharded.presence_channel();
+                        Link::new(options, runtime, count_query).with_presence(presence)
+                    }
+                },
                 codec,
                 sharded,
                 subscribed: AtomicBool::new(false),
@@ -404,9 +613,12 @@ impl RedisAdapter {
     }
 
     /// Asks Redis for the server count now (and caches it).
+    ///
+    /// It connects anew within [`RedisOptions::connect_timeout`], so it also tells whether
+    /// the options work: a wrong password, an unknown user, a certificate that does not
+    /// chain to the trusted CA or a Redis that does not answer come back as the error.
     pub async fn refresh_server_count(&self) -> redis::RedisResult<usize> {
-        let client = self.shared.link.options.client().await?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = self.shared.link.connect(None).await?;
         self.shared.link.query_count(&mut conn).await
     }
 
@@ -455,8 +667,10 @@ impl Shared {
         }
     }
 
-    /// Publishes in order; while Redis is away, drops what comes (logged once per outage)
-    /// and tries to reconnect no more often than the backoff says.
+    /// Publishes in order. While Redis is away, keeps what comes in the outage buffer
+    /// (logged once per outage) and tries to reconnect no more often than the backoff says;
+    /// once it is back, waits for the servers counted before to subscribe again (at most
+    /// `resubscribe_wait`), then sends what was kept, in order.
     async fn publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
         let mut writer = Writer::new(
             &self.link,
@@ -470,17 +684,109 @@ impl Shared {
             PubSub::Classic => "PUBLISH",
             PubSub::Sharded => "SPUBLISH",
         };
-        while let Some(out) = rx.next().await {
+        let limits = self.link.options.outage_buffer;
+        // With no outage buffer, the backlog only holds what came in one turn.
+        let keep_bytes = match limits.max_bytes {
+            0 => usize::MAX,
+            n => n,
+        };
+        let mut backlog = Backlog::new(keep_bytes, limits.max_age);
+        // The servers subscribed when Redis last took a publication.
+        let mut servers = 1;
+        // When the first attempt to send what was kept after an outage came.
+        let mut resync_since: Option<Instant> = None;
+        let mut open = true;
+        loop {
+            let waiting = !backlog.is_empty();
+            if !waiting && !open {
+                return;
+            }
+            let next = if waiting {
+                // Something waits for Redis: wake up for the next attempt even if nothing
+                // else comes.
+                let retry = (self.link.sleep)(RETRY_PUBLISH);
+                match select(rx.next(), retry).await {
+                    Either::Left((next, _)) => next,
+                    Either::Right(_) => None,
+                }
+            } else {
+                rx.next().await
+            };
+            match next {
+                Some(out) => self.keep(&mut backlog, out),
+                None if !waiting => open = false,
+                None => {}
+            }
+            while let Ok(out) = rx.try_recv() {
+                self.keep(&mut backlog, out);
+            }
+            backlog.expire(Instant::now());
+            let dropped = backlog.take_dropped();
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "redis adapter: publications dropped, Redis away for longer than the outage buffer keeps"
+                );
+            }
+            let resync = writer.is_down() && limits.max_bytes > 0;
             let Some(c) = writer.conn(&self.link).await else {
+                if limits.max_bytes == 0 {
+                    // Nothing is kept: what Redis cannot take is gone, as with the reference.
+                    while backlog.pop().is_some() {}
+                }
                 continue;
             };
-            let sent: redis::RedisResult<i64> = redis::cmd(command)
-                .arg(&out.channel)
-                .arg(&out.payload)
-                .query_async(c)
-                .await;
-            writer.done(sent.map(|_| ()));
+            if resync {
+                // Back after an outage: the other servers resubscribe on their own
+                // schedule; what was kept goes out once they are there (or the wait is over).
+                let since = *resync_since.get_or_insert_with(Instant::now);
+                let counted = self.link.query_count(c).await;
+                match counted {
+                    Ok(n) if n < servers && since.elapsed() < limits.resubscribe_wait => continue,
+                    Ok(n) => servers = servers.max(n),
+                    Err(e) => {
+                        writer.done(Err(e));
+                        continue;
+                    }
+                }
+            }
+            while let Some(out) = backlog.front() {
+                let Some(c) = writer.conn(&self.link).await else {
+                    break;
+                };
+                let sent: redis::RedisResult<i64> = redis::cmd(command)
+                    .arg(&out.channel)
+                    .arg(&out.payload)
+                    .query_async(c)
+                    .await;
+                match sent {
+                    Ok(_) => {
+                        backlog.pop();
+                        writer.done(Ok::<(), redis::RedisError>(()));
+                        if resync_since.is_none() {
+                            servers = self.link.server_count();
+                        }
+                    }
+                    Err(e) => {
+                        writer.done(Err(e));
+                        break;
+                    }
+                }
+            }
+            if backlog.is_empty() {
+                resync_since = None;
+            }
+            if limits.max_bytes == 0 {
+                // Nothing is kept: what Redis did not take is gone, as with the reference.
+                while backlog.pop().is_some() {}
+            }
         }
+    }
+
+    /// Puts `out` in the backlog.
+    fn keep(&self, backlog: &mut Backlog<Outgoing>, out: Outgoing) {
+        let size = out.payload.len() + out.channel.len();
+        backlog.push(out, size, Instant::now());
     }
 
     /// Subscribes, delivers, and starts again when the connection drops.
@@ -530,11 +836,14 @@ impl Shared {
                     self.sharded.response_channel(nsp, node),
                 ]
             })
+            .chain(self.link.presence().map(str::to_owned))
             .collect();
         // The room channels wanted now, and how many subscriptions were taken from `rooms`.
         let mut wanted: HashSet<String> = HashSet::new();
         let mut taken: u64 = 0;
         let mut refused_logged = false;
+        // Whether (re)subscribing sends every channel at once (see `subscribe_batch`).
+        let mut batch = true;
         while !self.stopped() {
             // What came while disconnected is folded in: the connection subscribes the rest.
             while let Ok(r) = rooms.try_recv() {
@@ -549,6 +858,14 @@ impl Shared {
             let conn = self
                 .link
                 .timed(async {
+                    if let Target::Cluster { .. } = self.link.options.target {
+                        let client = self.link.options.cluster_client(None, Some(tx))?;
+                        let conn = client.get_async_connection().await?;
+                        let rooms: Vec<&String> =
+                            wanted.iter().filter(|c| !fixed.contains(c)).collect();
+                        subscribe_cluster(&conn, &fixed, &rooms, &mut refused_logged).await?;
+                        return Ok(Conn::Cluster(conn));
+                    }
                     let client = self.link.options.client().await?;
                     // Push messages (and so subscribing on a multiplexed connection) need RESP3.
                     let info = client.get_connection_info().clone();
@@ -564,6 +881,17 @@ impl Shared {
                     let mut conn = client
                         .get_multiplexed_async_connection_with_config(&config)
                         .await?;
+                    let rooms: Vec<&String> =
+                        wanted.iter().filter(|c| !fixed.contains(c)).collect();
+                    if batch {
+                        if let Err(e) = subscribe_batch(&mut conn, &fixed, &rooms).await {
+                            // From now on one channel per command, which tells which
+                            // channel Redis refuses.
+                            batch = false;
+                            return Err(e);
+                        }
+                        return Ok(Conn::Single(conn));
+                    }
                     // One channel per command: each confirmation is one reply.
                     for channel in &fixed {
                         redis::cmd("SSUBSCRIBE")
@@ -571,14 +899,14 @@ impl Shared {
                             .exec_async(&mut conn)
                             .await?;
                     }
-                    for channel in wanted.iter().filter(|c| !fixed.contains(c)) {
+                    for channel in rooms {
                         let done = redis::cmd("SSUBSCRIBE")
                             .arg(channel)
                             .exec_async(&mut conn)
                             .await;
                         refused(done, channel, &mut refused_logged)?;
                     }
-                    Ok(conn)
+                    Ok(Conn::Single(conn))
                 })
                 .await;
             let mut conn = match conn {
@@ -731,7 +1059,11 @@ impl SubscriberHooks for Classic<'_> {
 
 impl Adapter for RedisAdapter {
     fn start(&self, node: NodeId, inbox: Inbox) {
-        let rx = self.shared.lock().run.start(node);
+        let rx = {
+            let mut state = self.shared.lock();
+            state.inbox = Some(inbox.clone());
+            state.run.start(node)
+        };
         let s = &self.shared;
         let spawn = &s.link.spawn;
         spawn(s.clone().publisher(rx).boxed());
@@ -777,6 +1109,9 @@ impl Adapter for RedisAdapter {
             }
         };
         state.run.send(out);
+        if let Some(inbox) = &state.inbox {
+            answer_for_foreign_nodes(&self.shared.link, inbox, &message);
+        }
     }
 
     fn server_count(&self) -> usize {
@@ -816,6 +1151,27 @@ impl Adapter for RedisAdapter {
     }
 }
 
+/// For a request that only Volley nodes understand (`all_rooms`, types 100/101 in the
+/// sharded and Streams formats, which Node's `ClusterAdapter` lacks), delivers an empty
+/// answer on behalf of each counted server that is not a Volley node, so that the request
+/// completes once the Volley nodes answered instead of waiting for its timeout. The Volley
+/// nodes are those subscribing the presence channel, as last counted; a server that joined
+/// since is waited for as before.
+pub(crate) fn answer_for_foreign_nodes(link: &Link, inbox: &Inbox, message: &ClusterMessage) {
+    let ClusterMessage::AllRooms { request, .. } = message else {
+        return;
+    };
+    for _ in 0..link.foreign_count() {
+        inbox.deliver(
+            codec::unknown_node(),
+            ClusterMessage::AllRoomsResponse {
+                request: *request,
+                rooms: Vec::new(),
+            },
+        );
+    }
+}
+
 /// What the sharded subscriber waits for.
 enum Event {
     /// A push message of the subscription connection.
@@ -826,6 +1182,68 @@ enum Event {
     Room(RoomSubscription),
     /// Nothing came for a count interval.
     Idle,
+}
+
+/// Most channels in one `SSUBSCRIBE` of a [batch](subscribe_batch).
+const SUBSCRIBE_BATCH: usize = 512;
+
+/// Subscribes `fixed` and `rooms` in one round trip: `SSUBSCRIBE` commands of up to
+/// [`SUBSCRIBE_BATCH`] channels each, written at once, whose replies are one confirmation
+/// per channel. Redis refusing a command (an ACL, a channel whose slot is elsewhere) answers
+/// it with one error instead of a confirmation per channel, so the replies come short and
+/// this fails with the response timeout, or with the error if the count still matches; the
+/// caller then subscribes one channel per command.
+async fn subscribe_batch(
+    conn: &mut redis::aio::MultiplexedConnection,
+    fixed: &[String],
+    rooms: &[&String],
+) -> redis::RedisResult<()> {
+    use redis::aio::ConnectionLike;
+    let channels: Vec<&String> = fixed.iter().chain(rooms.iter().copied()).collect();
+    if channels.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for chunk in channels.chunks(SUBSCRIBE_BATCH) {
+        pipe.cmd("SSUBSCRIBE").arg(chunk);
+    }
+    let replies = conn.req_packed_commands(&pipe, 0, channels.len()).await?;
+    match replies.into_iter().find_map(|v| match v {
+        redis::Value::ServerError(e) => Some(e),
+        _ => None,
+    }) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Subscribes `fixed` and `rooms` on a Redis Cluster: one `SSUBSCRIBE` per channel, all in
+/// flight at once, each sent to the master of its channel's slot (so still one round trip
+/// per master). A refused room channel is logged once, as [`refused`] says.
+async fn subscribe_cluster(
+    conn: &redis::cluster_async::ClusterConnection,
+    fixed: &[String],
+    rooms: &[&String],
+    refused_logged: &mut bool,
+) -> redis::RedisResult<()> {
+    let subscribe = |channel: &String| {
+        let mut conn = conn.clone();
+        let channel = channel.clone();
+        async move {
+            redis::cmd("SSUBSCRIBE")
+                .arg(&channel)
+                .exec_async(&mut conn)
+                .await
+        }
+    };
+    for done in futures::future::join_all(fixed.iter().map(subscribe)).await {
+        done?;
+    }
+    let done = futures::future::join_all(rooms.iter().map(|c| subscribe(c))).await;
+    for (done, channel) in done.into_iter().zip(rooms) {
+        refused(done, channel, refused_logged)?;
+    }
+    Ok(())
 }
 
 /// Passes a room channel's `SSUBSCRIBE` / `SUNSUBSCRIBE` result on when the connection

@@ -13,8 +13,11 @@
 //! broadcast to one room reaches only the nodes where that room has members. The modes
 //! must agree across a cluster (a node in the static mode never reads room channels).
 //! `ClusterAdapter` has no "all rooms" message: Volley nodes use types 100 and 101 between
-//! themselves, which Node servers ignore (so an `all_rooms` in a mixed cluster times out on
-//! them).
+//! themselves, which Node servers ignore. So that an `all_rooms` in a mixed cluster does not
+//! wait for them until its timeout, every Volley node also subscribes
+//! [`ShardedCodec::presence_channel`]; the servers counted on the namespace channel but not
+//! there are Node servers, and the adapter answers for them at once (with no rooms: the
+//! result lists the Volley nodes' rooms).
 
 use crate::codec::{
     DecodeError, Decoded, Outgoing, broadcast_opts, client_count, decode_event_data, decode_opts,
@@ -192,6 +195,13 @@ impl ShardedCodec {
     /// `prefix#<nsp>#`: the messages of a namespace; its `SHARDNUMSUB` counts the servers.
     pub fn channel(&self, nsp: &str) -> String {
         format!("{}#{nsp}#", self.prefix)
+    }
+
+    /// `prefix#volley#`: a channel that only Volley nodes subscribe, so that they can be
+    /// told from Node servers (`SHARDNUMSUB`); no message is published on it. No namespace,
+    /// room or answer channel is named so (they all start `prefix#/`).
+    pub fn presence_channel(&self) -> String {
+        format!("{}#volley#", self.prefix)
     }
 
     /// `prefix#<nsp>#<uid>#`: answers for node `uid`.

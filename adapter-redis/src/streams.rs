@@ -150,6 +150,9 @@ struct State {
     subscribed: bool,
     reading: bool,
     waiting: Vec<oneshot::Sender<()>>,
+    /// Where the other nodes' messages go, once started (for the answers given on behalf
+    /// of Node servers).
+    inbox: Option<Inbox>,
 }
 
 struct Shared {
@@ -159,7 +162,7 @@ struct Shared {
     codec: StreamsCodec,
     state: Mutex<State>,
     /// A connection for recoveries, which run beside the writer's commands.
-    commands: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    commands: Mutex<Option<crate::conn::Conn>>,
     /// Whether bad data from Redis was reported at `warn` already.
     bad_data_logged: AtomicBool,
 }
@@ -189,7 +192,8 @@ impl StreamsAdapter {
         let count_query = ("NUMSUB", codec.channel(nsp));
         StreamsAdapter {
             shared: Arc::new(Shared {
-                link: Link::new(options.redis.clone(), runtime, count_query),
+                link: Link::new(options.redis.clone(), runtime, count_query)
+                    .with_presence(codec.presence_channel()),
                 codec,
                 options,
                 state: Mutex::new(State::default()),
@@ -466,6 +470,7 @@ impl Shared {
             .namespaces
             .iter()
             .map(|nsp| self.codec.channel(nsp))
+            .chain(self.link.presence().map(str::to_owned))
             .collect();
         let log = SubscriberLog {
             cannot: "redis streams adapter: cannot subscribe, retrying",
@@ -493,7 +498,7 @@ impl Shared {
     }
 
     /// The connection for recoveries, connecting when there is none.
-    async fn command_conn(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    async fn command_conn(&self) -> redis::RedisResult<crate::conn::Conn> {
         let cached = self
             .commands
             .lock()
@@ -622,7 +627,19 @@ impl SubscriberHooks for Subscription<'_> {
 
 impl Adapter for StreamsAdapter {
     fn start(&self, node: NodeId, inbox: Inbox) {
-        let rx = self.shared.lock().run.start(node);
+        if let crate::Target::Cluster { .. } = self.shared.link.options.target {
+            // Its session transaction spans keys of several slots.
+            tracing::error!(
+                "redis streams adapter: a Redis Cluster target is not supported (give one \
+                 node's URL); the adapter does not start"
+            );
+            return;
+        }
+        let rx = {
+            let mut state = self.shared.lock();
+            state.inbox = Some(inbox.clone());
+            state.run.start(node)
+        };
         let s = &self.shared;
         let spawn = &s.link.spawn;
         spawn(s.clone().writer(rx).boxed());
@@ -639,7 +656,11 @@ impl Adapter for StreamsAdapter {
                 return;
             };
             let nsp = state.request_nsp.for_answer(&message);
-            self.shared.codec.encode(node, to, &nsp, &message)
+            let encoded = self.shared.codec.encode(node, to, &nsp, &message);
+            if let Some(inbox) = &state.inbox {
+                crate::answer_for_foreign_nodes(&self.shared.link, inbox, &message);
+            }
+            encoded
         };
         self.shared.send(match encoded {
             Encoded::Entry(fields) => Command::Add {

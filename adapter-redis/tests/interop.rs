@@ -15,291 +15,18 @@
 //! exit when their stdin closes, so none outlives its test.
 
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use volley::{ConnectCtx, Data, Json, Next, Payload, Socket};
 use volley_redis::{RedisAdapter, RedisOptions, SubscriptionMode};
 use volley_tokio::TokioRuntime;
 
 mod common;
-use common::{LIMIT, Redis, node_dir, serve};
-
-/// The most `npm ci` may take.
-const NPM_LIMIT: Duration = Duration::from_secs(300);
-
-// ---- Node and its packages ----
-
-/// Checks for Node (panics when it is missing or too old) and installs the pinned packages
-/// when `node_modules` is missing or older than the lockfile. Once per test binary.
-fn ensure_node() {
-    static READY: Mutex<bool> = Mutex::new(false);
-    // A panic here poisons the lock: every later test fails too, as it should.
-    let mut ready = READY.lock().expect("Node.js set-up failed in another test");
-    if *ready {
-        return;
-    }
-    let version = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "Node.js is required for the Redis interop tests and `node` cannot run ({e}); \
-                 install Node.js 20 or later and npm"
-            )
-        });
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "the Redis interop tests need Node.js 20 or later, found {version:?}"
-    );
-
-    let dir = node_dir();
-    let installed = dir.join("node_modules/.package-lock.json");
-    let lock_time = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let stale = match (
-        lock_time(&installed),
-        lock_time(&dir.join("package-lock.json")),
-    ) {
-        (Some(installed), Some(lock)) => lock > installed,
-        _ => true,
-    };
-    if stale {
-        eprintln!("interop: node_modules missing or stale, running npm ci in {dir:?}");
-        let mut npm = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .spawn()
-            .unwrap_or_else(|e| panic!("npm is required to install the interop packages: {e}"));
-        let deadline = Instant::now() + NPM_LIMIT;
-        let status = loop {
-            if let Some(status) = npm.try_wait().expect("npm ci runs") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = npm.kill();
-                let _ = npm.wait();
-                panic!("npm ci took longer than {NPM_LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        assert!(status.success(), "npm ci failed: {status}");
-    }
-    *ready = true;
-}
-
-/// Who waits for the answer to which command: the answer, or the script's error.
-type Waiting = HashMap<u64, oneshot::Sender<Result<Value, String>>>;
-
-/// A script of `tests/node`, run with `node`, driven by JSON lines.
-struct NodeScript {
-    script: &'static str,
-    stdin: ChildStdin,
-    waiting: Arc<Mutex<Waiting>>,
-    reports: mpsc::UnboundedReceiver<Value>,
-    next_id: u64,
-    /// Its `ready` report.
-    ready: Value,
-    // Killed on drop (and its stdin closes, which ends it anyway).
-    _child: Child,
-}
-
-impl NodeScript {
-    async fn start(script: &'static str, args: &[&str]) -> NodeScript {
-        ensure_node();
-        let dir = node_dir();
-        let mut child = Command::new("node")
-            .arg(dir.join(script))
-            .args(args)
-            .current_dir(&dir)
-            .env("VOLLEY_INTEROP_LIFETIME_MS", "150000")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node {script}: {e}"));
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let waiting: Arc<Mutex<Waiting>> = Arc::default();
-        let (tx, reports) = mpsc::unbounded_channel();
-        let answers = waiting.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    eprintln!("{script}: {line}");
-                    continue;
-                };
-                match v.get("id").and_then(Value::as_u64) {
-                    Some(id) => {
-                        let answer = match v.get("error") {
-                            Some(e) => Err(e.as_str().unwrap_or("?").to_owned()),
-                            None => Ok(v["ok"].clone()),
-                        };
-                        let waiter = lock(&answers).remove(&id);
-                        if let Some(w) = waiter {
-                            let _ = w.send(answer);
-                        }
-                    }
-                    None => {
-                        let _ = tx.send(v);
-                    }
-                }
-            }
-            // The script ended: whoever waits for an answer learns it now.
-            lock(&answers).clear();
-        });
-        let mut s = NodeScript {
-            script,
-            stdin,
-            waiting,
-            reports,
-            next_id: 0,
-            ready: Value::Null,
-            _child: child,
-        };
-        let ready = s.report().await;
-        assert_eq!(ready["report"], "ready", "{script}: {ready}");
-        s.ready = ready;
-        s
-    }
-
-    /// Runs `op`; its result, or the script's error.
-    async fn try_call(&mut self, op: &str, args: Value) -> Result<Value, String> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(id, tx);
-        let mut line = json!({ "id": id, "op": op, "args": args }).to_string();
-        line.push('\n');
-        self.stdin
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| format!("cannot write to the script: {e}"))?;
-        self.stdin.flush().await.map_err(|e| e.to_string())?;
-        match timeout(LIMIT, rx).await {
-            Err(_) => Err(format!("no answer within {LIMIT:?}")),
-            Ok(Err(_)) => Err("the script exited".to_owned()),
-            Ok(Ok(answer)) => answer,
-        }
-    }
-
-    /// Runs `op`; panics when it fails.
-    async fn call(&mut self, op: &str, args: Value) -> Value {
-        let script = self.script;
-        self.try_call(op, args)
-            .await
-            .unwrap_or_else(|e| panic!("{script}: {op} failed: {e}"))
-    }
-
-    /// The next report.
-    async fn report(&mut self) -> Value {
-        timeout(LIMIT, self.reports.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{}: no report within {LIMIT:?}", self.script))
-            .unwrap_or_else(|| panic!("{}: exited", self.script))
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// socket.io-client sockets (in one Node process), with what each received, in order.
-struct Clients {
-    script: NodeScript,
-    inbox: HashMap<String, VecDeque<Value>>,
-    ids: HashMap<String, String>,
-}
-
-impl Clients {
-    async fn start() -> Clients {
-        Clients {
-            script: NodeScript::start("interop-clients.mjs", &[]).await,
-            inbox: HashMap::new(),
-            ids: HashMap::new(),
-        }
-    }
-
-    /// Connects `name` to the server on `port`, with auth `{who, token}`, query `who` and
-    /// header `x-client` naming it; returns its socket id.
-    async fn connect(&mut self, name: &str, port: u16, websocket_only: bool) -> String {
-        let mut args = json!({
-            "name": name,
-            "url": format!("http://127.0.0.1:{port}"),
-            "auth": { "who": name, "token": format!("t-{name}") },
-            "query": { "who": name },
-            "headers": { "x-client": name },
-        });
-        if websocket_only {
-            args["transports"] = json!(["websocket"]);
-        }
-        let connected = self.script.call("connect", args).await;
-        let id = connected["id"].as_str().expect("a socket id").to_owned();
-        self.ids.insert(name.to_owned(), id.clone());
-        id
-    }
-
-    fn id(&self, name: &str) -> &str {
-        &self.ids[name]
-    }
-
-    /// `name` asks its server to put it in `room`.
-    async fn join(&mut self, name: &str, room: &str) {
-        let ack = self
-            .script
-            .call(
-                "emitWithAck",
-                json!({ "client": name, "event": "join", "args": [room] }),
-            )
-            .await;
-        assert_eq!(ack, json!(room), "{name} joined {room}");
-    }
-
-    /// The next report about `name` (an event or its disconnection).
-    async fn next(&mut self, name: &str) -> Value {
-        loop {
-            if let Some(r) = self.inbox.get_mut(name).and_then(VecDeque::pop_front) {
-                return r;
-            }
-            let r = self.script.report().await;
-            let client = r["client"].as_str().unwrap_or_default().to_owned();
-            self.inbox.entry(client).or_default().push_back(r);
-        }
-    }
-
-    /// The next event `name` received, as `[event, ...args]`.
-    async fn event(&mut self, name: &str) -> Value {
-        let r = self.next(name).await;
-        assert_eq!(r["report"], "event", "{name}: {r}");
-        let mut ev = vec![r["name"].clone()];
-        ev.extend(r["args"].as_array().cloned().unwrap_or_default());
-        Value::Array(ev)
-    }
-
-    /// Asserts the next events of each of `names`.
-    async fn expect(&mut self, names: &[&str], events: &[Value]) {
-        for name in names {
-            for want in events {
-                assert_eq!(&self.event(name).await, want, "client {name}");
-            }
-        }
-    }
-}
+use common::node::{Clients, NodeScript};
+use common::redis_cluster::RedisCluster;
+use common::{LIMIT, Redis, serve};
 
 // ---- the Volley node ----
 
@@ -320,11 +47,16 @@ fn as_event(event: &str, payload: &Payload) -> Value {
 /// A Volley node whose sockets keep `{"node":"volley","who":<auth.who>}` as data, answer
 /// `join` like the Node server's, and whose server-side `note` and `ask` handlers mirror its.
 async fn volley_node(redis: &Redis, sharded: Option<SubscriptionMode>) -> VolleyNode {
-    let rt = TokioRuntime::current();
     let mut options = RedisOptions::new(&redis.url());
     if let Some(mode) = sharded {
         options = options.sharded_mode(mode);
     }
+    volley_node_with(options).await
+}
+
+/// [`volley_node`] with `options`.
+async fn volley_node_with(options: RedisOptions) -> VolleyNode {
+    let rt = TokioRuntime::current();
     let adapter = RedisAdapter::new(options, rt.clone());
     let io = volley::builder().adapter(adapter.clone()).build(rt);
     let ns = io.ns("/");
@@ -1115,4 +847,135 @@ async fn sharded_dynamic_private_broadcasts_and_fetch_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_static_broadcasts_and_fetch_both_ways() {
     sharded_broadcasts_and_fetch(SubscriptionMode::Static).await;
+}
+
+// ---- on a Redis Cluster ----
+
+/// Volley and `createShardedAdapter` (dynamic mode, node-redis's `createCluster`) on a Redis
+/// Cluster of three masters: rooms whose channels live on each master, broadcasts both ways,
+/// `fetch_sockets` both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_sharded_both_ways() {
+    let cluster = RedisCluster::start().await;
+    let urls = cluster.urls();
+    let url_refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let volley = volley_node_with(RedisOptions::cluster(&url_refs)).await;
+    let arg = format!("cluster:{}", urls.join(","));
+    let mut node = NodeScript::start("interop-server.mjs", &[arg.as_str(), "dynamic"]).await;
+    let node_port = u16::try_from(node.ready["port"].as_u64().expect("a port")).unwrap();
+    timeout(LIMIT, async {
+        loop {
+            let volley_count = volley.adapter.refresh_server_count().await.unwrap_or(0);
+            let node_count = node.call("serverCount", json!({})).await;
+            if volley_count == 2 && volley.io.server_count() == 2 && node_count == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("both nodes see two servers");
+
+    let mut clients = Clients::start().await;
+    clients.connect("v1", volley.port, true).await;
+    clients.connect("n1", node_port, true).await;
+    // A room whose channel lives on each master; both clients join all three.
+    let mut rooms: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let room = format!("room-{i}");
+        let master = cluster.master_of(&format!("socket.io#/#{room}#")).await;
+        if !rooms.iter().any(|(_, m)| *m == master) {
+            rooms.push((room, master));
+        }
+        if rooms.len() == 3 {
+            break;
+        }
+    }
+    for (room, _) in &rooms {
+        clients.join("v1", room).await;
+        clients.join("n1", room).await;
+    }
+    timeout(LIMIT, volley.adapter.subscribed()).await.unwrap();
+    for (room, master) in &rooms {
+        let channel = format!("socket.io#/#{room}#");
+        timeout(LIMIT, async {
+            while cluster.shard_numsub(*master, &channel).await != 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{channel} subscribed by both at its master {master}"));
+    }
+
+    // Room broadcasts, one master after the other, both ways.
+    for (i, (room, _)) in rooms.iter().enumerate() {
+        volley.io.to(room.as_str()).emit("from-volley", &i).unwrap();
+        clients
+            .expect(&["v1", "n1"], &[json!(["from-volley", i])])
+            .await;
+        node.call(
+            "emit",
+            json!({ "event": "from-node", "args": [i], "to": [room] }),
+        )
+        .await;
+        clients
+            .expect(&["v1", "n1"], &[json!(["from-node", i])])
+            .await;
+    }
+    // To all.
+    volley.io.emit("all", &"v").unwrap();
+    clients.expect(&["v1", "n1"], &[json!(["all", "v"])]).await;
+    node.call("emit", json!({ "event": "all", "args": ["n"] }))
+        .await;
+    clients.expect(&["v1", "n1"], &[json!(["all", "n"])]).await;
+
+    // Requests across: each node lists the other's socket.
+    let sockets = timeout(LIMIT, volley.io.fetch_sockets()).await.unwrap();
+    let ids = sorted(sockets.iter().map(|s| s.id().to_string()).collect());
+    assert_eq!(
+        ids,
+        sorted(vec![
+            clients.id("v1").to_owned(),
+            clients.id("n1").to_owned()
+        ])
+    );
+    let sockets = node.call("fetchSockets", json!({})).await;
+    assert_eq!(
+        sorted_ids(&sockets),
+        sorted(vec![
+            clients.id("v1").to_owned(),
+            clients.id("n1").to_owned()
+        ])
+    );
+}
+
+/// `all_rooms` in a sharded cluster of two Volley nodes and a Node node: Node's sharded
+/// adapter has no all-rooms request, so the Volley nodes answer it and the request does not
+/// wait for Node until its timeout (5 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_all_rooms_does_not_wait_for_node() {
+    let mut c = Cluster::start_in(Some(SubscriptionMode::Dynamic)).await;
+    let second = volley_node(&c.redis, Some(SubscriptionMode::Dynamic)).await;
+    c.clients.connect("v3", second.port, true).await;
+    c.clients.join("v3", "green").await;
+    timeout(LIMIT, second.adapter.subscribed()).await.unwrap();
+    let servers = timeout(LIMIT, c.volley.adapter.refresh_server_count())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(servers, 3);
+    let started = Instant::now();
+    let rooms = timeout(LIMIT, c.volley.io.all_rooms()).await.unwrap();
+    let took = started.elapsed();
+    eprintln!("sharded: all_rooms with a Node server present took {took:?}: {rooms:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // This node's and the other Volley node's rooms.
+    for room in ["red", "green"] {
+        assert!(
+            rooms.iter().any(|r| r.as_str() == room),
+            "{room} in {rooms:?}"
+        );
+    }
+    let v3 = c.clients.id("v3").to_owned();
+    assert!(rooms.iter().any(|r| r.as_str() == v3), "{rooms:?}");
 }

@@ -528,6 +528,28 @@ async fn interop_with_node_streams_adapter() {
     assert_eq!(on_volley.call("recovered", &[]).await, json!([true]));
     n.emit(Some("r"), "c", json!([3])).await;
     assert_eq!(strip(&on_volley.event().await), json!(["c", 3]));
+
+    // all_rooms: Node's adapter lacks the request; the Volley nodes answer it and nobody
+    // waits for Node (the request timeout is 2 s).
+    let v2 = node(&url, "s5", window).await;
+    let mut c2 = Client::connect(v2.port).await;
+    c2.call("join", &[json!("on-v2")]).await;
+    let servers = timeout(LIMIT, v.adapter.refresh_server_count())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(servers, 3);
+    let started = std::time::Instant::now();
+    let rooms = timeout(LIMIT, v.io.all_rooms()).await.unwrap();
+    let took = started.elapsed();
+    eprintln!("streams: all_rooms with a Node server present took {took:?}: {rooms:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    for room in ["r", "on-v2"] {
+        assert!(
+            rooms.iter().any(|x| x.as_str() == room),
+            "{room} in {rooms:?}"
+        );
+    }
     drop(n);
     drop(redis);
 }

@@ -101,6 +101,8 @@ pub enum PanicPlace {
     Disconnect,
     /// A handler of events other nodes emit (`on_server_event`); it has no socket.
     ServerEvent,
+    /// An `on_new_namespace` hook; it has no socket.
+    NewNamespace,
 }
 
 impl PanicPlace {
@@ -117,6 +119,7 @@ impl PanicPlace {
             PanicPlace::Disconnecting => "disconnecting handler",
             PanicPlace::Disconnect => "disconnect handler",
             PanicPlace::ServerEvent => "server-side event handler",
+            PanicPlace::NewNamespace => "new_namespace hook",
         }
     }
 }
@@ -301,6 +304,15 @@ impl Builder {
         self
     }
 
+    /// HTTP compression of long-polling answers of at least `threshold` bytes (gzip or
+    /// deflate by `Accept-Encoding`), `None` to turn it off; the same as
+    /// [`ServerConfig::http_compression`]. Default: on, 1024 bytes, as the reference's
+    /// `httpCompression`. WebSocket messages are never compressed (no permessage-deflate).
+    pub fn http_compression(mut self, threshold: Option<usize>) -> Self {
+        self.server = self.server.http_compression(threshold);
+        self
+    }
+
     /// How this server reaches the other nodes of a cluster (default: [`LocalAdapter`], a
     /// single node). Broadcasts, room changes, disconnects, `fetch_sockets`, acknowledged
     /// broadcasts, server-side emits and `all_rooms` then act on every node unless
@@ -384,6 +396,8 @@ impl Builder {
         // An adapter that subscribes per room follows this node's rooms.
         sio.track_room_changes(self.adapter.tracks_rooms());
         let registry = Arc::new(Registry::default());
+        // The main namespace exists before any `new_namespace` hook can be registered.
+        registry.first_seen("/");
         let spawner_rt = runtime.clone();
         let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| spawner_rt.spawn(f));
         let node_id = node_id(seed);
@@ -407,6 +421,7 @@ impl Builder {
             adapter: self.adapter.clone(),
             node_id,
             errors: Default::default(),
+            own_outgoing: Default::default(),
         });
         let for_node = ctl.clone();
         // The first command the machine runs: no connection can be served before `build`
@@ -520,11 +535,31 @@ impl<R: Runtime> Io<R> {
             .ctl
             .handle
             .cast(move |node: &mut Node, _| node.sio.add_namespace(&owned));
-        Namespace {
+        let namespace = Namespace {
             ctl: self.ctl.clone(),
             name: Some(Arc::from(name)),
             handlers,
+        };
+        if self.ctl.registry.first_seen(name) {
+            crate::node::announce_namespace(&self.ctl, namespace.clone());
         }
+        namespace
+    }
+
+    /// Runs `hook` for every namespace created from now on (the reference's
+    /// `io.on("new_namespace")`): one declared with [`Io::ns`], or a dynamic namespace's
+    /// child created by its first connect (before that connect's middleware runs, so the
+    /// hook can add middleware and handlers to it; what it registers on a child is
+    /// registered on the whole family, so once per child created). `/` exists from the start and is not announced. A
+    /// dynamic child removed once empty is announced again when created again. The hook
+    /// runs synchronously, where the namespace is created (the caller of `ns`, or the
+    /// machine's task); a panic in it is contained and reported to the `on_error` hooks.
+    pub fn on_new_namespace<F>(&self, hook: F) -> &Self
+    where
+        F: Fn(Namespace) + Send + Sync + 'static,
+    {
+        NsHandlers::push(&self.ctl.registry.new_namespace, Arc::new(hook));
+        self
     }
 
     /// Same as [`Io::ns`].

@@ -32,6 +32,45 @@
 //! });
 //! ```
 //!
+//! # Listeners, as Node's
+//!
+//! [`Namespace::on`] adds a listener: every listener of an event runs, in registration order,
+//! and the first to return a value acknowledges. A handler can add listeners and packet
+//! middleware to its own socket ([`Socket::on`], [`Socket::once`], [`Socket::off`],
+//! [`Socket::use_packet`], [`Socket::on_any`]); they run after the namespace's and are dropped
+//! when the socket disconnects. [`Socket::conn`] is the Engine.IO connection (transport,
+//! upgrade, address, close).
+//!
+//! ```
+//! use volley::testing::{TestClient, TestRuntime};
+//! use volley::{Data, Socket};
+//!
+//! let rt = TestRuntime::new();
+//! let io = volley::builder().build(rt.clone());
+//! io.ns("/")
+//!     .on("ping", || async { "pong" })
+//!     .on("ping", || async { "ignored: the first reply acknowledged" })
+//!     .on_connection(|s: Socket| async move {
+//!         // Only for this socket, and only once.
+//!         s.once("hello", |Data(name): Data<String>| async move { format!("hi {name}") });
+//!     });
+//! rt.block_on(async {
+//!     let mut client = TestClient::connect(&io, "/", None).await.unwrap();
+//!     let r: String = client.emit_with_ack("ping", &()).await.unwrap();
+//!     assert_eq!(r, "pong");
+//!     let r: String = client.emit_with_ack("hello", "ann").await.unwrap();
+//!     assert_eq!(r, "hi ann");
+//! });
+//! ```
+//!
+//! # Compression
+//!
+//! Long-polling answers of at least 1 KiB are compressed with gzip or deflate, as the
+//! request's `Accept-Encoding` prefers ([`Builder::http_compression`] sets the threshold or
+//! turns it off); an answer carrying only packets sent with `compress(false)`
+//! ([`Socket::compress`], [`BroadcastOperator::compress`]) is not. WebSocket messages are
+//! never compressed: permessage-deflate is out of scope while async-tungstenite lacks it.
+//!
 //! # Controllers
 //!
 //! A namespace can also be written as a type whose methods are its handlers, as Midway's
@@ -113,6 +152,7 @@
 
 pub mod ack;
 pub mod adapter;
+pub mod connection;
 pub mod controller;
 pub mod driver;
 pub mod extensions;
@@ -121,6 +161,7 @@ pub mod handler;
 pub mod handshake;
 pub mod io;
 pub mod metrics;
+mod listeners;
 pub mod middleware;
 pub mod namespace;
 mod node;
@@ -132,17 +173,19 @@ pub mod socket;
 pub mod testing;
 
 pub use ack::{AckError, AckResponse, AckSender, PartialAcks};
+pub use connection::Connection;
 pub use extensions::Extensions;
 pub use extract::{Bin, Data, EventCtx, EventName, Extension, FromEvent, State, TryData};
 pub use handler::{Handler, IntoReply, Json, Reply};
 pub use handshake::Handshake;
 pub use io::{Builder, HandlerPanic, Io, PanicPlace, ServerError};
+pub use listeners::ListenerId;
 pub use middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 pub use namespace::{EventRoute, Namespace, ServerSideEmitError};
 pub use node::Node;
 pub use operators::{BroadcastAckError, BroadcastOperator, RemoteSocket};
 pub use payload::{EncodeError, Payload};
-pub use socket::{Socket, TimedSocket};
+pub use socket::{Socket, SocketEmitter, TimedSocket};
 pub use volley_core::SocketId;
 pub use volley_core::socketio::{DisconnectReason, Parser, Room};
 

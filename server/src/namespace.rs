@@ -1,6 +1,7 @@
 //! Namespaces: where handlers and middleware are registered, and broadcasts start.
 
 use crate::handler::{ErasedHandler, Handler, IntoReply, erase};
+use crate::listeners::ListenerId;
 use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 use crate::node::Ctl;
 use crate::operators::{BroadcastOperator, RemoteSocket, Target};
@@ -101,33 +102,29 @@ impl Namespace {
         self
     }
 
-    /// Routes `event` to `handler`. The handler's return value acknowledges the event when
-    /// the client asked for it (see [`EventRoute::emit_result`] to emit it instead).
+    /// Adds `handler` as a listener of `event`, after those it has: every listener of an
+    /// event runs, in registration order (as listeners of Node's `socket.on`), each starting
+    /// before the next and then proceeding concurrently. A handler's return value
+    /// acknowledges the event when the client asked for it (see [`EventRoute::emit_result`]
+    /// to emit it instead); with several listeners, the first to return a value acknowledges
+    /// and the values returned later are dropped, as only the first call of a Node ack
+    /// callback counts. Listeners added to one socket ([`Socket::on`]) run after these.
     pub fn on<H, T>(&self, event: &str, handler: H) -> EventRoute
     where
         H: Handler<T>,
         T: 'static,
     {
-        self.handlers.set_route(
-            event.to_owned(),
-            Route {
-                handler: erase(handler),
-                middleware: Vec::new(),
-                result: ResultTo::Ack,
-            },
-        );
-        EventRoute {
-            ns: self.clone(),
-            event: event.to_owned(),
-        }
+        self.on_erased(event, erase(handler))
     }
 
-    /// Routes `event` to a handler already erased (a controller's method bound to its
+    /// Adds a listener of `event` already erased (a controller's method bound to its
     /// instance).
     pub(crate) fn on_erased(&self, event: &str, handler: ErasedHandler) -> EventRoute {
-        self.handlers.set_route(
+        let id = ListenerId::next();
+        self.handlers.add_route(
             event.to_owned(),
             Route {
+                id,
                 handler,
                 middleware: Vec::new(),
                 result: ResultTo::Ack,
@@ -136,6 +133,7 @@ impl Namespace {
         EventRoute {
             ns: self.clone(),
             event: event.to_owned(),
+            id,
         }
     }
 
@@ -192,7 +190,11 @@ impl Namespace {
         self
     }
 
-    /// Runs for every incoming event (after packet middleware), handled or not.
+    /// Runs for every incoming event (after packet middleware), handled or not, before the
+    /// event's listeners (Node's `socket.onAny`, for every socket of the namespace).
+    /// Catch-all listeners run one after the other, each awaited, in this order: a socket's
+    /// own prepended ones ([`Socket::prepend_any`]), the namespace's, the socket's own added
+    /// with [`Socket::on_any`].
     pub fn on_any<F, Fut>(&self, f: F) -> &Self
     where
         F: Fn(Socket, String, Payload) -> Fut + Send + Sync + 'static,
@@ -205,6 +207,27 @@ impl Namespace {
         self
     }
 
+    /// [`Namespace::on_any`], but before the namespace's other catch-all listeners (Node's
+    /// `prependAny`).
+    pub fn prepend_any<F, Fut>(&self, f: F) -> &Self
+    where
+        F: Fn(Socket, String, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        NsHandlers::prepend(
+            &self.handlers.any,
+            Arc::new(move |s, n, p| Box::pin(f(s, n, p))),
+        );
+        self
+    }
+
+    /// Removes every catch-all listener of the namespace (Node's `offAny()` without an
+    /// argument); sockets' own stay (see [`Socket::off_any`]).
+    pub fn off_any(&self) -> &Self {
+        NsHandlers::clear(&self.handlers.any);
+        self
+    }
+
     /// Sees every event sent to a socket of this namespace on this node (synchronously, before
     /// it leaves): its own emits, and each broadcast once per socket it reaches (from this
     /// node or another), as the reference's `onAnyOutgoing`.
@@ -213,6 +236,23 @@ impl Namespace {
         F: Fn(&Socket, &str, &Payload) + Send + Sync + 'static,
     {
         NsHandlers::push(&self.handlers.any_outgoing, Arc::new(f));
+        self
+    }
+
+    /// [`Namespace::on_any_outgoing`], but before the namespace's other outgoing hooks
+    /// (Node's `prependAnyOutgoing`).
+    pub fn prepend_any_outgoing<F>(&self, f: F) -> &Self
+    where
+        F: Fn(&Socket, &str, &Payload) + Send + Sync + 'static,
+    {
+        NsHandlers::prepend(&self.handlers.any_outgoing, Arc::new(f));
+        self
+    }
+
+    /// Removes every outgoing hook of the namespace (Node's `offAnyOutgoing()` without an
+    /// argument); sockets' own stay (see [`Socket::off_any_outgoing`]).
+    pub fn off_any_outgoing(&self) -> &Self {
+        NsHandlers::clear(&self.handlers.any_outgoing);
         self
     }
 
@@ -402,14 +442,21 @@ impl Namespace {
     }
 }
 
-/// The route of one event, to refine: returned by [`Namespace::on`], and usable as the
-/// namespace itself for chaining.
+/// One listener of an event, to refine: returned by [`Namespace::on`], and usable as the
+/// namespace itself for chaining. Each refinement applies to this listener only, not to the
+/// event's other listeners.
 pub struct EventRoute {
     ns: Namespace,
     event: String,
+    id: ListenerId,
 }
 
 impl EventRoute {
+    /// The listener's id.
+    pub fn id(&self) -> ListenerId {
+        self.id
+    }
+
     /// Midway's `@WSEmit(event)`: the handler's result acknowledges the event when the
     /// client asked for an acknowledgement (`sendWithAck`), and is otherwise emitted to the
     /// socket as `event`.
@@ -446,11 +493,13 @@ impl EventRoute {
     fn result_to(self, result: ResultTo) -> Self {
         self.ns
             .handlers
-            .edit_route(&self.event, |r| r.result = result);
+            .edit_route(&self.event, self.id, |r| r.result = result);
         self
     }
 
-    /// Adds packet middleware for this event only (after the namespace's).
+    /// Adds packet middleware for this listener only (after the namespace's, the socket's
+    /// and the catch-all listeners; dropping or rejecting the event skips this listener
+    /// alone).
     pub fn with<F, Fut>(self, mw: F) -> Self
     where
         F: Fn(Socket, IncomingEvent) -> Fut + Send + Sync + 'static,
@@ -459,7 +508,7 @@ impl EventRoute {
         let mw: crate::middleware::PacketMw = Arc::new(move |s, e| Box::pin(mw(s, e)));
         self.ns
             .handlers
-            .edit_route(&self.event, |r| r.middleware.push(mw));
+            .edit_route(&self.event, self.id, |r| r.middleware.push(mw));
         self
     }
 }

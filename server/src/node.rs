@@ -26,14 +26,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
-use volley_core::engine::{ApiMisuse, Body, Output, WsMessage};
-use volley_core::http::RequestHead;
+use volley_core::engine::{ApiMisuse, Body, Output, TransportKind, WsMessage};
+use volley_core::http::{Method, RequestHead, query_pairs};
 use volley_core::socketio::{
     AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
     RestoreOutcome, Room, Server as SioServer, SessionState, SioError, StoredMessage,
     recovery_auth,
 };
-use volley_core::{ConnId, IdMap, NodeId, RequestId, SocketId, Utf8Bytes};
+use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
 
 /// What handles share: the way to the machine, the handlers, the server state, the cluster.
 pub(crate) struct Ctl {
@@ -44,6 +44,9 @@ pub(crate) struct Ctl {
     pub node_id: NodeId,
     /// The `on_error` hooks.
     pub errors: RwLock<Vec<ErrorHook>>,
+    /// Outgoing hooks registered on single sockets (`Socket::on_any_outgoing`), so that a
+    /// broadcast looks for them only when there are some.
+    pub own_outgoing: AtomicUsize,
 }
 
 /// An `Io::on_error` hook.
@@ -93,6 +96,24 @@ pub(crate) async fn contained<T>(
             };
             report_panic(ctl, report);
             None
+        }
+    }
+}
+
+/// Runs the `new_namespace` hooks for `namespace`, each contained: a panic is logged and
+/// handed to the `on_error` hooks.
+pub(crate) fn announce_namespace(ctl: &Arc<Ctl>, namespace: crate::namespace::Namespace) {
+    for hook in ctl.registry.new_namespace_hooks() {
+        let run = || hook(namespace.clone());
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            let report = HandlerPanic {
+                socket: None,
+                namespace: namespace.name().unwrap_or_default().to_owned(),
+                event: "new_namespace".to_owned(),
+                place: PanicPlace::NewNamespace,
+                message: panic_message(&*payload),
+            };
+            report_panic(ctl, report);
         }
     }
 }
@@ -222,6 +243,13 @@ pub struct Node {
     next_queued: u64,
     /// Whether an event handler starts on this task when its socket has nothing else to run.
     inline_handlers: bool,
+    /// `Connection::upgraded` futures waiting for their session to run over WebSocket.
+    upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
+    /// The polling GETs the machine holds, by connection, with their session.
+    polls: HashMap<ConnId, Sid>,
+    /// Polling sessions sent a packet with `compress(false)` since their last poll answer;
+    /// `true` once a packet that allows compression was sent to them too.
+    plain: HashMap<Sid, bool>,
 }
 
 impl std::fmt::Debug for Node {
@@ -354,6 +382,9 @@ impl Node {
             queued: VecDeque::new(),
             next_queued: 0,
             inline_handlers: true,
+            upgrades: Vec::new(),
+            polls: HashMap::new(),
+            plain: HashMap::new(),
         }
     }
 
@@ -480,6 +511,7 @@ impl Node {
         tx: oneshot::Sender<Result<Payload, AckError>>,
         now: Instant,
     ) {
+        self.note_send(socket, true);
         let (json, attachments) = payload.into_wire();
         match self
             .sio
@@ -630,8 +662,12 @@ impl Node {
         opts: &BroadcastOptions,
         event: &str,
         payload: Payload,
+        compress: bool,
         now: Instant,
     ) {
+        for nsp in nsps {
+            self.note_sends(nsp, opts, compress);
+        }
         let (json, attachments) = payload.into_json();
         let shared = self.sio.is_recovery_shared();
         for nsp in nsps {
@@ -710,14 +746,17 @@ impl Node {
         let Some(ns) = self.registry.lookup(nsp) else {
             return;
         };
-        let hooks = ns.any_outgoing();
-        if hooks.is_empty() {
+        let own = self
+            .ctl
+            .as_ref()
+            .is_some_and(|c| c.own_outgoing.load(Ordering::Acquire) > 0);
+        if !own && ns.any_outgoing().is_empty() {
             return;
         }
         let payload = Payload::from_wire(args, attachments.to_vec());
         for id in self.sio.select(nsp, opts) {
             if let Some(entry) = self.sockets.get(&id) {
-                for hook in &hooks {
+                for hook in &entry.socket.outgoing_hooks() {
                     self.outgoing_hook(hook, &entry.socket, event, &payload);
                 }
             }
@@ -769,6 +808,7 @@ impl Node {
     /// Sends `event` to one socket of namespace `nsp`. With shared recovery and not volatile,
     /// it goes as a broadcast to the socket's room, as the reference does, so that it is kept
     /// where any node can replay it (also while the socket is away).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn emit_to(
         &mut self,
         socket: SocketId,
@@ -776,6 +816,7 @@ impl Node {
         event: &str,
         payload: Payload,
         volatile: bool,
+        compress: bool,
         now: Instant,
     ) {
         if !volatile && self.sio.is_recovery_shared() {
@@ -784,11 +825,19 @@ impl Node {
                 ..BroadcastOptions::default()
             };
             // The broadcast runs the outgoing hooks, as for any recipient.
-            self.broadcast(std::slice::from_ref(nsp), &opts, event, payload, now);
+            self.broadcast(
+                std::slice::from_ref(nsp),
+                &opts,
+                event,
+                payload,
+                compress,
+                now,
+            );
             return;
         }
+        self.note_send(socket, compress);
         if let Some(entry) = self.sockets.get(&socket) {
-            for hook in entry.socket.ns_handlers().any_outgoing() {
+            for hook in entry.socket.outgoing_hooks() {
                 self.outgoing_hook(&hook, &entry.socket, event, &payload);
             }
         }
@@ -1345,8 +1394,25 @@ impl Node {
                     );
                     entry.push(Job::Barrier(job));
                 }
+                for job in Self::own_reserved(
+                    self.ctl.as_ref(),
+                    &self.state,
+                    &entry.socket,
+                    "disconnecting",
+                    reason,
+                ) {
+                    entry.push(Job::Barrier(job));
+                }
             }
-            Event::Disconnect { socket, reason, .. } => {
+            Event::Disconnect {
+                socket,
+                reason,
+                nsp,
+            } => {
+                if !self.sio.namespaces().any(|n| *n == *nsp) {
+                    // A dynamic child removed once empty: created again, it is new again.
+                    self.registry.forget(&nsp);
+                }
                 let Some(mut entry) = self.sockets.remove(&socket) else {
                     return;
                 };
@@ -1362,12 +1428,59 @@ impl Node {
                     );
                     entry.push(Job::Barrier(job));
                 }
+                for job in Self::own_reserved(
+                    self.ctl.as_ref(),
+                    &self.state,
+                    &entry.socket,
+                    "disconnect",
+                    reason,
+                ) {
+                    entry.push(Job::Barrier(job));
+                }
+                // The socket's own listeners hold clones of it: dropped with it.
+                entry.socket.close_listeners();
                 if let Some(life) = entry.life.take() {
                     let _ = life.send(reason);
                 }
                 // Dropping the queue lets the socket's task finish what it has, then end.
             }
         }
+    }
+
+    /// The jobs running the listeners `socket` registered on itself for a reserved event
+    /// (`disconnecting`, `disconnect`): each gets the reason as its one argument.
+    fn own_reserved(
+        ctl: Option<&Arc<Ctl>>,
+        state: &Extensions,
+        socket: &Socket,
+        event: &'static str,
+        reason: DisconnectReason,
+    ) -> Vec<BoxFuture<()>> {
+        let place = if event == "disconnect" {
+            PanicPlace::Disconnect
+        } else {
+            PanicPlace::Disconnecting
+        };
+        socket
+            .take_listeners(event)
+            .into_iter()
+            .map(|l| {
+                let (s, state) = (socket.clone(), state.clone());
+                guarded(ctl, socket, place, event, move || {
+                    let ctx = EventCtx {
+                        socket: s,
+                        name: event.to_owned(),
+                        payload: Payload::of(reason.as_str()).unwrap_or_default(),
+                        ack: Arc::new(Mutex::new(None)),
+                        state,
+                    };
+                    let reply = (l.handler)(ctx);
+                    Box::pin(async move {
+                        let _ = reply.await;
+                    })
+                })
+            })
+            .collect()
     }
 
     fn resolve(&mut self, socket: SocketId, id: AckId, result: Result<Payload, AckError>) {
@@ -1461,6 +1574,15 @@ impl Node {
             return;
         };
         let ns = self.registry.lookup(&req.nsp).unwrap_or_default();
+        if self.registry.first_seen(&req.nsp) {
+            // A dynamic namespace's child, created by this connect.
+            let namespace = crate::namespace::Namespace {
+                ctl: ctl.clone(),
+                name: Some(req.nsp.clone()),
+                handlers: ns.clone(),
+            };
+            announce_namespace(&ctl, namespace);
+        }
         let data = Extensions::new();
         if let Some(v) = req
             .session_data
@@ -1553,6 +1675,7 @@ impl Node {
         let ns = sock.ns_handlers().clone();
         let mut chain = self.registry.global_packet();
         chain.extend(ns.packet());
+        chain.extend(sock.own_middleware());
         let state = self.state.clone();
         let received = crate::metrics::Received::now();
         // Every piece of application code runs contained: a panic is reported with the
@@ -1568,17 +1691,7 @@ impl Node {
                     _ => return,
                 }
             }
-            // The route of the event as the middleware left it (it may have renamed it).
-            let route = ns.route(&ev.name);
-            if let Some(r) = route.as_ref().filter(|r| !r.middleware.is_empty()) {
-                let event = ev.name.clone();
-                let run = run_packet_middleware(r.middleware.clone(), &sock, ev);
-                match contained(run, &ctl, &sock, PanicPlace::PacketMiddleware, &event).await {
-                    Some(Some(next)) => ev = next,
-                    _ => return,
-                }
-            }
-            for hook in ns.any() {
+            for hook in sock.any_hooks() {
                 let run = async { hook(sock.clone(), ev.name.clone(), ev.payload.clone()).await };
                 if contained(run, &ctl, &sock, PanicPlace::Any, &ev.name)
                     .await
@@ -1587,46 +1700,40 @@ impl Node {
                     return;
                 }
             }
-            let Some(route) = route else {
-                return;
-            };
-            let event = ev.name.clone();
-            let ctx = EventCtx {
-                socket: sock.clone(),
-                name: ev.name,
-                payload: ev.payload,
-                ack: ack.clone(),
-                state,
-            };
-            let run = async { (route.handler)(ctx).await };
-            let Some(reply) = contained(run, &ctl, &sock, PanicPlace::Handler, &event).await else {
-                return;
-            };
-            match reply {
-                Reply::None => {}
-                Reply::Payload(p) => match &route.result {
-                    ResultTo::Ack => {
-                        if let Some(token) = take_ack(&ack) {
-                            sock.send_ack(token, p);
-                        }
-                    }
-                    ResultTo::Emit { event, always } => match take_ack(&ack) {
-                        Some(token) if !always => sock.send_ack(token, p),
-                        _ => sock.emit_payload(event, p),
-                    },
-                    ResultTo::Broadcast { event, rooms } => {
-                        let mut op = sock.broadcast();
-                        for room in rooms {
-                            op = op.to(room.clone());
-                        }
-                        op.emit_payload(event, p);
-                    }
-                },
-                Reply::Error(message) => {
-                    let run = sock.report_error(message);
-                    let _ = contained(run, &ctl, &sock, PanicPlace::Error, &event).await;
+            // The listeners of the event as the middleware left it (it may have renamed it):
+            // the namespace's, then the socket's own.
+            let mut listeners: Vec<Listener> = ns
+                .routes(&ev.name)
+                .into_iter()
+                .map(|r| Listener {
+                    handler: r.handler,
+                    middleware: r.middleware,
+                    result: r.result,
+                })
+                .collect();
+            listeners.extend(sock.take_listeners(&ev.name).into_iter().map(|l| Listener {
+                handler: l.handler,
+                middleware: Vec::new(),
+                result: ResultTo::Ack,
+            }));
+            if listeners.len() <= 1 {
+                if let Some(one) = listeners.pop() {
+                    run_listener(one, ctl, sock, ev, ack, state).await;
                 }
+                return;
             }
+            // Each starts in registration order, then they proceed concurrently.
+            let runs = listeners.into_iter().map(|l| {
+                run_listener(
+                    l,
+                    ctl.clone(),
+                    sock.clone(),
+                    ev.clone(),
+                    ack.clone(),
+                    state.clone(),
+                )
+            });
+            futures::future::join_all(runs).await;
         };
         let mut fut: BoxFuture<()> = Box::pin(fut);
         if !self.inline_handlers || entry.jobs.load(Ordering::Acquire) != 0 {
@@ -1661,6 +1768,72 @@ impl Node {
         }
     }
 
+    /// Records a packet sent to the sockets `opts` selects in `nsp`, for the compression of
+    /// poll answers (see [`Node::note_send`]).
+    fn note_sends(&mut self, nsp: &str, opts: &BroadcastOptions, compress: bool) {
+        if compress && self.plain.is_empty() {
+            return;
+        }
+        for id in self.sio.select(nsp, opts) {
+            self.note_send(id, compress);
+        }
+    }
+
+    /// Records a packet sent to `socket`: with `compress(false)`, its polling session's next
+    /// answer stays uncompressed unless a packet that allows compression joins it (the
+    /// reference compresses a payload when any of its packets allows it). Nothing is kept
+    /// while no packet was sent with `compress(false)`.
+    fn note_send(&mut self, socket: SocketId, compress: bool) {
+        if compress && self.plain.is_empty() {
+            return;
+        }
+        let Some(sid) = self.sio.session_of(socket) else {
+            return;
+        };
+        if compress {
+            if let Some(mixed) = self.plain.get_mut(&sid) {
+                *mixed = true;
+            }
+        } else if self.sio.engine().transport(sid) == Some(TransportKind::Polling) {
+            self.plain.entry(sid).or_insert(false);
+        }
+    }
+
+    /// Answers `tx` once the connection of `socket` runs over WebSocket (`true`), or is
+    /// gone (`false`).
+    pub(crate) fn wait_upgrade(&mut self, socket: SocketId, tx: oneshot::Sender<bool>) {
+        let Some(sid) = self.sio.session_of(socket) else {
+            let _ = tx.send(false);
+            return;
+        };
+        self.upgrades.push((sid, tx));
+        self.check_upgrades();
+    }
+
+    /// Settles the upgrade waiters whose session upgraded or closed. The core reports an
+    /// upgrade only inside its own pump, so the state is looked at after every input, as
+    /// long as someone waits.
+    fn check_upgrades(&mut self) {
+        if self.upgrades.is_empty() {
+            return;
+        }
+        let engine = self.sio.engine();
+        let mut kept = Vec::new();
+        for (sid, tx) in std::mem::take(&mut self.upgrades) {
+            if tx.is_canceled() {
+                continue;
+            }
+            if !engine.contains(sid) {
+                let _ = tx.send(false);
+            } else if engine.transport(sid) == Some(TransportKind::WebSocket) {
+                let _ = tx.send(true);
+            } else {
+                kept.push((sid, tx));
+            }
+        }
+        self.upgrades = kept;
+    }
+
     /// A caught panic: logged at error level, handed to the `on_error` hooks, and its socket
     /// disconnected from the namespace (the client gets `41`, the `disconnect` handlers run
     /// with "server namespace disconnect"; the socket leaves its rooms, so no broadcast
@@ -1693,6 +1866,70 @@ impl Node {
                 entry.failed = true;
             }
             let _ = self.sio.disconnect(id, false, now);
+        }
+    }
+}
+
+/// One listener of an event, as it runs for one socket.
+struct Listener {
+    handler: crate::handler::ErasedHandler,
+    middleware: Vec<PacketMw>,
+    result: ResultTo,
+}
+
+/// Runs one listener of an event: its own middleware, then the handler, then what its result
+/// says (the acknowledgement goes to the first listener that takes it).
+async fn run_listener(
+    listener: Listener,
+    ctl: Arc<Ctl>,
+    sock: Socket,
+    mut ev: IncomingEvent,
+    ack: AckSlot,
+    state: Extensions,
+) {
+    if !listener.middleware.is_empty() {
+        let event = ev.name.clone();
+        let run = run_packet_middleware(listener.middleware, &sock, ev);
+        match contained(run, &ctl, &sock, PanicPlace::PacketMiddleware, &event).await {
+            Some(Some(next)) => ev = next,
+            _ => return,
+        }
+    }
+    let event = ev.name.clone();
+    let ctx = EventCtx {
+        socket: sock.clone(),
+        name: ev.name,
+        payload: ev.payload,
+        ack: ack.clone(),
+        state,
+    };
+    let run = async { (listener.handler)(ctx).await };
+    let Some(reply) = contained(run, &ctl, &sock, PanicPlace::Handler, &event).await else {
+        return;
+    };
+    match reply {
+        Reply::None => {}
+        Reply::Payload(p) => match &listener.result {
+            ResultTo::Ack => {
+                if let Some(token) = take_ack(&ack) {
+                    sock.send_ack(token, p);
+                }
+            }
+            ResultTo::Emit { event, always } => match take_ack(&ack) {
+                Some(token) if !always => sock.send_ack(token, p),
+                _ => sock.emit_payload(event, p),
+            },
+            ResultTo::Broadcast { event, rooms } => {
+                let mut op = sock.broadcast();
+                for room in rooms {
+                    op = op.to(room.clone());
+                }
+                op.emit_payload(event, p);
+            }
+        },
+        Reply::Error(message) => {
+            let run = sock.report_error(message);
+            let _ = contained(run, &ctl, &sock, PanicPlace::Error, &event).await;
         }
     }
 }
@@ -1740,11 +1977,30 @@ impl Machine for Node {
         head: RequestHead,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
-        self.sio.handle_request(conn, head, now)
+        if head.method() == Method::Get {
+            // A poll: its answer may have to stay uncompressed (`compress(false)`).
+            let mut transport = None;
+            let mut sid = None;
+            for (k, v) in query_pairs(head.query()) {
+                match &*k {
+                    "transport" => transport = Some(v),
+                    "sid" => sid = Sid::new(&v).ok(),
+                    _ => {}
+                }
+            }
+            if let (Some("polling"), Some(sid)) = (transport.as_deref(), sid) {
+                self.polls.insert(conn, sid);
+            }
+        }
+        let result = self.sio.handle_request(conn, head, now);
+        self.check_upgrades();
+        result
     }
 
     fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
-        self.sio.handle_body(conn, body, now)
+        let result = self.sio.handle_body(conn, body, now);
+        self.check_upgrades();
+        result
     }
 
     fn handle_ws_message(
@@ -1753,7 +2009,9 @@ impl Machine for Node {
         message: WsMessage,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
-        self.sio.handle_ws_message(conn, message, now)
+        let result = self.sio.handle_ws_message(conn, message, now);
+        self.check_upgrades();
+        result
     }
 
     fn handle_ws_drained(&mut self, conn: ConnId, now: Instant) {
@@ -1761,11 +2019,20 @@ impl Machine for Node {
     }
 
     fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
-        self.sio.handle_conn_closed(conn, error, now)
+        self.sio.handle_conn_closed(conn, error, now);
+        self.polls.remove(&conn);
+        self.check_upgrades();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.sio.handle_timeout(now);
+        self.check_upgrades();
+        if !self.plain.is_empty() {
+            let engine = self.sio.engine();
+            self.plain.retain(|sid, _| {
+                engine.transport(*sid) == Some(TransportKind::Polling) && engine.contains(*sid)
+            });
+        }
         for expired in self.requests.expire(now) {
             crate::metrics::cluster_timeout(expired.kind);
             self.finish_request(expired.id, expired.nodes_left, expired.acks_left);
@@ -1778,7 +2045,18 @@ impl Machine for Node {
         for (nsp, change) in self.sio.take_room_changes() {
             self.cluster.adapter.room_changed(&nsp, &change);
         }
-        self.sio.poll_output()
+        let mut output = self.sio.poll_output()?;
+        if let Output::Response { conn, response } = &mut output {
+            if let Some(sid) = self.polls.remove(conn) {
+                if self.plain.remove(&sid) == Some(false) {
+                    // Only packets sent with `compress(false)`: the driver leaves it as it is.
+                    response
+                        .headers
+                        .push((crate::driver::UNCOMPRESSED, String::new()));
+                }
+            }
+        }
+        Some(output)
     }
 
     fn poll_event(&mut self) -> Option<Event> {

@@ -78,6 +78,8 @@ pub struct BroadcastOperator {
     target: Target,
     opts: BroadcastOptions,
     timeout: Option<Duration>,
+    /// Whether poll answers carrying these packets may be compressed (`compress`).
+    compress: bool,
 }
 
 impl fmt::Debug for BroadcastOperator {
@@ -101,6 +103,7 @@ impl BroadcastOperator {
             target,
             opts: BroadcastOptions::default(),
             timeout: None,
+            compress: true,
         }
     }
 
@@ -139,9 +142,15 @@ impl BroadcastOperator {
         self
     }
 
-    /// The compression hint.
+    /// Whether the packets may be compressed (default: yes, as the reference). With
+    /// `false`, a long-polling answer that carries only such packets is sent uncompressed
+    /// even over the HTTP compression threshold (the reference compresses an answer when any
+    /// of its packets allows it). WebSocket messages are never compressed. On a cluster, the
+    /// hint travels with the broadcast; other nodes apply HTTP compression as their own
+    /// settings say.
     pub fn compress(mut self, compress: bool) -> Self {
         self.opts.compress = compress;
+        self.compress = compress;
         self
     }
 
@@ -170,9 +179,10 @@ impl BroadcastOperator {
     /// unless [`local`](BroadcastOperator::local), of every other node of the cluster.
     pub fn emit_payload(&self, event: &str, payload: Payload) {
         let (target, opts, event) = (self.target.clone(), self.opts.clone(), event.to_owned());
+        let compress = self.compress;
         let _ = self.ctl.handle.cast(move |node, now| {
             let nsps = target.resolve(node);
-            node.broadcast(&nsps, &opts, &event, payload, now);
+            node.broadcast(&nsps, &opts, &event, payload, compress, now);
         });
     }
 

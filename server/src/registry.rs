@@ -1,7 +1,9 @@
 //! Where handlers and middleware are registered, per namespace.
 
 use crate::handler::{BoxFuture, ErasedHandler, Reply};
+use crate::listeners::ListenerId;
 use crate::middleware::{ConnectMw, PacketMw};
+use crate::namespace::Namespace;
 use crate::payload::Payload;
 use crate::socket::Socket;
 use std::collections::HashMap;
@@ -33,9 +35,11 @@ pub(crate) enum ResultTo {
     Broadcast { event: String, rooms: Vec<Room> },
 }
 
-/// One event's route: the handler, its own packet middleware, and where its result goes.
+/// One listener of an event: the handler, its own packet middleware, and where its result
+/// goes.
 #[derive(Clone)]
 pub(crate) struct Route {
+    pub id: ListenerId,
     pub handler: ErasedHandler,
     pub middleware: Vec<PacketMw>,
     pub result: ResultTo,
@@ -54,7 +58,7 @@ fn write<T>(lock: &RwLock<T>, f: impl FnOnce(&mut T)) {
 pub(crate) struct NsHandlers {
     pub connect: RwLock<Vec<ConnectMw>>,
     pub packet: RwLock<Vec<PacketMw>>,
-    pub routes: RwLock<HashMap<String, Route>>,
+    pub routes: RwLock<HashMap<String, Vec<Route>>>,
     pub connection: RwLock<Vec<SocketHook>>,
     pub disconnecting: RwLock<Vec<DisconnectingHook>>,
     pub disconnect: RwLock<Vec<DisconnectHook>>,
@@ -71,21 +75,26 @@ impl NsHandlers {
     pub fn packet(&self) -> Vec<PacketMw> {
         read(&self.packet)
     }
-    pub fn route(&self, name: &str) -> Option<Route> {
+    /// The listeners of event `name`, in registration order.
+    pub fn routes(&self, name: &str) -> Vec<Route> {
         self.routes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .cloned()
+            .unwrap_or_default()
     }
-    pub fn set_route(&self, name: String, route: Route) {
-        write(&self.routes, |m| {
-            m.insert(name, route);
-        });
+    /// Adds a listener of event `name`, after those it has.
+    pub fn add_route(&self, name: String, route: Route) {
+        write(&self.routes, |m| m.entry(name).or_default().push(route));
     }
-    pub fn edit_route(&self, name: &str, f: impl FnOnce(&mut Route)) {
+    /// Refines listener `id` of event `name`.
+    pub fn edit_route(&self, name: &str, id: ListenerId, f: impl FnOnce(&mut Route)) {
         write(&self.routes, |m| {
-            if let Some(r) = m.get_mut(name) {
+            if let Some(r) = m
+                .get_mut(name)
+                .and_then(|v| v.iter_mut().find(|r| r.id == id))
+            {
                 f(r);
             }
         });
@@ -123,9 +132,17 @@ impl NsHandlers {
     pub fn push<T>(lock: &RwLock<Vec<T>>, item: T) {
         write(lock, |v| v.push(item));
     }
+    pub fn prepend<T>(lock: &RwLock<Vec<T>>, item: T) {
+        write(lock, |v| v.insert(0, item));
+    }
+    pub fn clear<T>(lock: &RwLock<Vec<T>>) {
+        write(lock, Vec::clear);
+    }
 }
 
 type NsMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// An `Io::on_new_namespace` hook.
+pub(crate) type NewNamespaceHook = Arc<dyn Fn(Namespace) + Send + Sync>;
 
 /// All namespaces' handlers, plus the global middleware.
 #[derive(Default)]
@@ -134,6 +151,11 @@ pub(crate) struct Registry {
     pub packet: RwLock<Vec<PacketMw>>,
     statics: RwLock<HashMap<String, Arc<NsHandlers>>>,
     dynamic: RwLock<Vec<(NsMatcher, Arc<NsHandlers>)>>,
+    /// The `new_namespace` hooks.
+    pub new_namespace: RwLock<Vec<NewNamespaceHook>>,
+    /// Every namespace name announced to the `new_namespace` hooks (or existing before
+    /// they could be told).
+    known: RwLock<std::collections::HashSet<String>>,
 }
 
 impl Registry {
@@ -141,6 +163,28 @@ impl Registry {
     pub fn namespace(&self, name: &str) -> Arc<NsHandlers> {
         let mut map = self.statics.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Records that namespace `name` exists: true the first time (the `new_namespace`
+    /// hooks are then due).
+    pub fn first_seen(&self, name: &str) -> bool {
+        self.known
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned())
+    }
+
+    /// Forgets namespace `name` (a dynamic child removed once empty), so that a later
+    /// creation is announced again.
+    pub fn forget(&self, name: &str) {
+        self.known
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
+    pub fn new_namespace_hooks(&self) -> Vec<NewNamespaceHook> {
+        read(&self.new_namespace)
     }
 
     /// The handlers of the dynamic family that serves `name`, when no namespace of that

@@ -1,18 +1,23 @@
 //! The socket handle handlers work with.
 
 use crate::ack::AckError;
+use crate::connection::Connection;
 use crate::extensions::Extensions;
+use crate::handler::{Handler, erase};
 use crate::handshake::Handshake;
+use crate::listeners::{ListenerId, OwnListener, SocketListeners};
+use crate::middleware::{IncomingEvent, PacketFlow, PacketMw};
 use crate::node::Ctl;
 use crate::operators::BroadcastOperator;
 use crate::payload::{EncodeError, Payload};
 use crate::registry::NsHandlers;
+use crate::registry::{AnyHook, OutgoingHook};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use volley_core::SocketId;
 use volley_core::socketio::{AckToken, Room};
@@ -33,6 +38,7 @@ struct Inner {
     ns: Arc<NsHandlers>,
     connected: AtomicBool,
     recovered: bool,
+    listeners: Mutex<SocketListeners>,
 }
 
 impl fmt::Debug for Socket {
@@ -70,6 +76,7 @@ impl Socket {
                 ns,
                 connected: AtomicBool::new(true),
                 recovered,
+                listeners: Mutex::new(SocketListeners::default()),
             }),
         }
     }
@@ -127,7 +134,18 @@ impl Socket {
 
     /// Sends `event` with a whole argument list (several arguments, binary).
     pub fn emit_payload(&self, event: &str, payload: Payload) {
-        self.send(event, payload, false);
+        self.send(event, payload, false, true);
+    }
+
+    /// An emitter whose packets may be compressed or not (Node's `socket.compress(bool)`;
+    /// by default they may): with `false`, a long-polling answer that carries only such
+    /// packets is sent uncompressed even over the HTTP compression threshold. WebSocket
+    /// messages are never compressed.
+    pub fn compress(&self, compress: bool) -> SocketEmitter {
+        SocketEmitter {
+            socket: self.clone(),
+            compress,
+        }
     }
 
     /// Sends `event`, but only if the transport can take it right now.
@@ -136,21 +154,19 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), EncodeError> {
-        self.send(event, Payload::of(data)?, true);
+        self.send(event, Payload::of(data)?, true, true);
         Ok(())
     }
 
     /// Hands the emit to the machine, which runs the outgoing hooks (once, also when recovery
     /// makes it a broadcast to the socket's room).
-    fn send(&self, event: &str, payload: Payload, volatile: bool) {
+    fn send(&self, event: &str, payload: Payload, volatile: bool, compress: bool) {
         let id = self.inner.id;
         let nsp = self.inner.nsp.clone();
         let event = event.to_owned();
-        let _ = self
-            .inner
-            .ctl
-            .handle
-            .cast(move |node, now| node.emit_to(id, &nsp, &event, payload, volatile, now));
+        let _ = self.inner.ctl.handle.cast(move |node, now| {
+            node.emit_to(id, &nsp, &event, payload, volatile, compress, now)
+        });
     }
 
     /// Sends `event` (now, not when the future is first polled) and waits for the client's
@@ -197,7 +213,7 @@ impl Socket {
         payload: Payload,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Payload, AckError>> + Send + use<> {
-        for hook in self.inner.ns.any_outgoing() {
+        for hook in self.outgoing_hooks() {
             hook(self, event, &payload);
         }
         let id = self.inner.id;
@@ -280,6 +296,252 @@ impl Socket {
         });
     }
 
+    /// The Engine.IO connection under this socket (Node's `socket.conn`): its transport, its
+    /// upgrade, its address, and closing it whole.
+    pub fn conn(&self) -> Connection {
+        Connection {
+            socket: self.clone(),
+        }
+    }
+
+    pub(crate) fn ctl(&self) -> &Arc<Ctl> {
+        &self.inner.ctl
+    }
+
+    // ---- listeners of this socket ----
+
+    fn listeners(&self) -> std::sync::MutexGuard<'_, SocketListeners> {
+        self.inner
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers with `f` unless the socket has disconnected; the new listener's id.
+    fn register(&self, f: impl FnOnce(&mut SocketListeners, ListenerId)) -> ListenerId {
+        let id = ListenerId::next();
+        let mut listeners = self.listeners();
+        if !listeners.closed {
+            f(&mut listeners, id);
+        }
+        id
+    }
+
+    /// Adds `handler` as a listener of `event` for this socket only (Node's `socket.on`),
+    /// for instance from a `connection` handler. It runs after the namespace's listeners of
+    /// the event and this socket's earlier ones; its return value acknowledges the event
+    /// when no listener before it did. The reserved events `disconnecting` and `disconnect`
+    /// are listened to the same way: their listeners get the reason (`Data<String>`) and run
+    /// after the namespace's `on_disconnecting` / `on_disconnect` handlers. Listeners are
+    /// dropped when the socket disconnects; once it has, this does nothing.
+    pub fn on<H, T>(&self, event: &str, handler: H) -> ListenerId
+    where
+        H: Handler<T>,
+        T: 'static,
+    {
+        self.add_listener(event, handler, false)
+    }
+
+    /// [`Socket::on`] for the next occurrence of `event` only (Node's `socket.once`).
+    pub fn once<H, T>(&self, event: &str, handler: H) -> ListenerId
+    where
+        H: Handler<T>,
+        T: 'static,
+    {
+        self.add_listener(event, handler, true)
+    }
+
+    fn add_listener<H, T>(&self, event: &str, handler: H, once: bool) -> ListenerId
+    where
+        H: Handler<T>,
+        T: 'static,
+    {
+        let handler = erase(handler);
+        self.register(|l, id| {
+            l.events
+                .entry(event.to_owned())
+                .or_default()
+                .push(OwnListener { id, handler, once })
+        })
+    }
+
+    /// Removes every listener of `event` this socket registered on itself (Node's
+    /// `socket.off(event)` / `removeAllListeners(event)`); the namespace's stay.
+    pub fn off(&self, event: &str) {
+        self.listeners().events.remove(event);
+    }
+
+    /// Removes one listener of this socket, of whatever kind (an event listener, packet
+    /// middleware excepted, a catch-all or outgoing one): whether it was there.
+    pub fn off_listener(&self, id: ListenerId) -> bool {
+        let mut listeners = self.listeners();
+        let before = listeners.outgoing_count();
+        let found = listeners.remove(id);
+        let removed = before - listeners.outgoing_count();
+        drop(listeners);
+        self.inner
+            .ctl
+            .own_outgoing
+            .fetch_sub(removed, Ordering::AcqRel);
+        found
+    }
+
+    /// Removes every event listener this socket registered on itself (Node's
+    /// `removeAllListeners()`); catch-all listeners and middleware stay.
+    pub fn off_all(&self) {
+        self.listeners().events.clear();
+    }
+
+    /// How many listeners of `event` this socket registered on itself.
+    pub fn listener_count(&self, event: &str) -> usize {
+        self.listeners().events.get(event).map_or(0, Vec::len)
+    }
+
+    /// Adds packet middleware for this socket's events (Node's `socket.use`): it runs after
+    /// the global and the namespace's packet middleware, in registration order, with the
+    /// same choices (pass on, rewritten or not; drop; reject).
+    pub fn use_packet<F, Fut>(&self, mw: F) -> &Self
+    where
+        F: Fn(Socket, IncomingEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = PacketFlow> + Send + 'static,
+    {
+        let mw: PacketMw = Arc::new(move |s, e| Box::pin(mw(s, e)));
+        self.register(|l, _| l.middleware.push(mw));
+        self
+    }
+
+    /// Adds a catch-all listener for this socket's incoming events (Node's `socket.onAny`):
+    /// after the namespace's (see [`Namespace::on_any`](crate::Namespace::on_any) for the
+    /// order).
+    pub fn on_any<F, Fut>(&self, f: F) -> ListenerId
+    where
+        F: Fn(Socket, String, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hook: AnyHook = Arc::new(move |s, n, p| Box::pin(f(s, n, p)));
+        self.register(|l, id| l.any_back.push((id, hook)))
+    }
+
+    /// [`Socket::on_any`], but before every other catch-all listener of the socket, the
+    /// namespace's included (Node's `socket.prependAny`).
+    pub fn prepend_any<F, Fut>(&self, f: F) -> ListenerId
+    where
+        F: Fn(Socket, String, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let hook: AnyHook = Arc::new(move |s, n, p| Box::pin(f(s, n, p)));
+        self.register(|l, id| l.any_front.insert(0, (id, hook)))
+    }
+
+    /// Removes catch-all listener `id` of this socket, or, with `None`, every one this socket
+    /// registered (Node's `socket.offAny(listener)` / `offAny()`).
+    pub fn off_any(&self, id: Option<ListenerId>) {
+        let mut l = self.listeners();
+        match id {
+            Some(id) => {
+                l.any_front.retain(|(i, _)| *i != id);
+                l.any_back.retain(|(i, _)| *i != id);
+            }
+            None => {
+                l.any_front.clear();
+                l.any_back.clear();
+            }
+        }
+    }
+
+    /// Sees every event sent to this socket, before it leaves (Node's
+    /// `socket.onAnyOutgoing`): after the namespace's outgoing hooks.
+    pub fn on_any_outgoing<F>(&self, f: F) -> ListenerId
+    where
+        F: Fn(&Socket, &str, &Payload) + Send + Sync + 'static,
+    {
+        let hook: OutgoingHook = Arc::new(f);
+        let ctl = &self.inner.ctl;
+        self.register(|l, id| {
+            l.out_back.push((id, hook));
+            ctl.own_outgoing.fetch_add(1, Ordering::AcqRel);
+        })
+    }
+
+    /// [`Socket::on_any_outgoing`], but before every other outgoing hook of the socket, the
+    /// namespace's included (Node's `socket.prependAnyOutgoing`).
+    pub fn prepend_any_outgoing<F>(&self, f: F) -> ListenerId
+    where
+        F: Fn(&Socket, &str, &Payload) + Send + Sync + 'static,
+    {
+        let hook: OutgoingHook = Arc::new(f);
+        let ctl = &self.inner.ctl;
+        self.register(|l, id| {
+            l.out_front.insert(0, (id, hook));
+            ctl.own_outgoing.fetch_add(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Removes outgoing hook `id` of this socket, or, with `None`, every one this socket
+    /// registered (Node's `socket.offAnyOutgoing(listener)` / `offAnyOutgoing()`).
+    pub fn off_any_outgoing(&self, id: Option<ListenerId>) {
+        let mut l = self.listeners();
+        let before = l.outgoing_count();
+        match id {
+            Some(id) => {
+                l.out_front.retain(|(i, _)| *i != id);
+                l.out_back.retain(|(i, _)| *i != id);
+            }
+            None => {
+                l.out_front.clear();
+                l.out_back.clear();
+            }
+        }
+        let removed = before - l.outgoing_count();
+        drop(l);
+        self.inner
+            .ctl
+            .own_outgoing
+            .fetch_sub(removed, Ordering::AcqRel);
+    }
+
+    /// This socket's listeners of `event` (the `once` ones taken out).
+    pub(crate) fn take_listeners(&self, event: &str) -> Vec<OwnListener> {
+        self.listeners().take_event(event)
+    }
+
+    /// This socket's packet middleware.
+    pub(crate) fn own_middleware(&self) -> Vec<PacketMw> {
+        self.listeners().middleware.clone()
+    }
+
+    /// The catch-all listeners of this socket's incoming events, in the order they run.
+    pub(crate) fn any_hooks(&self) -> Vec<AnyHook> {
+        let l = self.listeners();
+        let mut hooks: Vec<AnyHook> = l.any_front.iter().map(|(_, h)| h.clone()).collect();
+        hooks.extend(self.inner.ns.any());
+        hooks.extend(l.any_back.iter().map(|(_, h)| h.clone()));
+        hooks
+    }
+
+    /// The outgoing hooks of this socket, in the order they run.
+    pub(crate) fn outgoing_hooks(&self) -> Vec<OutgoingHook> {
+        let ns = self.inner.ns.any_outgoing();
+        if self.inner.ctl.own_outgoing.load(Ordering::Acquire) == 0 {
+            return ns;
+        }
+        let l = self.listeners();
+        let mut hooks: Vec<OutgoingHook> = l.out_front.iter().map(|(_, h)| h.clone()).collect();
+        hooks.extend(ns);
+        hooks.extend(l.out_back.iter().map(|(_, h)| h.clone()));
+        hooks
+    }
+
+    /// Drops every listener of the socket (at its disconnect): they hold clones of the
+    /// socket, and register nothing more.
+    pub(crate) fn close_listeners(&self) {
+        let outgoing = self.listeners().close();
+        self.inner
+            .ctl
+            .own_outgoing
+            .fetch_sub(outgoing, Ordering::AcqRel);
+    }
+
     /// Runs the namespace's `error` handlers for this socket.
     pub(crate) async fn report_error(&self, message: String) {
         let hooks = self.inner.ns.error();
@@ -289,6 +551,37 @@ impl Socket {
         for hook in hooks {
             hook(self.clone(), message.clone()).await;
         }
+    }
+}
+
+/// A socket whose emits carry a compression flag (from [`Socket::compress`]).
+#[derive(Debug, Clone)]
+pub struct SocketEmitter {
+    socket: Socket,
+    compress: bool,
+}
+
+impl SocketEmitter {
+    /// Sends `event` with one argument.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EncodeError> {
+        self.emit_payload(event, Payload::of(data)?);
+        Ok(())
+    }
+
+    /// Sends `event` with a whole argument list.
+    pub fn emit_payload(&self, event: &str, payload: Payload) {
+        self.socket.send(event, payload, false, self.compress);
+    }
+
+    /// Sends `event`, but only if the transport can take it right now.
+    pub fn emit_volatile<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), EncodeError> {
+        self.socket
+            .send(event, Payload::of(data)?, true, self.compress);
+        Ok(())
     }
 }
 

@@ -84,6 +84,14 @@ impl StreamsCodec {
         format!("{}#{nsp}#{uid}#", self.prefix)
     }
 
+    /// `prefix#volley#`: subscribed by Volley nodes only, so that they can be told from
+    /// Node servers (`NUMSUB`); nothing is published on it (no namespace or answer channel
+    /// is named so: they all start `prefix#/`). See
+    /// [`ShardedCodec::presence_channel`](crate::sharded::ShardedCodec::presence_channel).
+    pub fn presence_channel(&self) -> String {
+        format!("{}#volley#", self.prefix)
+    }
+
     /// `prefix#*`: every channel of the adapter, namespaces not known in advance included.
     pub fn pattern(&self) -> String {
         format!("{}#*", self.prefix)

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 mod client;
+pub mod node;
+pub mod redis_cluster;
 
 #[allow(unused_imports)] // Not every test binary uses it.
 pub use client::Client;
@@ -19,23 +21,33 @@ use tokio::time::timeout;
 /// How long a redis-server may take to start.
 pub const LIMIT: Duration = Duration::from_secs(20);
 
-/// Installs redis-server when missing; panics when that is impossible.
+/// Installs redis-server, redis-sentinel and redis-cli when missing; panics when that is
+/// impossible.
 pub fn ensure_redis_server() {
-    let found = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if found {
+    let runs = |program: &str| {
+        std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if ["redis-server", "redis-sentinel", "redis-cli"]
+        .iter()
+        .all(|p| runs(p))
+    {
         return;
     }
     let ok = std::process::Command::new("sh")
-        .args(["-c", "apt-get update && apt-get install -y redis-server"])
+        .args([
+            "-c",
+            "apt-get update && apt-get install -y redis-server redis-sentinel redis-tools",
+        ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(
         ok,
-        "redis-server is missing and could not be installed with apt-get"
+        "redis-server, redis-sentinel or redis-cli is missing and could not be installed \
+         with apt-get"
     );
 }
 
@@ -44,52 +56,83 @@ pub struct Redis {
     child: Child,
     /// The port it listens on.
     pub port: u16,
+    /// Its working directory, removed on drop.
+    _dir: Option<TempDir>,
 }
 
 impl Redis {
     /// Starts one on `port`.
     pub async fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[]).await
+    }
+
+    /// Starts one on `port` with `extra` options (`--name value`, as redis-server takes them;
+    /// a later option overrides an earlier one, so `--port 0` turns plain TCP off).
+    pub async fn start_with(port: u16, extra: &[String]) -> Redis {
+        // Its files (a replica's copy of the master's data) in a directory of its own.
+        let dir = TempDir::new("server");
+        let mut args: Vec<String> = [
+            "--dir",
+            &dir.file(""),
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(extra.iter().cloned());
+        let mut redis = Redis::spawn("redis-server", &args, port).await;
+        redis._dir = Some(dir);
+        redis
+    }
+
+    /// Runs redis-server with `args`, until it says it is ready; `port` is where it listens.
+    pub async fn spawn(program: &str, args: &[String], port: u16) -> Redis {
+        Redis::spawn_until(program, args, port, "Ready to accept connections").await
+    }
+
+    /// Runs `program` (redis-server or redis-sentinel) with `args`, until it logs a line
+    /// containing `ready`; `port` is where it listens.
+    pub async fn spawn_until(program: &str, args: &[String], port: u16, ready: &str) -> Redis {
         ensure_redis_server();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut child = Command::new(program)
+            .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("redis-server starts");
+            .unwrap_or_else(|e| panic!("{program} starts: {e}"));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        timeout(LIMIT, async {
+        let mut log = Vec::new();
+        let ready = timeout(LIMIT, async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("Ready to accept connections") {
-                    return;
+                if line.contains(ready) {
+                    return true;
                 }
+                log.push(line);
             }
-            panic!("redis-server exited before it was ready");
+            false
         })
         .await
-        .expect("redis-server ready in time");
+        .unwrap_or_else(|_| panic!("{program} ready in time"));
+        assert!(ready, "{program} exited before it was ready: {log:#?}");
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Redis { child, port }
+        Redis {
+            child,
+            port,
+            _dir: None,
+        }
     }
 
     /// Starts one on a free port.
     pub async fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port).await
+        Redis::start_on(free_port().await).await
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -102,6 +145,61 @@ impl Redis {
         self.child.kill().await.unwrap();
         self.port
     }
+
+    /// Kills it (SIGKILL) without waiting for it to go.
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A port of 127.0.0.1 that was free a moment ago.
+pub async fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A directory of its own under the system's temporary directory, for files a test writes
+/// (certificates, Sentinel and cluster configurations); removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty one named after `what`.
+    pub fn new(what: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "volley-redis-{what}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// `name` inside it, as a string.
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A plain connection to the Redis at `url`.
+pub async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    timeout(LIMIT, client.get_multiplexed_async_connection())
+        .await
+        .expect("connected in time")
+        .expect("connected")
 }
 
 /// Serves `io` on a free port of 127.0.0.1; returns the port.

@@ -44,6 +44,11 @@ serve(
         socket.once("connect_error", (e) => reject(e));
       });
     },
+    // Emits without asking for an acknowledgement.
+    async emit({ client: name, event, args = [] }) {
+      client(name).emit(event, ...args);
+      return true;
+    },
     // Emits and waits for the server's acknowledgement.
     async emitWithAck({ client: name, event, args = [] }) {
       return await client(name).timeout(10000).emitWithAck(event, ...args);

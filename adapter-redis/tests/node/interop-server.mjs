@@ -2,10 +2,12 @@
 // tests/interop.rs over the line protocol of interop-lines.mjs.
 //
 //   node interop-server.mjs <redis-url> [<subscription-mode>]
+//   node interop-server.mjs cluster:<node-url>,<node-url>,... <subscription-mode>
 //
 // With a subscription mode ("static", "dynamic" or "dynamic-private") the adapter is
 // createShardedAdapter (Redis 7 sharded Pub/Sub) in that mode; without, createAdapter
-// (classic Pub/Sub).
+// (classic Pub/Sub). A `cluster:` URL list connects to a Redis Cluster through those nodes
+// (node-redis's createCluster).
 //
 // Reports {"report":"ready","port":p} once it listens on 127.0.0.1:p and its adapter is set
 // up. Its sockets keep {"node":"node","who":<auth.who>} as data and answer "join" (joins the
@@ -15,7 +17,7 @@
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
-import { createClient } from "redis";
+import { createClient, createCluster } from "redis";
 import { report, serve, splitAck, toWire } from "./interop-lines.mjs";
 
 const url = process.argv[2];
@@ -25,7 +27,14 @@ if (!url) {
   process.exit(2);
 }
 
-const pub = createClient({ url });
+const pub = url.startsWith("cluster:")
+  ? createCluster({
+      rootNodes: url
+        .slice("cluster:".length)
+        .split(",")
+        .map((u) => ({ url: u })),
+    })
+  : createClient({ url });
 const sub = pub.duplicate();
 pub.on("error", (e) => process.stderr.write(`redis pub: ${e}\n`));
 sub.on("error", (e) => process.stderr.write(`redis sub: ${e}\n`));

@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub(crate) fallback: Fallback,
     pub(crate) cors: Option<super::cors::Cors>,
     pub(crate) allow_request: Option<AllowRequest>,
+    /// The threshold of HTTP compression, `None` when off.
+    pub(crate) http_compression: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             fallback: Arc::new(|_| not_found()),
             cors: None,
             allow_request: None,
+            http_compression: Some(super::compress::DEFAULT_COMPRESSION_THRESHOLD),
         }
     }
 }
@@ -146,6 +149,20 @@ impl ServerConfig {
         self
     }
 
+    /// HTTP compression of long-polling answers (the reference's `httpCompression`): a poll
+    /// answer of at least `threshold` bytes is compressed with gzip or deflate, whichever
+    /// the request's `Accept-Encoding` prefers (gzip on a tie), and gets `Content-Encoding`;
+    /// an answer carrying only packets sent with `compress(false)` stays as it is. `None`
+    /// turns compression off. Default: on, threshold 1024 bytes
+    /// ([`DEFAULT_COMPRESSION_THRESHOLD`](super::DEFAULT_COMPRESSION_THRESHOLD)).
+    ///
+    /// WebSocket messages are not compressed: permessage-deflate is out of scope while
+    /// async-tungstenite does not support it.
+    pub fn http_compression(mut self, threshold: Option<usize>) -> Self {
+        self.http_compression = threshold;
+        self
+    }
+
     /// The handler for requests the machine does not own. Default: `404 Not Found`. It runs on
     /// the connection's task and sees the head only: a request with a body is answered and
     /// the connection closed, since the body is not read.
@@ -172,6 +189,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("trusted_proxies", &self.trusted_proxies)
             .field("limits", &self.limits)
+            .field("http_compression", &self.http_compression)
             .finish_non_exhaustive()
     }
 }

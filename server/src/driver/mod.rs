@@ -50,6 +50,7 @@
 //! awaiting shutdown. Accept loops stop on [`Driver::stopping`].
 
 mod actor;
+mod compress;
 mod config;
 mod conn;
 mod cors;
@@ -76,6 +77,8 @@ use tracing::Instrument;
 use volley_core::ConnId;
 
 pub use actor::{Handle, Stopped};
+pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
+pub(crate) use compress::UNCOMPRESSED;
 pub use config::{AllowRequest, Fallback, ServerConfig};
 pub use cors::{Cors, Origins};
 pub use machine::{Machine, Router};

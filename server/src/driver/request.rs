@@ -60,8 +60,10 @@ pub(crate) fn screen(config: &ServerConfig, head: &RequestHead) -> Option<Respon
     None
 }
 
-/// A response of the machine as sent: with the CORS headers when CORS is on.
+/// A response of the machine as sent: compressed when HTTP compression applies, with the
+/// CORS headers when CORS is on.
 pub(crate) fn decorate(config: &ServerConfig, head: &RequestHead, response: Response) -> Response {
+    let response = super::compress::compress(config.http_compression, head, response);
     match &config.cors {
         Some(cors) => cors.decorate(head, response),
         None => response,

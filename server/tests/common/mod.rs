@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use volley::Io;

@@ -1,0 +1,96 @@
+//! A socket's Engine.IO connection (Node's `socket.conn`): the transport, its upgrade, the
+//! remote address, and closing the whole connection.
+
+use crate::socket::Socket;
+use std::future::Future;
+use std::net::IpAddr;
+use volley_core::engine::TransportKind;
+
+/// The Engine.IO connection a socket rides on, shared by every namespace the client joined
+/// over it. From [`Socket::conn`].
+///
+/// The transport and the upgrade are asked of the machine when called (the answer is the
+/// state at that moment); the address comes from the handshake.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub(crate) socket: Socket,
+}
+
+/// The name Engine.IO gives a transport.
+fn transport_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Polling => "polling",
+        TransportKind::WebSocket => "websocket",
+    }
+}
+
+impl Connection {
+    /// The Engine.IO session id (`sid` of the handshake); `None` once the connection is gone.
+    pub async fn id(&self) -> Option<String> {
+        let id = self.socket.id();
+        self.socket
+            .ctl()
+            .handle
+            .call(move |node, _| node.sio.session_of(id).map(|sid| sid.to_string()))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The transport in use now: `"polling"` or `"websocket"` (Node's
+    /// `socket.conn.transport.name`); `None` once the connection is gone. While an upgrade is
+    /// being probed the transport is still `"polling"`.
+    pub async fn transport(&self) -> Option<&'static str> {
+        let id = self.socket.id();
+        self.socket
+            .ctl()
+            .handle
+            .call(move |node, _| {
+                let sid = node.sio.session_of(id)?;
+                node.sio.engine().transport(sid).map(transport_name)
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Resolves once the connection runs over WebSocket (Node's `socket.conn.on("upgrade")`):
+    /// `true` at once for a connection that is already there (it opened over WebSocket or
+    /// upgraded before), `true` when an upgrade completes, `false` when the connection
+    /// closes (or the server stops) first. The request is made when this is called, not
+    /// when the future is first polled.
+    pub fn upgraded(&self) -> impl Future<Output = bool> + Send + use<> {
+        let id = self.socket.id();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let queued = self
+            .socket
+            .ctl()
+            .handle
+            .cast(move |node, _| node.wait_upgrade(id, tx));
+        async move { queued.is_ok() && rx.await.unwrap_or(false) }
+    }
+
+    /// Closes the whole connection: every socket of the client, in every namespace, leaves
+    /// and the transport is closed after what is queued was written.
+    ///
+    /// The reference closes the Engine.IO session without a Socket.IO packet (its sockets
+    /// leave with `"forced close"`, and the client, seeing a transport close, reconnects).
+    /// Volley's machine offers no session close to this layer yet, so each namespace is told
+    /// DISCONNECT first, as [`Socket::disconnect`]`(true)` does: the sockets leave with
+    /// `"server namespace disconnect"` and the client does not reconnect by itself.
+    pub fn close(&self) {
+        self.socket.disconnect(true);
+    }
+
+    /// The client's IP address: the TCP peer of the handshake request (Node's
+    /// `socket.conn.remoteAddress`), when the runtime recorded it.
+    pub fn remote_address(&self) -> Option<IpAddr> {
+        self.socket.handshake().peer_addr().map(|a| a.ip())
+    }
+
+    /// The client's address as [`Handshake::address`](crate::Handshake::address) gives it:
+    /// with `trust_proxy`, the first `X-Forwarded-For` entry when there is one.
+    pub fn address(&self, trust_proxy: bool) -> Option<String> {
+        self.socket.handshake().address(trust_proxy)
+    }
+}
