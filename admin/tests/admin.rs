@@ -239,3 +239,54 @@ fn a_password_that_is_no_bcrypt_hash_is_refused() {
         Err(InstrumentError::InvalidPasswordHash)
     );
 }
+
+#[test]
+fn every_node_of_a_cluster_reports_to_every_dashboard() {
+    let rt = TestRuntime::new();
+    let cluster = volley::adapter::MemoryCluster::new();
+    let node = |n: u8, id: &str| {
+        let io = volley::builder()
+            .seed([n; 32])
+            .adapter(cluster.adapter())
+            .build(rt.clone());
+        io.ns("/");
+        let options = Options {
+            server_id: Some(id.to_owned()),
+            ..Options::no_auth()
+        };
+        instrument(&io, options).unwrap();
+        io
+    };
+    let a = node(1, "node-a");
+    let b = node(2, "node-b");
+    rt.block_on(async {
+        let on_b = TestClient::connect(&b, "/", None).await.unwrap();
+        let mut ui = TestClient::connect(&a, "/admin", None).await.unwrap();
+        rt.sleep(Duration::from_secs(3)).await;
+        let got = drain(&rt, &mut ui).await;
+        let ids: std::collections::BTreeSet<String> = find(&got, "server_stats")
+            .iter()
+            .filter_map(|args| args[0]["serverId"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(ids, ["node-a".to_owned(), "node-b".to_owned()].into());
+        // The socket list spans the cluster: the socket on b is listed by a.
+        let all = &find(&got, "all_sockets")[0][0];
+        let listed: Vec<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .collect();
+        assert!(
+            listed.contains(&on_b.id().to_string().as_str()),
+            "{listed:?}"
+        );
+        // A command from a's dashboard reaches b's sockets.
+        command(&ui, "_disconnect", &[json!("/"), json!(false)]);
+        rt.sleep(SETTLE).await;
+        assert_eq!(
+            on_b.disconnect_reason().as_deref(),
+            Some("io server disconnect")
+        );
+    });
+}

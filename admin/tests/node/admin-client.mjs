@@ -40,7 +40,8 @@ try {
   // A new socket shows up.
   const connected = once(admin, "socket_connected");
   const other = io(url, opts);
-  [out.connected] = await connected;
+  // The dashboard may hear of the socket before the socket hears its CONNECT reply.
+  [[out.connected]] = await Promise.all([connected, once(other, "connect")]);
   out.otherId = other.id;
 
   // Disconnect the first user from the dashboard (filter: the room of its id).
