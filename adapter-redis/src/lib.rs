@@ -1058,6 +1058,10 @@ impl SubscriberHooks for Classic<'_> {
 }
 
 impl Adapter for RedisAdapter {
+    fn close(&self) {
+        RedisAdapter::stop(self);
+    }
+
     fn start(&self, node: NodeId, inbox: Inbox) {
         let rx = {
             let mut state = self.shared.lock();

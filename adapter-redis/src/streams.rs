@@ -626,6 +626,10 @@ impl SubscriberHooks for Subscription<'_> {
 }
 
 impl Adapter for StreamsAdapter {
+    fn close(&self) {
+        StreamsAdapter::stop(self);
+    }
+
     fn start(&self, node: NodeId, inbox: Inbox) {
         if let crate::Target::Cluster { .. } = self.shared.link.options.target {
             // Its session transaction spans keys of several slots.

@@ -162,6 +162,19 @@ fn refusals_carry_the_reference_codes() {
 }
 
 #[test]
+fn a_refusal_is_recognised_from_its_response() {
+    use volley_core::engine::ErrorCode;
+    for code in ErrorCode::ALL {
+        assert_eq!(ErrorCode::of_response(&code.response()), Some(code));
+        assert_eq!(ErrorCode::of_response(&code.ws_response()), Some(code));
+    }
+    let other = volley_core::http::Response::new(400).body("Bad request!");
+    assert_eq!(ErrorCode::of_response(&other), None);
+    let ok = volley_core::http::Response::new(200).body("Bad request");
+    assert_eq!(ErrorCode::of_response(&ok), None);
+}
+
+#[test]
 fn websocket_refusals_are_plain_text() {
     let mut p = Pair::new(config());
     let conn = p.ws("EIO=9&transport=websocket");
@@ -388,20 +401,34 @@ fn packets_before_a_bad_one_are_not_delivered_partially_decoded() {
 }
 
 #[test]
-fn an_oversized_post_gets_413_and_keeps_the_session() {
+fn an_oversized_post_gets_413_and_closes_the_session() {
+    // engine.io 6.6 closes the session ("payload too large", a transport error); older
+    // versions kept it.
     let mut p = Pair::new(Config {
         max_payload: 10,
         ..config()
     });
     let (sid, json) = p.open_polling(4);
     assert_eq!(json["maxPayload"], 10);
+    let get = p.get(&q(sid));
     // Refused from its Content-Length, before any of it is read.
     let post = p.post(&q(sid), b"4aaaaaaaaaaaaaaaaaaa");
     let r = p.response(post).unwrap();
     assert_eq!(r.status, 413);
     assert!(r.close, "the unread body makes the connection unusable");
     assert!(p.pending_bodies.is_empty());
+    assert_eq!(
+        p.body(get),
+        (200, "1".to_owned()),
+        "the parked poll gets close"
+    );
+    assert_eq!(p.close_reason(sid), Some("transport error"));
+    let again = p.get(&q(sid));
+    assert_eq!(p.body(again), (400, error_json(1, "Session ID unknown")));
+    p.assert_empty();
+
     // A chunked body that turns out too large.
+    let (sid, _) = p.open_polling(4);
     let conn = p.raw(
         &format!(
             "POST /engine.io/?{} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -410,9 +437,9 @@ fn an_oversized_post_gets_413_and_keeps_the_session() {
         &[b'4'; 11],
     );
     assert_eq!(p.body(conn).0, 413);
-    assert!(p.engine.contains(sid));
-    let post = p.post(&q(sid), b"4ok");
-    assert_eq!(p.body(post), (200, "ok".to_owned()));
+    assert!(!p.engine.contains(sid));
+    assert_eq!(p.close_reason(sid), Some("transport error"));
+    p.assert_empty();
 }
 
 #[test]
@@ -628,16 +655,29 @@ fn a_bad_packet_on_the_probe_aborts_only_the_upgrade() {
 
 #[test]
 fn one_websocket_per_session() {
+    // A second WebSocket completes its handshake and is then closed, as the reference does
+    // (a client sees a close rather than an HTTP error); the session goes on.
     let mut p = Pair::new(config());
     let (sid, _) = p.open_polling(4);
-    let _first = probe(&mut p, sid);
+    let first = probe(&mut p, sid);
     let second = p.ws(&format!("EIO=4&transport=websocket&sid={sid}"));
-    assert_eq!(p.body(second), (400, "Bad request".to_owned()));
+    assert_eq!(p.response(second).unwrap().status, 101);
+    assert!(p.closed.contains(&second));
+    assert!(!p.closed.contains(&first));
+    p.ws_text(first, "2probe");
+    assert_eq!(p.ws_recv_text(first), ["3probe"]);
+    p.ws_text(first, "5");
+    assert_eq!(p.engine.transport(sid), Some(TransportKind::WebSocket));
 
     let conn = p.ws("EIO=4&transport=websocket");
     let (ws_sid, _) = open_packet(&p.ws_recv_text(conn)[0]);
     let again = p.ws(&format!("EIO=4&transport=websocket&sid={ws_sid}"));
-    assert_eq!(p.body(again), (400, "Bad request".to_owned()));
+    assert_eq!(p.response(again).unwrap().status, 101);
+    assert!(p.closed.contains(&again));
+    assert!(p.ws_recv(again).is_empty());
+    assert!(p.engine.contains(ws_sid));
+    p.ws_text(conn, "4still");
+    assert_eq!(p.events_of(ws_sid).len(), 2, "open and the message");
 }
 
 #[test]
@@ -931,6 +971,124 @@ fn the_reject_policy_keeps_the_session() {
     let get = p.get(&q(sid));
     assert_eq!(p.body(get), (200, "4a\x1e4b".to_owned()));
     p.engine.send(sid, text("c"), p.now).unwrap();
+}
+
+#[test]
+fn the_queue_is_bounded_in_bytes_and_a_slow_client_is_closed() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 100,
+        ..config()
+    });
+    p.auto_drain = false;
+    let ws = p.ws("EIO=4&transport=websocket");
+    let (sid, _) = open_packet(&p.ws_recv_text(ws)[0]);
+    // The open packet is in flight: what is sent now waits in the queue.
+    let forty = "y".repeat(40);
+    p.engine.send(sid, text(&forty), p.now).unwrap();
+    p.engine.send(sid, text(&forty), p.now).unwrap();
+    // 80 < 100: the message crossing the budget is taken.
+    p.engine.send(sid, text(&forty), p.now).unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 120);
+    // 120 >= 100: refused, and the session is closed as a slow client.
+    assert_eq!(
+        p.engine.send(sid, text("z"), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    p.drive();
+    assert!(p.events.iter().any(|e| matches!(
+        e,
+        Event::Close {
+            reason: CloseReason::SlowClient,
+            ..
+        }
+    )));
+    assert!(p.closed.contains(&ws));
+    assert_eq!(p.engine.queued_bytes(sid), 0);
+    p.assert_empty();
+}
+
+#[test]
+fn the_byte_bound_under_reject_keeps_the_session_and_frees_as_it_drains() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 100,
+        max_packets_per_poll: 1,
+        overflow: OverflowPolicy::Reject,
+        ..config()
+    });
+    let (sid, _) = p.open_polling(4);
+    let sixty = "z".repeat(60);
+    p.engine.send(sid, text(&sixty), p.now).unwrap();
+    p.engine
+        .send(sid, Message::Binary(Bytes::from(vec![1u8; 50])), p.now)
+        .unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 110);
+    assert_eq!(
+        p.engine.send(sid, text("a"), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    // Heartbeats are not counted and not refused.
+    p.advance(Duration::from_millis(300));
+    assert!(p.engine.contains(sid));
+    assert_eq!(p.engine.queued_bytes(sid), 110);
+    // One packet per poll: the first poll frees 60 bytes, and sends are taken again.
+    let get = p.get(&q(sid));
+    assert_eq!(p.body(get), (200, format!("4{sixty}")));
+    assert_eq!(p.engine.queued_bytes(sid), 50);
+    p.engine.send(sid, text(&sixty), p.now).unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 110);
+    assert!(p.engine.contains(sid));
+}
+
+#[test]
+fn a_message_larger_than_the_byte_budget_is_taken_while_the_queue_is_under_it() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 10,
+        overflow: OverflowPolicy::Reject,
+        ..config()
+    });
+    let (sid, _) = p.open_polling(4);
+    // A small header, then a large attachment: the packet is taken whole.
+    p.engine.send(sid, text("h"), p.now).unwrap();
+    let big = Bytes::from(vec![7u8; 50]);
+    p.engine
+        .send(sid, Message::Binary(big.clone()), p.now)
+        .unwrap();
+    assert_eq!(p.engine.queued_bytes(sid), 51);
+    assert_eq!(
+        p.engine.send(sid, text("s"), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    let get = p.get(&q(sid));
+    assert_eq!(p.response(get).unwrap().status, 200);
+    assert_eq!(p.engine.queued_bytes(sid), 0);
+    p.engine.send(sid, Message::Binary(big), p.now).unwrap();
+}
+
+#[test]
+fn a_unit_of_messages_is_taken_or_refused_whole() {
+    let mut p = Pair::new(Config {
+        max_buffered_bytes: 10,
+        overflow: OverflowPolicy::Reject,
+        ..config()
+    });
+    let (sid, _) = p.open_polling(4);
+    // A header and two attachments far over the budget: taken whole.
+    let unit = || {
+        [
+            text("h"),
+            Message::Binary(Bytes::from(vec![1u8; 40])),
+            Message::Binary(Bytes::from(vec![2u8; 40])),
+        ]
+    };
+    p.engine.send_all(sid, unit(), p.now).unwrap();
+    assert_eq!(p.engine.queued(sid), 3);
+    assert_eq!(p.engine.queued_bytes(sid), 81);
+    // Refused whole: nothing of it is queued.
+    assert_eq!(
+        p.engine.send_all(sid, unit(), p.now),
+        Err(SendError::BufferFull(sid))
+    );
+    assert_eq!(p.engine.queued(sid), 3);
 }
 
 // ---- v3 framing, JSONP ----

@@ -1794,3 +1794,34 @@ fn a_connection_joins_at_most_max_namespaces_and_stays_healthy_beyond() {
     p.join(c, "/dyn-4", None);
     assert_eq!(p.server.socket_count(), 3);
 }
+
+#[test]
+fn closing_a_connection_sends_no_disconnect_and_its_sockets_leave_with_forced_close() {
+    let mut p = SioPair::new();
+    p.server.add_namespace("/admin");
+    let c = p.open(4, Kind::Ws);
+    let a = p.join(c, "/", None);
+    let b = p.join(c, "/admin", None);
+    p.take_events();
+    let sid = p.server.session_of(a).unwrap();
+    assert!(p.server.close_connection(sid, p.now));
+    p.drive();
+    // The transport ends with the close packet only: no `41` for either namespace.
+    assert_eq!(p.recv_text(c), ["1"]);
+    let left: Vec<(SocketId, DisconnectReason)> = p
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Disconnect { socket, reason, .. } => Some((socket, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [
+            (a, DisconnectReason::ForcedClose),
+            (b, DisconnectReason::ForcedClose)
+        ]
+    );
+    assert!(!p.server.close_connection(sid, p.now), "gone already");
+}

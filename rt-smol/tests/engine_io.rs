@@ -9,6 +9,7 @@ use futures::future::{Either, select};
 use smol::net::{TcpListener, TcpStream};
 use volley::driver::ServerConfig;
 use volley::driver::test_support::{self as scenario, Connector, Harness};
+use volley_core::engine::{Config, OverflowPolicy};
 use volley_smol::SmolRuntime;
 
 struct Tcp(SocketAddr);
@@ -22,9 +23,13 @@ impl Connector for Tcp {
 }
 
 async fn harness(config: ServerConfig) -> Harness<SmolRuntime, Tcp> {
+    harness_with(config, scenario::engine_config()).await
+}
+
+async fn harness_with(config: ServerConfig, engine: Config) -> Harness<SmolRuntime, Tcp> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (driver, events) = scenario::echo(SmolRuntime::new(), config);
+    let (driver, events) = scenario::echo_with(SmolRuntime::new(), config, engine);
     let (accepting, accepting_done) = volley_smol::serve(listener, driver.clone()).remote_handle();
     smol::spawn(accepting).detach();
     Harness {
@@ -79,4 +84,30 @@ scenarios! {
     websocket_origin_unchecked;
     same_origin_only: scenario::same_origin_config();
     slow_reader;
+    websocket_message_too_big;
+    second_websocket;
+    cors_origin_fn: scenario::cors_origin_fn_config();
+    engine_hooks: scenario::hooks_config();
+}
+
+macro_rules! budget_scenarios {
+    ($($name:ident: $overflow:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            smol::block_on(async {
+                let engine = scenario::budget_engine_config($overflow);
+                let h = harness_with(ServerConfig::new(), engine).await;
+                let limit = std::pin::pin!(smol::Timer::after(Duration::from_secs(30)));
+                match select(std::pin::pin!(scenario::$name(h)), limit).await {
+                    Either::Left(((), _)) => {}
+                    Either::Right(_) => panic!("scenario timed out"),
+                }
+            });
+        }
+    )*};
+}
+
+budget_scenarios! {
+    byte_budget_close: OverflowPolicy::Close;
+    byte_budget_reject: OverflowPolicy::Reject;
 }

@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use volley::driver::ServerConfig;
 use volley::driver::test_support::{self as scenario, Connector, Harness};
+use volley_core::engine::{Config, OverflowPolicy};
 use volley_tokio::TokioRuntime;
 
 struct Tcp(SocketAddr);
@@ -22,9 +23,13 @@ impl Connector for Tcp {
 }
 
 async fn harness(config: ServerConfig) -> Harness<TokioRuntime, Tcp> {
+    harness_with(config, scenario::engine_config()).await
+}
+
+async fn harness_with(config: ServerConfig, engine: Config) -> Harness<TokioRuntime, Tcp> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (driver, events) = scenario::echo(TokioRuntime::current(), config);
+    let (driver, events) = scenario::echo_with(TokioRuntime::current(), config, engine);
     let (accepting, accepting_done) = volley_tokio::serve(listener, driver.clone()).remote_handle();
     tokio::spawn(accepting);
     Harness {
@@ -75,4 +80,26 @@ scenarios! {
     websocket_origin_unchecked;
     same_origin_only: scenario::same_origin_config();
     slow_reader;
+    websocket_message_too_big;
+    second_websocket;
+    cors_origin_fn: scenario::cors_origin_fn_config();
+    engine_hooks: scenario::hooks_config();
+}
+
+macro_rules! budget_scenarios {
+    ($($name:ident: $overflow:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let engine = scenario::budget_engine_config($overflow);
+            let h = harness_with(ServerConfig::new(), engine).await;
+            tokio::time::timeout(Duration::from_secs(30), scenario::$name(h))
+                .await
+                .expect("scenario timed out");
+        }
+    )*};
+}
+
+budget_scenarios! {
+    byte_budget_close: OverflowPolicy::Close;
+    byte_budget_reject: OverflowPolicy::Reject;
 }

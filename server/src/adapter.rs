@@ -112,6 +112,10 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
+    /// The server is closing ([`Io::close`](crate::Io::close)): stop every task the adapter
+    /// runs. Nothing is published after this.
+    fn close(&self) {}
+
     /// Room `change.room` of namespace `nsp` was created (its first member joined) or deleted
     /// (its last member left) on this node. Called from the server's machine task: it must
     /// not block.

@@ -70,16 +70,17 @@ impl Connection {
         async move { queued.is_ok() && rx.await.unwrap_or(false) }
     }
 
-    /// Closes the whole connection: every socket of the client, in every namespace, leaves
-    /// and the transport is closed after what is queued was written.
-    ///
-    /// The reference closes the Engine.IO session without a Socket.IO packet (its sockets
-    /// leave with `"forced close"`, and the client, seeing a transport close, reconnects).
-    /// Volley's machine offers no session close to this layer yet, so each namespace is told
-    /// DISCONNECT first, as [`Socket::disconnect`]`(true)` does: the sockets leave with
-    /// `"server namespace disconnect"` and the client does not reconnect by itself.
+    /// Closes the whole connection, as the reference's `socket.conn.close()`: no Socket.IO
+    /// packet is sent, what is queued is still written, then the transport closes; every
+    /// socket of the client, in every namespace, leaves with `"forced close"`, and the
+    /// client, seeing its transport close, reconnects by itself.
     pub fn close(&self) {
-        self.socket.disconnect(true);
+        let id = self.socket.id();
+        let _ = self.socket.ctl().handle.cast(move |node, now| {
+            if let Some(sid) = node.sio.session_of(id) {
+                node.sio.close_connection(sid, now);
+            }
+        });
     }
 
     /// The client's IP address: the TCP peer of the handshake request (Node's

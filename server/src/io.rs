@@ -250,6 +250,16 @@ impl Builder {
         self
     }
 
+    /// Most message bytes queued for a client that does not read (default 1 MiB); the
+    /// policy given to [`max_buffered_packets`](Self::max_buffered_packets) applies to this
+    /// bound too. Sends are refused once the queue holds the budget; the message that crosses
+    /// it is accepted whatever its size. A WebSocket whose unwritten output is backed up stops being read, so TCP
+    /// pushes back on a client that keeps sending.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.sio.engine.max_buffered_bytes = bytes;
+        self
+    }
+
     /// Sets a cookie carrying the session id on the handshake (the reference's `cookie`
     /// option), for load balancers that pin clients by cookie.
     pub fn cookie(mut self, cookie: volley_core::engine::Cookie) -> Self {
@@ -399,7 +409,15 @@ impl Builder {
         // The main namespace exists before any `new_namespace` hook can be registered.
         registry.first_seen("/");
         let spawner_rt = runtime.clone();
-        let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| spawner_rt.spawn(f));
+        // Sockets' handler tasks end with the server: `Io::close` drops what they still run.
+        let tasks = Arc::new(crate::driver::Halt::new());
+        let halted = tasks.clone();
+        let spawn: Spawner = Arc::new(move |f: BoxFuture<()>| {
+            let halted = halted.wait();
+            spawner_rt.spawn(async move {
+                futures::future::select(f, std::pin::pin!(halted)).await;
+            })
+        });
         let node_id = node_id(seed);
         let cluster = Cluster {
             adapter: self.adapter.clone(),
@@ -442,7 +460,12 @@ impl Builder {
             }
         });
         self.adapter.start(node_id, inbox);
-        Io { driver, ctl, path }
+        Io {
+            driver,
+            ctl,
+            path,
+            tasks,
+        }
     }
 }
 
@@ -487,6 +510,8 @@ pub struct Io<R: Runtime> {
     driver: Driver<Node, R>,
     ctl: Arc<Ctl>,
     path: Arc<str>,
+    /// Stops the sockets' handler tasks at close.
+    tasks: Arc<crate::driver::Halt>,
 }
 
 impl<R: Runtime> Clone for Io<R> {
@@ -495,6 +520,7 @@ impl<R: Runtime> Clone for Io<R> {
             driver: self.driver.clone(),
             ctl: self.ctl.clone(),
             path: self.path.clone(),
+            tasks: self.tasks.clone(),
         }
     }
 }
@@ -783,7 +809,10 @@ impl<R: Runtime> Io<R> {
     }
 
     /// Graceful shutdown: every socket leaves with "server shutting down", then the driver
-    /// stops taking connections and finishes the open ones.
+    /// stops taking connections and finishes the open ones; then the adapter's tasks, the
+    /// sockets' handler tasks (dropping handlers still running) and the machine's task end.
+    /// No task the server started is left, and the `Io` (and its clones) can do nothing
+    /// more.
     pub async fn close(&self) {
         let _ = self
             .ctl
@@ -791,5 +820,10 @@ impl<R: Runtime> Io<R> {
             .call(|node: &mut Node, now| node.sio.close_all(now))
             .await;
         self.driver.shutdown().await;
+        // Nothing is left to serve: the adapter's tasks, the sockets' handler tasks (with
+        // any handler still running) and the machine's task end.
+        self.ctl.adapter.close();
+        self.tasks.fire();
+        self.driver.halt();
     }
 }

@@ -1971,6 +1971,10 @@ impl Machine for Node {
         self.sio.config().engine.max_payload
     }
 
+    fn max_buffered_bytes(&self) -> usize {
+        self.sio.config().engine.max_buffered_bytes
+    }
+
     fn handle_request(
         &mut self,
         conn: ConnId,

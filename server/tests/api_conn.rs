@@ -129,14 +129,14 @@ fn closing_the_connection_removes_the_sockets_of_every_namespace() {
         assert!(admin.recv().await.is_none());
         rt.sleep(SETTLE).await;
         assert!(!socket.connected());
+        // No Socket.IO DISCONNECT: the client sees its transport close (and would reconnect).
+        assert_eq!(main.disconnect_reason().as_deref(), Some("transport close"));
+        assert_eq!(
+            admin.disconnect_reason().as_deref(),
+            Some("transport close")
+        );
     });
     let mut entries = log.entries();
     entries.sort();
-    assert_eq!(
-        entries,
-        [
-            "/ server namespace disconnect",
-            "/admin server namespace disconnect"
-        ]
-    );
+    assert_eq!(entries, ["/ forced close", "/admin forced close"]);
 }

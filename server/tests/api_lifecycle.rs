@@ -360,3 +360,38 @@ fn protocol_violations_close_the_connection_with_their_reason() {
     });
     assert_eq!(log.entries(), ["parse error", "forced server close"]);
 }
+
+/// `Io::close` ends every task the server started: connections, sockets' handler tasks
+/// (a handler still waiting is dropped), and the machine's task.
+#[test]
+fn close_leaves_no_task_running() {
+    let rt = volley::testing::TestRuntime::new();
+    assert_eq!(rt.live_tasks(), 0);
+    let io = volley::builder().seed([3; 32]).build(rt.clone());
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    let sleeper = rt.clone();
+    io.ns("/").on("wait", move || {
+        let flag = flag.clone();
+        let rt = sleeper.clone();
+        async move {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            volley::runtime::Runtime::sleep(&rt, Duration::from_secs(24 * 3600)).await;
+        }
+    });
+    rt.block_on(async {
+        let a = TestClient::connect(&io, "/", None).await.unwrap();
+        let polling = volley::testing::ConnectOptions::new()
+            .transport(volley::testing::TransportKind::Polling);
+        let b = TestClient::connect_with(&io, "/", polling).await.unwrap();
+        a.emit("wait", &());
+        b.emit("wait", &());
+        rt.sleep(Duration::from_millis(50)).await;
+        assert!(started.load(std::sync::atomic::Ordering::SeqCst));
+        io.close().await;
+        drop((a, b));
+    });
+    rt.run_until_idle();
+    assert_eq!(rt.live_tasks(), 0, "tasks left after close");
+    drop(io);
+}

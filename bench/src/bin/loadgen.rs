@@ -68,9 +68,9 @@ fn now_us() -> u64 {
     u64::try_from(START.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-const USAGE: &str = "usage: loadgen <echo|ack|broadcast|connect|idle-memory|polling> --port P \
+const USAGE: &str = "usage: loadgen <echo|ack|broadcast|connect|idle-memory|churn|polling> --port P \
 [--target NAME] [--clients N] [--inflight K] [--size S] [--duration SECS] [--warmup SECS] \
-[--window W] [--concurrency N] [--settle SECS] [--server-pid PID] [--cores LABEL]";
+[--window W] [--concurrency N] [--settle SECS] [--server-pid PID] [--cores LABEL] [--cycles N]";
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -87,6 +87,8 @@ struct Opts {
     settle: Duration,
     server_pid: Option<u32>,
     cores: String,
+    /// Churn: how many times the clients connect, idle and leave.
+    cycles: usize,
 }
 
 fn parse_opts() -> Res<Opts> {
@@ -96,7 +98,7 @@ fn parse_opts() -> Res<Opts> {
         "echo" | "ack" => 100,
         "broadcast" => 1000,
         "connect" => 32,
-        "idle-memory" => 10_000,
+        "idle-memory" | "churn" => 10_000,
         "polling" => 50,
         "-h" | "--help" => {
             println!("{USAGE}");
@@ -118,6 +120,7 @@ fn parse_opts() -> Res<Opts> {
         settle: Duration::from_secs(2),
         server_pid: None,
         cores: "all".to_owned(),
+        cycles: 20,
     };
     let secs = |v: &str| -> Res<Duration> { Ok(Duration::from_secs_f64(v.parse()?)) };
     while let Some(flag) = args.next() {
@@ -126,6 +129,7 @@ fn parse_opts() -> Res<Opts> {
             "--target" => opts.target = value,
             "--port" => opts.port = value.parse()?,
             "--clients" => opts.clients = value.parse()?,
+            "--cycles" => opts.cycles = value.parse()?,
             "--inflight" => opts.inflight = value.parse()?,
             "--size" => opts.size = value.parse()?,
             "--duration" => opts.duration = secs(&value)?,
@@ -304,6 +308,11 @@ impl Line {
         self.field(key, value, false)
     }
 
+    /// A value that is JSON already (an array).
+    fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.field(key, json, false)
+    }
+
     fn num(&mut self, key: &str, value: f64) -> &mut Self {
         if value.is_finite() {
             self.field(key, format!("{value:.1}"), false)
@@ -335,6 +344,7 @@ async fn main() {
         "broadcast" => broadcast(&run).await,
         "connect" => connect(&run).await,
         "idle-memory" => idle_memory(&run).await,
+        "churn" => churn(&run).await,
         "polling" => polling(&run).await,
         _ => unreachable!("checked by parse_opts"),
     };
@@ -858,6 +868,73 @@ async fn idle_memory(run: &Arc<Run>) -> Res<String> {
         .int("rss_after_kib", after)
         .int("rss_held_kib", still)
         .num("bytes_per_conn", per_conn);
+    Ok(line.finish())
+}
+
+// ---- churn ----
+
+/// `--cycles` times: `--clients` WebSocket clients join `/`, idle for `--settle`, and leave;
+/// the server's RSS is read with them connected and `--settle` after they left. What matters
+/// is where the second reading settles over the cycles (memory given back, or kept).
+async fn churn(run: &Arc<Run>) -> Res<String> {
+    let pid = run.opts.server_pid.ok_or("churn needs --server-pid")?;
+    let before = procfs::rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
+    let (mut open, mut closed) = (Vec::new(), Vec::new());
+    let mut errors = 0;
+    let started = Instant::now();
+    for _ in 0..run.opts.cycles {
+        let cycle = Run::new(run.opts.clone());
+        let handles: Vec<_> = (0..cycle.opts.clients)
+            .map(|_| {
+                let run = cycle.clone();
+                tokio::spawn(async move {
+                    let mut tally = Tally::new();
+                    let Some(mut ws) = join(&run).await else {
+                        tally.errors += 1;
+                        return tally;
+                    };
+                    let stopped = run.stop.wait();
+                    tokio::pin!(stopped);
+                    loop {
+                        let first = tokio::select! {
+                            _ = &mut stopped => break,
+                            m = next_message(&mut ws) => m,
+                        };
+                        if each_ready(&mut ws, first, |_| None).await.is_err() {
+                            tally.errors += 1;
+                            break;
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+        wait_connected(&cycle, cycle.opts.clients).await?;
+        tokio::time::sleep(cycle.opts.settle).await;
+        open.push(procfs::rss_kib(pid).unwrap_or(0));
+        cycle.stop.fire();
+        let (tally, _) = collect(handles).await;
+        errors += tally.errors + cycle.failed.load(Ordering::SeqCst) as u64;
+        tokio::time::sleep(cycle.opts.settle).await;
+        closed.push(procfs::rss_kib(pid).unwrap_or(0));
+    }
+    let list = |v: &[u64]| {
+        format!(
+            "[{}]",
+            v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        )
+    };
+    let mut line = Line::default();
+    line.str("scenario", &run.opts.scenario)
+        .str("target", &run.opts.target)
+        .int("clients", run.opts.clients as u64)
+        .int("cycles", run.opts.cycles as u64)
+        .int("errors", errors)
+        .num("seconds", started.elapsed().as_secs_f64())
+        .int("rss_before_kib", before)
+        .raw("rss_open_kib", &list(&open))
+        .raw("rss_closed_kib", &list(&closed))
+        .int("rss_settled_kib", closed.last().copied().unwrap_or(before));
     Ok(line.finish())
 }
 

@@ -431,7 +431,13 @@ impl EventLoop {
             }
             (Transport::Ws(ws), Output::Close { .. }) => {
                 ws.closing = true;
-                let _ = ws.socket.close(None);
+                if ws.preface.is_empty() {
+                    let _ = ws.socket.close(None);
+                } else {
+                    // Right behind the 101 (a second WebSocket for a session, closed at
+                    // once): the close frame waits for the end of the 101.
+                    ws.queued.push_back(Message::Close(None));
+                }
                 self.lingering.insert((now + CLOSE_LINGER, token));
             }
             // A message for an HTTP connection, or HTTP for a WebSocket: nothing to do.

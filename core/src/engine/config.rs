@@ -21,7 +21,7 @@ impl Default for Transports {
 }
 
 /// What happens when a client does not drain its outgoing queue and the queue reaches
-/// [`Config::max_buffered_packets`].
+/// [`Config::max_buffered_packets`] or [`Config::max_buffered_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
     /// The session is closed (reason [`CloseReason::SlowClient`](super::CloseReason)) and the
@@ -119,7 +119,14 @@ pub struct Config {
     pub path: String,
     /// Most packets queued for one session while its transport cannot take them.
     pub max_buffered_packets: usize,
-    /// What happens when that bound is reached.
+    /// Message bytes queued for one session while its transport cannot take them, beyond
+    /// which sends are refused (1 MiB). A message is counted by its data (text or binary
+    /// bytes, before framing). A send is refused once the queue holds the budget or more; the
+    /// message that crosses it is accepted, so one message of any size (or a Socket.IO packet
+    /// with its attachments) can be sent to a client that keeps up, and the queue holds less
+    /// than the budget plus one message. Heartbeats are not counted.
+    pub max_buffered_bytes: usize,
+    /// What happens when either bound is reached.
     pub overflow: OverflowPolicy,
     /// Most packets in one polling response; the rest wait for the next poll.
     pub max_packets_per_poll: usize,
@@ -140,6 +147,7 @@ impl Default for Config {
             allow_eio3: false,
             path: "/engine.io/".to_owned(),
             max_buffered_packets: 4096,
+            max_buffered_bytes: 1024 * 1024,
             overflow: OverflowPolicy::Close,
             max_packets_per_poll: 16,
             cookie: None,

@@ -34,6 +34,30 @@ impl ErrorCode {
         }
     }
 
+    /// Every code.
+    pub const ALL: [ErrorCode; 6] = [
+        ErrorCode::TransportUnknown,
+        ErrorCode::UnknownSid,
+        ErrorCode::BadHandshakeMethod,
+        ErrorCode::BadRequest,
+        ErrorCode::Forbidden,
+        ErrorCode::UnsupportedProtocolVersion,
+    ];
+
+    /// The code a refusal made by [`response`](Self::response) or
+    /// [`ws_response`](Self::ws_response) carries, so that a runtime can report refusals
+    /// (the reference's `connection_error` event) from the responses it writes. `None` for
+    /// any other response.
+    pub fn of_response(response: &Response) -> Option<ErrorCode> {
+        if !matches!(response.status, 400 | 403) {
+            return None;
+        }
+        ErrorCode::ALL.into_iter().find(|code| {
+            code.status() == response.status
+                && (response.body == code.response().body || response.body == code.message())
+        })
+    }
+
     /// The HTTP status: 403 for [`ErrorCode::Forbidden`], 400 otherwise.
     pub fn status(self) -> u16 {
         match self {

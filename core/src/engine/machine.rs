@@ -242,6 +242,12 @@ impl Engine {
         self.sessions.get(&sid).map_or(0, Session::queued)
     }
 
+    /// Message bytes waiting in the queue of `sid` (see
+    /// [`Config::max_buffered_bytes`](super::Config::max_buffered_bytes)).
+    pub fn queued_bytes(&self, sid: Sid) -> usize {
+        self.sessions.get(&sid).map_or(0, Session::queued_bytes)
+    }
+
     // ---- outputs ----
 
     /// The next thing to do on a connection.
@@ -405,6 +411,23 @@ impl Engine {
         };
         let before = lend(session, &mut self.spare);
         let result = session.send(message, now);
+        self.collect(sid, before);
+        result
+    }
+
+    /// Queues `messages` for `sid` as one unit, all or none ([`Session::send_all`]): a
+    /// Socket.IO packet and its attachments.
+    pub fn send_all(
+        &mut self,
+        sid: Sid,
+        messages: impl IntoIterator<Item = Message>,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
+            return Err(SendError::UnknownSession(sid));
+        };
+        let before = lend(session, &mut self.spare);
+        let result = session.send_all(messages, now);
         self.collect(sid, before);
         result
     }

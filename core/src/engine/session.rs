@@ -71,6 +71,7 @@ pub(super) struct Limits {
     pub close_timeout: Duration,
     pub max_payload: usize,
     pub max_buffered_packets: usize,
+    pub max_buffered_bytes: usize,
     pub overflow: OverflowPolicy,
     pub max_packets_per_poll: usize,
     pub allow_upgrades: bool,
@@ -85,6 +86,7 @@ impl Limits {
             close_timeout: config.close_timeout,
             max_payload: config.max_payload,
             max_buffered_packets: config.max_buffered_packets,
+            max_buffered_bytes: config.max_buffered_bytes,
             overflow: config.overflow,
             max_packets_per_poll: config.max_packets_per_poll,
             allow_upgrades: config.allow_upgrades,
@@ -134,13 +136,14 @@ enum Ending {
 ///
 /// - **getters**: [`sid`](Self::sid), [`protocol`](Self::protocol),
 ///   [`transport`](Self::transport), [`is_writable`](Self::is_writable),
-///   [`queued`](Self::queued), [`is_closing`](Self::is_closing),
+///   [`queued`](Self::queued), [`queued_bytes`](Self::queued_bytes),
+///   [`is_closing`](Self::is_closing),
 ///   [`is_ended`](Self::is_ended), [`connections`](Self::connections);
 /// - **inputs**: [`handle_request`](Self::handle_request) (after the endpoint routed it here),
 ///   [`handle_body`](Self::handle_body), [`handle_ws_message`](Self::handle_ws_message),
 ///   [`handle_ws_drained`](Self::handle_ws_drained),
 ///   [`handle_conn_closed`](Self::handle_conn_closed), [`handle_timeout`](Self::handle_timeout);
-/// - **commands**: [`send`](Self::send), [`close`](Self::close);
+/// - **commands**: [`send`](Self::send), [`send_all`](Self::send_all), [`close`](Self::close);
 /// - **outputs**: [`poll_event`](Self::poll_event), [`poll_output`](Self::poll_output),
 ///   [`poll_timeout`](Self::poll_timeout), drained in that order after every call.
 ///
@@ -159,6 +162,8 @@ pub struct Session {
     post: Option<(ConnId, bool)>,
     probe: Option<Probe>,
     pub(super) queue: VecDeque<Packet>,
+    /// The message bytes in `queue` (see [`Config::max_buffered_bytes`]).
+    queued_bytes: usize,
     /// v3 polling without `b64`: binary may travel in the XHR2 framing.
     pub(super) xhr2: bool,
     /// JSONP polling index (digits only).
@@ -188,6 +193,7 @@ impl Session {
             post: None,
             probe: None,
             queue: VecDeque::new(),
+            queued_bytes: 0,
             xhr2: false,
             jsonp: None,
             closing_until: None,
@@ -236,6 +242,11 @@ impl Session {
     /// Packets waiting in the queue.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Message bytes waiting in the queue, as [`Config::max_buffered_bytes`] counts them.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// Whether the server closed the session and it waits to deliver the close packet.
@@ -374,17 +385,12 @@ impl Session {
             return Ok(());
         }
         let bytes = match body {
-            Body::TooLarge => {
-                // The reference answers 413 and keeps the session.
-                self.respond(conn, payload_too_large());
+            Body::Complete(bytes) if bytes.len() <= self.limits.max_payload => bytes,
+            Body::TooLarge | Body::Complete(_) => {
+                self.too_large(conn);
                 return Ok(());
             }
-            Body::Complete(bytes) => bytes,
         };
-        if bytes.len() > self.limits.max_payload {
-            self.respond(conn, payload_too_large());
-            return Ok(());
-        }
         let protocol = self.protocol;
         let decoded = match (&self.jsonp, protocol) {
             (Some(_), _) => jsonp::unwrap_post(&bytes).and_then(|text| {
@@ -533,20 +539,39 @@ impl Session {
     // ---- commands ----
 
     /// Queues a message; it leaves as soon as the transport can take it. Refused once the
-    /// session is closing or ended, and when the queue holds `max_buffered_packets` (which
-    /// closes the session under [`OverflowPolicy::Close`]).
-    pub fn send(&mut self, message: Message, _now: Instant) -> Result<(), SendError> {
+    /// session is closing or ended, and when the queue already holds `max_buffered_packets`
+    /// packets or `max_buffered_bytes` message bytes (which closes the session under
+    /// [`OverflowPolicy::Close`]). The message that crosses the byte budget is accepted,
+    /// whatever its size.
+    pub fn send(&mut self, message: Message, now: Instant) -> Result<(), SendError> {
+        self.send_all([message], now)
+    }
+
+    /// Queues `messages` as one unit, all or none, under the bounds of [`send`](Self::send)
+    /// checked once before the first: a Socket.IO packet and its binary attachments, so that
+    /// a client never gets a packet without its attachments. The unit may take the queue past
+    /// either bound.
+    pub fn send_all(
+        &mut self,
+        messages: impl IntoIterator<Item = Message>,
+        _now: Instant,
+    ) -> Result<(), SendError> {
         if self.ended || self.is_closing() {
             return Err(SendError::UnknownSession(self.sid));
         }
-        if self.queue.len() >= self.limits.max_buffered_packets {
+        let over_bytes = self.queued_bytes >= self.limits.max_buffered_bytes.max(1);
+        if self.queue.len() >= self.limits.max_buffered_packets || over_bytes {
             if self.limits.overflow == OverflowPolicy::Close {
                 self.close_session(CloseReason::SlowClient, Ending::Abrupt, None);
             }
             return Err(SendError::BufferFull(self.sid));
         }
-        self.queue.push_back(Packet::Message(message));
-        self.flush();
+        for message in messages {
+            self.queued_bytes += message_len(&message);
+            self.queue.push_back(Packet::Message(message));
+            // Each leaves as soon as it can, as if sent alone (a parked poll takes the first).
+            self.flush();
+        }
         Ok(())
     }
 
@@ -641,8 +666,8 @@ impl Session {
         }
         match head.body_kind() {
             BodyKind::Length(n) if n > self.limits.max_payload as u64 => {
-                // Refused before a byte of it is read; the session stays.
-                self.respond(conn, payload_too_large());
+                // Refused before a byte of it is read.
+                self.too_large(conn);
             }
             BodyKind::None => {
                 self.post = Some((conn, octet_stream));
@@ -657,17 +682,28 @@ impl Session {
         }
     }
 
+    /// A POST body over `max_payload`: 413, and the session is closed, as engine.io 6.6 does
+    /// (`onError("payload too large")`, a transport error; older versions kept the session).
+    fn too_large(&mut self, conn: ConnId) {
+        self.respond(conn, payload_too_large());
+        self.close_session(CloseReason::TransportError, Ending::Abrupt, None);
+    }
+
     fn probe_request(&mut self, conn: ConnId, head: &RequestHead, now: Instant) {
-        // One WebSocket per session: not after an upgrade, not beside another probe.
-        let acceptable = self.limits.allow_upgrades
-            && self.transport() == TransportKind::Polling
-            && self.probe.is_none()
-            && !self.is_closing();
-        let accept = websocket_handshake(head).filter(|_| acceptable);
-        let Some(accept) = accept else {
+        let Some(accept) =
+            websocket_handshake(head).filter(|_| self.limits.allow_upgrades && !self.is_closing())
+        else {
             self.respond(conn, ErrorCode::BadRequest.ws_response());
             return;
         };
+        // One WebSocket per session: after an upgrade or beside another probe, the reference
+        // completes the handshake and then closes the new socket (a client sees a close, not
+        // an HTTP error).
+        if self.transport() == TransportKind::WebSocket || self.probe.is_some() {
+            self.respond(conn, accept);
+            self.push(Output::Close { conn });
+            return;
+        }
         self.probe = Some(Probe {
             conn,
             probed: false,
@@ -833,6 +869,7 @@ impl Session {
 
     /// Moves the whole queue to `conn` as WebSocket frames.
     fn send_queue(&mut self, conn: ConnId) {
+        self.queued_bytes = 0;
         self.outputs.extend(
             self.queue
                 .drain(..)
@@ -852,6 +889,8 @@ impl Session {
     pub(super) fn poll_response(&mut self) -> Response {
         let n = self.queue.len().min(self.limits.max_packets_per_poll);
         let packets: Vec<Packet> = self.queue.drain(..n).collect();
+        let sent: usize = packets.iter().map(packet_message_len).sum();
+        self.queued_bytes -= sent;
         self.payload_response(&packets)
     }
 
@@ -873,6 +912,21 @@ impl Session {
         Response::new(200)
             .header("Content-Type", content_type)
             .body(encoded.body)
+    }
+}
+
+/// The bytes a message counts against [`Config::max_buffered_bytes`].
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+    }
+}
+
+fn packet_message_len(packet: &Packet) -> usize {
+    match packet {
+        Packet::Message(message) => message_len(message),
+        _ => 0,
     }
 }
 

@@ -732,6 +732,19 @@ impl Server {
         Ok(())
     }
 
+    /// Closes the Engine.IO session `sid` as the reference's `socket.conn.close()` does: no
+    /// Socket.IO packet, what is queued is still delivered, then the close; every socket of
+    /// the connection leaves with "forced close" (and the client, seeing its transport close,
+    /// reconnects). `false` when there is no such open session.
+    pub fn close_connection(&mut self, sid: Sid, now: Instant) -> bool {
+        if !self.engine.contains(sid) {
+            return false;
+        }
+        self.engine.close(sid, now);
+        self.pump(now);
+        true
+    }
+
     /// Closes every connection: every socket leaves with "server shutting down".
     pub fn close_all(&mut self, now: Instant) {
         let mut sids: Vec<Sid> = self.clients.keys().copied().collect();
@@ -1042,11 +1055,10 @@ impl Server {
             .get(&sid)
             .map_or(SioProtocol::V5, Client::protocol);
         let (first, attachments) = self.messages(packet, protocol);
-        self.engine.send(sid, first, now)?;
-        for a in attachments {
-            self.engine.send(sid, Message::Binary(a), now)?;
-        }
-        Ok(())
+        // One unit: the byte budget never splits a packet from its attachments.
+        let attachments = attachments.into_iter().map(Message::Binary);
+        self.engine
+            .send_all(sid, std::iter::once(first).chain(attachments), now)
     }
 
     /// `packet` as the Engine.IO messages the server's parser writes: the first, then the
@@ -1069,11 +1081,12 @@ impl Server {
         attachments: Vec<Bytes>,
         now: Instant,
     ) -> Result<(), SendError> {
-        self.engine.send(sid, Message::Text(text), now)?;
-        for a in attachments {
-            self.engine.send(sid, Message::Binary(a), now)?;
-        }
-        Ok(())
+        let attachments = attachments.into_iter().map(Message::Binary);
+        self.engine.send_all(
+            sid,
+            std::iter::once(Message::Text(text)).chain(attachments),
+            now,
+        )
     }
 
     /// Queues a packet kept in its protocol 5 text form (a packet a recovered socket missed),
@@ -1118,15 +1131,9 @@ impl Server {
             if volatile && !self.engine.is_writable(sid) {
                 continue;
             }
-            let mut ok = self.engine.send(sid, first.clone(), now).is_ok();
-            for a in &attachments {
-                ok = ok
-                    && self
-                        .engine
-                        .send(sid, Message::Binary(a.clone()), now)
-                        .is_ok();
-            }
-            if ok {
+            let messages = std::iter::once(first.clone())
+                .chain(attachments.iter().cloned().map(Message::Binary));
+            if self.engine.send_all(sid, messages, now).is_ok() {
                 sent.push(*socket);
             }
         }

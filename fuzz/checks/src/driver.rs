@@ -191,6 +191,8 @@ impl ConfigSpec {
             allow_eio3: self.allow_eio3,
             path: path.to_owned(),
             max_buffered_packets: self.max_buffered.or(d.max_buffered_packets),
+            // The same selector, so that small byte budgets are exercised too.
+            max_buffered_bytes: self.max_buffered.or(d.max_buffered_bytes),
             overflow: if self.reject_overflow {
                 OverflowPolicy::Reject
             } else {

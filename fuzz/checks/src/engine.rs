@@ -133,6 +133,7 @@ pub fn engine(data: &[u8]) {
     }
     let config = setup.config.build("/engine.io/");
     let max_buffered = config.max_buffered_packets;
+    let max_bytes = config.max_buffered_bytes;
     let engine = Engine::with_id_generator(config, setup.ids());
     let mut run = Run {
         h: Harness::new(engine, "/engine.io/", Instant::now(), true),
@@ -146,13 +147,23 @@ pub fn engine(data: &[u8]) {
             Op::Send(sel, message) => {
                 let sid = run.h.sid(sel);
                 let open = run.h.m.contains(sid);
-                let full = run.h.m.queued(sid) >= max_buffered;
                 let now = run.h.now;
                 let tagged = tag(run.sent.len(), driver::app_message(message));
+                let size = match &tagged {
+                    Message::Text(t) => t.len(),
+                    Message::Binary(b) => b.len(),
+                };
+                // The byte budget: refused once reached; the message crossing it is taken.
+                let bytes = run.h.m.queued_bytes(sid);
+                let full = run.h.m.queued(sid) >= max_buffered || bytes >= max_bytes.max(1);
                 run.sent.push((sid, tagged.clone()));
                 let result = run.h.m.send(sid, tagged, now);
                 match result {
-                    Ok(()) => assert!(open && !full, "sent to {sid} (open {open}, full {full})"),
+                    Ok(()) => {
+                        assert!(open && !full, "sent to {sid} (open {open}, full {full})");
+                        let bytes = run.h.m.queued_bytes(sid);
+                        assert!(bytes < max_bytes.max(1) + size, "{bytes} bytes queued");
+                    }
                     Err(SendError::UnknownSession(s)) => assert!(!open && s == sid),
                     Err(SendError::BufferFull(s)) => assert!(open && full && s == sid),
                     Err(e) => panic!("unexpected {e:?}"),

@@ -334,6 +334,11 @@ fn settle(h: &mut Harness<Twin>) {
         );
         assert_eq!(engine.queued(sid), s.queued(), "queued {sid}");
         assert_eq!(
+            engine.queued_bytes(sid),
+            s.queued_bytes(),
+            "queued bytes {sid}"
+        );
+        assert_eq!(
             engine.transport(sid),
             Some(s.transport()),
             "transport {sid}"

@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
+use futures::future::Shared;
+use futures::{FutureExt, StreamExt};
 use volley_core::engine::{Body, Output, WsMessage};
 use volley_core::http::RequestHead;
 use volley_core::{ConnId, IdMap};
@@ -262,6 +263,46 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     /// The [`Local`] lent to [`LOCAL`] while the event callback runs (kept across events).
     local: Option<Box<dyn Any + Send>>,
     metrics: super::metrics::DriverMetrics,
+    /// Fired to stop the task whatever handles remain.
+    halted: Option<Shared<oneshot::Receiver<()>>>,
+}
+
+/// The signal that stops the machine's task, and the tasks started for it, for good.
+pub(crate) struct Halt {
+    tx: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    rx: Shared<oneshot::Receiver<()>>,
+}
+
+impl Halt {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = oneshot::channel();
+        Halt {
+            tx: std::sync::Mutex::new(Some(tx)),
+            rx: rx.shared(),
+        }
+    }
+
+    /// Fires the signal (again: nothing more).
+    pub(crate) fn fire(&self) {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(tx) = tx {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Completes once the signal fired (never, if the `Halt` is dropped unfired).
+    pub(crate) fn wait(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let rx = self.rx.clone();
+        async move {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 }
 
 impl<M, R, F> Actor<M, R, F>
@@ -274,6 +315,7 @@ where
         machine: M,
         runtime: R,
         on_event: F,
+        halt: &Halt,
     ) -> (Self, mpsc::Sender<Input>, Handle<M>) {
         let (input_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
         let (commands_tx, commands) = mpsc::unbounded();
@@ -286,6 +328,7 @@ where
             commands,
             inputs_open: true,
             commands_open: true,
+            halted: Some(halt.rx.clone()),
             conns: IdMap::default(),
             staged: IdMap::default(),
             timer: None,
@@ -366,6 +409,14 @@ where
     }
 
     fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake<M>> {
+        if let Some(halted) = self.halted.as_mut() {
+            match halted.poll_unpin(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Wake::Stop),
+                // A `Halt` dropped unfired stops nothing.
+                Poll::Ready(Err(_)) => self.halted = None,
+                Poll::Pending => {}
+            }
+        }
         if self.inputs_open {
             match self.inputs.poll_next_unpin(cx) {
                 Poll::Ready(Some(input)) => return Poll::Ready(Wake::Input(input)),
@@ -669,7 +720,7 @@ mod tests {
         let on_event = |machine: &mut Fake, event: usize, _: Instant| {
             machine.outputs.push_back(numbered(event));
         };
-        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, on_event);
+        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, on_event, &Halt::new());
         block_on(async {
             match select(pin!(actor.run()), pin!(test(inputs, handle))).await {
                 Either::Right(((), _)) => {}
@@ -725,7 +776,8 @@ mod tests {
                     .unwrap();
             }
         };
-        let (actor, mut inputs, handle) = Actor::new(Fake::default(), NoTimers, on_event);
+        let (actor, mut inputs, handle) =
+            Actor::new(Fake::default(), NoTimers, on_event, &Halt::new());
         *slot.lock().unwrap() = Some(handle.clone());
         let test = async move {
             let mut rx = open(&mut inputs, CONN_CAPACITY).await;
@@ -789,7 +841,8 @@ mod tests {
 
     #[test]
     fn the_actor_stops_when_every_sender_is_gone() {
-        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, |_, _, _| {});
+        let (actor, inputs, handle) =
+            Actor::new(Fake::default(), NoTimers, |_, _, _| {}, &Halt::new());
         let probe = handle.clone();
         drop((inputs, handle));
         assert!(probe.is_running());
@@ -799,7 +852,8 @@ mod tests {
 
     #[test]
     fn a_handle_reports_a_stopped_driver() {
-        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, |_, _, _| {});
+        let (actor, inputs, handle) =
+            Actor::new(Fake::default(), NoTimers, |_, _, _| {}, &Halt::new());
         drop((actor, inputs));
         assert!(!handle.is_running());
         assert_eq!(handle.cast(|_, _| {}), Err(Stopped));

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use volley_core::engine::ErrorCode;
 use volley_core::http::{Limits, RequestHead, Response};
 
 /// Answers requests the machine does not own (anything outside `/engine.io/` for the engine).
@@ -13,6 +14,25 @@ pub type Fallback = Arc<dyn Fn(&RequestHead) -> Response + Send + Sync>;
 /// Decides whether a request may reach the machine (the reference server's `allowRequest`);
 /// a refused one gets `403` with `{"code":4,"message":"Forbidden"}`.
 pub type AllowRequest = Arc<dyn Fn(&RequestHead) -> bool + Send + Sync>;
+
+/// A refusal of a request by the server (the reference's `connection_error` event): the
+/// Engine.IO error code, its message and the refused request (method, path, query, headers).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionError<'a> {
+    /// The Engine.IO error code of the refusal.
+    pub code: ErrorCode,
+    /// Its message (`"Session ID unknown"`, ...).
+    pub message: &'static str,
+    /// The refused request.
+    pub request: &'a RequestHead,
+}
+
+/// Sees every refusal (see [`ServerConfig::on_connection_error`]).
+pub type ConnectionErrorHook = Arc<dyn Fn(&ConnectionError<'_>) + Send + Sync>;
+
+/// Adds response headers (see [`ServerConfig::initial_headers`] and [`ServerConfig::headers`]):
+/// given the request, pushes `(name, value)` pairs.
+pub type HeadersHook = Arc<dyn Fn(&RequestHead, &mut Vec<(&'static str, String)>) + Send + Sync>;
 
 /// How the driver treats connections. `Default` gives the values documented on each setter.
 ///
@@ -33,6 +53,9 @@ pub struct ServerConfig {
     pub(crate) allow_request: Option<AllowRequest>,
     /// The threshold of HTTP compression, `None` when off.
     pub(crate) http_compression: Option<usize>,
+    pub(crate) on_connection_error: Option<ConnectionErrorHook>,
+    pub(crate) initial_headers: Option<HeadersHook>,
+    pub(crate) headers: Option<HeadersHook>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +73,9 @@ impl Default for ServerConfig {
             cors: None,
             allow_request: None,
             http_compression: Some(super::compress::DEFAULT_COMPRESSION_THRESHOLD),
+            on_connection_error: None,
+            initial_headers: None,
+            headers: None,
         }
     }
 }
@@ -160,6 +186,41 @@ impl ServerConfig {
     /// async-tungstenite does not support it.
     pub fn http_compression(mut self, threshold: Option<usize>) -> Self {
         self.http_compression = threshold;
+        self
+    }
+
+    /// Called for every request the server refuses with an Engine.IO error code (the
+    /// reference's `connection_error` event): refusals by the machine (unknown transport or
+    /// session, bad handshake method, bad request, unsupported protocol version) and by the
+    /// driver (`allow_request`, a WebSocket `Origin` that CORS does not allow). It runs on the
+    /// connection's task and must not block. None by default.
+    pub fn on_connection_error(
+        mut self,
+        hook: impl Fn(&ConnectionError<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connection_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// Adds headers to the handshake response (the reference's `initial_headers` event): the
+    /// first response of a session, polling `200` or WebSocket `101`. Header names are
+    /// `'static` (literals). Applied after [`headers`](Self::headers). None by default.
+    pub fn initial_headers(
+        mut self,
+        hook: impl Fn(&RequestHead, &mut Vec<(&'static str, String)>) + Send + Sync + 'static,
+    ) -> Self {
+        self.initial_headers = Some(Arc::new(hook));
+        self
+    }
+
+    /// Adds headers to every response of the machine, the handshake included (the
+    /// reference's `headers` event): polls, POSTs, refusals and WebSocket `101`s, not the
+    /// fallback's answers. None by default.
+    pub fn headers(
+        mut self,
+        hook: impl Fn(&RequestHead, &mut Vec<(&'static str, String)>) + Send + Sync + 'static,
+    ) -> Self {
+        self.headers = Some(Arc::new(hook));
         self
     }
 

@@ -25,7 +25,7 @@ use volley_core::http::{
 use super::Env;
 use super::actor::{CONN_CAPACITY, Input, ToConn};
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
-use super::request::{decorate, screen, unavailable};
+use super::request::{decorate, hooks, screen, unavailable};
 use super::shutdown::{Admission, Evicted};
 use super::websocket;
 use crate::runtime::Runtime;
@@ -326,6 +326,7 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 }
                 Next::Output(Output::Response { response, .. }) => {
                     if response.status == 101 {
+                        let response = hooks(&self.env.config, &head, response);
                         self.out.clear();
                         response.write_to(&mut self.out);
                         return match self.write_out().await {

@@ -1,6 +1,9 @@
 //! Cross-origin resource sharing for the polling transport, as browsers require it when the
 //! page comes from another origin: preflight answers and the headers of every answer.
 
+use std::fmt;
+use std::sync::Arc;
+
 use volley_core::http::{RequestHead, Response};
 
 /// Which origins may call.
@@ -11,7 +14,41 @@ pub enum Origins {
     Any,
     /// Only these origins (`https://example.com`), answered by name.
     List(Vec<String>),
+    /// The origins a function accepts (the reference's `origin` given as a function), answered
+    /// by name. See [`Cors::origin_fn`].
+    Predicate(OriginFn),
 }
+
+/// A function deciding whether an origin may call (see [`Cors::origin_fn`]). Two are equal
+/// only when they are the same function object.
+#[derive(Clone)]
+pub struct OriginFn(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl OriginFn {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        OriginFn(Arc::new(f))
+    }
+
+    /// Whether `origin` may call.
+    pub fn allows(&self, origin: &str) -> bool {
+        (self.0)(origin)
+    }
+}
+
+impl fmt::Debug for OriginFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OriginFn(..)")
+    }
+}
+
+impl PartialEq for OriginFn {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OriginFn {}
 
 /// CORS options (the reference server's `cors` option).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +96,17 @@ impl Cors {
         }
     }
 
+    /// The origins `allow` accepts, given the request's `Origin` value
+    /// (`https://example.com`): for example every subdomain of a site. Applied as a list is:
+    /// polling answers name an accepted origin in `Access-Control-Allow-Origin`, and a
+    /// WebSocket upgrade from an origin it refuses gets `403`.
+    pub fn origin_fn(allow: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Cors {
+            origins: Origins::Predicate(OriginFn::new(allow)),
+            ..Self::default()
+        }
+    }
+
     /// Allows credentials.
     pub fn credentials(mut self, allow: bool) -> Self {
         self.credentials = allow;
@@ -74,6 +122,10 @@ impl Cors {
             Origins::List(list) => {
                 let o = origin?;
                 list.iter().any(|a| a == o).then(|| (o.to_owned(), true))
+            }
+            Origins::Predicate(allow) => {
+                let o = origin?;
+                allow.allows(o).then(|| (o.to_owned(), true))
             }
         }
     }
@@ -91,14 +143,15 @@ impl Cors {
         response
     }
 
-    /// Whether a WebSocket upgrade may proceed: with a list of origins, one that names another
-    /// origin is refused (browsers always send `Origin` on a WebSocket handshake, and no CORS
+    /// Whether a WebSocket upgrade may proceed: with a list of origins (or a predicate), one
+    /// that names another origin is refused (browsers always send `Origin` on a WebSocket handshake, and no CORS
     /// rule protects it, so this is what stops cross-site WebSocket hijacking). A handshake
     /// without `Origin` (a native client, not a browser) passes; so does any origin with
     /// [`Origins::Any`].
     pub fn allows_upgrade(&self, head: &RequestHead) -> bool {
         match (&self.origins, head.header("origin")) {
             (Origins::List(list), Some(origin)) => list.iter().any(|a| a == origin),
+            (Origins::Predicate(allow), Some(origin)) => allow.allows(origin),
             _ => true,
         }
     }

@@ -41,6 +41,13 @@ pub trait Machine: Send + 'static {
     /// reading a larger one before buffering it.
     fn max_message_size(&self) -> usize;
 
+    /// The most bytes of unwritten output a WebSocket connection may hold before the driver
+    /// stops reading from its peer (so TCP pushes back on a client that sends without
+    /// reading). The engine's [`max_buffered_bytes`](volley_core::engine::Config) by default.
+    fn max_buffered_bytes(&self) -> usize {
+        volley_core::engine::Config::default().max_buffered_bytes
+    }
+
     /// An HTTP request head arrived on `conn`.
     fn handle_request(
         &mut self,
@@ -136,6 +143,10 @@ impl Machine for Engine {
 
     fn max_message_size(&self) -> usize {
         self.config().max_payload
+    }
+
+    fn max_buffered_bytes(&self) -> usize {
+        self.config().max_buffered_bytes
     }
 
     fn handle_request(

@@ -79,11 +79,14 @@ use volley_core::ConnId;
 pub use actor::{Handle, Stopped};
 pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
 pub(crate) use compress::UNCOMPRESSED;
-pub use config::{AllowRequest, Fallback, ServerConfig};
-pub use cors::{Cors, Origins};
+pub use config::{
+    AllowRequest, ConnectionError, ConnectionErrorHook, Fallback, HeadersHook, ServerConfig,
+};
+pub use cors::{Cors, OriginFn, Origins};
 pub use machine::{Machine, Router};
 pub use request::{Served, Upgrade};
 
+pub(crate) use actor::Halt;
 use actor::{Actor, Input};
 use shutdown::{Refused, Tracker};
 
@@ -95,9 +98,12 @@ pub(crate) struct Env<R> {
     config: ServerConfig,
     router: Router,
     ws_config: WebSocketConfig,
+    /// Unwritten WebSocket output above which a connection stops being read.
+    output_budget: usize,
     inputs: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     tracker: Tracker,
+    halt: Halt,
 }
 
 /// A running machine and what its connections need: cheap to clone, one per accept loop.
@@ -140,7 +146,9 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
     {
         let router = machine.router();
         let ws_config = websocket::config(machine.max_message_size());
-        let (actor, inputs, handle) = Actor::new(machine, runtime.clone(), on_event);
+        let output_budget = machine.max_buffered_bytes();
+        let halt = Halt::new();
+        let (actor, inputs, handle) = Actor::new(machine, runtime.clone(), on_event, &halt);
         runtime.spawn(
             actor
                 .run()
@@ -152,9 +160,11 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             config,
             router,
             ws_config,
+            output_budget,
             inputs,
             next_conn: AtomicU64::new(1),
             tracker,
+            halt,
         };
         Driver {
             env: Arc::new(env),
@@ -242,6 +252,23 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
     /// Completes once shutdown has begun: accept loops select on it to stop accepting.
     pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
         self.env.tracker.stopping()
+    }
+
+    /// Stops the machine's task for good, whatever handles remain (their commands fail with
+    /// [`Stopped`] from then on), and every task spawned through
+    /// [`spawn_until_halted`](Driver::spawn_until_halted). Call it after
+    /// [`shutdown`](Driver::shutdown) completed: connections still served lose their machine.
+    pub fn halt(&self) {
+        self.env.halt.fire();
+    }
+
+    /// Spawns `fut` on the driver's runtime, ended (dropped) by [`halt`](Driver::halt) if it
+    /// has not completed by then.
+    pub fn spawn_until_halted(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let halted = self.env.halt.wait();
+        self.env.runtime.spawn(async move {
+            futures::future::select(std::pin::pin!(fut), std::pin::pin!(halted)).await;
+        });
     }
 
     /// Whether shutdown has begun.

@@ -26,7 +26,7 @@ use volley_core::engine::{Body, ErrorCode, Output};
 use volley_core::http::{RequestHead, Response};
 
 use super::actor::{CONN_CAPACITY, Input, ToConn};
-use super::config::ServerConfig;
+use super::config::{ConnectionError, ServerConfig};
 use super::conn::{Link, has_body};
 use super::cors::Cors;
 use super::io::or_timeout;
@@ -36,20 +36,23 @@ use super::{Driver, Env, websocket};
 use crate::runtime::Runtime;
 
 /// The answer to a request the driver screens before the machine sees it: a CORS preflight,
-/// a WebSocket upgrade from an origin CORS does not list, or a refusal by `allow_request`.
-/// `None`: the request goes on to the machine.
+/// a WebSocket upgrade from an origin CORS does not allow, or a refusal by `allow_request`
+/// (refusals are reported to `on_connection_error`). `None`: the request goes on to the
+/// machine.
 pub(crate) fn screen(config: &ServerConfig, head: &RequestHead) -> Option<Response> {
     if let Some(cors) = &config.cors {
         if Cors::is_preflight(head) {
             return Some(cors.preflight(head));
         }
         if head.is_websocket_upgrade() && !cors.allows_upgrade(head) {
-            tracing::debug!(origin = ?head.header("origin"), "upgrade refused: origin not listed");
+            tracing::debug!(origin = ?head.header("origin"), "upgrade refused: origin not allowed");
+            report_refusal(config, head, ErrorCode::Forbidden);
             return Some(ErrorCode::Forbidden.ws_response());
         }
     }
     if let Some(allow) = &config.allow_request {
         if !allow(head) {
+            report_refusal(config, head, ErrorCode::Forbidden);
             return Some(if head.is_websocket_upgrade() {
                 ErrorCode::Forbidden.ws_response()
             } else {
@@ -60,14 +63,46 @@ pub(crate) fn screen(config: &ServerConfig, head: &RequestHead) -> Option<Respon
     None
 }
 
+fn report_refusal(config: &ServerConfig, head: &RequestHead, code: ErrorCode) {
+    if let Some(hook) = &config.on_connection_error {
+        hook(&ConnectionError {
+            code,
+            message: code.message(),
+            request: head,
+        });
+    }
+}
+
 /// A response of the machine as sent: compressed when HTTP compression applies, with the
-/// CORS headers when CORS is on.
+/// CORS headers when CORS is on, then [`hooks`].
 pub(crate) fn decorate(config: &ServerConfig, head: &RequestHead, response: Response) -> Response {
     let response = super::compress::compress(config.http_compression, head, response);
-    match &config.cors {
+    let response = match &config.cors {
         Some(cors) => cors.decorate(head, response),
         None => response,
+    };
+    hooks(config, head, response)
+}
+
+/// The application's hooks on a response of the machine (a `101` included): a refusal is
+/// reported to `on_connection_error`; `headers`, then for a handshake `initial_headers`, add
+/// their headers.
+pub(crate) fn hooks(config: &ServerConfig, head: &RequestHead, mut response: Response) -> Response {
+    if config.on_connection_error.is_some() {
+        if let Some(code) = ErrorCode::of_response(&response) {
+            report_refusal(config, head, code);
+        }
     }
+    if let Some(hook) = &config.headers {
+        hook(head, &mut response.headers);
+    }
+    if let Some(hook) = &config.initial_headers {
+        let handshake = matches!(response.status, 200 | 101) && head.query_param("sid").is_none();
+        if handshake {
+            hook(head, &mut response.headers);
+        }
+    }
+    response
 }
 
 /// The answer beyond the connection cap.
@@ -337,6 +372,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             match output {
                 Output::Response { mut response, .. } => {
                     if response.status == 101 {
+                        let response = hooks(&env.config, &head, response);
                         let upgrade = Upgrade {
                             env: env.clone(),
                             conn,

@@ -19,7 +19,7 @@ use futures::channel::mpsc;
 use futures::future::{BoxFuture, Either, select};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use volley_core::Sid;
-use volley_core::engine::{CloseReason, Config, Engine, Event};
+use volley_core::engine::{CloseReason, Config, Engine, Event, OverflowPolicy};
 
 use super::io::read_buf;
 use super::{Driver, ServerConfig};
@@ -75,11 +75,31 @@ impl Events {
     }
 }
 
+/// The engine configuration of the byte-budget scenarios: 512 KiB messages fit, the budget
+/// is the default (1 MiB), and the heartbeat is the default, so that a client that does not
+/// read is not ended by a ping timeout first.
+pub fn budget_engine_config(overflow: OverflowPolicy) -> Config {
+    Config {
+        max_payload: 600_000,
+        overflow,
+        ..Config::default()
+    }
+}
+
 /// Starts an [`Engine`] with [`engine_config`] whose application echoes every message, and
 /// logs every event.
 pub fn echo<R: Runtime>(runtime: R, config: ServerConfig) -> (Driver<Engine, R>, Events) {
+    echo_with(runtime, config, engine_config())
+}
+
+/// [`echo`] with another engine configuration.
+pub fn echo_with<R: Runtime>(
+    runtime: R,
+    config: ServerConfig,
+    engine: Config,
+) -> (Driver<Engine, R>, Events) {
     let (tx, rx) = mpsc::unbounded();
-    let engine = Engine::new(engine_config(), [7; 32]);
+    let engine = Engine::new(engine, [7; 32]);
     let driver = Driver::start(engine, runtime, config, move |engine, event, now| {
         if let Event::Message { sid, message } = &event {
             let _ = engine.send(*sid, message.clone(), now);
@@ -433,8 +453,8 @@ pub fn health_config() -> ServerConfig {
 }
 
 /// A POST over `max_payload` gets 413 and a close, whether its size is announced
-/// (`Content-Length`) or discovered (chunked); the session survives.
-pub async fn payload_too_large<R: Runtime, C: Connector>(h: Harness<R, C>) {
+/// (`Content-Length`) or discovered (chunked), and its session is closed (engine.io 6.6).
+pub async fn payload_too_large<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
     let mut client = h.client().await;
     let sid = h.handshake(&mut client).await;
     let big = vec![b'4'; 20_000];
@@ -442,7 +462,11 @@ pub async fn payload_too_large<R: Runtime, C: Connector>(h: Harness<R, C>) {
     let response = announced.post(&polling_sid(sid), &big).await.unwrap();
     assert_eq!(response.status, 413);
     assert!(announced.closed().await);
+    assert_eq!(h.events.closed(sid).await, CloseReason::TransportError);
+    let gone = client.get(&polling_sid(sid)).await.unwrap();
+    assert_eq!(gone.status, 400);
 
+    let sid = h.handshake(&mut client).await;
     let mut chunked = h.client().await;
     let head = format!(
         "POST {} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -457,8 +481,35 @@ pub async fn payload_too_large<R: Runtime, C: Connector>(h: Harness<R, C>) {
     let response = chunked.read_response().await.unwrap();
     assert_eq!(response.status, 413);
     assert!(chunked.closed().await);
+    assert_eq!(h.events.closed(sid).await, CloseReason::TransportError);
+}
 
-    let posted = client.post(&polling_sid(sid), b"4still").await.unwrap();
+/// A second WebSocket for a session that already has one (or a probe) completes its
+/// handshake and is then closed with a close frame; the session goes on.
+pub async fn second_websocket<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut ws = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let open = ws.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    let mut second = h
+        .websocket(&format!("/engine.io/?EIO=4&transport=websocket&sid={sid}"))
+        .await;
+    match second.next().await {
+        Some(Ok(Message::Close(_))) => {}
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    ws.send(Message::text("4still")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("4still"));
+
+    let mut client = h.client().await;
+    let sid = h.handshake(&mut client).await;
+    let target = format!("/engine.io/?EIO=4&transport=websocket&sid={sid}");
+    let _probe = h.websocket(&target).await;
+    let mut beside = h.websocket(&target).await;
+    match beside.next().await {
+        Some(Ok(Message::Close(_))) => {}
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let posted = client.post(&polling_sid(sid), b"4polling").await.unwrap();
     assert_eq!(posted.text(), "ok");
 }
 
@@ -947,4 +998,291 @@ pub async fn slow_reader<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
     healthy.send(Message::text("4still")).await.unwrap();
     assert_eq!(ws_next(&mut healthy).await, Message::text("4still"));
     drop(stalled);
+}
+
+/// The size of the messages the byte-budget scenarios flood with.
+const BIG: usize = 512 * 1024;
+
+/// Sends 512 KiB messages on `ws` without ever reading, until one makes no progress for two
+/// seconds (the server stopped reading and TCP pushed back), a send fails (the server dropped
+/// the connection), or 400 (200 MB) went out. Returns how many were sent and whether the
+/// writes stalled. `check` runs every fourth message.
+async fn flood<R: Runtime, S: AsyncRead + AsyncWrite + Unpin>(
+    runtime: &R,
+    ws: &mut WebSocketStream<S>,
+    mut check: impl AsyncFnMut(),
+) -> (usize, bool) {
+    let text = format!("4{}", "x".repeat(BIG));
+    let mut sent = 0;
+    while sent < 400 {
+        let send = pin!(ws.send(Message::text(text.clone())));
+        let limit = pin!(runtime.sleep(Duration::from_secs(2)));
+        match select(send, limit).await {
+            Either::Left((Ok(()), _)) => sent += 1,
+            Either::Left((Err(_), _)) => return (sent, false),
+            Either::Right(_) => return (sent, true),
+        }
+        if sent % 4 == 0 {
+            check().await;
+        }
+    }
+    (sent, false)
+}
+
+/// The largest number of bytes the engine held queued for `sid` so far, and whether it is open.
+async fn queue_state<R: Runtime>(h: &Harness<R, impl Connector>, sid: Sid) -> (usize, bool) {
+    h.driver
+        .handle()
+        .call(move |engine, _| (engine.queued_bytes(sid), engine.contains(sid)))
+        .await
+        .unwrap()
+}
+
+/// One 512 KiB message from the server to `sid`: whether the engine took it.
+async fn server_send<R: Runtime>(
+    h: &Harness<R, impl Connector>,
+    sid: Sid,
+) -> Result<(), volley_core::engine::SendError> {
+    let text = volley_core::Utf8Bytes::from("y".repeat(BIG));
+    h.driver
+        .handle()
+        .call(move |engine, now| engine.send(sid, volley_core::engine::Message::Text(text), now))
+        .await
+        .unwrap()
+}
+
+/// Echo over a second WebSocket still answers.
+async fn still_echoes<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+    ws.send(Message::text("4still")).await.unwrap();
+    assert_eq!(ws_next(ws).await, Message::text("4still"));
+}
+
+/// (With [`budget_engine_config`]`(Close)`.) A client floods 512 KiB events at the echo and
+/// never reads: its queued bytes never exceed the 1 MiB budget, and it is closed as a slow
+/// client, while another client's echo keeps working.
+pub async fn byte_budget_close<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut stalled = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let open = stalled.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    let mut healthy = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let _ = healthy.next().await.unwrap().unwrap();
+    let mut most = 0;
+    let (sent, _) = flood(&h.runtime, &mut stalled, async || {
+        most = most.max(queue_state(&h, sid).await.0);
+    })
+    .await;
+    assert!(sent < 400, "the server read 200 MB without pushing back");
+    let (bytes, open) = queue_state(&h, sid).await;
+    assert!(
+        most.max(bytes) <= 1024 * 1024,
+        "{} bytes queued",
+        most.max(bytes)
+    );
+    if open {
+        // The echo has not overflowed the queue yet (the reader stopped first): two more
+        // messages fill the budget, the third closes the session.
+        let refused = [
+            server_send(&h, sid).await,
+            server_send(&h, sid).await,
+            server_send(&h, sid).await,
+        ];
+        assert!(refused.iter().any(Result::is_err), "{refused:?}");
+    }
+    assert_eq!(h.events.closed(sid).await, CloseReason::SlowClient);
+    assert_eq!(queue_state(&h, sid).await, (0, false));
+    still_echoes(&mut healthy).await;
+    drop(stalled);
+}
+
+/// (With [`budget_engine_config`]`(Reject)`.) The same flood: the session stays, sends to it
+/// fail with `BufferFull`, the server stops reading it (the client's writes stall), and
+/// another client's echo keeps working.
+pub async fn byte_budget_reject<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut stalled = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let open = stalled.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    let mut healthy = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    let _ = healthy.next().await.unwrap().unwrap();
+    let mut most = 0;
+    let (sent, stalled_writes) = flood(&h.runtime, &mut stalled, async || {
+        most = most.max(queue_state(&h, sid).await.0);
+    })
+    .await;
+    assert!(
+        stalled_writes,
+        "the client's writes never stalled ({sent} sent)"
+    );
+    assert!(sent < 400);
+    let (bytes, open) = queue_state(&h, sid).await;
+    assert!(open, "the session was closed");
+    assert!(
+        most.max(bytes) <= 1024 * 1024,
+        "{} bytes queued",
+        most.max(bytes)
+    );
+    // The budget holds two of these: the third send at the latest is refused.
+    let sends = [
+        server_send(&h, sid).await,
+        server_send(&h, sid).await,
+        server_send(&h, sid).await,
+    ];
+    assert!(
+        sends.contains(&Err(volley_core::engine::SendError::BufferFull(sid))),
+        "{sends:?}"
+    );
+    still_echoes(&mut healthy).await;
+    assert!(queue_state(&h, sid).await.1, "the session was closed");
+    drop(stalled);
+}
+
+/// A WebSocket message over `max_payload` is answered with close code 1009, after the open
+/// packet, even when it follows the upgrade request at once.
+pub async fn websocket_message_too_big<R: Runtime, C: Connector>(mut h: Harness<R, C>) {
+    let mut ws = h.websocket("/engine.io/?EIO=4&transport=websocket").await;
+    // Sent before the open packet is read.
+    let big = format!("4{}", "x".repeat(20_000));
+    ws.send(Message::text(big)).await.unwrap();
+    let open = ws.next().await.unwrap().unwrap();
+    let sid = open_sid(open.to_text().unwrap());
+    let close = loop {
+        match ws.next().await.expect("a close frame").expect("a frame") {
+            Message::Close(frame) => break frame,
+            Message::Text(t) if t.as_str() == "2" => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let frame = close.expect("a close code");
+    assert_eq!(u16::from(frame.code), 1009);
+    assert_eq!(h.events.closed(sid).await, CloseReason::TransportError);
+}
+
+/// CORS origins given by a predicate: `https://app.example` and its subdomains.
+pub fn cors_origin_fn_config() -> ServerConfig {
+    ServerConfig::new().cors(super::Cors::origin_fn(|origin| {
+        origin == "https://app.example" || origin.ends_with(".app.example")
+    }))
+}
+
+/// (With [`cors_origin_fn_config`].) Polling answers name an origin the predicate accepts and
+/// no other; a WebSocket upgrade from a refused origin gets `403`, from an accepted one `101`.
+pub async fn cors_origin_fn<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let sub = "Origin: https://eu.app.example\r\n";
+    let evil = "Origin: https://app.example.evil\r\n";
+    let allowed = client.request("GET", POLLING, sub, b"").await.unwrap();
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://eu.app.example")
+    );
+    assert_eq!(allowed.header("vary"), Some("Origin"));
+    let foreign = client.request("GET", POLLING, evil, b"").await.unwrap();
+    assert_eq!(foreign.status, 200);
+    assert_eq!(foreign.header("access-control-allow-origin"), None);
+    const WS: &str = "/engine.io/?EIO=4&transport=websocket";
+    let refused = h.try_websocket(WS, evil).await.err().expect("refused");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let mut ws = h.try_websocket(WS, sub).await.expect("an accepted origin");
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"));
+}
+
+/// What the hooks of [`hooks_config`] saw: one line per refusal.
+static REFUSALS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// `on_connection_error` logging each refusal (code, message, method, path, `X-Client`),
+/// `headers` adding `X-Every`, `initial_headers` adding `X-Initial`, and `allow_request`
+/// refusing requests with `X-Block`.
+pub fn hooks_config() -> ServerConfig {
+    ServerConfig::new()
+        .on_connection_error(|e| {
+            let line = format!(
+                "{} {} {} {} {}",
+                e.code as u8,
+                e.message,
+                e.request.method_str(),
+                e.request.path(),
+                e.request.header("x-client").unwrap_or("-"),
+            );
+            REFUSALS.lock().unwrap().push(line);
+        })
+        .headers(|_, headers| headers.push(("X-Every", "1".to_owned())))
+        .initial_headers(|head, headers| {
+            let client = head.header("x-client").unwrap_or("-").to_owned();
+            headers.push(("X-Initial", client));
+        })
+        .allow_request(|head| head.header("x-block").is_none())
+}
+
+/// (With [`hooks_config`].) The handshake (polling `200` and WebSocket `101`) carries the
+/// headers of both hooks, later responses only those of `headers`; refusals by the engine and
+/// by `allow_request` reach `on_connection_error` with their code and request.
+pub async fn engine_hooks<R: Runtime, C: Connector>(h: Harness<R, C>) {
+    let mut client = h.client().await;
+    let open = client
+        .request("GET", POLLING, "X-Client: a\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(open.status, 200);
+    assert_eq!(open.header("x-initial"), Some("a"));
+    assert_eq!(open.header("x-every"), Some("1"));
+    let sid = open_sid(open.text());
+    let posted = client.post(&polling_sid(sid), b"4hi").await.unwrap();
+    assert_eq!(posted.text(), "ok");
+    assert_eq!(posted.header("x-every"), Some("1"));
+    assert_eq!(posted.header("x-initial"), None);
+
+    let mut upgrade = h.client().await;
+    let response = upgrade
+        .request(
+            "GET",
+            "/engine.io/?EIO=4&transport=websocket",
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             X-Client: ws\r\n",
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 101);
+    assert_eq!(response.header("x-initial"), Some("ws"));
+    assert_eq!(response.header("x-every"), Some("1"));
+
+    let mut refused = h.client().await;
+    let version = refused
+        .request(
+            "GET",
+            "/engine.io/?EIO=9&transport=polling",
+            "X-Client: b\r\n",
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(version.status, 400);
+    assert_eq!(version.header("x-initial"), None);
+    let transport = refused
+        .request(
+            "POST",
+            "/engine.io/?EIO=4&transport=carrier-pigeon",
+            "X-Client: c\r\n",
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(transport.status, 400);
+    let mut blocked = h.client().await;
+    let forbidden = blocked
+        .request("GET", POLLING, "X-Block: 1\r\nX-Client: d\r\n", b"")
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status, 403);
+    let log = REFUSALS.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "5 Unsupported protocol version GET /engine.io/ b",
+            "0 Transport unknown POST /engine.io/ c",
+            "4 Forbidden GET /engine.io/ d",
+        ]
+    );
 }

@@ -5,17 +5,32 @@
 //! machine's outputs. The writer feeds a whole batch of `Send`s before one flush, then reports
 //! `handle_ws_drained`, which is the machine's flow control: it sends nothing more to this
 //! connection until then, so the per-connection queue stays one batch deep.
+//!
+//! Backpressure goes the other way too: the reader does not read the next frame while the
+//! batch being written holds more than the machine's byte budget
+//! ([`Machine::max_buffered_bytes`](super::Machine::max_buffered_bytes)), or while a batch
+//! has been in flight for longer than [`STALL`] (the peer is not reading). Unread frames then
+//! stay in the kernel's buffers, which fill, and TCP stops the peer's writes: a client that
+//! sends without reading cannot make the server hold its answers and its requests at once.
+//! A message over the size limit is answered with close code 1009 (message too big).
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::error::CapacityError;
+use async_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{self, Message};
 use bytes::{Bytes, BytesMut};
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
+use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
 use volley_core::engine::{Output, WsMessage};
 use volley_core::{ConnId, Utf8Bytes};
@@ -25,6 +40,11 @@ use super::actor::{Input, ToConn};
 use super::conn::Link;
 use super::io::{LINGER, or_timeout};
 use crate::runtime::Runtime;
+
+/// How long a batch may take to write before the connection stops being read: long enough
+/// for a reading peer on a slow link, short enough that a peer that does not read cannot
+/// send much meanwhile.
+pub(crate) const STALL: Duration = Duration::from_millis(100);
 
 /// The read buffer tungstenite allocates per connection. Its default (128 KiB) suits a few
 /// heavy sockets; many light ones are the common case here.
@@ -47,6 +67,93 @@ enum WriteEnd {
     Closed,
     /// It failed, timed out, or the machine's task dropped the connection.
     Failed,
+}
+
+/// How the reader stopped.
+enum ReadEnd {
+    /// The peer closed the connection (close frame or end of stream).
+    Closed,
+    /// A message over the size limit: answered with close code 1009.
+    TooBig,
+    /// It failed, or the machine's task is gone.
+    Failed,
+}
+
+/// What the writer tells the reader: whether to stop reading from the peer.
+struct Gate {
+    /// Bytes of the batch being written.
+    unwritten: AtomicUsize,
+    /// A batch is being written.
+    busy: AtomicBool,
+    /// Message bytes read since that batch started.
+    read: AtomicUsize,
+    /// The batch has been in flight for longer than [`STALL`].
+    stalled: AtomicBool,
+    /// The reader, waiting for the gate to open.
+    reader: AtomicWaker,
+    budget: usize,
+}
+
+impl Gate {
+    fn new(budget: usize) -> Self {
+        Gate {
+            unwritten: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+            read: AtomicUsize::new(0),
+            stalled: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
+            budget,
+        }
+    }
+
+    /// Whether the reader may read the next frame: no batch stalled, none above the budget,
+    /// and at most a budget's worth read while the current one is written.
+    fn is_open(&self) -> bool {
+        !self.stalled.load(Ordering::Acquire)
+            && self.unwritten.load(Ordering::Acquire) <= self.budget
+            && !(self.busy.load(Ordering::Acquire)
+                && self.read.load(Ordering::Acquire) > self.budget)
+    }
+
+    /// A batch of `unwritten` bytes starts.
+    fn start(&self, unwritten: usize) {
+        self.unwritten.store(unwritten, Ordering::Release);
+        self.read.store(0, Ordering::Release);
+        self.busy.store(true, Ordering::Release);
+    }
+
+    /// The batch has taken longer than [`STALL`].
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::Release);
+    }
+
+    /// The batch is out (or abandoned).
+    fn done(&self) {
+        self.unwritten.store(0, Ordering::Release);
+        self.busy.store(false, Ordering::Release);
+        self.stalled.store(false, Ordering::Release);
+        self.reader.wake();
+    }
+
+    /// The reader took a message of `n` bytes.
+    fn read(&self, n: usize) {
+        self.read.fetch_add(n, Ordering::AcqRel);
+    }
+
+    async fn opened(&self) {
+        poll_fn(|cx| {
+            if self.is_open() {
+                return Poll::Ready(());
+            }
+            self.reader.register(cx.waker());
+            if self.is_open() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
 }
 
 /// Serves the WebSocket until either side ends it, then reports the end to the machine
@@ -80,10 +187,17 @@ pub(crate) async fn run<R, S>(
         mut outputs,
     } = link;
     let closing = AtomicBool::new(false);
+    let gate = Gate::new(env.output_budget);
 
     let mut reader_inputs = inputs.clone();
     let reader = async {
+        // Bytes read and dropped after our close frame, while waiting for the peer's answer.
+        let mut discarded = 0usize;
         loop {
+            if !gate.is_open() {
+                tracing::trace!("websocket output backed up: not reading");
+                gate.opened().await;
+            }
             let message = match source.next().await {
                 Some(Ok(Message::Text(text))) => {
                     match Utf8Bytes::try_from_bytes(Bytes::from(text)) {
@@ -94,18 +208,33 @@ pub(crate) async fn run<R, S>(
                 Some(Ok(Message::Binary(bytes))) => WsMessage::Binary(bytes),
                 // Pings are answered by tungstenite; pongs and raw frames mean nothing here.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => return false,
+                Some(Ok(Message::Close(_))) | None => return ReadEnd::Closed,
+                Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong {
+                    ..
+                }))) => {
+                    tracing::debug!("websocket message over the size limit");
+                    return ReadEnd::TooBig;
+                }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "websocket read failed");
-                    return true;
+                    return ReadEnd::Failed;
                 }
             };
+            let size = match &message {
+                WsMessage::Text(text) => text.len(),
+                WsMessage::Binary(bytes) => bytes.len(),
+            };
+            gate.read(size);
             if closing.load(Ordering::Acquire) {
+                discarded += size;
+                if discarded > env.output_budget {
+                    return ReadEnd::Failed;
+                }
                 continue;
             }
             let input = Input::WsMessage { conn, message };
             if reader_inputs.send(input).await.is_err() {
-                return true;
+                return ReadEnd::Failed;
             }
         }
     };
@@ -125,31 +254,67 @@ pub(crate) async fn run<R, S>(
             while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
                 pending.extend(batch);
             }
-            let deadline = pin!(env.runtime.sleep(env.config.write_timeout));
-            let batch = async {
-                let mut sent = false;
-                while let Some(output) = pending.pop_front() {
-                    match output {
-                        Output::Send { message, .. } => {
-                            if let Some(message) = to_tungstenite(message) {
-                                sink.feed(message).await?;
-                                sent = true;
+            gate.start(pending.iter().map(output_len).sum());
+            let mut later = VecDeque::new();
+            let result = {
+                let mut deadline = pin!(env.runtime.sleep(env.config.write_timeout));
+                let batch = async {
+                    let mut sent = false;
+                    while let Some(output) = pending.pop_front() {
+                        match output {
+                            Output::Send { message, .. } => {
+                                if let Some(message) = to_tungstenite(message) {
+                                    sink.feed(message).await?;
+                                    sent = true;
+                                }
+                            }
+                            Output::Close { .. } => {
+                                closing.store(true, Ordering::Release);
+                                sink.send(Message::Close(None)).await?;
+                                return Ok(None);
+                            }
+                            Output::Response { .. } | Output::ReadBody { .. } => {
+                                tracing::debug!("HTTP output for a WebSocket dropped");
                             }
                         }
-                        Output::Close { .. } => {
-                            closing.store(true, Ordering::Release);
-                            sink.send(Message::Close(None)).await?;
-                            return Ok(None);
-                        }
-                        Output::Response { .. } | Output::ReadBody { .. } => {
-                            tracing::debug!("HTTP output for a WebSocket dropped");
+                    }
+                    sink.flush().await?;
+                    Ok::<_, tungstenite::Error>(Some(sent))
+                };
+                let mut batch = pin!(batch);
+                let stall = pin!(env.runtime.sleep(STALL));
+                match or_timeout(batch.as_mut(), stall).await {
+                    Some(result) => Some(result),
+                    None => {
+                        // The peer is not reading: stop reading it until this batch is out.
+                        gate.stall();
+                        loop {
+                            let next = outputs.next();
+                            let waiting = select(deadline.as_mut(), next);
+                            match select(batch.as_mut(), waiting).await {
+                                Either::Left((result, _)) => break Some(result),
+                                Either::Right((Either::Left(((), _)), _)) => break None,
+                                Either::Right((Either::Right((next, _)), _)) => match next {
+                                    Some(ToConn::Outputs(more)) => {
+                                        // A close cannot reach a peer that does not read:
+                                        // drop the connection now rather than at the timeout.
+                                        if more.iter().any(|o| matches!(o, Output::Close { .. })) {
+                                            tracing::debug!("websocket closed while stalled");
+                                            return WriteEnd::Failed;
+                                        }
+                                        later.extend(more);
+                                    }
+                                    Some(ToConn::NotOwned) => {}
+                                    None => return WriteEnd::Failed,
+                                },
+                            }
                         }
                     }
                 }
-                sink.flush().await?;
-                Ok::<_, tungstenite::Error>(Some(sent))
             };
-            match or_timeout(batch, deadline).await {
+            gate.done();
+            pending.extend(later);
+            match result {
                 Some(Ok(Some(true))) => {
                     let drained = Input::WsDrained { conn };
                     if writer_inputs.send(drained).await.is_err() {
@@ -171,15 +336,19 @@ pub(crate) async fn run<R, S>(
     };
 
     let mut inputs = inputs;
-    let peer_closed = {
+    let (peer_closed, too_big) = {
         let mut reader = pin!(reader);
         let mut writer = pin!(writer);
-        // (error, the peer ended it, we sent a close frame and the reader still runs)
-        let (error, peer_closed, we_closed) = match select(reader.as_mut(), writer.as_mut()).await {
-            Either::Left((error, _)) => (error, !error, false),
-            Either::Right((WriteEnd::Failed, _)) => (true, false, false),
-            Either::Right((WriteEnd::Closed, _)) => (false, false, true),
-        };
+        // (error, the peer ended it, we sent a close frame and the reader still runs, the
+        // peer sent a message over the limit)
+        let (error, peer_closed, we_closed, too_big) =
+            match select(reader.as_mut(), writer.as_mut()).await {
+                Either::Left((ReadEnd::Closed, _)) => (false, true, false, false),
+                Either::Left((ReadEnd::TooBig, _)) => (true, false, false, true),
+                Either::Left((ReadEnd::Failed, _)) => (true, false, false, false),
+                Either::Right((WriteEnd::Failed, _)) => (true, false, false, false),
+                Either::Right((WriteEnd::Closed, _)) => (false, false, true, false),
+            };
         tracing::debug!(error, peer_closed, "websocket ended");
         let _ = inputs.send(Input::Closed { conn, error }).await;
         if we_closed {
@@ -188,13 +357,56 @@ pub(crate) async fn run<R, S>(
             let linger = pin!(env.runtime.sleep(LINGER));
             let _ = or_timeout(reader, linger).await;
         }
-        peer_closed
+        (peer_closed, too_big)
     };
-    if peer_closed {
+    if too_big {
+        // What the machine already handed over (the open packet of a new session) goes out
+        // before the close frame, which says why: 1009, message too big.
+        let linger = pin!(env.runtime.sleep(LINGER));
+        let _ = or_timeout(
+            async {
+                while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
+                    pending.extend(batch);
+                }
+                for output in pending.drain(..) {
+                    if let Output::Send { message, .. } = output {
+                        if let Some(message) = to_tungstenite(message) {
+                            sink.feed(message).await?;
+                        }
+                    }
+                }
+                let frame = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                };
+                sink.send(Message::Close(Some(frame))).await?;
+                // Read (and discard) until the peer answers the close or goes.
+                while let Some(Ok(_)) = source.next().await {}
+                Ok::<_, tungstenite::Error>(())
+            },
+            linger,
+        )
+        .await;
+    } else if peer_closed {
         // tungstenite queued the answer to the peer's close frame; the next read flushes it
         // if it could not be written at once.
         let linger = pin!(env.runtime.sleep(LINGER));
         let _ = or_timeout(source.next(), linger).await;
+    }
+}
+
+/// The bytes an output puts on the wire, near enough for the read gate.
+fn output_len(output: &Output) -> usize {
+    match output {
+        Output::Send {
+            message: WsMessage::Text(text),
+            ..
+        } => text.len(),
+        Output::Send {
+            message: WsMessage::Binary(bytes),
+            ..
+        } => bytes.len(),
+        _ => 0,
     }
 }
 

@@ -33,6 +33,8 @@ impl std::fmt::Debug for TestRuntime {
 
 struct Shared {
     state: Mutex<State>,
+    /// Every task spawned, to count the ones still alive.
+    tasks: Mutex<Vec<Weak<TaskCell>>>,
     next_timer: AtomicU64,
     /// Most simulated time one `block_on` may skip on its own (nanoseconds).
     idle_limit: AtomicU64,
@@ -99,6 +101,7 @@ impl TestRuntime {
                     ready: VecDeque::new(),
                     timers: Vec::new(),
                 }),
+                tasks: Mutex::new(Vec::new()),
                 next_timer: AtomicU64::new(0),
                 idle_limit: AtomicU64::new(IDLE_LIMIT.as_nanos() as u64),
             }),
@@ -109,6 +112,26 @@ impl TestRuntime {
     pub fn elapsed(&self) -> Duration {
         let s = self.shared.lock();
         s.now - s.start
+    }
+
+    /// Tasks spawned that have neither completed nor been dropped (a task nothing can wake
+    /// any more is dropped with its last waker): after a server is closed, anything counted
+    /// here is a task it left running.
+    pub fn live_tasks(&self) -> usize {
+        let mut tasks = self
+            .shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|t| {
+            t.upgrade().is_some_and(|t| {
+                t.future
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some()
+            })
+        });
+        tasks.len()
     }
 
     /// Polls ready tasks until none is left.
@@ -265,6 +288,11 @@ impl Runtime for TestRuntime {
             queued: AtomicBool::new(true),
             shared: Arc::downgrade(&self.shared),
         });
+        self.shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(&task));
         self.shared.lock().ready.push_back(task);
     }
 
