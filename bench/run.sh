@@ -19,6 +19,12 @@
 # for the 2-core ÷ 1-core ratio. Knobs for each scenario's size, from the environment:
 # ECHO_CLIENTS (100), INFLIGHT (10), SIZE (100), BROADCAST_RECEIVERS (1000),
 # BROADCAST_WINDOW (8), CONNECTORS (32), IDLE_CLIENTS (10000), POLLING_CLIENTS (50).
+#
+# The cost of metrics: VOLLEY_BENCH_METRICS=1 makes the tokio bench-server install a
+# Prometheus recorder (every series recorded), so compare
+#   bench/run.sh 5 --scenarios echo --targets tokio
+#   VOLLEY_BENCH_METRICS=1 bench/run.sh 5 --scenarios echo --targets tokio --no-build
+# (echo throughput with metrics on should stay within 3 % of off).
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/.."

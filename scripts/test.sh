@@ -34,8 +34,9 @@ if ! need node || ! need npm; then
   exit 1
 fi
 # The official JavaScript clients for the conformance suite, and the Node servers, adapters and
-# emitter the Redis interop tests run beside Volley, each pinned by its lockfile.
-for dir in conformance adapter-redis/tests/node; do
+# emitter the Redis interop tests run beside Volley, and the Admin UI's client and dashboard,
+# each pinned by its lockfile.
+for dir in conformance adapter-redis/tests/node admin/tests/node; do
   if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
     echo "== npm ci ($dir)"
     (cd "$dir" && npm ci --no-audit --no-fund)

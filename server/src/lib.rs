@@ -161,6 +161,7 @@ pub mod handler;
 pub mod handshake;
 pub mod io;
 mod listeners;
+pub mod metrics;
 pub mod middleware;
 pub mod namespace;
 mod node;

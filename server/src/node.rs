@@ -492,6 +492,11 @@ impl Node {
             entry.push(Job::Barrier(job));
         }
         self.sockets.insert(id, entry);
+        crate::metrics::socket_connected(
+            id,
+            socket.ns(),
+            self.sio.namespace_socket_count(socket.ns()),
+        );
         socket
     }
 
@@ -513,9 +518,13 @@ impl Node {
             .emit_with_ack(socket, event, &json, attachments, timeout, now)
         {
             Ok(id) => {
+                crate::metrics::acks_sent(1);
                 self.acks.insert((socket, id.0), Waiter::Single(tx));
             }
             Err(e) => {
+                if matches!(e, volley_core::socketio::SioError::BufferFull(_)) {
+                    crate::metrics::overflow(self.sio.engine().config().overflow);
+                }
                 let _ = tx.send(Err(AckError::NotSent(e.to_string())));
             }
         }
@@ -557,6 +566,8 @@ impl Node {
             ) else {
                 continue;
             };
+            crate::metrics::broadcast::<()>(&Ok(sent.len()));
+            crate::metrics::acks_sent(sent.len());
             for s in &sent {
                 self.acks.insert((*s, id.0), Waiter::Member(key));
             }
@@ -639,6 +650,7 @@ impl Node {
 
     /// Hands `message` to the adapter: for node `to`, or for every other node.
     pub(crate) fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
+        crate::metrics::cluster_published(&message);
         self.cluster.adapter.publish(to, message);
     }
 
@@ -687,9 +699,10 @@ impl Node {
             if self.queued.is_empty() {
                 self.notify_outgoing(nsp, opts, event, &json, &attachments);
                 // A namespace that went away meanwhile has nobody to send to.
-                let _ = self
+                let sent = self
                     .sio
                     .broadcast(nsp, opts, event, &json, attachments.clone(), now);
+                crate::metrics::broadcast(&sent);
             } else {
                 self.enqueue(nsp, opts, event, &json, &attachments, Some(None));
             }
@@ -779,7 +792,7 @@ impl Node {
             };
             let offset = q.offset.flatten();
             self.notify_outgoing(&q.nsp, &q.opts, &q.event, &q.args, &q.attachments);
-            let _ = self.sio.broadcast_at(
+            let sent = self.sio.broadcast_at(
                 &q.nsp,
                 &q.opts,
                 &q.event,
@@ -788,6 +801,7 @@ impl Node {
                 offset.as_deref(),
                 now,
             );
+            crate::metrics::broadcast(&sent);
         }
     }
 
@@ -830,9 +844,12 @@ impl Node {
         let (json, attachments) = payload.into_wire();
         // A socket that left meanwhile, or a full queue (whose session the engine closes by
         // policy), needs no answer here: the disconnect reports it.
-        let _ = self
+        let sent = self
             .sio
             .emit(socket, event, &json, attachments, volatile, now);
+        if let Err(volley_core::socketio::SioError::BufferFull(_)) = sent {
+            crate::metrics::overflow(self.sio.engine().config().overflow);
+        }
     }
 
     /// Puts the selected sockets in `rooms` (`join`) or takes them out, here and (unless
@@ -1193,6 +1210,7 @@ impl Node {
             // Late (after the deadline), or for a request this node never made.
             return;
         }
+        crate::metrics::cluster_answer(&message);
         let ctl = self.ctl.clone();
         match (self.collectors.get_mut(&request), message) {
             (
@@ -1310,6 +1328,7 @@ impl Node {
 
     /// Handles one event of the core machine (the driver's event callback).
     pub(crate) fn dispatch(&mut self, event: Event, now: Instant) {
+        crate::metrics::socket_event(&event, |nsp| self.sio.namespace_socket_count(nsp));
         match event {
             Event::Connect(req) => self.on_connect(req, now),
             Event::Event {
@@ -1549,6 +1568,7 @@ impl Node {
 
     /// Runs the connection middleware of a request (or attaches a socket the core accepted).
     fn connect(&mut self, req: ConnectRequest, now: Instant) {
+        crate::metrics::connect_requested(req.auth.as_str(), req.recovered);
         let Some(ctl) = self.ctl.clone() else {
             let _ = self.sio.reject(req.id, "server not ready", None, now);
             return;
@@ -1634,6 +1654,7 @@ impl Node {
                 Ok(()) => ("connection refused".to_owned(), None),
             };
             let _ = ctl.handle.cast(move |node, now| {
+                crate::metrics::refused("connect_error");
                 let _ = node.sio.reject(id, &message, data.as_deref(), now);
             });
         }));
@@ -1656,9 +1677,11 @@ impl Node {
         chain.extend(ns.packet());
         chain.extend(sock.own_middleware());
         let state = self.state.clone();
+        let received = crate::metrics::Received::now();
         // Every piece of application code runs contained: a panic is reported with the
         // event's name and disconnects the socket, and what follows it does not run.
         let fut = async move {
+            received.handling_starts();
             let mut ev = IncomingEvent { name, payload };
             if !chain.is_empty() {
                 let event = ev.name.clone();
@@ -2015,6 +2038,7 @@ impl Machine for Node {
             });
         }
         for expired in self.requests.expire(now) {
+            crate::metrics::cluster_timeout(expired.kind);
             self.finish_request(expired.id, expired.nodes_left, expired.acks_left);
         }
     }
@@ -2041,6 +2065,10 @@ impl Machine for Node {
 
     fn poll_event(&mut self) -> Option<Event> {
         self.sio.poll_event()
+    }
+
+    fn session_count(&self) -> Option<usize> {
+        Some(self.sio.engine().session_count())
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

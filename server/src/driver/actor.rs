@@ -262,6 +262,7 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     id: u64,
     /// The [`Local`] lent to [`LOCAL`] while the event callback runs (kept across events).
     local: Option<Box<dyn Any + Send>>,
+    metrics: super::metrics::DriverMetrics,
     /// Fired to stop the task whatever handles remain.
     halted: Option<Shared<oneshot::Receiver<()>>>,
 }
@@ -336,6 +337,7 @@ where
                 commands: Vec::new(),
                 sender: None,
             })),
+            metrics: Default::default(),
         };
         let handle = Handle {
             commands: commands_tx,
@@ -442,6 +444,7 @@ where
     }
 
     fn apply(&mut self, input: Input, now: Instant) {
+        self.metrics.input(&input);
         match input {
             Input::Open { conn, outputs } => {
                 self.conns.insert(conn, outputs);
@@ -482,6 +485,7 @@ where
 
     /// Forgets a connection (dropping its queue ends its task) and tells the machine.
     fn evict(&mut self, conn: ConnId, now: Instant) {
+        self.metrics.closed(conn);
         self.conns.remove(&conn);
         self.machine.handle_conn_closed(conn, true, now);
     }
@@ -501,6 +505,7 @@ where
         }
         let mut outputs = 0;
         while let Some(output) = self.machine.poll_output() {
+            self.metrics.output(&output);
             self.staged
                 .entry(output_conn(&output))
                 .or_default()
@@ -520,6 +525,7 @@ where
             if let Err(e) = tx.try_send(ToConn::Outputs(batch)) {
                 if e.is_full() {
                     tracing::debug!(%conn, "connection does not take its outputs: dropped");
+                    self.metrics.slow_connection();
                     evicted.push(conn);
                 } else {
                     // The task has ended; its `Closed` is on the way.
@@ -531,6 +537,7 @@ where
             self.evict(conn, now);
             more = true;
         }
+        self.metrics.gauges(self.machine.session_count());
         more
     }
 }

@@ -84,6 +84,11 @@ pub trait Machine: Send + 'static {
 
     /// When [`handle_timeout`](Machine::handle_timeout) is due next.
     fn poll_timeout(&self) -> Option<Instant>;
+
+    /// Open sessions, for the connection gauges (`None`: the machine does not count them).
+    fn session_count(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A thread-safe request filter: "might this request belong to the machine?".
@@ -188,5 +193,9 @@ impl Machine for Engine {
 
     fn poll_timeout(&self) -> Option<Instant> {
         Engine::poll_timeout(self)
+    }
+
+    fn session_count(&self) -> Option<usize> {
+        Some(Engine::session_count(self))
     }
 }

@@ -56,6 +56,7 @@ mod conn;
 mod cors;
 mod io;
 mod machine;
+mod metrics;
 mod request;
 mod shutdown;
 #[cfg(feature = "test-support")]
@@ -200,6 +201,10 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             Ok(admitted) => admitted,
             Err(Refused::Stopping) => return,
             Err(refused) => {
+                crate::metrics::refused(match refused {
+                    Refused::PerAddress => "per_address",
+                    _ => "connection_cap",
+                });
                 match refused {
                     Refused::PerAddress => {
                         tracing::debug!(?peer, "connection refused: per-address limit")
@@ -217,7 +222,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             }
         };
         let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
-        let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer);
+        let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer, transport = tracing::field::Empty);
         conn::run(env, conn, stream, peer, admission, evicted)
             .instrument(span)
             .await;

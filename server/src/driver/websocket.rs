@@ -179,6 +179,7 @@ pub(crate) async fn run<R, S>(
     // The HTTP read buffer is not needed for the WebSocket's life: free it now, not when the
     // connection ends (it is most of an idle connection's memory otherwise).
     drop(leftover);
+    tracing::Span::current().record("transport", "websocket");
     tracing::debug!("websocket open");
     let (mut sink, mut source) = ws.split();
     let Link {

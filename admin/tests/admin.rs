@@ -1,0 +1,292 @@
+//! The admin namespace through the test kit, speaking the dashboard's protocol: login with
+//! a bcrypt-checked password and then with the session id, config, stats, the socket list
+//! and its updates, the commands with filters, read-only mode and production mode.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use volley::Payload;
+use volley::runtime::Runtime as _;
+use volley::testing::{TestClient, TestRuntime};
+use volley_admin::{InstrumentError, Mode, Options, instrument};
+
+const SETTLE: Duration = Duration::from_millis(100);
+
+fn server(options: Options) -> (TestRuntime, volley::Io<TestRuntime>) {
+    let rt = TestRuntime::new();
+    let io = volley::builder().seed([3; 32]).build(rt.clone());
+    io.ns("/");
+    instrument(&io, options).unwrap();
+    (rt, io)
+}
+
+fn hashed() -> Options {
+    // Cost 4, the lowest bcrypt allows: the check is the same, only faster.
+    Options::basic("admin", &bcrypt::hash("s3cret", 4).unwrap())
+}
+
+/// Every event received so far, as (name, arguments).
+async fn drain(rt: &TestRuntime, c: &mut TestClient) -> Vec<(String, Vec<Value>)> {
+    rt.sleep(SETTLE).await;
+    let mut out = Vec::new();
+    while let Some(e) = c.try_recv() {
+        out.push((e.event.clone(), e.payload.args().to_vec()));
+    }
+    out
+}
+
+fn find<'a>(events: &'a [(String, Vec<Value>)], name: &str) -> Vec<&'a Vec<Value>> {
+    events
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, a)| a)
+        .collect()
+}
+
+fn command(c: &TestClient, name: &str, args: &[Value]) {
+    let mut p = Payload::new();
+    for a in args {
+        p = p.arg(a).unwrap();
+    }
+    c.emit_payload(name, p);
+}
+
+#[test]
+fn login_config_stats_and_the_socket_list() {
+    let (rt, io) = server(Options {
+        server_id: Some("node-a".to_owned()),
+        ..hashed()
+    });
+    rt.block_on(async {
+        let mut user = TestClient::connect(&io, "/", None).await.unwrap();
+        let bad = json!({"username": "admin", "password": "wrong"});
+        let err = TestClient::connect(&io, "/admin", Some(bad))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:?}").contains("invalid credentials"),
+            "{err:?}"
+        );
+        assert!(TestClient::connect(&io, "/admin", None).await.is_err());
+
+        let good = json!({"username": "admin", "password": "s3cret"});
+        let mut ui = TestClient::connect(&io, "/admin", Some(good))
+            .await
+            .unwrap();
+        let got = drain(&rt, &mut ui).await;
+        let session = find(&got, "session");
+        assert_eq!(session.len(), 1, "{got:?}");
+        let session = session[0][0].as_str().unwrap().to_owned();
+        assert_eq!(session.len(), 16);
+        let config = &find(&got, "config")[0][0];
+        assert_eq!(
+            config["supportedFeatures"],
+            json!([
+                "EMIT",
+                "JOIN",
+                "LEAVE",
+                "DISCONNECT",
+                "MJOIN",
+                "MLEAVE",
+                "MDISCONNECT"
+            ])
+        );
+        let stats = &find(&got, "server_stats")[0][0];
+        assert_eq!(stats["serverId"], "node-a");
+        assert_eq!(stats["pid"], std::process::id());
+        assert_eq!(stats["clientsCount"], 2);
+        let sockets = find(&got, "all_sockets")[0][0].as_array().unwrap().clone();
+        let mine: Vec<_> = sockets
+            .iter()
+            .filter(|s| s["id"] == user.id().to_string())
+            .collect();
+        assert_eq!(mine.len(), 1, "{sockets:?}");
+        assert_eq!(mine[0]["nsp"], "/");
+        assert_eq!(mine[0]["transport"], "websocket");
+        assert_eq!(mine[0]["rooms"], json!([user.id().to_string()]));
+
+        // The session id logs in without the password.
+        let again = TestClient::connect(&io, "/admin", Some(json!({"sessionId": session})))
+            .await
+            .unwrap();
+        let unknown = json!({"sessionId": "0123456789abcdef"});
+        assert!(
+            TestClient::connect(&io, "/admin", Some(unknown))
+                .await
+                .is_err()
+        );
+        drop(again);
+
+        // Stats come again every interval.
+        rt.sleep(Duration::from_secs(2)).await;
+        let got = drain(&rt, &mut ui).await;
+        assert!(!find(&got, "server_stats").is_empty(), "{got:?}");
+
+        // Connects and disconnects of other namespaces' sockets are reported.
+        let other = TestClient::connect(&io, "/", None).await.unwrap();
+        let got = drain(&rt, &mut ui).await;
+        let connected = find(&got, "socket_connected");
+        assert_eq!(connected.len(), 1, "{got:?}");
+        assert_eq!(connected[0][0]["id"], other.id().to_string());
+        let id = other.id().to_string();
+        other.disconnect();
+        let got = drain(&rt, &mut ui).await;
+        assert_eq!(
+            find(&got, "socket_disconnected"),
+            [&vec![
+                json!("/"),
+                json!(id),
+                json!("client namespace disconnect")
+            ]]
+        );
+        let _ = user.try_recv();
+    });
+}
+
+#[test]
+fn commands_act_on_the_sockets_their_filter_selects() {
+    let (rt, io) = server(hashed());
+    io.ns("/").on_connection(|s: volley::Socket| async move {
+        if s.handshake().auth()["vip"] == json!(true) {
+            s.join("vip");
+        }
+    });
+    rt.block_on(async {
+        let mut plain = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut vip = TestClient::connect(&io, "/", Some(json!({"vip": true})))
+            .await
+            .unwrap();
+        let good = json!({"username": "admin", "password": "s3cret"});
+        let mut ui = TestClient::connect(&io, "/admin", Some(good))
+            .await
+            .unwrap();
+        drain(&rt, &mut ui).await;
+
+        command(
+            &ui,
+            "emit",
+            &[json!("/"), json!("vip"), json!("hi"), json!(1), json!("x")],
+        );
+        assert_eq!(
+            drain(&rt, &mut vip).await,
+            [("hi".to_owned(), vec![json!(1), json!("x")])]
+        );
+        assert!(drain(&rt, &mut plain).await.is_empty());
+        command(&ui, "emit", &[json!("/"), Value::Null, json!("all")]);
+        assert_eq!(drain(&rt, &mut plain).await.len(), 1);
+        assert_eq!(drain(&rt, &mut vip).await.len(), 1);
+
+        // Join a room (everyone), then leave it (the vip room's sockets only).
+        command(&ui, "join", &[json!("/"), json!("news")]);
+        command(&ui, "leave", &[json!("/"), json!("news"), json!("vip")]);
+        rt.sleep(SETTLE).await;
+        io.to("news").emit("n", &1).unwrap();
+        assert_eq!(drain(&rt, &mut plain).await.len(), 1);
+        assert!(drain(&rt, &mut vip).await.is_empty());
+
+        // Disconnect the vip room's sockets.
+        command(
+            &ui,
+            "_disconnect",
+            &[json!("/"), json!(false), json!("vip")],
+        );
+        rt.sleep(SETTLE).await;
+        assert_eq!(
+            vip.disconnect_reason().as_deref(),
+            Some("io server disconnect")
+        );
+        assert_eq!(
+            io.socket_count().await,
+            2,
+            "the plain socket and the UI remain"
+        );
+        // A namespace nobody used is not created by a command.
+        command(&ui, "emit", &[json!("/nowhere"), Value::Null, json!("x")]);
+        rt.sleep(SETTLE).await;
+    });
+}
+
+#[test]
+fn read_only_and_production_modes() {
+    let (rt, io) = server(Options {
+        readonly: true,
+        mode: Mode::Production,
+        ..Options::no_auth()
+    });
+    rt.block_on(async {
+        let mut user = TestClient::connect(&io, "/", None).await.unwrap();
+        let mut ui = TestClient::connect(&io, "/admin", None).await.unwrap();
+        let got = drain(&rt, &mut ui).await;
+        assert_eq!(find(&got, "config")[0][0]["supportedFeatures"], json!([]));
+        assert!(find(&got, "all_sockets").is_empty(), "{got:?}");
+        assert!(find(&got, "session").is_empty());
+        assert_eq!(find(&got, "server_stats").len(), 1);
+        command(&ui, "emit", &[json!("/"), Value::Null, json!("hi")]);
+        command(&ui, "_disconnect", &[json!("/"), json!(true)]);
+        assert!(drain(&rt, &mut user).await.is_empty());
+        assert_eq!(io.socket_count().await, 2);
+        let _late = TestClient::connect(&io, "/", None).await.unwrap();
+        let got = drain(&rt, &mut ui).await;
+        assert!(find(&got, "socket_connected").is_empty(), "{got:?}");
+    });
+}
+
+#[test]
+fn a_password_that_is_no_bcrypt_hash_is_refused() {
+    let rt = TestRuntime::new();
+    let io = volley::builder().build(rt.clone());
+    assert_eq!(
+        instrument(&io, Options::basic("admin", "plain-text")),
+        Err(InstrumentError::InvalidPasswordHash)
+    );
+}
+
+#[test]
+fn every_node_of_a_cluster_reports_to_every_dashboard() {
+    let rt = TestRuntime::new();
+    let cluster = volley::adapter::MemoryCluster::new();
+    let node = |n: u8, id: &str| {
+        let io = volley::builder()
+            .seed([n; 32])
+            .adapter(cluster.adapter())
+            .build(rt.clone());
+        io.ns("/");
+        let options = Options {
+            server_id: Some(id.to_owned()),
+            ..Options::no_auth()
+        };
+        instrument(&io, options).unwrap();
+        io
+    };
+    let a = node(1, "node-a");
+    let b = node(2, "node-b");
+    rt.block_on(async {
+        let on_b = TestClient::connect(&b, "/", None).await.unwrap();
+        let mut ui = TestClient::connect(&a, "/admin", None).await.unwrap();
+        rt.sleep(Duration::from_secs(3)).await;
+        let got = drain(&rt, &mut ui).await;
+        let ids: std::collections::BTreeSet<String> = find(&got, "server_stats")
+            .iter()
+            .filter_map(|args| args[0]["serverId"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(ids, ["node-a".to_owned(), "node-b".to_owned()].into());
+        // The socket list spans the cluster: the socket on b is listed by a.
+        let all = &find(&got, "all_sockets")[0][0];
+        let listed: Vec<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .collect();
+        assert!(
+            listed.contains(&on_b.id().to_string().as_str()),
+            "{listed:?}"
+        );
+        // A command from a's dashboard reaches b's sockets.
+        command(&ui, "_disconnect", &[json!("/"), json!(false)]);
+        rt.sleep(SETTLE).await;
+        assert_eq!(
+            on_b.disconnect_reason().as_deref(),
+            Some("io server disconnect")
+        );
+    });
+}

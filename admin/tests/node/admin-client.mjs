@@ -1,0 +1,64 @@
+// The official socket.io-client speaking the Admin UI protocol, as the dashboard does, to a
+// server at argv[2] instrumented with username argv[3] and password argv[4]. Prints one JSON
+// line of what it saw; the Rust test checks it.
+import { io } from "socket.io-client";
+
+const [url, username, password] = process.argv.slice(2);
+const opts = { transports: ["websocket"], reconnection: false, forceNew: true };
+
+const once = (socket, event, ms = 5000) =>
+  new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${event} in ${ms} ms`)), ms);
+    socket.once(event, (...args) => {
+      clearTimeout(t);
+      resolve(args);
+    });
+  });
+
+const out = {};
+try {
+  const user = io(url, opts);
+  await once(user, "connect");
+  out.userId = user.id;
+
+  // A wrong password is refused with the reference's message.
+  const bad = io(`${url}/admin`, { ...opts, auth: { username, password: "nope" } });
+  out.badLogin = (await once(bad, "connect_error"))[0].message;
+  bad.close();
+
+  const admin = io(`${url}/admin`, { ...opts, auth: { username, password } });
+  const session = once(admin, "session");
+  const config = once(admin, "config");
+  const stats = once(admin, "server_stats");
+  const all = once(admin, "all_sockets");
+  await once(admin, "connect");
+  [out.session] = await session;
+  [out.config] = await config;
+  [out.stats] = await stats;
+  [out.allSockets] = await all;
+
+  // A new socket shows up.
+  const connected = once(admin, "socket_connected");
+  const other = io(url, opts);
+  // The dashboard may hear of the socket before the socket hears its CONNECT reply.
+  [[out.connected]] = await Promise.all([connected, once(other, "connect")]);
+  out.otherId = other.id;
+
+  // Disconnect the first user from the dashboard (filter: the room of its id).
+  const gone = once(admin, "socket_disconnected");
+  const userGone = once(user, "disconnect");
+  admin.emit("_disconnect", "/", false, out.userId);
+  out.disconnected = await gone;
+  [out.userReason] = await userGone;
+
+  // The session id logs in alone.
+  const again = io(`${url}/admin`, { ...opts, auth: { sessionId: out.session } });
+  await once(again, "connect");
+  out.sessionLogin = true;
+  for (const s of [again, admin, other]) s.close();
+  console.log(JSON.stringify(out));
+  process.exit(0);
+} catch (e) {
+  console.log(JSON.stringify({ error: String(e), partial: out }));
+  process.exit(1);
+}

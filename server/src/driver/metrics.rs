@@ -1,0 +1,175 @@
+//! The driver's metrics: transports, packets, bytes and Engine.IO refusals, seen where
+//! inputs and outputs pass through the machine's task (see [`crate::metrics`]).
+
+use std::collections::HashSet;
+
+use metrics::{counter, gauge};
+use volley_core::ConnId;
+use volley_core::engine::{Body, Output, WsMessage};
+use volley_core::http::Response;
+
+use super::actor::Input;
+use crate::metrics::{
+    BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, PACKETS_RECEIVED, PACKETS_SENT, SLOW_CONNECTIONS,
+    refused,
+};
+
+/// What the driver's task sees of connections: transports, packets, bytes, refusals.
+#[derive(Debug, Default)]
+pub(crate) struct DriverMetrics {
+    /// Connections that became WebSockets (a `101` went out) and have not ended.
+    websockets: HashSet<ConnId>,
+    /// The gauges as last set, so that they are set only when they change.
+    last: Option<(usize, usize)>,
+}
+
+impl DriverMetrics {
+    /// An input from a connection task.
+    pub(crate) fn input(&mut self, input: &Input) {
+        let (ws, body) = match input {
+            Input::WsMessage { message, .. } => (Some(message), None),
+            Input::Body { body, .. } => (None, Some(body)),
+            Input::Closed { conn, .. } => {
+                self.websockets.remove(conn);
+                (None, None)
+            }
+            _ => (None, None),
+        };
+        if let Some(m) = ws {
+            let len = match m {
+                WsMessage::Text(t) => t.len(),
+                WsMessage::Binary(b) => b.len(),
+            };
+            counter!(PACKETS_RECEIVED, "transport" => "websocket").increment(1);
+            counter!(BYTES_RECEIVED, "transport" => "websocket").increment(len as u64);
+        }
+        if let Some(Body::Complete(b)) = body {
+            counter!(PACKETS_RECEIVED, "transport" => "polling").increment(payload_packets(b));
+            counter!(BYTES_RECEIVED, "transport" => "polling").increment(b.len() as u64);
+        }
+    }
+
+    /// An output is routed to its connection.
+    pub(crate) fn output(&mut self, output: &Output) {
+        match output {
+            Output::Send { message, .. } => {
+                let len = match message {
+                    WsMessage::Text(t) => t.len(),
+                    WsMessage::Binary(b) => b.len(),
+                };
+                counter!(PACKETS_SENT, "transport" => "websocket").increment(1);
+                counter!(BYTES_SENT, "transport" => "websocket").increment(len as u64);
+            }
+            Output::Response { conn, response } => match response.status {
+                101 => {
+                    self.websockets.insert(*conn);
+                }
+                200 if !response.body.is_empty() && content_type(response) != Some("text/html") => {
+                    counter!(PACKETS_SENT, "transport" => "polling")
+                        .increment(payload_packets(&response.body));
+                    counter!(BYTES_SENT, "transport" => "polling")
+                        .increment(response.body.len() as u64);
+                }
+                400 | 403 => {
+                    if let Some(code) = refusal_code(response) {
+                        refused(code);
+                    }
+                }
+                _ => {}
+            },
+            Output::ReadBody { .. } | Output::Close { .. } => {}
+        }
+    }
+
+    /// The driver evicted a connection.
+    pub(crate) fn closed(&mut self, conn: ConnId) {
+        self.websockets.remove(&conn);
+    }
+
+    /// The driver dropped a connection that stopped taking its outputs.
+    pub(crate) fn slow_connection(&mut self) {
+        counter!(SLOW_CONNECTIONS).increment(1);
+    }
+
+    /// Sets the connection gauges from the machine's session count (when it has one).
+    pub(crate) fn gauges(&mut self, sessions: Option<usize>) {
+        let Some(sessions) = sessions else {
+            return;
+        };
+        let ws = self.websockets.len().min(sessions);
+        let now = (sessions - ws, ws);
+        if self.last != Some(now) {
+            self.last = Some(now);
+            gauge!(CONNECTIONS, "transport" => "polling").set(now.0 as f64);
+            gauge!(CONNECTIONS, "transport" => "websocket").set(now.1 as f64);
+        }
+    }
+}
+
+fn content_type(response: &Response) -> Option<&str> {
+    response
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Packets in a polling body: v4 separates them with `\x1e`.
+fn payload_packets(body: &[u8]) -> u64 {
+    if body.is_empty() {
+        return 0;
+    }
+    1 + body.iter().filter(|&&b| b == 0x1e).count() as u64
+}
+
+/// The Engine.IO error code of a refusal: `{"code":N,...}` for polling, the message for a
+/// WebSocket handshake.
+fn refusal_code(response: &Response) -> Option<&'static str> {
+    const CODES: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
+    const MESSAGES: [&str; 6] = [
+        "Transport unknown",
+        "Session ID unknown",
+        "Bad handshake method",
+        "Bad request",
+        "Forbidden",
+        "Unsupported protocol version",
+    ];
+    let body = response.body.as_ref();
+    if let Some(rest) = body.strip_prefix(b"{\"code\":".as_slice()) {
+        let digit = *rest.first()?;
+        return CODES.get(usize::from(digit.checked_sub(b'0')?)).copied();
+    }
+    MESSAGES
+        .iter()
+        .position(|m| m.as_bytes() == body)
+        .map(|i| CODES[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_codes_from_both_forms() {
+        use volley_core::engine::ErrorCode;
+        for (code, want) in [
+            (ErrorCode::TransportUnknown, "0"),
+            (ErrorCode::UnknownSid, "1"),
+            (ErrorCode::BadHandshakeMethod, "2"),
+            (ErrorCode::BadRequest, "3"),
+            (ErrorCode::Forbidden, "4"),
+            (ErrorCode::UnsupportedProtocolVersion, "5"),
+        ] {
+            assert_eq!(refusal_code(&code.response()), Some(want));
+            assert_eq!(refusal_code(&code.ws_response()), Some(want));
+        }
+        assert_eq!(refusal_code(&Response::new(400).body("nope")), None);
+    }
+
+    #[test]
+    fn polling_packets_are_counted_by_separator() {
+        assert_eq!(payload_packets(b""), 0);
+        assert_eq!(payload_packets(b"4hello"), 1);
+        assert_eq!(payload_packets(b"4a\x1e4b\x1e2"), 3);
+    }
+}
