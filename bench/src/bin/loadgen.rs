@@ -812,14 +812,9 @@ async fn connect(run: &Arc<Run>) -> Res<String> {
 
 // ---- idle memory ----
 
-async fn idle_memory(run: &Arc<Run>) -> Res<String> {
-    let pid = run
-        .opts
-        .server_pid
-        .ok_or("idle-memory needs --server-pid")?;
-    let before = procfs::rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
-    let started = Instant::now();
-    let handles: Vec<_> = (0..run.opts.clients)
+/// `--clients` WebSocket clients that join `/` and then only answer pings until `stop`.
+fn idle_clients(run: &Arc<Run>) -> Vec<tokio::task::JoinHandle<Tally>> {
+    (0..run.opts.clients)
         .map(|_| {
             let run = run.clone();
             tokio::spawn(async move {
@@ -844,7 +839,17 @@ async fn idle_memory(run: &Arc<Run>) -> Res<String> {
                 tally
             })
         })
-        .collect();
+        .collect()
+}
+
+async fn idle_memory(run: &Arc<Run>) -> Res<String> {
+    let pid = run
+        .opts
+        .server_pid
+        .ok_or("idle-memory needs --server-pid")?;
+    let before = procfs::rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
+    let started = Instant::now();
+    let handles = idle_clients(run);
     let clients = wait_connected(run, run.opts.clients).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(run.opts.settle).await;
@@ -884,31 +889,7 @@ async fn churn(run: &Arc<Run>) -> Res<String> {
     let started = Instant::now();
     for _ in 0..run.opts.cycles {
         let cycle = Run::new(run.opts.clone());
-        let handles: Vec<_> = (0..cycle.opts.clients)
-            .map(|_| {
-                let run = cycle.clone();
-                tokio::spawn(async move {
-                    let mut tally = Tally::new();
-                    let Some(mut ws) = join(&run).await else {
-                        tally.errors += 1;
-                        return tally;
-                    };
-                    let stopped = run.stop.wait();
-                    tokio::pin!(stopped);
-                    loop {
-                        let first = tokio::select! {
-                            _ = &mut stopped => break,
-                            m = next_message(&mut ws) => m,
-                        };
-                        if each_ready(&mut ws, first, |_| None).await.is_err() {
-                            tally.errors += 1;
-                            break;
-                        }
-                    }
-                    tally
-                })
-            })
-            .collect();
+        let handles = idle_clients(&cycle);
         wait_connected(&cycle, cycle.opts.clients).await?;
         tokio::time::sleep(cycle.opts.settle).await;
         open.push(procfs::rss_kib(pid).unwrap_or(0));
