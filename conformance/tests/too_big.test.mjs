@@ -1,5 +1,3 @@
-// @targets tokio smol   (the event loop example drops a WebSocket whose message is over the
-//                        limit without a close frame; the volley driver answers 1009)
 // A WebSocket message over `maxHttpBufferSize` closes the socket with close code 1009
 // (message too big), as the reference does, after the open packet.
 

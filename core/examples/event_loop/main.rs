@@ -66,6 +66,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 use volley_core::engine::{Body, Output, WsMessage};
@@ -157,6 +159,9 @@ enum Step {
     Body(Body),
     Message(WsMessage),
     Drained,
+    /// A message over the limit: the WebSocket is closed with 1009 (message too big), after
+    /// what was already handed to it.
+    TooBig,
     /// The connection ended; `error`: it failed rather than closed.
     Closed {
         error: bool,
@@ -501,6 +506,23 @@ impl EventLoop {
                     self.server.handle_ws_drained(id, now);
                     self.settle(now);
                 }
+                Step::TooBig => {
+                    if let Some(Conn {
+                        transport: Transport::Ws(ws),
+                        ..
+                    }) = self.conns.get_mut(&token)
+                    {
+                        ws.closing = true;
+                        let _ = ws.socket.close(Some(CloseFrame {
+                            code: CloseCode::Size,
+                            reason: "".into(),
+                        }));
+                    }
+                    self.lingering.insert((now + CLOSE_LINGER, token));
+                    // The session ends with its transport, as the reference's does.
+                    self.server.handle_conn_closed(id, true, now);
+                    self.settle(now);
+                }
                 Step::Closed { error } => {
                     self.close(token, error, now);
                     return;
@@ -733,6 +755,7 @@ impl Ws {
                 *readable = false;
                 Step::Idle
             }
+            Err(tungstenite::Error::Capacity(_)) if !self.closing => Step::TooBig,
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 Step::Closed { error: false }
             }
