@@ -244,6 +244,11 @@ impl Namespaces {
         self.members.get(&socket).map(|m| &m.nsp)
     }
 
+    /// The session and namespace of a connected socket, in one lookup.
+    pub fn member(&self, socket: SocketId) -> Option<(Sid, &Arc<str>)> {
+        self.members.get(&socket).map(|m| (m.sid, &m.nsp))
+    }
+
     /// The Engine.IO session of a connected socket.
     pub fn session_of(&self, socket: SocketId) -> Option<Sid> {
         self.members.get(&socket).map(|m| m.sid)

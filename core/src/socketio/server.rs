@@ -1007,13 +1007,10 @@ impl Server {
 
     /// The session and namespace of a connected socket.
     fn member(&self, socket: SocketId) -> Result<(Sid, Arc<str>), SioError> {
-        match (
-            self.namespaces.session_of(socket),
-            self.namespaces.namespace_of(socket),
-        ) {
-            (Some(sid), Some(nsp)) => Ok((sid, nsp.clone())),
-            _ => Err(SioError::UnknownSocket(socket)),
-        }
+        self.namespaces
+            .member(socket)
+            .map(|(sid, nsp)| (sid, nsp.clone()))
+            .ok_or(SioError::UnknownSocket(socket))
     }
 
     fn expect_ack(&mut self, socket: SocketId, id: u64, deadline: Option<Instant>) {
