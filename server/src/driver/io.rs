@@ -109,12 +109,23 @@ pub(crate) async fn linger_close<R: Runtime, S: AsyncRead + AsyncWrite + Unpin>(
     runtime: &R,
     stream: &mut S,
 ) {
+    linger_close_after(runtime, stream, 0).await;
+}
+
+/// [`linger_close`] for a peer known to have up to `in_flight` more bytes on the way (the
+/// rest of a message over the limit): discards that much beyond [`LINGER_BYTES`].
+pub(crate) async fn linger_close_after<R: Runtime, S: AsyncRead + AsyncWrite + Unpin>(
+    runtime: &R,
+    stream: &mut S,
+    in_flight: usize,
+) {
+    let limit = LINGER_BYTES.saturating_add(in_flight);
     let sleep = pin!(runtime.sleep(LINGER));
     let drain = async {
         stream.close().await?;
         let mut scratch = BytesMut::new();
         let mut discarded = 0;
-        while discarded < LINGER_BYTES {
+        while discarded < limit {
             scratch.clear();
             match read_buf(stream, &mut scratch, 4096).await? {
                 0 => break,

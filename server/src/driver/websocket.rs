@@ -38,7 +38,7 @@ use volley_core::{ConnId, Utf8Bytes};
 use super::Env;
 use super::actor::{Input, ToConn};
 use super::conn::Link;
-use super::io::{LINGER, or_timeout};
+use super::io::{LINGER, linger_close_after, or_timeout};
 use crate::runtime::Runtime;
 
 /// How long a batch may take to write before the connection stops being read: long enough
@@ -73,8 +73,8 @@ enum WriteEnd {
 enum ReadEnd {
     /// The peer closed the connection (close frame or end of stream).
     Closed,
-    /// A message over the size limit: answered with close code 1009.
-    TooBig,
+    /// A message over the size limit (its declared size): answered with close code 1009.
+    TooBig(usize),
     /// It failed, or the machine's task is gone.
     Failed,
 }
@@ -210,10 +210,11 @@ pub(crate) async fn run<R, S>(
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Close(_))) | None => return ReadEnd::Closed,
                 Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong {
+                    size,
                     ..
                 }))) => {
-                    tracing::debug!("websocket message over the size limit");
-                    return ReadEnd::TooBig;
+                    tracing::debug!(size, "websocket message over the size limit");
+                    return ReadEnd::TooBig(size);
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "websocket read failed");
@@ -343,11 +344,11 @@ pub(crate) async fn run<R, S>(
         // peer sent a message over the limit)
         let (error, peer_closed, we_closed, too_big) =
             match select(reader.as_mut(), writer.as_mut()).await {
-                Either::Left((ReadEnd::Closed, _)) => (false, true, false, false),
-                Either::Left((ReadEnd::TooBig, _)) => (true, false, false, true),
-                Either::Left((ReadEnd::Failed, _)) => (true, false, false, false),
-                Either::Right((WriteEnd::Failed, _)) => (true, false, false, false),
-                Either::Right((WriteEnd::Closed, _)) => (false, false, true, false),
+                Either::Left((ReadEnd::Closed, _)) => (false, true, false, None),
+                Either::Left((ReadEnd::TooBig(size), _)) => (true, false, false, Some(size)),
+                Either::Left((ReadEnd::Failed, _)) => (true, false, false, None),
+                Either::Right((WriteEnd::Failed, _)) => (true, false, false, None),
+                Either::Right((WriteEnd::Closed, _)) => (false, false, true, None),
             };
         tracing::debug!(error, peer_closed, "websocket ended");
         let _ = inputs.send(Input::Closed { conn, error }).await;
@@ -359,7 +360,7 @@ pub(crate) async fn run<R, S>(
         }
         (peer_closed, too_big)
     };
-    if too_big {
+    if let Some(size) = too_big {
         // What the machine already handed over (the open packet of a new session) goes out
         // before the close frame, which says why: 1009, message too big.
         let linger = pin!(env.runtime.sleep(LINGER));
@@ -380,13 +381,18 @@ pub(crate) async fn run<R, S>(
                     reason: "message too big".into(),
                 };
                 sink.send(Message::Close(Some(frame))).await?;
-                // Read (and discard) until the peer answers the close or goes.
-                while let Some(Ok(_)) = source.next().await {}
                 Ok::<_, tungstenite::Error>(())
             },
             linger,
         )
         .await;
+        // The rest of the oversized message may still be arriving. Closing with it unread
+        // would reset the connection, and a reset can destroy the close frame before the
+        // peer reads it: half-close, then discard raw bytes until the peer goes.
+        if let Ok(ws) = WebSocketStream::reunite(sink, source) {
+            let mut stream = ws.into_inner();
+            linger_close_after(&env.runtime, &mut stream, size).await;
+        }
     } else if peer_closed {
         // tungstenite queued the answer to the peer's close frame; the next read flushes it
         // if it could not be written at once.
