@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -24,6 +25,7 @@ use volley_core::http::RequestHead;
 use volley_core::{ConnId, IdMap};
 
 use super::machine::Machine;
+use super::outbox::{Outbox, Pushed};
 use crate::runtime::Runtime;
 
 /// Inputs applied per turn before draining: a flood of inputs still yields to the drain.
@@ -51,6 +53,8 @@ pub(crate) enum Input {
     Open {
         conn: ConnId,
         outputs: mpsc::Sender<ToConn>,
+        /// Where the connection's WebSocket frames go once it has been upgraded.
+        outbox: Arc<Outbox>,
     },
     Request {
         conn: ConnId,
@@ -245,6 +249,14 @@ enum Wake<M> {
     Stop,
 }
 
+/// Where a connection's outputs go: HTTP outputs through its channel; once the `101` has
+/// been handed over, frames and the close through its outbox.
+struct Route {
+    tx: mpsc::Sender<ToConn>,
+    outbox: Arc<Outbox>,
+    websocket: bool,
+}
+
 pub(crate) struct Actor<M, R: Runtime, F> {
     machine: M,
     runtime: R,
@@ -254,7 +266,9 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     inputs_open: bool,
     commands_open: bool,
     /// Where each registered connection's outputs go.
-    conns: IdMap<ConnId, mpsc::Sender<ToConn>>,
+    conns: IdMap<ConnId, Route>,
+    /// WebSocket connections whose session may send again, found by the current drain.
+    drained: Vec<ConnId>,
     /// Outputs of the current drain, grouped by connection (allocation kept across turns).
     staged: IdMap<ConnId, Vec<Output>>,
     timer: Option<(Instant, Pin<Box<R::Sleep>>)>,
@@ -330,6 +344,7 @@ where
             commands_open: true,
             halted: Some(halt.rx.clone()),
             conns: IdMap::default(),
+            drained: Vec::new(),
             staged: IdMap::default(),
             timer: None,
             id,
@@ -446,15 +461,24 @@ where
     fn apply(&mut self, input: Input, now: Instant) {
         self.metrics.input(&input);
         match input {
-            Input::Open { conn, outputs } => {
-                self.conns.insert(conn, outputs);
+            Input::Open {
+                conn,
+                outputs,
+                outbox,
+            } => {
+                let route = Route {
+                    tx: outputs,
+                    outbox,
+                    websocket: false,
+                };
+                self.conns.insert(conn, route);
             }
             Input::Request { conn, head } => {
                 if !self.machine.owns(&head) {
                     let sent = self
                         .conns
                         .get_mut(&conn)
-                        .is_some_and(|tx| tx.try_send(ToConn::NotOwned).is_ok());
+                        .is_some_and(|route| route.tx.try_send(ToConn::NotOwned).is_ok());
                     if !sent {
                         self.evict(conn, now);
                     }
@@ -477,7 +501,9 @@ where
             }
             Input::WsDrained { conn } => self.machine.handle_ws_drained(conn, now),
             Input::Closed { conn, error } => {
-                self.conns.remove(&conn);
+                if let Some(route) = self.conns.remove(&conn) {
+                    route.outbox.close();
+                }
                 self.machine.handle_conn_closed(conn, error, now);
             }
         }
@@ -486,7 +512,9 @@ where
     /// Forgets a connection (dropping its queue ends its task) and tells the machine.
     fn evict(&mut self, conn: ConnId, now: Instant) {
         self.metrics.closed(conn);
-        self.conns.remove(&conn);
+        if let Some(route) = self.conns.remove(&conn) {
+            route.outbox.close();
+        }
         self.machine.handle_conn_closed(conn, true, now);
     }
 
@@ -504,33 +532,35 @@ where
             }
         }
         let mut outputs = 0;
-        while let Some(output) = self.machine.poll_output() {
-            self.metrics.output(&output);
-            self.staged
-                .entry(output_conn(&output))
-                .or_default()
-                .push(output);
-            outputs += 1;
-            if outputs == OUTPUT_BUDGET {
-                more = true;
+        let mut evicted = Vec::new();
+        loop {
+            while let Some(output) = self.machine.poll_output() {
+                self.metrics.output(&output);
+                self.staged
+                    .entry(output_conn(&output))
+                    .or_default()
+                    .push(output);
+                outputs += 1;
+                if outputs == OUTPUT_BUDGET {
+                    more = true;
+                    break;
+                }
+            }
+            if self.staged.is_empty() {
                 break;
             }
-        }
-        let mut evicted = Vec::new();
-        for (conn, batch) in self.staged.drain() {
-            let Some(tx) = self.conns.get_mut(&conn) else {
-                tracing::debug!(%conn, "outputs for a connection that has ended dropped");
-                continue;
-            };
-            if let Err(e) = tx.try_send(ToConn::Outputs(batch)) {
-                if e.is_full() {
-                    tracing::debug!(%conn, "connection does not take its outputs: dropped");
-                    self.metrics.slow_connection();
-                    evicted.push(conn);
-                } else {
-                    // The task has ended; its `Closed` is on the way.
-                    self.conns.remove(&conn);
-                }
+            let mut staged = std::mem::take(&mut self.staged);
+            for (conn, batch) in staged.drain() {
+                self.route(conn, batch, &mut evicted);
+            }
+            self.staged = staged;
+            // Sessions whose frames went to an outbox under its budget may send again at
+            // once: what they queued meanwhile leaves in this same drain.
+            for conn in std::mem::take(&mut self.drained) {
+                self.machine.handle_ws_drained(conn, now);
+            }
+            if more {
+                break;
             }
         }
         for conn in evicted {
@@ -539,6 +569,56 @@ where
         }
         self.metrics.gauges(self.machine.session_count());
         more
+    }
+
+    /// Delivers one drain's outputs for `conn`: HTTP outputs (up to and including a `101`)
+    /// through its channel, WebSocket frames and the close after it through its outbox.
+    fn route(&mut self, conn: ConnId, batch: Vec<Output>, evicted: &mut Vec<ConnId>) {
+        let Some(route) = self.conns.get_mut(&conn) else {
+            tracing::debug!(%conn, "outputs for a connection that has ended dropped");
+            return;
+        };
+        let mut http = Vec::new();
+        let mut frames = Vec::new();
+        for output in batch {
+            if route.websocket {
+                match output {
+                    Output::Send { .. } | Output::Close { .. } => frames.push(output),
+                    Output::Response { .. } | Output::ReadBody { .. } => {
+                        tracing::debug!(%conn, "HTTP output for a WebSocket dropped");
+                    }
+                }
+            } else {
+                if matches!(&output, Output::Response { response, .. } if response.status == 101) {
+                    route.websocket = true;
+                }
+                http.push(output);
+            }
+        }
+        if !http.is_empty() {
+            if let Err(e) = route.tx.try_send(ToConn::Outputs(http)) {
+                if e.is_full() {
+                    tracing::debug!(%conn, "connection does not take its outputs: dropped");
+                    self.metrics.slow_connection();
+                    evicted.push(conn);
+                } else {
+                    // The task has ended; its `Closed` is on the way.
+                    self.conns.remove(&conn);
+                }
+                return;
+            }
+        }
+        if frames.is_empty() {
+            return;
+        }
+        let sends = frames.iter().any(|o| matches!(o, Output::Send { .. }));
+        match route.outbox.push(frames) {
+            Pushed::Open if sends => self.drained.push(conn),
+            Pushed::Open | Pushed::Full => {}
+            Pushed::Closed => {
+                self.conns.remove(&conn);
+            }
+        }
     }
 }
 
@@ -735,6 +815,7 @@ mod tests {
             .send(Input::Open {
                 conn: CONN,
                 outputs: tx,
+                outbox: Arc::default(),
             })
             .await
             .unwrap();

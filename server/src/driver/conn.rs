@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -25,6 +26,7 @@ use volley_core::http::{
 use super::Env;
 use super::actor::{CONN_CAPACITY, Input, ToConn};
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
+use super::outbox::Outbox;
 use super::request::{decorate, hooks, screen, unavailable};
 use super::shutdown::{Admission, Evicted};
 use super::websocket;
@@ -88,6 +90,8 @@ pub(crate) struct Http<'a, R: Runtime, S> {
 pub(crate) struct Link {
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) outputs: mpsc::Receiver<ToConn>,
+    /// The WebSocket frames the machine has for this connection, once upgraded.
+    pub(crate) outbox: Arc<Outbox>,
 }
 
 /// Serves `stream` until it ends, then tells the machine.
@@ -298,13 +302,19 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
             None => {
                 let (tx, rx) = mpsc::channel(CONN_CAPACITY);
                 let mut inputs = self.env.inputs.clone();
-                let open = Input::Open { conn, outputs: tx };
+                let outbox = Arc::new(Outbox::default());
+                let open = Input::Open {
+                    conn,
+                    outputs: tx,
+                    outbox: outbox.clone(),
+                };
                 if inputs.send(open).await.is_err() {
                     return Exchange::End(End::Failed);
                 }
                 self.link.insert(Link {
                     inputs,
                     outputs: rx,
+                    outbox,
                 })
             }
         };

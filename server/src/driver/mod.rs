@@ -57,6 +57,7 @@ mod cors;
 mod io;
 mod machine;
 mod metrics;
+mod outbox;
 mod request;
 mod shutdown;
 #[cfg(feature = "test-support")]

@@ -31,6 +31,7 @@ use super::conn::{Link, has_body};
 use super::cors::Cors;
 use super::io::or_timeout;
 use super::machine::Machine;
+use super::outbox::Outbox;
 use super::shutdown::{Admission, Refused};
 use super::{Driver, Env, websocket};
 use crate::runtime::Runtime;
@@ -335,15 +336,21 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             armed: true,
         };
         let (tx, outputs) = mpsc::channel(CONN_CAPACITY);
+        let outbox = std::sync::Arc::new(Outbox::default());
         let mut link = Link {
             inputs: env.inputs.clone(),
             outputs,
+            outbox: outbox.clone(),
         };
         let request = Input::Request {
             conn,
             head: head.clone(),
         };
-        let open = Input::Open { conn, outputs: tx };
+        let open = Input::Open {
+            conn,
+            outputs: tx,
+            outbox,
+        };
         if link.inputs.send(open).await.is_err() || link.inputs.send(request).await.is_err() {
             return Served::answer(closing(503, "Service Unavailable"));
         }

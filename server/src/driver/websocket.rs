@@ -1,10 +1,11 @@
 //! One connection's task, WebSocket half: after a `101`, frames in both directions.
 //!
-//! Two loops in the connection's task (no second task, so no second wake-up per message):
-//! a reader that forwards each message to the machine, and a writer that performs the
-//! machine's outputs. The writer feeds a whole batch of `Send`s before one flush, then reports
-//! `handle_ws_drained`, which is the machine's flow control: it sends nothing more to this
-//! connection until then, so the per-connection queue stays one batch deep.
+//! Two loops in the connection's task (no second task), each polled only when its own waker
+//! fired: a reader that forwards each message to the machine, and a writer that takes
+//! everything the connection's [outbox](super::outbox) holds, feeds it to the codec and
+//! flushes once. The machine's task lets the session send again as soon as it has pushed to
+//! an outbox under its budget; only an outbox over its budget makes the writer report
+//! `handle_ws_drained` once it has written enough.
 //!
 //! Backpressure goes the other way too: the reader does not read the next frame while the
 //! batch being written holds more than the machine's byte budget
@@ -15,10 +16,10 @@
 //! A message over the size limit is answered with close code 1009 (message too big).
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
@@ -28,10 +29,12 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{self, Message};
 use bytes::{Bytes, BytesMut};
+use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
+use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use volley_core::engine::{Output, WsMessage};
 use volley_core::{ConnId, Utf8Bytes};
 
@@ -39,6 +42,7 @@ use super::Env;
 use super::actor::{Input, ToConn};
 use super::conn::Link;
 use super::io::{LINGER, linger_close_after, or_timeout};
+use super::outbox::{Outbox, output_len};
 use crate::runtime::Runtime;
 
 /// How long a batch may take to write before the connection stops being read: long enough
@@ -185,6 +189,7 @@ pub(crate) async fn run<R, S>(
     let Link {
         inputs,
         mut outputs,
+        outbox,
     } = link;
     let closing = AtomicBool::new(false);
     let gate = Gate::new(env.output_budget);
@@ -243,36 +248,33 @@ pub(crate) async fn run<R, S>(
     let mut writer_inputs = inputs.clone();
     let mut pending = pending;
     let writer = async {
+        // Bytes taken from the outbox and not yet reported written.
+        let mut taken = 0;
         loop {
             if pending.is_empty() {
-                match outputs.next().await {
-                    Some(ToConn::Outputs(batch)) => pending.extend(batch),
-                    Some(ToConn::NotOwned) => continue,
-                    None => return WriteEnd::Failed,
+                let more =
+                    poll_fn(|cx| poll_more(cx, &outbox, &mut outputs, &mut pending, &mut taken));
+                if !more.await {
+                    return WriteEnd::Failed;
                 }
-            }
-            // Whatever else is already queued joins this flush.
-            while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
-                pending.extend(batch);
             }
             gate.start(pending.iter().map(output_len).sum());
             let mut later = VecDeque::new();
+            let mut taken_later = 0;
             let result = {
                 let mut deadline = pin!(env.runtime.sleep(env.config.write_timeout));
                 let batch = async {
-                    let mut sent = false;
                     while let Some(output) = pending.pop_front() {
                         match output {
                             Output::Send { message, .. } => {
                                 if let Some(message) = to_tungstenite(message) {
                                     sink.feed(message).await?;
-                                    sent = true;
                                 }
                             }
                             Output::Close { .. } => {
                                 closing.store(true, Ordering::Release);
                                 sink.send(Message::Close(None)).await?;
-                                return Ok(None);
+                                return Ok(false);
                             }
                             Output::Response { .. } | Output::ReadBody { .. } => {
                                 tracing::debug!("HTTP output for a WebSocket dropped");
@@ -280,7 +282,7 @@ pub(crate) async fn run<R, S>(
                         }
                     }
                     sink.flush().await?;
-                    Ok::<_, tungstenite::Error>(Some(sent))
+                    Ok::<_, tungstenite::Error>(true)
                 };
                 let mut batch = pin!(batch);
                 let stall = pin!(env.runtime.sleep(STALL));
@@ -290,24 +292,26 @@ pub(crate) async fn run<R, S>(
                         // The peer is not reading: stop reading it until this batch is out.
                         gate.stall();
                         loop {
-                            let next = outputs.next();
+                            let next = poll_fn(|cx| {
+                                poll_more(cx, &outbox, &mut outputs, &mut later, &mut taken_later)
+                            });
                             let waiting = select(deadline.as_mut(), next);
                             match select(batch.as_mut(), waiting).await {
                                 Either::Left((result, _)) => break Some(result),
                                 Either::Right((Either::Left(((), _)), _)) => break None,
-                                Either::Right((Either::Right((next, _)), _)) => match next {
-                                    Some(ToConn::Outputs(more)) => {
-                                        // A close cannot reach a peer that does not read:
-                                        // drop the connection now rather than at the timeout.
-                                        if more.iter().any(|o| matches!(o, Output::Close { .. })) {
-                                            tracing::debug!("websocket closed while stalled");
-                                            return WriteEnd::Failed;
-                                        }
-                                        later.extend(more);
+                                Either::Right((Either::Right((open, _)), _)) => {
+                                    // A close cannot reach a peer that does not read: drop
+                                    // the connection now rather than at the timeout.
+                                    let close =
+                                        later.iter().any(|o| matches!(o, Output::Close { .. }));
+                                    if close {
+                                        tracing::debug!("websocket closed while stalled");
+                                        return WriteEnd::Failed;
                                     }
-                                    Some(ToConn::NotOwned) => {}
-                                    None => return WriteEnd::Failed,
-                                },
+                                    if !open {
+                                        return WriteEnd::Failed;
+                                    }
+                                }
                             }
                         }
                     }
@@ -316,14 +320,18 @@ pub(crate) async fn run<R, S>(
             gate.done();
             pending.extend(later);
             match result {
-                Some(Ok(Some(true))) => {
-                    let drained = Input::WsDrained { conn };
-                    if writer_inputs.send(drained).await.is_err() {
-                        return WriteEnd::Failed;
+                Some(Ok(true)) => {
+                    // Under the outbox's budget again after it was over: the session may
+                    // send again.
+                    if outbox.written(std::mem::take(&mut taken)) {
+                        let drained = Input::WsDrained { conn };
+                        if writer_inputs.send(drained).await.is_err() {
+                            return WriteEnd::Failed;
+                        }
                     }
+                    taken = taken_later;
                 }
-                Some(Ok(Some(false))) => {}
-                Some(Ok(None)) => return WriteEnd::Closed,
+                Some(Ok(false)) => return WriteEnd::Closed,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "websocket write failed");
                     return WriteEnd::Failed;
@@ -343,12 +351,12 @@ pub(crate) async fn run<R, S>(
         // (error, the peer ended it, we sent a close frame and the reader still runs, the
         // peer sent a message over the limit)
         let (error, peer_closed, we_closed, too_big) =
-            match select(reader.as_mut(), writer.as_mut()).await {
-                Either::Left((ReadEnd::Closed, _)) => (false, true, false, None),
-                Either::Left((ReadEnd::TooBig(size), _)) => (true, false, false, Some(size)),
-                Either::Left((ReadEnd::Failed, _)) => (true, false, false, None),
-                Either::Right((WriteEnd::Failed, _)) => (true, false, false, None),
-                Either::Right((WriteEnd::Closed, _)) => (false, false, true, None),
+            match race(reader.as_mut(), writer.as_mut()).await {
+                Either::Left(ReadEnd::Closed) => (false, true, false, None),
+                Either::Left(ReadEnd::TooBig(size)) => (true, false, false, Some(size)),
+                Either::Left(ReadEnd::Failed) => (true, false, false, None),
+                Either::Right(WriteEnd::Failed) => (true, false, false, None),
+                Either::Right(WriteEnd::Closed) => (false, false, true, None),
             };
         tracing::debug!(error, peer_closed, "websocket ended");
         let _ = inputs.send(Input::Closed { conn, error }).await;
@@ -369,6 +377,7 @@ pub(crate) async fn run<R, S>(
                 while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
                     pending.extend(batch);
                 }
+                let _ = outbox.try_take(&mut pending);
                 for output in pending.drain(..) {
                     if let Output::Send { message, .. } = output {
                         if let Some(message) = to_tungstenite(message) {
@@ -401,18 +410,65 @@ pub(crate) async fn run<R, S>(
     }
 }
 
-/// The bytes an output puts on the wire, near enough for the read gate.
-fn output_len(output: &Output) -> usize {
-    match output {
-        Output::Send {
-            message: WsMessage::Text(text),
-            ..
-        } => text.len(),
-        Output::Send {
-            message: WsMessage::Binary(bytes),
-            ..
-        } => bytes.len(),
-        _ => 0,
+/// Waits for more to write: takes what the channel (outputs handed over before the upgrade
+/// completed) and the outbox hold into `into`, counting the outbox's bytes in `taken`.
+/// `Ready(false)` once neither can bring anything more (the connection was dropped).
+fn poll_more(
+    cx: &mut Context<'_>,
+    outbox: &Outbox,
+    outputs: &mut mpsc::Receiver<ToConn>,
+    into: &mut VecDeque<Output>,
+    taken: &mut usize,
+) -> Poll<bool> {
+    let mut got = false;
+    let mut ended = false;
+    loop {
+        match outputs.poll_next_unpin(cx) {
+            Poll::Ready(Some(ToConn::Outputs(batch))) => {
+                into.extend(batch);
+                got = true;
+            }
+            Poll::Ready(Some(ToConn::NotOwned)) => {}
+            Poll::Ready(None) => {
+                ended = true;
+                break;
+            }
+            Poll::Pending => break,
+        }
+    }
+    let before = into.len();
+    match outbox.poll_take(cx, into) {
+        Poll::Ready(true) => {
+            *taken += into.range(before..).map(output_len).sum::<usize>();
+            got = true;
+        }
+        Poll::Ready(false) => ended = true,
+        Poll::Pending => {}
+    }
+    if got {
+        Poll::Ready(true)
+    } else if ended {
+        Poll::Ready(false)
+    } else {
+        Poll::Pending
+    }
+}
+
+/// Runs `a` and `b` until one completes, polling each only when its own waker fired: the
+/// reader (whose every poll makes tungstenite prepare a read buffer) is not polled for each
+/// batch the writer is woken for, nor the writer for each frame read.
+async fn race<A, B>(a: A, b: B) -> Either<A::Output, B::Output>
+where
+    A: Future + Unpin,
+    B: Future + Unpin,
+{
+    let mut both = FuturesUnordered::new();
+    both.push(Either::Left(a.map(Either::Left)));
+    both.push(Either::Right(b.map(Either::Right)));
+    loop {
+        if let Some(first) = both.next().await {
+            return first;
+        }
     }
 }
 

@@ -1,0 +1,214 @@
+//! A WebSocket connection's outbox: what the machine's task has for the connection's writer.
+//!
+//! The machine's task pushes the frames (and the close) it has for a WebSocket connection
+//! here, and the connection's task takes everything the outbox holds in one batch per wake
+//! and writes it with one flush. Only these two tasks ever touch an outbox, so its lock is
+//! never contended by another connection.
+//!
+//! The outbox counts the bytes it holds until they are written. Under [`BUDGET`], the
+//! machine's task tells the session at once that it may send again; over it, the session
+//! queues (under its own bounds and overflow policy) until the writer has brought the
+//! outbox back under the budget and says so. A client that does not read therefore holds at
+//! most the budget (plus one batch) here and the session's own bound there.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use futures::task::AtomicWaker;
+use volley_core::engine::{Output, WsMessage};
+
+/// Bytes an outbox holds before the session waits for the writer: enough for many
+/// broadcasts in flight to one socket, small next to the session's own bound.
+pub(crate) const BUDGET: usize = 64 * 1024;
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Output>,
+    /// Bytes pushed and not yet written.
+    bytes: usize,
+    /// The writer owes the machine's task a drained report once under the budget again.
+    owed: bool,
+    /// No more pushes: the connection was dropped.
+    closed: bool,
+}
+
+/// See the [module](self).
+#[derive(Default)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    writer: AtomicWaker,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Under the budget: the session may send again now.
+    Open,
+    /// Over the budget: the writer reports when it has written enough.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `outputs` (in order) and wakes the writer.
+    pub(crate) fn push(&self, outputs: impl IntoIterator<Item = Output>) -> Pushed {
+        let pushed = {
+            let mut state = self.lock();
+            if state.closed {
+                return Pushed::Closed;
+            }
+            for output in outputs {
+                state.bytes += output_len(&output);
+                state.items.push_back(output);
+            }
+            if state.bytes <= BUDGET {
+                Pushed::Open
+            } else {
+                state.owed = true;
+                Pushed::Full
+            }
+        };
+        self.writer.wake();
+        pushed
+    }
+
+    /// Takes everything held into `into`: `Ready(true)` when something was taken,
+    /// `Ready(false)` when the outbox is closed and empty, `Pending` (the writer's waker
+    /// registered) otherwise.
+    pub(crate) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        into: &mut VecDeque<Output>,
+    ) -> Poll<bool> {
+        if let Some(taken) = self.try_take(into) {
+            return Poll::Ready(taken);
+        }
+        self.writer.register(cx.waker());
+        match self.try_take(into) {
+            Some(taken) => Poll::Ready(taken),
+            None => Poll::Pending,
+        }
+    }
+
+    /// [`poll_take`](Self::poll_take) without waiting: `None` when there is nothing yet.
+    pub(crate) fn try_take(&self, into: &mut VecDeque<Output>) -> Option<bool> {
+        let mut state = self.lock();
+        if !state.items.is_empty() {
+            into.append(&mut state.items);
+            Some(true)
+        } else if state.closed {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The writer has written `n` of the bytes it took. Returns whether it must now report
+    /// to the machine's task that the session may send again.
+    pub(crate) fn written(&self, n: usize) -> bool {
+        let mut state = self.lock();
+        state.bytes = state.bytes.saturating_sub(n);
+        if state.owed && state.bytes <= BUDGET {
+            state.owed = false;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes no more pushes; the writer ends once it has taken what is held.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.writer.wake();
+    }
+
+    /// Bytes held and not yet written.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+/// The bytes an output puts on the wire, near enough for the budgets.
+pub(crate) fn output_len(output: &Output) -> usize {
+    match output {
+        Output::Send {
+            message: WsMessage::Text(text),
+            ..
+        } => text.len(),
+        Output::Send {
+            message: WsMessage::Binary(bytes),
+            ..
+        } => bytes.len(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures::task::noop_waker;
+    use volley_core::ConnId;
+
+    fn send(n: usize) -> Output {
+        Output::Send {
+            conn: ConnId(1),
+            message: WsMessage::Binary(Bytes::from(vec![0; n])),
+        }
+    }
+
+    #[test]
+    fn a_push_under_the_budget_lets_the_session_send_at_once() {
+        let outbox = Outbox::default();
+        assert_eq!(outbox.push([send(10), send(20)]), Pushed::Open);
+        assert_eq!(outbox.bytes(), 30);
+        let mut taken = VecDeque::new();
+        assert_eq!(outbox.try_take(&mut taken), Some(true));
+        assert_eq!(taken.len(), 2);
+        assert!(!outbox.written(30), "nothing was owed");
+        assert_eq!(outbox.bytes(), 0);
+    }
+
+    #[test]
+    fn over_the_budget_the_writer_owes_one_report_once_under_it_again() {
+        let outbox = Outbox::default();
+        assert_eq!(outbox.push([send(BUDGET)]), Pushed::Open);
+        assert_eq!(outbox.push([send(1)]), Pushed::Full);
+        let mut taken = VecDeque::new();
+        assert_eq!(outbox.try_take(&mut taken), Some(true));
+        // Still over the budget after the first write: no report yet.
+        assert!(!outbox.written(0));
+        assert!(outbox.written(BUDGET));
+        assert!(!outbox.written(1), "reported once");
+    }
+
+    #[test]
+    fn a_closed_outbox_refuses_pushes_and_ends_the_writer_once_empty() {
+        let outbox = Outbox::default();
+        outbox.push([send(1)]);
+        outbox.close();
+        assert_eq!(outbox.push([send(1)]), Pushed::Closed);
+        let mut taken = VecDeque::new();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.poll_take(&mut cx, &mut taken), Poll::Ready(true));
+        assert_eq!(outbox.poll_take(&mut cx, &mut taken), Poll::Ready(false));
+        assert_eq!(taken.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_outbox_waits() {
+        let outbox = Outbox::default();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut taken = VecDeque::new();
+        assert!(outbox.poll_take(&mut cx, &mut taken).is_pending());
+    }
+}
