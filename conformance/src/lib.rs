@@ -19,6 +19,8 @@
 //! | `drop-transport` | `socket.disconnect(true)`: the socket leaves and the connection is closed |
 //! | `ask` / `ask-short` | emits `question` to the sender with the same arguments, waits for its acknowledgement (10 s / 300 ms), and acknowledges `ask` with the answer, or with `{"ackError": …}` |
 //! | `burst` | `{n, event, binaryEvery}`: emits `event` `n` times with the index (and, every `binaryEvery`, a binary attachment of `index % 256 + 1` bytes), then acknowledges `n` |
+//! | `stream` | `{room, event, max}`: a thread of its own broadcasts `event` with 0, 1, 2, … to `room` (8 per millisecond at most) until `stream-stop` or `max`, then `<event>-end` with the count; acknowledges `"started"` |
+//! | `stream-stop` | stops the socket's `stream` |
 //! | `seq` | records its first argument (an integer) in the socket's log |
 //! | `seq-report` | acknowledges with the log and clears it |
 //!
@@ -80,6 +82,21 @@ pub struct BurstSpec {
     #[serde(default)]
     pub binary_every: u32,
 }
+
+/// The options of the `stream` command.
+#[derive(Debug, Deserialize)]
+pub struct StreamSpec {
+    /// The room the events go to (as broadcasts).
+    pub room: String,
+    /// Their name; each carries its number, from 0.
+    pub event: String,
+    /// The most events sent before the stream stops by itself.
+    pub max: u64,
+}
+
+/// Stops a socket's `stream` when set (`stream-stop`).
+#[derive(Debug, Default, Clone)]
+struct StreamStop(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 /// The options of `/admin`'s `kick` command.
 #[derive(Debug, Deserialize)]
@@ -245,6 +262,34 @@ fn install_common(ns: &Namespace) {
             Ok::<_, String>(spec.n)
         },
     );
+
+    // Broadcasts numbered events to a room from a thread of its own (not a runtime task),
+    // until `stream-stop` or `max`; then `<event>-end` with the count, to the same room.
+    let streams = ns.all();
+    ns.on("stream", move |s: Socket, Data(spec): Data<StreamSpec>| {
+        let op = streams.clone().to(spec.room.as_str());
+        async move {
+            let stop = StreamStop::default();
+            s.data().insert(stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while n < spec.max && !stop.0.load(std::sync::atomic::Ordering::Acquire) {
+                    let _ = op.emit(&spec.event, &n);
+                    n += 1;
+                    if n % 8 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                let _ = op.emit(&format!("{}-end", spec.event), &n);
+            });
+            "started"
+        }
+    });
+    ns.on("stream-stop", |s: Socket| async move {
+        if let Some(stop) = s.data().get::<StreamStop>() {
+            stop.0.store(true, std::sync::atomic::Ordering::Release);
+        }
+    });
 
     ns.on("seq", |s: Socket, args: Payload| async move {
         let Some(n) = args.args().first().and_then(Value::as_u64) else {
