@@ -733,6 +733,7 @@ mod tests {
         outputs: VecDeque<Output>,
         events: VecDeque<usize>,
         closed: Vec<(ConnId, bool)>,
+        drained: usize,
     }
 
     impl Machine for Fake {
@@ -760,7 +761,9 @@ mod tests {
         ) -> Result<(), Stopped> {
             Ok(())
         }
-        fn handle_ws_drained(&mut self, _: ConnId, _: Instant) {}
+        fn handle_ws_drained(&mut self, _: ConnId, _: Instant) {
+            self.drained += 1;
+        }
         fn handle_conn_closed(&mut self, conn: ConnId, error: bool, _: Instant) {
             self.closed.push((conn, error));
         }
@@ -917,6 +920,64 @@ mod tests {
                 delivered += outputs.len();
             }
             assert_eq!(delivered, CONN_CAPACITY + 1);
+        });
+    }
+
+    /// A WebSocket frame of `n` bytes for [`CONN`].
+    fn frame(n: usize) -> Output {
+        Output::Send {
+            conn: CONN,
+            message: WsMessage::Binary(bytes::Bytes::from(vec![0; n])),
+        }
+    }
+
+    #[test]
+    fn frames_after_the_101_go_to_the_outbox_and_the_session_waits_only_while_it_is_over_budget() {
+        use super::super::outbox::BUDGET;
+        with_actor(|mut inputs, handle| async move {
+            let (tx, mut rx) = mpsc::channel(CONN_CAPACITY);
+            let outbox = Arc::new(Outbox::default());
+            inputs
+                .send(Input::Open {
+                    conn: CONN,
+                    outputs: tx,
+                    outbox: outbox.clone(),
+                })
+                .await
+                .unwrap();
+            let half = BUDGET / 2 + 1;
+            handle
+                .call(move |m, _| {
+                    m.outputs.push_back(Output::Response {
+                        conn: CONN,
+                        response: volley_core::http::Response::new(101),
+                    });
+                    m.outputs.push_back(frame(half));
+                })
+                .await
+                .unwrap();
+            // The 101 went through the channel, the frame to the outbox, and the session was
+            // let send again at once.
+            let http = batch(&mut rx).await;
+            assert!(matches!(&http[..], [Output::Response { .. }]), "{http:?}");
+            assert_eq!(handle.call(|m, _| m.drained).await.unwrap(), 1);
+            assert_eq!(outbox.bytes(), half);
+            // A second frame takes the outbox over its budget: the session waits.
+            handle
+                .call(move |m, _| m.outputs.push_back(frame(half)))
+                .await
+                .unwrap();
+            assert_eq!(handle.call(|m, _| m.drained).await.unwrap(), 1);
+            assert_eq!(outbox.bytes(), 2 * half);
+            // The writer takes both and writes them: it owes the report, once.
+            let mut taken = VecDeque::new();
+            assert_eq!(outbox.try_take(&mut taken), Some(true));
+            assert_eq!(taken.len(), 2);
+            assert!(outbox.written(2 * half));
+            inputs.send(Input::WsDrained { conn: CONN }).await.unwrap();
+            assert_eq!(handle.call(|m, _| m.drained).await.unwrap(), 2);
+            // Nothing but the 101 ever went through the channel.
+            assert!(rx.try_next().is_err());
         });
     }
 
