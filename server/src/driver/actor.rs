@@ -977,7 +977,7 @@ mod tests {
             inputs.send(Input::WsDrained { conn: CONN }).await.unwrap();
             assert_eq!(handle.call(|m, _| m.drained).await.unwrap(), 2);
             // Nothing but the 101 ever went through the channel.
-            assert!(rx.try_next().is_err());
+            assert!(rx.try_recv().is_err());
         });
     }
 
