@@ -30,12 +30,40 @@ pub enum ServerError {
     /// Application code panicked. The panic was caught, logged at error level, and the
     /// socket it ran for (if it had one yet) disconnected from its namespace.
     Panic(HandlerPanic),
+    /// A packet (an emit, a broadcast's copy, or an acknowledgement) could not be queued for
+    /// a socket: its session's outgoing queue held `max_buffered_packets` packets or
+    /// `max_buffered_bytes` bytes. Under `OverflowPolicy::Reject` the socket stays and the
+    /// packet is not sent; under `OverflowPolicy::Close` its session is closed as well (its
+    /// `disconnect` follows). An `emit_with_ack` that is refused fails its own future
+    /// instead (`AckError::NotSent`).
+    Overflow(Overflow),
+}
+
+/// A packet refused for a socket whose outgoing queue was full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Overflow {
+    /// The socket.
+    pub socket: crate::SocketId,
+    /// Its namespace.
+    pub namespace: String,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a packet for socket {} in namespace {} was refused: its outgoing queue is full",
+            self.socket, self.namespace
+        )
+    }
 }
 
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServerError::Panic(p) => std::fmt::Display::fmt(p, f),
+            ServerError::Overflow(o) => std::fmt::Display::fmt(o, f),
         }
     }
 }

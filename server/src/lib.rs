@@ -178,7 +178,7 @@ pub use extensions::Extensions;
 pub use extract::{Bin, Data, EventCtx, EventName, Extension, FromEvent, State, TryData};
 pub use handler::{Handler, IntoReply, Json, Reply};
 pub use handshake::Handshake;
-pub use io::{Builder, HandlerPanic, Io, PanicPlace, ServerError};
+pub use io::{Builder, HandlerPanic, Io, Overflow, PanicPlace, ServerError};
 pub use listeners::ListenerId;
 pub use middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 pub use namespace::{EventRoute, Namespace, ServerSideEmitError};

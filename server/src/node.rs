@@ -842,14 +842,11 @@ impl Node {
             }
         }
         let (json, attachments) = payload.into_wire();
-        // A socket that left meanwhile, or a full queue (whose session the engine closes by
-        // policy), needs no answer here: the disconnect reports it.
-        let sent = self
+        // A socket that left meanwhile needs no answer here; a full queue is reported with
+        // the other refusals of the turn (`report_refused`).
+        let _ = self
             .sio
             .emit(socket, event, &json, attachments, volatile, now);
-        if let Err(volley_core::socketio::SioError::BufferFull(_)) = sent {
-            crate::metrics::overflow(self.sio.engine().config().overflow);
-        }
     }
 
     /// Puts the selected sockets in `rooms` (`join`) or takes them out, here and (unless
@@ -1838,6 +1835,39 @@ impl Node {
     /// disconnected from the namespace (the client gets `41`, the `disconnect` handlers run
     /// with "server namespace disconnect"; the socket leaves its rooms, so no broadcast
     /// reaches it any more).
+    /// Hands `error` to the `on_error` hooks, each contained.
+    fn run_error_hooks(&self, error: &ServerError) {
+        let Some(ctl) = &self.ctl else {
+            return;
+        };
+        let hooks = ctl
+            .errors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for hook in hooks {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| hook(error))).is_err() {
+                tracing::error!("an on_error hook panicked");
+            }
+        }
+    }
+
+    /// Reports the packets the core could not queue (full queues) since the last call: a
+    /// warning, and the `on_error` hooks.
+    fn report_refused(&mut self) {
+        for socket in self.sio.take_refused() {
+            let namespace = self
+                .sio
+                .namespace_of(socket)
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            crate::metrics::overflow(self.sio.engine().config().overflow);
+            tracing::warn!(%socket, %namespace, "outgoing queue full: packet refused");
+            let error = ServerError::Overflow(crate::io::Overflow { socket, namespace });
+            self.run_error_hooks(&error);
+        }
+    }
+
     pub(crate) fn on_panic(&mut self, report: HandlerPanic, now: Instant) {
         tracing::error!(
             socket = ?report.socket,
@@ -1848,19 +1878,7 @@ impl Node {
             "application code panicked; its socket is disconnected"
         );
         let socket = report.socket;
-        let error = ServerError::Panic(report);
-        if let Some(ctl) = &self.ctl {
-            let hooks = ctl
-                .errors
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            for hook in hooks {
-                if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&error))).is_err() {
-                    tracing::error!("an on_error hook panicked");
-                }
-            }
-        }
+        self.run_error_hooks(&ServerError::Panic(report));
         if let Some(id) = socket {
             if let Some(entry) = self.sockets.get_mut(&id) {
                 entry.failed = true;
@@ -2064,6 +2082,8 @@ impl Machine for Node {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
+        // Called at least once per drain, after the commands of the turn.
+        self.report_refused();
         self.sio.poll_event()
     }
 

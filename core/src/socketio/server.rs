@@ -136,6 +136,9 @@ pub struct Server {
     recovery: Option<Store>,
     /// When the recovery store's next expiry is due.
     recovery_timer: Option<Instant>,
+    /// Sockets a packet was refused for (their session's queue full) since the last
+    /// [`take_refused`](Server::take_refused).
+    refused: Vec<SocketId>,
 }
 
 impl fmt::Debug for Server {
@@ -181,6 +184,7 @@ impl Server {
             ids: RandomIds::from_seed(seed),
             recovery: None,
             recovery_timer: None,
+            refused: Vec::new(),
         }
     }
 
@@ -825,6 +829,7 @@ impl Server {
             self.send_text(sid, text, attachments, now)
         };
         self.pump(now);
+        self.note_refused(socket, &r);
         r.map(|_| true).map_err(|_| SioError::BufferFull(socket))
     }
 
@@ -865,6 +870,7 @@ impl Server {
         let packet = Packet::ack(&nsp, token.id, Utf8Bytes::from(args), attachments);
         let r = self.send_packet(sid, &packet, now);
         self.pump(now);
+        self.note_refused(socket, &r);
         r.map_err(|_| SioError::BufferFull(socket))
     }
 
@@ -1130,11 +1136,28 @@ impl Server {
             }
             let messages = std::iter::once(first.clone())
                 .chain(attachments.iter().cloned().map(Message::Binary));
-            if self.engine.send_all(sid, messages, now).is_ok() {
-                sent.push(*socket);
+            match self.engine.send_all(sid, messages, now) {
+                Ok(()) => sent.push(*socket),
+                Err(SendError::BufferFull(_)) => self.refused.push(*socket),
+                Err(_) => {}
             }
         }
         sent
+    }
+
+    /// Records `socket` as refused when `r` says its queue was full.
+    fn note_refused(&mut self, socket: SocketId, r: &Result<(), SendError>) {
+        if let Err(SendError::BufferFull(_)) = r {
+            self.refused.push(socket);
+        }
+    }
+
+    /// The sockets an emit, an acknowledgement or a broadcast could not be queued for since
+    /// the last call, because their session's queue was full (under
+    /// [`OverflowPolicy::Close`](crate::engine::OverflowPolicy) their session is closing as
+    /// well). [`emit_with_ack`](Server::emit_with_ack) reports its own refusal instead.
+    pub fn take_refused(&mut self) -> Vec<SocketId> {
+        std::mem::take(&mut self.refused)
     }
 
     fn connect_error(

@@ -1,0 +1,101 @@
+//! A packet the server cannot queue for a socket (its session's queue is full) is reported
+//! through `Io::on_error` as `ServerError::Overflow`, never dropped silently: for a single
+//! socket's emit and for a broadcast's copy. Under `OverflowPolicy::Reject` the socket stays.
+
+mod common;
+
+use common::{SETTLE, setup_with};
+use std::sync::{Arc, Mutex};
+use volley::runtime::Runtime;
+use volley::testing::{ConnectOptions, TestClient, TransportKind};
+use volley::{ServerError, Socket};
+use volley_core::engine::OverflowPolicy;
+
+/// Handlers that emit `count` events at once to the sender (`burst`) or to everyone
+/// (`burst-all`), in one turn of the machine.
+fn install(io: &volley::Io<volley::testing::TestRuntime>, count: u32) {
+    let all = io.ns("/").all();
+    io.ns("/")
+        .on("burst", move |s: Socket| async move {
+            for n in 0..count {
+                let _ = s.emit("n", &n);
+            }
+        })
+        .on("burst-all", move || {
+            let all = all.clone();
+            async move {
+                for n in 0..count {
+                    let _ = all.emit("n", &n);
+                }
+            }
+        });
+}
+
+/// The sockets `io` reported refusals for, in order.
+fn refusals(io: &volley::Io<volley::testing::TestRuntime>) -> Arc<Mutex<Vec<(String, String)>>> {
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let s = seen.clone();
+    io.on_error(move |error: &ServerError| match error {
+        ServerError::Overflow(o) => s
+            .lock()
+            .unwrap()
+            .push((o.socket.to_string(), o.namespace.clone())),
+        other => panic!("unexpected error {other:?}"),
+    });
+    seen
+}
+
+#[test]
+fn emits_refused_by_a_full_queue_are_reported_and_the_socket_stays_under_reject() {
+    // Over polling the queue fills: a parked GET takes the first packet, the next wait for
+    // the next GET, and the queue holds at most four.
+    let builder = volley::builder().max_buffered_packets(4, OverflowPolicy::Reject);
+    let (rt, io) = setup_with(builder);
+    install(&io, 20);
+    let seen = refusals(&io);
+    rt.block_on(async {
+        let options = ConnectOptions::new().transport(TransportKind::Polling);
+        let mut c = TestClient::connect_with(&io, "/", options).await.unwrap();
+        let id = c.id().to_string();
+        c.emit("burst", &());
+        let first = c.recv().await.unwrap();
+        assert_eq!(first.data::<u32>().unwrap(), 0);
+        // What was queued arrives, in order; the rest was refused and reported.
+        let mut got = vec![0];
+        while let Some(ev) = c.try_recv() {
+            got.push(ev.data::<u32>().unwrap());
+        }
+        rt.sleep(SETTLE).await;
+        while let Some(ev) = c.try_recv() {
+            got.push(ev.data::<u32>().unwrap());
+        }
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+        let refused = seen.lock().unwrap().clone();
+        assert_eq!(got.len() + refused.len(), 20, "{got:?} {refused:?}");
+        assert!(!refused.is_empty());
+        assert!(refused.iter().all(|r| *r == (id.clone(), "/".to_owned())));
+        // The socket is still there and served.
+        assert_eq!(io.socket_count().await, 1);
+        c.emit("burst", &());
+        assert_eq!(c.recv().await.unwrap().data::<u32>().unwrap(), 0);
+    });
+}
+
+#[test]
+fn a_broadcast_copy_refused_by_a_full_queue_is_reported() {
+    let builder = volley::builder().max_buffered_packets(4, OverflowPolicy::Reject);
+    let (rt, io) = setup_with(builder);
+    install(&io, 20);
+    let seen = refusals(&io);
+    rt.block_on(async {
+        let options = ConnectOptions::new().transport(TransportKind::Polling);
+        let mut c = TestClient::connect_with(&io, "/", options).await.unwrap();
+        let id = c.id().to_string();
+        c.emit("burst-all", &());
+        let _ = c.recv().await.unwrap();
+        rt.sleep(SETTLE).await;
+        let refused = seen.lock().unwrap().clone();
+        assert!(!refused.is_empty());
+        assert!(refused.iter().all(|r| *r == (id.clone(), "/".to_owned())));
+    });
+}
