@@ -5,7 +5,7 @@
 //! ```text
 //! loadgen <scenario> --port P [--target NAME] [--clients N] [--inflight K] [--size S]
 //!         [--duration SECS] [--warmup SECS] [--window W] [--concurrency N]
-//!         [--settle SECS] [--server-pid PID] [--cores LABEL]
+//!         [--settle SECS] [--server-pid PID] [--cores LABEL] [--sources N]
 //! ```
 //!
 //! Scenarios (each prints one JSON line on stdout, then exits):
@@ -22,6 +22,17 @@
 //! - `idle-memory`: `--clients` WebSocket clients joined to `/` and then idle; the server's
 //!   resident memory (`VmRSS` of `--server-pid`) before and `--settle` seconds after, per
 //!   connection.
+//! - `idle-many`: the same at scale, for one of several load generator processes sharing one
+//!   server (`bench/idle_many.sh` starts as many as the open-files limit needs): `--clients`
+//!   WebSocket clients, bound round-robin to the source addresses 127.0.0.1 ..
+//!   127.0.0.`--sources` so that more connections than one address's ephemeral ports fit,
+//!   join `/` (`--concurrency` handshakes at once, at most 240 s in all). Reports the
+//!   connections held, the failures, the time to connect them and the rate, with wall-clock
+//!   stamps (`started_unix_ms`, `connected_unix_ms`) so that the parts of a run can be
+//!   merged, and, with `--server-pid`, the server's RSS before and `--settle` seconds after.
+//!   The line is printed while the connections are still held; they stay open for
+//!   `--duration` more seconds (or until the process is killed), so that whoever merges the
+//!   parts reads the server with every part connected.
 //! - `polling`: `--clients` long-polling clients (one connection for GETs, one for POSTs),
 //!   each keeping `--inflight` echoes in flight.
 //!
@@ -32,6 +43,7 @@
 //! one core, and `server_cpu_us_per_msg`).
 
 use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +55,7 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use volley_bench::procfs;
 use volley_bench::wire::{event, open_sid, pad, split_payload, stamp};
@@ -60,6 +72,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const CONNECT_LIMIT: Duration = Duration::from_secs(60);
 /// One handshake's limit (connect scenario).
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
+/// How long connecting every client of `idle-many` may take.
+const MANY_CONNECT_LIMIT: Duration = Duration::from_secs(240);
+/// Most source addresses: 127.0.0.1 .. 127.0.0.254.
+const MAX_SOURCES: usize = 254;
 
 static START: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -68,9 +84,10 @@ fn now_us() -> u64 {
     u64::try_from(START.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-const USAGE: &str = "usage: loadgen <echo|ack|broadcast|connect|idle-memory|churn|polling> --port P \
-[--target NAME] [--clients N] [--inflight K] [--size S] [--duration SECS] [--warmup SECS] \
-[--window W] [--concurrency N] [--settle SECS] [--server-pid PID] [--cores LABEL] [--cycles N]";
+const USAGE: &str = "usage: loadgen <echo|ack|broadcast|connect|idle-memory|idle-many|churn|polling> \
+--port P [--target NAME] [--clients N] [--inflight K] [--size S] [--duration SECS] \
+[--warmup SECS] [--window W] [--concurrency N] [--settle SECS] [--server-pid PID] \
+[--cores LABEL] [--cycles N] [--sources N]";
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -89,6 +106,8 @@ struct Opts {
     cores: String,
     /// Churn: how many times the clients connect, idle and leave.
     cycles: usize,
+    /// Idle-many: client sockets are bound round-robin to 127.0.0.1 .. 127.0.0.`sources`.
+    sources: usize,
 }
 
 fn parse_opts() -> Res<Opts> {
@@ -98,7 +117,7 @@ fn parse_opts() -> Res<Opts> {
         "echo" | "ack" => 100,
         "broadcast" => 1000,
         "connect" => 32,
-        "idle-memory" | "churn" => 10_000,
+        "idle-memory" | "churn" | "idle-many" => 10_000,
         "polling" => 50,
         "-h" | "--help" => {
             println!("{USAGE}");
@@ -121,6 +140,7 @@ fn parse_opts() -> Res<Opts> {
         server_pid: None,
         cores: "all".to_owned(),
         cycles: 20,
+        sources: 1,
     };
     let secs = |v: &str| -> Res<Duration> { Ok(Duration::from_secs_f64(v.parse()?)) };
     while let Some(flag) = args.next() {
@@ -139,14 +159,25 @@ fn parse_opts() -> Res<Opts> {
             "--settle" => opts.settle = secs(&value)?,
             "--server-pid" => opts.server_pid = Some(value.parse()?),
             "--cores" => opts.cores = value,
+            "--sources" => opts.sources = value.parse()?,
             other => return Err(format!("unknown flag {other}\n{USAGE}").into()),
         }
     }
     if opts.port == 0 {
         return Err(format!("--port is required\n{USAGE}").into());
     }
-    if opts.clients == 0 || opts.inflight == 0 || opts.window == 0 || opts.concurrency == 0 {
+    if opts.clients == 0
+        || opts.inflight == 0
+        || opts.window == 0
+        || opts.concurrency == 0
+        || opts.sources == 0
+    {
         return Err("counts must be at least 1".into());
+    }
+    if opts.sources > MAX_SOURCES {
+        return Err(
+            format!("--sources is at most {MAX_SOURCES} (127.0.0.1 .. 127.0.0.254)").into(),
+        );
     }
     Ok(opts)
 }
@@ -189,6 +220,8 @@ struct Run {
     connecting: Semaphore,
     ready: AtomicUsize,
     failed: AtomicUsize,
+    /// Idle-many: connections the server closed after they joined.
+    dropped: AtomicUsize,
     go: Latch,
     stop: Latch,
     /// Broadcast: the sender sent its last broadcast.
@@ -211,6 +244,7 @@ impl Run {
             connecting: Semaphore::new(opts.concurrency),
             ready: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
             go: Latch::default(),
             stop: Latch::default(),
             sent_all: Latch::default(),
@@ -344,6 +378,7 @@ async fn main() {
         "broadcast" => broadcast(&run).await,
         "connect" => connect(&run).await,
         "idle-memory" => idle_memory(&run).await,
+        "idle-many" => idle_many(&run).await,
         "churn" => churn(&run).await,
         "polling" => polling(&run).await,
         _ => unreachable!("checked by parse_opts"),
@@ -352,6 +387,8 @@ async fn main() {
         eprintln!("loadgen {}: error: {e}", run.opts.scenario);
     }
     match result {
+        // `idle-many` prints its line itself, before it lets go of its connections.
+        Ok(line) if line.is_empty() => {}
         Ok(line) => println!("{line}"),
         Err(e) => {
             eprintln!("loadgen {}: {e}", run.opts.scenario);
@@ -485,6 +522,22 @@ fn ws_config() -> WebSocketConfig {
 /// Opens a WebSocket to the server, reads the open packet and joins `/`.
 async fn open_ws(port: u16) -> Res<Ws> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    join_over(stream, port).await
+}
+
+/// The same from the local address `source` (port chosen by the kernel), so that each
+/// source address has its own range of ephemeral ports.
+async fn open_ws_from(source: Ipv4Addr, port: u16) -> Res<Ws> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let stream = socket
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await?;
+    join_over(stream, port).await
+}
+
+/// The WebSocket handshake, the open packet and `/` joined, over a connected stream.
+async fn join_over(stream: TcpStream, port: u16) -> Res<Ws> {
     stream.set_nodelay(true)?;
     // Reset rather than close: no TIME_WAIT left behind, so thousands of runs of short
     // connections do not exhaust the ephemeral ports.
@@ -876,6 +929,127 @@ async fn idle_memory(run: &Arc<Run>) -> Res<String> {
     Ok(line.finish())
 }
 
+// ---- many idle connections ----
+
+/// Milliseconds since the Unix epoch: the clock shared by the processes of one run.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The source address of client `index`: 127.0.0.1 .. 127.0.0.`sources`, round-robin.
+fn source_address(index: usize, sources: usize) -> Ipv4Addr {
+    let host = u8::try_from(1 + index % sources).expect("at most 254 sources");
+    Ipv4Addr::new(127, 0, 0, host)
+}
+
+/// Client `index` of `idle-many`: joins `/` from its source address, then answers pings
+/// until `stop`; a connection the server closes counts as dropped.
+async fn many_client(run: Arc<Run>, index: usize) {
+    let opened = {
+        let Ok(_permit) = run.connecting.acquire().await else {
+            return;
+        };
+        let source = source_address(index, run.opts.sources);
+        open_ws_from(source, run.opts.port).await
+    };
+    let mut ws = match opened {
+        Ok(ws) => {
+            run.ready.fetch_add(1, Ordering::SeqCst);
+            ws
+        }
+        Err(e) => {
+            run.note_error(&e);
+            run.failed.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+    };
+    let stopped = run.stop.wait();
+    tokio::pin!(stopped);
+    loop {
+        let first = tokio::select! {
+            _ = &mut stopped => return,
+            m = next_message(&mut ws) => m,
+        };
+        if let Err(e) = each_ready(&mut ws, first, |_| None).await {
+            run.note_error(&e);
+            run.dropped.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+async fn idle_many(run: &Arc<Run>) -> Res<String> {
+    let o = &run.opts;
+    let rss = |pid: Option<u32>| pid.and_then(procfs::rss_kib);
+    let before = rss(o.server_pid);
+    let started_unix = unix_ms();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..o.clients)
+        .map(|i| tokio::spawn(many_client(run.clone(), i)))
+        .collect();
+    let deadline = started + MANY_CONNECT_LIMIT;
+    while run.ready.load(Ordering::SeqCst) + run.failed.load(Ordering::SeqCst) < o.clients
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    let connected_unix = unix_ms();
+    let connected = run.ready.load(Ordering::SeqCst);
+    let failed = run.failed.load(Ordering::SeqCst);
+    tokio::time::sleep(o.settle).await;
+    let after = rss(o.server_pid);
+    let dropped = run.dropped.load(Ordering::SeqCst);
+    let held = connected.saturating_sub(dropped);
+    let mut line = Line::default();
+    line.str("scenario", &o.scenario)
+        .str("target", &o.target)
+        .int("clients", o.clients as u64)
+        .int("held", held as u64)
+        .int("failed", failed as u64)
+        .int("dropped", dropped as u64)
+        // Still connecting when the connect limit ran out.
+        .int(
+            "timed_out",
+            o.clients.saturating_sub(connected + failed) as u64,
+        )
+        .int("sources", o.sources as u64)
+        .int("concurrency", o.concurrency as u64)
+        .num("connect_s", connect_secs)
+        .num("connects_per_s", connected as f64 / connect_secs)
+        .int("started_unix_ms", started_unix)
+        .int("connected_unix_ms", connected_unix);
+    if let (Some(before), Some(after)) = (before, after) {
+        line.int("rss_before_kib", before)
+            .int("rss_after_kib", after);
+        if held > 0 {
+            let per_conn = (after.saturating_sub(before) * 1024) as f64 / held as f64;
+            line.num("bytes_per_conn", per_conn);
+        }
+    }
+    if let Some(own) = procfs::rss_kib(std::process::id()) {
+        line.int("loadgen_rss_kib", own);
+    }
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", line.finish())?;
+        stdout.flush()?;
+    }
+    tokio::time::sleep(o.duration).await;
+    run.stop.fire();
+    let grace = tokio::time::Instant::now() + STOP_GRACE;
+    for handle in handles {
+        let abort = handle.abort_handle();
+        if tokio::time::timeout_at(grace, handle).await.is_err() {
+            abort.abort();
+        }
+    }
+    Ok(String::new())
+}
+
 // ---- churn ----
 
 /// `--cycles` times: `--clients` WebSocket clients join `/`, idle for `--settle`, and leave;
@@ -1079,5 +1253,31 @@ async fn polling_client(run: &Run, tally: &mut Tally) -> Res<()> {
                 out.push(event("echo", None, now, &run.pad));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_taken_round_robin_from_127_0_0_1() {
+        let picked: Vec<_> = (0..7).map(|i| source_address(i, 3)).collect();
+        let host = |h| Ipv4Addr::new(127, 0, 0, h);
+        assert_eq!(
+            picked,
+            [
+                host(1),
+                host(2),
+                host(3),
+                host(1),
+                host(2),
+                host(3),
+                host(1)
+            ]
+        );
+        assert_eq!(source_address(253, MAX_SOURCES), host(254));
+        assert_eq!(source_address(254, MAX_SOURCES), host(1));
+        assert_eq!(source_address(5, 1), Ipv4Addr::LOCALHOST);
     }
 }
