@@ -106,28 +106,17 @@ pub(crate) async fn run<R, S>(
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut http = Http {
-        env,
-        conn,
-        stream,
-        buf: BytesMut::new(),
-        out: BytesMut::new(),
-        link: None,
-        pending: VecDeque::new(),
-        head_request: false,
-        peer,
-        admission,
-        evicted,
-    };
-    let end = http.serve().await;
-    let Http {
+    // The HTTP half runs boxed and hands back what the rest needs: its state (the larger
+    // one) is freed when the connection becomes a WebSocket, instead of sizing the whole
+    // task for it.
+    let (end, rest) = Box::pin(serve_http(env, conn, stream, peer, admission, evicted)).await;
+    let Rest {
         mut stream,
         buf,
         link,
         pending,
         admission,
-        ..
-    } = http;
+    } = rest;
     let (error, linger) = match end {
         End::Upgrade => {
             if let Some(link) = link {
@@ -150,6 +139,61 @@ pub(crate) async fn run<R, S>(
         linger_close(&env.runtime, &mut stream).await;
     }
     drop(admission);
+}
+
+/// What the HTTP half hands over when it ends.
+struct Rest<S> {
+    stream: S,
+    /// Bytes read and not consumed (frames sent right behind an upgrade request).
+    buf: BytesMut,
+    link: Option<Link>,
+    pending: VecDeque<Output>,
+    admission: Admission,
+}
+
+/// The HTTP half, owning its state: how it ended, and what the rest needs.
+async fn serve_http<R, S>(
+    env: &Env<R>,
+    conn: ConnId,
+    stream: S,
+    peer: Option<std::net::SocketAddr>,
+    admission: Admission,
+    evicted: Evicted,
+) -> (End, Rest<S>)
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = Http {
+        env,
+        conn,
+        stream,
+        buf: BytesMut::new(),
+        out: BytesMut::new(),
+        link: None,
+        pending: VecDeque::new(),
+        head_request: false,
+        peer,
+        admission,
+        evicted,
+    };
+    let end = http.serve().await;
+    let Http {
+        stream,
+        buf,
+        link,
+        pending,
+        admission,
+        ..
+    } = http;
+    let rest = Rest {
+        stream,
+        buf,
+        link,
+        pending,
+        admission,
+    };
+    (end, rest)
 }
 
 impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R, S> {

@@ -22,12 +22,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::error::CapacityError;
 use async_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{self, Message};
+use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use bytes::{Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::future::{Either, select};
@@ -369,44 +369,61 @@ pub(crate) async fn run<R, S>(
         (peer_closed, too_big)
     };
     if let Some(size) = too_big {
-        // What the machine already handed over (the open packet of a new session) goes out
-        // before the close frame, which says why: 1009, message too big.
-        let linger = pin!(env.runtime.sleep(LINGER));
-        let _ = or_timeout(
-            async {
-                while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
-                    pending.extend(batch);
-                }
-                let _ = outbox.try_take(&mut pending);
-                for output in pending.drain(..) {
-                    if let Output::Send { message, .. } = output {
-                        if let Some(message) = to_tungstenite(message) {
-                            sink.feed(message).await?;
-                        }
-                    }
-                }
-                let frame = CloseFrame {
-                    code: CloseCode::Size,
-                    reason: "message too big".into(),
-                };
-                sink.send(Message::Close(Some(frame))).await?;
-                Ok::<_, tungstenite::Error>(())
-            },
-            linger,
-        )
-        .await;
-        // The rest of the oversized message may still be arriving. Closing with it unread
-        // would reset the connection, and a reset can destroy the close frame before the
-        // peer reads it: half-close, then discard raw bytes until the peer goes.
-        if let Ok(ws) = WebSocketStream::reunite(sink, source) {
-            let mut stream = ws.into_inner();
-            linger_close_after(&env.runtime, &mut stream, size).await;
-        }
+        // Boxed: the task is not sized for this rare ending.
+        let close = too_big_close(env, sink, source, outputs, &outbox, pending, size);
+        Box::pin(close).await;
     } else if peer_closed {
         // tungstenite queued the answer to the peer's close frame; the next read flushes it
         // if it could not be written at once.
         let linger = pin!(env.runtime.sleep(LINGER));
         let _ = or_timeout(source.next(), linger).await;
+    }
+}
+
+/// Answers a message over the size limit: what the machine already handed over (the open
+/// packet of a new session) goes out before the close frame, which says why (1009, message
+/// too big); then the connection closes without a reset.
+async fn too_big_close<R: Runtime, S>(
+    env: &Env<R>,
+    mut sink: WebSocketSender<S>,
+    source: WebSocketReceiver<S>,
+    mut outputs: mpsc::Receiver<ToConn>,
+    outbox: &Outbox,
+    mut pending: VecDeque<Output>,
+    size: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let linger = pin!(env.runtime.sleep(LINGER));
+    let _ = or_timeout(
+        async {
+            while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
+                pending.extend(batch);
+            }
+            let _ = outbox.try_take(&mut pending);
+            for output in pending.drain(..) {
+                if let Output::Send { message, .. } = output {
+                    if let Some(message) = to_tungstenite(message) {
+                        sink.feed(message).await?;
+                    }
+                }
+            }
+            let frame = CloseFrame {
+                code: CloseCode::Size,
+                reason: "message too big".into(),
+            };
+            sink.send(Message::Close(Some(frame))).await?;
+            Ok::<_, tungstenite::Error>(())
+        },
+        linger,
+    )
+    .await;
+    // The rest of the oversized message may still be arriving. Closing with it unread
+    // would reset the connection, and a reset can destroy the close frame before the
+    // peer reads it: half-close, then discard raw bytes until the peer goes.
+    if let Ok(ws) = WebSocketStream::reunite(sink, source) {
+        let mut stream = ws.into_inner();
+        linger_close_after(&env.runtime, &mut stream, size).await;
     }
 }
 
