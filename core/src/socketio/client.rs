@@ -294,7 +294,7 @@ impl Client {
                     return Incoming::Nothing;
                 };
                 if let Some(t) = deadline {
-                    self.timers.remove(&(t, ClientTimer::Ack(socket, id)));
+                    self.unfile((t, ClientTimer::Ack(socket, id)));
                 }
                 Incoming::Ack {
                     socket,
@@ -315,7 +315,7 @@ impl Client {
         if t > now {
             return None;
         }
-        self.timers.remove(&(t, timer));
+        self.unfile((t, timer));
         Some(self.on_timer(t, timer))
     }
 
@@ -352,7 +352,7 @@ impl Client {
         if self.timers.first() != Some(&(t, timer)) {
             return None;
         }
-        self.timers.remove(&(t, timer));
+        self.unfile((t, timer));
         Some(self.on_timer(t, timer))
     }
 
@@ -367,6 +367,10 @@ impl Client {
     pub fn settle(&mut self, nsp: &str, id: ConnectId) {
         if self.pending.get(nsp) == Some(&id) {
             self.pending.remove(nsp);
+            if self.pending.is_empty() {
+                // Not kept at the capacity of the connect: most clients connect once.
+                self.pending = HashMap::new();
+            }
         }
     }
 
@@ -379,7 +383,7 @@ impl Client {
             pid,
         });
         if let Some(t) = self.connect_deadline.take() {
-            self.timers.remove(&(t, ClientTimer::Connect));
+            self.unfile((t, ClientTimer::Connect));
         }
     }
 
@@ -392,10 +396,20 @@ impl Client {
         acks.sort_unstable_by_key(|(id, _)| *id);
         for (id, deadline) in &acks {
             if let Some(t) = deadline {
-                self.timers.remove(&(*t, ClientTimer::Ack(socket, *id)));
+                self.unfile((*t, ClientTimer::Ack(socket, *id)));
             }
         }
         Some((s.pid, acks.into_iter().map(|(id, _)| id).collect()))
+    }
+
+    /// Takes `timer` out of the index. An index left empty is replaced, not kept: an empty
+    /// B-tree still holds the node it grew (about 1 KB), and most clients spend their life
+    /// with no deadline at all.
+    fn unfile(&mut self, timer: (Instant, ClientTimer)) {
+        self.timers.remove(&timer);
+        if self.timers.is_empty() {
+            self.timers = BTreeSet::new();
+        }
     }
 
     /// Waits for the answer to ack `id` sent to `socket`, until `deadline` if any.
@@ -404,7 +418,7 @@ impl Client {
             return;
         };
         if let Some(Some(old)) = s.acks.insert(id, deadline) {
-            self.timers.remove(&(old, ClientTimer::Ack(socket, id)));
+            self.unfile((old, ClientTimer::Ack(socket, id)));
         }
         if let Some(t) = deadline {
             self.timers.insert((t, ClientTimer::Ack(socket, id)));
@@ -424,7 +438,7 @@ impl Client {
     /// they were made; the sockets stay (see [`Client::remove_socket`]).
     pub fn release(&mut self) -> Vec<ConnectId> {
         if let Some(t) = self.connect_deadline.take() {
-            self.timers.remove(&(t, ClientTimer::Connect));
+            self.unfile((t, ClientTimer::Connect));
         }
         let mut pending: Vec<ConnectId> = self.pending.drain().map(|(_, id)| id).collect();
         pending.sort_unstable();
