@@ -191,7 +191,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
 
     async fn serve_admitted<S>(
         &self,
-        mut stream: S,
+        stream: S,
         peer: Option<SocketAddr>,
         admitted: Result<(shutdown::Admission, shutdown::Evicted), Refused>,
     ) where
@@ -212,13 +212,18 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                     }
                     _ => tracing::debug!(?peer, "connection refused: at the connection cap"),
                 }
-                let mut out = bytes::BytesMut::new();
-                request::unavailable().write_to(&mut out);
-                let written =
-                    io::write_all(&env.runtime, &mut stream, &out, env.config.write_timeout).await;
-                if written.is_ok() {
-                    io::linger_close(&env.runtime, &mut stream).await;
-                }
+                // Boxed: the connection's task is not sized for this path.
+                let mut stream = stream;
+                Box::pin(async move {
+                    let mut out = bytes::BytesMut::new();
+                    request::unavailable().write_to(&mut out);
+                    let timeout = env.config.write_timeout;
+                    let written = io::write_all(&env.runtime, &mut stream, &out, timeout).await;
+                    if written.is_ok() {
+                        io::linger_close(&env.runtime, &mut stream).await;
+                    }
+                })
+                .await;
                 return;
             }
         };
