@@ -18,5 +18,5 @@ pub use msgpack::Parser;
 pub use namespaces::{BroadcastOptions, Namespaces};
 pub use packet::{Packet, PacketType, SioProtocol};
 pub use recovery::{Recovery, SessionState, StoredMessage, recovery_auth};
-pub use rooms::{Room, RoomChange, RoomIndex};
+pub use rooms::{MembershipChange, Room, RoomChange, RoomIndex};
 pub use server::{Config, DEFAULT_MAX_NAMESPACES, RestoreOutcome, Server, SioError};

@@ -12,7 +12,7 @@ use super::packet::{Decoder, Packet, SioProtocol};
 use super::recovery::{
     Recovery, Restored, SessionState, Store, StoredMessage, append_offset, replay,
 };
-use super::rooms::{Room, RoomChange};
+use super::rooms::{MembershipChange, Room, RoomChange};
 use crate::engine::{
     self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
 };
@@ -315,6 +315,19 @@ impl Server {
     /// within each namespace. Always empty unless [tracking](Server::track_room_changes).
     pub fn take_room_changes(&mut self) -> Vec<(Arc<str>, RoomChange)> {
         self.namespaces.take_room_changes()
+    }
+
+    /// Starts (or stops) recording every join and leave of a room, in every namespace, for
+    /// [`take_membership_changes`](Server::take_membership_changes). Memberships that exist
+    /// when tracking starts are not reported.
+    pub fn track_memberships(&mut self, on: bool) {
+        self.namespaces.track_memberships(on);
+    }
+
+    /// The joins and leaves since the last call, with their namespace, in the order they
+    /// happened. Always empty unless [tracking](Server::track_memberships).
+    pub fn take_membership_changes(&mut self) -> Vec<(Arc<str>, MembershipChange)> {
+        self.namespaces.take_membership_changes()
     }
 
     /// Declares a family of namespaces created on their first connect: every name `matcher`
