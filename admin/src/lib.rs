@@ -7,21 +7,29 @@
 //! | direction | event | payload |
 //! | --- | --- | --- |
 //! | server → UI | `session` | the session id issued after a password login (the UI reconnects with it as `auth.sessionId`) |
-//! | server → UI | `config` | `{ supportedFeatures }`: `EMIT`, `JOIN`, `LEAVE`, `DISCONNECT`, `MJOIN`, `MLEAVE`, `MDISCONNECT` (none when read-only) |
+//! | server → UI | `config` | `{ supportedFeatures }`: the commands `EMIT`, `JOIN`, `LEAVE`, `DISCONNECT`, `MJOIN`, `MLEAVE`, `MDISCONNECT` (none when read-only), then `AGGREGATED_EVENTS` always and `ALL_EVENTS` in development mode (the dashboard tells the modes apart by it) |
 //! | server → UI | `server_stats` | every `stats_interval` (2 s): `{ serverId, hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents, namespaces }`; broadcast through the adapter, so each node of a cluster reports to every dashboard |
 //! | server → UI | `all_sockets` | on connect (development mode): every socket of every namespace, on every node |
-//! | server → UI | `socket_connected` | a serialized socket (development mode) |
-//! | server → UI | `socket_disconnected` | `nsp, id, reason` (development mode) |
+//! | server → UI | `socket_connected` | `socket, date` (development mode) |
+//! | server → UI | `socket_updated` | `{ id, nsp, transport: "websocket" }` when a socket that opened over polling upgrades (development mode) |
+//! | server → UI | `socket_disconnected` | `nsp, id, reason, date` (development mode) |
+//! | server → UI | `room_joined`, `room_left` | `nsp, room, id, date` for every join and leave on this node ([`Io::on_room_membership`]), but the join of a socket's own room, which `socket_connected` lists (development mode) |
+//! | server → UI | `event_received`, `event_sent` | `nsp, id, [event, ...args], date` for the events of every namespace but the admin one (development mode) |
 //! | UI → server | `emit` | `nsp, filter, event, ...args`: emit to the namespace, or to room `filter` in it |
 //! | UI → server | `join`, `leave` | `nsp, room, filter`: make the sockets (of room `filter`) join or leave `room` |
 //! | UI → server | `_disconnect` | `nsp, close, filter`: disconnect the sockets (of room `filter`) |
 //!
-//! In production mode ([`Mode::Production`]) the per-socket events and `all_sockets` are not
-//! sent: the dashboard shows the servers and their counts only, as the reference's.
+//! Dates are JSON dates (`2026-12-05T23:40:00.123Z`), as the reference's `new Date()`
+//! arguments arrive. In production mode ([`Mode::Production`]) the per-socket events and
+//! `all_sockets` are not sent: the dashboard shows the servers, their counts and the charts,
+//! as the reference's.
 //!
-//! Not built yet: `socket_updated` (transport upgrades and data changes), `room_joined` /
-//! `room_left`, and the `event_received`/`event_sent` aggregates; the transport shown is the
-//! one the client opened its session with.
+//! A socket's `data` is the `serde_json::Value` stored in its [`Socket::data`] (`{}` when
+//! there is none), as for the sockets of other nodes. Unlike the reference, which wraps
+//! `socket.data` in a proxy, Volley's data is a typed map without a setter to watch: a
+//! change of it is seen by the next `all_sockets` (a dashboard's reconnect), not announced
+//! with `socket_updated`. The transport shown for a socket of another node is the one it
+//! opened its session with.
 //!
 //! ```rust,ignore
 //! volley_admin::instrument(&io, volley_admin::Options::basic("admin", BCRYPT_HASH))?;
@@ -37,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use volley::runtime::Runtime;
-use volley::{ConnectError, DisconnectReason, Io, Namespace, Payload, RemoteSocket, Socket};
+use volley::{ConnectError, DisconnectReason, Io, Namespace, Payload, Socket};
 
 /// How the dashboard logs in.
 #[derive(Clone)]
@@ -140,7 +148,8 @@ impl fmt::Display for InstrumentError {
 
 impl std::error::Error for InstrumentError {}
 
-const FEATURES: [&str; 7] = [
+/// The commands, announced unless read-only.
+const COMMANDS: [&str; 7] = [
     "EMIT",
     "JOIN",
     "LEAVE",
@@ -149,6 +158,23 @@ const FEATURES: [&str; 7] = [
     "MLEAVE",
     "MDISCONNECT",
 ];
+
+/// The features of `options`, as the reference announces them: the commands unless
+/// read-only, `AGGREGATED_EVENTS` (the charts of `server_stats`) always, and `ALL_EVENTS` (the
+/// per-socket events) in development mode. The dashboard takes a list with
+/// `AGGREGATED_EVENTS` and without `ALL_EVENTS` for a server in production mode.
+fn features(options: &Options) -> Vec<&'static str> {
+    let mut features = if options.readonly {
+        Vec::new()
+    } else {
+        COMMANDS.to_vec()
+    };
+    features.push("AGGREGATED_EVENTS");
+    if options.mode == Mode::Development {
+        features.push("ALL_EVENTS");
+    }
+    features
+}
 
 /// The session ids issued after password logins (the reference's `InMemoryStore`).
 #[derive(Debug, Default, Clone)]
@@ -186,6 +212,8 @@ struct Admin<R: Runtime> {
     /// The namespaces clients connected to (besides `/`), for `all_sockets`, stats and the
     /// commands (which never create a namespace).
     namespaces: Mutex<BTreeSet<String>>,
+    /// Sockets of this node that opened over polling and upgraded to WebSocket since.
+    upgraded: Mutex<HashSet<String>>,
 }
 
 impl<R: Runtime> Admin<R> {
@@ -201,6 +229,22 @@ impl<R: Runtime> Admin<R> {
         self.namespaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_upgraded(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.upgraded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `event` with `args` to every dashboard.
+    fn tell(&self, event: &str, args: &[Value]) {
+        let mut payload = Payload::new();
+        for a in args {
+            match payload.arg(a) {
+                Ok(p) => payload = p,
+                Err(_) => return,
+            }
+        }
+        self.admin_ns().all().emit_payload(event, payload);
     }
 
     fn namespace_names(&self) -> Vec<String> {
@@ -231,7 +275,11 @@ impl<R: Runtime> Admin<R> {
         let mut all = Vec::new();
         for name in self.namespace_names() {
             for s in self.io.of(&name).fetch_sockets().await {
-                all.push(serialize_remote(&s));
+                let id = s.id().to_string();
+                let rooms = s.rooms().iter().map(|r| r.to_string()).collect();
+                let upgraded = s.is_local() && self.lock_upgraded().contains(&id);
+                let data = data_json(s.data());
+                all.push(serialize(&id, s.ns(), s.handshake(), data, rooms, upgraded));
             }
         }
         all
@@ -322,6 +370,34 @@ fn millis(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// `t` as JavaScript's `Date.prototype.toJSON` writes it (`2026-12-05T23:40:00.123Z`), the
+/// form the reference's `new Date()` arguments reach the dashboard in.
+fn iso_date(t: SystemTime) -> String {
+    let ms = millis(t);
+    let (secs, ms) = (ms / 1000, ms % 1000);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), by 400-year eras.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+fn now_date() -> String {
+    iso_date(SystemTime::now())
+}
+
 fn handshake_json(h: &volley::Handshake, id: &str) -> (Value, Value, String) {
     let headers: serde_json::Map<String, Value> = h
         .headers()
@@ -367,27 +443,103 @@ fn handshake_json(h: &volley::Handshake, id: &str) -> (Value, Value, String) {
     (handshake, Value::from(client_id), transport)
 }
 
-fn serialize(id: &str, nsp: &str, h: &volley::Handshake, rooms: Vec<String>) -> Value {
+/// A socket's data as the dashboard shows it: the `serde_json::Value` stored in its data (as
+/// for the sockets of other nodes), `{}` when there is none.
+fn data_json(data: &volley::Extensions) -> Value {
+    data.get::<Value>().unwrap_or_else(|| json!({}))
+}
+
+fn serialize(
+    id: &str,
+    nsp: &str,
+    h: &volley::Handshake,
+    data: Value,
+    rooms: Vec<String>,
+    upgraded: bool,
+) -> Value {
     let (handshake, client_id, transport) = handshake_json(h, id);
+    let transport = if upgraded {
+        "websocket".to_owned()
+    } else {
+        transport
+    };
     json!({
         "id": id,
         "clientId": client_id,
         "transport": transport,
         "nsp": nsp,
-        "data": {},
+        "data": data,
         "handshake": handshake,
         "rooms": rooms,
     })
 }
 
-fn serialize_remote(s: &RemoteSocket) -> Value {
-    let rooms = s.rooms().iter().map(|r| r.to_string()).collect();
-    serialize(&s.id().to_string(), s.ns(), s.handshake(), rooms)
-}
-
 fn serialize_socket(s: &Socket) -> Value {
     let id = s.id().to_string();
-    serialize(&id, s.ns(), s.handshake(), vec![id.clone()])
+    let data = data_json(s.data());
+    serialize(&id, s.ns(), s.handshake(), data, vec![id.clone()], false)
+}
+
+/// Reports the events sockets of namespace `nsp` receive and are sent (`event_received`,
+/// `event_sent`: `nsp, id, [event, ...args], date`), as the reference does in development mode
+/// for every namespace but its own.
+fn watch_events<R: Runtime>(admin: &Arc<Admin<R>>, nsp: &str) {
+    let ns = admin.io.of(nsp);
+    let a = admin.clone();
+    ns.on_any(move |s: Socket, event: String, payload: Payload| {
+        let admin = a.clone();
+        async move {
+            admin.tell(
+                "event_received",
+                &[
+                    s.ns().into(),
+                    s.id().to_string().into(),
+                    event_args(&event, &payload),
+                    now_date().into(),
+                ],
+            );
+        }
+    });
+    let a = admin.clone();
+    ns.on_any_outgoing(move |s: &Socket, event: &str, payload: &Payload| {
+        a.tell(
+            "event_sent",
+            &[
+                s.ns().into(),
+                s.id().to_string().into(),
+                event_args(event, payload),
+                now_date().into(),
+            ],
+        );
+    });
+}
+
+/// `[event, ...args]`; binary arguments show as their placeholders.
+fn event_args(event: &str, payload: &Payload) -> Value {
+    let mut args = vec![Value::from(event)];
+    args.extend(payload.args().iter().cloned());
+    Value::Array(args)
+}
+
+/// For a socket that opened over polling: `socket_updated` with its new transport when it
+/// upgrades to WebSocket (the reference's `socket.conn.on("upgrade")`).
+fn watch_upgrade<R: Runtime>(admin: &Arc<Admin<R>>, socket: &Socket) {
+    if socket.handshake().query("transport").as_deref() != Some("polling") {
+        return;
+    }
+    let upgraded = socket.conn().upgraded();
+    let socket = socket.clone();
+    let a = admin.clone();
+    admin.io.driver().runtime().spawn(async move {
+        if upgraded.await && socket.connected() {
+            let (id, nsp) = (socket.id().to_string(), socket.ns().to_owned());
+            a.lock_upgraded().insert(id.clone());
+            a.tell(
+                "socket_updated",
+                &[json!({ "id": id, "nsp": nsp, "transport": "websocket" })],
+            );
+        }
+    });
 }
 
 /// Instruments `io` for the Admin UI: declares the admin namespace with its authentication,
@@ -405,6 +557,7 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
         options: options.clone(),
         started: Instant::now(),
         namespaces: Mutex::new(BTreeSet::new()),
+        upgraded: Mutex::new(HashSet::new()),
     });
     let ns = admin.admin_ns();
 
@@ -463,18 +616,22 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
                     .on_disconnect(move |s: Socket, reason: DisconnectReason| {
                         let admin = a.clone();
                         async move {
-                            let args = Payload::new()
-                                .arg(s.ns())
-                                .and_then(|p| p.arg(&s.id().to_string()))
-                                .and_then(|p| p.arg(reason.as_str()));
-                            if let Ok(args) = args {
-                                admin
-                                    .admin_ns()
-                                    .all()
-                                    .emit_payload("socket_disconnected", args);
-                            }
+                            let id = s.id().to_string();
+                            admin.lock_upgraded().remove(&id);
+                            admin.tell(
+                                "socket_disconnected",
+                                &[
+                                    s.ns().into(),
+                                    id.into(),
+                                    reason.as_str().into(),
+                                    now_date().into(),
+                                ],
+                            );
                         }
                     });
+                if nsp != admin.options.namespace_name {
+                    watch_events(&admin, &nsp);
+                }
             }
             let development = admin.options.mode == Mode::Development;
             let watched = ctx.clone();
@@ -486,9 +643,11 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
                     if let Some(socket) = watched.socket() {
                         announced = true;
                         if development {
-                            let _ = admin
-                                .admin_ns()
-                                .emit("socket_connected", &serialize_socket(socket));
+                            admin.tell(
+                                "socket_connected",
+                                &[serialize_socket(socket), now_date().into()],
+                            );
+                            watch_upgrade(&admin, socket);
                         }
                     }
                 }
@@ -498,6 +657,32 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
         }
     });
 
+    if options.mode == Mode::Development {
+        let a = admin.clone();
+        io.on_room_membership(move |nsp, change| {
+            // A socket's own room: the dashboard learns it from `socket_connected`, and the
+            // reference's report of it comes before that, when the dashboard only logs it.
+            // Its leave is reported, as the dashboard drops the room on `room_left` only.
+            if change.joined && change.room.as_str() == change.socket.as_str() {
+                return;
+            }
+            let event = if change.joined {
+                "room_joined"
+            } else {
+                "room_left"
+            };
+            a.tell(
+                event,
+                &[
+                    nsp.into(),
+                    change.room.as_str().into(),
+                    change.socket.to_string().into(),
+                    now_date().into(),
+                ],
+            );
+        });
+    }
+
     let a = admin.clone();
     ns.on_connection(move |socket: Socket| {
         let admin = a.clone();
@@ -505,12 +690,10 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
             if let Some(Issued(id)) = socket.data().get::<Issued>() {
                 let _ = socket.emit("session", &id);
             }
-            let features: &[&str] = if admin.options.readonly {
-                &[]
-            } else {
-                &FEATURES
-            };
-            let _ = socket.emit("config", &json!({ "supportedFeatures": features }));
+            let _ = socket.emit(
+                "config",
+                &json!({ "supportedFeatures": features(&admin.options) }),
+            );
             let _ = socket.emit("server_stats", &admin.stats().await);
             if admin.options.mode == Mode::Development {
                 let _ = socket.emit("all_sockets", &admin.all_sockets().await);
@@ -544,4 +727,21 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_written_as_javascript_does() {
+        for (ms, want) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400_123, "2000-02-29T00:00:00.123Z"),
+            (1_796_514_123_456, "2026-12-05T23:42:03.456Z"),
+            (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(iso_date(UNIX_EPOCH + Duration::from_millis(ms)), want);
+        }
+    }
 }

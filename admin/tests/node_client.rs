@@ -7,7 +7,7 @@
 //! Node (20 or later) is required: without it this test fails. The pinned packages are
 //! installed with `npm ci` when `node_modules` is missing or older than the lockfile.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -93,7 +93,7 @@ async fn the_official_client_speaks_the_admin_protocol() {
     assert_eq!(seen["session"].as_str().map(str::len), Some(16));
     assert_eq!(
         seen["config"]["supportedFeatures"].as_array().map(Vec::len),
-        Some(7)
+        Some(9)
     );
     assert_eq!(seen["stats"]["serverId"], "volley-1");
     assert_eq!(seen["stats"]["pid"], std::process::id());
@@ -107,9 +107,33 @@ async fn the_official_client_speaks_the_admin_protocol() {
     assert!(listed.contains(&user), "{listed:?}");
     assert_eq!(seen["connected"]["id"], seen["otherId"]);
     assert_eq!(seen["connected"]["nsp"], "/");
+    let other = seen["otherId"].as_str().unwrap();
     assert_eq!(
-        seen["disconnected"],
-        serde_json::json!(["/", user, "server namespace disconnect"])
+        seen["disconnected"].as_array().unwrap()[..3],
+        json!(["/", user, "server namespace disconnect"])
+            .as_array()
+            .unwrap()[..]
+    );
+    assert!(seen["disconnected"][3].is_string(), "{seen}");
+    assert_eq!(
+        seen["roomJoined"].as_array().unwrap()[..3],
+        json!(["/", "team", other]).as_array().unwrap()[..]
+    );
+    assert!(seen["roomJoined"][3].is_string(), "{seen}");
+    assert_eq!(
+        seen["roomLeft"].as_array().unwrap()[..3],
+        json!(["/", "team", other]).as_array().unwrap()[..]
+    );
+    assert_eq!(seen["eventReceived"][0], "/");
+    assert_eq!(seen["eventReceived"][1], other);
+    assert_eq!(seen["eventReceived"][2], json!(["hello", 1, "two"]));
+    // Opened over polling, then upgraded.
+    let upgrading = seen["upgradingId"].as_str().unwrap();
+    assert_eq!(seen["pollingConnected"]["id"], upgrading);
+    assert_eq!(seen["pollingConnected"]["transport"], "polling");
+    assert_eq!(
+        seen["updated"],
+        json!({"id": upgrading, "nsp": "/", "transport": "websocket"})
     );
     assert_eq!(seen["userReason"], "io server disconnect");
     assert_eq!(seen["sessionLogin"], true);

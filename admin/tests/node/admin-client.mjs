@@ -16,6 +16,7 @@ const once = (socket, event, ms = 5000) =>
   });
 
 const out = {};
+let upgrading;
 try {
   const user = io(url, opts);
   await once(user, "connect");
@@ -44,6 +45,27 @@ try {
   [[out.connected]] = await Promise.all([connected, once(other, "connect")]);
   out.otherId = other.id;
 
+  // Rooms joined and left from the dashboard are reported with their socket.
+  const joined = once(admin, "room_joined");
+  admin.emit("join", "/", "team", other.id);
+  out.roomJoined = await joined;
+  const left = once(admin, "room_left");
+  admin.emit("leave", "/", "team", other.id);
+  out.roomLeft = await left;
+
+  // An event the socket sends is reported as the dashboard's events list shows it.
+  const received = once(admin, "event_received");
+  other.emit("hello", 1, "two");
+  out.eventReceived = await received;
+
+  // A client that opens over polling and upgrades: `socket_updated` with the new transport.
+  const pollingConnected = once(admin, "socket_connected");
+  const updated = once(admin, "socket_updated");
+  upgrading = io(url, { ...opts, transports: ["polling", "websocket"] });
+  [[out.pollingConnected]] = await Promise.all([pollingConnected, once(upgrading, "connect")]);
+  out.upgradingId = upgrading.id;
+  [out.updated] = await updated;
+
   // Disconnect the first user from the dashboard (filter: the room of its id).
   const gone = once(admin, "socket_disconnected");
   const userGone = once(user, "disconnect");
@@ -55,7 +77,7 @@ try {
   const again = io(`${url}/admin`, { ...opts, auth: { sessionId: out.session } });
   await once(again, "connect");
   out.sessionLogin = true;
-  for (const s of [again, admin, other]) s.close();
+  for (const s of [again, admin, other, upgrading]) s.close();
   console.log(JSON.stringify(out));
   process.exit(0);
 } catch (e) {
