@@ -21,7 +21,7 @@ use volley_core::NodeId;
 use volley_core::engine::{Engine, OverflowPolicy, Transports};
 use volley_core::rng::{ChaCha20Rng, IdGenerator};
 use volley_core::socketio::{
-    Config as SioConfig, MembershipChange, Parser, Recovery, Room, Server as SioServer,
+    Config as SioConfig, MembershipChange, Parser, Recovery, Room, Server as SioServer, Traffic,
 };
 
 /// Something the server contained rather than let it take the process or a socket down
@@ -820,6 +820,28 @@ impl<R: Runtime> Io<R> {
             .call(|node: &mut Node, _| node.sio.client_count())
             .await
             .unwrap_or(0)
+    }
+
+    /// Of the open Engine.IO connections, those on long-polling now (an upgrade still being
+    /// probed counts as polling). Walks every connection: for occasional reports.
+    pub async fn polling_client_count(&self) -> usize {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.sio.polling_client_count())
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Engine.IO sessions opened and closed, packets and bytes in and out on this node since
+    /// it started (see [`Traffic`]): running totals, whose differences over time give rates
+    /// (the Admin UI's charts). Counted by the machine whether or not anyone asks, with a
+    /// few integer additions per message; zero once the server has stopped.
+    pub async fn traffic(&self) -> Traffic {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.sio.traffic())
+            .await
+            .unwrap_or_default()
     }
 
     /// Acknowledgements still awaited, server to client (see [`Node::pending_ack_count`]):

@@ -13,6 +13,7 @@ use super::recovery::{
     Recovery, Restored, SessionState, Store, StoredMessage, append_offset, replay,
 };
 use super::rooms::{MembershipChange, Room, RoomChange};
+use super::traffic::Traffic;
 use crate::engine::{
     self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
 };
@@ -136,6 +137,7 @@ pub struct Server {
     recovery: Option<Store>,
     /// When the recovery store's next expiry is due.
     recovery_timer: Option<Instant>,
+    traffic: Traffic,
 }
 
 impl fmt::Debug for Server {
@@ -181,6 +183,7 @@ impl Server {
             ids: RandomIds::from_seed(seed),
             recovery: None,
             recovery_timer: None,
+            traffic: Traffic::default(),
         }
     }
 
@@ -372,6 +375,15 @@ impl Server {
         self.clients.len()
     }
 
+    /// Of those, the ones on long-polling now (an upgrade still being probed counts as
+    /// polling). Walks every client: for occasional reports, not for every packet.
+    pub fn polling_client_count(&self) -> usize {
+        self.clients
+            .keys()
+            .filter(|sid| self.engine.transport(**sid) == Some(engine::TransportKind::Polling))
+            .count()
+    }
+
     /// Connected sockets, all namespaces.
     pub fn socket_count(&self) -> usize {
         self.namespaces.socket_count()
@@ -466,7 +478,15 @@ impl Server {
     /// The next thing to do on a connection.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.engine.poll_output()
+        let output = self.engine.poll_output()?;
+        self.traffic.output(&output);
+        Some(output)
+    }
+
+    /// Sessions opened and closed, packets and bytes in and out, since the server was
+    /// created.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
     }
 
     /// The next thing the application must see.
@@ -504,6 +524,7 @@ impl Server {
 
     /// See [`Engine::handle_body`].
     pub fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
+        self.traffic.body_received(&body);
         let r = self.engine.handle_body(conn, body, now);
         self.pump(now);
         r
@@ -516,6 +537,7 @@ impl Server {
         message: WsMessage,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
+        self.traffic.ws_received(&message);
         let r = self.engine.handle_ws_message(conn, message, now);
         self.pump(now);
         r
@@ -1184,10 +1206,16 @@ impl Server {
                     protocol,
                     request,
                     ..
-                } => self.on_open(sid, protocol, *request, now),
+                } => {
+                    self.traffic.sessions_opened = self.traffic.sessions_opened.wrapping_add(1);
+                    self.on_open(sid, protocol, *request, now)
+                }
                 engine::Event::Message { sid, message } => self.on_message(sid, message, now),
                 engine::Event::Upgrade { .. } => {}
-                engine::Event::Close { sid, reason } => self.on_close(sid, reason, now),
+                engine::Event::Close { sid, reason } => {
+                    self.traffic.sessions_closed = self.traffic.sessions_closed.wrapping_add(1);
+                    self.on_close(sid, reason, now)
+                }
             }
         }
         self.rearm_recovery();
