@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | server → UI | `session` | the session id issued after a password login (the UI reconnects with it as `auth.sessionId`) |
 //! | server → UI | `config` | `{ supportedFeatures }`: the commands `EMIT`, `JOIN`, `LEAVE`, `DISCONNECT`, `MJOIN`, `MLEAVE`, `MDISCONNECT` (none when read-only), then `AGGREGATED_EVENTS` always and `ALL_EVENTS` in development mode (the dashboard tells the modes apart by it) |
-//! | server → UI | `server_stats` | every `stats_interval` (2 s): `{ serverId, hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents, namespaces }`; broadcast through the adapter, so each node of a cluster reports to every dashboard |
+//! | server → UI | `server_stats` | every `stats_interval` (2 s): `{ serverId, hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents, namespaces }`; broadcast through the adapter, so each node of a cluster reports to every dashboard. `aggregatedEvents` is this node's traffic since its previous report ([`Io::traffic`]): `{ timestamp, type, count }` for `rawConnection` and `rawDisconnection` (Engine.IO sessions), `packetsIn`, `packetsOut`, `bytesIn` and `bytesOut`, which the dashboard's charts add up (without the close reason the reference gives `rawDisconnection` as `subType`; the stats sent to a dashboard as it connects carry none) |
 //! | server → UI | `all_sockets` | on connect (development mode): every socket of every namespace, on every node |
 //! | server → UI | `socket_connected` | `socket, date` (development mode) |
 //! | server → UI | `socket_updated` | `{ id, nsp, transport: "websocket" }` when a socket that opened over polling upgrades (development mode) |
@@ -214,6 +214,8 @@ struct Admin<R: Runtime> {
     namespaces: Mutex<BTreeSet<String>>,
     /// Sockets of this node that opened over polling and upgraded to WebSocket since.
     upgraded: Mutex<HashSet<String>>,
+    /// The traffic totals at the last `server_stats`, for the next one's `aggregatedEvents`.
+    traffic: Mutex<Option<volley::Traffic>>,
 }
 
 impl<R: Runtime> Admin<R> {
@@ -253,7 +255,41 @@ impl<R: Runtime> Admin<R> {
         names
     }
 
-    async fn stats(&self) -> Value {
+    /// The traffic since the last call as the reference's `aggregatedEvents`: one entry per
+    /// kind that moved, stamped with the current second (the dashboard bins them by 10 s).
+    async fn aggregated_events(&self) -> Vec<Value> {
+        let now = self.io.traffic().await;
+        let before = self
+            .traffic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(now);
+        let Some(before) = before else {
+            return Vec::new();
+        };
+        let ms = millis(SystemTime::now());
+        let timestamp = ms - ms % 1000;
+        [
+            ("rawConnection", now.sessions_opened, before.sessions_opened),
+            (
+                "rawDisconnection",
+                now.sessions_closed,
+                before.sessions_closed,
+            ),
+            ("packetsIn", now.packets_received, before.packets_received),
+            ("packetsOut", now.packets_sent, before.packets_sent),
+            ("bytesIn", now.bytes_received, before.bytes_received),
+            ("bytesOut", now.bytes_sent, before.bytes_sent),
+        ]
+        .into_iter()
+        .filter_map(|(kind, now, before)| {
+            let count = now.wrapping_sub(before);
+            (count > 0).then(|| json!({ "timestamp": timestamp, "type": kind, "count": count }))
+        })
+        .collect()
+    }
+
+    async fn stats(&self, aggregated_events: Vec<Value>) -> Value {
         let mut namespaces = Vec::new();
         for name in self.namespace_names() {
             let count = self.io.of(&name).local().fetch_sockets().await.len();
@@ -265,8 +301,8 @@ impl<R: Runtime> Admin<R> {
             "pid": std::process::id(),
             "uptime": self.started.elapsed().as_secs_f64(),
             "clientsCount": self.io.client_count().await,
-            "pollingClientsCount": 0,
-            "aggregatedEvents": [],
+            "pollingClientsCount": self.io.polling_client_count().await,
+            "aggregatedEvents": aggregated_events,
             "namespaces": namespaces,
         })
     }
@@ -558,6 +594,7 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
         started: Instant::now(),
         namespaces: Mutex::new(BTreeSet::new()),
         upgraded: Mutex::new(HashSet::new()),
+        traffic: Mutex::new(None),
     });
     let ns = admin.admin_ns();
 
@@ -694,7 +731,7 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
                 "config",
                 &json!({ "supportedFeatures": features(&admin.options) }),
             );
-            let _ = socket.emit("server_stats", &admin.stats().await);
+            let _ = socket.emit("server_stats", &admin.stats(Vec::new()).await);
             if admin.options.mode == Mode::Development {
                 let _ = socket.emit("all_sockets", &admin.all_sockets().await);
             }
@@ -715,7 +752,8 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
     runtime.clone().spawn(async move {
         let admin = a;
         loop {
-            let stats = admin.stats().await;
+            let aggregated = admin.aggregated_events().await;
+            let stats = admin.stats(aggregated).await;
             let _ = admin.admin_ns().emit("server_stats", &stats);
             let stop = admin.io.driver().stopping();
             let tick = runtime.sleep(admin.options.stats_interval);

@@ -313,6 +313,76 @@ fn rooms_events_and_data_reach_the_dashboard() {
     });
 }
 
+/// The sum of the `aggregatedEvents` counts of type `kind` in `stats`.
+fn aggregated(stats: &[&Vec<Value>], kind: &str) -> u64 {
+    stats
+        .iter()
+        .flat_map(|args| args[0]["aggregatedEvents"].as_array().unwrap().iter())
+        .filter(|e| e["type"] == kind)
+        .map(|e| {
+            let ts = e["timestamp"].as_u64().unwrap();
+            assert_eq!(ts % 1000, 0, "{e}");
+            e["count"].as_u64().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn the_charts_count_connections_packets_and_bytes() {
+    let (rt, io) = server(Options {
+        mode: Mode::Production,
+        ..Options::no_auth()
+    });
+    io.ns("/").on(
+        "echo",
+        |s: volley::Socket, volley::Data(n): volley::Data<i64>| async move {
+            let _ = s.emit("echoed", &n);
+        },
+    );
+    rt.block_on(async {
+        let mut ui = TestClient::connect(&io, "/admin", None).await.unwrap();
+        let got = drain(&rt, &mut ui).await;
+        // The stats a dashboard gets as it connects carry no events.
+        assert_eq!(
+            find(&got, "server_stats")[0][0]["aggregatedEvents"],
+            json!([])
+        );
+        // Past the next report: what follows is in the one after.
+        rt.sleep(Duration::from_secs(2)).await;
+        drain(&rt, &mut ui).await;
+        let before = io.traffic().await;
+
+        let mut a = TestClient::connect(&io, "/", None).await.unwrap();
+        let b = TestClient::connect(&io, "/", None).await.unwrap();
+        a.emit("echo", &1);
+        a.emit("echo", &2);
+        assert_eq!(drain(&rt, &mut a).await.len(), 2);
+        b.close();
+        rt.sleep(Duration::from_secs(2)).await;
+        let got = drain(&rt, &mut ui).await;
+        let after = io.traffic().await;
+        let stats = find(&got, "server_stats");
+        assert_eq!(stats.len(), 1, "{got:?}");
+        assert_eq!(aggregated(&stats, "rawConnection"), 2);
+        assert_eq!(aggregated(&stats, "rawDisconnection"), 1);
+        // Nothing came in since the report: it counted all that did.
+        assert_eq!(
+            aggregated(&stats, "packetsIn"),
+            after.packets_received - before.packets_received
+        );
+        assert_eq!(
+            aggregated(&stats, "bytesIn"),
+            after.bytes_received - before.bytes_received
+        );
+        // Two CONNECTs and two events at least, over WebSocket.
+        assert!(aggregated(&stats, "packetsIn") >= 4, "{got:?}");
+        // Two handshakes, two CONNECT answers, two echoes, and the stats to the UI.
+        assert!(aggregated(&stats, "packetsOut") >= 6, "{got:?}");
+        assert!(aggregated(&stats, "bytesOut") > aggregated(&stats, "bytesIn"));
+        assert_eq!(stats[0][0]["pollingClientsCount"], 0);
+    });
+}
+
 #[test]
 fn read_only_and_production_modes() {
     let (rt, io) = server(Options {

@@ -137,6 +137,24 @@ async fn the_official_client_speaks_the_admin_protocol() {
     );
     assert_eq!(seen["userReason"], "io server disconnect");
     assert_eq!(seen["sessionLogin"], true);
+    let events = seen["statsWithEvents"]["aggregatedEvents"]
+        .as_array()
+        .unwrap();
+    let kinds: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in [
+        "rawConnection",
+        "packetsIn",
+        "packetsOut",
+        "bytesIn",
+        "bytesOut",
+    ] {
+        assert!(kinds.contains(kind), "{events:?}");
+    }
+    for e in events {
+        assert!(e["count"].as_u64().unwrap() > 0, "{e}");
+        assert_eq!(e["timestamp"].as_u64().unwrap() % 1000, 0, "{e}");
+    }
 
     io.close().await;
     server.abort();

@@ -73,6 +73,20 @@ try {
   out.disconnected = await gone;
   [out.userReason] = await userGone;
 
+  // The periodic stats carry the traffic since the previous ones, for the charts.
+  const withEvents = new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("no aggregatedEvents in 7000 ms")), 7000);
+    const check = (stats) => {
+      if (stats.aggregatedEvents?.some((e) => e.type === "rawConnection")) {
+        clearTimeout(t);
+        admin.off("server_stats", check);
+        resolve(stats);
+      }
+    };
+    admin.on("server_stats", check);
+  });
+  out.statsWithEvents = await withEvents;
+
   // The session id logs in alone.
   const again = io(`${url}/admin`, { ...opts, auth: { sessionId: out.session } });
   await once(again, "connect");
