@@ -396,6 +396,7 @@ impl Builder {
     /// Starts the machine on `runtime`. Serve connections with the runtime crate's `listen`
     /// or [`Io::driver`].
     pub fn build<R: Runtime>(self, runtime: R) -> Io<R> {
+        crate::metrics::server_built();
         let seed = self.seed.unwrap_or_else(os_seed);
         let engine = match self.ids {
             Some(ids) => Engine::with_id_generator(self.sio.engine.clone(), ids),
