@@ -13,7 +13,7 @@
 //! | server → UI | `socket_connected` | `socket, date` (development mode) |
 //! | server → UI | `socket_updated` | `{ id, nsp, transport: "websocket" }` when a socket that opened over polling upgrades (development mode) |
 //! | server → UI | `socket_disconnected` | `nsp, id, reason, date` (development mode) |
-//! | server → UI | `room_joined`, `room_left` | `nsp, room, id, date` for every join and leave on this node ([`Io::on_room_membership`]), but the join of a socket's own room, which `socket_connected` lists (development mode) |
+//! | server → UI | `room_joined`, `room_left` | `nsp, room, id, date` for every join and leave on this node ([`Io::on_room_membership`]), but the join of a socket's own room, which `socket_connected` lists; a socket's reports are held until its `socket_connected` went out (development mode) |
 //! | server → UI | `event_received`, `event_sent` | `nsp, id, [event, ...args], date` for the events of every namespace but the admin one (development mode) |
 //! | UI → server | `emit` | `nsp, filter, event, ...args`: emit to the namespace, or to room `filter` in it |
 //! | UI → server | `join`, `leave` | `nsp, room, filter`: make the sockets (of room `filter`) join or leave `room` |
@@ -38,14 +38,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use volley::runtime::Runtime;
-use volley::{ConnectError, DisconnectReason, Io, Namespace, Payload, Socket};
+use volley::{ConnectError, DisconnectReason, Io, Namespace, Payload, Socket, SocketId};
 
 /// How the dashboard logs in.
 #[derive(Clone)]
@@ -216,6 +216,19 @@ struct Admin<R: Runtime> {
     upgraded: Mutex<HashSet<String>>,
     /// The traffic totals at the last `server_stats`, for the next one's `aggregatedEvents`.
     traffic: Mutex<Option<volley::Traffic>>,
+    /// Which sockets the dashboards were told of, and the room reports held back for the
+    /// others until they are.
+    announced: Mutex<Announced>,
+}
+
+/// The connection handlers of a socket can join rooms before the connection middleware that
+/// announces the socket sees it accepted (they run on the machine's task, the middleware on
+/// the socket's), while the dashboard files a `room_joined` under a socket it knows only.
+/// So a socket's room reports wait for its `socket_connected`.
+#[derive(Default)]
+struct Announced {
+    sockets: HashSet<SocketId>,
+    held: HashMap<SocketId, Vec<(&'static str, Vec<Value>)>>,
 }
 
 impl<R: Runtime> Admin<R> {
@@ -231,6 +244,45 @@ impl<R: Runtime> Admin<R> {
         self.namespaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_announced(&self) -> std::sync::MutexGuard<'_, Announced> {
+        self.announced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `socket_connected` for `socket`, then the room reports held for it, under the
+    /// lock that orders them with the ones still coming.
+    fn announce(&self, socket: &Socket) {
+        let mut announced = self.lock_announced();
+        self.tell(
+            "socket_connected",
+            &[serialize_socket(socket), now_date().into()],
+        );
+        announced.sockets.insert(socket.id());
+        for (event, args) in announced.held.remove(&socket.id()).unwrap_or_default() {
+            self.tell(event, &args);
+        }
+    }
+
+    /// Sends a room report of `socket`, or holds it until the socket is announced. The leave
+    /// of its own room is its last: the socket is forgotten then.
+    fn room_report(&self, socket: SocketId, event: &'static str, args: Vec<Value>, last: bool) {
+        let mut announced = self.lock_announced();
+        if announced.sockets.contains(&socket) {
+            self.tell(event, &args);
+        } else if !last {
+            announced
+                .held
+                .entry(socket)
+                .or_default()
+                .push((event, args));
+        }
+        if last {
+            announced.sockets.remove(&socket);
+            announced.held.remove(&socket);
+        }
     }
 
     fn lock_upgraded(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -595,6 +647,7 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
         namespaces: Mutex::new(BTreeSet::new()),
         upgraded: Mutex::new(HashSet::new()),
         traffic: Mutex::new(None),
+        announced: Mutex::new(Announced::default()),
     });
     let ns = admin.admin_ns();
 
@@ -655,6 +708,9 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
                         async move {
                             let id = s.id().to_string();
                             admin.lock_upgraded().remove(&id);
+                            // Reports held for a socket that leaves unannounced. (An
+                            // announced one is forgotten at the leave of its own room.)
+                            admin.lock_announced().held.remove(&s.id());
                             admin.tell(
                                 "socket_disconnected",
                                 &[
@@ -680,10 +736,7 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
                     if let Some(socket) = watched.socket() {
                         announced = true;
                         if development {
-                            admin.tell(
-                                "socket_connected",
-                                &[serialize_socket(socket), now_date().into()],
-                            );
+                            admin.announce(socket);
                             watch_upgrade(&admin, socket);
                         }
                     }
@@ -697,10 +750,11 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
     if options.mode == Mode::Development {
         let a = admin.clone();
         io.on_room_membership(move |nsp, change| {
-            // A socket's own room: the dashboard learns it from `socket_connected`, and the
-            // reference's report of it comes before that, when the dashboard only logs it.
-            // Its leave is reported, as the dashboard drops the room on `room_left` only.
-            if change.joined && change.room.as_str() == change.socket.as_str() {
+            let own = change.room.as_str() == change.socket.as_str();
+            // A socket's own room: the dashboard learns it from `socket_connected` (the
+            // reference reports its join before that, when the dashboard only logs it). Its
+            // leave is reported, as the dashboard drops a room on `room_left` only.
+            if change.joined && own {
                 return;
             }
             let event = if change.joined {
@@ -708,15 +762,13 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
             } else {
                 "room_left"
             };
-            a.tell(
-                event,
-                &[
-                    nsp.into(),
-                    change.room.as_str().into(),
-                    change.socket.to_string().into(),
-                    now_date().into(),
-                ],
-            );
+            let args = vec![
+                nsp.into(),
+                change.room.as_str().into(),
+                change.socket.to_string().into(),
+                now_date().into(),
+            ];
+            a.room_report(change.socket, event, args, !change.joined && own);
         });
     }
 

@@ -1,8 +1,11 @@
 //! The official `socket.io-client` (4.8, pinned in `tests/node/package-lock.json`) speaking
 //! the Admin UI protocol, as the dashboard does, to an instrumented Volley server on tokio
 //! over TCP: a refused and an accepted password login, `session`, `config`, `server_stats`,
-//! `all_sockets`, `socket_connected`, a `_disconnect` command filtered on a socket's room
-//! with its `socket_disconnected`, and a login with the session id.
+//! `all_sockets`, `socket_connected` followed by the `room_joined` of the room the socket's
+//! connection handler joins, `join`/`leave` commands with their `room_joined`/`room_left`,
+//! an `event_received`, a polling client's upgrade (`socket_updated`), the charts'
+//! `aggregatedEvents`, a `_disconnect` command filtered on a socket's room with its
+//! `socket_disconnected`, and a login with the session id.
 //!
 //! Node (20 or later) is required: without it this test fails. The pinned packages are
 //! installed with `npm ci` when `node_modules` is missing or older than the lockfile.
@@ -59,7 +62,8 @@ async fn the_official_client_speaks_the_admin_protocol() {
     ensure_node();
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let io = volley::builder().build(TokioRuntime::current());
-    io.ns("/");
+    io.ns("/")
+        .on_connection(|s: volley::Socket| async move { s.join("lobby") });
     let options = Options {
         server_id: Some("volley-1".to_owned()),
         ..Options::basic("admin", &hash)
@@ -128,6 +132,11 @@ async fn the_official_client_speaks_the_admin_protocol() {
     assert_eq!(seen["eventReceived"][1], other);
     assert_eq!(seen["eventReceived"][2], json!(["hello", 1, "two"]));
     // Opened over polling, then upgraded.
+    // The dashboard hears of the socket before the room its connection handler joins.
+    assert_eq!(
+        seen["sequence"],
+        json!([["socket_connected", other], ["room_joined", "lobby"]])
+    );
     let upgrading = seen["upgradingId"].as_str().unwrap();
     assert_eq!(seen["pollingConnected"]["id"], upgrading);
     assert_eq!(seen["pollingConnected"]["transport"], "polling");

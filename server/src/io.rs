@@ -598,8 +598,9 @@ impl<R: Runtime> Io<R> {
     /// Calls `listener` with the namespace and the change every time a socket of this node
     /// joins or leaves a room, in the order they happen: what the reference's in-memory
     /// adapter announces as `join-room` and `leave-room` (the Admin UI's `room_joined` and
-    /// `room_left` come from here). A socket joins its own room (named by its id) when it
-    /// connects and leaves every room when it disconnects, and those are reported too; joins
+    /// `room_left` come from here). A socket joins its own room (named by its id) first, when
+    /// it connects, and leaves every room when it disconnects, its own room last; those are
+    /// reported too; joins
     /// and leaves that change nothing (a room joined twice) are not. Only changes after the
     /// first listener is registered are reported.
     ///

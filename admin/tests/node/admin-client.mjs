@@ -15,6 +15,20 @@ const once = (socket, event, ms = 5000) =>
     });
   });
 
+// The first `event` whose arguments `pred` accepts.
+const onceWhere = (socket, event, pred, ms = 5000) =>
+  new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no matching ${event} in ${ms} ms`)), ms);
+    const check = (...args) => {
+      if (pred(...args)) {
+        clearTimeout(t);
+        socket.off(event, check);
+        resolve(args);
+      }
+    };
+    socket.on(event, check);
+  });
+
 const out = {};
 let upgrading;
 try {
@@ -38,18 +52,27 @@ try {
   [out.stats] = await stats;
   [out.allSockets] = await all;
 
-  // A new socket shows up.
+  // A new socket shows up, then the room its connection handler joins.
+  const sequence = [];
+  const record = (event, ...args) => sequence.push([event, ...args.slice(0, 3)]);
+  admin.onAny(record);
+  const lobby = onceWhere(admin, "room_joined", (_nsp, room) => room === "lobby");
   const connected = once(admin, "socket_connected");
   const other = io(url, opts);
   // The dashboard may hear of the socket before the socket hears its CONNECT reply.
   [[out.connected]] = await Promise.all([connected, once(other, "connect")]);
   out.otherId = other.id;
+  await lobby;
+  admin.offAny(record);
+  out.sequence = sequence
+    .filter(([event]) => event !== "server_stats")
+    .map(([event, a, b]) => (event === "socket_connected" ? [event, a.id] : [event, b]));
 
   // Rooms joined and left from the dashboard are reported with their socket.
-  const joined = once(admin, "room_joined");
+  const joined = onceWhere(admin, "room_joined", (_nsp, room) => room === "team");
   admin.emit("join", "/", "team", other.id);
   out.roomJoined = await joined;
-  const left = once(admin, "room_left");
+  const left = onceWhere(admin, "room_left", (_nsp, room) => room === "team");
   admin.emit("leave", "/", "team", other.id);
   out.roomLeft = await left;
 

@@ -256,7 +256,10 @@ impl Namespaces {
             }
             None => Vec::new(),
         };
-        for room in &rooms {
+        // Its own room last: the last change of a socket is the leave of its own room.
+        let own = Room::from(socket);
+        let others = rooms.iter().filter(|r| **r != own);
+        for room in others.chain(rooms.iter().filter(|r| **r == own)) {
             record(&mut self.memberships, &member.nsp, socket, room, false);
         }
         Some((member.sid, member.nsp, rooms))
@@ -437,7 +440,8 @@ impl Namespaces {
 
     /// Starts (or stops) recording every join and leave of every namespace, for
     /// [`take_membership_changes`](Namespaces::take_membership_changes). Memberships that
-    /// exist when tracking starts are not reported.
+    /// exist when tracking starts are not reported. A socket's own room is the first it joins
+    /// and the last it leaves.
     pub fn track_memberships(&mut self, on: bool) {
         match (on, self.memberships.is_some()) {
             (true, false) => self.memberships = Some(Vec::new()),
@@ -499,7 +503,8 @@ mod tests {
         // Already a member: nothing changes, nothing is recorded.
         ns.join(sock(1), a.clone());
         ns.leave(sock(0), &Room::new("never-joined"));
-        let b = Room::new("b");
+        // Sorts after the socket ids: the own room still goes last on disconnect.
+        let b = Room::new("x");
         ns.sockets_join("/", &BroadcastOptions::default(), std::slice::from_ref(&b));
         ns.leave(sock(0), &b);
         assert_eq!(
