@@ -79,9 +79,10 @@ impl fmt::Debug for Auth {
 /// What the dashboard receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Every socket and its events (the reference's default).
+    /// Every socket and its events (the reference's default): one admin emit per connect,
+    /// disconnect, room change and event in or out.
     Development,
-    /// Server stats only: no per-socket events, which cost one admin emit per connect.
+    /// Server stats and their charts only: no socket list and no per-socket reports.
     Production,
 }
 
