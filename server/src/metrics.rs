@@ -38,12 +38,13 @@
 //! # Cost
 //!
 //! The `counter!`/`histogram!` macros look their series up in the recorder on every call
-//! (build the key, hash it, take the registry's lock, clone the handle). The series below
-//! with a fixed set of labels are looked up once instead, and their handles kept per thread,
-//! for the recorder in force there: a handle is registered again when that recorder changes
-//! (another local recorder, or the global one installed) or a server is built. Series
-//! labelled by namespace are looked up per call, with the label taken from the namespace's
-//! shared name where there is one rather than copied.
+//! (build the key, hash it, take the registry's lock, clone the handle). The series this
+//! module counts with a fixed set of labels are looked up once instead, and their handles
+//! kept per thread, for the recorder in force there: a handle is registered again when that
+//! recorder changes (another local recorder, or the global one installed) or a server is
+//! built. Series labelled by namespace are looked up per call, with the label taken from the
+//! namespace's shared name where there is one rather than copied. The driver's transport
+//! series (`driver/metrics.rs`) still go through the macros.
 
 use std::cell::RefCell;
 use std::sync::Arc;
