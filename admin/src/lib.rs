@@ -11,7 +11,7 @@
 //! | server → UI | `server_stats` | every `stats_interval` (2 s): `{ serverId, hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents, namespaces }`; broadcast through the adapter, so each node of a cluster reports to every dashboard. `aggregatedEvents` is this node's traffic since its previous report ([`Io::traffic`]): `{ timestamp, type, count }` for `rawConnection` and `rawDisconnection` (Engine.IO sessions), `packetsIn`, `packetsOut`, `bytesIn` and `bytesOut`, which the dashboard's charts add up (without the close reason the reference gives `rawDisconnection` as `subType`; the stats sent to a dashboard as it connects carry none) |
 //! | server → UI | `all_sockets` | on connect (development mode): every socket of every namespace, on every node |
 //! | server → UI | `socket_connected` | `socket, date` (development mode) |
-//! | server → UI | `socket_updated` | `{ id, nsp, transport: "websocket" }` when a socket that opened over polling upgrades (development mode) |
+//! | server → UI | `socket_updated` | `{ id, nsp, transport: "websocket" }` when a socket that opened over polling upgrades, `{ id, nsp, data }` when its data changes (see below) (development mode) |
 //! | server → UI | `socket_disconnected` | `nsp, id, reason, date` (development mode) |
 //! | server → UI | `room_joined`, `room_left` | `nsp, room, id, date` for every join and leave on this node ([`Io::on_room_membership`]), but the join of a socket's own room, which `socket_connected` lists; a socket's reports are held until its `socket_connected` went out (development mode) |
 //! | server → UI | `event_received`, `event_sent` | `nsp, id, [event, ...args], date` for the events of every namespace but the admin one (development mode) |
@@ -25,11 +25,13 @@
 //! as the reference's.
 //!
 //! A socket's `data` is the `serde_json::Value` stored in its [`Socket::data`] (`{}` when
-//! there is none), as for the sockets of other nodes. Unlike the reference, which wraps
-//! `socket.data` in a proxy, Volley's data is a typed map without a setter to watch: a
-//! change of it is seen by the next `all_sockets` (a dashboard's reconnect), not announced
-//! with `socket_updated`. The transport shown for a socket of another node is the one it
-//! opened its session with.
+//! there is none), as for the sockets of other nodes. Where the reference wraps
+//! `socket.data` in a proxy that reports every property set, Volley watches the data map
+//! ([`Extensions::watch`](volley::Extensions::watch)): storing that `Value`
+//! (`socket.data().insert(json!(...))`), changing it in place (`data().with::<Value, _>`) or
+//! removing it sends `socket_updated` with the new data, once the socket was announced
+//! (what its connection middleware stored is in `socket_connected`). The transport shown
+//! for a socket of another node is the one it opened its session with.
 //!
 //! ```rust,ignore
 //! volley_admin::instrument(&io, volley_admin::Options::basic("admin", BCRYPT_HASH))?;
@@ -610,6 +612,22 @@ fn event_args(event: &str, payload: &Payload) -> Value {
     Value::Array(args)
 }
 
+/// `socket_updated` with the socket's data when the `serde_json::Value` in it is stored,
+/// changed in place (`with`) or removed: what the dashboard shows as the data, and what the
+/// reference reports when a property of `socket.data` is set.
+fn watch_data<R: Runtime>(admin: &Arc<Admin<R>>, socket: &Socket) {
+    let (id, nsp) = (socket.id().to_string(), socket.ns().to_owned());
+    let a = admin.clone();
+    socket.data().watch(move |data, type_id| {
+        if type_id == std::any::TypeId::of::<Value>() {
+            a.tell(
+                "socket_updated",
+                &[json!({ "id": id, "nsp": nsp, "data": data_json(data) })],
+            );
+        }
+    });
+}
+
 /// For a socket that opened over polling: `socket_updated` with its new transport when it
 /// upgrades to WebSocket (the reference's `socket.conn.on("upgrade")`).
 fn watch_upgrade<R: Runtime>(admin: &Arc<Admin<R>>, socket: &Socket) {
@@ -739,6 +757,7 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
                         if development {
                             admin.announce(socket);
                             watch_upgrade(&admin, socket);
+                            watch_data(&admin, socket);
                         }
                     }
                 }

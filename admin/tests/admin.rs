@@ -260,8 +260,11 @@ fn rooms_events_and_data_reach_the_dashboard() {
         let got = drain(&rt, &mut ui).await;
         // The socket's own room is listed in `socket_connected`, not reported as a join; the
         // room its connection handler joins comes after it, so the dashboard can place it.
+        // The connection handler ran before the middleware saw the socket accepted: the
+        // data it stored is in `socket_connected`, the room it joined follows it.
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["socket_connected", "room_joined"], "{got:?}");
+        assert_eq!(got[0].1[0]["data"], json!({"user": "ann"}));
         assert_eq!(got[1].1[..3], [json!("/"), json!("lobby"), json!(id)]);
         let _: bool = user.emit_with_ack("join", &"news").await.unwrap();
         let got = drain(&rt, &mut ui).await;
@@ -292,12 +295,32 @@ fn rooms_events_and_data_reach_the_dashboard() {
         assert_eq!(sent[0][..3], [json!("/"), json!(id), json!(["echoed", 7])]);
         let _ = drain(&rt, &mut user).await;
 
+        // Data stored, changed in place, removed: each is reported with the data now.
+        io.of("/").on(
+            "rename",
+            |s: volley::Socket, volley::Data(name): volley::Data<String>| async move {
+                s.data().with(|v: &mut Value| v["user"] = json!(name));
+                true
+            },
+        );
+        let _: bool = user.emit_with_ack("rename", &"bob").await.unwrap();
+        let got = drain(&rt, &mut ui).await;
+        let updated = find(&got, "socket_updated");
+        assert_eq!(
+            updated,
+            [&vec![
+                json!({"id": id, "nsp": "/", "data": {"user": "bob"}})
+            ]],
+            "{got:?}"
+        );
+        let _ = drain(&rt, &mut user).await;
+
         // A new dashboard sees the data and rooms in the list.
         let mut late = TestClient::connect(&io, "/admin", None).await.unwrap();
         let got = drain(&rt, &mut late).await;
         let all = find(&got, "all_sockets")[0][0].as_array().unwrap().clone();
         let mine = all.iter().find(|s| s["id"] == json!(id)).unwrap();
-        assert_eq!(mine["data"], json!({"user": "ann"}));
+        assert_eq!(mine["data"], json!({"user": "bob"}));
         let mut rooms: Vec<String> = serde_json::from_value(mine["rooms"].clone()).unwrap();
         rooms.sort();
         let mut want = vec![id.clone(), "lobby".to_owned(), "vip".to_owned()];

@@ -3,9 +3,9 @@
 //! over TCP: a refused and an accepted password login, `session`, `config`, `server_stats`,
 //! `all_sockets`, `socket_connected` followed by the `room_joined` of the room the socket's
 //! connection handler joins, `join`/`leave` commands with their `room_joined`/`room_left`,
-//! an `event_received`, a polling client's upgrade (`socket_updated`), the charts'
-//! `aggregatedEvents`, a `_disconnect` command filtered on a socket's room with its
-//! `socket_disconnected`, and a login with the session id.
+//! an `event_received`, a data change and a polling client's upgrade (`socket_updated`),
+//! the charts' `aggregatedEvents`, a `_disconnect` command filtered on a socket's room with
+//! its `socket_disconnected`, and a login with the session id.
 //!
 //! Node (20 or later) is required: without it this test fails. The pinned packages are
 //! installed with `npm ci` when `node_modules` is missing or older than the lockfile.
@@ -63,7 +63,13 @@ async fn the_official_client_speaks_the_admin_protocol() {
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let io = volley::builder().build(TokioRuntime::current());
     io.ns("/")
-        .on_connection(|s: volley::Socket| async move { s.join("lobby") });
+        .on_connection(|s: volley::Socket| async move { s.join("lobby") })
+        .on(
+            "rename",
+            |s: volley::Socket, volley::Data(name): volley::Data<String>| async move {
+                s.data().insert(json!({ "name": name }));
+            },
+        );
     let options = Options {
         server_id: Some("volley-1".to_owned()),
         ..Options::basic("admin", &hash)
@@ -131,6 +137,10 @@ async fn the_official_client_speaks_the_admin_protocol() {
     assert_eq!(seen["eventReceived"][0], "/");
     assert_eq!(seen["eventReceived"][1], other);
     assert_eq!(seen["eventReceived"][2], json!(["hello", 1, "two"]));
+    assert_eq!(
+        seen["dataUpdated"],
+        json!({"id": other, "nsp": "/", "data": {"name": "zoe"}})
+    );
     // Opened over polling, then upgraded.
     // The dashboard hears of the socket before the room its connection handler joins.
     assert_eq!(

@@ -81,9 +81,14 @@ try {
   other.emit("hello", 1, "two");
   out.eventReceived = await received;
 
+  // Data the server stores for the socket: `socket_updated` with the data.
+  const dataUpdated = onceWhere(admin, "socket_updated", (u) => u.data !== undefined);
+  other.emit("rename", "zoe");
+  [out.dataUpdated] = await dataUpdated;
+
   // A client that opens over polling and upgrades: `socket_updated` with the new transport.
   const pollingConnected = once(admin, "socket_connected");
-  const updated = once(admin, "socket_updated");
+  const updated = onceWhere(admin, "socket_updated", (u) => u.transport !== undefined);
   upgrading = io(url, { ...opts, transports: ["polling", "websocket"] });
   [[out.pollingConnected]] = await Promise.all([pollingConnected, once(upgrading, "connect")]);
   out.upgradingId = upgrading.id;
