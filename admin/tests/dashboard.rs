@@ -106,6 +106,7 @@ async fn the_dashboard_logs_in_lists_and_disconnects_a_socket() {
     assert_eq!(seen["socketListed"], true);
     assert_eq!(seen["userReason"], "io server disconnect");
     assert_eq!(seen["rowRemoved"], true);
+    assert_eq!(seen["roomsRemoved"], true);
     assert_eq!(seen["pageErrors"], serde_json::json!([]));
 
     // The server's side: the user's socket is gone from `/`.

@@ -1,13 +1,16 @@
 //! The official `socket.io-client` (4.8, pinned in `tests/node/package-lock.json`) speaking
 //! the Admin UI protocol, as the dashboard does, to an instrumented Volley server on tokio
 //! over TCP: a refused and an accepted password login, `session`, `config`, `server_stats`,
-//! `all_sockets`, `socket_connected`, a `_disconnect` command filtered on a socket's room
-//! with its `socket_disconnected`, and a login with the session id.
+//! `all_sockets`, `socket_connected` followed by the `room_joined` of the room the socket's
+//! connection handler joins, `join`/`leave` commands with their `room_joined`/`room_left`,
+//! an `event_received`, a data change and a polling client's upgrade (`socket_updated`),
+//! the charts' `aggregatedEvents`, a `_disconnect` command filtered on a socket's room with
+//! its `socket_disconnected`, and a login with the session id.
 //!
 //! Node (20 or later) is required: without it this test fails. The pinned packages are
 //! installed with `npm ci` when `node_modules` is missing or older than the lockfile.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -59,7 +62,14 @@ async fn the_official_client_speaks_the_admin_protocol() {
     ensure_node();
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     let io = volley::builder().build(TokioRuntime::current());
-    io.ns("/");
+    io.ns("/")
+        .on_connection(|s: volley::Socket| async move { s.join("lobby") })
+        .on(
+            "rename",
+            |s: volley::Socket, volley::Data(name): volley::Data<String>| async move {
+                s.data().insert(json!({ "name": name }));
+            },
+        );
     let options = Options {
         server_id: Some("volley-1".to_owned()),
         ..Options::basic("admin", &hash)
@@ -93,7 +103,7 @@ async fn the_official_client_speaks_the_admin_protocol() {
     assert_eq!(seen["session"].as_str().map(str::len), Some(16));
     assert_eq!(
         seen["config"]["supportedFeatures"].as_array().map(Vec::len),
-        Some(7)
+        Some(9)
     );
     assert_eq!(seen["stats"]["serverId"], "volley-1");
     assert_eq!(seen["stats"]["pid"], std::process::id());
@@ -107,12 +117,63 @@ async fn the_official_client_speaks_the_admin_protocol() {
     assert!(listed.contains(&user), "{listed:?}");
     assert_eq!(seen["connected"]["id"], seen["otherId"]);
     assert_eq!(seen["connected"]["nsp"], "/");
+    let other = seen["otherId"].as_str().unwrap();
     assert_eq!(
-        seen["disconnected"],
-        serde_json::json!(["/", user, "server namespace disconnect"])
+        seen["disconnected"].as_array().unwrap()[..3],
+        json!(["/", user, "server namespace disconnect"])
+            .as_array()
+            .unwrap()[..]
+    );
+    assert!(seen["disconnected"][3].is_string(), "{seen}");
+    assert_eq!(
+        seen["roomJoined"].as_array().unwrap()[..3],
+        json!(["/", "team", other]).as_array().unwrap()[..]
+    );
+    assert!(seen["roomJoined"][3].is_string(), "{seen}");
+    assert_eq!(
+        seen["roomLeft"].as_array().unwrap()[..3],
+        json!(["/", "team", other]).as_array().unwrap()[..]
+    );
+    assert_eq!(seen["eventReceived"][0], "/");
+    assert_eq!(seen["eventReceived"][1], other);
+    assert_eq!(seen["eventReceived"][2], json!(["hello", 1, "two"]));
+    assert_eq!(
+        seen["dataUpdated"],
+        json!({"id": other, "nsp": "/", "data": {"name": "zoe"}})
+    );
+    // Opened over polling, then upgraded.
+    // The dashboard hears of the socket before the room its connection handler joins.
+    assert_eq!(
+        seen["sequence"],
+        json!([["socket_connected", other], ["room_joined", "lobby"]])
+    );
+    let upgrading = seen["upgradingId"].as_str().unwrap();
+    assert_eq!(seen["pollingConnected"]["id"], upgrading);
+    assert_eq!(seen["pollingConnected"]["transport"], "polling");
+    assert_eq!(
+        seen["updated"],
+        json!({"id": upgrading, "nsp": "/", "transport": "websocket"})
     );
     assert_eq!(seen["userReason"], "io server disconnect");
     assert_eq!(seen["sessionLogin"], true);
+    let events = seen["statsWithEvents"]["aggregatedEvents"]
+        .as_array()
+        .unwrap();
+    let kinds: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in [
+        "rawConnection",
+        "packetsIn",
+        "packetsOut",
+        "bytesIn",
+        "bytesOut",
+    ] {
+        assert!(kinds.contains(kind), "{events:?}");
+    }
+    for e in events {
+        assert!(e["count"].as_u64().unwrap() > 0, "{e}");
+        assert_eq!(e["timestamp"].as_u64().unwrap() % 1000, 0, "{e}");
+    }
 
     io.close().await;
     server.abort();

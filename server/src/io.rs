@@ -20,7 +20,9 @@ use std::time::Duration;
 use volley_core::NodeId;
 use volley_core::engine::{Engine, OverflowPolicy, Transports};
 use volley_core::rng::{ChaCha20Rng, IdGenerator};
-use volley_core::socketio::{Config as SioConfig, Parser, Recovery, Room, Server as SioServer};
+use volley_core::socketio::{
+    Config as SioConfig, MembershipChange, Parser, Recovery, Room, Server as SioServer, Traffic,
+};
 
 /// Something the server contained rather than let it take the process or a socket down
 /// silently; [`Io::on_error`] hooks see each one.
@@ -75,13 +77,14 @@ impl std::error::Error for ServerError {}
 #[non_exhaustive]
 pub struct HandlerPanic {
     /// The socket the code ran for; `None` for connection middleware that panicked before
-    /// the socket was accepted (the client then gets a CONNECT_ERROR instead), and for
-    /// handlers of server-side events.
+    /// the socket was accepted (the client then gets a CONNECT_ERROR instead), for
+    /// handlers of server-side events, and for room membership listeners.
     pub socket: Option<crate::SocketId>,
     /// The namespace.
     pub namespace: String,
     /// The event being handled: its name as received, or `connection`, `disconnecting`,
-    /// `disconnect` for those handlers (and connection middleware).
+    /// `disconnect` for those handlers (and connection middleware), `join-room` or
+    /// `leave-room` for a room membership listener.
     pub event: String,
     /// What kind of code panicked.
     pub place: PanicPlace,
@@ -131,6 +134,8 @@ pub enum PanicPlace {
     ServerEvent,
     /// An `on_new_namespace` hook; it has no socket.
     NewNamespace,
+    /// An `on_room_membership` listener.
+    RoomMembership,
 }
 
 impl PanicPlace {
@@ -148,6 +153,7 @@ impl PanicPlace {
             PanicPlace::Disconnect => "disconnect handler",
             PanicPlace::ServerEvent => "server-side event handler",
             PanicPlace::NewNamespace => "new_namespace hook",
+            PanicPlace::RoomMembership => "room membership listener",
         }
     }
 }
@@ -418,6 +424,7 @@ impl Builder {
     /// Starts the machine on `runtime`. Serve connections with the runtime crate's `listen`
     /// or [`Io::driver`].
     pub fn build<R: Runtime>(self, runtime: R) -> Io<R> {
+        crate::metrics::server_built();
         let seed = self.seed.unwrap_or_else(os_seed);
         let engine = match self.ids {
             Some(ids) => Engine::with_id_generator(self.sio.engine.clone(), ids),
@@ -613,6 +620,30 @@ impl<R: Runtime> Io<R> {
         F: Fn(Namespace) + Send + Sync + 'static,
     {
         NsHandlers::push(&self.ctl.registry.new_namespace, Arc::new(hook));
+        self
+    }
+
+    /// Calls `listener` with the namespace and the change every time a socket of this node
+    /// joins or leaves a room, in the order they happen: what the reference's in-memory
+    /// adapter announces as `join-room` and `leave-room` (the Admin UI's `room_joined` and
+    /// `room_left` come from here). A socket joins its own room (named by its id) first, when
+    /// it connects, and leaves every room when it disconnects, its own room last; those are
+    /// reported too; joins
+    /// and leaves that change nothing (a room joined twice) are not. Only changes after the
+    /// first listener is registered are reported.
+    ///
+    /// Listeners run on the machine's task, right after the step that made the change: they
+    /// must be quick and must not block (emit, cast, or hand the change to a channel). A
+    /// panic in one is contained and reported to the `on_error` hooks.
+    pub fn on_room_membership<F>(&self, listener: F) -> &Self
+    where
+        F: Fn(&str, &MembershipChange) + Send + Sync + 'static,
+    {
+        NsHandlers::push(&self.ctl.registry.membership, Arc::new(listener));
+        let _ = self
+            .ctl
+            .handle
+            .cast(|node: &mut Node, _| node.sio.track_memberships(true));
         self
     }
 
@@ -819,6 +850,28 @@ impl<R: Runtime> Io<R> {
             .call(|node: &mut Node, _| node.sio.client_count())
             .await
             .unwrap_or(0)
+    }
+
+    /// Of the open Engine.IO connections, those on long-polling now (an upgrade still being
+    /// probed counts as polling). Walks every connection: for occasional reports.
+    pub async fn polling_client_count(&self) -> usize {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.sio.polling_client_count())
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Engine.IO sessions opened and closed, packets and bytes in and out on this node since
+    /// it started (see [`Traffic`]): running totals, whose differences over time give rates
+    /// (the Admin UI's charts). Counted by the machine whether or not anyone asks, with a
+    /// few integer additions per message; zero once the server has stopped.
+    pub async fn traffic(&self) -> Traffic {
+        self.ctl
+            .handle
+            .call(|node: &mut Node, _| node.sio.traffic())
+            .await
+            .unwrap_or_default()
     }
 
     /// Acknowledgements still awaited, server to client (see [`Node::pending_ack_count`]):

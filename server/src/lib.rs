@@ -187,7 +187,7 @@ pub use operators::{BroadcastAckError, BroadcastOperator, RemoteSocket};
 pub use payload::{EncodeError, Payload};
 pub use socket::{Socket, SocketEmitter, TimedSocket};
 pub use volley_core::SocketId;
-pub use volley_core::socketio::{DisconnectReason, Parser, Room};
+pub use volley_core::socketio::{DisconnectReason, MembershipChange, Parser, Room, Traffic};
 
 /// A builder with the reference server's defaults.
 pub fn builder() -> Builder {

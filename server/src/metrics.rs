@@ -34,10 +34,24 @@
 //! Packets: a WebSocket message is one packet; a polling body counts its packets by the
 //! v4 record separator (a v3 payload counts as one). Polling bytes are bodies only, without
 //! HTTP heads.
+//!
+//! # Cost
+//!
+//! The `counter!`/`histogram!` macros look their series up in the recorder on every call
+//! (build the key, hash it, take the registry's lock, clone the handle). The series this
+//! module counts with a fixed set of labels are looked up once instead, and their handles
+//! kept per thread, for the recorder in force there: a handle is registered again when that
+//! recorder changes (another local recorder, or the global one installed) or a server is
+//! built. Series labelled by namespace are looked up per call, with the label taken from the
+//! namespace's shared name where there is one rather than copied. The driver's transport
+//! series (`driver/metrics.rs`) still go through the macros.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder, counter, gauge};
 use volley_core::cluster::{ClusterMessage, RequestKind};
 use volley_core::engine::OverflowPolicy;
 use volley_core::socketio::{DisconnectReason, Event};
@@ -89,26 +103,150 @@ pub const ADAPTER_TIMEOUTS: &str = "volley_adapter_timeouts_total";
 /// Time from an event's receipt to the start of its handling (histogram, seconds).
 pub const HANDLER_DELAY: &str = "volley_handler_delay_seconds";
 
+/// What the macros would pass as metadata.
+const METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The values of `type` of the adapter series, in [`RequestKind`] order.
+const REQUEST_KINDS: [&str; 4] = [
+    "fetch_sockets",
+    "all_rooms",
+    "server_side_emit",
+    "broadcast_ack",
+];
+
+/// Bumped when a server is built, so that the handles kept per thread are registered again
+/// with the recorder in force then.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// A server is being built: the next call on each thread looks its handles up again.
+pub(crate) fn server_built() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The handles of the series with fixed labels, each looked up on first use.
+#[derive(Default)]
+struct Handles {
+    handler_delay: Option<Histogram>,
+    /// Unlabelled counters, by name.
+    plain: Vec<(&'static str, Counter)>,
+    /// Counters with one label, by name and value (both static strings).
+    labelled: Vec<(&'static str, &'static str, Counter)>,
+}
+
+impl Handles {
+    fn plain(&mut self, recorder: &dyn Recorder, name: &'static str) -> &Counter {
+        let i = match self.plain.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                let c = recorder.register_counter(&Key::from_static_name(name), &METADATA);
+                self.plain.push((name, c));
+                self.plain.len() - 1
+            }
+        };
+        &self.plain[i].1
+    }
+
+    fn labelled(
+        &mut self,
+        recorder: &dyn Recorder,
+        name: &'static str,
+        label: &'static str,
+        value: &'static str,
+    ) -> &Counter {
+        let found = self
+            .labelled
+            .iter()
+            .position(|(n, v, _)| *n == name && *v == value);
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let key = Key::from_parts(name, vec![Label::from_static_parts(label, value)]);
+                let c = recorder.register_counter(&key, &METADATA);
+                self.labelled.push((name, value, c));
+                self.labelled.len() - 1
+            }
+        };
+        &self.labelled[i].2
+    }
+}
+
+/// The handles of one thread, and the recorder and epoch they were registered for.
+struct Cache {
+    recorder: usize,
+    epoch: u64,
+    handles: Handles,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the recorder in force and this thread's handles for it; `None` when the
+/// cache is in use further up the stack (a recorder that records metrics of its own), and
+/// the caller then uses the macros.
+fn with_handles<T>(f: impl FnOnce(&dyn Recorder, &mut Handles) -> T) -> Option<T> {
+    metrics::with_recorder(|recorder| {
+        // The recorder's address tells recorders apart; the epoch catches one dropped and
+        // another put at the same address between two servers.
+        let id = (recorder as *const dyn Recorder).cast::<()>() as usize;
+        let epoch = EPOCH.load(Ordering::Relaxed);
+        CACHE
+            .try_with(|cache| {
+                let mut cache = cache.try_borrow_mut().ok()?;
+                if cache
+                    .as_ref()
+                    .is_some_and(|c| c.recorder != id || c.epoch != epoch)
+                {
+                    *cache = None;
+                }
+                let cache = cache.get_or_insert_with(|| Cache {
+                    recorder: id,
+                    epoch,
+                    handles: Handles::default(),
+                });
+                Some(f(recorder, &mut cache.handles))
+            })
+            .ok()
+            .flatten()
+    })
+}
+
+/// Adds `n` to the unlabelled counter `name`.
+fn add(name: &'static str, n: u64) {
+    if with_handles(|r, h| h.plain(r, name).increment(n)).is_none() {
+        counter!(name).increment(n);
+    }
+}
+
+/// Adds `n` to counter `name` with `label` = `value`.
+fn add_labelled(name: &'static str, label: &'static str, value: &'static str, n: u64) {
+    if with_handles(|r, h| h.labelled(r, name, label, value).increment(n)).is_none() {
+        counter!(name, label => value).increment(n);
+    }
+}
+
 /// A refusal with `code` (see the table).
 pub(crate) fn refused(code: &'static str) {
-    counter!(REFUSALS, "code" => code).increment(1);
+    add_labelled(REFUSALS, "code", code, 1);
     tracing::debug!(code, "refused");
 }
 
 /// Socket `socket` was accepted into `nsp`, which now has `count` sockets.
 pub(crate) fn socket_connected(socket: volley_core::SocketId, nsp: &str, count: usize) {
-    counter!(CONNECTS, "namespace" => nsp.to_owned()).increment(1);
-    gauge!(SOCKETS, "namespace" => nsp.to_owned()).set(count as f64);
+    let label: Arc<str> = Arc::from(nsp);
+    counter!(CONNECTS, "namespace" => label.clone()).increment(1);
+    gauge!(SOCKETS, "namespace" => label).set(count as f64);
     tracing::debug!(%socket, nsp, "socket connected");
 }
 
 /// What a Socket.IO event means for the counters. `count` gives a namespace's sockets.
 pub(crate) fn socket_event(event: &Event, count: impl Fn(&str) -> usize) {
     match event {
-        Event::Ack { .. } => counter!(ACKS_ANSWERED).increment(1),
+        Event::Ack { .. } => add(ACKS_ANSWERED, 1),
         Event::AckFailed { reason, .. } => {
             if matches!(reason, volley_core::socketio::AckFailure::Timeout) {
-                counter!(ACKS_TIMED_OUT).increment(1);
+                add(ACKS_TIMED_OUT, 1);
             }
         }
         Event::Disconnect {
@@ -117,7 +255,7 @@ pub(crate) fn socket_event(event: &Event, count: impl Fn(&str) -> usize) {
             reason,
         } => {
             disconnected(*reason);
-            gauge!(SOCKETS, "namespace" => nsp.to_string()).set(count(nsp) as f64);
+            gauge!(SOCKETS, "namespace" => nsp.clone()).set(count(nsp) as f64);
             tracing::debug!(%socket, %nsp, reason = reason.as_str(), "socket disconnected");
         }
         Event::Connect(_) | Event::Event { .. } | Event::Disconnecting { .. } => {}
@@ -125,32 +263,35 @@ pub(crate) fn socket_event(event: &Event, count: impl Fn(&str) -> usize) {
 }
 
 fn disconnected(reason: DisconnectReason) {
-    counter!(DISCONNECTS, "reason" => reason.as_str()).increment(1);
+    add_labelled(DISCONNECTS, "reason", reason.as_str(), 1);
 }
 
 /// A CONNECT about to run its middleware: was recovery asked for, and did it find a session?
 pub(crate) fn connect_requested(auth: &str, recovered: bool) {
     if auth.contains("\"pid\"") && volley_core::socketio::recovery_auth(auth).is_some() {
-        counter!(RECOVERY_ATTEMPTS).increment(1);
-        if recovered {
-            counter!(RECOVERY_HITS).increment(1);
-        } else {
-            counter!(RECOVERY_MISSES).increment(1);
-        }
+        add(RECOVERY_ATTEMPTS, 1);
+        add(
+            if recovered {
+                RECOVERY_HITS
+            } else {
+                RECOVERY_MISSES
+            },
+            1,
+        );
     }
 }
 
 /// A broadcast was delivered locally to `recipients` sockets (an error: to none).
 pub(crate) fn broadcast<E>(recipients: &Result<usize, E>) {
-    counter!(BROADCASTS).increment(1);
+    add(BROADCASTS, 1);
     if let Ok(n) = recipients {
-        counter!(BROADCAST_RECIPIENTS).increment(*n as u64);
+        add(BROADCAST_RECIPIENTS, *n as u64);
     }
 }
 
 /// `n` sockets were asked for an acknowledgement.
 pub(crate) fn acks_sent(n: usize) {
-    counter!(ACKS_SENT).increment(n as u64);
+    add(ACKS_SENT, n as u64);
 }
 
 /// An emit met a full queue.
@@ -159,46 +300,49 @@ pub(crate) fn overflow(policy: OverflowPolicy) {
         OverflowPolicy::Reject => "reject",
         _ => "close",
     };
-    counter!(OUTBOX_OVERFLOWS, "policy" => policy).increment(1);
+    add_labelled(OUTBOX_OVERFLOWS, "policy", policy, 1);
 }
 
 /// A message published to the other nodes: counted when it is a request.
 pub(crate) fn cluster_published(message: &ClusterMessage) {
     let kind = match message {
-        ClusterMessage::FetchSockets { .. } => "fetch_sockets",
-        ClusterMessage::AllRooms { .. } => "all_rooms",
+        ClusterMessage::FetchSockets { .. } => RequestKind::FetchSockets,
+        ClusterMessage::AllRooms { .. } => RequestKind::AllRooms,
         ClusterMessage::ServerSideEmit {
             request: Some(_), ..
-        } => "server_side_emit",
-        ClusterMessage::Broadcast { ack: Some(_), .. } => "broadcast_ack",
+        } => RequestKind::ServerSideEmit,
+        ClusterMessage::Broadcast { ack: Some(_), .. } => RequestKind::BroadcastAck,
         _ => return,
     };
-    counter!(ADAPTER_REQUESTS, "type" => kind).increment(1);
+    add_labelled(ADAPTER_REQUESTS, "type", kind_name(kind), 1);
 }
 
 /// An answer to one of this node's requests.
 pub(crate) fn cluster_answer(message: &ClusterMessage) {
     let kind = match message {
-        ClusterMessage::FetchSocketsResponse { .. } => "fetch_sockets",
-        ClusterMessage::AllRoomsResponse { .. } => "all_rooms",
-        ClusterMessage::ServerSideEmitResponse { .. } => "server_side_emit",
+        ClusterMessage::FetchSocketsResponse { .. } => RequestKind::FetchSockets,
+        ClusterMessage::AllRoomsResponse { .. } => RequestKind::AllRooms,
+        ClusterMessage::ServerSideEmitResponse { .. } => RequestKind::ServerSideEmit,
         ClusterMessage::BroadcastClientCount { .. } | ClusterMessage::BroadcastAck { .. } => {
-            "broadcast_ack"
+            RequestKind::BroadcastAck
         }
         _ => return,
     };
-    counter!(ADAPTER_ANSWERS, "type" => kind).increment(1);
+    add_labelled(ADAPTER_ANSWERS, "type", kind_name(kind), 1);
 }
 
 /// A request to the other nodes reached its timeout.
 pub(crate) fn cluster_timeout(kind: RequestKind) {
-    let kind = match kind {
-        RequestKind::FetchSockets => "fetch_sockets",
-        RequestKind::AllRooms => "all_rooms",
-        RequestKind::ServerSideEmit => "server_side_emit",
-        RequestKind::BroadcastAck => "broadcast_ack",
-    };
-    counter!(ADAPTER_TIMEOUTS, "type" => kind).increment(1);
+    add_labelled(ADAPTER_TIMEOUTS, "type", kind_name(kind), 1);
+}
+
+fn kind_name(kind: RequestKind) -> &'static str {
+    match kind {
+        RequestKind::FetchSockets => REQUEST_KINDS[0],
+        RequestKind::AllRooms => REQUEST_KINDS[1],
+        RequestKind::ServerSideEmit => REQUEST_KINDS[2],
+        RequestKind::BroadcastAck => REQUEST_KINDS[3],
+    }
 }
 
 /// When an event was received: recorded into [`HANDLER_DELAY`] when its handling starts.
@@ -211,6 +355,116 @@ impl Received {
     }
 
     pub(crate) fn handling_starts(self) {
-        histogram!(HANDLER_DELAY).record(self.0.elapsed().as_secs_f64());
+        let delay = self.0.elapsed().as_secs_f64();
+        let recorded = with_handles(|r, h| {
+            h.handler_delay
+                .get_or_insert_with(|| {
+                    r.register_histogram(&Key::from_static_name(HANDLER_DELAY), &METADATA)
+                })
+                .record(delay)
+        });
+        if recorded.is_none() {
+            metrics::histogram!(HANDLER_DELAY).record(delay);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::{Gauge, KeyName, SharedString, Unit};
+    use metrics_util::registry::{AtomicStorage, Registry};
+
+    struct Rec(Registry<Key, AtomicStorage>);
+
+    impl Rec {
+        fn new() -> Self {
+            Rec(Registry::atomic())
+        }
+
+        fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+            self.0
+                .get_counter_handles()
+                .into_iter()
+                .find(|(k, _)| {
+                    let have: Vec<(&str, &str)> =
+                        k.labels().map(|l| (l.key(), l.value())).collect();
+                    k.name() == name && have == labels
+                })
+                .map_or(0, |(_, c)| c.load(Ordering::SeqCst))
+        }
+
+        fn samples(&self, name: &str) -> usize {
+            self.0
+                .get_histogram_handles()
+                .into_iter()
+                .filter(|(k, _)| k.name() == name)
+                .map(|(_, h)| h.data().len())
+                .sum()
+        }
+    }
+
+    impl Recorder for Rec {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            self.0
+                .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            self.0
+                .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            self.0
+                .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+        }
+    }
+
+    fn record(n: usize) {
+        acks_sent(n);
+        overflow(OverflowPolicy::Reject);
+        disconnected(DisconnectReason::PingTimeout);
+        cluster_timeout(RequestKind::AllRooms);
+        Received::now().handling_starts();
+    }
+
+    fn check(rec: &Rec, n: u64, times: u64) {
+        assert_eq!(rec.counter(ACKS_SENT, &[]), n);
+        assert_eq!(
+            rec.counter(OUTBOX_OVERFLOWS, &[("policy", "reject")]),
+            times
+        );
+        assert_eq!(
+            rec.counter(DISCONNECTS, &[("reason", "ping timeout")]),
+            times
+        );
+        assert_eq!(
+            rec.counter(ADAPTER_TIMEOUTS, &[("type", "all_rooms")]),
+            times
+        );
+        assert_eq!(rec.samples(HANDLER_DELAY), times as usize);
+    }
+
+    #[test]
+    fn kept_handles_follow_the_recorder_in_force() {
+        // A recorder per server built, even where each takes the place of the last.
+        for round in 1..=3 {
+            let rec = Rec::new();
+            metrics::with_local_recorder(&rec, || {
+                server_built();
+                record(round);
+                record(round);
+            });
+            check(&rec, 2 * round as u64, 2);
+        }
+        // Two recorders alive at once, in turn, with no server built between them.
+        let (a, b) = (Rec::new(), Rec::new());
+        metrics::with_local_recorder(&a, || record(1));
+        metrics::with_local_recorder(&b, || record(2));
+        metrics::with_local_recorder(&a, || record(3));
+        check(&a, 4, 2);
+        check(&b, 2, 1);
     }
 }

@@ -30,8 +30,8 @@ use volley_core::engine::{ApiMisuse, Body, Output, TransportKind, WsMessage};
 use volley_core::http::{Method, RequestHead, query_pairs};
 use volley_core::socketio::{
     AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
-    RestoreOutcome, Room, Server as SioServer, SessionState, SioError, StoredMessage,
-    recovery_auth,
+    MembershipChange, RestoreOutcome, Room, Server as SioServer, SessionState, SioError,
+    StoredMessage, recovery_auth,
 };
 use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
 
@@ -114,6 +114,32 @@ pub(crate) fn announce_namespace(ctl: &Arc<Ctl>, namespace: crate::namespace::Na
                 message: panic_message(&*payload),
             };
             report_panic(ctl, report);
+        }
+    }
+}
+
+/// Tells the `on_room_membership` listeners of the joins and leaves of one step, in order,
+/// each call contained: a panic is logged and handed to the `on_error` hooks.
+fn announce_memberships(ctl: &Ctl, changes: &[(Arc<str>, MembershipChange)]) {
+    let hooks = ctl.registry.membership_hooks();
+    for (nsp, change) in changes {
+        for hook in &hooks {
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| hook(nsp, change))) {
+                // An observer's fault: the socket stays connected.
+                let report = HandlerPanic {
+                    socket: None,
+                    namespace: nsp.to_string(),
+                    event: if change.joined {
+                        "join-room"
+                    } else {
+                        "leave-room"
+                    }
+                    .to_owned(),
+                    place: PanicPlace::RoomMembership,
+                    message: panic_message(&*payload),
+                };
+                report_panic(ctl, report);
+            }
         }
     }
 }
@@ -2066,6 +2092,10 @@ impl Machine for Node {
         // is subscribed to before anything can be published to it.
         for (nsp, change) in self.sio.take_room_changes() {
             self.cluster.adapter.room_changed(&nsp, &change);
+        }
+        let memberships = self.sio.take_membership_changes();
+        if let (false, Some(ctl)) = (memberships.is_empty(), &self.ctl) {
+            announce_memberships(ctl, &memberships);
         }
         let mut output = self.sio.poll_output()?;
         if let Output::Response { conn, response } = &mut output {

@@ -8,7 +8,7 @@ use crate::payload::Payload;
 use crate::socket::Socket;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use volley_core::socketio::{DisconnectReason, Room};
+use volley_core::socketio::{DisconnectReason, MembershipChange, Room};
 
 pub(crate) type SocketHook = Arc<dyn Fn(Socket) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type DisconnectingHook =
@@ -18,6 +18,8 @@ pub(crate) type DisconnectHook =
 pub(crate) type ErrorHook = Arc<dyn Fn(Socket, String) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type AnyHook = Arc<dyn Fn(Socket, String, Payload) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type OutgoingHook = Arc<dyn Fn(&Socket, &str, &Payload) + Send + Sync>;
+/// An `Io::on_room_membership` listener: the namespace and the join or leave.
+pub(crate) type MembershipHook = Arc<dyn Fn(&str, &MembershipChange) + Send + Sync>;
 /// A handler of events other nodes of a cluster emit (`serverSideEmit`).
 pub(crate) type ServerHandler = Arc<dyn Fn(Payload) -> BoxFuture<Reply> + Send + Sync>;
 
@@ -156,6 +158,8 @@ pub(crate) struct Registry {
     /// Every namespace name announced to the `new_namespace` hooks (or existing before
     /// they could be told).
     known: RwLock<std::collections::HashSet<String>>,
+    /// The `on_room_membership` listeners.
+    pub membership: RwLock<Vec<MembershipHook>>,
 }
 
 impl Registry {
@@ -185,6 +189,10 @@ impl Registry {
 
     pub fn new_namespace_hooks(&self) -> Vec<NewNamespaceHook> {
         read(&self.new_namespace)
+    }
+
+    pub fn membership_hooks(&self) -> Vec<MembershipHook> {
+        read(&self.membership)
     }
 
     /// The handlers of the dynamic family that serves `name`, when no namespace of that

@@ -1,7 +1,8 @@
 // The real Admin UI dashboard (the built `ui/dist` of @socket.io/admin-ui, served by the
 // Volley server under test at argv[2]/admin-ui/) in headless Chromium: log in with username
 // argv[3] and password argv[4], see the server, a socket connected by the official client
-// and its room "lobby", and disconnect that socket with the row's button. Prints one JSON line of what it
+// and its room "lobby", and disconnect that socket with the row's button (its rooms go with
+// it). Prints one JSON line of what it
 // saw; the Rust test checks it and the server's side.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -66,6 +67,16 @@ try {
     out.userId,
   );
   out.rowRemoved = true;
+  // Its rooms are gone too: the dashboard drops a room on the `room_left` of its last socket.
+  await page.goto(`${base}/admin-ui/#/rooms/`);
+  await page.waitForFunction(
+    (id) => {
+      const text = [...document.querySelectorAll("tbody tr")].map((r) => r.textContent).join();
+      return !text.includes("lobby") && !text.includes(id);
+    },
+    out.userId,
+  );
+  out.roomsRemoved = true;
   out.pageErrors = errors;
   console.log(JSON.stringify(out));
   await context.close();

@@ -9,6 +9,7 @@ pub mod packet;
 mod recovery;
 pub mod rooms;
 mod server;
+mod traffic;
 
 pub use client::{Client, ClientTimer, Incoming, TimerOutcome};
 pub use event::{
@@ -18,5 +19,6 @@ pub use msgpack::Parser;
 pub use namespaces::{BroadcastOptions, Namespaces};
 pub use packet::{Packet, PacketType, SioProtocol};
 pub use recovery::{Recovery, SessionState, StoredMessage, recovery_auth};
-pub use rooms::{Room, RoomChange, RoomIndex};
+pub use rooms::{MembershipChange, Room, RoomChange, RoomIndex};
 pub use server::{Config, DEFAULT_MAX_NAMESPACES, RestoreOutcome, Server, SioError};
+pub use traffic::Traffic;

@@ -8,7 +8,7 @@
 //! runtime that runs sessions on several tasks can share one behind a lock, held only for a
 //! selection or a membership change.
 
-use super::rooms::{Room, RoomChange, RoomIndex};
+use super::rooms::{MembershipChange, Room, RoomChange, RoomIndex};
 use crate::ids::{IdMap, IdSet, Sid, SocketId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -76,6 +76,28 @@ pub struct Namespaces {
     track_rooms: bool,
     /// Room changes of namespaces removed before they were taken.
     orphan_room_changes: Vec<(Arc<str>, RoomChange)>,
+    /// Joins and leaves since the last take, when membership tracking is on.
+    memberships: Option<Vec<(Arc<str>, MembershipChange)>>,
+}
+
+/// Records a join or leave in `log` when tracking is on.
+fn record(
+    log: &mut Option<Vec<(Arc<str>, MembershipChange)>>,
+    nsp: &Arc<str>,
+    socket: SocketId,
+    room: &Room,
+    joined: bool,
+) {
+    if let Some(log) = log {
+        log.push((
+            nsp.clone(),
+            MembershipChange {
+                socket,
+                room: room.clone(),
+                joined,
+            },
+        ));
+    }
 }
 
 impl fmt::Debug for Namespaces {
@@ -104,6 +126,7 @@ impl Namespaces {
             members: IdMap::default(),
             track_rooms: false,
             orphan_room_changes: Vec::new(),
+            memberships: None,
         }
     }
 
@@ -206,9 +229,11 @@ impl Namespaces {
             .entry(nsp.clone())
             .or_insert_with(|| Namespace::new(false, track));
         ns.sockets.insert(socket);
-        ns.rooms.join(socket, Room::from(socket));
-        for room in rooms {
-            ns.rooms.join(socket, room.clone());
+        let own = Room::from(socket);
+        for room in std::iter::once(&own).chain(rooms) {
+            if ns.rooms.join(socket, room.clone()) {
+                record(&mut self.memberships, nsp, socket, room, true);
+            }
         }
         self.members.insert(
             socket,
@@ -231,6 +256,12 @@ impl Namespaces {
             }
             None => Vec::new(),
         };
+        // Its own room last: the last change of a socket is the leave of its own room.
+        let own = Room::from(socket);
+        let others = rooms.iter().filter(|r| **r != own);
+        for room in others.chain(rooms.iter().filter(|r| **r == own)) {
+            record(&mut self.memberships, &member.nsp, socket, room, false);
+        }
         Some((member.sid, member.nsp, rooms))
     }
 
@@ -272,7 +303,9 @@ impl Namespaces {
             return false;
         };
         if let Some(ns) = self.table.get_mut(&member.nsp) {
-            ns.rooms.join(socket, room);
+            if ns.rooms.join(socket, room.clone()) {
+                record(&mut self.memberships, &member.nsp, socket, &room, true);
+            }
         }
         true
     }
@@ -283,7 +316,9 @@ impl Namespaces {
             return false;
         };
         if let Some(ns) = self.table.get_mut(&member.nsp) {
-            ns.rooms.leave(socket, room);
+            if ns.rooms.leave(socket, room) {
+                record(&mut self.memberships, &member.nsp, socket, room, false);
+            }
         }
         true
     }
@@ -291,10 +326,15 @@ impl Namespaces {
     /// Puts every socket of `nsp` that `opts` selects in `rooms`.
     pub fn sockets_join(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
         let targets = self.select(nsp, opts);
+        let Some(name) = self.table.get_key_value(nsp).map(|(k, _)| k.clone()) else {
+            return;
+        };
         if let Some(ns) = self.table.get_mut(nsp) {
             for s in targets {
                 for room in rooms {
-                    ns.rooms.join(s, room.clone());
+                    if ns.rooms.join(s, room.clone()) {
+                        record(&mut self.memberships, &name, s, room, true);
+                    }
                 }
             }
         }
@@ -303,10 +343,15 @@ impl Namespaces {
     /// Takes every socket of `nsp` that `opts` selects out of `rooms`.
     pub fn sockets_leave(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
         let targets = self.select(nsp, opts);
+        let Some(name) = self.table.get_key_value(nsp).map(|(k, _)| k.clone()) else {
+            return;
+        };
         if let Some(ns) = self.table.get_mut(nsp) {
             for s in targets {
                 for room in rooms {
-                    ns.rooms.leave(s, room);
+                    if ns.rooms.leave(s, room) {
+                        record(&mut self.memberships, &name, s, room, false);
+                    }
                 }
             }
         }
@@ -392,6 +437,27 @@ impl Namespaces {
         }
         out
     }
+
+    /// Starts (or stops) recording every join and leave of every namespace, for
+    /// [`take_membership_changes`](Namespaces::take_membership_changes). Memberships that
+    /// exist when tracking starts are not reported. A socket's own room is the first it joins
+    /// and the last it leaves.
+    pub fn track_memberships(&mut self, on: bool) {
+        match (on, self.memberships.is_some()) {
+            (true, false) => self.memberships = Some(Vec::new()),
+            (false, _) => self.memberships = None,
+            (true, true) => {}
+        }
+    }
+
+    /// The joins and leaves since the last call, with their namespace, in the order they
+    /// happened. Always empty unless [tracking](Namespaces::track_memberships).
+    pub fn take_membership_changes(&mut self) -> Vec<(Arc<str>, MembershipChange)> {
+        self.memberships
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +476,63 @@ mod tests {
     fn shared_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Namespaces>();
+    }
+
+    #[test]
+    fn memberships_are_recorded_only_while_tracked_and_only_when_they_change() {
+        let mut ns = Namespaces::new();
+        let nsp: Arc<str> = Arc::from("/");
+        let a = Room::new("a");
+        ns.insert(sock(0), sid(0), &nsp, &[]);
+        ns.join(sock(0), a.clone());
+        assert!(ns.take_membership_changes().is_empty());
+
+        ns.track_memberships(true);
+        let change = |s: u8, room: &Room, joined: bool| {
+            (
+                nsp.clone(),
+                MembershipChange {
+                    socket: sock(s),
+                    room: room.clone(),
+                    joined,
+                },
+            )
+        };
+        let own1 = Room::from(sock(1));
+        ns.insert(sock(1), sid(1), &nsp, std::slice::from_ref(&a));
+        // Already a member: nothing changes, nothing is recorded.
+        ns.join(sock(1), a.clone());
+        ns.leave(sock(0), &Room::new("never-joined"));
+        // Sorts after the socket ids: the own room still goes last on disconnect.
+        let b = Room::new("x");
+        ns.sockets_join("/", &BroadcastOptions::default(), std::slice::from_ref(&b));
+        ns.leave(sock(0), &b);
+        assert_eq!(
+            ns.take_membership_changes(),
+            vec![
+                change(1, &own1, true),
+                change(1, &a, true),
+                change(0, &b, true),
+                change(1, &b, true),
+                change(0, &b, false),
+            ]
+        );
+        assert!(ns.take_membership_changes().is_empty());
+
+        ns.sockets_leave("/", &BroadcastOptions::default(), std::slice::from_ref(&a));
+        ns.remove(sock(1));
+        assert_eq!(
+            ns.take_membership_changes(),
+            vec![
+                change(0, &a, false),
+                change(1, &a, false),
+                change(1, &b, false),
+                change(1, &own1, false),
+            ]
+        );
+        ns.track_memberships(false);
+        ns.remove(sock(0));
+        assert!(ns.take_membership_changes().is_empty());
     }
 
     #[test]

@@ -74,6 +74,20 @@ pub struct RoomChange {
     pub private: bool,
 }
 
+/// A socket that joined or left a room: what the reference's in-memory adapter announces as
+/// `join-room` and `leave-room`. Recorded only when membership tracking is on (see
+/// [`Namespaces::track_memberships`](super::Namespaces::track_memberships)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipChange {
+    /// The socket.
+    pub socket: SocketId,
+    /// The room; the socket's own room (named by its id) is joined on connect and left on
+    /// disconnect, as the others.
+    pub room: Room,
+    /// Joined (true) or left (false).
+    pub joined: bool,
+}
+
 impl RoomIndex {
     /// Adds `socket` to `room`; false if it was there already.
     pub fn join(&mut self, socket: SocketId, room: Room) -> bool {

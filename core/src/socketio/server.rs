@@ -12,7 +12,8 @@ use super::packet::{Decoder, Packet, SioProtocol};
 use super::recovery::{
     Recovery, Restored, SessionState, Store, StoredMessage, append_offset, replay,
 };
-use super::rooms::{Room, RoomChange};
+use super::rooms::{MembershipChange, Room, RoomChange};
+use super::traffic::Traffic;
 use crate::engine::{
     self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
 };
@@ -139,6 +140,7 @@ pub struct Server {
     /// Sockets a packet was refused for (their session's queue full) since the last
     /// [`take_refused`](Server::take_refused).
     refused: Vec<SocketId>,
+    traffic: Traffic,
 }
 
 impl fmt::Debug for Server {
@@ -185,6 +187,7 @@ impl Server {
             recovery: None,
             recovery_timer: None,
             refused: Vec::new(),
+            traffic: Traffic::default(),
         }
     }
 
@@ -321,6 +324,19 @@ impl Server {
         self.namespaces.take_room_changes()
     }
 
+    /// Starts (or stops) recording every join and leave of a room, in every namespace, for
+    /// [`take_membership_changes`](Server::take_membership_changes). Memberships that exist
+    /// when tracking starts are not reported.
+    pub fn track_memberships(&mut self, on: bool) {
+        self.namespaces.track_memberships(on);
+    }
+
+    /// The joins and leaves since the last call, with their namespace, in the order they
+    /// happened. Always empty unless [tracking](Server::track_memberships).
+    pub fn take_membership_changes(&mut self) -> Vec<(Arc<str>, MembershipChange)> {
+        self.namespaces.take_membership_changes()
+    }
+
     /// Declares a family of namespaces created on their first connect: every name `matcher`
     /// accepts. With `cleanup`, such a namespace is removed again when its last socket leaves.
     pub fn add_dynamic_namespace(
@@ -361,6 +377,15 @@ impl Server {
     /// Engine.IO connections with Socket.IO state.
     pub fn client_count(&self) -> usize {
         self.clients.len()
+    }
+
+    /// Of those, the ones on long-polling now (an upgrade still being probed counts as
+    /// polling). Walks every client: for occasional reports, not for every packet.
+    pub fn polling_client_count(&self) -> usize {
+        self.clients
+            .keys()
+            .filter(|sid| self.engine.transport(**sid) == Some(engine::TransportKind::Polling))
+            .count()
     }
 
     /// Connected sockets, all namespaces.
@@ -457,7 +482,15 @@ impl Server {
     /// The next thing to do on a connection.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.engine.poll_output()
+        let output = self.engine.poll_output()?;
+        self.traffic.output(&output);
+        Some(output)
+    }
+
+    /// Sessions opened and closed, packets and bytes in and out, since the server was
+    /// created.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
     }
 
     /// The next thing the application must see.
@@ -495,6 +528,7 @@ impl Server {
 
     /// See [`Engine::handle_body`].
     pub fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
+        self.traffic.body_received(&body);
         let r = self.engine.handle_body(conn, body, now);
         self.pump(now);
         r
@@ -507,6 +541,7 @@ impl Server {
         message: WsMessage,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
+        self.traffic.ws_received(&message);
         let r = self.engine.handle_ws_message(conn, message, now);
         self.pump(now);
         r
@@ -1194,10 +1229,16 @@ impl Server {
                     protocol,
                     request,
                     ..
-                } => self.on_open(sid, protocol, *request, now),
+                } => {
+                    self.traffic.sessions_opened = self.traffic.sessions_opened.wrapping_add(1);
+                    self.on_open(sid, protocol, *request, now)
+                }
                 engine::Event::Message { sid, message } => self.on_message(sid, message, now),
                 engine::Event::Upgrade { .. } => {}
-                engine::Event::Close { sid, reason } => self.on_close(sid, reason, now),
+                engine::Event::Close { sid, reason } => {
+                    self.traffic.sessions_closed = self.traffic.sessions_closed.wrapping_add(1);
+                    self.on_close(sid, reason, now)
+                }
             }
         }
         self.rearm_recovery();
