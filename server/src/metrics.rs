@@ -43,8 +43,9 @@
 //! kept per thread, for the recorder in force there: a handle is registered again when that
 //! recorder changes (another local recorder, or the global one installed) or a server is
 //! built. Series labelled by namespace are looked up per call, with the label taken from the
-//! namespace's shared name where there is one rather than copied. The driver's transport
-//! series (`driver/metrics.rs`) still go through the macros.
+//! namespace's shared name where there is one rather than copied. The driver's packet and
+//! byte series (`driver/metrics.rs`) use the same handles; its gauges, set only when they
+//! change, go through the macros.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -220,7 +221,7 @@ fn add(name: &'static str, n: u64) {
 }
 
 /// Adds `n` to counter `name` with `label` = `value`.
-fn add_labelled(name: &'static str, label: &'static str, value: &'static str, n: u64) {
+pub(crate) fn add_labelled(name: &'static str, label: &'static str, value: &'static str, n: u64) {
     if with_handles(|r, h| h.labelled(r, name, label, value).increment(n)).is_none() {
         counter!(name, label => value).increment(n);
     }

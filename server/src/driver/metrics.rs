@@ -11,7 +11,7 @@ use volley_core::http::Response;
 use super::actor::Input;
 use crate::metrics::{
     BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, PACKETS_RECEIVED, PACKETS_SENT, SLOW_CONNECTIONS,
-    refused,
+    add_labelled, refused,
 };
 
 /// What the driver's task sees of connections: transports, packets, bytes, refusals.
@@ -40,12 +40,12 @@ impl DriverMetrics {
                 WsMessage::Text(t) => t.len(),
                 WsMessage::Binary(b) => b.len(),
             };
-            counter!(PACKETS_RECEIVED, "transport" => "websocket").increment(1);
-            counter!(BYTES_RECEIVED, "transport" => "websocket").increment(len as u64);
+            add_labelled(PACKETS_RECEIVED, "transport", "websocket", 1);
+            add_labelled(BYTES_RECEIVED, "transport", "websocket", len as u64);
         }
         if let Some(Body::Complete(b)) = body {
-            counter!(PACKETS_RECEIVED, "transport" => "polling").increment(payload_packets(b));
-            counter!(BYTES_RECEIVED, "transport" => "polling").increment(b.len() as u64);
+            add_labelled(PACKETS_RECEIVED, "transport", "polling", payload_packets(b));
+            add_labelled(BYTES_RECEIVED, "transport", "polling", b.len() as u64);
         }
     }
 
@@ -57,18 +57,18 @@ impl DriverMetrics {
                     WsMessage::Text(t) => t.len(),
                     WsMessage::Binary(b) => b.len(),
                 };
-                counter!(PACKETS_SENT, "transport" => "websocket").increment(1);
-                counter!(BYTES_SENT, "transport" => "websocket").increment(len as u64);
+                add_labelled(PACKETS_SENT, "transport", "websocket", 1);
+                add_labelled(BYTES_SENT, "transport", "websocket", len as u64);
             }
             Output::Response { conn, response } => match response.status {
                 101 => {
                     self.websockets.insert(*conn);
                 }
                 200 if !response.body.is_empty() && content_type(response) != Some("text/html") => {
-                    counter!(PACKETS_SENT, "transport" => "polling")
-                        .increment(payload_packets(&response.body));
-                    counter!(BYTES_SENT, "transport" => "polling")
-                        .increment(response.body.len() as u64);
+                    let packets = payload_packets(&response.body);
+                    add_labelled(PACKETS_SENT, "transport", "polling", packets);
+                    let bytes = response.body.len() as u64;
+                    add_labelled(BYTES_SENT, "transport", "polling", bytes);
                 }
                 400 | 403 => {
                     if let Some(code) = refusal_code(response) {
