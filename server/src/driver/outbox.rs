@@ -5,11 +5,15 @@
 //! and writes it with one flush. Only these two tasks ever touch an outbox, so its lock is
 //! never contended by another connection.
 //!
-//! The outbox counts the bytes it holds until they are written. Under [`BUDGET`], the
-//! machine's task tells the session at once that it may send again; over it, the session
-//! queues (under its own bounds and overflow policy) until the writer has brought the
-//! outbox back under the budget and says so. A client that does not read therefore holds at
-//! most the budget (plus one batch) here and the session's own bound there.
+//! The outbox counts the bytes it holds until they are written. A push into an idle outbox
+//! (empty, its writer not writing) that stays under [`BUDGET`] lets the machine's task tell
+//! the session at once that it may send again: a broadcast costs one push per recipient and
+//! no report back. A push while the writer still has work, or over the budget, leaves the
+//! session waiting (its packets queue under its own bounds and overflow policy) until the
+//! writer has finished and is under the budget, and says so: a busy connection then gets
+//! what queued meanwhile in one batch and one write, rather than one write per message. A
+//! client that does not read therefore holds at most the budget (plus one batch) here and
+//! the session's own bound there.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -29,6 +33,8 @@ struct State {
     bytes: usize,
     /// The writer owes the machine's task a drained report once under the budget again.
     owed: bool,
+    /// The writer has taken a batch and not finished writing it.
+    busy: bool,
     /// No more pushes: the connection was dropped.
     closed: bool,
 }
@@ -43,9 +49,10 @@ pub(crate) struct Outbox {
 /// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {
-    /// Under the budget: the session may send again now.
+    /// Into an idle outbox, under the budget: the session may send again now.
     Open,
-    /// Over the budget: the writer reports when it has written enough.
+    /// The writer is busy, or the outbox over the budget: the writer reports when it has
+    /// written what it holds.
     Full,
     /// The connection is gone.
     Closed,
@@ -63,11 +70,12 @@ impl Outbox {
             if state.closed {
                 return Pushed::Closed;
             }
+            let idle = state.items.is_empty() && !state.busy;
             for output in outputs {
                 state.bytes += output_len(&output);
                 state.items.push_back(output);
             }
-            if state.bytes <= BUDGET {
+            if idle && state.bytes <= BUDGET {
                 Pushed::Open
             } else {
                 state.owed = true;
@@ -101,6 +109,7 @@ impl Outbox {
         let mut state = self.lock();
         if !state.items.is_empty() {
             into.append(&mut state.items);
+            state.busy = true;
             Some(true)
         } else if state.closed {
             Some(false)
@@ -114,6 +123,7 @@ impl Outbox {
     pub(crate) fn written(&self, n: usize) -> bool {
         let mut state = self.lock();
         state.bytes = state.bytes.saturating_sub(n);
+        state.busy = false;
         if state.owed && state.bytes <= BUDGET {
             state.owed = false;
             true
@@ -187,6 +197,25 @@ mod tests {
         assert!(!outbox.written(0));
         assert!(outbox.written(BUDGET));
         assert!(!outbox.written(1), "reported once");
+    }
+
+    #[test]
+    fn a_push_while_the_writer_is_busy_waits_for_its_report() {
+        let outbox = Outbox::default();
+        assert_eq!(outbox.push([send(10)]), Pushed::Open);
+        let mut taken = VecDeque::new();
+        assert_eq!(outbox.try_take(&mut taken), Some(true));
+        // Taken, not yet written: the writer is busy.
+        assert_eq!(outbox.push([send(10)]), Pushed::Full);
+        assert!(
+            outbox.written(10),
+            "the report is owed once the batch is out"
+        );
+        // Idle again (the second push still waits to be taken: not idle yet).
+        assert_eq!(outbox.push([send(10)]), Pushed::Full);
+        assert_eq!(outbox.try_take(&mut taken), Some(true));
+        assert!(outbox.written(20));
+        assert_eq!(outbox.push([send(10)]), Pushed::Open);
     }
 
     #[test]
