@@ -1,0 +1,588 @@
+//! The machine the driver runs: the core's Socket.IO server plus the application state that
+//! lives beside it on the machine's task (sockets' handler queues, pending acknowledgements,
+//! requests to the other nodes of a cluster).
+
+use crate::ack::{AckError, AckResponse, PartialAcks};
+use crate::adapter::Adapter;
+use crate::driver::{Handle, Machine, Router};
+use crate::extensions::Extensions;
+use crate::extract::{AckSlot, EventCtx, take_ack};
+use crate::handler::{BoxFuture, Reply};
+use crate::handshake::Handshake;
+use crate::io::{HandlerPanic, PanicPlace, ServerError};
+use crate::middleware::{ConnectCtx, IncomingEvent, Next, PacketFlow, PacketMw};
+use crate::namespace::ServerSideEmitError;
+use crate::operators::RemoteSocket;
+use crate::payload::Payload;
+use crate::registry::{NsHandlers, OutgoingHook, Registry, ResultTo};
+use crate::socket::Socket;
+use futures::channel::{mpsc, oneshot};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
+use volley_core::engine::{ApiMisuse, Body, Output, TransportKind, WsMessage};
+use volley_core::http::{Method, RequestHead, query_pairs};
+use volley_core::socketio::{
+    AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
+    MembershipChange, RestoreOutcome, Room, Server as SioServer, SessionState, SioError,
+    StoredMessage, recovery_auth,
+};
+use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
+
+mod cluster;
+mod events;
+mod sending;
+mod tasks;
+
+use tasks::Job;
+
+/// What handles share: the way to the machine, the handlers, the server state, the cluster.
+pub(crate) struct Ctl {
+    pub handle: Handle<Node>,
+    pub registry: Arc<Registry>,
+    pub state: Extensions,
+    pub adapter: Arc<dyn Adapter>,
+    pub node_id: NodeId,
+    /// The `on_error` hooks.
+    pub errors: RwLock<Vec<ErrorHook>>,
+    /// Outgoing hooks registered on single sockets (`Socket::on_any_outgoing`), so that a
+    /// broadcast looks for them only when there are some.
+    pub own_outgoing: AtomicUsize,
+}
+
+/// An `Io::on_error` hook.
+pub(crate) type ErrorHook = Arc<dyn Fn(&ServerError) + Send + Sync>;
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Hands a caught panic to the machine, which logs it, runs the `on_error` hooks and
+/// disconnects the socket.
+fn report_panic(ctl: &Ctl, report: HandlerPanic) {
+    let cast = ctl
+        .handle
+        .cast(move |node: &mut Node, now| node.on_panic(report, now));
+    if let Err(stopped) = cast {
+        tracing::error!(error = %stopped, "a handler panicked while the server stopped");
+    }
+}
+
+/// Runs `fut`, application code run for `socket`: a panic in it is caught and reported
+/// instead of unwinding into the task that polls it (the machine's, or the socket's). `None`
+/// when it panicked.
+pub(crate) async fn contained<T>(
+    fut: impl Future<Output = T>,
+    ctl: &Ctl,
+    socket: &Socket,
+    place: PanicPlace,
+    event: &str,
+) -> Option<T> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            let report = HandlerPanic {
+                socket: Some(socket.id()),
+                namespace: socket.ns().to_owned(),
+                event: event.to_owned(),
+                place,
+                message: panic_message(&*payload),
+            };
+            report_panic(ctl, report);
+            None
+        }
+    }
+}
+
+/// Runs the `new_namespace` hooks for `namespace`, each contained: a panic is logged and
+/// handed to the `on_error` hooks.
+pub(crate) fn announce_namespace(ctl: &Arc<Ctl>, namespace: crate::namespace::Namespace) {
+    for hook in ctl.registry.new_namespace_hooks() {
+        let run = || hook(namespace.clone());
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            let report = HandlerPanic {
+                socket: None,
+                namespace: namespace.name().unwrap_or_default().to_owned(),
+                event: "new_namespace".to_owned(),
+                place: PanicPlace::NewNamespace,
+                message: panic_message(&*payload),
+            };
+            report_panic(ctl, report);
+        }
+    }
+}
+
+/// Tells the `on_room_membership` listeners of the joins and leaves of one step, in order,
+/// each call contained: a panic is logged and handed to the `on_error` hooks.
+fn announce_memberships(ctl: &Ctl, changes: &[(Arc<str>, MembershipChange)]) {
+    let hooks = ctl.registry.membership_hooks();
+    for (nsp, change) in changes {
+        for hook in &hooks {
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| hook(nsp, change))) {
+                // An observer's fault: the socket stays connected.
+                let report = HandlerPanic {
+                    socket: None,
+                    namespace: nsp.to_string(),
+                    event: if change.joined {
+                        "join-room"
+                    } else {
+                        "leave-room"
+                    }
+                    .to_owned(),
+                    place: PanicPlace::RoomMembership,
+                    message: panic_message(&*payload),
+                };
+                report_panic(ctl, report);
+            }
+        }
+    }
+}
+
+/// A system handler's job for `socket` (`connection`, `disconnecting`, `disconnect`): `make`
+/// calls the handler inside the job, so that even its synchronous part is contained.
+fn guarded(
+    ctl: Option<&Arc<Ctl>>,
+    socket: &Socket,
+    place: PanicPlace,
+    event: &'static str,
+    make: impl FnOnce() -> BoxFuture<()> + Send + 'static,
+) -> BoxFuture<()> {
+    let Some(ctl) = ctl.cloned() else {
+        return make();
+    };
+    let socket = socket.clone();
+    Box::pin(async move {
+        let _ = contained(async move { make().await }, &ctl, &socket, place, event).await;
+    })
+}
+
+/// How this node reaches the others: the adapter, its own id, how long requests wait.
+pub(crate) struct Cluster {
+    pub adapter: Arc<dyn Adapter>,
+    pub node_id: NodeId,
+    pub request_timeout: Duration,
+}
+
+pub(crate) type Spawner = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
+
+struct Entry {
+    socket: Socket,
+    /// Handler futures of this socket, started in arrival order, by the socket's task. The
+    /// task is started by the first job that has to wait (handlers that complete inline
+    /// never need it), so an idle socket costs no task.
+    queue: Option<mpsc::UnboundedSender<Job>>,
+    /// The socket's task ended or may take no more work.
+    closed: bool,
+    /// A handler of the socket panicked: it is being disconnected, and no event of it
+    /// starts a handler any more.
+    failed: bool,
+    /// Starts the socket's task.
+    spawn: Spawner,
+    /// Jobs sent to `queue` that have not completed yet.
+    jobs: Arc<AtomicUsize>,
+    /// The span the socket's handlers run in.
+    span: tracing::Span,
+    /// Resolves the connection middleware's innermost `next` at disconnect.
+    life: Option<oneshot::Sender<DisconnectReason>>,
+}
+
+enum Waiter {
+    Single(oneshot::Sender<Result<Payload, AckError>>),
+    Member(u64),
+    /// A socket asked by another node's broadcast: its answer goes back to that node.
+    Relay {
+        to: NodeId,
+        request: RequestId,
+    },
+}
+
+/// A broadcast with acknowledgements: this node's sockets, and the other nodes' answers.
+struct Aggregate {
+    /// Local sockets still to answer or fail.
+    remaining: usize,
+    responses: Vec<AckResponse>,
+    missing: usize,
+    /// The request to the other nodes, while it runs.
+    remote: Option<RequestId>,
+    tx: oneshot::Sender<Result<Vec<AckResponse>, PartialAcks>>,
+}
+
+/// What a request to the other nodes gathers, and where it goes once complete.
+enum Collector {
+    /// `fetch_sockets` in one namespace.
+    Fetch {
+        nsp: Arc<str>,
+        sockets: Vec<RemoteSocket>,
+        tx: oneshot::Sender<Vec<RemoteSocket>>,
+    },
+    /// `all_rooms`.
+    Rooms {
+        rooms: BTreeSet<Room>,
+        tx: oneshot::Sender<Vec<Room>>,
+    },
+    /// `server_side_emit_with_ack`.
+    Emit {
+        responses: Vec<Payload>,
+        tx: oneshot::Sender<Result<Vec<Payload>, ServerSideEmitError>>,
+    },
+    /// A broadcast with acknowledgements: the aggregate's key.
+    Acks(u64),
+}
+
+/// A broadcast of this node waiting for the offset the adapter keeps it under, or behind one
+/// that is: local delivery follows call order.
+struct Queued {
+    seq: u64,
+    /// `None` while the adapter has not answered; then the offset, if it kept the packet.
+    offset: Option<Option<String>>,
+    nsp: Arc<str>,
+    opts: BroadcastOptions,
+    event: String,
+    args: String,
+    attachments: Vec<bytes::Bytes>,
+}
+
+/// The Socket.IO machine with Volley's application state. Only the driver touches it, on
+/// its own task.
+pub struct Node {
+    pub(crate) sio: SioServer,
+    registry: Arc<Registry>,
+    state: Extensions,
+    spawn: Spawner,
+    pub(crate) ctl: Option<Arc<Ctl>>,
+    sockets: IdMap<SocketId, Entry>,
+    acks: IdMap<(SocketId, u64), Waiter>,
+    aggregates: HashMap<u64, Aggregate>,
+    next_aggregate: u64,
+    cluster: Cluster,
+    requests: Requests,
+    collectors: HashMap<RequestId, Collector>,
+    next_request: u64,
+    /// Broadcasts waiting for their offsets (shared recovery), in call order.
+    queued: VecDeque<Queued>,
+    next_queued: u64,
+    /// Whether an event handler starts on this task when its socket has nothing else to run.
+    inline_handlers: bool,
+    /// `Connection::upgraded` futures waiting for their session to run over WebSocket.
+    upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
+    /// The polling GETs the machine holds, by connection, with their session.
+    polls: HashMap<ConnId, Sid>,
+    /// Polling sessions sent a packet with `compress(false)` since their last poll answer;
+    /// `true` once a packet that allows compression was sent to them too.
+    plain: HashMap<Sid, bool>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("sio", &self.sio)
+            .field("sockets", &self.sockets.len())
+            .field("acks", &self.acks.len())
+            .field("node_id", &self.cluster.node_id)
+            .field("requests", &self.requests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    pub(crate) fn new(
+        sio: SioServer,
+        registry: Arc<Registry>,
+        state: Extensions,
+        spawn: Spawner,
+        cluster: Cluster,
+    ) -> Self {
+        Node {
+            sio,
+            registry,
+            state,
+            spawn,
+            ctl: None,
+            sockets: IdMap::default(),
+            acks: IdMap::default(),
+            aggregates: HashMap::new(),
+            next_aggregate: 0,
+            cluster,
+            requests: Requests::new(),
+            collectors: HashMap::new(),
+            next_request: 0,
+            queued: VecDeque::new(),
+            next_queued: 0,
+            inline_handlers: true,
+            upgrades: Vec::new(),
+            polls: HashMap::new(),
+            plain: HashMap::new(),
+        }
+    }
+
+    /// Whether event handlers start on the machine's task (see
+    /// [`Builder::inline_handlers`](crate::Builder::inline_handlers)).
+    pub(crate) fn set_inline_handlers(&mut self, inline: bool) {
+        self.inline_handlers = inline;
+    }
+
+    /// This node's id in its cluster.
+    pub fn node_id(&self) -> NodeId {
+        self.cluster.node_id
+    }
+
+    /// Requests to the other nodes of the cluster still waiting for answers, plus what
+    /// gathers their answers. Zero once every request has completed or timed out.
+    pub fn pending_request_count(&self) -> usize {
+        self.requests.len() + self.collectors.len()
+    }
+
+    /// The core machine (counts, rooms).
+    pub fn sio(&self) -> &SioServer {
+        &self.sio
+    }
+
+    /// Acknowledgements still awaited: the futures waiting here (one per socket asked, plus
+    /// one per broadcast) and the core's pending entries. Zero once every client has gone.
+    pub fn pending_ack_count(&self) -> usize {
+        self.acks.len() + self.aggregates.len() + self.sio.pending_ack_count()
+    }
+
+    /// Sockets this layer holds a handle and a handler queue for (the core's
+    /// [`socket_count`](SioServer::socket_count) once their disconnects are handled).
+    pub fn tracked_socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Accepts a pending connection: the socket, its handler queue, its `connection`
+    /// handlers queued first.
+    pub(crate) fn accept(
+        &mut self,
+        request: ConnectId,
+        handshake: Handshake,
+        data: Extensions,
+        ns: Arc<NsHandlers>,
+        life: oneshot::Sender<DisconnectReason>,
+        now: Instant,
+    ) -> Result<Socket, SioError> {
+        let Some(ctl) = self.ctl.clone() else {
+            return Err(SioError::UnknownConnect(request));
+        };
+        let recovered = self.sio.is_recovering(request);
+        let id = self.sio.accept(request, now)?;
+        Ok(self.attach(id, handshake, data, ns, life, ctl, recovered))
+    }
+
+    /// Gives socket `id`, accepted by the core, its handle and handler queue, its
+    /// `connection` handlers queued first.
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        &mut self,
+        id: SocketId,
+        handshake: Handshake,
+        data: Extensions,
+        ns: Arc<NsHandlers>,
+        life: oneshot::Sender<DisconnectReason>,
+        ctl: Arc<Ctl>,
+        recovered: bool,
+    ) -> Socket {
+        let socket = Socket::new(id, handshake, data, ctl.clone(), ns.clone(), recovered);
+        // Every handler of the socket runs inside its span (sid, namespace, transport).
+        let span = tracing::debug_span!(
+            "socket",
+            id = %id,
+            nsp = %socket.ns(),
+            sid = tracing::field::Empty,
+            transport = tracing::field::Empty,
+        );
+        if let Some(sid) = self.sio.session_of(id) {
+            span.record("sid", tracing::field::display(sid));
+            if let Some(t) = self.sio.engine().transport(sid) {
+                span.record("transport", tracing::field::debug(t));
+            }
+        }
+        let jobs = Arc::new(AtomicUsize::new(0));
+        let mut entry = Entry {
+            socket: socket.clone(),
+            queue: None,
+            closed: false,
+            failed: false,
+            spawn: self.spawn.clone(),
+            jobs,
+            span,
+            life: Some(life),
+        };
+        for hook in ns.connection() {
+            let s = socket.clone();
+            let job = guarded(
+                Some(&ctl),
+                &socket,
+                PanicPlace::Connection,
+                "connection",
+                move || hook(s),
+            );
+            entry.push(Job::Barrier(job));
+        }
+        self.sockets.insert(id, entry);
+        crate::metrics::socket_connected(
+            id,
+            socket.ns(),
+            self.sio.namespace_socket_count(socket.ns()),
+        );
+        socket
+    }
+}
+
+impl Machine for Node {
+    type Event = Event;
+    type Misuse = ApiMisuse;
+
+    fn owns(&self, head: &RequestHead) -> bool {
+        self.sio.owns(head)
+    }
+
+    fn router(&self) -> Router {
+        let config = self.sio.config().engine.clone();
+        Router::new(move |head: &RequestHead| config.matches_path(head.path()))
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.sio.config().engine.max_payload
+    }
+
+    fn max_buffered_bytes(&self) -> usize {
+        self.sio.config().engine.max_buffered_bytes
+    }
+
+    fn handle_request(
+        &mut self,
+        conn: ConnId,
+        head: RequestHead,
+        now: Instant,
+    ) -> Result<(), ApiMisuse> {
+        if head.method() == Method::Get {
+            // A poll: its answer may have to stay uncompressed (`compress(false)`).
+            let mut transport = None;
+            let mut sid = None;
+            for (k, v) in query_pairs(head.query()) {
+                match &*k {
+                    "transport" => transport = Some(v),
+                    "sid" => sid = Sid::new(&v).ok(),
+                    _ => {}
+                }
+            }
+            if let (Some("polling"), Some(sid)) = (transport.as_deref(), sid) {
+                self.polls.insert(conn, sid);
+            }
+        }
+        let result = self.sio.handle_request(conn, head, now);
+        self.check_upgrades();
+        result
+    }
+
+    fn handle_body(&mut self, conn: ConnId, body: Body, now: Instant) -> Result<(), ApiMisuse> {
+        let result = self.sio.handle_body(conn, body, now);
+        self.check_upgrades();
+        result
+    }
+
+    fn handle_ws_message(
+        &mut self,
+        conn: ConnId,
+        message: WsMessage,
+        now: Instant,
+    ) -> Result<(), ApiMisuse> {
+        let result = self.sio.handle_ws_message(conn, message, now);
+        self.check_upgrades();
+        result
+    }
+
+    fn handle_ws_drained(&mut self, conn: ConnId, now: Instant) {
+        self.sio.handle_ws_drained(conn, now)
+    }
+
+    fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
+        self.sio.handle_conn_closed(conn, error, now);
+        self.polls.remove(&conn);
+        self.check_upgrades();
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.sio.handle_timeout(now);
+        self.check_upgrades();
+        if !self.plain.is_empty() {
+            let engine = self.sio.engine();
+            self.plain.retain(|sid, _| {
+                engine.transport(*sid) == Some(TransportKind::Polling) && engine.contains(*sid)
+            });
+        }
+        for expired in self.requests.expire(now) {
+            crate::metrics::cluster_timeout(expired.kind);
+            self.finish_request(expired.id, expired.nodes_left, expired.acks_left);
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        // Room changes go to the adapter before the outputs of the same step, so that a room
+        // is subscribed to before anything can be published to it.
+        for (nsp, change) in self.sio.take_room_changes() {
+            self.cluster.adapter.room_changed(&nsp, &change);
+        }
+        let memberships = self.sio.take_membership_changes();
+        if let (false, Some(ctl)) = (memberships.is_empty(), &self.ctl) {
+            announce_memberships(ctl, &memberships);
+        }
+        let mut output = self.sio.poll_output()?;
+        if let Output::Response { conn, response } = &mut output {
+            if let Some(sid) = self.polls.remove(conn) {
+                if self.plain.remove(&sid) == Some(false) {
+                    // Only packets sent with `compress(false)`: the driver leaves it as it is.
+                    response
+                        .headers
+                        .push((crate::driver::UNCOMPRESSED, String::new()));
+                }
+            }
+        }
+        Some(output)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        // Called at least once per drain, after the commands of the turn.
+        self.report_refused();
+        self.sio.poll_event()
+    }
+
+    fn session_count(&self) -> Option<usize> {
+        Some(self.sio.engine().session_count())
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.sio.poll_timeout(), self.requests.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How a socket of this node is described to the others: its data is the
+/// `serde_json::Value` stored in its [`data`](Socket::data), `null` when none.
+fn socket_info(socket: &Socket, rooms: &[Room]) -> SocketInfo {
+    let data = socket
+        .data()
+        .get::<serde_json::Value>()
+        .unwrap_or(serde_json::Value::Null);
+    SocketInfo {
+        id: socket.id().to_string(),
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        data: data.to_string(),
+        handshake: socket.handshake().to_info(),
+    }
+}

@@ -1,0 +1,412 @@
+//! Emits and broadcasts from the handles: single sockets, rooms, with or without
+//! acknowledgements, in call order when their offsets come from the adapter.
+
+use super::*;
+
+impl Node {
+    /// Sends `event` to `socket` asking for an acknowledgement; `tx` gets the answer, or why
+    /// none will come.
+    pub(crate) fn emit_with_ack(
+        &mut self,
+        socket: SocketId,
+        event: &str,
+        payload: Payload,
+        timeout: Option<Duration>,
+        tx: oneshot::Sender<Result<Payload, AckError>>,
+        now: Instant,
+    ) {
+        self.note_send(socket, true);
+        let (json, attachments) = payload.into_wire();
+        match self
+            .sio
+            .emit_with_ack(socket, event, &json, attachments, timeout, now)
+        {
+            Ok(id) => {
+                crate::metrics::acks_sent(1);
+                self.acks.insert((socket, id.0), Waiter::Single(tx));
+            }
+            Err(e) => {
+                if matches!(e, volley_core::socketio::SioError::BufferFull(_)) {
+                    crate::metrics::overflow(self.sio.engine().config().overflow);
+                }
+                let _ = tx.send(Err(AckError::NotSent(e.to_string())));
+            }
+        }
+    }
+
+    /// Sends `event` to the sockets `opts` selects in each of `nsps`, asking each for an
+    /// acknowledgement, on this node and (unless `opts.local`) on the others; `tx` gets every
+    /// answer once all came or failed: the local sockets answered or failed, and every other
+    /// node reported how many sockets it asked and relayed that many answers. The other nodes
+    /// are waited for until `timeout` (the request timeout when `None`); then the result is
+    /// partial, `missing` counting the sockets that did not answer plus one for each node
+    /// that never reported its count. A namespace that does not exist (any more) has no
+    /// sockets to ask.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn broadcast_with_ack(
+        &mut self,
+        nsps: &[Arc<str>],
+        opts: &BroadcastOptions,
+        event: &str,
+        payload: Payload,
+        timeout: Option<Duration>,
+        tx: oneshot::Sender<Result<Vec<AckResponse>, PartialAcks>>,
+        now: Instant,
+    ) {
+        let (json, attachments) = payload.into_json();
+        let key = self.next_aggregate;
+        self.next_aggregate += 1;
+        let mut asked = 0;
+        for nsp in nsps {
+            self.notify_outgoing(nsp, opts, event, &json, &attachments);
+            let Ok((id, sent)) = self.sio.broadcast_with_ack(
+                nsp,
+                opts,
+                event,
+                &json,
+                attachments.clone(),
+                timeout,
+                now,
+            ) else {
+                continue;
+            };
+            crate::metrics::broadcast::<()>(&Ok(sent.len()));
+            crate::metrics::acks_sent(sent.len());
+            for s in &sent {
+                self.acks.insert((*s, id.0), Waiter::Member(key));
+            }
+            asked += sent.len();
+        }
+        let mut remote = None;
+        let expected = self.other_nodes() * nsps.len();
+        if !opts.local && expected > 0 {
+            let request = self.next_request_id();
+            let limit = timeout.unwrap_or(self.cluster.request_timeout);
+            self.requests
+                .start(request, RequestKind::BroadcastAck, expected, now + limit);
+            self.collectors.insert(request, Collector::Acks(key));
+            for nsp in nsps {
+                self.publish(
+                    None,
+                    ClusterMessage::Broadcast {
+                        nsp: nsp.to_string(),
+                        opts: opts.clone(),
+                        event: event.to_owned(),
+                        args: json.clone(),
+                        attachments: attachments.clone(),
+                        ack: Some(request),
+                        timeout: Some(limit),
+                    },
+                );
+            }
+            remote = Some(request);
+        }
+        self.aggregates.insert(
+            key,
+            Aggregate {
+                remaining: asked,
+                responses: Vec::new(),
+                missing: 0,
+                remote,
+                tx,
+            },
+        );
+        self.settle_aggregate(key);
+    }
+
+    /// Completes broadcast `key` once its local sockets and the other nodes are done.
+    pub(super) fn settle_aggregate(&mut self, key: u64) {
+        let done = self
+            .aggregates
+            .get(&key)
+            .is_some_and(|a| a.remaining == 0 && a.remote.is_none());
+        if !done {
+            return;
+        }
+        if let Some(agg) = self.aggregates.remove(&key) {
+            let result = if agg.missing == 0 {
+                Ok(agg.responses)
+            } else {
+                Err(PartialAcks {
+                    responses: agg.responses,
+                    missing: agg.missing,
+                })
+            };
+            let _ = agg.tx.send(result);
+        }
+    }
+
+    // ---- the cluster: outgoing ----
+
+    /// Sends `event` to the sockets `opts` selects in each of `nsps`, here and (unless
+    /// `opts.local`) on the other nodes.
+    pub(crate) fn broadcast(
+        &mut self,
+        nsps: &[Arc<str>],
+        opts: &BroadcastOptions,
+        event: &str,
+        payload: Payload,
+        compress: bool,
+        now: Instant,
+    ) {
+        for nsp in nsps {
+            self.note_sends(nsp, opts, compress);
+        }
+        let (json, attachments) = payload.into_json();
+        let shared = self.sio.is_recovery_shared();
+        for nsp in nsps {
+            let message = || ClusterMessage::Broadcast {
+                nsp: nsp.to_string(),
+                opts: opts.clone(),
+                event: event.to_owned(),
+                args: json.clone(),
+                attachments: attachments.clone(),
+                ack: None,
+                timeout: None,
+            };
+            if let (true, false, Some(ctl)) = (shared, opts.local, self.ctl.clone()) {
+                // The packet carries the offset the adapter keeps it under: deliver it here
+                // once that is known, after the broadcasts made before it.
+                let offset = self.cluster.adapter.publish_broadcast(message());
+                let seq = self.enqueue(nsp, opts, event, &json, &attachments, None);
+                (self.spawn)(Box::pin(async move {
+                    let offset = offset.await;
+                    let _ = ctl
+                        .handle
+                        .cast(move |node: &mut Node, now| node.on_offset(seq, offset, now));
+                }));
+                continue;
+            }
+            if !opts.local {
+                self.publish(None, message());
+            }
+            if self.queued.is_empty() {
+                self.notify_outgoing(nsp, opts, event, &json, &attachments);
+                // A namespace that went away meanwhile has nobody to send to.
+                let sent = self
+                    .sio
+                    .broadcast(nsp, opts, event, &json, attachments.clone(), now);
+                crate::metrics::broadcast(&sent);
+            } else {
+                self.enqueue(nsp, opts, event, &json, &attachments, Some(None));
+            }
+        }
+    }
+
+    /// Queues a broadcast for local delivery in call order.
+    pub(super) fn enqueue(
+        &mut self,
+        nsp: &Arc<str>,
+        opts: &BroadcastOptions,
+        event: &str,
+        args: &str,
+        attachments: &[bytes::Bytes],
+        offset: Option<Option<String>>,
+    ) -> u64 {
+        let seq = self.next_queued;
+        self.next_queued += 1;
+        self.queued.push_back(Queued {
+            seq,
+            offset,
+            nsp: nsp.clone(),
+            opts: opts.clone(),
+            event: event.to_owned(),
+            args: args.to_owned(),
+            attachments: attachments.to_vec(),
+        });
+        seq
+    }
+
+    /// Runs the outgoing hooks of `nsp` (`on_any_outgoing`) for every socket of this node a
+    /// broadcast selects, as the reference tells each recipient's `onAnyOutgoing` listeners.
+    pub(super) fn notify_outgoing(
+        &self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        event: &str,
+        args: &str,
+        attachments: &[bytes::Bytes],
+    ) {
+        let Some(ns) = self.registry.lookup(nsp) else {
+            return;
+        };
+        let own = self
+            .ctl
+            .as_ref()
+            .is_some_and(|c| c.own_outgoing.load(Ordering::Acquire) > 0);
+        if !own && ns.any_outgoing().is_empty() {
+            return;
+        }
+        let payload = Payload::from_wire(args, attachments.to_vec());
+        for id in self.sio.select(nsp, opts) {
+            if let Some(entry) = self.sockets.get(&id) {
+                for hook in &entry.socket.outgoing_hooks() {
+                    self.outgoing_hook(hook, &entry.socket, event, &payload);
+                }
+            }
+        }
+    }
+
+    /// Runs one `on_any_outgoing` hook, on the machine's task: a panic is contained.
+    pub(super) fn outgoing_hook(
+        &self,
+        hook: &OutgoingHook,
+        socket: &Socket,
+        event: &str,
+        payload: &Payload,
+    ) {
+        let run = || hook(socket, event, payload);
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            if let Some(ctl) = &self.ctl {
+                let report = HandlerPanic {
+                    socket: Some(socket.id()),
+                    namespace: socket.ns().to_owned(),
+                    event: event.to_owned(),
+                    place: PanicPlace::Outgoing,
+                    message: panic_message(&*payload),
+                };
+                report_panic(ctl, report);
+            }
+        }
+    }
+
+    /// The adapter kept broadcast `seq` under `offset` (or could not): deliver what is ready,
+    /// in order.
+    pub(super) fn on_offset(&mut self, seq: u64, offset: Option<String>, now: Instant) {
+        if let Some(q) = self.queued.iter_mut().find(|q| q.seq == seq) {
+            q.offset = Some(offset);
+        }
+        while self.queued.front().is_some_and(|q| q.offset.is_some()) {
+            let Some(q) = self.queued.pop_front() else {
+                break;
+            };
+            let offset = q.offset.flatten();
+            self.notify_outgoing(&q.nsp, &q.opts, &q.event, &q.args, &q.attachments);
+            let sent = self.sio.broadcast_at(
+                &q.nsp,
+                &q.opts,
+                &q.event,
+                &q.args,
+                q.attachments,
+                offset.as_deref(),
+                now,
+            );
+            crate::metrics::broadcast(&sent);
+        }
+    }
+
+    /// Sends `event` to one socket of namespace `nsp`. With shared recovery and not volatile,
+    /// it goes as a broadcast to the socket's room, as the reference does, so that it is kept
+    /// where any node can replay it (also while the socket is away).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn emit_to(
+        &mut self,
+        socket: SocketId,
+        nsp: &Arc<str>,
+        event: &str,
+        payload: Payload,
+        volatile: bool,
+        compress: bool,
+        now: Instant,
+    ) {
+        if !volatile && self.sio.is_recovery_shared() {
+            let opts = BroadcastOptions {
+                rooms: vec![Room::from(socket)],
+                ..BroadcastOptions::default()
+            };
+            // The broadcast runs the outgoing hooks, as for any recipient.
+            self.broadcast(
+                std::slice::from_ref(nsp),
+                &opts,
+                event,
+                payload,
+                compress,
+                now,
+            );
+            return;
+        }
+        self.note_send(socket, compress);
+        if let Some(entry) = self.sockets.get(&socket) {
+            for hook in entry.socket.outgoing_hooks() {
+                self.outgoing_hook(&hook, &entry.socket, event, &payload);
+            }
+        }
+        let (json, attachments) = payload.into_wire();
+        // A socket that left meanwhile needs no answer here; a full queue is reported with
+        // the other refusals of the turn (`report_refused`).
+        let _ = self
+            .sio
+            .emit(socket, event, &json, attachments, volatile, now);
+    }
+
+    /// Records a packet sent to the sockets `opts` selects in `nsp`, for the compression of
+    /// poll answers (see [`Node::note_send`]).
+    pub(super) fn note_sends(&mut self, nsp: &str, opts: &BroadcastOptions, compress: bool) {
+        if compress && self.plain.is_empty() {
+            return;
+        }
+        for id in self.sio.select(nsp, opts) {
+            self.note_send(id, compress);
+        }
+    }
+
+    /// Records a packet sent to `socket`: with `compress(false)`, its polling session's next
+    /// answer stays uncompressed unless a packet that allows compression joins it (the
+    /// reference compresses a payload when any of its packets allows it). Nothing is kept
+    /// while no packet was sent with `compress(false)`.
+    pub(super) fn note_send(&mut self, socket: SocketId, compress: bool) {
+        if compress && self.plain.is_empty() {
+            return;
+        }
+        let Some(sid) = self.sio.session_of(socket) else {
+            return;
+        };
+        if compress {
+            if let Some(mixed) = self.plain.get_mut(&sid) {
+                *mixed = true;
+            }
+        } else if self.sio.engine().transport(sid) == Some(TransportKind::Polling) {
+            self.plain.entry(sid).or_insert(false);
+        }
+    }
+
+    pub(super) fn resolve(
+        &mut self,
+        socket: SocketId,
+        id: AckId,
+        result: Result<Payload, AckError>,
+    ) {
+        match self.acks.remove(&(socket, id.0)) {
+            Some(Waiter::Single(tx)) => {
+                let _ = tx.send(result);
+            }
+            Some(Waiter::Member(key)) => {
+                let Some(agg) = self.aggregates.get_mut(&key) else {
+                    return;
+                };
+                match result {
+                    Ok(payload) => agg.responses.push(AckResponse { socket, payload }),
+                    Err(_) => agg.missing += 1,
+                }
+                agg.remaining = agg.remaining.saturating_sub(1);
+                self.settle_aggregate(key);
+            }
+            Some(Waiter::Relay { to, request }) => {
+                // A failure is not relayed: the sender counts it missing at its deadline.
+                if let Ok(payload) = result {
+                    let (args, attachments) = payload.into_json();
+                    self.publish(
+                        Some(to),
+                        ClusterMessage::BroadcastAck {
+                            request,
+                            socket,
+                            args,
+                            attachments,
+                        },
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+}
