@@ -32,8 +32,8 @@ fn install(io: &volley::Io<volley::testing::TestRuntime>, count: u32) {
 }
 
 /// The sockets `io` reported refusals for, in order.
-fn refusals(io: &volley::Io<volley::testing::TestRuntime>) -> Arc<Mutex<Vec<(String, String)>>> {
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+fn refusals(io: &volley::Io<volley::testing::TestRuntime>) -> Refusals {
+    let seen: Refusals = Arc::default();
     let s = seen.clone();
     io.on_error(move |error: &ServerError| match error {
         ServerError::Overflow(o) => s
@@ -45,18 +45,36 @@ fn refusals(io: &volley::Io<volley::testing::TestRuntime>) -> Arc<Mutex<Vec<(Str
     seen
 }
 
-#[test]
-fn emits_refused_by_a_full_queue_are_reported_and_the_socket_stays_under_reject() {
-    // Over polling the queue fills: a parked GET takes the first packet, the next wait for
-    // the next GET, and the queue holds at most four.
+type Refusals = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A server whose queues hold at most four packets (`Reject`), with the burst handlers and
+/// its refusals recorded. Over polling the queue fills: a parked GET takes the first packet,
+/// the next wait for the next GET.
+fn server() -> (
+    volley::testing::TestRuntime,
+    volley::Io<volley::testing::TestRuntime>,
+    Refusals,
+) {
     let builder = volley::builder().max_buffered_packets(4, OverflowPolicy::Reject);
     let (rt, io) = setup_with(builder);
     install(&io, 20);
     let seen = refusals(&io);
+    (rt, io, seen)
+}
+
+/// A long-polling client of `/`, and its socket id.
+async fn polling_client(io: &volley::Io<volley::testing::TestRuntime>) -> (TestClient, String) {
+    let options = ConnectOptions::new().transport(TransportKind::Polling);
+    let c = TestClient::connect_with(io, "/", options).await.unwrap();
+    let id = c.id().to_string();
+    (c, id)
+}
+
+#[test]
+fn emits_refused_by_a_full_queue_are_reported_and_the_socket_stays_under_reject() {
+    let (rt, io, seen) = server();
     rt.block_on(async {
-        let options = ConnectOptions::new().transport(TransportKind::Polling);
-        let mut c = TestClient::connect_with(&io, "/", options).await.unwrap();
-        let id = c.id().to_string();
+        let (mut c, id) = polling_client(&io).await;
         c.emit("burst", &());
         let first = c.recv().await.unwrap();
         assert_eq!(first.data::<u32>().unwrap(), 0);
@@ -83,14 +101,9 @@ fn emits_refused_by_a_full_queue_are_reported_and_the_socket_stays_under_reject(
 
 #[test]
 fn a_broadcast_copy_refused_by_a_full_queue_is_reported() {
-    let builder = volley::builder().max_buffered_packets(4, OverflowPolicy::Reject);
-    let (rt, io) = setup_with(builder);
-    install(&io, 20);
-    let seen = refusals(&io);
+    let (rt, io, seen) = server();
     rt.block_on(async {
-        let options = ConnectOptions::new().transport(TransportKind::Polling);
-        let mut c = TestClient::connect_with(&io, "/", options).await.unwrap();
-        let id = c.id().to_string();
+        let (mut c, id) = polling_client(&io).await;
         c.emit("burst-all", &());
         let _ = c.recv().await.unwrap();
         rt.sleep(SETTLE).await;
