@@ -6,22 +6,17 @@
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
-use volley::{Data, Socket};
 use volley_redis::streams::{StreamsAdapter, StreamsOptions};
 use volley_redis::{PubSub, RedisAdapter, RedisOptions, SubscriptionMode};
 use volley_tokio::TokioRuntime;
 
 mod common;
-use common::{Client, LIMIT, Redis, TempDir, free_port, raw_conn, serve};
+use common::{Client, LIMIT, Redis, TempDir, free_port, joinable_node, raw_conn, serve};
 
 /// The password of Redis's `default` user in these tests.
 const ADMIN: &str = "admin-secret";
 
-struct Server {
-    io: volley::Io<TokioRuntime>,
-    adapter: RedisAdapter,
-    port: u16,
-}
+type Server = common::Joinable;
 
 /// Quick reconnections and a short connect timeout, as a test wants them.
 fn quick(mut options: RedisOptions) -> RedisOptions {
@@ -37,22 +32,7 @@ async fn node(options: RedisOptions) -> Server {
 
 /// [`node`] with `options` as they are.
 async fn node_with(options: RedisOptions) -> Server {
-    let rt = TokioRuntime::current();
-    let adapter = RedisAdapter::new(options, rt.clone());
-    let io = volley::builder()
-        .adapter(adapter.clone())
-        .request_timeout(Duration::from_secs(2))
-        .build(rt);
-    io.ns("/")
-        .on("join", |s: Socket, Data(room): Data<String>| async move {
-            s.join(room.as_str());
-            true
-        });
-    let port = serve(&io).await;
-    timeout(LIMIT, adapter.subscribed())
-        .await
-        .expect("subscribed in time");
-    Server { io, adapter, port }
+    joinable_node(options).await
 }
 
 async fn count(adapter: &RedisAdapter) -> usize {

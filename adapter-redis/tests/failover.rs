@@ -9,42 +9,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::time::{sleep, timeout};
-use volley::{Data, Socket};
-use volley_redis::{PubSub, RedisAdapter, RedisOptions};
-use volley_tokio::TokioRuntime;
+use volley_redis::{PubSub, RedisOptions};
 
 mod common;
 use common::redis_cluster::RedisCluster;
-use common::{Client, LIMIT, Redis, TempDir, free_port, raw_conn, serve};
+use common::{Client, LIMIT, Redis, TempDir, free_port, raw_conn};
 
 /// The longest a failover test may wait for the cluster to settle or fail over.
 const SETTLE: Duration = Duration::from_secs(30);
 
-struct Node {
-    io: volley::Io<TokioRuntime>,
-    adapter: RedisAdapter,
-    port: u16,
-}
+type Node = common::Joinable;
 
 async fn node(mut options: RedisOptions) -> Node {
     options.backoff = (Duration::from_millis(50), Duration::from_millis(250));
     options.connect_timeout = Duration::from_millis(500);
-    let rt = TokioRuntime::current();
-    let adapter = RedisAdapter::new(options, rt.clone());
-    let io = volley::builder()
-        .adapter(adapter.clone())
-        .request_timeout(Duration::from_secs(2))
-        .build(rt);
-    io.ns("/")
-        .on("join", |s: Socket, Data(room): Data<String>| async move {
-            s.join(room.as_str());
-            true
-        });
-    let port = serve(&io).await;
-    timeout(LIMIT, adapter.subscribed())
-        .await
-        .expect("subscribed in time");
-    Node { io, adapter, port }
+    common::joinable_node(options).await
 }
 
 /// Broadcasts `["n", i]` from `from` every `every` while a client of `to` records what

@@ -210,6 +210,36 @@ pub async fn serve(io: &volley::Io<volley_tokio::TokioRuntime>) -> u16 {
     port
 }
 
+/// A Volley node on Redis, serving on a free port of 127.0.0.1.
+pub struct Joinable {
+    pub io: volley::Io<volley_tokio::TokioRuntime>,
+    pub adapter: volley_redis::RedisAdapter,
+    pub port: u16,
+}
+
+/// A node with `options` whose sockets answer `join` (joining the room named by the
+/// argument); returned once its adapter is subscribed.
+pub async fn joinable_node(options: volley_redis::RedisOptions) -> Joinable {
+    let rt = volley_tokio::TokioRuntime::current();
+    let adapter = volley_redis::RedisAdapter::new(options, rt.clone());
+    let io = volley::builder()
+        .adapter(adapter.clone())
+        .request_timeout(Duration::from_secs(2))
+        .build(rt);
+    io.ns("/").on(
+        "join",
+        |s: volley::Socket, volley::Data(room): volley::Data<String>| async move {
+            s.join(room.as_str());
+            true
+        },
+    );
+    let port = serve(&io).await;
+    timeout(LIMIT, adapter.subscribed())
+        .await
+        .expect("subscribed in time");
+    Joinable { io, adapter, port }
+}
+
 /// `tests/node`: the Node scripts and their packages.
 pub fn node_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node")
