@@ -578,23 +578,23 @@ where
             tracing::debug!(%conn, "outputs for a connection that has ended dropped");
             return;
         };
-        let mut http = Vec::new();
-        let mut frames = Vec::new();
-        for output in batch {
-            if route.websocket {
-                match output {
-                    Output::Send { .. } | Output::Close { .. } => frames.push(output),
-                    Output::Response { .. } | Output::ReadBody { .. } => {
-                        tracing::debug!(%conn, "HTTP output for a WebSocket dropped");
-                    }
-                }
-            } else {
-                if matches!(&output, Output::Response { response, .. } if response.status == 101) {
-                    route.websocket = true;
-                }
-                http.push(output);
-            }
+        if route.websocket {
+            // The common case: the batch goes to the outbox as it is, with no other copy.
+            self.push_frames(conn, batch);
+            return;
         }
+        // Up to and including a `101`: HTTP outputs; after it, frames.
+        let upgrade = batch
+            .iter()
+            .position(|o| matches!(o, Output::Response { response, .. } if response.status == 101));
+        let mut http = batch;
+        let frames = match upgrade {
+            Some(i) => {
+                route.websocket = true;
+                http.split_off(i + 1)
+            }
+            None => Vec::new(),
+        };
         if !http.is_empty() {
             if let Err(e) = route.tx.try_send(ToConn::Outputs(http)) {
                 if e.is_full() {
@@ -608,10 +608,25 @@ where
                 return;
             }
         }
-        if frames.is_empty() {
-            return;
+        if !frames.is_empty() {
+            self.push_frames(conn, frames);
         }
+    }
+
+    /// Pushes a WebSocket connection's frames (and close) into its outbox; notes the
+    /// connection in `drained` when its session may send again at once.
+    fn push_frames(&mut self, conn: ConnId, frames: Vec<Output>) {
+        let Some(route) = self.conns.get(&conn) else {
+            return;
+        };
         let sends = frames.iter().any(|o| matches!(o, Output::Send { .. }));
+        let frames = frames.into_iter().filter(|o| match o {
+            Output::Send { .. } | Output::Close { .. } => true,
+            Output::Response { .. } | Output::ReadBody { .. } => {
+                tracing::debug!(%conn, "HTTP output for a WebSocket dropped");
+                false
+            }
+        });
         match route.outbox.push(frames) {
             Pushed::Open if sends => self.drained.push(conn),
             Pushed::Open | Pushed::Full => {}
