@@ -116,11 +116,63 @@ pub trait Adapter: Send + Sync + 'static {
     /// runs. Nothing is published after this.
     fn close(&self) {}
 
+    /// The way this adapter carries the requests of sessions owned by other nodes, when it
+    /// offers one and the application turned it on (see [`Relay`]): the server then names
+    /// its node in every session id and forwards a request naming another node's session to
+    /// that node, so that a cluster needs no sticky sessions. `None` (the default): every
+    /// request must reach the node that owns its session.
+    fn relay(&self) -> Option<Arc<dyn Relay>> {
+        None
+    }
+
     /// Room `change.room` of namespace `nsp` was created (its first member joined) or deleted
     /// (its last member left) on this node. Called from the server's machine task: it must
     /// not block.
     fn room_changed(&self, nsp: &str, change: &RoomChange) {
         let _ = (nsp, change);
+    }
+}
+
+/// Carries opaque frames between the nodes of a cluster, for requests forwarded to the node
+/// that owns their session ([`Adapter::relay`]). The server decides what the frames mean; an
+/// implementation only moves them.
+///
+/// Contract:
+/// - Frames sent to one node by one caller arrive in the order of the `send` calls, and a
+///   frame is sent even if the future `send` returned is dropped.
+/// - `send` resolves to `false` when no node by that id received the frame (it left, or never
+///   was), so that a request for a dead node's session is answered at once.
+/// - Frames to this node are handed to the inbox given to [`Relay::start`], in arrival order.
+pub trait Relay: Send + Sync + 'static {
+    /// Called once when the server starts, with this node's id: frames sent to it must be
+    /// delivered to `inbox`.
+    fn start(&self, node: NodeId, inbox: RelayInbox);
+
+    /// Sends `frame` to node `to`; resolves to whether a node received it.
+    fn send(&self, to: NodeId, frame: bytes::Bytes) -> BoxFuture<'static, bool>;
+}
+
+/// Where a [`Relay`] delivers the frames other nodes sent to this one.
+#[derive(Clone)]
+pub struct RelayInbox {
+    tx: mpsc::UnboundedSender<bytes::Bytes>,
+}
+
+impl fmt::Debug for RelayInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RelayInbox")
+    }
+}
+
+impl RelayInbox {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<bytes::Bytes>) {
+        let (tx, rx) = mpsc::unbounded();
+        (RelayInbox { tx }, rx)
+    }
+
+    /// Hands a frame to this node. False once the node has stopped.
+    pub fn deliver(&self, frame: bytes::Bytes) -> bool {
+        self.tx.unbounded_send(frame).is_ok()
     }
 }
 
@@ -143,6 +195,8 @@ impl Adapter for LocalAdapter {
 #[derive(Clone, Default)]
 pub struct MemoryCluster {
     nodes: Arc<Mutex<Vec<(NodeId, Inbox)>>>,
+    /// The nodes' relay inboxes, when forwarding is on ([`MemoryCluster::with_relay`]).
+    relays: Option<Arc<Mutex<Vec<(NodeId, RelayInbox)>>>>,
 }
 
 impl fmt::Debug for MemoryCluster {
@@ -160,6 +214,15 @@ impl MemoryCluster {
     /// An empty cluster.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cluster whose adapters offer a [`Relay`]: requests may reach any of its
+    /// servers, whichever owns their session.
+    pub fn with_relay() -> Self {
+        MemoryCluster {
+            nodes: Arc::default(),
+            relays: Some(Arc::default()),
+        }
     }
 
     /// An adapter joining this cluster.
@@ -188,6 +251,12 @@ impl MemoryAdapter {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .retain(|(n, _)| *n != me);
+            if let Some(relays) = &self.cluster.relays {
+                relays
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|(n, _)| *n != me);
+            }
         }
     }
 }
@@ -233,6 +302,11 @@ impl Adapter for MemoryAdapter {
         }
     }
 
+    fn relay(&self) -> Option<Arc<dyn Relay>> {
+        let relays = self.cluster.relays.clone()?;
+        Some(Arc::new(MemoryRelay { relays }))
+    }
+
     fn server_count(&self) -> usize {
         self.cluster
             .nodes
@@ -240,5 +314,32 @@ impl Adapter for MemoryAdapter {
             .unwrap_or_else(PoisonError::into_inner)
             .len()
             .max(1)
+    }
+}
+
+/// The [`Relay`] of a [`MemoryCluster`]: frames go straight into the receiving node's inbox.
+struct MemoryRelay {
+    relays: Arc<Mutex<Vec<(NodeId, RelayInbox)>>>,
+}
+
+impl Relay for MemoryRelay {
+    fn start(&self, node: NodeId, inbox: RelayInbox) {
+        let mut relays = self.relays.lock().unwrap_or_else(PoisonError::into_inner);
+        relays.retain(|(n, _)| *n != node);
+        relays.push((node, inbox));
+    }
+
+    fn send(&self, to: NodeId, frame: bytes::Bytes) -> BoxFuture<'static, bool> {
+        let mut relays = self.relays.lock().unwrap_or_else(PoisonError::into_inner);
+        let delivered = match relays.iter().position(|(n, _)| *n == to) {
+            Some(i) if relays[i].1.deliver(frame) => true,
+            Some(i) => {
+                // A server that stopped has left.
+                relays.remove(i);
+                false
+            }
+            None => false,
+        };
+        Box::pin(std::future::ready(delivered))
     }
 }
