@@ -196,7 +196,7 @@ impl Adapter for LocalAdapter {
 pub struct MemoryCluster {
     nodes: Arc<Mutex<Vec<(NodeId, Inbox)>>>,
     /// The nodes' relay inboxes, when forwarding is on ([`MemoryCluster::with_relay`]).
-    relays: Option<Arc<Mutex<Vec<(NodeId, RelayInbox)>>>>,
+    relays: Option<Relays>,
 }
 
 impl fmt::Debug for MemoryCluster {
@@ -317,9 +317,12 @@ impl Adapter for MemoryAdapter {
     }
 }
 
+/// The relay inboxes of a [`MemoryCluster`]'s nodes.
+type Relays = Arc<Mutex<Vec<(NodeId, RelayInbox)>>>;
+
 /// The [`Relay`] of a [`MemoryCluster`]: frames go straight into the receiving node's inbox.
 struct MemoryRelay {
-    relays: Arc<Mutex<Vec<(NodeId, RelayInbox)>>>,
+    relays: Relays,
 }
 
 impl Relay for MemoryRelay {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use volley_core::NodeId;
 use volley_core::engine::{Engine, OverflowPolicy, Transports};
-use volley_core::rng::{ChaCha20Rng, IdGenerator};
+use volley_core::rng::{ChaCha20Rng, IdGenerator, RandomIds};
 use volley_core::socketio::{
     Config as SioConfig, MembershipChange, Parser, Recovery, Room, Server as SioServer, Traffic,
 };
@@ -426,10 +426,24 @@ impl Builder {
     pub fn build<R: Runtime>(self, runtime: R) -> Io<R> {
         crate::metrics::server_built();
         let seed = self.seed.unwrap_or_else(os_seed);
-        let engine = match self.ids {
+        let node_id = node_id(seed);
+        // With a relay, every session id names this node, so that any node can send a
+        // request for it here.
+        let relay = self.adapter.relay();
+        let ids = match (self.ids, &relay) {
+            (Some(ids), None) => Some(ids),
+            (ids, Some(_)) => {
+                let inner = ids.unwrap_or_else(|| Box::new(RandomIds::from_seed(seed)));
+                Some(crate::driver::tagged_ids(node_id, inner))
+            }
+            (None, None) => None,
+        };
+        let engine = match ids {
             Some(ids) => Engine::with_id_generator(self.sio.engine.clone(), ids),
             None => Engine::new(self.sio.engine.clone(), seed),
         };
+        // A forwarded poll is parked at most a ping interval on its owner.
+        let answer_timeout = self.sio.engine.ping_interval + self.sio.engine.ping_timeout;
         let mut socket_seed = seed;
         socket_seed.reverse();
         socket_seed[0] ^= 0x5a;
@@ -453,7 +467,6 @@ impl Builder {
                 futures::future::select(f, std::pin::pin!(halted)).await;
             })
         });
-        let node_id = node_id(seed);
         let cluster = Cluster {
             adapter: self.adapter.clone(),
             node_id,
@@ -467,6 +480,9 @@ impl Builder {
             self.server,
             |node: &mut Node, ev, now| node.dispatch(ev, now),
         );
+        if let Some(relay) = relay {
+            driver.forward_through(relay, node_id, answer_timeout);
+        }
         let ctl = Arc::new(Ctl {
             handle: driver.handle(),
             registry,

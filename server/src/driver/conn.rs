@@ -25,12 +25,15 @@ use volley_core::http::{
 
 use super::Env;
 use super::actor::{CONN_CAPACITY, Input, ToConn};
+use super::forward::{self, Forwarded, Forwarder};
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
 use super::outbox::Outbox;
 use super::request::{decorate, hooks, screen, unavailable};
 use super::shutdown::{Admission, Evicted};
 use super::websocket;
 use crate::runtime::Runtime;
+use volley_core::NodeId;
+use volley_core::engine::ErrorCode;
 
 /// Bytes asked of the socket per read of a head.
 const HEAD_READ: usize = 8 * 1024;
@@ -47,6 +50,8 @@ enum End {
     Failed,
     /// A `101` was written: the connection is now a WebSocket.
     Upgrade,
+    /// Another node's `101` was written: the connection's bytes now go to that node.
+    Relay(forward::RelayStream),
 }
 
 /// What finished an exchange with the machine.
@@ -122,6 +127,14 @@ pub(crate) async fn run<R, S>(
             if let Some(link) = link {
                 websocket::run(env, conn, stream, buf, pending, link).await;
             }
+            drop(admission);
+            return;
+        }
+        End::Relay(relay) => {
+            let pipe = forward::pipe(stream, buf.freeze(), relay);
+            // The pipe ends with its client, its owner, or this node's shutdown (the client
+            // then reconnects through another node).
+            let _ = select(pin!(pipe), pin!(env.tracker.stopping())).await;
             drop(admission);
             return;
         }
@@ -335,6 +348,12 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
             let close = has_body(&head) || !head.keep_alive();
             return self.respond(response, close).await;
         }
+        if let Some(fwd) = self.env.forward.get() {
+            if let Some(owner) = fwd.owner(&head) {
+                let fwd = fwd.clone();
+                return self.forward(fwd, owner, head).await;
+            }
+        }
         let conn = self.conn;
         let keep_alive = head.keep_alive();
         let kind = head.body_kind();
@@ -415,6 +434,94 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 Next::Output(Output::Close { .. }) => return Exchange::End(End::Closed),
                 Next::Output(Output::Send { .. }) => {
                     tracing::debug!("WebSocket message for an HTTP connection dropped");
+                }
+            }
+        }
+    }
+
+    /// Sends a request for a session of node `owner` there, and writes its answer.
+    async fn forward(&mut self, fwd: Arc<Forwarder>, owner: NodeId, head: RequestHead) -> Exchange {
+        let keep_alive = head.keep_alive();
+        let body = if has_body(&head) {
+            if head.expects_continue() && self.buf.is_empty() {
+                self.out.clear();
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                if self.write_out().await.is_err() {
+                    return Exchange::End(End::Failed);
+                }
+            }
+            match self.read_body(head.body_kind(), self.env.max_body).await {
+                Ok(body) => Some(body),
+                Err(end) => return Exchange::End(end),
+            }
+        } else {
+            None
+        };
+        let body_unread = body == Some(Body::TooLarge);
+        let request = forward::Request {
+            head: head.clone(),
+            peer: self.peer,
+            body,
+        };
+        let forwarded = fwd.forward(&self.env.runtime, owner, request);
+        let mut forwarded = pin!(forwarded);
+        // While the owner holds the request (a parked poll), a client that goes is noticed:
+        // dropping the forwarded request tells the owner.
+        let max_buffered = self.env.config.limits.max_head_bytes;
+        let forwarded = loop {
+            let watch = self.buf.len() < max_buffered;
+            let (stream, buf) = (&mut self.stream, &mut self.buf);
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(answer) = forwarded.as_mut().poll(cx) {
+                    return Poll::Ready(Either::Left(answer));
+                }
+                if watch {
+                    if let Poll::Ready(read) = poll_read_buf(stream, cx, buf, HEAD_READ) {
+                        return Poll::Ready(Either::Right(read));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                Either::Left(answer) => break answer,
+                Either::Right(Ok(0)) => return Exchange::End(End::Closed),
+                Either::Right(Ok(_)) => {}
+                Either::Right(Err(e)) => {
+                    tracing::debug!(error = %e, "read failed");
+                    return Exchange::End(End::Failed);
+                }
+            }
+        };
+        match forwarded {
+            Forwarded::Unreachable => {
+                // The owner is gone: the client reconnects, as after any lost session.
+                let response = match head.is_websocket_upgrade() {
+                    true => ErrorCode::UnknownSid.ws_response(),
+                    false => ErrorCode::UnknownSid.response(),
+                };
+                let response = decorate(&self.env.config, &head, response);
+                self.respond(response, !keep_alive || body_unread).await
+            }
+            Forwarded::Answer { bytes, close } => {
+                let close = close || !keep_alive || body_unread || self.env.tracker.is_stopping();
+                self.out.clear();
+                match close {
+                    true => self.out.extend_from_slice(&forward::closing(&bytes)),
+                    false => self.out.extend_from_slice(&bytes),
+                }
+                match self.write_out().await {
+                    Err(()) => Exchange::End(End::Failed),
+                    Ok(()) if close => Exchange::End(End::Answered),
+                    Ok(()) => Exchange::Next,
+                }
+            }
+            Forwarded::Upgraded { bytes, stream } => {
+                self.out.clear();
+                self.out.extend_from_slice(&bytes);
+                match self.write_out().await {
+                    Ok(()) => Exchange::End(End::Relay(stream)),
+                    Err(()) => Exchange::End(End::Failed),
                 }
             }
         }

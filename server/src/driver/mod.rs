@@ -54,6 +54,7 @@ mod compress;
 mod config;
 mod conn;
 mod cors;
+mod forward;
 mod io;
 mod machine;
 mod metrics;
@@ -105,6 +106,11 @@ pub(crate) struct Env<R> {
     next_conn: AtomicU64,
     tracker: Tracker,
     halt: Halt,
+    /// The largest request body the machine takes (its largest message).
+    max_body: usize,
+    /// Requests for sessions of other nodes go to their owner through it, once set
+    /// ([`Driver::forward_through`]).
+    forward: std::sync::OnceLock<Arc<forward::Forwarder>>,
 }
 
 /// A running machine and what its connections need: cheap to clone, one per accept loop.
@@ -148,6 +154,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         let router = machine.router();
         let ws_config = websocket::config(machine.max_message_size());
         let output_budget = machine.max_buffered_bytes();
+        let max_body = machine.max_message_size();
         let halt = Halt::new();
         let (actor, inputs, handle) = Actor::new(machine, runtime.clone(), on_event, &halt);
         runtime.spawn(
@@ -166,6 +173,8 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             next_conn: AtomicU64::new(1),
             tracker,
             halt,
+            max_body,
+            forward: std::sync::OnceLock::new(),
         };
         Driver {
             env: Arc::new(env),
@@ -277,6 +286,33 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         });
     }
 
+    /// Forwards requests for sessions owned by other nodes through `relay`, and serves the
+    /// requests they forward here. `node` is this node's id, which every session id of the
+    /// machine must start with (`<node>.`, see [`tagged_ids`]); `answer_timeout` is how long
+    /// a forwarded request waits for its owner before it is answered as for an unknown
+    /// session (the longest a poll may be parked, plus a margin). Has effect once; call it
+    /// before serving connections.
+    pub fn forward_through(
+        &self,
+        relay: Arc<dyn crate::adapter::Relay>,
+        node: volley_core::NodeId,
+        answer_timeout: std::time::Duration,
+    ) {
+        let window = self.env.output_budget.max(FORWARD_WINDOW_MIN);
+        let fwd = Arc::new(forward::Forwarder::new(
+            node,
+            relay.clone(),
+            window,
+            answer_timeout,
+        ));
+        if self.env.forward.set(fwd.clone()).is_err() {
+            return;
+        }
+        let (inbox, frames) = crate::adapter::RelayInbox::new();
+        self.spawn_until_halted(forward::run_inbox(fwd, self.clone(), frames));
+        relay.start(node, inbox);
+    }
+
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.env.tracker.is_stopping()
@@ -325,6 +361,20 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         }
     }
 }
+
+/// Session ids that start with `node` and a `.`, drawn from `inner`: what
+/// [`Driver::forward_through`] needs of the machine's id generator. An id longer than what is
+/// left after the prefix is cut to the longest session id.
+pub fn tagged_ids(
+    node: volley_core::NodeId,
+    inner: Box<dyn volley_core::rng::IdGenerator>,
+) -> Box<dyn volley_core::rng::IdGenerator> {
+    Box::new(forward::Tagged { node, inner })
+}
+
+/// The least a relayed stream may hold unread on a node before it is dropped (the
+/// machine's WebSocket output budget, when larger): 1 MiB.
+const FORWARD_WINDOW_MIN: usize = 1024 * 1024;
 
 /// Accept errors that concern one connection only (it was reset before it was accepted).
 fn is_transient(e: &std::io::Error) -> bool {

@@ -236,6 +236,14 @@ impl Drop for CloseGuard {
     }
 }
 
+/// Where a request's body comes from.
+enum Source<B> {
+    /// Read from the host's stream when the machine asks.
+    Stream(std::pin::Pin<Box<B>>),
+    /// Already read (a forwarded request).
+    Read(Body),
+}
+
 /// What reading a request body came to.
 enum BodyRead {
     Read(Body),
@@ -295,6 +303,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             None => head,
         };
         let span = tracing::debug_span!("request", id = conn.0, peer = ?peer);
+        let body = Source::Stream(Box::pin(body));
         let mut served = self
             .exchange(conn, head, body, admission)
             .instrument(span)
@@ -305,11 +314,38 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         served
     }
 
+    /// Serves a request another node forwarded here (see `forward`): screened there, with
+    /// its body already read (`None`: it has none).
+    pub(crate) async fn serve_forwarded(
+        &self,
+        head: RequestHead,
+        body: Option<Body>,
+        peer: Option<SocketAddr>,
+    ) -> Served<R> {
+        let env = &self.env;
+        // Counted against the cap, not against an address: the requester's node counted
+        // the client's connection.
+        let Ok(admission) = env.tracker.admit(None) else {
+            return Served::answer(unavailable());
+        };
+        let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
+        let head = match peer {
+            Some(peer) => head.with_peer_addr(peer),
+            None => head,
+        };
+        let span = tracing::debug_span!("forwarded", id = conn.0, peer = ?peer);
+        let body: Source<futures::stream::Empty<io::Result<Bytes>>> =
+            Source::Read(body.unwrap_or(Body::Complete(Bytes::new())));
+        self.exchange(conn, head, body, admission)
+            .instrument(span)
+            .await
+    }
+
     async fn exchange<B>(
         &self,
         conn: ConnId,
         head: RequestHead,
-        body: B,
+        body: Source<B>,
         admission: Admission,
     ) -> Served<R>
     where
@@ -321,12 +357,18 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             target = head.target(),
             "request"
         );
-        if !env.router.may_own(&head) {
-            return Served::answer((env.config.fallback)(&head));
-        }
-        if let Some(response) = screen(&env.config, &head) {
-            return Served::answer(response);
-        }
+        let mut body = match body {
+            Source::Stream(body) => {
+                if !env.router.may_own(&head) {
+                    return Served::answer((env.config.fallback)(&head));
+                }
+                if let Some(response) = screen(&env.config, &head) {
+                    return Served::answer(response);
+                }
+                Source::Stream(body)
+            }
+            read => read,
+        };
         // From here on the machine may hold a role for the connection: whatever ends the
         // exchange (this function returning, or its future being dropped) reports it.
         let mut guard = CloseGuard {
@@ -354,7 +396,6 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         if link.inputs.send(open).await.is_err() || link.inputs.send(request).await.is_err() {
             return Served::answer(closing(503, "Service Unavailable"));
         }
-        let mut body = pin!(body);
         let mut pending = VecDeque::new();
         let mut body_unread = has_body(&head);
         loop {
@@ -398,8 +439,16 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                     return Served::answer(decorate(&env.config, &head, response));
                 }
                 Output::ReadBody { limit, .. } => {
-                    let read = read_body(&env.runtime, &env.config, body.as_mut(), limit);
-                    let body = match read.await {
+                    let read = match &mut body {
+                        Source::Stream(stream) => {
+                            read_body(&env.runtime, &env.config, stream, limit).await
+                        }
+                        Source::Read(Body::Complete(bytes)) if bytes.len() > limit => {
+                            BodyRead::Read(Body::TooLarge)
+                        }
+                        Source::Read(read) => BodyRead::Read(read.clone()),
+                    };
+                    let body = match read {
                         BodyRead::Read(body) => body,
                         BodyRead::Failed(e) => {
                             tracing::debug!(error = %e, "request body failed");
@@ -432,7 +481,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
 async fn read_body<R: Runtime, B>(
     runtime: &R,
     config: &ServerConfig,
-    mut body: std::pin::Pin<&mut B>,
+    body: &mut std::pin::Pin<Box<B>>,
     limit: usize,
 ) -> BodyRead
 where

@@ -80,6 +80,13 @@ impl Raw {
         self.response().await
     }
 
+    /// Sends a request without a body and does not wait for its answer.
+    pub async fn send_only(&mut self, method: &str, target: &str) {
+        let raw = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        self.stream.write_all(raw.as_bytes()).await.expect("write");
+        self.stream.flush().await.expect("flush");
+    }
+
     /// Reads one response (`Content-Length` framed).
     pub async fn response(&mut self) -> Response {
         let end = loop {

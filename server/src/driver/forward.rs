@@ -1,0 +1,851 @@
+//! Requests for sessions another node of the cluster owns, forwarded to that node over the
+//! adapter's [`Relay`], so that a cluster needs no sticky sessions.
+//!
+//! With a relay, every session id names its node: `<node id>.<id>` ([`Tagged`]). A request
+//! whose `sid` names another node is not handed to this node's machine: the connection's task
+//! (the *requester*) reads its body, sends it to the owner as one `REQUEST` frame and writes
+//! the owner's `RESPONSE` back to its client. On the owner, the request is served by
+//! [`Driver::serve_forwarded`], exactly as a request of its own (a poll parks there until
+//! there is something to send). A `101` turns the exchange into a byte pipe: the requester
+//! copies its client's bytes up (`UP_DATA`), the owner runs its WebSocket half on a
+//! [`RelayStream`] and sends its bytes down (`DOWN_DATA`), until either side ends it
+//! (`UP_END` / `DOWN_END`). The session never moves: its machine, its sockets and their
+//! handlers stay where they are, and the node that holds the client's connection carries
+//! bytes.
+//!
+//! Frames: `kind` (1 byte), the stream id the requester drew (8 bytes, big-endian), the
+//! sender's node id (1 length byte and the id), then the kind's payload.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::channel::mpsc;
+use futures::future::{BoxFuture, Either, select};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use volley_core::engine::Body;
+use volley_core::http::{RequestHead, Response};
+use volley_core::ids::SID_MAX_LEN;
+use volley_core::rng::IdGenerator;
+use volley_core::{NodeId, Sid};
+
+use super::Driver;
+use super::machine::Machine;
+use crate::adapter::Relay;
+use crate::runtime::Runtime;
+
+const REQUEST: u8 = 1;
+const RESPONSE: u8 = 2;
+const UP_DATA: u8 = 3;
+const DOWN_DATA: u8 = 4;
+const UP_END: u8 = 5;
+const DOWN_END: u8 = 6;
+
+/// `RESPONSE` flag: the answer is a `101` and the exchange goes on as a byte pipe.
+const FLAG_UPGRADE: u8 = 1;
+/// `RESPONSE` flag: the owner closes after this answer.
+const FLAG_CLOSE: u8 = 2;
+
+/// Frames a relayed stream's writer may have sent and not yet seen delivered before it waits.
+const SENDS_IN_FLIGHT: usize = 32;
+
+/// Separates the node id from the rest of a session id.
+const TAG_SEPARATOR: char = '.';
+
+/// A frame that could not be read: the relay carried something this version does not speak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadFrame(&'static str);
+
+impl fmt::Display for BadFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad relay frame: {}", self.0)
+    }
+}
+
+/// A request as the requester sends it.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub head: RequestHead,
+    pub peer: Option<SocketAddr>,
+    /// The body the requester read (`None`: the request has none).
+    pub body: Option<Body>,
+}
+
+/// What one frame says.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Request(Request),
+    /// The owner's answer, serialized with its `close` flag cleared.
+    Response {
+        upgrade: bool,
+        close: bool,
+        bytes: Bytes,
+    },
+    Data(Bytes),
+    End,
+}
+
+/// One frame with its routing fields.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub kind: u8,
+    pub stream: u64,
+    pub from: NodeId,
+    pub frame: Frame,
+}
+
+fn header(kind: u8, stream: u64, from: NodeId, extra: usize) -> BytesMut {
+    let id = from.as_str().as_bytes();
+    let mut out = BytesMut::with_capacity(10 + id.len() + extra);
+    out.put_u8(kind);
+    out.put_u64(stream);
+    out.put_u8(id.len() as u8);
+    out.put_slice(id);
+    out
+}
+
+fn put_str16(out: &mut BytesMut, s: &[u8]) {
+    out.put_u16(s.len().min(usize::from(u16::MAX)) as u16);
+    out.put_slice(&s[..s.len().min(usize::from(u16::MAX))]);
+}
+
+pub(crate) fn encode_request(stream: u64, from: NodeId, request: &Request) -> Bytes {
+    let head = &request.head;
+    let body_len = match &request.body {
+        Some(Body::Complete(b)) => b.len(),
+        _ => 0,
+    };
+    let mut out = header(REQUEST, stream, from, 256 + body_len);
+    let peer = request.peer.map(|p| p.to_string()).unwrap_or_default();
+    out.put_u8(peer.len() as u8);
+    out.put_slice(peer.as_bytes());
+    put_str16(&mut out, head.method_str().as_bytes());
+    put_str16(&mut out, head.target().as_bytes());
+    let fields: Vec<(&str, &[u8])> = head.headers().collect();
+    out.put_u16(fields.len().min(usize::from(u16::MAX)) as u16);
+    for (name, value) in fields.iter().take(usize::from(u16::MAX)) {
+        put_str16(&mut out, name.as_bytes());
+        out.put_u32(value.len() as u32);
+        out.put_slice(value);
+    }
+    match &request.body {
+        None => out.put_u8(0),
+        Some(Body::Complete(body)) => {
+            out.put_u8(1);
+            out.put_slice(body);
+        }
+        Some(Body::TooLarge) => out.put_u8(2),
+    }
+    out.freeze()
+}
+
+pub(crate) fn encode_response(
+    stream: u64,
+    from: NodeId,
+    response: &Response,
+    upgrade: bool,
+) -> Bytes {
+    let mut out = header(RESPONSE, stream, from, 256 + response.body.len());
+    let mut flags = 0;
+    if upgrade {
+        flags |= FLAG_UPGRADE;
+    }
+    if response.close {
+        flags |= FLAG_CLOSE;
+    }
+    out.put_u8(flags);
+    let mut sent = response.clone();
+    sent.close = false;
+    sent.write_to(&mut out);
+    out.freeze()
+}
+
+pub(crate) fn encode_data(kind: u8, stream: u64, from: NodeId, data: &[u8]) -> Bytes {
+    let mut out = header(kind, stream, from, data.len());
+    out.put_slice(data);
+    out.freeze()
+}
+
+pub(crate) fn encode_end(kind: u8, stream: u64, from: NodeId) -> Bytes {
+    header(kind, stream, from, 0).freeze()
+}
+
+fn take(buf: &mut Bytes, n: usize, what: &'static str) -> Result<Bytes, BadFrame> {
+    if buf.len() < n {
+        return Err(BadFrame(what));
+    }
+    Ok(buf.split_to(n))
+}
+
+fn take_u8(buf: &mut Bytes, what: &'static str) -> Result<u8, BadFrame> {
+    Ok(take(buf, 1, what)?[0])
+}
+
+fn take_str16(buf: &mut Bytes, what: &'static str) -> Result<String, BadFrame> {
+    let n = take(buf, 2, what)?.get_u16();
+    let bytes = take(buf, usize::from(n), what)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| BadFrame(what))
+}
+
+pub(crate) fn decode(mut buf: Bytes) -> Result<Envelope, BadFrame> {
+    let kind = take_u8(&mut buf, "kind")?;
+    let stream = take(&mut buf, 8, "stream id")?.get_u64();
+    let n = take_u8(&mut buf, "node id")?;
+    let from = take(&mut buf, usize::from(n), "node id")?;
+    let from = std::str::from_utf8(&from)
+        .ok()
+        .and_then(|s| NodeId::new(s).ok())
+        .ok_or(BadFrame("node id"))?;
+    let frame = match kind {
+        REQUEST => {
+            let n = take_u8(&mut buf, "peer")?;
+            let peer = take(&mut buf, usize::from(n), "peer")?;
+            let peer = std::str::from_utf8(&peer).ok().and_then(|s| s.parse().ok());
+            let method = take_str16(&mut buf, "method")?;
+            let target = take_str16(&mut buf, "target")?;
+            let count = take(&mut buf, 2, "fields")?.get_u16();
+            let mut fields = Vec::with_capacity(usize::from(count).min(128));
+            for _ in 0..count {
+                let name = take_str16(&mut buf, "field name")?;
+                let len = take(&mut buf, 4, "field value")?.get_u32() as usize;
+                let value = take(&mut buf, len, "field value")?;
+                fields.push((name, value.to_vec()));
+            }
+            let body = match take_u8(&mut buf, "body")? {
+                0 => None,
+                1 => Some(Body::Complete(buf)),
+                2 => Some(Body::TooLarge),
+                _ => return Err(BadFrame("body")),
+            };
+            let head = RequestHead::from_parts(&method, &target, fields)
+                .map_err(|_| BadFrame("request head"))?;
+            Frame::Request(Request { head, peer, body })
+        }
+        RESPONSE => {
+            let flags = take_u8(&mut buf, "flags")?;
+            Frame::Response {
+                upgrade: flags & FLAG_UPGRADE != 0,
+                close: flags & FLAG_CLOSE != 0,
+                bytes: buf,
+            }
+        }
+        UP_DATA | DOWN_DATA => Frame::Data(buf),
+        UP_END | DOWN_END => Frame::End,
+        _ => return Err(BadFrame("kind")),
+    };
+    Ok(Envelope {
+        kind,
+        stream,
+        from,
+        frame,
+    })
+}
+
+/// The node a session id names, when it names one (`<node id>.<rest>`).
+pub(crate) fn owner_of(sid: &str) -> Option<NodeId> {
+    let (tag, rest) = sid.split_once(TAG_SEPARATOR)?;
+    if rest.is_empty() {
+        return None;
+    }
+    NodeId::new(tag).ok()
+}
+
+/// Session ids that name their node: `<node id>.<id from the inner generator>`, cut to the
+/// longest session id ([`SID_MAX_LEN`]) when the inner id is longer than what is left.
+pub(crate) struct Tagged {
+    pub node: NodeId,
+    pub inner: Box<dyn IdGenerator>,
+}
+
+impl IdGenerator for Tagged {
+    fn generate(&mut self, request: &RequestHead) -> Sid {
+        let inner = self.inner.generate(request);
+        let mut s = String::with_capacity(SID_MAX_LEN);
+        s.push_str(self.node.as_str());
+        s.push(TAG_SEPARATOR);
+        s.push_str(inner.as_str());
+        s.truncate(SID_MAX_LEN);
+        // Node ids and session ids share the URL-safe alphabet, and the separator is in it.
+        Sid::new(&s).unwrap_or(inner)
+    }
+}
+
+/// What a relayed stream's reader receives.
+#[derive(Debug)]
+enum Event {
+    Response {
+        upgrade: bool,
+        close: bool,
+        bytes: Bytes,
+    },
+    Data(Bytes),
+    End,
+    /// More bytes waited than the window allows: the stream is dropped.
+    Overflow,
+}
+
+/// One stream's way in: its events and the bytes waiting in them.
+#[derive(Clone)]
+struct Inlet {
+    tx: mpsc::UnboundedSender<Event>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// This node's side of forwarding: its id, the relay, and the streams open through it.
+pub(crate) struct Forwarder {
+    me: NodeId,
+    relay: Arc<dyn Relay>,
+    next: AtomicU64,
+    /// Streams this node opened as the requester, by their id.
+    opened: Mutex<HashMap<u64, Inlet>>,
+    /// Streams other nodes opened here, by (requester, id).
+    served: Mutex<HashMap<(NodeId, u64), Inlet>>,
+    /// Most bytes of a relayed stream that may wait unread on this node before the stream
+    /// is dropped.
+    window: usize,
+    /// How long a requester waits for the owner's answer before it takes the owner for gone.
+    answer_timeout: Duration,
+}
+
+impl fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What forwarding a request came to, on the requester.
+pub(crate) enum Forwarded {
+    /// The owner's answer, serialized (without `Connection: close`), and whether the owner
+    /// closes after it.
+    Answer { bytes: Bytes, close: bool },
+    /// The owner answered `101` (`bytes`): carry the connection's bytes through `stream`.
+    Upgraded { bytes: Bytes, stream: RelayStream },
+    /// No node took the request, or its owner did not answer in time.
+    Unreachable,
+}
+
+impl Forwarder {
+    pub(crate) fn new(
+        me: NodeId,
+        relay: Arc<dyn Relay>,
+        window: usize,
+        answer_timeout: Duration,
+    ) -> Self {
+        Forwarder {
+            me,
+            relay,
+            next: AtomicU64::new(1),
+            opened: Mutex::default(),
+            served: Mutex::default(),
+            window,
+            answer_timeout,
+        }
+    }
+
+    /// The node that owns the session `head` names, when that is another node.
+    pub(crate) fn owner(&self, head: &RequestHead) -> Option<NodeId> {
+        let sid = head.query_param("sid")?;
+        owner_of(&sid).filter(|node| *node != self.me)
+    }
+
+    fn send(&self, to: NodeId, frame: Bytes) -> BoxFuture<'static, bool> {
+        self.relay.send(to, frame)
+    }
+
+    /// Sends `request` to `to` and waits for its answer (up to the answer timeout).
+    pub(crate) async fn forward<R: Runtime>(
+        self: &Arc<Self>,
+        runtime: &R,
+        to: NodeId,
+        request: Request,
+    ) -> Forwarded {
+        let stream = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let inlet = Inlet {
+            tx,
+            queued: queued.clone(),
+        };
+        lock(&self.opened).insert(stream, inlet);
+        // Until the answer came, a drop (the client went) tells the owner to let go.
+        let mut guard = StreamGuard {
+            fwd: self.clone(),
+            to,
+            stream,
+            end: UP_END,
+            requester: true,
+            armed: true,
+        };
+        let frame = encode_request(stream, self.me, &request);
+        if !self.send(to, frame).await {
+            guard.armed = false;
+            tracing::debug!(node = %to, "forwarded request: no such node");
+            return Forwarded::Unreachable;
+        }
+        let timeout = runtime.sleep(self.answer_timeout);
+        let answer = match select(rx.next(), std::pin::pin!(timeout)).await {
+            Either::Left((Some(event), _)) => event,
+            Either::Left((None, _)) => Event::End,
+            Either::Right(_) => {
+                tracing::debug!(node = %to, "forwarded request: no answer in time");
+                return Forwarded::Unreachable;
+            }
+        };
+        match answer {
+            Event::Response {
+                upgrade: false,
+                close,
+                bytes,
+            } => {
+                // The owner is done with the stream.
+                guard.armed = false;
+                Forwarded::Answer { bytes, close }
+            }
+            Event::Response {
+                upgrade: true,
+                bytes,
+                ..
+            } => {
+                let stream = RelayStream::new(guard, rx, queued);
+                Forwarded::Upgraded { bytes, stream }
+            }
+            _ => Forwarded::Unreachable,
+        }
+    }
+
+    /// Hands one frame that arrived to its stream; a request starts being served.
+    fn dispatch<M: Machine, R: Runtime>(
+        self: &Arc<Self>,
+        driver: &Driver<M, R>,
+        envelope: Envelope,
+    ) {
+        let Envelope {
+            kind,
+            stream,
+            from,
+            frame,
+        } = envelope;
+        match frame {
+            Frame::Request(request) => {
+                let (tx, rx) = mpsc::unbounded();
+                let queued = Arc::new(AtomicUsize::new(0));
+                let inlet = Inlet {
+                    tx,
+                    queued: queued.clone(),
+                };
+                lock(&self.served).insert((from, stream), inlet);
+                let fwd = self.clone();
+                let served = driver.clone();
+                driver.spawn_until_halted(async move {
+                    fwd.serve(&served, from, stream, request, rx, queued).await;
+                });
+            }
+            frame => {
+                let inlet = match kind {
+                    RESPONSE | DOWN_DATA | DOWN_END => lock(&self.opened).get(&stream).cloned(),
+                    _ => lock(&self.served).get(&(from, stream)).cloned(),
+                };
+                let Some(inlet) = inlet else {
+                    // A stream that ended here already.
+                    return;
+                };
+                let event = match frame {
+                    Frame::Response {
+                        upgrade,
+                        close,
+                        bytes,
+                    } => Event::Response {
+                        upgrade,
+                        close,
+                        bytes,
+                    },
+                    Frame::Data(bytes) => {
+                        let queued = inlet.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+                        if queued + bytes.len() > self.window {
+                            tracing::warn!(
+                                node = %from,
+                                window = self.window,
+                                "relayed stream dropped: its reader fell a window behind"
+                            );
+                            Event::Overflow
+                        } else {
+                            Event::Data(bytes)
+                        }
+                    }
+                    _ => Event::End,
+                };
+                let _ = inlet.tx.unbounded_send(event);
+            }
+        }
+    }
+
+    /// Serves a request another node forwarded, and sends the answer back; a `101` goes on
+    /// as a byte pipe.
+    async fn serve<M: Machine, R: Runtime>(
+        self: Arc<Self>,
+        driver: &Driver<M, R>,
+        from: NodeId,
+        stream: u64,
+        request: Request,
+        mut rx: mpsc::UnboundedReceiver<Event>,
+        queued: Arc<AtomicUsize>,
+    ) {
+        let guard = StreamGuard {
+            fwd: self.clone(),
+            to: from,
+            stream,
+            end: DOWN_END,
+            requester: false,
+            armed: false,
+        };
+        let serve = driver.serve_forwarded(request.head, request.body, request.peer);
+        // The requester's client may go while a poll is parked: its end drops the exchange,
+        // which reports the connection closed, as for a client of this node.
+        let served = match select(std::pin::pin!(serve), rx.next()).await {
+            Either::Left((served, _)) => served,
+            Either::Right(_) => return,
+        };
+        let upgrade = served.upgrade;
+        let frame = encode_response(stream, self.me, &served.response, upgrade.is_some());
+        if !self.send(from, frame).await {
+            return;
+        }
+        if let Some(upgrade) = upgrade {
+            upgrade.run(RelayStream::new(guard, rx, queued)).await;
+        }
+    }
+}
+
+/// Forgets a stream when its user goes, and tells the other side when asked to.
+struct StreamGuard {
+    fwd: Arc<Forwarder>,
+    to: NodeId,
+    stream: u64,
+    end: u8,
+    requester: bool,
+    armed: bool,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.requester {
+            lock(&self.fwd.opened).remove(&self.stream);
+        } else {
+            lock(&self.fwd.served).remove(&(self.to, self.stream));
+        }
+        if self.armed {
+            let end = encode_end(self.end, self.stream, self.fwd.me);
+            // Sent even though the future is dropped (the relay's contract).
+            drop(self.fwd.send(self.to, end));
+        }
+    }
+}
+
+/// Runs the frames the relay delivers to this node until the driver halts.
+pub(crate) async fn run_inbox<M: Machine, R: Runtime>(
+    fwd: Arc<Forwarder>,
+    driver: Driver<M, R>,
+    mut frames: mpsc::UnboundedReceiver<Bytes>,
+) {
+    while let Some(frame) = frames.next().await {
+        match decode(frame) {
+            Ok(envelope) => fwd.dispatch(&driver, envelope),
+            Err(e) => tracing::warn!(error = %e, "relay frame dropped"),
+        }
+    }
+}
+
+/// One side of a relayed byte stream: reads what the other side sent, writes frames to it.
+/// Closing (or dropping) it tells the other side the stream ended.
+pub(crate) struct RelayStream {
+    guard: StreamGuard,
+    data: u8,
+    rx: mpsc::UnboundedReceiver<Event>,
+    queued: Arc<AtomicUsize>,
+    unread: Bytes,
+    eof: bool,
+    sends: FuturesUnordered<BoxFuture<'static, bool>>,
+}
+
+impl fmt::Debug for RelayStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayStream")
+            .field("to", &self.guard.to)
+            .field("stream", &self.guard.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayStream {
+    /// The byte pipe of the exchange `guard` keeps: it ends the stream when it goes.
+    fn new(
+        mut guard: StreamGuard,
+        rx: mpsc::UnboundedReceiver<Event>,
+        queued: Arc<AtomicUsize>,
+    ) -> Self {
+        let (data, end) = match guard.requester {
+            true => (UP_DATA, UP_END),
+            false => (DOWN_DATA, DOWN_END),
+        };
+        guard.end = end;
+        guard.armed = true;
+        RelayStream {
+            guard,
+            data,
+            rx,
+            queued,
+            unread: Bytes::new(),
+            eof: false,
+            sends: FuturesUnordered::new(),
+        }
+    }
+
+    /// Completes the sends that are done; an undelivered one means the other side is gone.
+    fn poll_sends(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while let Poll::Ready(Some(delivered)) = self.sends.poll_next_unpin(cx) {
+            if !delivered {
+                self.guard.armed = false;
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for RelayStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        while this.unread.is_empty() {
+            if this.eof {
+                return Poll::Ready(Ok(0));
+            }
+            match this.rx.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Event::Data(bytes))) => {
+                    this.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                    this.unread = bytes;
+                }
+                Poll::Ready(Some(Event::Overflow)) => {
+                    this.eof = true;
+                    return Poll::Ready(Err(io::Error::other("relayed stream over its window")));
+                }
+                Poll::Ready(Some(Event::End) | None) => {
+                    // The other side ended: nothing to tell it.
+                    this.guard.armed = false;
+                    this.eof = true;
+                }
+                Poll::Ready(Some(Event::Response { .. })) => {}
+            }
+        }
+        let n = buf.len().min(this.unread.len());
+        buf[..n].copy_from_slice(&this.unread[..n]);
+        this.unread.advance(n);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for RelayStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.poll_sends(cx)?;
+        if this.sends.len() >= SENDS_IN_FLIGHT {
+            return Poll::Pending;
+        }
+        let g = &this.guard;
+        let frame = encode_data(this.data, g.stream, g.fwd.me, buf);
+        this.sends.push(g.fwd.send(g.to, frame));
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.poll_sends(cx)?;
+        if this.sends.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.guard.armed {
+            this.guard.armed = false;
+            let g = &this.guard;
+            this.sends
+                .push(g.fwd.send(g.to, encode_end(g.end, g.stream, g.fwd.me)));
+        }
+        match this.poll_sends(cx) {
+            Ok(()) if this.sends.is_empty() => Poll::Ready(Ok(())),
+            Ok(()) => Poll::Pending,
+            // The other side is gone: closed all the same.
+            Err(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Adds `Connection: close` to a serialized answer that has none.
+pub(crate) fn closing(bytes: &Bytes) -> Bytes {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return bytes.clone();
+    };
+    let mut out = BytesMut::with_capacity(bytes.len() + 19);
+    out.put_slice(&bytes[..end + 2]);
+    out.put_slice(b"Connection: close\r\n");
+    out.put_slice(&bytes[end + 2..]);
+    out.freeze()
+}
+
+/// Waits for either stream to end, copying both ways; the first to end ends the pipe.
+pub(crate) async fn pipe<S>(client: S, leftover: Bytes, relay: RelayStream)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    use futures::io::AsyncReadExt;
+    use futures::io::AsyncWriteExt;
+    let (mut client_r, mut client_w) = client.split();
+    let (mut relay_r, mut relay_w) = relay.split();
+    let up = async {
+        if !leftover.is_empty() && relay_w.write_all(&leftover).await.is_err() {
+            return;
+        }
+        let _ = futures::io::copy(&mut client_r, &mut relay_w).await;
+        let _ = relay_w.close().await;
+    };
+    let down = async {
+        let _ = futures::io::copy(&mut relay_r, &mut client_w).await;
+        let _ = client_w.close().await;
+    };
+    let _ = select(std::pin::pin!(up.fuse()), std::pin::pin!(down.fuse())).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_request_survives_the_frame_format() {
+        let head = RequestHead::from_parts(
+            "POST",
+            "/socket.io/?EIO=4&transport=polling&sid=abc.def",
+            vec![
+                ("Host".into(), b"example".to_vec()),
+                ("X-Bytes".into(), vec![b'a', 0x80, 0xff]),
+            ],
+        )
+        .unwrap();
+        let request = Request {
+            head,
+            peer: Some("127.0.0.9:4000".parse().unwrap()),
+            body: Some(Body::Complete(Bytes::from_static(b"4hello\x1e4world"))),
+        };
+        let frame = encode_request(7, node("nodeA"), &request);
+        let envelope = decode(frame).unwrap();
+        assert_eq!((envelope.kind, envelope.stream), (REQUEST, 7));
+        assert_eq!(envelope.from, node("nodeA"));
+        let Frame::Request(got) = envelope.frame else {
+            panic!("not a request");
+        };
+        assert_eq!(got.head.method_str(), "POST");
+        assert_eq!(got.head.target(), request.head.target());
+        let fields: Vec<_> = got
+            .head
+            .headers()
+            .map(|(n, v)| (n.to_owned(), v.to_vec()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("Host".to_owned(), b"example".to_vec()),
+                ("X-Bytes".to_owned(), vec![b'a', 0x80, 0xff]),
+            ]
+        );
+        assert_eq!(got.peer, request.peer);
+        assert_eq!(got.body, request.body);
+    }
+
+    #[test]
+    fn every_cut_of_a_frame_is_refused_without_a_panic() {
+        let head = RequestHead::from_parts("GET", "/socket.io/?sid=a.b", vec![]).unwrap();
+        let request = Request {
+            head,
+            peer: None,
+            body: None,
+        };
+        let frame = encode_request(1, node("n"), &request);
+        for cut in 0..frame.len() {
+            assert!(decode(frame.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        assert!(decode(Bytes::from_static(&[9, 0, 0, 0, 0, 0, 0, 0, 1, 1, b'n'])).is_err());
+    }
+
+    #[test]
+    fn answers_keep_their_flags_and_get_a_close_field_on_request() {
+        let response = Response::new(200).body("ok").closing();
+        let envelope = decode(encode_response(3, node("b"), &response, false)).unwrap();
+        let Frame::Response {
+            upgrade,
+            close,
+            bytes,
+        } = envelope.frame
+        else {
+            panic!("not a response");
+        };
+        assert!(!upgrade && close);
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(!text.to_ascii_lowercase().contains("connection: close"));
+        let closed = String::from_utf8(closing(&bytes).to_vec()).unwrap();
+        assert!(closed.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(closed.contains("\r\nConnection: close\r\n"));
+        assert!(closed.ends_with("\r\n\r\nok"));
+    }
+
+    #[test]
+    fn session_ids_name_their_node() {
+        struct Fixed;
+        impl IdGenerator for Fixed {
+            fn generate(&mut self, _: &RequestHead) -> Sid {
+                Sid::new("0123456789abcdefghijklmnopqrstuvwxyz").unwrap()
+            }
+        }
+        let head = RequestHead::from_parts("GET", "/", vec![]).unwrap();
+        let mut ids = Tagged {
+            node: node("N0de-id_16chars0"),
+            inner: Box::new(Fixed),
+        };
+        let sid = ids.generate(&head);
+        assert_eq!(sid.as_str().len(), SID_MAX_LEN);
+        assert!(sid.as_str().starts_with("N0de-id_16chars0.0123"));
+        assert_eq!(owner_of(sid.as_str()), Some(node("N0de-id_16chars0")));
+        assert_eq!(owner_of("plainsid"), None);
+        assert_eq!(owner_of("trailing."), None);
+        assert_eq!(owner_of(".x"), None);
+    }
+}
