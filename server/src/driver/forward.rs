@@ -395,6 +395,7 @@ impl Forwarder {
         if !self.send(to, frame).await {
             guard.armed = false;
             tracing::debug!(node = %to, "forwarded request: no such node");
+            crate::metrics::forwarded("unreachable");
             return Forwarded::Unreachable;
         }
         let timeout = runtime.sleep(self.answer_timeout);
@@ -403,6 +404,7 @@ impl Forwarder {
             Either::Left((None, _)) => Event::End,
             Either::Right(_) => {
                 tracing::debug!(node = %to, "forwarded request: no answer in time");
+                crate::metrics::forwarded("unreachable");
                 return Forwarded::Unreachable;
             }
         };
@@ -414,6 +416,7 @@ impl Forwarder {
             } => {
                 // The owner is done with the stream.
                 guard.armed = false;
+                crate::metrics::forwarded("answered");
                 Forwarded::Answer { bytes, close }
             }
             Event::Response {
@@ -421,10 +424,14 @@ impl Forwarder {
                 bytes,
                 ..
             } => {
+                crate::metrics::forwarded("upgraded");
                 let stream = RelayStream::new(guard, rx, queued);
                 Forwarded::Upgraded { bytes, stream }
             }
-            _ => Forwarded::Unreachable,
+            _ => {
+                crate::metrics::forwarded("unreachable");
+                Forwarded::Unreachable
+            }
         }
     }
 
@@ -520,6 +527,7 @@ impl Forwarder {
             Either::Left((served, _)) => served,
             Either::Right(_) => return,
         };
+        crate::metrics::forwarded("served");
         let upgrade = served.upgrade;
         let frame = encode_response(stream, self.me, &served.response, upgrade.is_some());
         if !self.send(from, frame).await {
