@@ -503,22 +503,13 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 let response = decorate(&self.env.config, &head, response);
                 self.respond(response, !keep_alive || body_unread).await
             }
-            Forwarded::Answer { bytes, close } => {
-                let close = close || !keep_alive || body_unread || self.env.tracker.is_stopping();
-                self.out.clear();
-                match close {
-                    true => self.out.extend_from_slice(&forward::closing(&bytes)),
-                    false => self.out.extend_from_slice(&bytes),
-                }
-                match self.write_out().await {
-                    Err(()) => Exchange::End(End::Failed),
-                    Ok(()) if close => Exchange::End(End::Answered),
-                    Ok(()) => Exchange::Next,
-                }
+            Forwarded::Answer(response) => {
+                let close = !keep_alive || body_unread;
+                self.respond(response, close).await
             }
-            Forwarded::Upgraded { bytes, stream } => {
+            Forwarded::Upgraded { response, stream } => {
                 self.out.clear();
-                self.out.extend_from_slice(&bytes);
+                response.write_to(&mut self.out);
                 match self.write_out().await {
                     Ok(()) => Exchange::End(End::Relay(stream)),
                     Err(()) => Exchange::End(End::Failed),
