@@ -501,7 +501,9 @@ impl Builder {
         // What the other nodes send reaches the machine as commands, in arrival order.
         let (inbox, mut messages) = Inbox::new();
         let handle = driver.handle();
-        runtime.spawn(async move {
+        // Ended by `Io::close` even while the adapter keeps its inbox (an in-memory cluster
+        // outlives its servers).
+        driver.spawn_until_halted(async move {
             while let Some((from, message, offset)) = messages.next().await {
                 let delivered = handle
                     .cast(move |node: &mut Node, now| node.on_cluster(from, message, offset, now));

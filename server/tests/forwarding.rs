@@ -301,3 +301,52 @@ fn a_poll_whose_client_goes_closes_the_session_on_its_owner() {
         assert_eq!(servers[0].socket_count().await, 0, "the session closed");
     });
 }
+
+/// `Io::close` of every node ends every task they started, the relay's included: a relayed
+/// WebSocket and a poll parked through another node are open when the nodes close.
+#[test]
+fn closing_the_nodes_leaves_no_task_running() {
+    let (rt, servers, _) = cluster();
+    rt.block_on(async {
+        let open = raw::connect(&servers[0], None)
+            .request("GET", POLL, &[], b"")
+            .await;
+        let sid = open_sid(&open.text());
+        let target = format!("{POLL}&sid={sid}");
+        let posted = raw::connect(&servers[1], None)
+            .request("POST", &target, &[], b"40")
+            .await;
+        assert_eq!(posted.status, 200);
+        let connected = raw::connect(&servers[1], None)
+            .request("GET", &target, &[], b"")
+            .await;
+        assert!(connected.text().starts_with("40"));
+        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        let mut ws = raw::connect(&servers[2], None).websocket(&ws_target).await;
+        ws.send(Message::text("2probe")).await.unwrap();
+        assert_eq!(
+            ws.next()
+                .await
+                .unwrap()
+                .unwrap()
+                .into_text()
+                .unwrap()
+                .as_str(),
+            "3probe"
+        );
+        // A second session, polling, with a poll parked through the third node.
+        let open = raw::connect(&servers[0], None)
+            .request("GET", POLL, &[], b"")
+            .await;
+        let other = format!("{POLL}&sid={}", open_sid(&open.text()));
+        let mut parked = raw::connect(&servers[2], None);
+        parked.send_only("GET", &other).await;
+        rt.sleep(common::SETTLE).await;
+        for io in &servers {
+            io.close().await;
+        }
+        drop((ws, parked));
+    });
+    rt.run_until_idle();
+    assert_eq!(rt.live_tasks(), 0, "tasks left after close");
+}
