@@ -867,6 +867,51 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_decode_to_a_frame_or_an_error() {
+        // A frame of each kind, then every single-byte change of each, then noise.
+        let head = RequestHead::from_parts("POST", "/socket.io/?sid=a.b", vec![]).unwrap();
+        let request = Request {
+            head,
+            peer: None,
+            body: Some(Body::Complete(Bytes::from_static(b"4x"))),
+        };
+        let frames = [
+            encode_request(1, node("n"), &request),
+            encode_response(
+                2,
+                node("n"),
+                &Response::new(200).header("Vary", "Origin"),
+                false,
+            ),
+            encode_data(UP_DATA, 3, node("n"), b"abc"),
+            encode_end(DOWN_END, 4, node("n")),
+        ];
+        for frame in &frames {
+            assert!(decode(frame.clone()).is_ok());
+            for at in 0..frame.len() {
+                for value in [0u8, 1, 0x7f, 0x80, 0xff] {
+                    let mut changed = frame.to_vec();
+                    changed[at] = value;
+                    let _ = decode(Bytes::from(changed));
+                }
+            }
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2_000 {
+            let len = (x % 64) as usize;
+            let noise: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode(Bytes::from(noise));
+        }
+    }
+
+    #[test]
     fn answers_keep_their_fields_and_flags() {
         let response = Response::new(200)
             .header("Content-Type", "text/plain; charset=UTF-8")
