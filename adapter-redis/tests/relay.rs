@@ -353,3 +353,46 @@ async fn frames_reach_the_master_a_sentinel_names() {
         .remove(0);
     assert_eq!(subscribers, 1);
 }
+
+/// Sends `frame` to `to` until it is received, for at most 10 s; whether it was.
+async fn reached_within(relay: &Arc<dyn Relay>, to: &str, frame: &Bytes) -> bool {
+    for _ in 0..200 {
+        if timeout(LIMIT, relay.send(node(to), frame.clone()))
+            .await
+            .unwrap()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_comes_back_with_redis() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let (a, b) = (adapter(&url), adapter(&url));
+    let _a_rx = start(&a, "node-a").await;
+    let mut b_rx = start(&b, "node-b").await;
+    let relay = a.relay().unwrap();
+    assert!(reached_within(&relay, "node-b", &frame(1)).await);
+    assert_eq!(
+        timeout(LIMIT, b_rx.recv()).await.unwrap().unwrap(),
+        frame(1)
+    );
+    let port = redis.stop().await;
+    // While Redis is away nothing is delivered, and sends say so.
+    let during = relay.send(node("node-b"), frame(2));
+    assert!(!timeout(LIMIT, during).await.unwrap());
+    let _redis = Redis::start_on(port).await;
+    // The publisher connects again and node-b's subscriber subscribes again.
+    assert!(
+        reached_within(&relay, "node-b", &frame(3)).await,
+        "node-b reached again within 10 s of Redis coming back"
+    );
+    assert_eq!(
+        timeout(LIMIT, b_rx.recv()).await.unwrap().unwrap(),
+        frame(3)
+    );
+}
