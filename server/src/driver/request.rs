@@ -282,6 +282,23 @@ enum BodyRead {
     TimedOut,
 }
 
+impl BodyRead {
+    /// The body, or the answer to a body that failed or came too slowly.
+    fn into_body(self) -> Result<Body, Response> {
+        match self {
+            BodyRead::Read(body) => Ok(body),
+            BodyRead::Failed(e) => {
+                tracing::debug!(error = %e, "request body failed");
+                Err(closing(400, "request body failed"))
+            }
+            BodyRead::TimedOut => {
+                tracing::debug!("request body too slow");
+                Err(closing(408, "request body timeout"))
+            }
+        }
+    }
+}
+
 impl<M: Machine, R: Runtime> Driver<M, R> {
     /// Serves one request whose head the host has parsed (see [`RequestHead::from_parts`]),
     /// and returns the answer to send. For hosts that speak HTTP themselves (hyper, a web
@@ -485,16 +502,9 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                         }
                         Source::Read(read) => BodyRead::Read(read.clone()),
                     };
-                    let body = match read {
-                        BodyRead::Read(body) => body,
-                        BodyRead::Failed(e) => {
-                            tracing::debug!(error = %e, "request body failed");
-                            return Served::answer(closing(400, "request body failed"));
-                        }
-                        BodyRead::TimedOut => {
-                            tracing::debug!("request body too slow");
-                            return Served::answer(closing(408, "request body timeout"));
-                        }
+                    let body = match read.into_body() {
+                        Ok(body) => body,
+                        Err(answer) => return Served::answer(answer),
                     };
                     body_unread = body == Body::TooLarge;
                     if link.inputs.send(Input::Body { conn, body }).await.is_err() {
@@ -530,17 +540,13 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         let env = &self.env;
         let body = match super::conn::has_body(&head) {
             false => None,
-            true => match read_body(&env.runtime, &env.config, body, env.max_body).await {
-                BodyRead::Read(body) => Some(body),
-                BodyRead::Failed(e) => {
-                    tracing::debug!(error = %e, "request body failed");
-                    return Served::answer(closing(400, "request body failed"));
+            true => {
+                let read = read_body(&env.runtime, &env.config, body, env.max_body).await;
+                match read.into_body() {
+                    Ok(body) => Some(body),
+                    Err(answer) => return Served::answer(answer),
                 }
-                BodyRead::TimedOut => {
-                    tracing::debug!("request body too slow");
-                    return Served::answer(closing(408, "request body timeout"));
-                }
-            },
+            }
         };
         let body_unread = body == Some(Body::TooLarge);
         let upgrade = head.is_websocket_upgrade();
