@@ -323,8 +323,8 @@ impl Builder {
     }
 
     /// A custom session id generator. With an adapter that forwards requests to the owner
-    /// of their session ([`Adapter::relay`]), each id is
-    /// prefixed with the node's id and a `.`, and cut to 40 characters in all.
+    /// of their session ([`Adapter::relay`]), each id is prefixed with the node's id and a
+    /// `.`, and cut to 40 characters in all.
     pub fn id_generator(mut self, ids: impl IdGenerator + 'static) -> Self {
         self.ids = Some(Box::new(ids));
         self
