@@ -303,6 +303,8 @@ struct Tally {
     /// Replies received in all.
     total: u64,
     errors: u64,
+    /// Polling: HTTP requests completed inside the measured window.
+    requests: u64,
 }
 
 impl Tally {
@@ -313,6 +315,7 @@ impl Tally {
             count: 0,
             total: 0,
             errors: 0,
+            requests: 0,
         }
     }
 
@@ -329,6 +332,7 @@ impl Tally {
         self.count += other.count;
         self.total += other.total;
         self.errors += other.errors;
+        self.requests += other.requests;
     }
 }
 
@@ -1199,6 +1203,7 @@ async fn polling(run: &Arc<Run>) -> Res<String> {
     run.stop.fire();
     let (tally, abandoned) = collect(handles).await;
     let mut line = common(run, &tally, clients, &cpu);
+    line.int("requests", tally.requests);
     Ok(line.int("abandoned", abandoned).finish())
 }
 
@@ -1266,6 +1271,7 @@ async fn polling_client(run: &Run, tally: &mut Tally) -> Res<()> {
             Some(http) => http,
             None => Http::connect(ports[p]).await?,
         };
+        let requests = if body.is_empty() { 1 } else { 2 };
         let exchange = async {
             if body.is_empty() {
                 get.request(&path, None).await
@@ -1283,6 +1289,9 @@ async fn polling_client(run: &Run, tally: &mut Tally) -> Res<()> {
         };
         gets[g] = Some(get);
         posts[p] = Some(post);
+        if window.contains(now_us()) {
+            tally.requests += requests;
+        }
         for packet in split_payload(&received) {
             if packet == "2" {
                 out.push("3".to_owned());
