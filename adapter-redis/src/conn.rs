@@ -297,7 +297,9 @@ impl Link {
             };
             retry.connected(self, log.again);
             hooks.set_subscribed(true);
-            self.count_now().await;
+            if hooks.counts_servers() {
+                self.count_now().await;
+            }
             loop {
                 let msg = match poll {
                     None => messages.next().await,
@@ -321,7 +323,9 @@ impl Link {
             }
             drop(messages);
             hooks.set_subscribed(false);
-            self.count_alone();
+            if hooks.counts_servers() {
+                self.count_alone();
+            }
             retry.lost(log.lost, None);
         }
     }
@@ -475,6 +479,12 @@ pub(crate) trait SubscriberHooks: Sync {
     fn set_subscribed(&self, on: bool);
     /// A message arrived on `channel`.
     fn on_message(&self, channel: &str, payload: &[u8]);
+    /// Whether the subscriber refreshes the link's server count when it subscribes (and
+    /// counts this node alone when the connection drops): yes, except for a subscription
+    /// that says nothing about the servers (the relay's).
+    fn counts_servers(&self) -> bool {
+        true
+    }
 }
 
 /// What a [subscriber](Link::subscriber) logs.

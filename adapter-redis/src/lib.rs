@@ -109,9 +109,11 @@
 
 pub mod codec;
 mod conn;
+mod relay;
 pub mod sharded;
 pub mod streams;
 
+pub use relay::RedisRelay;
 pub use sharded::SubscriptionMode;
 
 use codec::{Codec, DecodeError, Decoded, Outgoing};
@@ -128,7 +130,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use volley::adapter::{Adapter, Inbox};
+use volley::adapter::{Adapter, Inbox, Relay};
 
 /// How often the publisher tries again while publications wait for Redis (connecting is
 /// paced by the backoff).
@@ -212,6 +214,18 @@ pub struct RedisOptions {
     pub tls_root_cert: Option<Vec<u8>>,
     /// What is kept while Redis is away (see [`OutageBuffer`]): 8 MiB, 10 s.
     pub outage_buffer: OutageBuffer,
+    /// Whether requests for sessions owned by other nodes are forwarded to their owner
+    /// over Redis Pub/Sub, so that the cluster needs no sticky sessions (a balancer may
+    /// send any request to any node): `false`.
+    ///
+    /// When on, [`Adapter::relay`] offers a [`RedisRelay`]: each node subscribes a channel
+    /// of its own (`<key>-relay#<node>#`) and a node that receives a request for another
+    /// node's session publishes it there and answers with what the owner sends back. The
+    /// cost is one `PUBLISH` each way per forwarded request, and one per chunk of the bytes
+    /// of a WebSocket relayed to its session's owner; requests that reach their owner cost
+    /// nothing. Every Volley node of the cluster must turn it on (a node without it neither
+    /// names itself in its session ids nor receives forwarded requests).
+    pub forward_sessions: bool,
 }
 
 /// The publications a node keeps while Redis is away, sent in order once it is back: at
@@ -258,6 +272,7 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(2),
             tls_root_cert: None,
             outage_buffer: OutageBuffer::default(),
+            forward_sessions: false,
         }
     }
 
@@ -314,6 +329,14 @@ impl RedisOptions {
     /// Sets what is kept while Redis is away ([`OutageBuffer`]).
     pub fn outage_buffer(mut self, buffer: OutageBuffer) -> Self {
         self.outage_buffer = buffer;
+        self
+    }
+
+    /// Forwards requests for sessions of other nodes to their owner over Redis
+    /// ([`RedisOptions::forward_sessions`]), so that no sticky sessions are needed. Every
+    /// Volley node of the cluster must turn it on.
+    pub fn forward_sessions(mut self) -> Self {
+        self.forward_sessions = true;
         self
     }
 
@@ -507,6 +530,8 @@ fn install_crypto_provider() {
 
 struct Shared {
     link: Link,
+    /// The relay, with [`RedisOptions::forward_sessions`].
+    relay: Option<Arc<RedisRelay>>,
     codec: Codec,
     sharded: ShardedCodec,
     /// Set while the subscriptions are in place.
@@ -570,8 +595,12 @@ impl RedisAdapter {
             PubSub::Classic => ("NUMSUB", codec.request_channel(nsp)),
             PubSub::Sharded => ("SHARDNUMSUB", sharded.channel(nsp)),
         };
+        let relay = options
+            .forward_sessions
+            .then(|| RedisRelay::new(&options, runtime.clone()));
         RedisAdapter {
             shared: Arc::new(Shared {
+                relay,
                 link: match options.pub_sub {
                     PubSub::Classic => Link::new(options, runtime, count_query),
                     PubSub::Sharded => {
@@ -622,10 +651,19 @@ impl RedisAdapter {
         self.shared.link.query_count(&mut conn).await
     }
 
-    /// Stops the adapter's tasks (they end at their next step); publishing stops at once.
+    /// Stops the adapter's tasks (they end at their next step), the relay's included;
+    /// publishing stops at once.
     pub fn stop(&self) {
-        let mut state = self.shared.lock();
-        state.run.stop();
+        self.shared.lock().run.stop();
+        if let Some(relay) = &self.shared.relay {
+            relay.stop();
+        }
+    }
+
+    /// The relay that [`Adapter::relay`] offers (with [`RedisOptions::forward_sessions`]),
+    /// as its own type: the same object on every call.
+    pub fn redis_relay(&self) -> Option<Arc<RedisRelay>> {
+        self.shared.relay.clone()
     }
 }
 
@@ -1120,6 +1158,10 @@ impl Adapter for RedisAdapter {
 
     fn server_count(&self) -> usize {
         self.shared.link.server_count()
+    }
+
+    fn relay(&self) -> Option<Arc<dyn Relay>> {
+        self.redis_relay().map(|r| r as Arc<dyn Relay>)
     }
 
     fn tracks_rooms(&self) -> bool {

@@ -53,11 +53,11 @@
 
 pub mod codec;
 
-use crate::RedisOptions;
 use crate::codec::{Decoded, Outgoing, unknown_node};
 use crate::conn::{
     Link, Reconnect, RequestNamespaces, Running, SubscriberHooks, SubscriberLog, Writer, WriterLog,
 };
+use crate::{RedisOptions, RedisRelay};
 use codec::{
     Encoded, StreamsCodec, decode_session, encode_session, is_offset, message_type, next_offset,
 };
@@ -69,7 +69,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use volley::adapter::{Adapter, Inbox};
+use volley::adapter::{Adapter, Inbox, Relay};
 use volley::runtime::Runtime;
 use volley_core::NodeId;
 use volley_core::cluster::ClusterMessage;
@@ -80,7 +80,9 @@ use volley_core::socketio::{SessionState, StoredMessage};
 pub struct StreamsOptions {
     /// Where Redis is, the channel prefix ([`RedisOptions::key`], the reference's
     /// `channelPrefix`), the namespaces whose channel is subscribed by name (so that
-    /// `NUMSUB` counts this node), the count interval, backoff and connect timeout.
+    /// `NUMSUB` counts this node), the count interval, backoff and connect timeout, and
+    /// whether requests for other nodes' sessions are forwarded
+    /// ([`RedisOptions::forward_sessions`], set with [`StreamsOptions::forward_sessions`]).
     pub redis: RedisOptions,
     /// The stream (`streamName`): `socket.io`.
     pub stream_name: String,
@@ -110,6 +112,15 @@ impl StreamsOptions {
     /// Sets the stream's name.
     pub fn stream_name(mut self, name: &str) -> Self {
         self.stream_name = name.to_owned();
+        self
+    }
+
+    /// Forwards requests for sessions of other nodes to their owner over Redis Pub/Sub, so
+    /// that no sticky sessions are needed: [`RedisOptions::forward_sessions`] of
+    /// [`StreamsOptions::redis`], off by default, where its costs are described. Every
+    /// Volley node of the cluster must turn it on.
+    pub fn forward_sessions(mut self) -> Self {
+        self.redis.forward_sessions = true;
         self
     }
 
@@ -159,6 +170,8 @@ struct Shared {
     /// The options; [`Link`] holds their [`StreamsOptions::redis`] part.
     options: StreamsOptions,
     link: Link,
+    /// The relay, with [`RedisOptions::forward_sessions`].
+    relay: Option<Arc<RedisRelay>>,
     codec: StreamsCodec,
     state: Mutex<State>,
     /// A connection for recoveries, which run beside the writer's commands.
@@ -190,8 +203,13 @@ impl StreamsAdapter {
         let codec = StreamsCodec::new(&options.redis.key);
         let nsp = options.redis.namespaces.first().map_or("/", String::as_str);
         let count_query = ("NUMSUB", codec.channel(nsp));
+        let relay = options
+            .redis
+            .forward_sessions
+            .then(|| RedisRelay::new(&options.redis, runtime.clone()));
         StreamsAdapter {
             shared: Arc::new(Shared {
+                relay,
                 link: Link::new(options.redis.clone(), runtime, count_query)
                     .with_presence(codec.presence_channel()),
                 codec,
@@ -224,11 +242,19 @@ impl StreamsAdapter {
         self.shared.link.query_count(&mut conn).await
     }
 
-    /// Stops the adapter's tasks (they end within about half a second); publishing stops
-    /// at once.
+    /// Stops the adapter's tasks (they end within about half a second), the relay's
+    /// included; publishing stops at once.
     pub fn stop(&self) {
-        let mut state = self.shared.lock();
-        state.run.stop();
+        self.shared.lock().run.stop();
+        if let Some(relay) = &self.shared.relay {
+            relay.stop();
+        }
+    }
+
+    /// The relay that [`Adapter::relay`] offers (with [`StreamsOptions::forward_sessions`]),
+    /// as its own type: the same object on every call.
+    pub fn redis_relay(&self) -> Option<Arc<RedisRelay>> {
+        self.shared.relay.clone()
     }
 }
 
@@ -681,6 +707,10 @@ impl Adapter for StreamsAdapter {
 
     fn keeps_sessions(&self) -> bool {
         true
+    }
+
+    fn relay(&self) -> Option<Arc<dyn Relay>> {
+        self.redis_relay().map(|r| r as Arc<dyn Relay>)
     }
 
     fn publish_broadcast(&self, message: ClusterMessage) -> BoxFuture<'static, Option<String>> {
