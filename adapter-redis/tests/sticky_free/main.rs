@@ -318,6 +318,9 @@ fn base64(bytes: &[u8]) -> String {
 
 // ---- The scenarios ----
 
+/// The nodes' ping interval and ping timeout in the transport modes' tests.
+const HEARTBEAT_MS: u64 = 2000;
+
 /// Each of `names` gets one `from-node` per node of `nodes` (in any order between nodes).
 async fn from_every_node(clients: &mut Clients, names: &[&str], nodes: &BTreeSet<String>) {
     for name in names {
@@ -334,7 +337,8 @@ async fn from_every_node(clients: &mut Clients, names: &[&str], nodes: &BTreeSet
 /// Every scenario of issue #16 in one transport mode, through the proxy.
 async fn transport_mode(transports: Transports) {
     let started = Instant::now();
-    let cluster = Cluster::start(Mode::Classic, false, None).await;
+    // Heartbeats every 2 s, so that some happen during the test.
+    let cluster = Cluster::start(Mode::Classic, false, Some(HEARTBEAT_MS)).await;
     let url = cluster.proxy.url();
     let nodes = cluster.node_ids();
     let mut clients = Clients::start().await;
@@ -389,6 +393,18 @@ async fn transport_mode(transports: Transports) {
         infos.insert(name.clone(), info);
     }
     let (a, b, w) = (names[0].clone(), names[1].clone(), names[2].clone());
+
+    // Heartbeats keep the sessions alive: idle for two ping cycles (the time passing is what
+    // is tested here), then every session is the same one and none was lost.
+    tokio::time::sleep(std::time::Duration::from_millis(2 * HEARTBEAT_MS + 500)).await;
+    for name in [&a, &b, &w] {
+        let now = clients.info(name).await;
+        assert_eq!(now.engine_id, infos[name].engine_id, "{name}");
+        assert_eq!(
+            clients.ack(name, "ack", json!(["alive"])).await,
+            json!("alive")
+        );
+    }
 
     // Events and acks both ways.
     clients.emit(&a, "echo", json!(["x", { "n": 1 }])).await;
@@ -578,12 +594,14 @@ async fn owner_killed_mid_session() {
         clients.ack("k", "join", json!(["news"])).await,
         json!("news")
     );
-    // The sender: a client of another node.
+    // The sender: a client of another node, over WebSocket so that it only ever talks to
+    // that node (a polling client would lose its session if one of its requests was on its
+    // way through the node that is killed).
     let mut tries = 0;
     let sender = loop {
         let name = format!("s{tries}");
         let s = clients
-            .connect(&name, &url, Transports::Polling, false)
+            .connect(&name, &url, Transports::WebSocket, false)
             .await;
         assert_eq!(strip(&clients.event(&name).await)[0], "hello");
         if owner(&s.engine_id) != k_owner {
@@ -653,4 +671,99 @@ async fn owner_killed_mid_session() {
         .await;
     assert_eq!(strip(&clients.event("k").await), json!(["n", 4]));
     eprintln!("owner killed: {:?}", started.elapsed());
+}
+
+/// A Node socket.io node (`@socket.io/redis-adapter`, `tests/node/interop-server.mjs`) in
+/// the cluster, behind the same proxy, all clients polling. Node needs affinity for its own
+/// sessions: the proxy sends a request whose `sid` has no `.` to the node that issued it
+/// (learnt from the handshake's answer), and every other request to any node in turn (new
+/// handshakes among all four, requests for Volley sessions among the Volley nodes). Room
+/// broadcasts cross both ways between clients of Node and of Volley nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_socketio_node_in_the_cluster() {
+    let started = Instant::now();
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let node_args = [url.as_str()];
+    let (a, b, c, mut node) = tokio::join!(
+        VolleyNode::start(&url, Mode::Classic, false, None),
+        VolleyNode::start(&url, Mode::Classic, false, None),
+        VolleyNode::start(&url, Mode::Classic, false, None),
+        NodeScript::start("interop-server.mjs", &node_args),
+    );
+    let node_port = node.ready["port"].as_u64().expect("a port") as u16;
+    let mut upstreams: Vec<Upstream> = [&a, &b, &c].iter().map(|n| n.upstream()).collect();
+    upstreams.push(Upstream {
+        addr: ([127, 0, 0, 1], node_port).into(),
+        node: "node".to_owned(),
+        volley: false,
+        gone: false,
+    });
+    let proxy = Proxy::start(upstreams).await;
+    let mut clients = Clients::start().await;
+
+    // Clients until one is Node's and one a Volley node's.
+    let (mut on_node, mut on_volley) = (None, None);
+    for i in 0..16 {
+        let name = format!("c{i}");
+        let info = clients
+            .connect(&name, &proxy.url(), Transports::Polling, false)
+            .await;
+        if info.engine_id.contains('.') {
+            // A Volley node greets.
+            assert_eq!(clients.event(&name).await[0], "hello");
+            on_volley.get_or_insert(name);
+        } else {
+            on_node.get_or_insert(name);
+        }
+        if on_node.is_some() && on_volley.is_some() {
+            break;
+        }
+    }
+    let (n, v) = (
+        on_node.expect("a client of the Node node"),
+        on_volley.expect("a client of a Volley node"),
+    );
+    for name in [&n, &v] {
+        assert_eq!(
+            clients.ack(name, "join", json!(["mix"])).await,
+            json!("mix")
+        );
+    }
+    for i in 0..5 {
+        // From a Volley node to the room...
+        clients
+            .ack(&v, "to-room", json!(["mix", "from-volley", i]))
+            .await;
+        // ...and from the Node node.
+        node.call(
+            "emit",
+            json!({ "to": ["mix"], "event": "from-node-js", "args": [i] }),
+        )
+        .await;
+        for name in [&n, &v] {
+            let mut got = vec![clients.event(name).await, clients.event(name).await];
+            got.sort_by_key(|e| e[0].as_str().unwrap().to_owned());
+            assert_eq!(
+                got,
+                vec![json!(["from-node-js", i]), json!(["from-volley", i])],
+                "{name}"
+            );
+        }
+    }
+    // Both sessions are still whole: every request of the Node client reached Node.
+    for name in [&n, &v] {
+        assert_eq!(clients.ack(name, "join", json!(["x"])).await, json!("x"));
+        assert_eq!(clients.info(name).await.transport, "polling");
+    }
+    let counts = proxy.counts();
+    eprintln!("with Node: requests per node {counts:?}");
+    assert!(counts.iter().all(|(_, c)| c.requests > 0), "{counts:?}");
+    let to_node = &counts.iter().find(|(id, _)| id == "node").unwrap().1;
+    assert_eq!(
+        to_node.foreign, 0,
+        "no request for a Volley session went to Node"
+    );
+    eprintln!("with Node: {:?}", started.elapsed());
+    drop(redis);
 }
