@@ -36,15 +36,16 @@ function info(socket) {
 serve(
   {
     // Connects client `name` to `url`; resolves with its info once connected. With
-    // `reconnection`, it reconnects after 100 to 300 ms each time it loses the connection.
-    async connect({ name, url, auth = {}, transports, reconnection = false }) {
+    // `reconnectionDelay` (ms), it reconnects each time it loses the connection, after that
+    // delay give or take half (the client's randomization).
+    async connect({ name, url, auth = {}, transports, reconnectionDelay = null }) {
       const socket = io(url, {
         auth,
         transports,
         forceNew: true,
-        reconnection,
-        reconnectionDelay: 100,
-        reconnectionDelayMax: 300,
+        reconnection: reconnectionDelay !== null,
+        reconnectionDelay: reconnectionDelay ?? 1000,
+        reconnectionDelayMax: 3 * (reconnectionDelay ?? 1000),
         timeout: 10000,
       });
       clients.set(name, socket);

@@ -191,20 +191,21 @@ impl Clients {
         }
     }
 
-    /// Connects `name` through `url` with auth `{who, token}`.
+    /// Connects `name` through `url` with auth `{who, token}`; with `reconnect_ms`, it
+    /// reconnects after that delay (give or take half) whenever it loses the connection.
     async fn connect(
         &mut self,
         name: &str,
         url: &str,
         transports: Transports,
-        reconnection: bool,
+        reconnect_ms: Option<u64>,
     ) -> Info {
         let args = json!({
             "name": name,
             "url": url,
             "auth": { "who": name, "token": format!("t-{name}") },
             "transports": transports.option(),
-            "reconnection": reconnection,
+            "reconnectionDelay": reconnect_ms,
         });
         Info::of(&self.script.call("connect", args).await)
     }
@@ -356,7 +357,7 @@ async fn transport_mode(transports: Transports) {
             } else {
                 format!("{name}{tries}")
             };
-            let info = clients.connect(&attempt, &url, transports, false).await;
+            let info = clients.connect(&attempt, &url, transports, None).await;
             let hello = clients.event(&attempt).await;
             assert_eq!(
                 hello,
@@ -378,6 +379,9 @@ async fn transport_mode(transports: Transports) {
                 .script
                 .call("close", json!({ "client": attempt }))
                 .await;
+            // A client's requests come in the same order each time: without other traffic,
+            // its upgrade would often land where the last one did.
+            cluster.proxy.skip();
             tries += 1;
             assert!(tries < 12, "an upgrade through another node than the owner");
         };
@@ -587,7 +591,9 @@ async fn owner_killed_mid_session() {
     let url = cluster.proxy.url();
     let mut clients = Clients::start().await;
 
-    let k = clients.connect("k", &url, Transports::Polling, true).await;
+    let k = clients
+        .connect("k", &url, Transports::Polling, Some(100))
+        .await;
     let k_owner = owner(&k.engine_id);
     assert_eq!(strip(&clients.event("k").await)[0], "hello");
     assert_eq!(
@@ -601,7 +607,7 @@ async fn owner_killed_mid_session() {
     let sender = loop {
         let name = format!("s{tries}");
         let s = clients
-            .connect(&name, &url, Transports::WebSocket, false)
+            .connect(&name, &url, Transports::WebSocket, None)
             .await;
         assert_eq!(strip(&clients.event(&name).await)[0], "hello");
         if owner(&s.engine_id) != k_owner {
@@ -707,7 +713,7 @@ async fn node_socketio_node_in_the_cluster() {
     for i in 0..16 {
         let name = format!("c{i}");
         let info = clients
-            .connect(&name, &proxy.url(), Transports::Polling, false)
+            .connect(&name, &proxy.url(), Transports::Polling, None)
             .await;
         if info.engine_id.contains('.') {
             // A Volley node greets.
@@ -766,4 +772,110 @@ async fn node_socketio_node_in_the_cluster() {
     );
     eprintln!("with Node: {:?}", started.elapsed());
     drop(redis);
+}
+
+/// The node that carries a session's WebSocket (its upgrade went through a node other than
+/// the owner) is killed; the owner lives on. The client reconnects through the proxy and,
+/// with recovery on, gets its session back with what was broadcast meanwhile.
+///
+/// The owner learns that the carrier is gone when it next writes to the client (the relay
+/// finds no node to take the frame); here that is the first broadcast, sent right after the
+/// kill, well within the client's reconnection delay (socket.io-client's default of 1 s,
+/// randomized by half). With nothing to send, the owner would only learn it at its next
+/// ping, and a client reconnecting before that would not recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carrier_killed_mid_session() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(Mode::Streams, true, Some(1500)).await;
+    let url = cluster.proxy.url();
+    let mut clients = Clients::start().await;
+
+    // k: a session whose WebSocket goes through another node than its owner.
+    let mut tries = 0;
+    let (k, k_info, carrier) = loop {
+        let name = format!("k{tries}");
+        let info = clients
+            .connect(&name, &url, Transports::Upgrade, Some(1000))
+            .await;
+        assert_eq!(strip(&clients.event(&name).await)[0], "hello");
+        clients.upgrade(&name).await;
+        let carrier = cluster
+            .proxy
+            .upgraded_on(&info.engine_id)
+            .expect("upgraded");
+        if carrier != owner(&info.engine_id) {
+            break (name, info, carrier);
+        }
+        clients
+            .script
+            .call("close", json!({ "client": name }))
+            .await;
+        cluster.proxy.skip();
+        tries += 1;
+        assert!(tries < 12, "an upgrade through another node than the owner");
+    };
+    let k_owner = owner(&k_info.engine_id);
+    assert_eq!(
+        clients.ack(&k, "join", json!(["news"])).await,
+        json!("news")
+    );
+    // The sender, which watches who leaves: a WebSocket client of any node but the carrier.
+    let mut tries = 0;
+    let sender = loop {
+        let name = format!("s{tries}");
+        let s = clients
+            .connect(&name, &url, Transports::WebSocket, None)
+            .await;
+        assert_eq!(strip(&clients.event(&name).await)[0], "hello");
+        if owner(&s.engine_id) != carrier {
+            break name;
+        }
+        clients
+            .script
+            .call("close", json!({ "client": name }))
+            .await;
+        tries += 1;
+        assert!(tries < 12, "a client of another node");
+    };
+    assert_eq!(
+        clients.ack(&sender, "join", json!(["watchers"])).await,
+        json!("watchers")
+    );
+    clients
+        .ack(&sender, "to-room", json!(["news", "n", 0]))
+        .await;
+    assert_eq!(strip(&clients.event(&k).await), json!(["n", 0]));
+
+    let killed_at = Instant::now();
+    let victim = cluster.nodes.iter_mut().find(|n| n.id == carrier).unwrap();
+    victim.kill().await;
+    cluster.proxy.remove(&carrier);
+    for i in 1..=3 {
+        clients
+            .ack(&sender, "to-room", json!(["news", "n", i]))
+            .await;
+    }
+    let r = clients.next(&k).await;
+    assert_eq!(r["report"], "disconnect", "{r}");
+    eprintln!(
+        "k lost its connection after {:?}: {}",
+        killed_at.elapsed(),
+        r["reason"]
+    );
+    let r = clients.next(&k).await;
+    assert_eq!(r["report"], "connect", "{r}");
+    eprintln!("k back after {:?}: {r}", killed_at.elapsed());
+    // The owner saw the socket leave (and stored its session) before it came back.
+    let left = clients.event(&sender).await;
+    assert_eq!(
+        strip(&left),
+        json!(["left", { "id": k_info.id, "reason": "transport error" }]),
+        "{k_owner}"
+    );
+    assert_eq!(r["recovered"], true, "{r}");
+    assert_eq!(Info::of(&r).id, k_info.id, "the same socket id");
+    for i in 1..=3 {
+        assert_eq!(strip(&clients.event(&k).await), json!(["n", i]));
+    }
+    eprintln!("carrier killed: {:?}", started.elapsed());
 }

@@ -219,6 +219,11 @@ impl Proxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Moves the rotation on by one, as a request of another client would.
+    pub fn skip(&self) {
+        self.next.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Takes the upstream of node `node` out of the rotation.
     pub fn remove(&self, node: &str) {
         let mut state = lock(&self.state);
