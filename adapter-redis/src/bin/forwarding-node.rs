@@ -4,19 +4,22 @@
 //!
 //! ```sh
 //! forwarding-node --redis redis://127.0.0.1:6379 [--port 0] [--mode classic|streams]
-//!                 [--recovery on|off] [--stream NAME] [--ping-ms N]
+//!                 [--recovery on|off] [--stream NAME] [--ping-ms N] [--log LEVEL]
 //! ```
 //!
 //! `--port 0` (the default) picks a free port of 127.0.0.1. `--mode` picks the classic
 //! Pub/Sub adapter (default) or the Streams adapter; `--recovery on` turns connection state
 //! recovery on (a window of 60 s, middleware skipped). `--ping-ms` sets both the ping interval
-//! and the ping timeout (default: the builder's). Once the adapter and its relay are
+//! and the ping timeout (default: the builder's); `--log` the most verbose level logged to
+//! stderr (default `warn`). Once the adapter and its relay are
 //! subscribed it prints one line, `listening <port> <node id>`, and serves until killed.
 //!
 //! Namespace `/`:
 //! - at connect, emits `hello` with the client's auth and this node's id;
 //! - `echo`: emits `echo` back with the same arguments (binary included);
 //! - `ack`: acknowledges with its arguments;
+//! - `blobs` (n, size): emits `blob` n times, with {i} and `size` bytes of value i % 256,
+//!   then acknowledges with n;
 //! - `join` (room): joins the room, acknowledges with the room;
 //! - `to-room` (room, event, data): broadcasts `event` with `data` to the room from this
 //!   node, acknowledges with this node's id;
@@ -45,12 +48,14 @@ struct Args {
     recovery: bool,
     stream: String,
     ping: Option<Duration>,
+    log: tracing::Level,
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!(
         "forwarding-node: {problem}\nusage: forwarding-node --redis URL [--port P] \
-         [--mode classic|streams] [--recovery on|off] [--stream NAME] [--ping-ms N]"
+         [--mode classic|streams] [--recovery on|off] [--stream NAME] [--ping-ms N] \
+         [--log LEVEL]"
     );
     std::process::exit(2)
 }
@@ -63,6 +68,7 @@ fn parse_args() -> Args {
         recovery: false,
         stream: "socket.io".to_owned(),
         ping: None,
+        log: tracing::Level::WARN,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +97,7 @@ fn parse_args() -> Args {
                 let ms: u64 = value.parse().unwrap_or_else(|_| usage("bad --ping-ms"));
                 args.ping = Some(Duration::from_millis(ms));
             }
+            "--log" => args.log = value.parse().unwrap_or_else(|_| usage("bad --log")),
             _ => usage(&format!("unknown option {flag}")),
         }
     }
@@ -129,6 +136,17 @@ fn install(io: &Io<TokioRuntime>) {
         s.emit_payload("echo", payload);
     });
     ns.on("ack", |payload: Payload| async move { payload });
+    ns.on(
+        "blobs",
+        |s: Socket, Data((n, size)): Data<(usize, usize)>| async move {
+            for i in 0..n {
+                if let Ok(args) = Payload::new().arg(&json!({ "i": i })) {
+                    s.emit_payload("blob", args.bin(vec![(i % 256) as u8; size]));
+                }
+            }
+            n
+        },
+    );
     ns.on("join", |s: Socket, Data(room): Data<String>| async move {
         s.join(room.as_str());
         room
@@ -205,6 +223,10 @@ fn install(io: &Io<TokioRuntime>) {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = parse_args();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(args.log)
+        .init();
     let rt = TokioRuntime::current();
     let mut builder = volley::builder().request_timeout(Duration::from_secs(3));
     if let Some(ping) = args.ping {

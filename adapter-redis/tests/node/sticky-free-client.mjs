@@ -81,6 +81,12 @@ serve(
       for (let i = 0; i < n; i++) socket.emit("echo", { i });
       return true;
     },
+    // Emits `echo` with {i} and `size` bytes of value i % 256, for i from 0 to n - 1, in one go.
+    async burstBinary({ client: name, n, size }) {
+      const socket = client(name);
+      for (let i = 0; i < n; i++) socket.emit("echo", { i }, Buffer.alloc(size, i % 256));
+      return true;
+    },
     // Emits and waits for the server's acknowledgement.
     async emitWithAck({ client: name, event, args = [] }) {
       return await client(name).timeout(10000).emitWithAck(event, ...args);
