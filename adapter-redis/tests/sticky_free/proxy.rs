@@ -219,9 +219,16 @@ impl Proxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Moves the rotation on by one, as a request of another client would.
+    /// Moves the rotation on by zero to two places, at random, as requests of other clients
+    /// would: a client's requests come in the same order each time, so without other
+    /// traffic its upgrade could keep landing where the last one did.
     pub fn skip(&self) {
-        self.next.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        self.next
+            .fetch_add((nanos / 1000 % 3) as usize, Ordering::Relaxed);
     }
 
     /// Takes the upstream of node `node` out of the rotation.
