@@ -179,7 +179,7 @@ impl Link {
     }
 
     /// `PUBSUB <subcommand> <channel>`: how many subscribe `channel`.
-    async fn subscribers(
+    pub(crate) async fn subscribers(
         &self,
         conn: &mut Conn,
         subcommand: &str,

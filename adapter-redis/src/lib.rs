@@ -44,6 +44,19 @@
 //! master of its slot; in the classic mode one node to subscribe on and one to publish on).
 //! `docs/deployment.md` has the options and the failover figures the tests measured.
 //!
+//! # Forwarding requests to the session's node
+//!
+//! With [`RedisOptions::forward_sessions`] (off by default; for the Streams adapter
+//! [`StreamsOptions::forward_sessions`](streams::StreamsOptions::forward_sessions)) the
+//! adapter offers a [`RedisRelay`] ([`Adapter::relay`]): the server then forwards a
+//! request for another node's session to that node, so the balancer in front of the
+//! cluster needs no sticky sessions. On start the relay subscribes `<key>-relay#<node>#`
+//! on a connection of its own; a frame for a node is one `PUBLISH` on that node's
+//! channel, from a publisher task that keeps the order of the calls. It uses classic
+//! Pub/Sub in every mode (a Redis Cluster carries it between its nodes) and follows the
+//! same target, backoff and outage rules as the adapter; closing the adapter stops it.
+//! Every Volley node of the cluster must turn the option on.
+//!
 //! # Sharded Pub/Sub
 //!
 //! With [`RedisOptions::sharded`] ([`PubSub::Sharded`]) the adapter speaks Redis 7's sharded
@@ -222,7 +235,9 @@ pub struct RedisOptions {
     /// of its own (`<key>-relay#<node>#`) and a node that receives a request for another
     /// node's session publishes it there and answers with what the owner sends back. The
     /// cost is one `PUBLISH` each way per forwarded request, and one per chunk of the bytes
-    /// of a WebSocket relayed to its session's owner; requests that reach their owner cost
+    /// of a WebSocket relayed to its session's owner (on a Redis Cluster, also a
+    /// `PUBSUB NUMSUB` on every node when the node that took the `PUBLISH` holds no
+    /// subscriber of it, see [`RedisRelay`]); requests that reach their owner cost
     /// nothing. Every Volley node of the cluster must turn it on (a node without it neither
     /// names itself in its session ids nor receives forwarded requests).
     pub forward_sessions: bool,

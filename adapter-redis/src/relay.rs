@@ -10,8 +10,8 @@
 //! messages. On a Redis Cluster, classic Pub/Sub reaches subscribers on every node, so the
 //! relay subscribes and publishes on one node each, as the classic adapter does.
 
-use crate::conn::{Link, SubscriberHooks, SubscriberLog, Writer, WriterLog};
-use crate::{PubSub, RedisOptions};
+use crate::conn::{Conn, Link, SubscriberHooks, SubscriberLog, Writer, WriterLog};
+use crate::{PubSub, RedisOptions, Target};
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{BoxFuture, select};
@@ -75,6 +75,11 @@ struct State {
 /// resolves to false when no node subscribes the channel, when Redis cannot be reached
 /// (logged once per outage at `warn`) or answers something unexpected (logged at `warn` the
 /// first time, then at `debug`), and after [`RedisRelay::stop`].
+///
+/// On a Redis Cluster the relay subscribes and publishes on one node each (classic Pub/Sub
+/// reaches subscribers on every node), but `PUBLISH` there counts only the receivers on
+/// the node that took it; when that is none, the relay asks every node (`PUBSUB NUMSUB`,
+/// once per channel and pipeline) before it says the frame was not received.
 pub struct RedisRelay {
     /// This relay, for its tasks (a relay only exists in an `Arc`).
     me: Weak<RedisRelay>,
@@ -82,6 +87,8 @@ pub struct RedisRelay {
     state: Mutex<State>,
     /// Whether an unexpected reply was logged at `warn` already.
     odd_reply_logged: AtomicBool,
+    /// Whether Redis is a Redis Cluster (see [`RedisRelay::recount`]).
+    cluster: bool,
 }
 
 impl fmt::Debug for RedisRelay {
@@ -102,6 +109,7 @@ impl RedisRelay {
     pub(crate) fn new<R: Runtime>(options: &RedisOptions, runtime: R) -> Arc<Self> {
         let mut options = options.clone();
         options.pub_sub = PubSub::Classic;
+        let cluster = matches!(options.target, Target::Cluster { .. });
         // The relay counts no servers; the link wants a query all the same.
         let count_query = ("NUMSUB", String::new());
         Arc::new_cyclic(|me| RedisRelay {
@@ -109,6 +117,7 @@ impl RedisRelay {
             link: Link::new(options, runtime, count_query),
             state: Mutex::new(State::default()),
             odd_reply_logged: AtomicBool::new(false),
+            cluster,
         })
     }
 
@@ -254,6 +263,8 @@ impl RedisRelay {
         );
         let mut batch: Vec<Frame> = Vec::new();
         let mut next = None;
+        // On a Redis Cluster: the connection that counts subscribers on every node.
+        let mut counter: Option<Conn> = None;
         loop {
             let first = match next.take() {
                 Some(f) => f,
@@ -298,8 +309,14 @@ impl RedisRelay {
                 Ok(replies) => {
                     writer.done(Ok::<(), redis::RedisError>(()));
                     let mut replies = replies.into_iter();
-                    for f in batch.drain(..) {
-                        let delivered = self.receivers(replies.next());
+                    let mut delivered: Vec<bool> = Vec::with_capacity(batch.len());
+                    for _ in &batch {
+                        delivered.push(self.receivers(replies.next()));
+                    }
+                    if self.cluster {
+                        self.recount(&mut counter, &batch, &mut delivered).await;
+                    }
+                    for (f, delivered) in batch.drain(..).zip(delivered) {
                         let _ = f.reply.send(delivered);
                     }
                 }
@@ -310,6 +327,39 @@ impl RedisRelay {
                     }
                 }
             }
+        }
+    }
+
+    /// On a Redis Cluster, `PUBLISH` counts only the receivers connected to the node that
+    /// took it, though every node passes it on: for each channel whose frames that node
+    /// did not deliver itself, asks every node whether someone subscribes it
+    /// (`PUBSUB NUMSUB`, one round trip to each node per channel and pipeline).
+    async fn recount(&self, counter: &mut Option<Conn>, batch: &[Frame], delivered: &mut [bool]) {
+        let mut asked: Vec<(&str, bool)> = Vec::new();
+        for (f, delivered) in batch.iter().zip(delivered.iter_mut()) {
+            if *delivered {
+                continue;
+            }
+            if let Some((_, found)) = asked.iter().find(|(c, _)| *c == f.channel) {
+                *delivered = *found;
+                continue;
+            }
+            if counter.is_none() {
+                *counter = self.link.connect(None).await.ok();
+            }
+            let found = match counter.as_mut() {
+                Some(c) => match self.link.subscribers(c, "NUMSUB", &f.channel).await {
+                    Ok(n) => n > 0,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "redis relay: cannot count subscribers");
+                        *counter = None;
+                        false
+                    }
+                },
+                None => false,
+            };
+            asked.push((&f.channel, found));
+            *delivered = found;
         }
     }
 

@@ -284,3 +284,115 @@ async fn large_frames_keep_their_order_across_pipelines() {
         assert!(got == *sent, "frame {i} arrives whole and in its place");
     }
 }
+
+/// Starts the relays of `a` (node-a) and `b` (node-b) and checks that 200 frames from a
+/// reach b in order, and that a node nobody started is not reached.
+async fn exchange(a: &RedisAdapter, b: &RedisAdapter) {
+    let _a_rx = start(a, "node-a").await;
+    let mut b_rx = start(b, "node-b").await;
+    let relay = a.relay().unwrap();
+    let frames: Vec<Bytes> = (0..200).map(frame).collect();
+    let mut last = None;
+    for f in &frames {
+        last = Some(relay.send(node("node-b"), f.clone()));
+    }
+    assert!(
+        timeout(LIMIT, last.unwrap()).await.unwrap(),
+        "node-b is there"
+    );
+    for (i, sent) in frames.iter().enumerate() {
+        let got = timeout(LIMIT, b_rx.recv()).await.unwrap().unwrap();
+        assert_eq!(&got, sent, "frame {i}");
+    }
+    let lost = relay.send(node("node-c"), frame(0));
+    assert!(!timeout(LIMIT, lost).await.unwrap(), "no node is node-c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_cross_a_redis_cluster() {
+    let cluster = common::redis_cluster::RedisCluster::start().await;
+    let urls = cluster.urls();
+    let url_refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    // The adapters speak sharded Pub/Sub here; the relay speaks classic Pub/Sub, which the
+    // cluster carries between its nodes (the relays connect to different ones).
+    let options = RedisOptions::cluster(&url_refs).forward_sessions();
+    let a = RedisAdapter::new(options.clone(), TokioRuntime::current());
+    let b = RedisAdapter::new(options, TokioRuntime::current());
+    exchange(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_reach_the_master_a_sentinel_names() {
+    let master = Redis::start().await;
+    let dir = common::TempDir::new("relay-sentinel");
+    let port = common::free_port().await;
+    let conf = dir.file("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n",
+            dir.0.display(),
+            master.port
+        ),
+    )
+    .unwrap();
+    let _sentinel = Redis::spawn_until("redis-sentinel", &[conf], port, "+monitor master").await;
+    let sentinel_url = format!("redis://127.0.0.1:{port}");
+    let options = RedisOptions::sentinel("mymaster", &[sentinel_url.as_str()]).forward_sessions();
+    let a = RedisAdapter::new(options.clone(), TokioRuntime::current());
+    let b = RedisAdapter::new(options, TokioRuntime::current());
+    exchange(&a, &b).await;
+    // The frames went through the master: node-b's channel is subscribed there.
+    let mut conn = common::raw_conn(&master.url()).await;
+    let (_, subscribers): (String, usize) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("socket.io-relay#node-b#")
+        .query_async::<Vec<(String, usize)>>(&mut conn)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(subscribers, 1);
+}
+
+/// Sends `frame` to `to` until it is received, for at most 10 s; whether it was.
+async fn reached_within(relay: &Arc<dyn Relay>, to: &str, frame: &Bytes) -> bool {
+    for _ in 0..200 {
+        if timeout(LIMIT, relay.send(node(to), frame.clone()))
+            .await
+            .unwrap()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_comes_back_with_redis() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let (a, b) = (adapter(&url), adapter(&url));
+    let _a_rx = start(&a, "node-a").await;
+    let mut b_rx = start(&b, "node-b").await;
+    let relay = a.relay().unwrap();
+    assert!(reached_within(&relay, "node-b", &frame(1)).await);
+    assert_eq!(
+        timeout(LIMIT, b_rx.recv()).await.unwrap().unwrap(),
+        frame(1)
+    );
+    let port = redis.stop().await;
+    // While Redis is away nothing is delivered, and sends say so.
+    let during = relay.send(node("node-b"), frame(2));
+    assert!(!timeout(LIMIT, during).await.unwrap());
+    let _redis = Redis::start_on(port).await;
+    // The publisher connects again and node-b's subscriber subscribes again.
+    assert!(
+        reached_within(&relay, "node-b", &frame(3)).await,
+        "node-b reached again within 10 s of Redis coming back"
+    );
+    assert_eq!(
+        timeout(LIMIT, b_rx.recv()).await.unwrap().unwrap(),
+        frame(3)
+    );
+}

@@ -322,7 +322,9 @@ impl Builder {
         self
     }
 
-    /// A custom session id generator.
+    /// A custom session id generator. With an adapter that forwards requests to the owner
+    /// of their session ([`Adapter::relay`]), each id is prefixed with the node's id and a
+    /// `.`, and cut to 40 characters in all.
     pub fn id_generator(mut self, ids: impl IdGenerator + 'static) -> Self {
         self.ids = Some(Box::new(ids));
         self
@@ -501,7 +503,9 @@ impl Builder {
         // What the other nodes send reaches the machine as commands, in arrival order.
         let (inbox, mut messages) = Inbox::new();
         let handle = driver.handle();
-        runtime.spawn(async move {
+        // Ended by `Io::close` even while the adapter keeps its inbox (an in-memory cluster
+        // outlives its servers).
+        driver.spawn_until_halted(async move {
             while let Some((from, message, offset)) = messages.next().await {
                 let delivered = handle
                     .cast(move |node: &mut Node, now| node.on_cluster(from, message, offset, now));

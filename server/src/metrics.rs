@@ -29,6 +29,7 @@
 //! | `volley_adapter_requests_total` | counter | `type` | requests to the other nodes (`fetch_sockets`, `all_rooms`, `server_side_emit`, `broadcast_ack`) |
 //! | `volley_adapter_answers_total` | counter | `type` | answers from other nodes to this node's requests |
 //! | `volley_adapter_timeouts_total` | counter | `type` | requests that reached their timeout before every node answered |
+//! | `volley_forwarded_requests_total` | counter | `outcome` | requests for sessions of other nodes (see `driver::forward`): on the node that received them, `answered`, `upgraded` (a WebSocket relayed to the owner) or `unreachable` (the owner is gone: answered as an unknown session); on the owner, `served` |
 //! | `volley_handler_delay_seconds` | histogram | | time from an event's receipt by the machine to the start of its handling (middleware, then handler) |
 //!
 //! Packets: a WebSocket message is one packet; a polling body counts its packets by the
@@ -63,6 +64,9 @@ pub const CONNECTIONS: &str = "volley_connections";
 pub const SOCKETS: &str = "volley_sockets";
 /// Sockets accepted (counter; label `namespace`).
 pub const CONNECTS: &str = "volley_connects_total";
+/// Requests forwarded to the node owning their session, and served for other nodes
+/// (counter; label `outcome`).
+pub const FORWARDED: &str = "volley_forwarded_requests_total";
 /// Refusals (counter; label `code`).
 pub const REFUSALS: &str = "volley_refusals_total";
 /// Sockets that left (counter; label `reason`).
@@ -225,6 +229,11 @@ pub(crate) fn add_labelled(name: &'static str, label: &'static str, value: &'sta
     if with_handles(|r, h| h.labelled(r, name, label, value).increment(n)).is_none() {
         counter!(name, label => value).increment(n);
     }
+}
+
+/// A request for another node's session ended with `outcome` (see the table).
+pub(crate) fn forwarded(outcome: &'static str) {
+    add_labelled(FORWARDED, "outcome", outcome, 1);
 }
 
 /// A refusal with `code` (see the table).

@@ -47,6 +47,29 @@ fn cluster() -> (TestRuntime, Vec<Io<TestRuntime>>, Vec<MemoryAdapter>) {
     (rt, servers, adapters)
 }
 
+/// A session opened on `servers[0]` with its socket connected, the CONNECT posted and its
+/// answer polled through `servers[via]`: the session id.
+async fn connected(servers: &[Io<TestRuntime>], via: usize) -> String {
+    let open = raw::connect(&servers[0], None)
+        .request("GET", POLL, &[], b"")
+        .await;
+    let sid = open_sid(&open.text());
+    let target = format!("{POLL}&sid={sid}");
+    let posted = raw::connect(&servers[via], None)
+        .request("POST", &target, &[], b"40")
+        .await;
+    assert_eq!((posted.status, posted.text()), (200, "ok".to_owned()));
+    let answer = raw::connect(&servers[via], None)
+        .request("GET", &target, &[], b"")
+        .await;
+    assert!(
+        answer.text().starts_with("40{\"sid\":"),
+        "{}",
+        answer.text()
+    );
+    sid
+}
+
 /// Every new connection goes to the next server in turn.
 #[derive(Clone)]
 struct RoundRobin {
@@ -181,19 +204,7 @@ fn the_test_client_over_a_round_robin_keeps_order_both_ways() {
 fn a_websocket_upgrade_on_another_node_carries_the_session() {
     let (rt, servers, _) = cluster();
     rt.block_on(async {
-        let open = raw::connect(&servers[0], None)
-            .request("GET", POLL, &[], b"")
-            .await;
-        let sid = open_sid(&open.text());
-        let polling = format!("{POLL}&sid={sid}");
-        let posted = raw::connect(&servers[0], None)
-            .request("POST", &polling, &[], b"40")
-            .await;
-        assert_eq!(posted.status, 200);
-        let connected = raw::connect(&servers[0], None)
-            .request("GET", &polling, &[], b"")
-            .await;
-        assert!(connected.text().starts_with("40"));
+        let sid = connected(&servers, 0).await;
         let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
         let mut ws = raw::connect(&servers[1], None).websocket(&ws_target).await;
         ws.send(Message::text("2probe")).await.unwrap();
@@ -278,19 +289,8 @@ fn a_request_for_a_gone_owner_is_an_unknown_session() {
 fn a_poll_whose_client_goes_closes_the_session_on_its_owner() {
     let (rt, servers, _) = cluster();
     rt.block_on(async {
-        let open = raw::connect(&servers[0], None)
-            .request("GET", POLL, &[], b"")
-            .await;
-        let sid = open_sid(&open.text());
+        let sid = connected(&servers, 0).await;
         let target = format!("{POLL}&sid={sid}");
-        let posted = raw::connect(&servers[0], None)
-            .request("POST", &target, &[], b"40")
-            .await;
-        assert_eq!(posted.status, 200);
-        let connected = raw::connect(&servers[0], None)
-            .request("GET", &target, &[], b"")
-            .await;
-        assert!(connected.text().starts_with("40"));
         assert_eq!(servers[0].socket_count().await, 1);
         // A poll parked through the second node, whose client then goes.
         let mut poller = raw::connect(&servers[1], None);
@@ -300,4 +300,41 @@ fn a_poll_whose_client_goes_closes_the_session_on_its_owner() {
         rt.sleep(common::SETTLE).await;
         assert_eq!(servers[0].socket_count().await, 0, "the session closed");
     });
+}
+
+/// `Io::close` of every node ends every task they started, the relay's included: a relayed
+/// WebSocket and a poll parked through another node are open when the nodes close.
+#[test]
+fn closing_the_nodes_leaves_no_task_running() {
+    let (rt, servers, _) = cluster();
+    rt.block_on(async {
+        let sid = connected(&servers, 1).await;
+        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        let mut ws = raw::connect(&servers[2], None).websocket(&ws_target).await;
+        ws.send(Message::text("2probe")).await.unwrap();
+        assert_eq!(
+            ws.next()
+                .await
+                .unwrap()
+                .unwrap()
+                .into_text()
+                .unwrap()
+                .as_str(),
+            "3probe"
+        );
+        // A second session, polling, with a poll parked through the third node.
+        let open = raw::connect(&servers[0], None)
+            .request("GET", POLL, &[], b"")
+            .await;
+        let other = format!("{POLL}&sid={}", open_sid(&open.text()));
+        let mut parked = raw::connect(&servers[2], None);
+        parked.send_only("GET", &other).await;
+        rt.sleep(common::SETTLE).await;
+        for io in &servers {
+            io.close().await;
+        }
+        drop((ws, parked));
+    });
+    rt.run_until_idle();
+    assert_eq!(rt.live_tasks(), 0, "tasks left after close");
 }

@@ -87,7 +87,7 @@ fn now_us() -> u64 {
 const USAGE: &str = "usage: loadgen <echo|ack|broadcast|connect|idle-memory|idle-many|churn|polling> \
 --port P [--target NAME] [--clients N] [--inflight K] [--size S] [--duration SECS] \
 [--warmup SECS] [--window W] [--concurrency N] [--settle SECS] [--server-pid PID] \
-[--cores LABEL] [--cycles N] [--sources N]";
+[--cores LABEL] [--cycles N] [--sources N] [--spread P,P..] [--also-pids PID,PID..]";
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -108,6 +108,11 @@ struct Opts {
     cycles: usize,
     /// Idle-many: client sockets are bound round-robin to 127.0.0.1 .. 127.0.0.`sources`.
     sources: usize,
+    /// Polling: more ports of the same cluster. After the handshake on `port`, each request
+    /// goes to the next of `port` and these in turn, as through a balancer without affinity.
+    spread: Vec<u16>,
+    /// More processes whose CPU time counts as the server's (the other nodes, Redis).
+    also_pids: Vec<u32>,
 }
 
 fn parse_opts() -> Res<Opts> {
@@ -141,6 +146,8 @@ fn parse_opts() -> Res<Opts> {
         cores: "all".to_owned(),
         cycles: 20,
         sources: 1,
+        spread: Vec::new(),
+        also_pids: Vec::new(),
     };
     let secs = |v: &str| -> Res<Duration> { Ok(Duration::from_secs_f64(v.parse()?)) };
     while let Some(flag) = args.next() {
@@ -160,6 +167,12 @@ fn parse_opts() -> Res<Opts> {
             "--server-pid" => opts.server_pid = Some(value.parse()?),
             "--cores" => opts.cores = value,
             "--sources" => opts.sources = value.parse()?,
+            "--spread" => {
+                opts.spread = value.split(',').map(str::parse).collect::<Result<_, _>>()?
+            }
+            "--also-pids" => {
+                opts.also_pids = value.split(',').map(str::parse).collect::<Result<_, _>>()?
+            }
             other => return Err(format!("unknown flag {other}\n{USAGE}").into()),
         }
     }
@@ -408,7 +421,13 @@ struct Cpu {
 impl Cpu {
     fn read(run: &Run) -> Cpu {
         Cpu {
-            server: run.opts.server_pid.and_then(procfs::cpu_ticks),
+            server: run.opts.server_pid.and_then(|pid| {
+                let mut ticks = procfs::cpu_ticks(pid)?;
+                for &also in &run.opts.also_pids {
+                    ticks += procfs::cpu_ticks(also)?;
+                }
+                Some(ticks)
+            }),
             own: procfs::own_cpu_ticks(),
         }
     }
@@ -1206,7 +1225,7 @@ async fn polling_client(run: &Run, tally: &mut Tally) -> Res<()> {
         let _permit = run.connecting.acquire().await?;
         polling_open(run.opts.port).await
     };
-    let (mut get, mut post, path) = match opened {
+    let (get, post, path) = match opened {
         Ok(opened) => opened,
         Err(e) => {
             run.failed.fetch_add(1, Ordering::SeqCst);
@@ -1224,9 +1243,29 @@ async fn polling_client(run: &Run, tally: &mut Tally) -> Res<()> {
     let mut out: Vec<String> = (0..run.opts.inflight)
         .map(|_| event("echo", None, now_us(), &run.pad))
         .collect();
+    // Without affinity: a keep-alive connection per port for GETs and one for POSTs, and
+    // each request on the next port in turn.
+    let ports: Vec<u16> = std::iter::once(run.opts.port)
+        .chain(run.opts.spread.iter().copied())
+        .collect();
+    let mut gets: Vec<Option<Http>> = ports.iter().map(|_| None).collect();
+    let mut posts: Vec<Option<Http>> = ports.iter().map(|_| None).collect();
+    gets[0] = Some(get);
+    posts[0] = Some(post);
+    let mut turn = 0usize;
     loop {
         let body = out.join("\x1e");
         out.clear();
+        let (g, p) = (turn % ports.len(), (turn + 1) % ports.len());
+        turn += 1;
+        let mut get = match gets[g].take() {
+            Some(http) => http,
+            None => Http::connect(ports[g]).await?,
+        };
+        let mut post = match posts[p].take() {
+            Some(http) => http,
+            None => Http::connect(ports[p]).await?,
+        };
         let exchange = async {
             if body.is_empty() {
                 get.request(&path, None).await
@@ -1242,6 +1281,8 @@ async fn polling_client(run: &Run, tally: &mut Tally) -> Res<()> {
             _ = &mut stopped => return Ok(()),
             r = exchange => r?,
         };
+        gets[g] = Some(get);
+        posts[p] = Some(post);
         for packet in split_payload(&received) {
             if packet == "2" {
                 out.push("3".to_owned());

@@ -466,3 +466,56 @@ async fn several_endpoints_share_one_port() {
     .await;
     assert_eq!(chat.socket_count().await, 0);
 }
+
+/// Two Socket.IO servers of one relaying in-memory cluster, each mounted in its own axum app:
+/// a session opened on the first is served through the second, over polling and over a
+/// WebSocket upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_another_nodes_session_are_forwarded_through_the_mount() {
+    let cluster = volley::adapter::MemoryCluster::with_relay();
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for seed in [1u8, 2] {
+        let io = volley::builder()
+            .seed([seed; 32])
+            .adapter(cluster.adapter())
+            .build(TokioRuntime::current());
+        io.ns("/").on(
+            "echo",
+            |Data(value): Data<Value>| async move { Json(value) },
+        );
+        let volley = VolleyService::from(&io).peer_addr(connect_info);
+        let (addr, serving) = serve(app(volley, "/socket.io/")).await;
+        tokio::spawn(serving);
+        addrs.push(addr);
+        servers.push(io);
+    }
+    bounded(async {
+        let mut first = Client::new(TcpStream::connect(addrs[0]).await.unwrap().compat());
+        let sid = open_sid(first.get(SIO_POLLING).await.unwrap().text());
+        let session = format!("{SIO_POLLING}&sid={sid}");
+        let mut second = Client::new(TcpStream::connect(addrs[1]).await.unwrap().compat());
+        assert_eq!(second.post(&session, b"40").await.unwrap().text(), "ok");
+        let connected = second.get(&session).await.unwrap();
+        assert!(connected.text().starts_with("40{\"sid\":"), "{connected:?}");
+        let event = br#"421["echo",{"a":[1,"x"]}]"#;
+        assert_eq!(second.post(&session, event).await.unwrap().text(), "ok");
+        assert_eq!(
+            second.get(&session).await.unwrap().text(),
+            r#"431[{"a":[1,"x"]}]"#
+        );
+        assert_eq!(servers[0].socket_count().await, 1);
+        assert_eq!(servers[1].socket_count().await, 0);
+        // The upgrade, through the second server too.
+        let target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        let (mut ws, _) = websocket(addrs[1], &target).await;
+        ws.send(Message::text("2probe")).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "3probe");
+        ws.send(Message::text("5")).await.unwrap();
+        ws.send(Message::text(r#"422["echo","over the relay"]"#))
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut ws).await, r#"432["over the relay"]"#);
+    })
+    .await;
+}

@@ -467,31 +467,13 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         let mut forwarded = pin!(forwarded);
         // While the owner holds the request (a parked poll), a client that goes is noticed:
         // dropping the forwarded request tells the owner.
-        let max_buffered = self.env.config.limits.max_head_bytes;
-        let forwarded = loop {
-            let watch = self.buf.len() < max_buffered;
-            let (stream, buf) = (&mut self.stream, &mut self.buf);
-            let woke = poll_fn(|cx| {
-                if let Poll::Ready(answer) = forwarded.as_mut().poll(cx) {
-                    return Poll::Ready(Either::Left(answer));
-                }
-                if watch {
-                    if let Poll::Ready(read) = poll_read_buf(stream, cx, buf, HEAD_READ) {
-                        return Poll::Ready(Either::Right(read));
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-            match woke {
-                Either::Left(answer) => break answer,
-                Either::Right(Ok(0)) => return Exchange::End(End::Closed),
-                Either::Right(Ok(_)) => {}
-                Either::Right(Err(e)) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return Exchange::End(End::Failed);
-                }
-            }
+        let max = self.env.config.limits.max_head_bytes;
+        let watched = watching(&mut self.stream, &mut self.buf, max, |cx| {
+            forwarded.as_mut().poll(cx)
+        });
+        let forwarded = match watched.await {
+            Ok(answer) => answer,
+            Err(error) => return Exchange::End(if error { End::Failed } else { End::Closed }),
         };
         match forwarded {
             Forwarded::Unreachable => {
@@ -503,22 +485,13 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 let response = decorate(&self.env.config, &head, response);
                 self.respond(response, !keep_alive || body_unread).await
             }
-            Forwarded::Answer { bytes, close } => {
-                let close = close || !keep_alive || body_unread || self.env.tracker.is_stopping();
-                self.out.clear();
-                match close {
-                    true => self.out.extend_from_slice(&forward::closing(&bytes)),
-                    false => self.out.extend_from_slice(&bytes),
-                }
-                match self.write_out().await {
-                    Err(()) => Exchange::End(End::Failed),
-                    Ok(()) if close => Exchange::End(End::Answered),
-                    Ok(()) => Exchange::Next,
-                }
+            Forwarded::Answer(response) => {
+                let close = !keep_alive || body_unread;
+                self.respond(response, close).await
             }
-            Forwarded::Upgraded { bytes, stream } => {
+            Forwarded::Upgraded { response, stream } => {
                 self.out.clear();
-                self.out.extend_from_slice(&bytes);
+                response.write_to(&mut self.out);
                 match self.write_out().await {
                     Ok(()) => Exchange::End(End::Relay(stream)),
                     Err(()) => Exchange::End(End::Failed),
@@ -537,37 +510,19 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         let Some(link) = self.link.as_mut() else {
             return Next::Gone(true);
         };
-        let max_buffered = self.env.config.limits.max_head_bytes;
+        let max = self.env.config.limits.max_head_bytes;
         loop {
-            let watch = self.buf.len() < max_buffered;
             let (stream, buf) = (&mut self.stream, &mut self.buf);
-            let woke = poll_fn(|cx| {
-                if let Poll::Ready(message) = link.outputs.poll_next_unpin(cx) {
-                    return Poll::Ready(Either::Left(message));
-                }
-                if watch {
-                    if let Poll::Ready(read) = poll_read_buf(stream, cx, buf, HEAD_READ) {
-                        return Poll::Ready(Either::Right(read));
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-            match woke {
-                Either::Left(Some(ToConn::Outputs(outputs))) => {
+            match watching(stream, buf, max, |cx| link.outputs.poll_next_unpin(cx)).await {
+                Ok(Some(ToConn::Outputs(outputs))) => {
                     self.pending.extend(outputs);
                     if let Some(output) = self.pending.pop_front() {
                         return Next::Output(output);
                     }
                 }
-                Either::Left(Some(ToConn::NotOwned)) => return Next::NotOwned,
-                Either::Left(None) => return Next::Gone(true),
-                Either::Right(Ok(0)) => return Next::Gone(false),
-                Either::Right(Ok(_)) => {}
-                Either::Right(Err(e)) => {
-                    tracing::debug!(error = %e, "read failed");
-                    return Next::Gone(true);
-                }
+                Ok(Some(ToConn::NotOwned)) => return Next::NotOwned,
+                Ok(None) => return Next::Gone(true),
+                Err(error) => return Next::Gone(error),
             }
         }
     }
@@ -650,6 +605,41 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         )
         .await
         .map_err(|e| tracing::debug!(error = %e, "write failed"))
+    }
+}
+
+/// Waits for `poll` while reading the socket, so that a peer closing meanwhile (under a
+/// parked poll) is noticed: `Err(false)` when it closed, `Err(true)` when the read failed.
+/// Bytes it pipelines meanwhile are kept, up to a head's worth.
+async fn watching<S: AsyncRead + Unpin, T>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max_buffered: usize,
+    mut poll: impl FnMut(&mut std::task::Context<'_>) -> Poll<T>,
+) -> Result<T, bool> {
+    loop {
+        let watch = buf.len() < max_buffered;
+        let woke = poll_fn(|cx| {
+            if let Poll::Ready(value) = poll(cx) {
+                return Poll::Ready(Either::Left(value));
+            }
+            if watch {
+                if let Poll::Ready(read) = poll_read_buf(stream, cx, buf, HEAD_READ) {
+                    return Poll::Ready(Either::Right(read));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Either::Left(value) => return Ok(value),
+            Either::Right(Ok(0)) => return Err(false),
+            Either::Right(Ok(_)) => {}
+            Either::Right(Err(e)) => {
+                tracing::debug!(error = %e, "read failed");
+                return Err(true);
+            }
+        }
     }
 }
 

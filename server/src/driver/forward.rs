@@ -84,11 +84,10 @@ pub(crate) struct Request {
 #[derive(Debug)]
 pub(crate) enum Frame {
     Request(Request),
-    /// The owner's answer, serialized with its `close` flag cleared.
+    /// The owner's answer (its `close` flag: the owner closes after it).
     Response {
         upgrade: bool,
-        close: bool,
-        bytes: Bytes,
+        response: Response,
     },
     Data(Bytes),
     End,
@@ -154,7 +153,12 @@ pub(crate) fn encode_response(
     response: &Response,
     upgrade: bool,
 ) -> Bytes {
-    let mut out = header(RESPONSE, stream, from, 256 + response.body.len());
+    let fields: usize = response
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 6)
+        .sum();
+    let mut out = header(RESPONSE, stream, from, 8 + fields + response.body.len());
     let mut flags = 0;
     if upgrade {
         flags |= FLAG_UPGRADE;
@@ -163,10 +167,78 @@ pub(crate) fn encode_response(
         flags |= FLAG_CLOSE;
     }
     out.put_u8(flags);
-    let mut sent = response.clone();
-    sent.close = false;
-    sent.write_to(&mut out);
+    out.put_u16(response.status);
+    let count = response.headers.len().min(usize::from(u16::MAX));
+    out.put_u16(count as u16);
+    for (name, value) in response.headers.iter().take(count) {
+        put_str16(&mut out, name.as_bytes());
+        out.put_u32(value.len() as u32);
+        out.put_slice(value.as_bytes());
+    }
+    out.put_slice(&response.body);
     out.freeze()
+}
+
+/// The header names Volley writes itself.
+const KNOWN_NAMES: [&str; 17] = [
+    "Access-Control-Allow-Credentials",
+    "Access-Control-Allow-Headers",
+    "Access-Control-Allow-Methods",
+    "Access-Control-Allow-Origin",
+    "Access-Control-Expose-Headers",
+    "Access-Control-Max-Age",
+    "Cache-Control",
+    "Connection",
+    "Content-Encoding",
+    "Content-Length",
+    "Content-Type",
+    "Retry-After",
+    "Sec-WebSocket-Accept",
+    "Set-Cookie",
+    "Upgrade",
+    "Vary",
+    "X-XSS-Protection",
+];
+
+/// Most header names of other nodes' answers kept beyond [`KNOWN_NAMES`] (the names the
+/// application's hooks add: a fixed set in a cluster of one program).
+const MAX_EXTRA_NAMES: usize = 256;
+
+/// `name` as the `&'static str` a [`Response`] field holds: one of [`KNOWN_NAMES`], or a copy
+/// kept for the life of the process, at most [`MAX_EXTRA_NAMES`] of them (`None` beyond).
+fn static_name(name: &str) -> Option<&'static str> {
+    if let Some(known) = KNOWN_NAMES.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        return Some(known);
+    }
+    static EXTRA: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut extra = lock(&EXTRA);
+    if let Some(kept) = extra.iter().find(|k| **k == name) {
+        return Some(kept);
+    }
+    if extra.len() >= MAX_EXTRA_NAMES {
+        return None;
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    extra.push(kept);
+    Some(kept)
+}
+
+fn decode_response(buf: &mut Bytes) -> Result<Response, BadFrame> {
+    let status = take(buf, 2, "status")?.get_u16();
+    let count = take(buf, 2, "fields")?.get_u16();
+    let mut response = Response::new(status);
+    for _ in 0..count {
+        let name = take_str16(buf, "field name")?;
+        let len = take(buf, 4, "field value")?.get_u32() as usize;
+        let value = take(buf, len, "field value")?;
+        let value = String::from_utf8(value.to_vec()).map_err(|_| BadFrame("field value"))?;
+        match static_name(&name) {
+            Some(name) => response.headers.push((name, value)),
+            None => tracing::warn!(name, "field of a forwarded answer dropped: too many names"),
+        }
+    }
+    response.body = std::mem::take(buf);
+    Ok(response)
 }
 
 pub(crate) fn encode_data(kind: u8, stream: u64, from: NodeId, data: &[u8]) -> Bytes {
@@ -232,10 +304,11 @@ pub(crate) fn decode(mut buf: Bytes) -> Result<Envelope, BadFrame> {
         }
         RESPONSE => {
             let flags = take_u8(&mut buf, "flags")?;
+            let mut response = decode_response(&mut buf)?;
+            response.close = flags & FLAG_CLOSE != 0;
             Frame::Response {
                 upgrade: flags & FLAG_UPGRADE != 0,
-                close: flags & FLAG_CLOSE != 0,
-                bytes: buf,
+                response,
             }
         }
         UP_DATA | DOWN_DATA => Frame::Data(buf),
@@ -284,8 +357,7 @@ impl IdGenerator for Tagged {
 enum Event {
     Response {
         upgrade: bool,
-        close: bool,
-        bytes: Bytes,
+        response: Response,
     },
     Data(Bytes),
     End,
@@ -330,11 +402,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// What forwarding a request came to, on the requester.
 pub(crate) enum Forwarded {
-    /// The owner's answer, serialized (without `Connection: close`), and whether the owner
-    /// closes after it.
-    Answer { bytes: Bytes, close: bool },
-    /// The owner answered `101` (`bytes`): carry the connection's bytes through `stream`.
-    Upgraded { bytes: Bytes, stream: RelayStream },
+    /// The owner's answer.
+    Answer(Response),
+    /// The owner answered `101` (`response`): carry the connection's bytes through `stream`.
+    Upgraded {
+        response: Response,
+        stream: RelayStream,
+    },
     /// No node took the request, or its owner did not answer in time.
     Unreachable,
 }
@@ -395,6 +469,7 @@ impl Forwarder {
         if !self.send(to, frame).await {
             guard.armed = false;
             tracing::debug!(node = %to, "forwarded request: no such node");
+            crate::metrics::forwarded("unreachable");
             return Forwarded::Unreachable;
         }
         let timeout = runtime.sleep(self.answer_timeout);
@@ -403,28 +478,32 @@ impl Forwarder {
             Either::Left((None, _)) => Event::End,
             Either::Right(_) => {
                 tracing::debug!(node = %to, "forwarded request: no answer in time");
+                crate::metrics::forwarded("unreachable");
                 return Forwarded::Unreachable;
             }
         };
         match answer {
             Event::Response {
                 upgrade: false,
-                close,
-                bytes,
+                response,
             } => {
                 // The owner is done with the stream.
                 guard.armed = false;
-                Forwarded::Answer { bytes, close }
+                crate::metrics::forwarded("answered");
+                Forwarded::Answer(response)
             }
             Event::Response {
                 upgrade: true,
-                bytes,
-                ..
+                response,
             } => {
+                crate::metrics::forwarded("upgraded");
                 let stream = RelayStream::new(guard, rx, queued);
-                Forwarded::Upgraded { bytes, stream }
+                Forwarded::Upgraded { response, stream }
             }
-            _ => Forwarded::Unreachable,
+            _ => {
+                crate::metrics::forwarded("unreachable");
+                Forwarded::Unreachable
+            }
         }
     }
 
@@ -465,15 +544,7 @@ impl Forwarder {
                     return;
                 };
                 let event = match frame {
-                    Frame::Response {
-                        upgrade,
-                        close,
-                        bytes,
-                    } => Event::Response {
-                        upgrade,
-                        close,
-                        bytes,
-                    },
+                    Frame::Response { upgrade, response } => Event::Response { upgrade, response },
                     Frame::Data(bytes) => {
                         let queued = inlet.queued.fetch_add(bytes.len(), Ordering::AcqRel);
                         if queued + bytes.len() > self.window {
@@ -520,6 +591,7 @@ impl Forwarder {
             Either::Left((served, _)) => served,
             Either::Right(_) => return,
         };
+        crate::metrics::forwarded("served");
         let upgrade = served.upgrade;
         let frame = encode_response(stream, self.me, &served.response, upgrade.is_some());
         if !self.send(from, frame).await {
@@ -707,18 +779,6 @@ impl AsyncWrite for RelayStream {
     }
 }
 
-/// Adds `Connection: close` to a serialized answer that has none.
-pub(crate) fn closing(bytes: &Bytes) -> Bytes {
-    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return bytes.clone();
-    };
-    let mut out = BytesMut::with_capacity(bytes.len() + 19);
-    out.put_slice(&bytes[..end + 2]);
-    out.put_slice(b"Connection: close\r\n");
-    out.put_slice(&bytes[end + 2..]);
-    out.freeze()
-}
-
 /// Waits for either stream to end, copying both ways; the first to end ends the pipe.
 pub(crate) async fn pipe<S>(client: S, leftover: Bytes, relay: RelayStream)
 where
@@ -807,24 +867,88 @@ mod tests {
     }
 
     #[test]
-    fn answers_keep_their_flags_and_get_a_close_field_on_request() {
-        let response = Response::new(200).body("ok").closing();
+    fn arbitrary_bytes_decode_to_a_frame_or_an_error() {
+        // A frame of each kind, then every single-byte change of each, then noise.
+        let head = RequestHead::from_parts("POST", "/socket.io/?sid=a.b", vec![]).unwrap();
+        let request = Request {
+            head,
+            peer: None,
+            body: Some(Body::Complete(Bytes::from_static(b"4x"))),
+        };
+        let frames = [
+            encode_request(1, node("n"), &request),
+            encode_response(
+                2,
+                node("n"),
+                &Response::new(200).header("Vary", "Origin"),
+                false,
+            ),
+            encode_data(UP_DATA, 3, node("n"), b"abc"),
+            encode_end(DOWN_END, 4, node("n")),
+        ];
+        for frame in &frames {
+            assert!(decode(frame.clone()).is_ok());
+            for at in 0..frame.len() {
+                for value in [0u8, 1, 0x7f, 0x80, 0xff] {
+                    let mut changed = frame.to_vec();
+                    changed[at] = value;
+                    let _ = decode(Bytes::from(changed));
+                }
+            }
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2_000 {
+            let len = (x % 64) as usize;
+            let noise: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode(Bytes::from(noise));
+        }
+    }
+
+    #[test]
+    fn answers_keep_their_fields_and_flags() {
+        let response = Response::new(200)
+            .header("Content-Type", "text/plain; charset=UTF-8")
+            .header("Vary", "Origin")
+            .body("ok")
+            .closing();
         let envelope = decode(encode_response(3, node("b"), &response, false)).unwrap();
         let Frame::Response {
             upgrade,
-            close,
-            bytes,
+            response: got,
         } = envelope.frame
         else {
             panic!("not a response");
         };
-        assert!(!upgrade && close);
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
-        assert!(!text.to_ascii_lowercase().contains("connection: close"));
-        let closed = String::from_utf8(closing(&bytes).to_vec()).unwrap();
-        assert!(closed.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(closed.contains("\r\nConnection: close\r\n"));
-        assert!(closed.ends_with("\r\n\r\nok"));
+        assert!(!upgrade);
+        assert_eq!(got, response);
+        let upgraded = Response::new(101).header("Upgrade", "websocket");
+        let envelope = decode(encode_response(4, node("b"), &upgraded, true)).unwrap();
+        let Frame::Response {
+            upgrade,
+            response: got,
+        } = envelope.frame
+        else {
+            panic!("not a response");
+        };
+        assert!(upgrade);
+        assert_eq!(got, upgraded);
+    }
+
+    #[test]
+    fn names_beyond_the_bound_are_dropped_not_kept() {
+        for i in 0..MAX_EXTRA_NAMES + 10 {
+            let _ = static_name(&format!("X-Name-{i}"));
+        }
+        assert_eq!(static_name("content-type"), Some("Content-Type"));
+        assert_eq!(static_name("X-Name-0"), Some("X-Name-0"));
+        assert_eq!(static_name("X-Never-Seen-Before"), None);
     }
 
     #[test]

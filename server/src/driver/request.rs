@@ -29,6 +29,7 @@ use super::actor::{CONN_CAPACITY, Input, ToConn};
 use super::config::{ConnectionError, ServerConfig};
 use super::conn::{Link, has_body};
 use super::cors::Cors;
+use super::forward;
 use super::io::or_timeout;
 use super::machine::Machine;
 use super::outbox::Outbox;
@@ -158,7 +159,20 @@ impl<R: Runtime> fmt::Debug for Served<R> {
 ///
 /// It counts as one of the driver's connections (the cap, and what graceful shutdown waits
 /// for) until it ends or is dropped.
-pub struct Upgrade<R: Runtime> {
+pub struct Upgrade<R: Runtime>(Half<R>);
+
+/// Where the WebSocket half runs.
+enum Half<R: Runtime> {
+    /// Here, with this node's machine.
+    Local(Local<R>),
+    /// On the node that owns the session: the stream's bytes are carried there.
+    Relayed {
+        stream: forward::RelayStream,
+        admission: Admission,
+    },
+}
+
+struct Local<R: Runtime> {
     env: Arc<Env<R>>,
     conn: ConnId,
     link: Link,
@@ -170,9 +184,15 @@ pub struct Upgrade<R: Runtime> {
 
 impl<R: Runtime> fmt::Debug for Upgrade<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upgrade")
-            .field("conn", &self.conn)
-            .finish_non_exhaustive()
+        match &self.0 {
+            Half::Local(local) => f
+                .debug_struct("Upgrade")
+                .field("conn", &local.conn)
+                .finish_non_exhaustive(),
+            Half::Relayed { stream, .. } => {
+                f.debug_struct("Upgrade").field("relayed", stream).finish()
+            }
+        }
     }
 }
 
@@ -186,14 +206,25 @@ impl<R: Runtime> Upgrade<R> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Upgrade {
+        let local = match self.0 {
+            Half::Local(local) => local,
+            Half::Relayed {
+                stream: relay,
+                admission,
+            } => {
+                forward::pipe(stream, Bytes::new(), relay).await;
+                drop(admission);
+                return;
+            }
+        };
+        let Local {
             env,
             conn,
             link,
             pending,
             mut guard,
             admission,
-        } = self;
+        } = local;
         let span = tracing::debug_span!("conn", id = conn.0);
         websocket::run(&env, conn, stream, BytesMut::new(), pending, link)
             .instrument(span)
@@ -249,6 +280,23 @@ enum BodyRead {
     Read(Body),
     Failed(io::Error),
     TimedOut,
+}
+
+impl BodyRead {
+    /// The body, or the answer to a body that failed or came too slowly.
+    fn into_body(self) -> Result<Body, Response> {
+        match self {
+            BodyRead::Read(body) => Ok(body),
+            BodyRead::Failed(e) => {
+                tracing::debug!(error = %e, "request body failed");
+                Err(closing(400, "request body failed"))
+            }
+            BodyRead::TimedOut => {
+                tracing::debug!("request body too slow");
+                Err(closing(408, "request body timeout"))
+            }
+        }
+    }
 }
 
 impl<M: Machine, R: Runtime> Driver<M, R> {
@@ -365,6 +413,12 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                 if let Some(response) = screen(&env.config, &head) {
                     return Served::answer(response);
                 }
+                let mut body = body;
+                if let Some(fwd) = env.forward.get() {
+                    if let Some(owner) = fwd.owner(&head) {
+                        return self.forward(fwd, owner, head, &mut body, admission).await;
+                    }
+                }
                 Source::Stream(body)
             }
             read => read,
@@ -421,14 +475,14 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                 Output::Response { mut response, .. } => {
                     if response.status == 101 {
                         let response = hooks(&env.config, &head, response);
-                        let upgrade = Upgrade {
+                        let upgrade = Upgrade(Half::Local(Local {
                             env: env.clone(),
                             conn,
                             link,
                             pending,
                             guard,
                             admission,
-                        };
+                        }));
                         return Served {
                             response,
                             upgrade: Some(upgrade),
@@ -448,16 +502,9 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                         }
                         Source::Read(read) => BodyRead::Read(read.clone()),
                     };
-                    let body = match read {
-                        BodyRead::Read(body) => body,
-                        BodyRead::Failed(e) => {
-                            tracing::debug!(error = %e, "request body failed");
-                            return Served::answer(closing(400, "request body failed"));
-                        }
-                        BodyRead::TimedOut => {
-                            tracing::debug!("request body too slow");
-                            return Served::answer(closing(408, "request body timeout"));
-                        }
+                    let body = match read.into_body() {
+                        Ok(body) => body,
+                        Err(answer) => return Served::answer(answer),
                     };
                     body_unread = body == Body::TooLarge;
                     if link.inputs.send(Input::Body { conn, body }).await.is_err() {
@@ -472,6 +519,59 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                 Output::Send { .. } => {
                     tracing::debug!("WebSocket message for an HTTP request dropped");
                 }
+            }
+        }
+    }
+}
+
+impl<M: Machine, R: Runtime> Driver<M, R> {
+    /// Sends a request for a session of node `owner` there, and returns its answer.
+    async fn forward<B>(
+        &self,
+        fwd: &Arc<forward::Forwarder>,
+        owner: volley_core::NodeId,
+        head: RequestHead,
+        body: &mut std::pin::Pin<Box<B>>,
+        admission: Admission,
+    ) -> Served<R>
+    where
+        B: Stream<Item = io::Result<Bytes>> + Send,
+    {
+        let env = &self.env;
+        let body = match super::conn::has_body(&head) {
+            false => None,
+            true => {
+                let read = read_body(&env.runtime, &env.config, body, env.max_body).await;
+                match read.into_body() {
+                    Ok(body) => Some(body),
+                    Err(answer) => return Served::answer(answer),
+                }
+            }
+        };
+        let body_unread = body == Some(Body::TooLarge);
+        let upgrade = head.is_websocket_upgrade();
+        let request = forward::Request {
+            head: head.clone(),
+            peer: head.peer_addr(),
+            body,
+        };
+        match fwd.clone().forward(&env.runtime, owner, request).await {
+            forward::Forwarded::Answer(mut response) => {
+                response.close |= body_unread;
+                Served::answer(response)
+            }
+            forward::Forwarded::Upgraded { response, stream } => Served {
+                response,
+                upgrade: Some(Upgrade(Half::Relayed { stream, admission })),
+            },
+            forward::Forwarded::Unreachable => {
+                let response = match upgrade {
+                    true => ErrorCode::UnknownSid.ws_response(),
+                    false => ErrorCode::UnknownSid.response(),
+                };
+                let mut response = decorate(&env.config, &head, response);
+                response.close |= body_unread;
+                Served::answer(response)
             }
         }
     }
