@@ -27,7 +27,8 @@
 //!   directly, the others on a server-side event), acknowledges with this node's id;
 //! - `server-ack` (args): emits `ask` with the same arguments to the client, waits for its
 //!   acknowledgement and emits `answer` with what the client answered;
-//! - `disconnect-me`: disconnects the socket from the server's side;
+//! - `disconnect-me` (close, optional): disconnects the socket from the server's side,
+//!   closing the underlying connection with `true`;
 //! - `sockets`: acknowledges with the ids of every socket of the cluster, sorted;
 //! - `node`: acknowledges with this node's id and whether the socket was recovered.
 //!
@@ -196,8 +197,9 @@ fn install(io: &Io<TokioRuntime>) {
             }
         }
     });
-    ns.on("disconnect-me", |s: Socket| async move {
-        s.disconnect(false);
+    ns.on("disconnect-me", |s: Socket, payload: Payload| async move {
+        let close = payload.args().first().and_then(Value::as_bool) == Some(true);
+        s.disconnect(close);
     });
     let list_io = io.clone();
     ns.on("sockets", move || {

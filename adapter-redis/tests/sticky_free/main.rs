@@ -485,7 +485,10 @@ async fn transport_mode(transports: Transports, mode: Mode) {
         clients.ack(&w, "join", json!(["watchers"])).await,
         json!("watchers")
     );
-    clients.emit(&b, "disconnect-me", json!([])).await;
+    // Over WebSocket the underlying connection is closed too (through the relay when the
+    // upgrade went through another node).
+    let close = transports != Transports::Polling;
+    clients.emit(&b, "disconnect-me", json!([close])).await;
     let r = clients.next(&b).await;
     assert_eq!(
         (r["report"].as_str(), r["reason"].as_str()),
