@@ -189,6 +189,11 @@ impl NodeScript {
             .unwrap_or_else(|e| panic!("{script}: {op} failed: {e}"))
     }
 
+    /// A report already received, if there is one (without waiting).
+    pub fn try_report(&mut self) -> Option<Value> {
+        self.reports.try_recv().ok()
+    }
+
     /// The next report.
     pub async fn report(&mut self) -> Value {
         timeout(LIMIT, self.reports.recv())
