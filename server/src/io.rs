@@ -484,6 +484,27 @@ impl Builder {
         );
         if let Some(relay) = relay {
             driver.forward_through(relay, node_id, answer_timeout);
+            // Any node may be asked to restore a session: with a shared store, the sessions
+            // of live sockets are kept there too, so that they survive this node.
+            if let (true, Some(recovery)) = (self.adapter.keeps_sessions(), self.recovery) {
+                let ttl = recovery.max_disconnection_duration;
+                let _ = driver
+                    .handle()
+                    .cast(move |node: &mut Node, _| node.keep_live_sessions(ttl));
+                let handle = driver.handle();
+                let every = ttl / 2;
+                let timer = runtime.clone();
+                driver.spawn_until_halted(async move {
+                    loop {
+                        timer.sleep(every).await;
+                        let refreshed =
+                            handle.cast(|node: &mut Node, _| node.refresh_live_sessions());
+                        if refreshed.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
         }
         let ctl = Arc::new(Ctl {
             handle: driver.handle(),

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use volley::adapter::{MemoryAdapter, MemoryCluster};
 use volley::runtime::Runtime as _;
 use volley::testing::{ConnectOptions, Connector, PipeEnd, TestClient, TestRuntime, TransportKind};
@@ -337,4 +338,89 @@ fn closing_the_nodes_leaves_no_task_running() {
     });
     rt.run_until_idle();
     assert_eq!(rt.live_tasks(), 0, "tasks left after close");
+}
+
+/// A client that uploads much more than a relay window at once through a relayed WebSocket,
+/// while the owner's reader pushes back: the carrier waits for the owner's credit instead of
+/// running the owner over its window, and every message comes back in order.
+#[test]
+fn a_large_upload_through_a_relayed_websocket_waits_for_credit() {
+    let (rt, servers, _) = cluster();
+    rt.block_on(async {
+        let sid = connected(&servers, 0).await;
+        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        let mut ws = raw::connect(&servers[1], None).websocket(&ws_target).await;
+        ws.send(Message::text("2probe")).await.unwrap();
+        let probe = ws.next().await.unwrap().unwrap();
+        assert_eq!(probe.into_text().unwrap().as_str(), "3probe");
+        ws.send(Message::text("5")).await.unwrap();
+        let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let messages = 12;
+        let send = async {
+            for n in 0..messages {
+                let header = format!(r#"451-["echo",{n},{{"_placeholder":true,"num":0}}]"#);
+                ws.send(Message::text(header)).await.unwrap();
+                ws.send(Message::binary(blob.clone())).await.unwrap();
+            }
+        };
+        send.await;
+        for n in 0..messages {
+            let header = ws.next().await.unwrap().unwrap();
+            assert_eq!(
+                header.into_text().unwrap().as_str(),
+                format!(r#"451-["echoed",{n},{{"_placeholder":true,"num":0}}]"#)
+            );
+            let bin = ws.next().await.unwrap().unwrap();
+            assert_eq!(bin.into_data().as_ref(), blob.as_slice(), "message {n}");
+        }
+    });
+}
+
+/// The node carrying a relayed WebSocket leaves the cluster: its owner ends the session
+/// within a probe interval, not at its next ping.
+#[test]
+fn an_owner_learns_within_a_probe_that_the_carrier_is_gone() {
+    let (rt, servers, adapters) = cluster();
+    rt.block_on(async {
+        let sid = connected(&servers, 0).await;
+        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        let mut ws = raw::connect(&servers[1], None).websocket(&ws_target).await;
+        ws.send(Message::text("2probe")).await.unwrap();
+        let probe = ws.next().await.unwrap().unwrap();
+        assert_eq!(probe.into_text().unwrap().as_str(), "3probe");
+        ws.send(Message::text("5")).await.unwrap();
+        rt.sleep(common::SETTLE).await;
+        assert_eq!(servers[0].socket_count().await, 1);
+        adapters[1].leave();
+        rt.sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            servers[0].socket_count().await,
+            0,
+            "the owner let the session go"
+        );
+        drop(ws);
+    });
+}
+
+/// The owner leaves while a poll for its session is parked through another node: that node
+/// answers it as for an unknown session within a probe interval.
+#[test]
+fn a_parked_poll_learns_within_a_probe_that_the_owner_is_gone() {
+    let (rt, servers, adapters) = cluster();
+    rt.block_on(async {
+        let sid = connected(&servers, 0).await;
+        let target = format!("{POLL}&sid={sid}");
+        let mut poller = raw::connect(&servers[1], None);
+        poller.send_only("GET", &target).await;
+        rt.sleep(common::SETTLE).await;
+        adapters[0].leave();
+        let started = volley::runtime::Runtime::now(&rt);
+        let answer = poller.response().await;
+        let waited = volley::runtime::Runtime::now(&rt) - started;
+        assert_eq!(answer.status, 400);
+        assert!(
+            waited <= Duration::from_secs(3),
+            "answered after {waited:?}"
+        );
+    });
 }

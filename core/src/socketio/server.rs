@@ -455,6 +455,22 @@ impl Server {
         self.clients.get(&sid).map(Client::handshake)
     }
 
+    /// What a connected socket would leave behind if it left now, for a store that keeps
+    /// live sessions so that they survive their node ([`SessionState`] without the
+    /// application's data). `None` for a socket without a private id (recovery off, or a v4
+    /// client) or that is not connected.
+    pub fn live_session(&self, socket: SocketId) -> Option<SessionState> {
+        let (sid, nsp) = self.namespaces.member(socket)?;
+        let pid = self.clients.get(&sid)?.pid(socket)?;
+        Some(SessionState {
+            socket,
+            pid: pid.to_string(),
+            nsp: Some(nsp.to_string()),
+            rooms: self.namespaces.rooms_of(socket),
+            data: None,
+        })
+    }
+
     /// The rooms of a connected socket (its own id included).
     pub fn rooms_of(&self, socket: SocketId) -> Vec<Room> {
         self.namespaces.rooms_of(socket)

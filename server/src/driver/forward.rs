@@ -49,6 +49,12 @@ const UP_DATA: u8 = 3;
 const DOWN_DATA: u8 = 4;
 const UP_END: u8 = 5;
 const DOWN_END: u8 = 6;
+/// From the requester: how many bytes of `DOWN_DATA` it has read so far (8 bytes).
+const UP_CREDIT: u8 = 7;
+/// From the owner: how many bytes of `UP_DATA` it has read so far (8 bytes).
+const DOWN_CREDIT: u8 = 8;
+/// "Are you there?": ignored by the receiver; the relay says whether one received it.
+const PROBE: u8 = 9;
 
 /// `RESPONSE` flag: the answer is a `101` and the exchange goes on as a byte pipe.
 const FLAG_UPGRADE: u8 = 1;
@@ -57,6 +63,10 @@ const FLAG_CLOSE: u8 = 2;
 
 /// Frames a relayed stream's writer may have sent and not yet seen delivered before it waits.
 const SENDS_IN_FLIGHT: usize = 32;
+
+/// How often a node checks that the nodes at the other end of its open streams still
+/// listen; the streams of one that does not are ended.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Separates the node id from the rest of a session id.
 const TAG_SEPARATOR: char = '.';
@@ -90,7 +100,10 @@ pub(crate) enum Frame {
         response: Response,
     },
     Data(Bytes),
+    /// Bytes of the other side's data read so far.
+    Credit(u64),
     End,
+    Probe,
 }
 
 /// One frame with its routing fields.
@@ -251,6 +264,12 @@ pub(crate) fn encode_end(kind: u8, stream: u64, from: NodeId) -> Bytes {
     header(kind, stream, from, 0).freeze()
 }
 
+pub(crate) fn encode_credit(kind: u8, stream: u64, from: NodeId, read: u64) -> Bytes {
+    let mut out = header(kind, stream, from, 8);
+    out.put_u64(read);
+    out.freeze()
+}
+
 fn take(buf: &mut Bytes, n: usize, what: &'static str) -> Result<Bytes, BadFrame> {
     if buf.len() < n {
         return Err(BadFrame(what));
@@ -312,7 +331,9 @@ pub(crate) fn decode(mut buf: Bytes) -> Result<Envelope, BadFrame> {
             }
         }
         UP_DATA | DOWN_DATA => Frame::Data(buf),
+        UP_CREDIT | DOWN_CREDIT => Frame::Credit(take(&mut buf, 8, "credit")?.get_u64()),
         UP_END | DOWN_END => Frame::End,
+        PROBE => Frame::Probe,
         _ => return Err(BadFrame("kind")),
     };
     Ok(Envelope {
@@ -365,11 +386,39 @@ enum Event {
     Overflow,
 }
 
-/// One stream's way in: its events and the bytes waiting in them.
+/// One stream's way in: its events, and its flow state.
 #[derive(Clone)]
 struct Inlet {
     tx: mpsc::UnboundedSender<Event>,
-    queued: Arc<AtomicUsize>,
+    flow: Arc<Flow>,
+    /// The node at the other end.
+    peer: NodeId,
+}
+
+/// A relayed stream's flow control, shared by the inbox that fills it and the stream.
+///
+/// A writer may have at most a window of bytes sent and not yet read by the other side; the
+/// reader reports what it has read (`*_CREDIT`) each quarter window. So the bytes waiting
+/// unread on a node are bounded by the window, and a reader that stops reading (its
+/// WebSocket half pushing back on a client) stops the writer on the other node, as TCP would.
+#[derive(Default)]
+struct Flow {
+    /// Bytes received and not yet read here.
+    queued: AtomicUsize,
+    /// Bytes of ours the other side has read (its last credit).
+    acked: AtomicU64,
+    /// The writer waiting for credit.
+    writer: futures::task::AtomicWaker,
+}
+
+fn inlet(peer: NodeId) -> (Inlet, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded();
+    let inlet = Inlet {
+        tx,
+        flow: Arc::default(),
+        peer,
+    };
+    (inlet, rx)
 }
 
 /// This node's side of forwarding: its id, the relay, and the streams open through it.
@@ -449,12 +498,8 @@ impl Forwarder {
         request: Request,
     ) -> Forwarded {
         let stream = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, mut rx) = mpsc::unbounded();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let inlet = Inlet {
-            tx,
-            queued: queued.clone(),
-        };
+        let (inlet, mut rx) = inlet(to);
+        let flow = inlet.flow.clone();
         lock(&self.opened).insert(stream, inlet);
         // Until the answer came, a drop (the client went) tells the owner to let go.
         let mut guard = StreamGuard {
@@ -497,12 +542,42 @@ impl Forwarder {
                 response,
             } => {
                 crate::metrics::forwarded("upgraded");
-                let stream = RelayStream::new(guard, rx, queued);
+                let stream = RelayStream::new(guard, rx, flow);
                 Forwarded::Upgraded { response, stream }
             }
             _ => {
                 crate::metrics::forwarded("unreachable");
                 Forwarded::Unreachable
+            }
+        }
+    }
+
+    /// Ends the streams whose other end's node no longer listens (it died, or left the
+    /// cluster): one probe per such node. Without it, a node would learn of it only when it
+    /// next wrote to the stream (a parked poll's owner, at its next ping).
+    pub(crate) async fn probe(&self) {
+        let mut peers: Vec<NodeId> = lock(&self.opened).values().map(|i| i.peer).collect();
+        peers.extend(lock(&self.served).values().map(|i| i.peer));
+        peers.sort_unstable();
+        peers.dedup();
+        for peer in peers {
+            if self.send(peer, encode_end(PROBE, 0, self.me)).await {
+                continue;
+            }
+            tracing::debug!(node = %peer, "relay peer gone: its streams end");
+            let mut ended: Vec<Inlet> = lock(&self.opened)
+                .values()
+                .filter(|i| i.peer == peer)
+                .cloned()
+                .collect();
+            ended.extend(
+                lock(&self.served)
+                    .values()
+                    .filter(|i| i.peer == peer)
+                    .cloned(),
+            );
+            for inlet in ended {
+                let _ = inlet.tx.unbounded_send(Event::End);
             }
         }
     }
@@ -521,22 +596,21 @@ impl Forwarder {
         } = envelope;
         match frame {
             Frame::Request(request) => {
-                let (tx, rx) = mpsc::unbounded();
-                let queued = Arc::new(AtomicUsize::new(0));
-                let inlet = Inlet {
-                    tx,
-                    queued: queued.clone(),
-                };
+                let (inlet, rx) = inlet(from);
+                let flow = inlet.flow.clone();
                 lock(&self.served).insert((from, stream), inlet);
                 let fwd = self.clone();
                 let served = driver.clone();
                 driver.spawn_until_halted(async move {
-                    fwd.serve(&served, from, stream, request, rx, queued).await;
+                    fwd.serve(&served, from, stream, request, rx, flow).await;
                 });
             }
+            Frame::Probe => {}
             frame => {
                 let inlet = match kind {
-                    RESPONSE | DOWN_DATA | DOWN_END => lock(&self.opened).get(&stream).cloned(),
+                    RESPONSE | DOWN_DATA | DOWN_END | DOWN_CREDIT => {
+                        lock(&self.opened).get(&stream).cloned()
+                    }
                     _ => lock(&self.served).get(&(from, stream)).cloned(),
                 };
                 let Some(inlet) = inlet else {
@@ -545,13 +619,18 @@ impl Forwarder {
                 };
                 let event = match frame {
                     Frame::Response { upgrade, response } => Event::Response { upgrade, response },
+                    Frame::Credit(read) => {
+                        inlet.flow.acked.fetch_max(read, Ordering::AcqRel);
+                        inlet.flow.writer.wake();
+                        return;
+                    }
                     Frame::Data(bytes) => {
-                        let queued = inlet.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+                        let queued = inlet.flow.queued.fetch_add(bytes.len(), Ordering::AcqRel);
                         if queued + bytes.len() > self.window {
                             tracing::warn!(
                                 node = %from,
                                 window = self.window,
-                                "relayed stream dropped: its reader fell a window behind"
+                                "relayed stream dropped: its peer sent beyond its window"
                             );
                             Event::Overflow
                         } else {
@@ -574,7 +653,7 @@ impl Forwarder {
         stream: u64,
         request: Request,
         mut rx: mpsc::UnboundedReceiver<Event>,
-        queued: Arc<AtomicUsize>,
+        flow: Arc<Flow>,
     ) {
         let guard = StreamGuard {
             fwd: self.clone(),
@@ -598,7 +677,7 @@ impl Forwarder {
             return;
         }
         if let Some(upgrade) = upgrade {
-            upgrade.run(RelayStream::new(guard, rx, queued)).await;
+            upgrade.run(RelayStream::new(guard, rx, flow)).await;
         }
     }
 }
@@ -647,8 +726,14 @@ pub(crate) async fn run_inbox<M: Machine, R: Runtime>(
 pub(crate) struct RelayStream {
     guard: StreamGuard,
     data: u8,
+    credit: u8,
     rx: mpsc::UnboundedReceiver<Event>,
-    queued: Arc<AtomicUsize>,
+    flow: Arc<Flow>,
+    /// Bytes of data sent so far.
+    sent: u64,
+    /// Bytes of the other side's data read so far, and the last count reported to it.
+    read: u64,
+    credited: u64,
     unread: Bytes,
     eof: bool,
     sends: FuturesUnordered<BoxFuture<'static, bool>>,
@@ -665,22 +750,22 @@ impl fmt::Debug for RelayStream {
 
 impl RelayStream {
     /// The byte pipe of the exchange `guard` keeps: it ends the stream when it goes.
-    fn new(
-        mut guard: StreamGuard,
-        rx: mpsc::UnboundedReceiver<Event>,
-        queued: Arc<AtomicUsize>,
-    ) -> Self {
-        let (data, end) = match guard.requester {
-            true => (UP_DATA, UP_END),
-            false => (DOWN_DATA, DOWN_END),
+    fn new(mut guard: StreamGuard, rx: mpsc::UnboundedReceiver<Event>, flow: Arc<Flow>) -> Self {
+        let (data, end, credit) = match guard.requester {
+            true => (UP_DATA, UP_END, UP_CREDIT),
+            false => (DOWN_DATA, DOWN_END, DOWN_CREDIT),
         };
         guard.end = end;
         guard.armed = true;
         RelayStream {
             guard,
             data,
+            credit,
             rx,
-            queued,
+            flow,
+            sent: 0,
+            read: 0,
+            credited: 0,
             unread: Bytes::new(),
             eof: false,
             sends: FuturesUnordered::new(),
@@ -713,7 +798,7 @@ impl AsyncRead for RelayStream {
             match this.rx.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Event::Data(bytes))) => {
-                    this.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                    this.flow.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
                     this.unread = bytes;
                 }
                 Poll::Ready(Some(Event::Overflow)) => {
@@ -731,6 +816,16 @@ impl AsyncRead for RelayStream {
         let n = buf.len().min(this.unread.len());
         buf[..n].copy_from_slice(&this.unread[..n]);
         this.unread.advance(n);
+        this.read += n as u64;
+        let g = &this.guard;
+        if this.read - this.credited >= (g.fwd.window / 4) as u64 {
+            this.credited = this.read;
+            // Sent even though the future is dropped (the relay's contract).
+            drop(g.fwd.send(
+                g.to,
+                encode_credit(this.credit, g.stream, g.fwd.me, this.read),
+            ));
+        }
         Poll::Ready(Ok(n))
     }
 }
@@ -746,10 +841,22 @@ impl AsyncWrite for RelayStream {
         if this.sends.len() >= SENDS_IN_FLIGHT {
             return Poll::Pending;
         }
+        // At most a window unread on the other side.
+        let window = this.guard.fwd.window as u64;
+        let mut room = window.saturating_sub(this.sent - this.flow.acked.load(Ordering::Acquire));
+        if room == 0 {
+            this.flow.writer.register(cx.waker());
+            room = window.saturating_sub(this.sent - this.flow.acked.load(Ordering::Acquire));
+            if room == 0 {
+                return Poll::Pending;
+            }
+        }
+        let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let g = &this.guard;
-        let frame = encode_data(this.data, g.stream, g.fwd.me, buf);
+        let frame = encode_data(this.data, g.stream, g.fwd.me, &buf[..n]);
         this.sends.push(g.fwd.send(g.to, frame));
-        Poll::Ready(Ok(buf.len()))
+        this.sent += n as u64;
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

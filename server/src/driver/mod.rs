@@ -309,7 +309,14 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             return;
         }
         let (inbox, frames) = crate::adapter::RelayInbox::new();
-        self.spawn_until_halted(forward::run_inbox(fwd, self.clone(), frames));
+        self.spawn_until_halted(forward::run_inbox(fwd.clone(), self.clone(), frames));
+        let runtime = self.env.runtime.clone();
+        self.spawn_until_halted(async move {
+            loop {
+                runtime.sleep(forward::PROBE_INTERVAL).await;
+                fwd.probe().await;
+            }
+        });
         relay.start(node, inbox);
     }
 

@@ -283,6 +283,10 @@ pub struct Node {
     /// Polling sessions sent a packet with `compress(false)` since their last poll answer;
     /// `true` once a packet that allows compression was sent to them too.
     plain: HashMap<Sid, bool>,
+    /// When set, the adapter keeps the session of every connected socket for this long
+    /// (written at connect and at each room change, refreshed by [`Node::refresh_live_sessions`]),
+    /// so that a client whose node dies can recover on another one.
+    live_sessions: Option<Duration>,
 }
 
 impl std::fmt::Debug for Node {
@@ -325,7 +329,38 @@ impl Node {
             upgrades: Vec::new(),
             polls: HashMap::new(),
             plain: HashMap::new(),
+            live_sessions: None,
         }
+    }
+
+    /// Has the adapter keep the session of every connected socket for `ttl` (see
+    /// `live_sessions`).
+    pub(crate) fn keep_live_sessions(&mut self, ttl: Duration) {
+        self.live_sessions = Some(ttl);
+        self.sio.track_memberships(true);
+    }
+
+    /// Writes the live session of each of `sockets` still connected to the adapter's store.
+    fn persist_live(&self, sockets: impl IntoIterator<Item = SocketId>) {
+        let Some(ttl) = self.live_sessions else {
+            return;
+        };
+        for socket in sockets {
+            let Some(mut session) = self.sio.live_session(socket) else {
+                continue;
+            };
+            if let Some(entry) = self.sockets.get(&socket) {
+                if let Some(data) = entry.socket.data().get::<serde_json::Value>() {
+                    session.data = Some(Utf8Bytes::from(data.to_string()));
+                }
+            }
+            self.cluster.adapter.persist_session(session, ttl);
+        }
+    }
+
+    /// Writes every connected socket's live session again, before the last write expires.
+    pub(crate) fn refresh_live_sessions(&self) {
+        self.persist_live(self.sockets.keys().copied());
     }
 
     /// Whether event handlers start on the machine's task (see
@@ -539,6 +574,12 @@ impl Machine for Node {
         let memberships = self.sio.take_membership_changes();
         if let (false, Some(ctl)) = (memberships.is_empty(), &self.ctl) {
             announce_memberships(ctl, &memberships);
+        }
+        if self.live_sessions.is_some() && !memberships.is_empty() {
+            let mut changed: Vec<SocketId> = memberships.iter().map(|(_, c)| c.socket).collect();
+            changed.sort_unstable();
+            changed.dedup();
+            self.persist_live(changed);
         }
         let mut output = self.sio.poll_output()?;
         if let Output::Response { conn, response } = &mut output {
