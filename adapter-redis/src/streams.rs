@@ -119,6 +119,12 @@ impl StreamsOptions {
     /// that no sticky sessions are needed: [`RedisOptions::forward_sessions`] of
     /// [`StreamsOptions::redis`], off by default, where its costs are described. Every
     /// Volley node of the cluster must turn it on.
+    ///
+    /// With connection state recovery on, the server then also keeps the session of every
+    /// connected socket under the session key (written at connect and at each room change,
+    /// refreshed every half recovery window), so that a client whose node dies recovers on
+    /// another one: one `SET` per connect and per room change, and one per socket every half
+    /// window.
     pub fn forward_sessions(mut self) -> Self {
         self.redis.forward_sessions = true;
         self
