@@ -970,7 +970,7 @@ mod tests {
         for cut in 0..frame.len() {
             assert!(decode(frame.slice(..cut)).is_err(), "cut at {cut}");
         }
-        assert!(decode(Bytes::from_static(&[9, 0, 0, 0, 0, 0, 0, 0, 1, 1, b'n'])).is_err());
+        assert!(decode(Bytes::from_static(&[42, 0, 0, 0, 0, 0, 0, 0, 1, 1, b'n'])).is_err());
     }
 
     #[test]
