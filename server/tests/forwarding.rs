@@ -51,10 +51,7 @@ fn cluster() -> (TestRuntime, Vec<Io<TestRuntime>>, Vec<MemoryAdapter>) {
 /// A session opened on `servers[0]` with its socket connected, the CONNECT posted and its
 /// answer polled through `servers[via]`: the session id.
 async fn connected(servers: &[Io<TestRuntime>], via: usize) -> String {
-    let open = raw::connect(&servers[0], None)
-        .request("GET", POLL, &[], b"")
-        .await;
-    let sid = open_sid(&open.text());
+    let sid = handshake(&servers[0]).await;
     let target = format!("{POLL}&sid={sid}");
     let posted = raw::connect(&servers[via], None)
         .request("POST", &target, &[], b"40")
@@ -69,6 +66,23 @@ async fn connected(servers: &[Io<TestRuntime>], via: usize) -> String {
         answer.text()
     );
     sid
+}
+
+/// A new session's id, from a handshake on `io`.
+async fn handshake(io: &Io<TestRuntime>) -> String {
+    let open = raw::connect(io, None).request("GET", POLL, &[], b"").await;
+    open_sid(&open.text())
+}
+
+/// Session `sid` upgraded to a WebSocket through `io` (probe and upgrade done).
+async fn upgraded(io: &Io<TestRuntime>, sid: &str) -> async_tungstenite::WebSocketStream<PipeEnd> {
+    let target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let mut ws = raw::connect(io, None).websocket(&target).await;
+    ws.send(Message::text("2probe")).await.unwrap();
+    let probe = ws.next().await.unwrap().unwrap();
+    assert_eq!(probe.into_text().unwrap().as_str(), "3probe");
+    ws.send(Message::text("5")).await.unwrap();
+    ws
 }
 
 /// Every new connection goes to the next server in turn.
@@ -98,8 +112,7 @@ fn session_ids_name_their_node_only_with_a_relay() {
     rt.block_on(async {
         let mut prefixes = Vec::new();
         for io in &servers {
-            let open = raw::connect(io, None).request("GET", POLL, &[], b"").await;
-            let sid = open_sid(&open.text());
+            let sid = handshake(io).await;
             let (node, rest) = sid.split_once('.').expect("a node prefix");
             assert_eq!(rest.len(), 20, "{sid}");
             prefixes.push(node.to_owned());
@@ -107,10 +120,7 @@ fn session_ids_name_their_node_only_with_a_relay() {
         prefixes.dedup();
         assert_eq!(prefixes.len(), 3, "each server names itself: {prefixes:?}");
         let plain = volley::builder().seed([9; 32]).build(rt.clone());
-        let open = raw::connect(&plain, None)
-            .request("GET", POLL, &[], b"")
-            .await;
-        assert!(!open_sid(&open.text()).contains('.'));
+        assert!(!handshake(&plain).await.contains('.'));
     });
 }
 
@@ -118,10 +128,7 @@ fn session_ids_name_their_node_only_with_a_relay() {
 fn every_polling_request_may_land_on_another_node() {
     let (rt, servers, _) = cluster();
     rt.block_on(async {
-        let open = raw::connect(&servers[0], None)
-            .request("GET", POLL, &[], b"")
-            .await;
-        let sid = open_sid(&open.text());
+        let sid = handshake(&servers[0]).await;
         let target = format!("{POLL}&sid={sid}");
         // The Socket.IO connect is posted to the second node, the answer polled on the third.
         let posted = raw::connect(&servers[1], None)
@@ -206,12 +213,7 @@ fn a_websocket_upgrade_on_another_node_carries_the_session() {
     let (rt, servers, _) = cluster();
     rt.block_on(async {
         let sid = connected(&servers, 0).await;
-        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
-        let mut ws = raw::connect(&servers[1], None).websocket(&ws_target).await;
-        ws.send(Message::text("2probe")).await.unwrap();
-        let probe = ws.next().await.unwrap().unwrap();
-        assert_eq!(probe.into_text().unwrap().as_str(), "3probe");
-        ws.send(Message::text("5")).await.unwrap();
+        let mut ws = upgraded(&servers[1], &sid).await;
         for n in 0..100 {
             let text = format!(r#"42["echo",{n}]"#);
             ws.send(Message::text(text)).await.unwrap();
@@ -259,10 +261,7 @@ fn a_websocket_upgrade_on_another_node_carries_the_session() {
 fn a_request_for_a_gone_owner_is_an_unknown_session() {
     let (rt, servers, adapters) = cluster();
     rt.block_on(async {
-        let open = raw::connect(&servers[0], None)
-            .request("GET", POLL, &[], b"")
-            .await;
-        let sid = open_sid(&open.text());
+        let sid = handshake(&servers[0]).await;
         let target = format!("{POLL}&sid={sid}");
         let posted = raw::connect(&servers[1], None)
             .request("POST", &target, &[], b"40")
@@ -310,24 +309,9 @@ fn closing_the_nodes_leaves_no_task_running() {
     let (rt, servers, _) = cluster();
     rt.block_on(async {
         let sid = connected(&servers, 1).await;
-        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
-        let mut ws = raw::connect(&servers[2], None).websocket(&ws_target).await;
-        ws.send(Message::text("2probe")).await.unwrap();
-        assert_eq!(
-            ws.next()
-                .await
-                .unwrap()
-                .unwrap()
-                .into_text()
-                .unwrap()
-                .as_str(),
-            "3probe"
-        );
+        let ws = upgraded(&servers[2], &sid).await;
         // A second session, polling, with a poll parked through the third node.
-        let open = raw::connect(&servers[0], None)
-            .request("GET", POLL, &[], b"")
-            .await;
-        let other = format!("{POLL}&sid={}", open_sid(&open.text()));
+        let other = format!("{POLL}&sid={}", handshake(&servers[0]).await);
         let mut parked = raw::connect(&servers[2], None);
         parked.send_only("GET", &other).await;
         rt.sleep(common::SETTLE).await;
@@ -348,12 +332,7 @@ fn a_large_upload_through_a_relayed_websocket_waits_for_credit() {
     let (rt, servers, _) = cluster();
     rt.block_on(async {
         let sid = connected(&servers, 0).await;
-        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
-        let mut ws = raw::connect(&servers[1], None).websocket(&ws_target).await;
-        ws.send(Message::text("2probe")).await.unwrap();
-        let probe = ws.next().await.unwrap().unwrap();
-        assert_eq!(probe.into_text().unwrap().as_str(), "3probe");
-        ws.send(Message::text("5")).await.unwrap();
+        let mut ws = upgraded(&servers[1], &sid).await;
         let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let messages = 12;
         let send = async {
@@ -383,12 +362,7 @@ fn an_owner_learns_within_a_probe_that_the_carrier_is_gone() {
     let (rt, servers, adapters) = cluster();
     rt.block_on(async {
         let sid = connected(&servers, 0).await;
-        let ws_target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
-        let mut ws = raw::connect(&servers[1], None).websocket(&ws_target).await;
-        ws.send(Message::text("2probe")).await.unwrap();
-        let probe = ws.next().await.unwrap().unwrap();
-        assert_eq!(probe.into_text().unwrap().as_str(), "3probe");
-        ws.send(Message::text("5")).await.unwrap();
+        let ws = upgraded(&servers[1], &sid).await;
         rt.sleep(common::SETTLE).await;
         assert_eq!(servers[0].socket_count().await, 1);
         adapters[1].leave();
