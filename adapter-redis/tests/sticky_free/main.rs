@@ -565,6 +565,26 @@ fn strip(ev: &Value) -> Value {
     Value::Array(items)
 }
 
+/// A WebSocket client (named `s<n>`) whose session is owned by another node than `node`:
+/// it only ever talks to its own node, so killing `node` leaves it alone.
+async fn websocket_client_not_of(clients: &mut Clients, url: &str, node: &str) -> String {
+    for tries in 0..12 {
+        let name = format!("s{tries}");
+        let s = clients
+            .connect(&name, url, Transports::WebSocket, None)
+            .await;
+        assert_eq!(strip(&clients.event(&name).await)[0], "hello");
+        if owner(&s.engine_id) != node {
+            return name;
+        }
+        clients
+            .script
+            .call("close", json!({ "client": name }))
+            .await;
+    }
+    panic!("no client of another node than {node} in 12 tries");
+}
+
 /// A raw `GET` of session `sid` sent straight to the node on `port`: (status, body).
 async fn raw_poll(port: u16, sid: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -619,23 +639,7 @@ async fn owner_killed_mid_session() {
     // The sender: a client of another node, over WebSocket so that it only ever talks to
     // that node (a polling client would lose its session if one of its requests was on its
     // way through the node that is killed).
-    let mut tries = 0;
-    let sender = loop {
-        let name = format!("s{tries}");
-        let s = clients
-            .connect(&name, &url, Transports::WebSocket, None)
-            .await;
-        assert_eq!(strip(&clients.event(&name).await)[0], "hello");
-        if owner(&s.engine_id) != k_owner {
-            break name;
-        }
-        clients
-            .script
-            .call("close", json!({ "client": name }))
-            .await;
-        tries += 1;
-        assert!(tries < 12, "a client of another node");
-    };
+    let sender = websocket_client_not_of(&mut clients, &url, &k_owner).await;
     clients
         .ack(&sender, "to-room", json!(["news", "n", 0]))
         .await;
@@ -833,23 +837,7 @@ async fn carrier_killed_mid_session() {
         json!("news")
     );
     // The sender, which watches who leaves: a WebSocket client of any node but the carrier.
-    let mut tries = 0;
-    let sender = loop {
-        let name = format!("s{tries}");
-        let s = clients
-            .connect(&name, &url, Transports::WebSocket, None)
-            .await;
-        assert_eq!(strip(&clients.event(&name).await)[0], "hello");
-        if owner(&s.engine_id) != carrier {
-            break name;
-        }
-        clients
-            .script
-            .call("close", json!({ "client": name }))
-            .await;
-        tries += 1;
-        assert!(tries < 12, "a client of another node");
-    };
+    let sender = websocket_client_not_of(&mut clients, &url, &carrier).await;
     assert_eq!(
         clients.ack(&sender, "join", json!(["watchers"])).await,
         json!("watchers")
