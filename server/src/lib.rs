@@ -185,7 +185,7 @@ pub use namespace::{EventRoute, Namespace, ServerSideEmitError};
 pub use node::Node;
 pub use operators::{BroadcastAckError, BroadcastOperator, RemoteSocket};
 pub use payload::{EncodeError, Payload};
-pub use socket::{Socket, SocketEmitter, TimedSocket};
+pub use socket::{EmitError, Socket, SocketEmitter, TimedSocket};
 pub use volley_core::SocketId;
 pub use volley_core::socketio::{DisconnectReason, MembershipChange, Parser, Room, Traffic};
 

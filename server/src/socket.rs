@@ -137,6 +137,39 @@ impl Socket {
         self.send(event, payload, false, true);
     }
 
+    /// Sends `event` with one argument (now, in order with the socket's other emits, not
+    /// when the future is first polled) and tells whether it was queued for the client.
+    ///
+    /// [`emit`](Socket::emit) returns before the server has queued the packet, so a refusal
+    /// (its session's queue is full: `max_buffered_packets` / `max_buffered_bytes` under
+    /// [`OverflowPolicy::Reject`](volley_core::engine::OverflowPolicy)) only reaches the
+    /// [`Io::on_error`](crate::Io::on_error) hooks; this one resolves to
+    /// [`EmitError::Full`] as well, so the caller can retry, drop or slow down. Under
+    /// `OverflowPolicy::Close` the session is closed instead, and this resolves to `Full`
+    /// too. With an adapter that keeps sessions for recovery (the Redis Streams adapter), a
+    /// single emit travels as a broadcast to the socket's own room (as in the reference) and
+    /// resolves `Ok` once it is handed on; a refusal then reaches `on_error` only.
+    pub fn emit_checked<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> impl Future<Output = Result<(), EmitError>> + Send + use<T> {
+        let payload = Payload::of(data);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        if let Ok(payload) = &payload {
+            let (id, nsp, event) = (self.inner.id, self.inner.nsp.clone(), event.to_owned());
+            let payload = payload.clone();
+            let _ = self.inner.ctl.handle.cast(move |node, now| {
+                let queued = node.emit_to_checked(id, &nsp, &event, payload, now);
+                let _ = tx.send(queued);
+            });
+        }
+        async move {
+            payload.map_err(EmitError::Encode)?;
+            rx.await.unwrap_or(Err(EmitError::Disconnected))
+        }
+    }
+
     /// An emitter whose packets may be compressed or not (Node's `socket.compress(bool)`;
     /// by default they may): with `false`, a long-polling answer that carries only such
     /// packets is sent uncompressed even over the HTTP compression threshold. WebSocket
@@ -612,3 +645,26 @@ impl TimedSocket {
         self.socket.ack_payload(event, payload, Some(self.timeout))
     }
 }
+
+/// Why [`Socket::emit_checked`] did not queue its packet.
+#[derive(Debug)]
+pub enum EmitError {
+    /// The argument could not be encoded.
+    Encode(EncodeError),
+    /// The session's outgoing queue is full.
+    Full,
+    /// The socket is no longer connected (or the server stopped).
+    Disconnected,
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::Encode(e) => e.fmt(f),
+            EmitError::Full => f.write_str("the socket's outgoing queue is full"),
+            EmitError::Disconnected => f.write_str("the socket is not connected"),
+        }
+    }
+}
+
+impl std::error::Error for EmitError {}

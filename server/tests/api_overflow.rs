@@ -112,3 +112,67 @@ fn a_broadcast_copy_refused_by_a_full_queue_is_reported() {
         assert!(refused.iter().all(|r| *r == (id.clone(), "/".to_owned())));
     });
 }
+
+/// `Socket::emit_checked` tells its caller: `Ok` for each packet queued, `Full` for each
+/// refused (also reported to `on_error`), and the queued ones arrive in order.
+#[test]
+fn emit_checked_tells_the_caller_which_packets_were_refused() {
+    let builder = volley::builder().max_buffered_packets(4, OverflowPolicy::Reject);
+    let (rt, io) = setup_with(builder);
+    let seen = refusals(&io);
+    let outcomes: Arc<Mutex<Vec<Result<(), String>>>> = Arc::default();
+    let record = outcomes.clone();
+    let kept: Arc<Mutex<Option<Socket>>> = Arc::default();
+    let keep = kept.clone();
+    io.ns("/").on("burst", move |s: Socket| {
+        let record = record.clone();
+        *keep.lock().unwrap() = Some(s.clone());
+        async move {
+            let sends: Vec<_> = (0..20u32).map(|n| s.emit_checked("n", &n)).collect();
+            for sent in sends {
+                let outcome = sent.await.map_err(|e| e.to_string());
+                record.lock().unwrap().push(outcome);
+            }
+        }
+    });
+    rt.block_on(async {
+        let (mut c, _) = polling_client(&io).await;
+        c.emit("burst", &());
+        let mut got = vec![c.recv().await.unwrap().data::<u32>().unwrap()];
+        rt.sleep(SETTLE).await;
+        while let Some(ev) = c.try_recv() {
+            got.push(ev.data::<u32>().unwrap());
+        }
+        let outcomes = outcomes.lock().unwrap().clone();
+        assert_eq!(outcomes.len(), 20);
+        let queued: Vec<u32> = (0..20u32)
+            .filter(|n| outcomes[*n as usize].is_ok())
+            .collect();
+        assert_eq!(
+            got, queued,
+            "exactly the packets said queued arrived, in order"
+        );
+        let refused = outcomes.iter().filter(|o| o.is_err()).count();
+        assert!(refused > 0, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().err())
+                .all(|e| e == "the socket's outgoing queue is full")
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            refused,
+            "and reported to on_error"
+        );
+        // A socket that is gone is told so.
+        c.disconnect();
+        rt.sleep(SETTLE).await;
+        let socket = kept.lock().unwrap().clone().unwrap();
+        let after = socket.emit_checked("n", &1).await;
+        assert!(
+            matches!(after, Err(volley::EmitError::Disconnected)),
+            "{after:?}"
+        );
+    });
+}

@@ -339,6 +339,38 @@ impl Node {
             .emit(socket, event, &json, attachments, volatile, now);
     }
 
+    /// [`Node::emit_to`] (not volatile, compressible), saying whether the packet was queued.
+    pub(crate) fn emit_to_checked(
+        &mut self,
+        socket: SocketId,
+        nsp: &Arc<str>,
+        event: &str,
+        payload: Payload,
+        now: Instant,
+    ) -> Result<(), crate::socket::EmitError> {
+        use crate::socket::EmitError;
+        if !self.sockets.contains_key(&socket) {
+            return Err(EmitError::Disconnected);
+        }
+        if self.sio.is_recovery_shared() {
+            self.emit_to(socket, nsp, event, payload, false, true, now);
+            return Ok(());
+        }
+        self.note_send(socket, true);
+        if let Some(entry) = self.sockets.get(&socket) {
+            for hook in entry.socket.outgoing_hooks() {
+                self.outgoing_hook(&hook, &entry.socket, event, &payload);
+            }
+        }
+        let (json, attachments) = payload.into_wire();
+        // A refusal is also reported with the other refusals of the turn (`report_refused`).
+        match self.sio.emit(socket, event, &json, attachments, false, now) {
+            Ok(_) => Ok(()),
+            Err(volley_core::socketio::SioError::BufferFull(_)) => Err(EmitError::Full),
+            Err(_) => Err(EmitError::Disconnected),
+        }
+    }
+
     /// Records a packet sent to the sockets `opts` selects in `nsp`, for the compression of
     /// poll answers (see [`Node::note_send`]).
     pub(super) fn note_sends(&mut self, nsp: &str, opts: &BroadcastOptions, compress: bool) {
