@@ -324,34 +324,38 @@ fn closing_the_nodes_leaves_no_task_running() {
     assert_eq!(rt.live_tasks(), 0, "tasks left after close");
 }
 
-/// A client that uploads much more than a relay window at once through a relayed WebSocket,
-/// while the owner's reader pushes back: the carrier waits for the owner's credit instead of
-/// running the owner over its window, and every message comes back in order.
+/// A client that uploads more than a relay window (1 MiB) through a relayed WebSocket while
+/// reading the echoes: whenever the owner's reader pushes back, the carrier waits for the
+/// owner's credit instead of running the owner over its window, and every message comes
+/// back whole and in order.
 #[test]
 fn a_large_upload_through_a_relayed_websocket_waits_for_credit() {
     let (rt, servers, _) = cluster();
     rt.block_on(async {
         let sid = connected(&servers, 0).await;
-        let mut ws = upgraded(&servers[1], &sid).await;
+        let (mut tx, mut rx) = upgraded(&servers[1], &sid).await.split();
         let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        // 3.6 MB each way.
         let messages = 12;
         let send = async {
             for n in 0..messages {
                 let header = format!(r#"451-["echo",{n},{{"_placeholder":true,"num":0}}]"#);
-                ws.send(Message::text(header)).await.unwrap();
-                ws.send(Message::binary(blob.clone())).await.unwrap();
+                tx.send(Message::text(header)).await.unwrap();
+                tx.send(Message::binary(blob.clone())).await.unwrap();
             }
         };
-        send.await;
-        for n in 0..messages {
-            let header = ws.next().await.unwrap().unwrap();
-            assert_eq!(
-                header.into_text().unwrap().as_str(),
-                format!(r#"451-["echoed",{n},{{"_placeholder":true,"num":0}}]"#)
-            );
-            let bin = ws.next().await.unwrap().unwrap();
-            assert_eq!(bin.into_data().as_ref(), blob.as_slice(), "message {n}");
-        }
+        let receive = async {
+            for n in 0..messages {
+                let header = rx.next().await.unwrap().unwrap();
+                assert_eq!(
+                    header.into_text().unwrap().as_str(),
+                    format!(r#"451-["echoed",{n},{{"_placeholder":true,"num":0}}]"#)
+                );
+                let bin = rx.next().await.unwrap().unwrap();
+                assert!(bin.into_data().as_ref() == blob.as_slice(), "message {n}");
+            }
+        };
+        futures::future::join(send, receive).await;
     });
 }
 
