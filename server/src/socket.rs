@@ -160,7 +160,7 @@ impl Socket {
             let (id, nsp, event) = (self.inner.id, self.inner.nsp.clone(), event.to_owned());
             let payload = payload.clone();
             let _ = self.inner.ctl.handle.cast(move |node, now| {
-                let queued = node.emit_to_checked(id, &nsp, &event, payload, now);
+                let queued = node.emit_to(id, &nsp, &event, payload, false, true, now);
                 let _ = tx.send(queued);
             });
         }
@@ -198,7 +198,8 @@ impl Socket {
         let nsp = self.inner.nsp.clone();
         let event = event.to_owned();
         let _ = self.inner.ctl.handle.cast(move |node, now| {
-            node.emit_to(id, &nsp, &event, payload, volatile, compress, now)
+            // A refusal reaches the `on_error` hooks; `emit_checked` hands it over too.
+            let _ = node.emit_to(id, &nsp, &event, payload, volatile, compress, now);
         });
     }
 

@@ -1025,27 +1025,19 @@ mod tests {
             .header("Vary", "Origin")
             .body("ok")
             .closing();
-        let envelope = decode(encode_response(3, node("b"), &response, false)).unwrap();
-        let Frame::Response {
-            upgrade,
-            response: got,
-        } = envelope.frame
-        else {
-            panic!("not a response");
-        };
-        assert!(!upgrade);
-        assert_eq!(got, response);
         let upgraded = Response::new(101).header("Upgrade", "websocket");
-        let envelope = decode(encode_response(4, node("b"), &upgraded, true)).unwrap();
-        let Frame::Response {
-            upgrade,
-            response: got,
-        } = envelope.frame
-        else {
-            panic!("not a response");
-        };
-        assert!(upgrade);
-        assert_eq!(got, upgraded);
+        for (sent, upgrade) in [(response, false), (upgraded, true)] {
+            let envelope = decode(encode_response(3, node("b"), &sent, upgrade)).unwrap();
+            let Frame::Response {
+                upgrade: got_upgrade,
+                response: got,
+            } = envelope.frame
+            else {
+                panic!("not a response");
+            };
+            assert_eq!(got_upgrade, upgrade);
+            assert_eq!(got, sent);
+        }
     }
 
     #[test]

@@ -295,9 +295,11 @@ impl Node {
         }
     }
 
-    /// Sends `event` to one socket of namespace `nsp`. With shared recovery and not volatile,
-    /// it goes as a broadcast to the socket's room, as the reference does, so that it is kept
-    /// where any node can replay it (also while the socket is away).
+    /// Sends `event` to one socket of namespace `nsp`, saying whether the packet was queued.
+    /// With shared recovery and not volatile, it goes as a broadcast to the socket's room, as
+    /// the reference does, so that it is kept where any node can replay it (also while the
+    /// socket is away); it then counts as queued once handed on. A refusal is also reported
+    /// with the other refusals of the turn (`report_refused`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn emit_to(
         &mut self,
@@ -308,7 +310,8 @@ impl Node {
         volatile: bool,
         compress: bool,
         now: Instant,
-    ) {
+    ) -> Result<(), crate::socket::EmitError> {
+        use crate::socket::EmitError;
         if !volatile && self.sio.is_recovery_shared() {
             let opts = BroadcastOptions {
                 rooms: vec![Room::from(socket)],
@@ -323,7 +326,7 @@ impl Node {
                 compress,
                 now,
             );
-            return;
+            return Ok(());
         }
         self.note_send(socket, compress);
         if let Some(entry) = self.sockets.get(&socket) {
@@ -332,39 +335,10 @@ impl Node {
             }
         }
         let (json, attachments) = payload.into_wire();
-        // A socket that left meanwhile needs no answer here; a full queue is reported with
-        // the other refusals of the turn (`report_refused`).
-        let _ = self
+        match self
             .sio
-            .emit(socket, event, &json, attachments, volatile, now);
-    }
-
-    /// [`Node::emit_to`] (not volatile, compressible), saying whether the packet was queued.
-    pub(crate) fn emit_to_checked(
-        &mut self,
-        socket: SocketId,
-        nsp: &Arc<str>,
-        event: &str,
-        payload: Payload,
-        now: Instant,
-    ) -> Result<(), crate::socket::EmitError> {
-        use crate::socket::EmitError;
-        if !self.sockets.contains_key(&socket) {
-            return Err(EmitError::Disconnected);
-        }
-        if self.sio.is_recovery_shared() {
-            self.emit_to(socket, nsp, event, payload, false, true, now);
-            return Ok(());
-        }
-        self.note_send(socket, true);
-        if let Some(entry) = self.sockets.get(&socket) {
-            for hook in entry.socket.outgoing_hooks() {
-                self.outgoing_hook(&hook, &entry.socket, event, &payload);
-            }
-        }
-        let (json, attachments) = payload.into_wire();
-        // A refusal is also reported with the other refusals of the turn (`report_refused`).
-        match self.sio.emit(socket, event, &json, attachments, false, now) {
+            .emit(socket, event, &json, attachments, volatile, now)
+        {
             Ok(_) => Ok(()),
             Err(volley_core::socketio::SioError::BufferFull(_)) => Err(EmitError::Full),
             Err(_) => Err(EmitError::Disconnected),
