@@ -116,7 +116,9 @@ type Held = [Option<(ConnId, ConnRole)>; 3];
 pub struct Engine {
     endpoint: Endpoint,
     // Keys the engine generates (session ids) or the runtime numbers: see `IdHasher`.
-    sessions: IdMap<Sid, Session>,
+    /// Boxed, so that the table stays dense (an id and a pointer per slot) and a lookup
+    /// probes few cache lines, with thousands of sessions as with a few.
+    sessions: IdMap<Sid, Box<Session>>,
     conns: IdMap<ConnId, Role>,
     /// At most one entry per session: its [`Session::poll_timeout`], as filed.
     timers: BTreeSet<(Instant, Sid)>,
@@ -192,7 +194,7 @@ impl Engine {
 
     /// The session `sid` (open or closing), to read its state.
     pub fn session(&self, sid: Sid) -> Option<&Session> {
-        self.sessions.get(&sid)
+        self.sessions.get(&sid).map(|s| &**s)
     }
 
     /// Whether `head` is addressed to the engine (its path is under [`Config::path`]).
@@ -223,29 +225,29 @@ impl Engine {
 
     /// The protocol of an open session.
     pub fn protocol(&self, sid: Sid) -> Option<Protocol> {
-        self.sessions.get(&sid).map(Session::protocol)
+        self.sessions.get(&sid).map(|s| s.protocol())
     }
 
     /// The transport an open session uses now.
     pub fn transport(&self, sid: Sid) -> Option<TransportKind> {
-        self.sessions.get(&sid).map(Session::transport)
+        self.sessions.get(&sid).map(|s| s.transport())
     }
 
     /// Whether a message sent to `sid` now would leave at once rather than wait in its queue.
     /// Volatile messages are sent only when this holds.
     pub fn is_writable(&self, sid: Sid) -> bool {
-        self.sessions.get(&sid).is_some_and(Session::is_writable)
+        self.sessions.get(&sid).is_some_and(|s| s.is_writable())
     }
 
     /// Packets waiting in the queue of `sid`.
     pub fn queued(&self, sid: Sid) -> usize {
-        self.sessions.get(&sid).map_or(0, Session::queued)
+        self.sessions.get(&sid).map_or(0, |s| s.queued())
     }
 
     /// Message bytes waiting in the queue of `sid` (see
     /// [`Config::max_buffered_bytes`](super::Config::max_buffered_bytes)).
     pub fn queued_bytes(&self, sid: Sid) -> usize {
-        self.sessions.get(&sid).map_or(0, Session::queued_bytes)
+        self.sessions.get(&sid).map_or(0, |s| s.queued_bytes())
     }
 
     // ---- outputs ----
@@ -290,23 +292,21 @@ impl Engine {
                 match self.endpoint.handshake(conn, head, handshake, now, in_use) {
                     Ok(session) => {
                         let sid = session.sid();
-                        self.sessions.insert(sid, session);
+                        self.sessions.insert(sid, Box::new(session));
                         self.collect(sid, [None; 3]);
                     }
                     Err(response) => self.respond(conn, response),
                 }
             }
             Route::Session(request) => {
-                let sid = request.sid();
-                let Some(session) = self.sessions.get_mut(&sid) else {
-                    self.respond(conn, request.unknown_sid());
-                    return Ok(());
-                };
-                let before = lend(session, &mut self.spare);
                 // The engine holds every connection a session does, so the session's own
                 // busy check cannot fail here.
-                let _ = session.handle_request(conn, &request, &head, now);
-                self.collect(sid, before);
+                let served = self.with_session(request.sid(), false, |session| {
+                    let _ = session.handle_request(conn, &request, &head, now);
+                });
+                if served.is_none() {
+                    self.respond(conn, request.unknown_sid());
+                }
             }
         }
         Ok(())
@@ -323,15 +323,14 @@ impl Engine {
             }
             _ => return Err(ApiMisuse::UnexpectedBody(conn)),
         };
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            self.conns.remove(&conn);
-            self.respond(conn, ErrorCode::UnknownSid.response());
-            return Ok(());
-        };
-        let before = lend(session, &mut self.spare);
-        let result = session.handle_body(conn, body, now);
-        self.collect(sid, before);
-        result
+        match self.with_session(sid, false, |session| session.handle_body(conn, body, now)) {
+            Some(result) => result,
+            None => {
+                self.conns.remove(&conn);
+                self.respond(conn, ErrorCode::UnknownSid.response());
+                Ok(())
+            }
+        }
     }
 
     /// A WebSocket message arrived on `conn`.
@@ -345,15 +344,17 @@ impl Engine {
             Some(Role::Held(sid, ConnRole::WebSocket | ConnRole::Probe)) => *sid,
             _ => return Err(ApiMisuse::NotWebSocket(conn)),
         };
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            self.conns.remove(&conn);
-            self.outputs.push_back(Output::Close { conn });
-            return Ok(());
-        };
-        let before = lend(session, &mut self.spare);
-        let result = session.handle_ws_message(conn, message, now);
-        self.collect(sid, before);
-        result
+        let handled = self.with_session(sid, false, |session| {
+            session.handle_ws_message(conn, message, now)
+        });
+        match handled {
+            Some(result) => result,
+            None => {
+                self.conns.remove(&conn);
+                self.outputs.push_back(Output::Close { conn });
+                Ok(())
+            }
+        }
     }
 
     /// Every [`Output::Send`] handed out for the WebSocket `conn` has been written: the
@@ -362,12 +363,7 @@ impl Engine {
         let Some(Role::Held(sid, ConnRole::WebSocket)) = self.conns.get(&conn).copied() else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        let before = lend(session, &mut self.spare);
-        session.handle_ws_drained(conn, now);
-        self.collect(sid, before);
+        self.with_session(sid, false, |session| session.handle_ws_drained(conn, now));
     }
 
     /// The connection `conn` is gone (the peer closed it, or it failed: `error`). Safe to call
@@ -376,12 +372,9 @@ impl Engine {
         let Some(Role::Held(sid, _)) = self.conns.remove(&conn) else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
-        let before = lend(session, &mut self.spare);
-        session.handle_conn_closed(conn, error, now);
-        self.collect(sid, before);
+        self.with_session(sid, false, |session| {
+            session.handle_conn_closed(conn, error, now);
+        });
     }
 
     /// Runs whatever is due at `now`. Safe to call early or often.
@@ -393,12 +386,7 @@ impl Engine {
             .map(|(_, sid)| *sid)
             .collect();
         for sid in due {
-            let Some(session) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            let before = lend(session, &mut self.spare);
-            session.handle_timeout(now);
-            self.collect(sid, before);
+            self.with_session(sid, false, |session| session.handle_timeout(now));
         }
     }
 
@@ -406,13 +394,8 @@ impl Engine {
 
     /// Queues a message for `sid`; it leaves as soon as the transport can take it.
     pub fn send(&mut self, sid: Sid, message: Message, now: Instant) -> Result<(), SendError> {
-        let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
-            return Err(SendError::UnknownSession(sid));
-        };
-        let before = lend(session, &mut self.spare);
-        let result = session.send(message, now);
-        self.collect(sid, before);
-        result
+        self.with_session(sid, true, |session| session.send(message, now))
+            .unwrap_or(Err(SendError::UnknownSession(sid)))
     }
 
     /// Queues `messages` for `sid` as one unit, all or none ([`Session::send_all`]): a
@@ -423,45 +406,115 @@ impl Engine {
         messages: impl IntoIterator<Item = Message>,
         now: Instant,
     ) -> Result<(), SendError> {
-        let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
-            return Err(SendError::UnknownSession(sid));
-        };
-        let before = lend(session, &mut self.spare);
-        let result = session.send_all(messages, now);
-        self.collect(sid, before);
-        result
+        self.with_session(sid, true, |session| session.send_all(messages, now))
+            .unwrap_or(Err(SendError::UnknownSession(sid)))
     }
 
     /// Closes `sid` from the server side: what is queued is still delivered, then the close
     /// packet. [`Event::Close`] follows with
     /// [`CloseReason::ForcedClose`].
     pub fn close(&mut self, sid: Sid, now: Instant) {
-        let Some(session) = self.sessions.get_mut(&sid).filter(|s| !s.is_closing()) else {
-            return;
-        };
-        let before = lend(session, &mut self.spare);
-        session.close(now);
-        self.collect(sid, before);
+        self.with_session(sid, true, |session| session.close(now));
     }
 
     // ---- the composition ----
 
-    /// After an input to session `sid`: moves its outputs (framed through the shared cache)
-    /// and events to the engine's queues, in order, takes the lent queues back, brings the connection table up to date
-    /// from what it held `before`, and files it under its deadline, or forgets it once ended.
+    /// After an input to session `sid`: [`Desk::settle`]s it, and forgets it once ended.
     fn collect(&mut self, sid: Sid, before: Held) {
-        let Some(session) = self.sessions.get_mut(&sid) else {
+        let Engine {
+            sessions,
+            conns,
+            timers,
+            outputs,
+            events,
+            frames,
+            spare,
+            ..
+        } = self;
+        let Some(session) = sessions.get_mut(&sid) else {
             return;
         };
+        let desk = Desk {
+            conns,
+            timers,
+            outputs,
+            events,
+            frames,
+            spare,
+        };
+        if desk.settle(session, sid, before) {
+            sessions.remove(&sid);
+        }
+    }
+
+    /// Runs `f` on session `sid` (only if it is not closing, with `open`) with the spare
+    /// queues lent to it, then [`collect`](Self::collect)s it, with one lookup. `None` when
+    /// there is no such session.
+    fn with_session<T>(
+        &mut self,
+        sid: Sid,
+        open: bool,
+        f: impl FnOnce(&mut Session) -> T,
+    ) -> Option<T> {
+        let Engine {
+            sessions,
+            conns,
+            timers,
+            outputs,
+            events,
+            frames,
+            spare,
+            ..
+        } = self;
+        let session = sessions
+            .get_mut(&sid)
+            .filter(|s| !(open && s.is_closing()))?;
+        let before = lend(session, spare);
+        let result = f(session);
+        let desk = Desk {
+            conns,
+            timers,
+            outputs,
+            events,
+            frames,
+            spare,
+        };
+        if desk.settle(session, sid, before) {
+            sessions.remove(&sid);
+        }
+        Some(result)
+    }
+
+    fn respond(&mut self, conn: ConnId, response: Response) {
+        self.outputs.push_back(Output::Response { conn, response });
+    }
+}
+
+/// The engine's state beside its sessions, borrowed while one of them is settled.
+struct Desk<'a> {
+    conns: &'a mut IdMap<ConnId, Role>,
+    timers: &'a mut BTreeSet<(Instant, Sid)>,
+    outputs: &'a mut VecDeque<Output>,
+    events: &'a mut VecDeque<Event>,
+    frames: &'a mut FrameCache,
+    spare: &'a mut Queues,
+}
+
+impl Desk<'_> {
+    /// After an input to `session` (`sid`): moves its outputs (framed through the shared
+    /// cache) and events to the engine's queues, in order, takes the lent queues back, brings
+    /// the connection table up to date from what it held `before`, and files it under its
+    /// deadline. Returns whether it ended, for the caller to forget it.
+    fn settle(self, session: &mut Session, sid: Sid, before: Held) -> bool {
         let mut outputs = std::mem::take(&mut session.outputs);
         let mut events = std::mem::take(&mut session.events);
         let protocol = session.protocol();
         for pending in outputs.drain(..) {
-            let output = pending.into_output(protocol, Some(&mut self.frames));
+            let output = pending.into_output(protocol, Some(&mut *self.frames));
             self.outputs.push_back(output);
         }
         self.events.append(&mut events);
-        self.spare = Queues { outputs, events };
+        *self.spare = Queues { outputs, events };
         let after = session.held();
         let holds = |conn: ConnId| after.iter().flatten().any(|(c, _)| *c == conn);
         for (conn, role) in before.into_iter().flatten() {
@@ -478,8 +531,7 @@ impl Engine {
             if let Some(t) = session.timer {
                 self.timers.remove(&(t, sid));
             }
-            self.sessions.remove(&sid);
-            return;
+            return true;
         }
         for (conn, role) in after.into_iter().flatten() {
             if !before.contains(&Some((conn, role))) {
@@ -496,9 +548,6 @@ impl Engine {
             }
             session.timer = next;
         }
-    }
-
-    fn respond(&mut self, conn: ConnId, response: Response) {
-        self.outputs.push_back(Output::Response { conn, response });
+        false
     }
 }
