@@ -262,7 +262,6 @@ pub(crate) async fn run<R, S>(
             let mut later = VecDeque::new();
             let mut taken_later = 0;
             let result = {
-                let mut deadline = pin!(env.runtime.sleep(env.config.write_timeout));
                 let batch = async {
                     while let Some(output) = pending.pop_front() {
                         match output {
@@ -285,10 +284,26 @@ pub(crate) async fn run<R, S>(
                     Ok::<_, tungstenite::Error>(true)
                 };
                 let mut batch = pin!(batch);
-                let stall = pin!(env.runtime.sleep(STALL));
-                match or_timeout(batch.as_mut(), stall).await {
-                    Some(result) => Some(result),
-                    None => {
+                // Most batches are written at their first poll (the socket has room): no
+                // timer is armed for them. The stall and write timers start when one waits.
+                let first = poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await;
+                let stalled = match first {
+                    Poll::Ready(result) => Err(result),
+                    Poll::Pending => {
+                        let stall = pin!(env.runtime.sleep(STALL));
+                        match or_timeout(batch.as_mut(), stall).await {
+                            Some(result) => Err(result),
+                            None => Ok(()),
+                        }
+                    }
+                };
+                match stalled {
+                    Err(result) => Some(result),
+                    Ok(()) => {
+                        // What is left of the write timeout, which counts from the batch's
+                        // start.
+                        let rest = env.config.write_timeout.saturating_sub(STALL);
+                        let mut deadline = pin!(env.runtime.sleep(rest));
                         // The peer is not reading: stop reading it until this batch is out.
                         gate.stall();
                         loop {
