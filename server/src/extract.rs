@@ -20,12 +20,33 @@ pub struct EventCtx {
 
 /// The client's acknowledgement request, shared between the extractors and the code that
 /// sends the handler's return value, so whichever comes first answers it.
-pub(crate) type AckSlot = std::sync::Arc<std::sync::Mutex<Option<AckToken>>>;
+/// Where an event's acknowledgement waits for the first listener that takes it; an event
+/// without one shares nothing and allocates nothing.
+#[derive(Clone, Default)]
+pub(crate) struct AckSlot(Option<std::sync::Arc<std::sync::Mutex<Option<AckToken>>>>);
+
+impl AckSlot {
+    /// A slot holding `ack`.
+    pub(crate) fn new(ack: Option<AckToken>) -> Self {
+        AckSlot(ack.map(|ack| std::sync::Arc::new(std::sync::Mutex::new(Some(ack)))))
+    }
+
+    /// Whether the acknowledgement is still there.
+    fn is_set(&self) -> bool {
+        self.0.as_ref().is_some_and(|slot| {
+            slot.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some()
+        })
+    }
+}
 
 pub(crate) fn take_ack(slot: &AckSlot) -> Option<AckToken> {
-    slot.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
+    slot.0.as_ref().and_then(|slot| {
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    })
 }
 
 impl fmt::Debug for EventCtx {
@@ -34,10 +55,7 @@ impl fmt::Debug for EventCtx {
             .field("socket", &self.socket.id())
             .field("name", &self.name)
             .field("payload", &self.payload)
-            .field(
-                "ack",
-                &self.ack.lock().map(|a| a.is_some()).unwrap_or_default(),
-            )
+            .field("ack", &self.ack.is_set())
             .finish()
     }
 }

@@ -60,7 +60,9 @@ fn write<T>(lock: &RwLock<T>, f: impl FnOnce(&mut T)) {
 pub(crate) struct NsHandlers {
     pub connect: RwLock<Vec<ConnectMw>>,
     pub packet: RwLock<Vec<PacketMw>>,
-    pub routes: RwLock<HashMap<String, Vec<Route>>>,
+    /// Shared slices, replaced whole when a listener is added or refined: an event takes its
+    /// listeners with one reference count rather than a copy.
+    pub routes: RwLock<HashMap<String, Arc<[Route]>>>,
     pub connection: RwLock<Vec<SocketHook>>,
     pub disconnecting: RwLock<Vec<DisconnectingHook>>,
     pub disconnect: RwLock<Vec<DisconnectHook>>,
@@ -78,26 +80,32 @@ impl NsHandlers {
         read(&self.packet)
     }
     /// The listeners of event `name`, in registration order.
-    pub fn routes(&self, name: &str) -> Vec<Route> {
+    pub fn routes(&self, name: &str) -> Option<Arc<[Route]>> {
         self.routes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .cloned()
-            .unwrap_or_default()
     }
     /// Adds a listener of event `name`, after those it has.
     pub fn add_route(&self, name: String, route: Route) {
-        write(&self.routes, |m| m.entry(name).or_default().push(route));
+        write(&self.routes, |m| {
+            let routes = m.entry(name).or_insert_with(|| Arc::from([]));
+            let mut all = routes.to_vec();
+            all.push(route);
+            *routes = all.into();
+        });
     }
     /// Refines listener `id` of event `name`.
     pub fn edit_route(&self, name: &str, id: ListenerId, f: impl FnOnce(&mut Route)) {
         write(&self.routes, |m| {
-            if let Some(r) = m
-                .get_mut(name)
-                .and_then(|v| v.iter_mut().find(|r| r.id == id))
-            {
+            let Some(routes) = m.get_mut(name) else {
+                return;
+            };
+            let mut all = routes.to_vec();
+            if let Some(r) = all.iter_mut().find(|r| r.id == id) {
                 f(r);
+                *routes = all.into();
             }
         });
     }

@@ -269,8 +269,9 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     conns: IdMap<ConnId, Route>,
     /// WebSocket connections whose session may send again, found by the current drain.
     drained: Vec<ConnId>,
-    /// Outputs of the current drain, grouped by connection (allocation kept across turns).
-    staged: IdMap<ConnId, Vec<Output>>,
+    /// Outputs of the current drain with their connection, sorted by connection (stably, so
+    /// each connection's stay in order) before delivery; the allocation is kept across turns.
+    staged: Vec<(ConnId, Output)>,
     timer: Option<(Instant, Pin<Box<R::Sleep>>)>,
     /// This actor's number (see [`Handle::cast`]).
     id: u64,
@@ -345,7 +346,7 @@ where
             halted: Some(halt.rx.clone()),
             conns: IdMap::default(),
             drained: Vec::new(),
-            staged: IdMap::default(),
+            staged: Vec::new(),
             timer: None,
             id,
             local: Some(Box::new(Local::<M> {
@@ -536,10 +537,7 @@ where
         loop {
             while let Some(output) = self.machine.poll_output() {
                 self.metrics.output(&output);
-                self.staged
-                    .entry(output_conn(&output))
-                    .or_default()
-                    .push(output);
+                self.staged.push((output_conn(&output), output));
                 outputs += 1;
                 if outputs == OUTPUT_BUDGET {
                     more = true;
@@ -550,15 +548,24 @@ where
                 break;
             }
             let mut staged = std::mem::take(&mut self.staged);
-            for (conn, batch) in staged.drain() {
+            staged.sort_by_key(|(conn, _)| *conn);
+            let mut rest = staged.drain(..).peekable();
+            while let Some((conn, first)) = rest.next() {
+                // This connection's outputs, in order: one push into its outbox.
+                let more = std::iter::from_fn(|| rest.next_if(|(c, _)| *c == conn));
+                let batch = std::iter::once(first).chain(more.map(|(_, output)| output));
                 self.route(conn, batch, &mut evicted);
             }
+            drop(rest);
             self.staged = staged;
             // Sessions whose frames went to an outbox under its budget may send again at
             // once: what they queued meanwhile leaves in this same drain.
-            for conn in std::mem::take(&mut self.drained) {
+            let mut drained = std::mem::take(&mut self.drained);
+            for conn in drained.drain(..) {
                 self.machine.handle_ws_drained(conn, now);
             }
+            // The allocation is kept for the next drain.
+            self.drained = drained;
             if more {
                 break;
             }
@@ -573,7 +580,12 @@ where
 
     /// Delivers one drain's outputs for `conn`: HTTP outputs (up to and including a `101`)
     /// through its channel, WebSocket frames and the close after it through its outbox.
-    fn route(&mut self, conn: ConnId, batch: Vec<Output>, evicted: &mut Vec<ConnId>) {
+    fn route(
+        &mut self,
+        conn: ConnId,
+        batch: impl Iterator<Item = Output>,
+        evicted: &mut Vec<ConnId>,
+    ) {
         let Some(route) = self.conns.get_mut(&conn) else {
             tracing::debug!(%conn, "outputs for a connection that has ended dropped");
             return;
@@ -583,6 +595,7 @@ where
             self.push_frames(conn, batch);
             return;
         }
+        let batch: Vec<Output> = batch.collect();
         // Up to and including a `101`: HTTP outputs; after it, frames.
         let upgrade = batch
             .iter()
@@ -609,25 +622,30 @@ where
             }
         }
         if !frames.is_empty() {
-            self.push_frames(conn, frames);
+            self.push_frames(conn, frames.into_iter());
         }
     }
 
     /// Pushes a WebSocket connection's frames (and close) into its outbox; notes the
     /// connection in `drained` when its session may send again at once.
-    fn push_frames(&mut self, conn: ConnId, frames: Vec<Output>) {
+    fn push_frames(&mut self, conn: ConnId, frames: impl Iterator<Item = Output>) {
         let Some(route) = self.conns.get(&conn) else {
             return;
         };
-        let sends = frames.iter().any(|o| matches!(o, Output::Send { .. }));
-        let frames = frames.into_iter().filter(|o| match o {
-            Output::Send { .. } | Output::Close { .. } => true,
+        let mut sends = false;
+        let frames = frames.filter(|o| match o {
+            Output::Send { .. } => {
+                sends = true;
+                true
+            }
+            Output::Close { .. } => true,
             Output::Response { .. } | Output::ReadBody { .. } => {
                 tracing::debug!(%conn, "HTTP output for a WebSocket dropped");
                 false
             }
         });
-        match route.outbox.push(frames) {
+        let pushed = route.outbox.push(frames);
+        match pushed {
             Pushed::Open if sends => self.drained.push(conn),
             Pushed::Open | Pushed::Full => {}
             Pushed::Closed => {

@@ -18,7 +18,7 @@ impl Node {
                 ..
             } => {
                 let payload = Payload::from_decoded(args, attachments);
-                self.on_event(socket, name, payload, Arc::new(Mutex::new(ack)));
+                self.on_event(socket, name, payload, AckSlot::new(ack));
             }
             Event::Ack {
                 socket,
@@ -149,7 +149,7 @@ impl Node {
                         socket: s,
                         name: event.to_owned(),
                         payload: Payload::of(reason.as_str()).unwrap_or_default(),
-                        ack: Arc::new(Mutex::new(None)),
+                        ack: AckSlot::default(),
                         state,
                     };
                     let reply = (l.handler)(ctx);
@@ -351,26 +351,35 @@ impl Node {
             }
             // The listeners of the event as the middleware left it (it may have renamed it):
             // the namespace's, then the socket's own.
-            let mut listeners: Vec<Listener> = ns
-                .routes(&ev.name)
-                .into_iter()
-                .map(|r| Listener {
-                    handler: r.handler,
-                    middleware: r.middleware,
-                    result: r.result,
-                })
-                .collect();
-            listeners.extend(sock.take_listeners(&ev.name).into_iter().map(|l| Listener {
+            let routes = ns.routes(&ev.name);
+            let routes = routes.as_deref().unwrap_or_default();
+            let own = sock.take_listeners(&ev.name);
+            let listener = |r: &crate::registry::Route| Listener {
+                handler: r.handler.clone(),
+                middleware: r.middleware.clone(),
+                result: r.result.clone(),
+            };
+            let own_listener = |l: crate::listeners::OwnListener| Listener {
                 handler: l.handler,
                 middleware: Vec::new(),
                 result: ResultTo::Ack,
-            }));
-            if listeners.len() <= 1 {
-                if let Some(one) = listeners.pop() {
+            };
+            if routes.len() + own.len() <= 1 {
+                // The common case, with no list to build.
+                let one = match routes.first() {
+                    Some(r) => Some(listener(r)),
+                    None => own.into_iter().next().map(own_listener),
+                };
+                if let Some(one) = one {
                     run_listener(one, ctl, sock, ev, ack, state).await;
                 }
                 return;
             }
+            let listeners: Vec<Listener> = routes
+                .iter()
+                .map(listener)
+                .chain(own.into_iter().map(own_listener))
+                .collect();
             // Each starts in registration order, then they proceed concurrently.
             let runs = listeners.into_iter().map(|l| {
                 run_listener(

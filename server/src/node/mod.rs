@@ -22,7 +22,7 @@ use futures::{FutureExt, StreamExt};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use volley_core::cluster::{ClusterMessage, Progress, RequestKind, Requests, SocketInfo};
