@@ -183,7 +183,7 @@ pub use listeners::ListenerId;
 pub use middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 pub use namespace::{EventRoute, Namespace, ServerSideEmitError};
 pub use node::Node;
-pub use operators::{BroadcastAckError, BroadcastOperator, RemoteSocket};
+pub use operators::{BroadcastAckError, BroadcastOperator, Broadcasted, RemoteSocket};
 pub use payload::{EncodeError, Payload};
 pub use socket::{EmitError, Socket, SocketEmitter, TimedSocket};
 pub use volley_core::SocketId;

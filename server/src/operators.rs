@@ -8,7 +8,7 @@ use crate::node::Ctl;
 use crate::node::Node;
 use crate::payload::{EncodeError, Payload};
 use crate::registry::NsHandlers;
-use crate::socket::Socket;
+use crate::socket::{EmitError, Socket};
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
@@ -42,6 +42,20 @@ impl fmt::Display for BroadcastAckError {
 impl std::error::Error for BroadcastAckError {}
 
 /// The namespaces an operator acts on.
+/// What a broadcast did on this node (see [`BroadcastOperator::emit_checked`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Broadcasted {
+    /// Sockets of this node the packet was queued for.
+    pub queued: usize,
+    /// Sockets of this node that refused it, their session's outgoing queue being full, in
+    /// the order they were tried.
+    pub refused: Vec<SocketId>,
+    /// Local delivery waits for the adapter (shared recovery) or behind a broadcast that
+    /// does: nothing is counted here.
+    pub deferred: bool,
+}
+
 #[derive(Clone)]
 pub(crate) enum Target {
     /// One namespace.
@@ -182,8 +196,39 @@ impl BroadcastOperator {
         let compress = self.compress;
         let _ = self.ctl.handle.cast(move |node, now| {
             let nsps = target.resolve(node);
-            node.broadcast(&nsps, &opts, &event, payload, compress, now);
+            let _ = node.broadcast(&nsps, &opts, &event, payload, compress, now);
         });
+    }
+
+    /// Like [`emit`](BroadcastOperator::emit), and resolves with what became of the packet
+    /// on this node once it is queued: for how many sockets, and which sockets refused it
+    /// because their session's outgoing queue was full (`max_buffered_packets` /
+    /// `max_buffered_bytes`; under `OverflowPolicy::Reject` they stay connected, under
+    /// `OverflowPolicy::Close` they are being closed). Refusals reach the
+    /// [`Io::on_error`](crate::Io::on_error) hooks as well. The other nodes of a cluster
+    /// report nothing back: their sockets are not counted. With an adapter that keeps
+    /// sessions for recovery (the Redis Streams adapter), local delivery waits for the
+    /// adapter's offset, and the report says [`deferred`](Broadcasted::deferred) with
+    /// nothing counted. The future does not borrow the operator.
+    pub fn emit_checked<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> impl Future<Output = Result<Broadcasted, EmitError>> + Send + use<T> {
+        let payload = Payload::of(data);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        if let Ok(payload) = &payload {
+            let (target, opts) = (self.target.clone(), self.opts.clone());
+            let (event, payload, compress) = (event.to_owned(), payload.clone(), self.compress);
+            let _ = self.ctl.handle.cast(move |node, now| {
+                let nsps = target.resolve(node);
+                let _ = tx.send(node.broadcast(&nsps, &opts, &event, payload, compress, now));
+            });
+        }
+        async move {
+            payload.map_err(EmitError::Encode)?;
+            rx.await.map_err(|_| EmitError::Disconnected)
+        }
     }
 
     /// Sends `event` (now, not when the future is first polled) asking every selected

@@ -176,3 +176,67 @@ fn emit_checked_tells_the_caller_which_packets_were_refused() {
         );
     });
 }
+
+/// `BroadcastOperator::emit_checked` tells its caller, for each broadcast, how many sockets
+/// of this node took it and which refused it (their queue full), and each client receives
+/// exactly the broadcasts not refused for it, in order.
+#[test]
+fn a_checked_broadcast_tells_the_caller_which_sockets_refused() {
+    let builder = volley::builder().max_buffered_packets(4, OverflowPolicy::Reject);
+    let (rt, io) = setup_with(builder);
+    let seen = refusals(&io);
+    let reports: Arc<Mutex<Vec<volley::Broadcasted>>> = Arc::default();
+    let record = reports.clone();
+    let all = io.ns("/").all();
+    io.ns("/").on("burst-checked", move || {
+        let (all, record) = (all.clone(), record.clone());
+        async move {
+            let sends: Vec<_> = (0..20u32).map(|n| all.emit_checked("n", &n)).collect();
+            for sent in sends {
+                let report = sent.await.expect("queued or refused");
+                record.lock().unwrap().push(report);
+            }
+        }
+    });
+    rt.block_on(async {
+        let (slow, slow_id) = polling_client(&io).await;
+        let fast = TestClient::connect(&io, "/", None).await.unwrap();
+        let fast_id = fast.id().to_string();
+        fast.emit("burst-checked", &());
+        while reports.lock().unwrap().len() < 20 {
+            rt.sleep(SETTLE).await;
+        }
+        let reports = reports.lock().unwrap().clone();
+        assert!(reports.iter().all(|r| !r.deferred));
+        let mut refusals = 0;
+        for r in &reports {
+            assert_eq!(
+                r.queued + r.refused.len(),
+                2,
+                "each socket took it or refused it"
+            );
+            refusals += r.refused.len();
+        }
+        assert!(refusals > 0, "{reports:?}");
+        for (mut client, id) in [(slow, slow_id), (fast, fast_id)] {
+            let expected: Vec<u32> = (0..20u32)
+                .filter(|n| {
+                    let refused = &reports[*n as usize].refused;
+                    !refused.iter().any(|s| s.to_string() == id)
+                })
+                .collect();
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                got.push(client.recv().await.unwrap().data::<u32>().unwrap());
+            }
+            rt.sleep(SETTLE).await;
+            assert!(client.try_recv().is_none(), "nothing refused arrives");
+            assert_eq!(got, expected, "what was said queued arrived, in order");
+        }
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            refusals,
+            "and each refusal reached on_error"
+        );
+    });
+}

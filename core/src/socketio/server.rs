@@ -1211,6 +1211,12 @@ impl Server {
         std::mem::take(&mut self.refused)
     }
 
+    /// The refusals noted since the last [`take_refused`](Server::take_refused), in order,
+    /// without taking them.
+    pub fn refused(&self) -> &[SocketId] {
+        &self.refused
+    }
+
     fn connect_error(
         &mut self,
         sid: Sid,

@@ -148,7 +148,8 @@ impl Node {
         payload: Payload,
         compress: bool,
         now: Instant,
-    ) {
+    ) -> crate::operators::Broadcasted {
+        let mut report = crate::operators::Broadcasted::default();
         for nsp in nsps {
             self.note_sends(nsp, opts, compress);
         }
@@ -175,6 +176,7 @@ impl Node {
                         .handle
                         .cast(move |node: &mut Node, now| node.on_offset(seq, offset, now));
                 }));
+                report.deferred = true;
                 continue;
             }
             if !opts.local {
@@ -183,14 +185,20 @@ impl Node {
             if self.queued.is_empty() {
                 self.notify_outgoing(nsp, opts, event, &json, &attachments);
                 // A namespace that went away meanwhile has nobody to send to.
+                let refused_before = self.sio.refused().len();
                 let sent = self
                     .sio
                     .broadcast(nsp, opts, event, &json, attachments.clone(), now);
                 crate::metrics::broadcast(&sent);
+                report.queued += sent.as_ref().copied().unwrap_or(0);
+                let refused = self.sio.refused().get(refused_before..).unwrap_or_default();
+                report.refused.extend_from_slice(refused);
             } else {
                 self.enqueue(nsp, opts, event, &json, &attachments, Some(None));
+                report.deferred = true;
             }
         }
+        report
     }
 
     /// Queues a broadcast for local delivery in call order.
@@ -318,7 +326,7 @@ impl Node {
                 ..BroadcastOptions::default()
             };
             // The broadcast runs the outgoing hooks, as for any recipient.
-            self.broadcast(
+            let _ = self.broadcast(
                 std::slice::from_ref(nsp),
                 &opts,
                 event,
