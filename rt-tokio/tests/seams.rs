@@ -182,7 +182,7 @@ const MAX_ROUNDS: usize = 100_000;
 /// back: no other thread moves them, so they must show this thread's last move. Reports on
 /// `started` after its first join and leave. Returns the rounds made.
 fn churn(
-    rt: tokio::runtime::Handle,
+    rt: Handle,
     io: Io<TokioRuntime>,
     part: Vec<Socket>,
     by_operator: bool,
@@ -256,6 +256,8 @@ async fn broadcast_racing_joins_and_leaves() {
                 thread(move || churn(rt, io, part, i % 2 == 1, started, done))
             })
             .collect();
+        // Only the threads hold it now: one that fails before reporting ends the wait.
+        drop(started);
         for _ in 0..CHURNERS {
             churning.recv().await.expect("a churn thread failed");
         }
