@@ -1,0 +1,774 @@
+//! The seams that moving sessions onto their connections' tasks (issue #13) makes concurrent,
+//! on a real tokio runtime with two worker threads and real TCP connections on 127.0.0.1:
+//! broadcasts racing room changes made from other threads, a long-polling session upgraded
+//! while broadcasts keep coming, emits to one socket from many threads, and the bound of a
+//! session's outgoing queue under both overflow policies over a real WebSocket.
+//!
+//! Today one machine task serialises all of this, so these hold by construction; they are
+//! here so that they keep holding once it no longer does. Every wait is for a condition and
+//! bounded by a timeout that fails the test by name.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use volley::driver::test_support::Client;
+use volley::testing::{ConnectOptions, TestClient, TransportKind};
+use volley::{DisconnectReason, EmitError, Io, Room, Socket};
+use volley_core::SocketId;
+use volley_core::engine::OverflowPolicy;
+use volley_tokio::TokioRuntime;
+use volley_tokio::testing::TcpConnector;
+
+/// Every test ends within this.
+const TEST_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `fut`, failing the test with `what` if it takes longer than `limit`.
+async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {limit:?}: {what}"),
+    }
+}
+
+/// A server listening on 127.0.0.1 (port chosen by the system), with each socket of `/`
+/// handed to the test as it connects, and the reasons sockets left.
+struct Server {
+    io: Io<TokioRuntime>,
+    addr: SocketAddr,
+    connected: mpsc::UnboundedReceiver<Socket>,
+    disconnected: mpsc::UnboundedReceiver<(SocketId, DisconnectReason)>,
+    accepting: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(builder: volley::Builder) -> Server {
+        let io = builder.build(TokioRuntime::current());
+        let (tx, connected) = mpsc::unbounded_channel();
+        let (gone, disconnected) = mpsc::unbounded_channel();
+        let main = io.ns("/");
+        main.on_connection(move |s: Socket| {
+            let _ = tx.send(s);
+            async {}
+        })
+        .on_disconnect(move |s: Socket, reason: DisconnectReason| {
+            let _ = gone.send((s.id(), reason));
+            async {}
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepting = tokio::spawn(volley_tokio::serve(listener, io.driver().clone()));
+        Server {
+            io,
+            addr,
+            connected,
+            disconnected,
+            accepting,
+        }
+    }
+
+    /// The server's handle on the next socket that connected.
+    async fn next_socket(&mut self) -> Socket {
+        within(
+            Duration::from_secs(5),
+            "a socket's connection handler",
+            self.connected.recv(),
+        )
+        .await
+        .expect("the server is running")
+    }
+
+    /// A test client of `/` over a WebSocket, and the server's handle on its socket.
+    async fn client(&mut self) -> (TestClient, Socket) {
+        let options = ConnectOptions::new().transport(TransportKind::WebSocket);
+        let runtime = TokioRuntime::current();
+        let connect =
+            TestClient::connect_over(TcpConnector::new(self.addr), &runtime, "/", options);
+        let client = within(Duration::from_secs(5), "a client's connect", connect)
+            .await
+            .expect("connected");
+        let socket = self.next_socket().await;
+        assert_eq!(
+            socket.id(),
+            client.id(),
+            "sockets connect one at a time here"
+        );
+        (client, socket)
+    }
+
+    /// A raw HTTP/1.1 connection to the server.
+    async fn http(&self) -> Client<Compat<TcpStream>> {
+        let stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Client::new(stream.compat())
+    }
+
+    /// A WebSocket for `target`, the upgrade request written by hand.
+    async fn websocket(&self, target: &str) -> WebSocketStream<Compat<TcpStream>> {
+        let mut client = self.http().await;
+        let headers = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                       Sec-WebSocket-Version: 13\r\n";
+        let response = client
+            .request("GET", target, headers, b"")
+            .await
+            .expect("upgrade response");
+        assert_eq!(response.status, 101, "{response:?}");
+        client.into_websocket().await
+    }
+
+    /// Closes the server and waits for its accept loop to end.
+    async fn stop(self) {
+        within(Duration::from_secs(5), "the server's close", async {
+            self.io.close().await;
+            self.accepting.await.unwrap().unwrap();
+        })
+        .await;
+    }
+}
+
+/// Runs `f` on an OS thread of its own; its result comes through the receiver, which fails
+/// if `f` panicked. The thread is never joined, so a thread that hangs fails the test's
+/// timeout instead of holding the runtime's shutdown.
+fn thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
+/// Queues large enough that no test but the overflow one meets their bound: these tests are
+/// about order and membership, not about slow clients.
+fn roomy() -> volley::Builder {
+    volley::builder()
+        .max_buffered_packets(1 << 20, OverflowPolicy::Close)
+        .max_buffered_bytes(256 << 20)
+}
+
+/// The event name and arguments of a text Socket.IO EVENT packet of `/` (`2[...]`, without
+/// the Engine.IO `4`), or `None` for any other packet.
+fn event(packet: &str) -> Option<(String, Vec<serde_json::Value>)> {
+    let args = packet.strip_prefix('2')?;
+    let mut args: Vec<serde_json::Value> = serde_json::from_str(args).ok()?;
+    let name = args.remove(0).as_str()?.to_owned();
+    Some((name, args))
+}
+
+// 1. Broadcasts racing joins and leaves.
+
+const CLIENTS: usize = 40;
+const BROADCASTS: u64 = 300;
+/// Churn threads, each moving its own share of the churning sockets.
+const CHURNERS: usize = 4;
+/// A churn thread stops after this many rounds even if the broadcasts are not done.
+const MAX_ROUNDS: usize = 100_000;
+
+/// Moves each socket of `part` into room `r` and out again, round after round, until `done`
+/// (ending out of it), with `Socket::join`/`leave` or, `by_operator`, with
+/// `io.in_(id).sockets_join`/`sockets_leave`. After each move it reads the sockets' rooms
+/// back: no other thread moves them, so they must show this thread's last move. Reports on
+/// `started` after its first join and leave. Returns the rounds made.
+fn churn(
+    rt: Handle,
+    io: Io<TokioRuntime>,
+    part: Vec<Socket>,
+    by_operator: bool,
+    started: mpsc::UnboundedSender<()>,
+    done: Arc<AtomicBool>,
+) -> usize {
+    let r = Room::from("r");
+    let mut rounds = 0;
+    loop {
+        let join = rounds % 2 == 0;
+        for s in &part {
+            match (by_operator, join) {
+                (false, true) => s.join("r"),
+                (false, false) => s.leave("r"),
+                (true, true) => io.in_(s.id()).sockets_join(["r"]),
+                (true, false) => io.in_(s.id()).sockets_leave(["r"]),
+            }
+        }
+        for s in &part {
+            let rooms = rt.block_on(s.rooms());
+            assert_eq!(
+                rooms.contains(&r),
+                join,
+                "socket {} after {} in round {rounds}: {rooms:?}",
+                s.id(),
+                if join { "a join" } else { "a leave" },
+            );
+        }
+        rounds += 1;
+        if rounds == 2 {
+            let _ = started.send(());
+        }
+        if !join && (done.load(Ordering::SeqCst) || rounds >= MAX_ROUNDS) {
+            return rounds;
+        }
+    }
+}
+
+/// Half the sockets are in room `r` throughout; the other half are moved in and out of it
+/// from four OS threads (two through `Socket`, two through the broadcast operator) while a
+/// task broadcasts 300 numbered events to `r`. Each client gets each number at most once and
+/// in increasing order, the stable ones get all of them, and the room ends up holding
+/// exactly the stable sockets (every churn thread's last move was a leave).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_racing_joins_and_leaves() {
+    let mut server = Server::start(roomy()).await;
+    let io = server.io.clone();
+    within(TEST_LIMIT, "the scenario", async {
+        let mut clients = Vec::new();
+        let mut sockets = Vec::new();
+        for _ in 0..CLIENTS {
+            let (client, socket) = server.client().await;
+            clients.push(client);
+            sockets.push(socket);
+        }
+        let (stable, moving) = sockets.split_at(CLIENTS / 2);
+        for s in stable {
+            s.join("r");
+        }
+        for s in stable {
+            assert!(s.rooms().await.contains(&Room::from("r")), "{}", s.id());
+        }
+        let (started, mut churning) = mpsc::unbounded_channel();
+        let done = Arc::new(AtomicBool::new(false));
+        let churners: Vec<_> = moving
+            .chunks(moving.len() / CHURNERS)
+            .enumerate()
+            .map(|(i, part)| {
+                let (rt, io, part) = (Handle::current(), io.clone(), part.to_vec());
+                let (started, done) = (started.clone(), done.clone());
+                thread(move || churn(rt, io, part, i % 2 == 1, started, done))
+            })
+            .collect();
+        // Only the threads hold it now: one that fails before reporting ends the wait.
+        drop(started);
+        for _ in 0..CHURNERS {
+            churning.recv().await.expect("a churn thread failed");
+        }
+        let sender = {
+            let io = io.clone();
+            tokio::spawn(async move {
+                for n in 0..BROADCASTS {
+                    io.to("r").emit("n", &n).unwrap();
+                    // A round trip now and then spreads the broadcasts over the churn.
+                    if n % 2 == 1 {
+                        let _ = io.socket_count().await;
+                    }
+                }
+                io.emit("end", &()).unwrap();
+            })
+        };
+        sender.await.unwrap();
+        done.store(true, Ordering::SeqCst);
+        let mut rounds = Vec::new();
+        for t in churners {
+            rounds.push(t.await.expect("a churn thread failed"));
+        }
+        assert!(
+            rounds.iter().all(|r| *r < MAX_ROUNDS),
+            "the broadcasts did not end while the threads churned: {rounds:?}"
+        );
+
+        let in_room: HashSet<SocketId> = io
+            .in_("r")
+            .fetch_sockets()
+            .await
+            .iter()
+            .map(|s| s.id())
+            .collect();
+        let expected: HashSet<SocketId> = stable.iter().map(Socket::id).collect();
+        assert_eq!(in_room, expected, "the room after the churn");
+
+        let mut churned = 0u64;
+        for (i, client) in clients.iter_mut().enumerate() {
+            let mut got = Vec::new();
+            within(Duration::from_secs(5), "the end marker", async {
+                loop {
+                    let ev = client.recv().await.expect("still connected");
+                    match ev.event.as_str() {
+                        "n" => got.push(ev.data::<u64>().unwrap()),
+                        "end" => break,
+                        other => panic!("client {i}: unexpected event {other}"),
+                    }
+                }
+            })
+            .await;
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "client {i}: a number twice or out of order: {got:?}"
+            );
+            if i < CLIENTS / 2 {
+                assert_eq!(
+                    got,
+                    (0..BROADCASTS).collect::<Vec<_>>(),
+                    "client {i} was in the room throughout"
+                );
+            } else {
+                churned += got.len() as u64;
+            }
+        }
+        // Otherwise the churn did not overlap the broadcasts and proved nothing.
+        let most = BROADCASTS * (CLIENTS / 2) as u64;
+        assert!(
+            0 < churned && churned < most,
+            "churning clients got {churned} of {most} possible"
+        );
+    })
+    .await;
+    server.stop().await;
+}
+
+// 2. A long-polling session upgraded while broadcasts keep coming.
+
+const UPGRADING: usize = 8;
+/// The broadcaster stops after this many events even if not every client upgraded.
+const MAX_EVENTS: u64 = 200_000;
+
+/// What one upgrading client saw.
+struct Upgraded {
+    /// The socket id from the CONNECT answer.
+    id: String,
+    /// The numbers received, over polling then over the WebSocket.
+    got: Vec<u64>,
+    /// How many came over polling.
+    over_polling: usize,
+    /// Every number from this one on was broadcast after the socket had joined `/`.
+    bound: u64,
+    /// The WebSocket, kept open until the server was asked about the upgrade.
+    ws: Option<WebSocketStream<Compat<TcpStream>>>,
+}
+
+/// The Engine.IO packets of a long-polling answer.
+fn packets(body: &str) -> Vec<String> {
+    body.split('\x1e').map(str::to_owned).collect()
+}
+
+/// Reads one Engine.IO packet of `/` into `seen`: numbers, the CONNECT answer (the socket id,
+/// and the broadcast count at that time), and whether it was the end marker. Pings and noops
+/// pass; anything else fails the test.
+fn take(packet: &str, client: &mut Upgraded, sent: &AtomicU64, pings: &mut usize) -> bool {
+    if packet == "2" {
+        *pings += 1;
+        return false;
+    }
+    if packet == "6" {
+        return false;
+    }
+    let sio = packet
+        .strip_prefix('4')
+        .unwrap_or_else(|| panic!("{packet:?}"));
+    if let Some(answer) = sio.strip_prefix('0') {
+        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
+        client.id = answer["sid"].as_str().expect("a socket id").to_owned();
+        // Broadcasts numbered from here on started after this socket had joined.
+        client.bound = sent.load(Ordering::SeqCst) + 1;
+        return false;
+    }
+    match event(sio) {
+        Some((name, args)) if name == "n" => {
+            client.got.push(args[0].as_u64().expect("a number"));
+            false
+        }
+        Some((name, _)) if name == "end" => true,
+        _ => panic!("unexpected packet {packet:?}"),
+    }
+}
+
+/// A client that connects over long-polling, gets at least one broadcast that way, then
+/// upgrades as the official client does (probe with a poll parked, `5` once that poll
+/// returned) and reads over the WebSocket until the end marker. Counts itself in `upgraded`
+/// at its first number over the WebSocket.
+async fn upgrading_client(server: &Server, sent: &AtomicU64, upgraded: &AtomicUsize) -> Upgraded {
+    let base = "/socket.io/?EIO=4&transport=polling";
+    let mut poll = server.http().await;
+    let mut post = server.http().await;
+    let open = poll.get(base).await.unwrap();
+    assert_eq!(open.status, 200, "{open:?}");
+    let open: serde_json::Value =
+        serde_json::from_str(open.text().strip_prefix('0').expect("an open packet")).unwrap();
+    assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let polling = format!("{base}&sid={sid}");
+    let sent_ok = post.post(&polling, b"40").await.unwrap();
+    assert_eq!(sent_ok.text(), "ok");
+
+    let mut client = Upgraded {
+        id: String::new(),
+        got: Vec::new(),
+        over_polling: 0,
+        bound: 0,
+        ws: None,
+    };
+    let mut pings = 0;
+    while client.id.is_empty() || client.got.is_empty() {
+        let answer = poll.get(&polling).await.unwrap();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        for p in packets(answer.text()) {
+            assert!(!take(&p, &mut client, sent, &mut pings), "end too early");
+        }
+        for _ in 0..std::mem::take(&mut pings) {
+            post.post(&polling, b"3").await.unwrap();
+        }
+    }
+
+    // The probe, with a poll parked meanwhile; the server may answer it with data or a noop.
+    let mut ws = server
+        .websocket(&format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"))
+        .await;
+    let (parked, ()) = tokio::join!(poll.get(&polling), async {
+        ws.send(Message::text("2probe")).await.unwrap();
+        let answer = ws.next().await.expect("a probe answer").unwrap();
+        assert_eq!(answer, Message::text("3probe"));
+    });
+    let parked = parked.unwrap();
+    assert_eq!(parked.status, 200, "{parked:?}");
+    for p in packets(parked.text()) {
+        assert!(!take(&p, &mut client, sent, &mut pings), "end too early");
+    }
+    client.over_polling = client.got.len();
+    ws.send(Message::text("5")).await.unwrap();
+
+    loop {
+        let message = ws.next().await.expect("the end marker").unwrap();
+        let text = message.to_text().expect("text frames only");
+        let before = client.got.len();
+        if take(text, &mut client, sent, &mut pings) {
+            break;
+        }
+        if before == client.over_polling && client.got.len() > before {
+            upgraded.fetch_add(1, Ordering::SeqCst);
+        }
+        if std::mem::take(&mut pings) > 0 {
+            ws.send(Message::text("3")).await.unwrap();
+        }
+    }
+    // Polling is over for this session.
+    let refused = poll.get(&polling).await.unwrap();
+    assert_eq!(refused.status, 400, "{refused:?}");
+    client.ws = Some(ws);
+    client
+}
+
+/// Eight clients connect over long-polling and upgrade to WebSocket while another thread
+/// broadcasts numbered events to `/` the whole time: each client gets every number from some
+/// point no later than its joining up to the last one, contiguous, in order, once, part of
+/// them over polling and part over the WebSocket; and the server says each upgraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_upgrade_under_broadcast() {
+    let mut server = Server::start(roomy()).await;
+    let io = server.io.clone();
+    let sent = Arc::new(AtomicU64::new(0));
+    let upgraded = Arc::new(AtomicUsize::new(0));
+    let broadcaster = {
+        let (io, sent, upgraded) = (io.clone(), sent.clone(), upgraded.clone());
+        let rt = Handle::current();
+        thread(move || {
+            let mut n = 0;
+            while upgraded.load(Ordering::SeqCst) < UPGRADING && n < MAX_EVENTS {
+                io.emit("n", &n).unwrap();
+                n += 1;
+                sent.store(n, Ordering::SeqCst);
+                // One round trip per event keeps the pace at what the server handles.
+                rt.block_on(io.socket_count());
+            }
+            io.emit("end", &()).unwrap();
+            n
+        })
+    };
+    let (results, total) = within(TEST_LIMIT, "the scenario", async {
+        let clients = (0..UPGRADING).map(|_| upgrading_client(&server, &sent, &upgraded));
+        let results = futures::future::join_all(clients).await;
+        (results, broadcaster.await.expect("the broadcaster failed"))
+    })
+    .await;
+    assert!(total < MAX_EVENTS, "not every client upgraded in time");
+
+    let mut sockets = HashMap::new();
+    for _ in 0..UPGRADING {
+        let s = server.next_socket().await;
+        sockets.insert(s.id().to_string(), s);
+    }
+    for (i, c) in results.iter().enumerate() {
+        let first = c.got[0];
+        assert!(
+            c.got.windows(2).all(|w| w[1] == w[0] + 1),
+            "client {i}: a number lost, twice or out of order: {:?}",
+            c.got
+        );
+        assert!(
+            first <= c.bound,
+            "client {i} missed numbers broadcast after it joined: first {first}, bound {}",
+            c.bound
+        );
+        assert_eq!(c.got.last(), Some(&(total - 1)), "client {i}: the last one");
+        assert!(
+            0 < c.over_polling && c.over_polling < c.got.len(),
+            "client {i}: {} of {} over polling",
+            c.over_polling,
+            c.got.len()
+        );
+        let socket = sockets.get(&c.id).expect("the client's socket");
+        let did = within(
+            Duration::from_secs(2),
+            "upgraded()",
+            socket.conn().upgraded(),
+        );
+        assert!(did.await, "client {i}: the server saw no upgrade");
+        assert_eq!(socket.conn().transport().await, Some("websocket"));
+    }
+    // Gone before the close, which would otherwise linger for their close frames.
+    drop(results);
+    server.stop().await;
+}
+
+// 3. Emits to one socket from many threads.
+
+const EMITTERS: usize = 4;
+const PER_EMITTER: u64 = 500;
+
+/// Reads `client`'s events until it has `expected` of them, then one more that must be the
+/// end marker; checks that each (event, thread) pair's numbers come in order, each once.
+async fn per_sender(client: &mut TestClient, expected: usize) -> HashMap<(String, u64), u64> {
+    let mut next: HashMap<(String, u64), u64> = HashMap::new();
+    for _ in 0..expected {
+        let ev = client.recv().await.expect("still connected");
+        assert_ne!(ev.event, "end", "the end marker overtook an emit: {next:?}");
+        let (thread, seq): (u64, u64) = ev.data().unwrap();
+        let slot = next.entry((ev.event.clone(), thread)).or_default();
+        assert_eq!(seq, *slot, "{} from thread {thread}", ev.event);
+        *slot += 1;
+    }
+    let last = client.recv().await.expect("the end marker");
+    assert_eq!(last.event, "end", "more than was emitted: {last:?}");
+    next
+}
+
+/// Four OS threads emit 500 numbered events each to one socket through cloned `Socket`
+/// handles (alternating `emit` and `emit_checked`), and four more 500 each to a room of two
+/// sockets: each client sees every thread's numbers in order, none lost, none twice, and the
+/// socket outside the direct emits gets none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emits_from_many_threads_keep_per_sender_order() {
+    let mut server = Server::start(roomy()).await;
+    let io = server.io.clone();
+    within(TEST_LIMIT, "the scenario", async {
+        let (mut target, socket) = server.client().await;
+        let (mut other, other_socket) = server.client().await;
+        socket.join("x");
+        other_socket.join("x");
+        for s in [&socket, &other_socket] {
+            assert!(s.rooms().await.contains(&Room::from("x")));
+        }
+        let gate = Arc::new(Barrier::new(2 * EMITTERS));
+        let mut threads = Vec::new();
+        for t in 0..EMITTERS as u64 {
+            let (socket, start) = (socket.clone(), gate.clone());
+            let rt = Handle::current();
+            threads.push(thread(move || {
+                start.wait();
+                let mut checked = Vec::new();
+                for seq in 0..PER_EMITTER {
+                    if seq % 2 == 0 {
+                        socket.emit("d", &(t, seq)).unwrap();
+                    } else {
+                        checked.push(socket.emit_checked("d", &(t, seq)));
+                    }
+                }
+                for (i, outcome) in checked.into_iter().enumerate() {
+                    let outcome = rt.block_on(outcome);
+                    assert!(outcome.is_ok(), "thread {t}, emit {i}: {outcome:?}");
+                }
+            }));
+            let (io, start) = (io.clone(), gate.clone());
+            threads.push(thread(move || {
+                start.wait();
+                for seq in 0..PER_EMITTER {
+                    io.to("x").emit("r", &(t, seq)).unwrap();
+                }
+            }));
+        }
+        for t in threads {
+            t.await.expect("an emitting thread failed");
+        }
+        // Made after every emit returned, so it comes after all of them.
+        io.emit("end", &()).unwrap();
+
+        let each = EMITTERS * PER_EMITTER as usize;
+        let seen = per_sender(&mut target, 2 * each).await;
+        assert_eq!(seen.len(), 2 * EMITTERS, "{seen:?}");
+        assert!(seen.values().all(|n| *n == PER_EMITTER), "{seen:?}");
+        let seen = per_sender(&mut other, each).await;
+        assert_eq!(seen.len(), EMITTERS, "{seen:?}");
+        assert!(
+            seen.iter().all(|((e, _), n)| e == "r" && *n == PER_EMITTER),
+            "{seen:?}"
+        );
+    })
+    .await;
+    server.stop().await;
+}
+
+// 4. The outgoing queue's bound under both policies, over a WebSocket that stops reading.
+
+/// Size of the flood's messages: sixteen of them are the 1 MiB default byte bound.
+const BIG: usize = 64 * 1024;
+/// The flood gives up after this many (64 MiB): far more than the session's bound, the
+/// connection's budget and the kernel's socket buffers hold together.
+const MAX_FLOOD: u64 = 1024;
+
+/// A socket of `/` over a WebSocket driven by hand, so that the test decides when it reads;
+/// the server's handle on it.
+async fn silent_client(server: &mut Server) -> (WebSocketStream<Compat<TcpStream>>, Socket) {
+    let mut ws = server
+        .websocket("/socket.io/?EIO=4&transport=websocket")
+        .await;
+    let open = ws.next().await.expect("an open packet").unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    ws.send(Message::text("40")).await.unwrap();
+    let answer = ws.next().await.expect("a CONNECT answer").unwrap();
+    let answer = answer.to_text().unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_str(answer.strip_prefix("40").expect("a CONNECT answer")).unwrap();
+    let socket = server.next_socket().await;
+    assert_eq!(
+        answer["sid"].as_str(),
+        Some(socket.id().to_string().as_str())
+    );
+    (ws, socket)
+}
+
+/// Emits numbered `BIG` events to `socket` with `emit_checked`, one after the other, until
+/// one is refused; returns how many were accepted and the refusal.
+async fn flood(socket: &Socket) -> (u64, EmitError) {
+    let filler = "x".repeat(BIG);
+    for n in 0..MAX_FLOOD {
+        if let Err(e) = socket.emit_checked("big", &(n, &filler)).await {
+            return (n, e);
+        }
+    }
+    panic!("{MAX_FLOOD} messages of {BIG} bytes queued for a client that does not read");
+}
+
+/// The next Socket.IO packet on `ws` (pings answered), as text without the Engine.IO `4`;
+/// `None` once the connection ends.
+async fn next_packet(ws: &mut WebSocketStream<Compat<TcpStream>>) -> Option<String> {
+    loop {
+        let message = match ws.next().await {
+            Some(Ok(m)) => m,
+            None | Some(Err(_)) => return None,
+        };
+        match message {
+            Message::Text(t) if t.as_str() == "2" => {
+                let _ = ws.send(Message::text("3")).await;
+            }
+            Message::Text(t) => {
+                let t = t.as_str();
+                return Some(
+                    t.strip_prefix('4')
+                        .unwrap_or_else(|| panic!("{t:?}"))
+                        .into(),
+                );
+            }
+            Message::Close(_) => return None,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// The number of a flood event.
+fn flood_number(packet: &str) -> u64 {
+    let (name, args) = event(packet).unwrap_or_else(|| panic!("{packet:.40}"));
+    assert_eq!(name, "big");
+    args[0][0].as_u64().expect("a number")
+}
+
+/// Under `OverflowPolicy::Reject` a client that stops reading while the server emits large
+/// messages to it: `emit_checked` is refused with `Full` after a bounded number, the socket
+/// stays connected, and once the client reads again it gets exactly the accepted messages,
+/// in order, then what is emitted afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_bound_under_reject() {
+    let builder = volley::builder().max_buffered_packets(4096, OverflowPolicy::Reject);
+    let mut server = Server::start(builder).await;
+    let io = server.io.clone();
+    within(TEST_LIMIT, "the scenario", async {
+        let (mut ws, socket) = silent_client(&mut server).await;
+        let (accepted, refusal) = flood(&socket).await;
+        assert!(matches!(refusal, EmitError::Full), "{refusal:?}");
+        assert!(accepted > 0);
+        assert!(socket.connected(), "the socket was dropped under Reject");
+        assert_eq!(io.socket_count().await, 1);
+        for n in 0..accepted {
+            let packet = next_packet(&mut ws).await.expect("an accepted message");
+            assert_eq!(flood_number(&packet), n, "accepted messages in order");
+        }
+        socket.emit_checked("after", &()).await.unwrap();
+        let after = next_packet(&mut ws).await.expect("the next emit");
+        let name = event(&after).map(|(name, _)| name);
+        assert_eq!(
+            name.as_deref(),
+            Some("after"),
+            "nothing past the accepted ones"
+        );
+        assert!(server.disconnected.try_recv().is_err(), "a socket left");
+    })
+    .await;
+    server.stop().await;
+}
+
+/// Under `OverflowPolicy::Close` the same flood closes the session: the refused
+/// `emit_checked` says `Full`, the socket leaves with "transport error" (a slow client, as
+/// documented), later emits say `Disconnected`, and what the client still reads is a prefix
+/// of the accepted messages, in order, before its connection ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_bound_under_close() {
+    let builder = volley::builder().max_buffered_packets(4096, OverflowPolicy::Close);
+    let mut server = Server::start(builder).await;
+    within(TEST_LIMIT, "the scenario", async {
+        let (mut ws, socket) = silent_client(&mut server).await;
+        let (accepted, refusal) = flood(&socket).await;
+        assert!(matches!(refusal, EmitError::Full), "{refusal:?}");
+        let (id, reason) = within(
+            Duration::from_secs(5),
+            "the disconnect",
+            server.disconnected.recv(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(id, socket.id());
+        assert_eq!(reason, DisconnectReason::TransportError);
+        assert_eq!(reason.as_str(), "transport error");
+        assert!(!socket.connected());
+        let later = socket.emit_checked("after", &()).await;
+        assert!(matches!(later, Err(EmitError::Disconnected)), "{later:?}");
+        let started = Instant::now();
+        let mut got = Vec::new();
+        while let Some(packet) = next_packet(&mut ws).await {
+            got.push(flood_number(&packet));
+        }
+        assert!(
+            got.iter().copied().eq(0..got.len() as u64),
+            "not a prefix in order: {got:?}"
+        );
+        assert!(got.len() as u64 <= accepted, "{} > {accepted}", got.len());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    })
+    .await;
+    server.stop().await;
+}
