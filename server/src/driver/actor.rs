@@ -574,6 +574,7 @@ where
             self.evict(conn, now);
             more = true;
         }
+        self.metrics.flush();
         self.metrics.gauges(self.machine.session_count());
         more
     }

@@ -21,6 +21,21 @@ pub(crate) struct DriverMetrics {
     websockets: HashSet<ConnId>,
     /// The gauges as last set, so that they are set only when they change.
     last: Option<(usize, usize)>,
+    /// WebSocket packets and bytes received and sent since the last [`flush`], counted here
+    /// and handed to the recorder once per turn of the machine's task rather than once per
+    /// message.
+    ///
+    /// [`flush`]: DriverMetrics::flush
+    ws: WsCounts,
+}
+
+/// WebSocket traffic not yet handed to the recorder.
+#[derive(Debug, Default)]
+struct WsCounts {
+    packets_in: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    bytes_out: u64,
 }
 
 impl DriverMetrics {
@@ -40,8 +55,8 @@ impl DriverMetrics {
                 WsMessage::Text(t) => t.len(),
                 WsMessage::Binary(b) => b.len(),
             };
-            add_labelled(PACKETS_RECEIVED, "transport", "websocket", 1);
-            add_labelled(BYTES_RECEIVED, "transport", "websocket", len as u64);
+            self.ws.packets_in += 1;
+            self.ws.bytes_in += len as u64;
         }
         if let Some(Body::Complete(b)) = body {
             add_labelled(PACKETS_RECEIVED, "transport", "polling", payload_packets(b));
@@ -57,8 +72,8 @@ impl DriverMetrics {
                     WsMessage::Text(t) => t.len(),
                     WsMessage::Binary(b) => b.len(),
                 };
-                add_labelled(PACKETS_SENT, "transport", "websocket", 1);
-                add_labelled(BYTES_SENT, "transport", "websocket", len as u64);
+                self.ws.packets_out += 1;
+                self.ws.bytes_out += len as u64;
             }
             Output::Response { conn, response } => match response.status {
                 101 => {
@@ -92,6 +107,19 @@ impl DriverMetrics {
     }
 
     /// Sets the connection gauges from the machine's session count (when it has one).
+    /// Hands the WebSocket traffic counted since the last call to the recorder.
+    pub(crate) fn flush(&mut self) {
+        let ws = std::mem::take(&mut self.ws);
+        if ws.packets_in > 0 {
+            add_labelled(PACKETS_RECEIVED, "transport", "websocket", ws.packets_in);
+            add_labelled(BYTES_RECEIVED, "transport", "websocket", ws.bytes_in);
+        }
+        if ws.packets_out > 0 {
+            add_labelled(PACKETS_SENT, "transport", "websocket", ws.packets_out);
+            add_labelled(BYTES_SENT, "transport", "websocket", ws.bytes_out);
+        }
+    }
+
     pub(crate) fn gauges(&mut self, sessions: Option<usize>) {
         let Some(sessions) = sessions else {
             return;
