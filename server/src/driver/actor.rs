@@ -68,6 +68,11 @@ pub(crate) enum Input {
         conn: ConnId,
         message: WsMessage,
     },
+    /// Messages the connection had read at once, in order: one crossing for all of them.
+    WsMessages {
+        conn: ConnId,
+        messages: Vec<WsMessage>,
+    },
     WsDrained {
         conn: ConnId,
     },
@@ -494,10 +499,10 @@ where
                     self.evict(conn, now);
                 }
             }
-            Input::WsMessage { conn, message } => {
-                // A message read just after the machine closed the socket: already handled.
-                if let Err(misuse) = self.machine.handle_ws_message(conn, message, now) {
-                    tracing::debug!(%conn, %misuse, "WebSocket message dropped");
+            Input::WsMessage { conn, message } => self.ws_message(conn, message, now),
+            Input::WsMessages { conn, messages } => {
+                for message in messages {
+                    self.ws_message(conn, message, now);
                 }
             }
             Input::WsDrained { conn } => self.machine.handle_ws_drained(conn, now),
@@ -507,6 +512,13 @@ where
                 }
                 self.machine.handle_conn_closed(conn, error, now);
             }
+        }
+    }
+
+    fn ws_message(&mut self, conn: ConnId, message: WsMessage, now: Instant) {
+        // A message read just after the machine closed the socket: already handled.
+        if let Err(misuse) = self.machine.handle_ws_message(conn, message, now) {
+            tracing::debug!(%conn, %misuse, "WebSocket message dropped");
         }
     }
 

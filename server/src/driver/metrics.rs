@@ -38,6 +38,17 @@ struct WsCounts {
     bytes_out: u64,
 }
 
+impl WsCounts {
+    fn received(&mut self, message: &WsMessage) {
+        let len = match message {
+            WsMessage::Text(t) => t.len(),
+            WsMessage::Binary(b) => b.len(),
+        };
+        self.packets_in += 1;
+        self.bytes_in += len as u64;
+    }
+}
+
 impl DriverMetrics {
     /// An input from a connection task.
     pub(crate) fn input(&mut self, input: &Input) {
@@ -51,12 +62,10 @@ impl DriverMetrics {
             _ => (None, None),
         };
         if let Some(m) = ws {
-            let len = match m {
-                WsMessage::Text(t) => t.len(),
-                WsMessage::Binary(b) => b.len(),
-            };
-            self.ws.packets_in += 1;
-            self.ws.bytes_in += len as u64;
+            self.ws.received(m);
+        }
+        if let Input::WsMessages { messages, .. } = input {
+            messages.iter().for_each(|m| self.ws.received(m));
         }
         if let Some(Body::Complete(b)) = body {
             add_labelled(PACKETS_RECEIVED, "transport", "polling", payload_packets(b));

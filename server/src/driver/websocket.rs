@@ -50,6 +50,9 @@ use crate::runtime::Runtime;
 /// send much meanwhile.
 pub(crate) const STALL: Duration = Duration::from_millis(100);
 
+/// Messages read at once that cross to the machine's task together, at most.
+const READ_BATCH: usize = 64;
+
 /// The read buffer tungstenite allocates per connection. Its default (128 KiB) suits a few
 /// heavy sockets; many light ones are the common case here.
 const READ_BUFFER: usize = 4 * 1024;
@@ -198,32 +201,32 @@ pub(crate) async fn run<R, S>(
     let reader = async {
         // Bytes read and dropped after our close frame, while waiting for the peer's answer.
         let mut discarded = 0usize;
-        loop {
-            if !gate.is_open() {
-                tracing::trace!("websocket output backed up: not reading");
-                gate.opened().await;
-            }
-            let message = match source.next().await {
+        // What one read means: a message to hand on (or to drop after our close frame), or
+        // the end of reading.
+        let mut take = |item: Option<Result<Message, tungstenite::Error>>| {
+            let message = match item {
                 Some(Ok(Message::Text(text))) => {
                     match Utf8Bytes::try_from_bytes(Bytes::from(text)) {
                         Ok(text) => WsMessage::Text(text),
-                        Err(_) => continue, // tungstenite has validated it already
+                        Err(_) => return Ok(None), // tungstenite has validated it already
                     }
                 }
                 Some(Ok(Message::Binary(bytes))) => WsMessage::Binary(bytes),
                 // Pings are answered by tungstenite; pongs and raw frames mean nothing here.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => return ReadEnd::Closed,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                    return Ok(None);
+                }
+                Some(Ok(Message::Close(_))) | None => return Err(ReadEnd::Closed),
                 Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong {
                     size,
                     ..
                 }))) => {
                     tracing::debug!(size, "websocket message over the size limit");
-                    return ReadEnd::TooBig(size);
+                    return Err(ReadEnd::TooBig(size));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "websocket read failed");
-                    return ReadEnd::Failed;
+                    return Err(ReadEnd::Failed);
                 }
             };
             let size = match &message {
@@ -234,13 +237,56 @@ pub(crate) async fn run<R, S>(
             if closing.load(Ordering::Acquire) {
                 discarded += size;
                 if discarded > env.output_budget {
-                    return ReadEnd::Failed;
+                    return Err(ReadEnd::Failed);
                 }
-                continue;
+                return Ok(None);
             }
-            let input = Input::WsMessage { conn, message };
+            Ok(Some(message))
+        };
+        loop {
+            if !gate.is_open() {
+                tracing::trace!("websocket output backed up: not reading");
+                gate.opened().await;
+            }
+            let first = match take(source.next().await) {
+                Ok(Some(message)) => message,
+                Ok(None) => continue,
+                Err(end) => return end,
+            };
+            // Messages already read behind the first go with it, in one crossing to the
+            // machine's task, up to READ_BATCH and while the gate lets messages in.
+            let mut more = Vec::new();
+            let mut end = None;
+            while more.len() < READ_BATCH && gate.is_open() {
+                let Some(item) = source.next().now_or_never() else {
+                    break;
+                };
+                match take(item) {
+                    Ok(Some(message)) => more.push(message),
+                    Ok(None) => {}
+                    Err(e) => {
+                        end = Some(e);
+                        break;
+                    }
+                }
+            }
+            let input = if more.is_empty() {
+                Input::WsMessage {
+                    conn,
+                    message: first,
+                }
+            } else {
+                more.insert(0, first);
+                Input::WsMessages {
+                    conn,
+                    messages: more,
+                }
+            };
             if reader_inputs.send(input).await.is_err() {
                 return ReadEnd::Failed;
+            }
+            if let Some(end) = end {
+                return end;
             }
         }
     };
