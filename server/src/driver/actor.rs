@@ -262,6 +262,14 @@ struct Route {
     websocket: bool,
 }
 
+impl Drop for Route {
+    /// A connection forgotten, or the machine's task ended: its WebSocket writer, which
+    /// waits on the outbox alone, stops once it has written what is held.
+    fn drop(&mut self) {
+        self.outbox.close();
+    }
+}
+
 pub(crate) struct Actor<M, R: Runtime, F> {
     machine: M,
     runtime: R,

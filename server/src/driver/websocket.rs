@@ -293,13 +293,16 @@ pub(crate) async fn run<R, S>(
 
     let mut writer_inputs = inputs.clone();
     let mut pending = pending;
+    // Outputs the machine's task put on the channel behind the `101`, if any, go first.
+    while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
+        pending.extend(batch);
+    }
     let writer = async {
         // Bytes taken from the outbox and not yet reported written.
         let mut taken = 0;
         loop {
             if pending.is_empty() {
-                let more =
-                    poll_fn(|cx| poll_more(cx, &outbox, &mut outputs, &mut pending, &mut taken));
+                let more = poll_fn(|cx| poll_more(cx, &outbox, &mut pending, &mut taken));
                 if !more.await {
                     return WriteEnd::Failed;
                 }
@@ -353,9 +356,8 @@ pub(crate) async fn run<R, S>(
                         // The peer is not reading: stop reading it until this batch is out.
                         gate.stall();
                         loop {
-                            let next = poll_fn(|cx| {
-                                poll_more(cx, &outbox, &mut outputs, &mut later, &mut taken_later)
-                            });
+                            let next =
+                                poll_fn(|cx| poll_more(cx, &outbox, &mut later, &mut taken_later));
                             let waiting = select(deadline.as_mut(), next);
                             match select(batch.as_mut(), waiting).await {
                                 Either::Left((result, _)) => break Some(result),
@@ -488,32 +490,19 @@ async fn too_big_close<R: Runtime, S>(
     }
 }
 
-/// Waits for more to write: takes what the channel (outputs handed over before the upgrade
-/// completed) and the outbox hold into `into`, counting the outbox's bytes in `taken`.
-/// `Ready(false)` once neither can bring anything more (the connection was dropped).
+/// Waits for more to write: takes what the outbox holds into `into`, counting its bytes in
+/// `taken`. `Ready(false)` once it can bring nothing more (the connection was dropped, or the
+/// machine's task ended: dropping a connection's route closes its outbox). Everything the
+/// machine's task has for a WebSocket goes through the outbox; its channel carried only the
+/// HTTP outputs up to the `101`, and is not polled here.
 fn poll_more(
     cx: &mut Context<'_>,
     outbox: &Outbox,
-    outputs: &mut mpsc::Receiver<ToConn>,
     into: &mut VecDeque<Output>,
     taken: &mut usize,
 ) -> Poll<bool> {
     let mut got = false;
     let mut ended = false;
-    loop {
-        match outputs.poll_next_unpin(cx) {
-            Poll::Ready(Some(ToConn::Outputs(batch))) => {
-                into.extend(batch);
-                got = true;
-            }
-            Poll::Ready(Some(ToConn::NotOwned)) => {}
-            Poll::Ready(None) => {
-                ended = true;
-                break;
-            }
-            Poll::Pending => break,
-        }
-    }
     let before = into.len();
     match outbox.poll_take(cx, into) {
         Poll::Ready(true) => {
