@@ -363,6 +363,15 @@ impl Engine {
         let Some(Role::Held(sid, ConnRole::WebSocket)) = self.conns.get(&conn).copied() else {
             return;
         };
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            if session.queued() == 0 {
+                // Nothing waits: the session only becomes writable again, with no output, no
+                // event and no change to its connections or deadline (the common case of a
+                // broadcast's copy written at once), so there is nothing to settle.
+                session.handle_ws_drained(conn, now);
+                return;
+            }
+        }
         self.with_session(sid, false, |session| session.handle_ws_drained(conn, now));
     }
 
