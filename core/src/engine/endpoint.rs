@@ -6,10 +6,11 @@ use super::error::ErrorCode;
 use super::machine::Event;
 use super::packet::{Packet, Protocol};
 use super::session::{Limits, Session, Transport, TransportKind};
-use crate::http::{Method, RequestHead, Response, websocket_handshake};
+use crate::http::{Method, RequestHead, Response, query_pairs, websocket_handshake};
 use crate::ids::{ConnId, Sid};
 use crate::rng::{IdGenerator, RandomIds};
 use crate::utf8::Utf8Bytes;
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 /// What a request is, by [`Endpoint::route`].
@@ -106,24 +107,34 @@ fn refusal(code: ErrorCode, websocket: bool) -> Response {
 }
 
 /// The query parameters the engine reads.
-struct Query {
-    eio: Option<String>,
-    transport: Option<String>,
-    sid: Option<String>,
-    b64: Option<String>,
-    j: Option<String>,
+/// The query parameters the endpoint reads, borrowed from the request (decoded copies only
+/// for percent-encoded values), found in one pass; the first of each name counts.
+#[derive(Default)]
+struct Query<'a> {
+    eio: Option<Cow<'a, str>>,
+    transport: Option<Cow<'a, str>>,
+    sid: Option<Cow<'a, str>>,
+    b64: Option<Cow<'a, str>>,
+    j: Option<Cow<'a, str>>,
 }
 
-impl Query {
-    fn of(head: &RequestHead) -> Self {
-        let get = |k| head.query_param(k).map(|v| v.into_owned());
-        Query {
-            eio: get("EIO"),
-            transport: get("transport"),
-            sid: get("sid"),
-            b64: get("b64"),
-            j: get("j"),
+impl<'a> Query<'a> {
+    fn of(head: &'a RequestHead) -> Self {
+        let mut q = Query::default();
+        for (key, value) in query_pairs(head.query()) {
+            let slot = match &*key {
+                "EIO" => &mut q.eio,
+                "transport" => &mut q.transport,
+                "sid" => &mut q.sid,
+                "b64" => &mut q.b64,
+                "j" => &mut q.j,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
         }
+        q
     }
 }
 
