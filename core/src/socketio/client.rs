@@ -376,6 +376,8 @@ impl Client {
 
     /// Adds the socket accepted into `nsp`; the connect timeout no longer applies.
     pub fn add_socket(&mut self, nsp: Arc<str>, socket: SocketId, pid: Option<Arc<str>>) {
+        // Most clients join one namespace: room for one, not the four a first push reserves.
+        self.sockets.reserve_exact(1);
         self.sockets.push(ClientSocket {
             nsp,
             id: socket,
