@@ -323,7 +323,7 @@ pub(crate) async fn run<R, S>(
                 Some(Ok(true)) => {
                     // Under the outbox's budget again after it was over: the session may
                     // send again.
-                    if outbox.written(std::mem::take(&mut taken)) {
+                    if outbox.written_giving_back(std::mem::take(&mut taken), &mut pending) {
                         let drained = Input::WsDrained { conn };
                         if writer_inputs.send(drained).await.is_err() {
                             return WriteEnd::Failed;
