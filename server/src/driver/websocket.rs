@@ -160,16 +160,14 @@ impl Gate {
     }
 }
 
-/// Serves the WebSocket until either side ends it, then reports the end to the machine
-/// (`error`: it failed rather than closed).
-pub(crate) async fn run<R, S>(
-    env: &Env<R>,
-    conn: ConnId,
-    stream: S,
-    leftover: BytesMut,
-    pending: VecDeque<Output>,
-    link: Link,
-) where
+/// The two halves of an open WebSocket.
+pub(crate) type Halves<S> = (WebSocketSender<S>, WebSocketReceiver<S>);
+
+/// Opens the WebSocket on `stream` after the `101`: `leftover` holds the bytes read past the
+/// upgrade request (frames the client sent right behind it). The HTTP read buffer is not
+/// needed for the WebSocket's life: it is freed here, not when the connection ends.
+pub(crate) async fn open<R, S>(env: &Env<R>, stream: S, leftover: BytesMut) -> Halves<S>
+where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -177,15 +175,31 @@ pub(crate) async fn run<R, S>(
     let ws = if leftover.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, config).await
     } else {
-        // Frames the client sent right behind its upgrade request.
         WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, config).await
     };
-    // The HTTP read buffer is not needed for the WebSocket's life: free it now, not when the
-    // connection ends (it is most of an idle connection's memory otherwise).
     drop(leftover);
+    ws.split()
+}
+
+/// Serves the WebSocket [opened](open) as `halves` until either side ends it, then reports
+/// the end to the machine (`error`: it failed rather than closed).
+///
+/// An idle connection spends its life in this future, so what it holds across its awaits is
+/// what an idle WebSocket costs beyond tungstenite's buffers: it takes the opened halves (not
+/// the stream, which would stay in its frame after the split) and nothing of the HTTP half.
+pub(crate) async fn run<R, S>(
+    env: &Env<R>,
+    conn: ConnId,
+    halves: Halves<S>,
+    pending: VecDeque<Output>,
+    link: Link,
+) where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tracing::Span::current().record("transport", "websocket");
     tracing::debug!("websocket open");
-    let (mut sink, mut source) = ws.split();
+    let (mut sink, mut source) = halves;
     let Link {
         inputs,
         mut outputs,
