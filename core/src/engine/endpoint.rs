@@ -10,6 +10,7 @@ use crate::http::{Method, RequestHead, Response, websocket_handshake};
 use crate::ids::{ConnId, Sid};
 use crate::rng::{IdGenerator, RandomIds};
 use crate::utf8::Utf8Bytes;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a request is, by [`Endpoint::route`].
@@ -137,6 +138,8 @@ fn at_least_a_millisecond(d: Duration) -> Duration {
 /// ([`super::Engine`] does that) or each on its own task.
 pub struct Endpoint {
     config: Config,
+    /// What each session takes of `config`, shared by all of them.
+    limits: Arc<Limits>,
     ids: Box<dyn IdGenerator>,
 }
 
@@ -164,7 +167,12 @@ impl Endpoint {
         config.upgrade_timeout = at_least_a_millisecond(config.upgrade_timeout);
         config.close_timeout = at_least_a_millisecond(config.close_timeout);
         config.max_packets_per_poll = config.max_packets_per_poll.max(1);
-        Endpoint { config, ids }
+        let limits = Arc::new(Limits::of(&config));
+        Endpoint {
+            config,
+            limits,
+            ids,
+        }
     }
 
     /// The configuration in force (durations clamped to at least 1 ms, at least one packet
@@ -268,7 +276,7 @@ impl Endpoint {
         if in_use(sid) {
             return Err(refused());
         }
-        let limits = Limits::of(&self.config);
+        let limits = self.limits.clone();
         let mut session = match kind {
             TransportKind::Polling => {
                 Session::new(sid, protocol, limits, Transport::Polling { get: None })
