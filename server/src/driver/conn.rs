@@ -135,17 +135,13 @@ pub(crate) async fn run<R, S>(
             };
             let halves = websocket::open(env, stream, buf).await;
             if detach {
-                let task_env = env.clone();
-                let websocket = async move {
-                    websocket::run(&task_env, conn, halves, pending, link).await;
-                    drop(admission);
-                };
+                let websocket =
+                    websocket::run(env.clone(), conn, halves, pending, link, Some(admission));
                 env.runtime
                     .spawn(websocket.instrument(tracing::Span::current()));
                 return;
             }
-            websocket::run(env, conn, halves, pending, link).await;
-            drop(admission);
+            websocket::run(&**env, conn, halves, pending, link, Some(admission)).await;
             return;
         }
         End::Relay(relay) => {

@@ -228,7 +228,7 @@ impl<R: Runtime> Upgrade<R> {
         let span = tracing::debug_span!("conn", id = conn.0);
         let websocket = async {
             let halves = websocket::open(&env, stream, BytesMut::new()).await;
-            websocket::run(&env, conn, halves, pending, link).await;
+            websocket::run(&*env, conn, halves, pending, link, None).await;
         };
         websocket.instrument(span).await;
         // The WebSocket half reported the end itself. Dropped before here, the guard does

@@ -43,7 +43,8 @@ use super::actor::{Input, ToConn};
 use super::conn::Link;
 use super::io::{LINGER, linger_close_after, or_timeout};
 use super::outbox::{Outbox, output_len};
-use crate::runtime::Runtime;
+use super::shutdown::Admission;
+use crate::runtime::{Runtime, deadline_after};
 
 /// How long a batch may take to write before the connection stops being read: long enough
 /// for a reading peer on a slow link, short enough that a peer that does not read cannot
@@ -182,27 +183,59 @@ where
 }
 
 /// Serves the WebSocket [opened](open) as `halves` until either side ends it, then reports
-/// the end to the machine (`error`: it failed rather than closed).
+/// the end to the machine (`error`: it failed rather than closed); `admission`, the
+/// connection's place under the caps, is released at the very end.
 ///
 /// An idle connection spends its life in this future, so what it holds across its awaits is
-/// what an idle WebSocket costs beyond tungstenite's buffers: it takes the opened halves (not
-/// the stream, which would stay in its frame after the split) and nothing of the HTTP half.
-pub(crate) async fn run<R, S>(
+/// what an idle WebSocket costs beyond tungstenite's buffers. It takes the opened halves
+/// (not the stream, which would stay in its frame after the split) and nothing of the HTTP
+/// half, and uses what it is given in place (an `async fn` would keep each argument twice:
+/// as passed, and moved into its body).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub(crate) fn run<R, S, E>(
+    env: E,
+    conn: ConnId,
+    mut halves: Halves<S>,
+    mut pending: VecDeque<Output>,
+    mut link: Link,
+    admission: Option<Admission>,
+) -> impl Future<Output = ()>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: std::ops::Deref<Target = Env<R>>,
+{
+    async move {
+        let too_big = serve(&env, conn, &mut halves, &mut pending, &mut link).await;
+        if let Some(size) = too_big {
+            let (sink, source) = halves;
+            // Boxed: the task is not sized for this rare ending.
+            let close = too_big_close(&env, sink, source, link, pending, size);
+            Box::pin(close).await;
+        }
+        drop(admission);
+    }
+}
+
+/// [`run`]'s body, on borrowed state. Returns the size of a message over the limit, for
+/// [`too_big_close`], when one ended it.
+async fn serve<R, S>(
     env: &Env<R>,
     conn: ConnId,
-    halves: Halves<S>,
-    pending: VecDeque<Output>,
-    link: Link,
-) where
+    halves: &mut Halves<S>,
+    pending: &mut VecDeque<Output>,
+    link: &mut Link,
+) -> Option<usize>
+where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tracing::Span::current().record("transport", "websocket");
     tracing::debug!("websocket open");
-    let (mut sink, mut source) = halves;
+    let (sink, source) = halves;
     let Link {
         inputs,
-        mut outputs,
+        outputs,
         outbox,
     } = link;
     let closing = AtomicBool::new(false);
@@ -260,14 +293,12 @@ pub(crate) async fn run<R, S>(
     };
 
     let mut writer_inputs = inputs.clone();
-    let mut pending = pending;
     let writer = async {
         // Bytes taken from the outbox and not yet reported written.
         let mut taken = 0;
         loop {
             if pending.is_empty() {
-                let more =
-                    poll_fn(|cx| poll_more(cx, &outbox, &mut outputs, &mut pending, &mut taken));
+                let more = poll_fn(|cx| poll_more(cx, outbox, outputs, pending, &mut taken));
                 if !more.await {
                     return WriteEnd::Failed;
                 }
@@ -276,7 +307,9 @@ pub(crate) async fn run<R, S>(
             let mut later = VecDeque::new();
             let mut taken_later = 0;
             let result = {
-                let mut deadline = pin!(env.runtime.sleep(env.config.write_timeout));
+                // The write timeout counts from here; its timer is made only if the batch
+                // stalls, so the two timers never take room in this future at once.
+                let started = env.runtime.now();
                 let batch = async {
                     while let Some(output) = pending.pop_front() {
                         match output {
@@ -299,15 +332,20 @@ pub(crate) async fn run<R, S>(
                     Ok::<_, tungstenite::Error>(true)
                 };
                 let mut batch = pin!(batch);
-                let stall = pin!(env.runtime.sleep(STALL));
-                match or_timeout(batch.as_mut(), stall).await {
+                let quick = {
+                    let stall = pin!(env.runtime.sleep(STALL));
+                    or_timeout(batch.as_mut(), stall).await
+                };
+                match quick {
                     Some(result) => Some(result),
                     None => {
                         // The peer is not reading: stop reading it until this batch is out.
                         gate.stall();
+                        let deadline = deadline_after(started, env.config.write_timeout);
+                        let mut deadline = pin!(env.runtime.sleep_until(deadline));
                         loop {
                             let next = poll_fn(|cx| {
-                                poll_more(cx, &outbox, &mut outputs, &mut later, &mut taken_later)
+                                poll_more(cx, outbox, outputs, &mut later, &mut taken_later)
                             });
                             let waiting = select(deadline.as_mut(), next);
                             match select(batch.as_mut(), waiting).await {
@@ -337,7 +375,7 @@ pub(crate) async fn run<R, S>(
                 Some(Ok(true)) => {
                     // Under the outbox's budget again after it was over: the session may
                     // send again.
-                    if outbox.written_giving_back(std::mem::take(&mut taken), &mut pending) {
+                    if outbox.written_giving_back(std::mem::take(&mut taken), pending) {
                         let drained = Input::WsDrained { conn };
                         if writer_inputs.send(drained).await.is_err() {
                             return WriteEnd::Failed;
@@ -358,7 +396,6 @@ pub(crate) async fn run<R, S>(
         }
     };
 
-    let mut inputs = inputs;
     let (peer_closed, too_big) = {
         let mut reader = pin!(reader);
         let mut writer = pin!(writer);
@@ -382,16 +419,16 @@ pub(crate) async fn run<R, S>(
         }
         (peer_closed, too_big)
     };
-    if let Some(size) = too_big {
-        // Boxed: the task is not sized for this rare ending.
-        let close = too_big_close(env, sink, source, outputs, &outbox, pending, size);
-        Box::pin(close).await;
-    } else if peer_closed {
+    if too_big.is_some() {
+        return too_big;
+    }
+    if peer_closed {
         // tungstenite queued the answer to the peer's close frame; the next read flushes it
         // if it could not be written at once.
         let linger = pin!(env.runtime.sleep(LINGER));
         let _ = or_timeout(source.next(), linger).await;
     }
+    None
 }
 
 /// Answers a message over the size limit: what the machine already handed over (the open
@@ -401,8 +438,7 @@ async fn too_big_close<R: Runtime, S>(
     env: &Env<R>,
     mut sink: WebSocketSender<S>,
     source: WebSocketReceiver<S>,
-    mut outputs: mpsc::Receiver<ToConn>,
-    outbox: &Outbox,
+    link: Link,
     mut pending: VecDeque<Output>,
     size: usize,
 ) where
@@ -411,6 +447,11 @@ async fn too_big_close<R: Runtime, S>(
     let linger = pin!(env.runtime.sleep(LINGER));
     let _ = or_timeout(
         async {
+            let Link {
+                mut outputs,
+                outbox,
+                ..
+            } = link;
             while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
                 pending.extend(batch);
             }
