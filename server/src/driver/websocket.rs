@@ -17,9 +17,11 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::error::CapacityError;
@@ -32,9 +34,8 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
-use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use volley_core::engine::{Output, WsMessage};
 use volley_core::{ConnId, Utf8Bytes};
 
@@ -528,19 +529,69 @@ fn poll_more(
 
 /// Runs `a` and `b` until one completes, polling each only when its own waker fired: the
 /// reader (whose every poll makes tungstenite prepare a read buffer) is not polled for each
-/// batch the writer is woken for, nor the writer for each frame read.
-async fn race<A, B>(a: A, b: B) -> Either<A::Output, B::Output>
+/// batch the writer is woken for, nor the writer for each frame read. Each side gets a waker
+/// of its own, which marks it and wakes the task: two small allocations for the connection's
+/// life.
+async fn race<A, B>(mut a: A, mut b: B) -> Either<A::Output, B::Output>
 where
     A: Future + Unpin,
     B: Future + Unpin,
 {
-    let mut both = FuturesUnordered::new();
-    both.push(Either::Left(a.map(Either::Left)));
-    both.push(Either::Right(b.map(Either::Right)));
-    loop {
-        if let Some(first) = both.next().await {
-            return first;
+    let (a_side, b_side) = (Arc::new(Side::default()), Arc::new(Side::default()));
+    let (a_waker, b_waker) = (Waker::from(a_side.clone()), Waker::from(b_side.clone()));
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = a_side.poll(cx, &a_waker, &mut a) {
+            return Poll::Ready(Either::Left(out));
         }
+        if let Poll::Ready(out) = b_side.poll(cx, &b_waker, &mut b) {
+            return Poll::Ready(Either::Right(out));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// One side of a [`race`]: whether its future was woken since it was last polled, and the
+/// task to wake then.
+struct Side {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Default for Side {
+    fn default() -> Self {
+        // Polled once at the start, as any future.
+        Side {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }
+    }
+}
+
+impl Side {
+    /// Polls `fut` with this side's waker if it was woken.
+    fn poll<F: Future + Unpin>(
+        &self,
+        cx: &mut Context<'_>,
+        waker: &Waker,
+        fut: &mut F,
+    ) -> Poll<F::Output> {
+        self.task.register(cx.waker());
+        if !self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        Pin::new(fut).poll(&mut Context::from_waker(waker))
+    }
+}
+
+impl Wake for Side {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 
@@ -552,5 +603,89 @@ fn to_tungstenite(message: WsMessage) -> Option<Message> {
             .ok()
             .map(Message::Text),
         WsMessage::Binary(bytes) => Some(Message::Binary(bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts its polls, keeps the last waker, completes once `ready`.
+    #[derive(Clone, Default)]
+    struct Probe {
+        polls: Arc<AtomicUsize>,
+        ready: Arc<AtomicBool>,
+        waker: Arc<Mutex<Option<Waker>>>,
+    }
+
+    impl Probe {
+        fn polls(&self) -> usize {
+            self.polls.load(Ordering::SeqCst)
+        }
+
+        fn wake(&self) {
+            if let Some(waker) = self.waker.lock().unwrap().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl Future for Probe {
+        type Output = usize;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+            let polls = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+            *self.waker.lock().unwrap() = Some(cx.waker().clone());
+            if self.ready.load(Ordering::SeqCst) {
+                Poll::Ready(polls)
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Counts the wakes of the task.
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn race_polls_only_the_side_that_was_woken() {
+        let (a, b) = (Probe::default(), Probe::default());
+        let task = Arc::new(Task::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut both = std::pin::pin!(race(a.clone(), b.clone()));
+        assert!(both.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            (a.polls(), b.polls()),
+            (1, 1),
+            "each polled once at the start"
+        );
+        assert!(both.as_mut().poll(&mut cx).is_pending());
+        assert_eq!((a.polls(), b.polls()), (1, 1), "not woken: not polled");
+        a.wake();
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            1,
+            "a side's wake wakes the task"
+        );
+        assert!(both.as_mut().poll(&mut cx).is_pending());
+        assert_eq!((a.polls(), b.polls()), (2, 1));
+        b.ready.store(true, Ordering::SeqCst);
+        b.wake();
+        assert_eq!(task.0.load(Ordering::SeqCst), 2);
+        match both.as_mut().poll(&mut cx) {
+            Poll::Ready(Either::Right(polls)) => assert_eq!(polls, 2),
+            other => panic!("expected b's end, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(a.polls(), 2, "a was not polled for b's wake");
     }
 }
