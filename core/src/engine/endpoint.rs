@@ -312,6 +312,9 @@ impl Endpoint {
             self.config.ping_timeout.as_millis(),
             self.config.max_payload,
         );
+        // Room for one packet, not the four a first push reserves: a WebSocket session's
+        // queue is empty between frames, and most of its life carries one ping at a time.
+        session.queue.reserve_exact(1);
         session.queue.push_back(Packet::Open(Utf8Bytes::from(open)));
         if kind == TransportKind::Polling {
             let response = session.poll_response();
