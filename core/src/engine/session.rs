@@ -162,7 +162,8 @@ pub struct Session {
     /// (the v3 XHR2 framing). It outlives an upgrade and the session's end: the body is
     /// answered when it arrives.
     post: Option<(ConnId, bool)>,
-    probe: Option<Probe>,
+    /// Boxed: a probe lives only during an upgrade.
+    probe: Option<Box<Probe>>,
     pub(super) queue: VecDeque<Packet>,
     /// The message bytes in `queue` (see [`Config::max_buffered_bytes`]).
     queued_bytes: usize,
@@ -711,11 +712,11 @@ impl Session {
             self.push(Output::Close { conn });
             return;
         }
-        self.probe = Some(Probe {
+        self.probe = Some(Box::new(Probe {
             conn,
             probed: false,
             deadline: now + self.limits.upgrade_timeout,
-        });
+        }));
         self.respond(conn, accept);
     }
 
