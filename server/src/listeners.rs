@@ -34,8 +34,6 @@ pub(crate) struct OwnListener {
 /// What one socket registered on itself.
 #[derive(Default)]
 pub(crate) struct SocketListeners {
-    /// The socket disconnected: nothing more is registered.
-    pub closed: bool,
     pub events: HashMap<String, Vec<OwnListener>>,
     pub middleware: Vec<PacketMw>,
     /// Catch-all listeners before the namespace's (`prepend_any`, newest first) and after
@@ -86,15 +84,5 @@ impl SocketListeners {
     /// How many outgoing hooks are registered.
     pub fn outgoing_count(&self) -> usize {
         self.out_front.len() + self.out_back.len()
-    }
-
-    /// Drops everything (at disconnect), and takes no more.
-    pub fn close(&mut self) -> usize {
-        let outgoing = self.outgoing_count();
-        *self = SocketListeners {
-            closed: true,
-            ..SocketListeners::default()
-        };
-        outgoing
     }
 }

@@ -157,7 +157,7 @@ impl Next {
         let accepted = self
             .ctl
             .handle
-            .call(move |node, now| node.accept(request, handshake, data, ns, tx, now))
+            .call(move |node, now| node.accept(request, handshake, data, ns, Some(tx), now))
             .await
             .map_err(|_| ConnectError::new("server stopped"))?;
         let socket = accepted.map_err(|e| ConnectError::new(e.to_string()))?;

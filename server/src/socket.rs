@@ -38,7 +38,16 @@ struct Inner {
     ns: Arc<NsHandlers>,
     connected: AtomicBool,
     recovered: bool,
-    listeners: Mutex<SocketListeners>,
+    listeners: Mutex<OwnListeners>,
+}
+
+/// What the socket registered on itself, allocated at the first registration: most sockets
+/// register nothing, and the lists would be a third of an idle socket's handle.
+#[derive(Default)]
+struct OwnListeners {
+    /// The socket disconnected: its listeners are dropped and nothing more is registered.
+    closed: bool,
+    list: Option<Box<SocketListeners>>,
 }
 
 impl fmt::Debug for Socket {
@@ -76,7 +85,7 @@ impl Socket {
                 ns,
                 connected: AtomicBool::new(true),
                 recovered,
-                listeners: Mutex::new(SocketListeners::default()),
+                listeners: Mutex::new(OwnListeners::default()),
             }),
         }
     }
@@ -344,19 +353,28 @@ impl Socket {
 
     // ---- listeners of this socket ----
 
-    fn listeners(&self) -> std::sync::MutexGuard<'_, SocketListeners> {
+    fn own(&self) -> std::sync::MutexGuard<'_, OwnListeners> {
         self.inner
             .listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// `f` on this socket's listeners, or `none` when it registered none (nothing is
+    /// allocated to find out).
+    fn listeners<T>(&self, none: T, f: impl FnOnce(&mut SocketListeners) -> T) -> T {
+        match self.own().list.as_deref_mut() {
+            Some(list) => f(list),
+            None => none,
+        }
+    }
+
     /// Registers with `f` unless the socket has disconnected; the new listener's id.
     fn register(&self, f: impl FnOnce(&mut SocketListeners, ListenerId)) -> ListenerId {
         let id = ListenerId::next();
-        let mut listeners = self.listeners();
-        if !listeners.closed {
-            f(&mut listeners, id);
+        let mut own = self.own();
+        if !own.closed {
+            f(own.list.get_or_insert_with(Box::default), id);
         }
         id
     }
@@ -402,17 +420,19 @@ impl Socket {
     /// Removes every listener of `event` this socket registered on itself (Node's
     /// `socket.off(event)` / `removeAllListeners(event)`); the namespace's stay.
     pub fn off(&self, event: &str) {
-        self.listeners().events.remove(event);
+        self.listeners((), |l| {
+            l.events.remove(event);
+        });
     }
 
     /// Removes one listener of this socket, of whatever kind (an event listener, packet
     /// middleware excepted, a catch-all or outgoing one): whether it was there.
     pub fn off_listener(&self, id: ListenerId) -> bool {
-        let mut listeners = self.listeners();
-        let before = listeners.outgoing_count();
-        let found = listeners.remove(id);
-        let removed = before - listeners.outgoing_count();
-        drop(listeners);
+        let (found, removed) = self.listeners((false, 0), |l| {
+            let before = l.outgoing_count();
+            let found = l.remove(id);
+            (found, before - l.outgoing_count())
+        });
         self.inner
             .ctl
             .own_outgoing
@@ -423,12 +443,12 @@ impl Socket {
     /// Removes every event listener this socket registered on itself (Node's
     /// `removeAllListeners()`); catch-all listeners and middleware stay.
     pub fn off_all(&self) {
-        self.listeners().events.clear();
+        self.listeners((), |l| l.events.clear());
     }
 
     /// How many listeners of `event` this socket registered on itself.
     pub fn listener_count(&self, event: &str) -> usize {
-        self.listeners().events.get(event).map_or(0, Vec::len)
+        self.listeners(0, |l| l.events.get(event).map_or(0, Vec::len))
     }
 
     /// Adds packet middleware for this socket's events (Node's `socket.use`): it runs after
@@ -470,8 +490,7 @@ impl Socket {
     /// Removes catch-all listener `id` of this socket, or, with `None`, every one this socket
     /// registered (Node's `socket.offAny(listener)` / `offAny()`).
     pub fn off_any(&self, id: Option<ListenerId>) {
-        let mut l = self.listeners();
-        match id {
+        self.listeners((), |l| match id {
             Some(id) => {
                 l.any_front.retain(|(i, _)| *i != id);
                 l.any_back.retain(|(i, _)| *i != id);
@@ -480,7 +499,7 @@ impl Socket {
                 l.any_front.clear();
                 l.any_back.clear();
             }
-        }
+        });
     }
 
     /// Sees every event sent to this socket, before it leaves (Node's
@@ -514,20 +533,20 @@ impl Socket {
     /// Removes outgoing hook `id` of this socket, or, with `None`, every one this socket
     /// registered (Node's `socket.offAnyOutgoing(listener)` / `offAnyOutgoing()`).
     pub fn off_any_outgoing(&self, id: Option<ListenerId>) {
-        let mut l = self.listeners();
-        let before = l.outgoing_count();
-        match id {
-            Some(id) => {
-                l.out_front.retain(|(i, _)| *i != id);
-                l.out_back.retain(|(i, _)| *i != id);
+        let removed = self.listeners(0, |l| {
+            let before = l.outgoing_count();
+            match id {
+                Some(id) => {
+                    l.out_front.retain(|(i, _)| *i != id);
+                    l.out_back.retain(|(i, _)| *i != id);
+                }
+                None => {
+                    l.out_front.clear();
+                    l.out_back.clear();
+                }
             }
-            None => {
-                l.out_front.clear();
-                l.out_back.clear();
-            }
-        }
-        let removed = before - l.outgoing_count();
-        drop(l);
+            before - l.outgoing_count()
+        });
         self.inner
             .ctl
             .own_outgoing
@@ -536,17 +555,20 @@ impl Socket {
 
     /// This socket's listeners of `event` (the `once` ones taken out).
     pub(crate) fn take_listeners(&self, event: &str) -> Vec<OwnListener> {
-        self.listeners().take_event(event)
+        self.listeners(Vec::new(), |l| l.take_event(event))
     }
 
     /// This socket's packet middleware.
     pub(crate) fn own_middleware(&self) -> Vec<PacketMw> {
-        self.listeners().middleware.clone()
+        self.listeners(Vec::new(), |l| l.middleware.clone())
     }
 
     /// The catch-all listeners of this socket's incoming events, in the order they run.
     pub(crate) fn any_hooks(&self) -> Vec<AnyHook> {
-        let l = self.listeners();
+        let own = self.own();
+        let Some(l) = own.list.as_deref() else {
+            return self.inner.ns.any();
+        };
         let mut hooks: Vec<AnyHook> = l.any_front.iter().map(|(_, h)| h.clone()).collect();
         hooks.extend(self.inner.ns.any());
         hooks.extend(l.any_back.iter().map(|(_, h)| h.clone()));
@@ -559,7 +581,10 @@ impl Socket {
         if self.inner.ctl.own_outgoing.load(Ordering::Acquire) == 0 {
             return ns;
         }
-        let l = self.listeners();
+        let own = self.own();
+        let Some(l) = own.list.as_deref() else {
+            return ns;
+        };
         let mut hooks: Vec<OutgoingHook> = l.out_front.iter().map(|(_, h)| h.clone()).collect();
         hooks.extend(ns);
         hooks.extend(l.out_back.iter().map(|(_, h)| h.clone()));
@@ -569,7 +594,11 @@ impl Socket {
     /// Drops every listener of the socket (at its disconnect): they hold clones of the
     /// socket, and register nothing more.
     pub(crate) fn close_listeners(&self) {
-        let outgoing = self.listeners().close();
+        let outgoing = {
+            let mut own = self.own();
+            own.closed = true;
+            own.list.take().map_or(0, |l| l.outgoing_count())
+        };
         self.inner
             .ctl
             .own_outgoing

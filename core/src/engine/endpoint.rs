@@ -11,6 +11,7 @@ use crate::ids::{ConnId, Sid};
 use crate::rng::{IdGenerator, RandomIds};
 use crate::utf8::Utf8Bytes;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a request is, by [`Endpoint::route`].
@@ -148,6 +149,8 @@ fn at_least_a_millisecond(d: Duration) -> Duration {
 /// ([`super::Engine`] does that) or each on its own task.
 pub struct Endpoint {
     config: Config,
+    /// What each session takes of `config`, shared by all of them.
+    limits: Arc<Limits>,
     ids: Box<dyn IdGenerator>,
 }
 
@@ -175,7 +178,12 @@ impl Endpoint {
         config.upgrade_timeout = at_least_a_millisecond(config.upgrade_timeout);
         config.close_timeout = at_least_a_millisecond(config.close_timeout);
         config.max_packets_per_poll = config.max_packets_per_poll.max(1);
-        Endpoint { config, ids }
+        let limits = Arc::new(Limits::of(&config));
+        Endpoint {
+            config,
+            limits,
+            ids,
+        }
     }
 
     /// The configuration in force (durations clamped to at least 1 ms, at least one packet
@@ -279,7 +287,7 @@ impl Endpoint {
         if in_use(sid) {
             return Err(refused());
         }
-        let limits = Limits::of(&self.config);
+        let limits = self.limits.clone();
         let mut session = match kind {
             TransportKind::Polling => {
                 Session::new(sid, protocol, limits, Transport::Polling { get: None })
@@ -315,6 +323,9 @@ impl Endpoint {
             self.config.ping_timeout.as_millis(),
             self.config.max_payload,
         );
+        // Room for one packet, not the four a first push reserves: a WebSocket session's
+        // queue is empty between frames, and most of its life carries one ping at a time.
+        session.queue.reserve_exact(1);
         session.queue.push_back(Packet::Open(Utf8Bytes::from(open)));
         if kind == TransportKind::Polling {
             let response = session.poll_response();

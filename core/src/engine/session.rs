@@ -16,6 +16,7 @@ use crate::ids::{ConnId, Sid};
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The transport a session currently uses.
@@ -61,8 +62,9 @@ pub(super) struct Probe {
     pub deadline: Instant,
 }
 
-/// The options a session needs, copied from the [`Config`] at the handshake (already
-/// clamped by the endpoint), so that a session needs no reference back to its endpoint.
+/// The options a session needs, taken from the [`Config`] (already clamped by the endpoint)
+/// once per endpoint and shared by its sessions, so that a session needs no reference back
+/// to its endpoint and does not carry its own copy.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
     pub ping_interval: Duration,
@@ -154,13 +156,14 @@ enum Ending {
 pub struct Session {
     sid: Sid,
     pub(super) protocol: Protocol,
-    pub(super) limits: Limits,
+    pub(super) limits: Arc<Limits>,
     pub(super) transport: Transport,
     /// The POST whose body is being read, and whether it came as `application/octet-stream`
     /// (the v3 XHR2 framing). It outlives an upgrade and the session's end: the body is
     /// answered when it arrives.
     post: Option<(ConnId, bool)>,
-    probe: Option<Probe>,
+    /// Boxed: a probe lives only during an upgrade.
+    probe: Option<Box<Probe>>,
     pub(super) queue: VecDeque<Packet>,
     /// The message bytes in `queue` (see [`Config::max_buffered_bytes`]).
     queued_bytes: usize,
@@ -184,7 +187,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub(super) fn new(sid: Sid, protocol: Protocol, limits: Limits, transport: Transport) -> Self {
+    pub(super) fn new(
+        sid: Sid,
+        protocol: Protocol,
+        limits: Arc<Limits>,
+        transport: Transport,
+    ) -> Self {
         Session {
             sid,
             protocol,
@@ -704,11 +712,11 @@ impl Session {
             self.push(Output::Close { conn });
             return;
         }
-        self.probe = Some(Probe {
+        self.probe = Some(Box::new(Probe {
             conn,
             probed: false,
             deadline: now + self.limits.upgrade_timeout,
-        });
+        }));
         self.respond(conn, accept);
     }
 

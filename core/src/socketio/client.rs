@@ -108,7 +108,8 @@ pub struct Client {
     /// Joined namespaces in join order, which is the order the sockets leave in when the
     /// connection closes (as the reference iterates its map).
     sockets: Vec<ClientSocket>,
-    pending: HashMap<Arc<str>, ConnectId>,
+    /// Connect requests waiting for an answer, by namespace (a few at most: a list).
+    pending: Vec<(Arc<str>, ConnectId)>,
     connect_deadline: Option<Instant>,
     handshake: Arc<Handshake>,
     /// Set when this layer closes the connection: its sockets are gone already and whatever
@@ -150,7 +151,7 @@ impl Client {
             max_attachments,
             decoder: Decoder::new(protocol, max_attachments),
             sockets: Vec::new(),
-            pending: HashMap::new(),
+            pending: Vec::new(),
             connect_deadline: Some(connect_deadline),
             handshake,
             closing: None,
@@ -211,7 +212,10 @@ impl Client {
 
     /// The connect request open for `nsp`.
     pub fn pending(&self, nsp: &str) -> Option<ConnectId> {
-        self.pending.get(nsp).copied()
+        self.pending
+            .iter()
+            .find(|(n, _)| **n == *nsp)
+            .map(|(_, id)| *id)
     }
 
     /// Open connect requests.
@@ -265,7 +269,7 @@ impl Client {
     fn classify(&mut self, packet: Packet) -> Incoming {
         let nsp = packet.nsp.as_str();
         let joined = self.sockets.iter().position(|s| &*s.nsp == nsp);
-        let asked = self.pending.contains_key(nsp);
+        let asked = self.pending.iter().any(|(n, _)| **n == *nsp);
         match (packet.kind, joined) {
             (PacketType::Connect, None) if !asked => {
                 let auth = match self.protocol {
@@ -360,22 +364,31 @@ impl Client {
 
     /// Records connect request `id` for `nsp`.
     pub fn add_pending(&mut self, nsp: Arc<str>, id: ConnectId) {
-        self.pending.insert(nsp, id);
+        match self.pending.iter_mut().find(|(n, _)| *n == nsp) {
+            Some((_, old)) => *old = id,
+            None => self.pending.push((nsp, id)),
+        }
     }
 
     /// Forgets connect request `id` for `nsp` (accepted or refused).
     pub fn settle(&mut self, nsp: &str, id: ConnectId) {
-        if self.pending.get(nsp) == Some(&id) {
-            self.pending.remove(nsp);
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|(n, pending)| **n == *nsp && *pending == id)
+        {
+            self.pending.swap_remove(i);
             if self.pending.is_empty() {
                 // Not kept at the capacity of the connect: most clients connect once.
-                self.pending = HashMap::new();
+                self.pending = Vec::new();
             }
         }
     }
 
     /// Adds the socket accepted into `nsp`; the connect timeout no longer applies.
     pub fn add_socket(&mut self, nsp: Arc<str>, socket: SocketId, pid: Option<Arc<str>>) {
+        // Most clients join one namespace: room for one, not the four a first push reserves.
+        self.sockets.reserve_exact(1);
         self.sockets.push(ClientSocket {
             nsp,
             id: socket,
@@ -440,7 +453,7 @@ impl Client {
         if let Some(t) = self.connect_deadline.take() {
             self.unfile((t, ClientTimer::Connect));
         }
-        let mut pending: Vec<ConnectId> = self.pending.drain().map(|(_, id)| id).collect();
+        let mut pending: Vec<ConnectId> = self.pending.drain(..).map(|(_, id)| id).collect();
         pending.sort_unstable();
         pending
     }

@@ -69,7 +69,9 @@ const RESERVED_EVENTS: [&str; 6] = [
 pub struct Decoder {
     protocol: SioProtocol,
     max_attachments: usize,
-    pending: Option<Pending>,
+    /// Boxed: a decoder lives as long as its session, and most sessions never send a binary
+    /// packet (a `Packet` inline would be most of the decoder's size).
+    pending: Option<Box<Pending>>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,11 +112,11 @@ impl Decoder {
         if expected == 0 {
             return Ok(Some(packet));
         }
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             packet,
             expected,
             held,
-        });
+        }));
         Ok(None)
     }
 

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
 use volley_core::ConnId;
 use volley_core::engine::{Body, Output};
 use volley_core::http::{
@@ -99,14 +100,19 @@ pub(crate) struct Link {
     pub(crate) outbox: Arc<Outbox>,
 }
 
-/// Serves `stream` until it ends, then tells the machine.
+/// Serves `stream` until it ends, then tells the machine. With `detach`, a connection that
+/// becomes a WebSocket goes on in a task of its own and this future completes at the
+/// upgrade: that task is sized for the WebSocket half alone, where an idle connection
+/// spends its life, not for the HTTP half and the layers around it (see
+/// [`Driver::serve_accepted`](super::Driver::serve_accepted)).
 pub(crate) async fn run<R, S>(
-    env: &Env<R>,
+    env: &Arc<Env<R>>,
     conn: ConnId,
     stream: S,
     peer: Option<std::net::SocketAddr>,
     admission: Admission,
     evicted: Evicted,
+    detach: bool,
 ) where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -124,10 +130,18 @@ pub(crate) async fn run<R, S>(
     } = rest;
     let (error, linger) = match end {
         End::Upgrade => {
-            if let Some(link) = link {
-                websocket::run(env, conn, stream, buf, pending, link).await;
+            let Some(link) = link else {
+                return;
+            };
+            let halves = websocket::open(env, stream, buf).await;
+            if detach {
+                let websocket =
+                    websocket::run(env.clone(), conn, halves, pending, link, Some(admission));
+                env.runtime
+                    .spawn(websocket.instrument(tracing::Span::current()));
+                return;
             }
-            drop(admission);
+            websocket::run(&**env, conn, halves, pending, link, Some(admission)).await;
             return;
         }
         End::Relay(relay) => {

@@ -195,14 +195,16 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let admitted = self.env.tracker.admit_fresh(self.env.config.peer_key(peer));
-        self.serve_admitted(stream, peer, admitted).await;
+        self.serve_admitted(stream, peer, admitted, false).await;
     }
 
+    /// Serves an admitted connection; `detach`: see [`conn::run`].
     async fn serve_admitted<S>(
         &self,
         stream: S,
         peer: Option<SocketAddr>,
         admitted: Result<(shutdown::Admission, shutdown::Evicted), Refused>,
+        detach: bool,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -238,7 +240,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         };
         let conn = ConnId(env.next_conn.fetch_add(1, Ordering::Relaxed));
         let span = tracing::debug_span!("conn", id = conn.0, peer = ?peer, transport = tracing::field::Empty);
-        conn::run(env, conn, stream, peer, admission, evicted)
+        conn::run(&self.env, conn, stream, peer, admission, evicted, detach)
             .instrument(span)
             .await;
     }
@@ -350,8 +352,13 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
                     let peer = Some(peer);
                     let admitted = self.env.tracker.admit_fresh(self.env.config.peer_key(peer));
                     let connection = self.clone();
+                    // Its WebSocket half, if it becomes one, goes on in a task of its own,
+                    // sized for that half only (an idle WebSocket's memory is mostly its
+                    // task).
                     self.env.runtime.spawn(async move {
-                        connection.serve_admitted(stream, peer, admitted).await;
+                        connection
+                            .serve_admitted(stream, peer, admitted, true)
+                            .await;
                     });
                 }
                 Err(e) if is_transient(&e) => {

@@ -108,7 +108,13 @@ impl Outbox {
     pub(crate) fn try_take(&self, into: &mut VecDeque<Output>) -> Option<bool> {
         let mut state = self.lock();
         if !state.items.is_empty() {
-            into.append(&mut state.items);
+            if into.is_empty() {
+                // The usual case: the buffers trade places, nothing is moved (see
+                // `written_giving_back`).
+                std::mem::swap(into, &mut state.items);
+            } else {
+                into.append(&mut state.items);
+            }
             state.busy = true;
             Some(true)
         } else if state.closed {
@@ -120,8 +126,21 @@ impl Outbox {
 
     /// The writer has written `n` of the bytes it took. Returns whether it must now report
     /// to the machine's task that the session may send again.
+    #[cfg(test)]
     pub(crate) fn written(&self, n: usize) -> bool {
+        self.written_giving_back(n, &mut VecDeque::new())
+    }
+
+    /// [`written`](Self::written), the writer handing back its emptied batch buffer
+    /// `spare`. While nothing waits here either, the outbox keeps that buffer (and its
+    /// capacity) for the next push and drops its own: a quiet connection holds one buffer,
+    /// not one on each side, and a busy one still allocates none per batch (`try_take`
+    /// swaps the two).
+    pub(crate) fn written_giving_back(&self, n: usize, spare: &mut VecDeque<Output>) -> bool {
         let mut state = self.lock();
+        if spare.is_empty() && state.items.is_empty() {
+            state.items = std::mem::take(spare);
+        }
         state.bytes = state.bytes.saturating_sub(n);
         state.busy = false;
         if state.owed && state.bytes <= BUDGET {
@@ -230,6 +249,39 @@ mod tests {
         assert_eq!(outbox.poll_take(&mut cx, &mut taken), Poll::Ready(true));
         assert_eq!(outbox.poll_take(&mut cx, &mut taken), Poll::Ready(false));
         assert_eq!(taken.len(), 1);
+    }
+
+    #[test]
+    fn a_quiet_connection_keeps_one_buffer() {
+        let outbox = Outbox::default();
+        let mut pending = VecDeque::with_capacity(8);
+        outbox.push([send(10), send(20)]);
+        assert_eq!(outbox.try_take(&mut pending), Some(true));
+        assert_eq!(pending.len(), 2);
+        // The writer got the outbox's buffer; the outbox its (larger, empty) one.
+        assert!(outbox.lock().items.capacity() >= 8);
+        pending.clear();
+        assert!(!outbox.written_giving_back(30, &mut pending));
+        assert_eq!(pending.capacity(), 0, "handed back");
+        assert!(outbox.lock().items.capacity() >= 2);
+        // With something still held, both keep theirs.
+        outbox.push([send(1)]);
+        assert_eq!(outbox.try_take(&mut pending), Some(true));
+        outbox.push([send(1)]);
+        pending.clear();
+        let before = pending.capacity();
+        assert!(
+            outbox.written_giving_back(1, &mut pending),
+            "pushed while busy: owed"
+        );
+        assert_eq!(pending.capacity(), before);
+        // A writer that still has work (outputs taken during a stall) keeps its buffer.
+        let mut more = VecDeque::from([send(1)]);
+        assert_eq!(outbox.try_take(&mut more), Some(true), "appended behind");
+        assert_eq!(more.len(), 2);
+        assert!(!outbox.written_giving_back(2, &mut more));
+        assert_eq!(more.len(), 2);
+        assert_eq!(outbox.bytes(), 0);
     }
 
     #[test]

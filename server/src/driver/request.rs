@@ -226,9 +226,11 @@ impl<R: Runtime> Upgrade<R> {
             admission,
         } = local;
         let span = tracing::debug_span!("conn", id = conn.0);
-        websocket::run(&env, conn, stream, BytesMut::new(), pending, link)
-            .instrument(span)
-            .await;
+        let websocket = async {
+            let halves = websocket::open(&env, stream, BytesMut::new()).await;
+            websocket::run(&*env, conn, halves, pending, link, None).await;
+        };
+        websocket.instrument(span).await;
         // The WebSocket half reported the end itself. Dropped before here, the guard does
         // (a second report, if the drop came while lingering after the first, is ignored:
         // the machine and its task forget a closed connection).

@@ -17,9 +17,11 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::error::CapacityError;
@@ -29,10 +31,8 @@ use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{self, Message};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use bytes::{Bytes, BytesMut};
-use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
-use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
 use futures::{FutureExt, SinkExt, StreamExt};
 use volley_core::engine::{Output, WsMessage};
@@ -43,7 +43,8 @@ use super::actor::{Input, ToConn};
 use super::conn::Link;
 use super::io::{LINGER, linger_close_after, or_timeout};
 use super::outbox::{Outbox, output_len};
-use crate::runtime::Runtime;
+use super::shutdown::Admission;
+use crate::runtime::{Runtime, deadline_after};
 
 /// How long a batch may take to write before the connection stops being read: long enough
 /// for a reading peer on a slow link, short enough that a peer that does not read cannot
@@ -163,16 +164,14 @@ impl Gate {
     }
 }
 
-/// Serves the WebSocket until either side ends it, then reports the end to the machine
-/// (`error`: it failed rather than closed).
-pub(crate) async fn run<R, S>(
-    env: &Env<R>,
-    conn: ConnId,
-    stream: S,
-    leftover: BytesMut,
-    pending: VecDeque<Output>,
-    link: Link,
-) where
+/// The two halves of an open WebSocket.
+pub(crate) type Halves<S> = (WebSocketSender<S>, WebSocketReceiver<S>);
+
+/// Opens the WebSocket on `stream` after the `101`: `leftover` holds the bytes read past the
+/// upgrade request (frames the client sent right behind it). The HTTP read buffer is not
+/// needed for the WebSocket's life: it is freed here, not when the connection ends.
+pub(crate) async fn open<R, S>(env: &Env<R>, stream: S, leftover: BytesMut) -> Halves<S>
+where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -180,18 +179,66 @@ pub(crate) async fn run<R, S>(
     let ws = if leftover.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, config).await
     } else {
-        // Frames the client sent right behind its upgrade request.
         WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, config).await
     };
-    // The HTTP read buffer is not needed for the WebSocket's life: free it now, not when the
-    // connection ends (it is most of an idle connection's memory otherwise).
     drop(leftover);
+    ws.split()
+}
+
+/// Serves the WebSocket [opened](open) as `halves` until either side ends it, then reports
+/// the end to the machine (`error`: it failed rather than closed); `admission`, the
+/// connection's place under the caps, is released at the very end.
+///
+/// An idle connection spends its life in this future, so what it holds across its awaits is
+/// what an idle WebSocket costs beyond tungstenite's buffers. It takes the opened halves
+/// (not the stream, which would stay in its frame after the split) and nothing of the HTTP
+/// half, and uses what it is given in place (an `async fn` would keep each argument twice:
+/// as passed, and moved into its body).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub(crate) fn run<R, S, E>(
+    env: E,
+    conn: ConnId,
+    mut halves: Halves<S>,
+    mut pending: VecDeque<Output>,
+    mut link: Link,
+    admission: Option<Admission>,
+) -> impl Future<Output = ()>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: std::ops::Deref<Target = Env<R>>,
+{
+    async move {
+        let too_big = serve(&env, conn, &mut halves, &mut pending, &mut link).await;
+        if let Some(size) = too_big {
+            let (sink, source) = halves;
+            // Boxed: the task is not sized for this rare ending.
+            let close = too_big_close(&env, sink, source, link, pending, size);
+            Box::pin(close).await;
+        }
+        drop(admission);
+    }
+}
+
+/// [`run`]'s body, on borrowed state. Returns the size of a message over the limit, for
+/// [`too_big_close`], when one ended it.
+async fn serve<R, S>(
+    env: &Env<R>,
+    conn: ConnId,
+    halves: &mut Halves<S>,
+    pending: &mut VecDeque<Output>,
+    link: &mut Link,
+) -> Option<usize>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tracing::Span::current().record("transport", "websocket");
     tracing::debug!("websocket open");
-    let (mut sink, mut source) = ws.split();
+    let (sink, source) = halves;
     let Link {
         inputs,
-        mut outputs,
+        outputs,
         outbox,
     } = link;
     let closing = AtomicBool::new(false);
@@ -292,7 +339,6 @@ pub(crate) async fn run<R, S>(
     };
 
     let mut writer_inputs = inputs.clone();
-    let mut pending = pending;
     // Outputs the machine's task put on the channel behind the `101`, if any, go first.
     while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
         pending.extend(batch);
@@ -302,7 +348,7 @@ pub(crate) async fn run<R, S>(
         let mut taken = 0;
         loop {
             if pending.is_empty() {
-                let more = poll_fn(|cx| poll_more(cx, &outbox, &mut pending, &mut taken));
+                let more = poll_fn(|cx| poll_more(cx, outbox, pending, &mut taken));
                 if !more.await {
                     return WriteEnd::Failed;
                 }
@@ -311,6 +357,9 @@ pub(crate) async fn run<R, S>(
             let mut later = VecDeque::new();
             let mut taken_later = 0;
             let result = {
+                // The write timeout counts from here; its timer is made only if the batch
+                // stalls, so the two timers never take room in this future at once.
+                let started = env.runtime.now();
                 let batch = async {
                     while let Some(output) = pending.pop_front() {
                         match output {
@@ -334,30 +383,25 @@ pub(crate) async fn run<R, S>(
                 };
                 let mut batch = pin!(batch);
                 // Most batches are written at their first poll (the socket has room): no
-                // timer is armed for them. The stall and write timers start when one waits.
+                // timer is made for them. The stall timer starts when one waits.
                 let first = poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await;
-                let stalled = match first {
-                    Poll::Ready(result) => Err(result),
+                let quick = match first {
+                    Poll::Ready(result) => Some(result),
                     Poll::Pending => {
                         let stall = pin!(env.runtime.sleep(STALL));
-                        match or_timeout(batch.as_mut(), stall).await {
-                            Some(result) => Err(result),
-                            None => Ok(()),
-                        }
+                        or_timeout(batch.as_mut(), stall).await
                     }
                 };
-                match stalled {
-                    Err(result) => Some(result),
-                    Ok(()) => {
-                        // What is left of the write timeout, which counts from the batch's
-                        // start.
-                        let rest = env.config.write_timeout.saturating_sub(STALL);
-                        let mut deadline = pin!(env.runtime.sleep(rest));
+                match quick {
+                    Some(result) => Some(result),
+                    None => {
                         // The peer is not reading: stop reading it until this batch is out.
                         gate.stall();
+                        let deadline = deadline_after(started, env.config.write_timeout);
+                        let mut deadline = pin!(env.runtime.sleep_until(deadline));
                         loop {
                             let next =
-                                poll_fn(|cx| poll_more(cx, &outbox, &mut later, &mut taken_later));
+                                poll_fn(|cx| poll_more(cx, outbox, &mut later, &mut taken_later));
                             let waiting = select(deadline.as_mut(), next);
                             match select(batch.as_mut(), waiting).await {
                                 Either::Left((result, _)) => break Some(result),
@@ -386,7 +430,7 @@ pub(crate) async fn run<R, S>(
                 Some(Ok(true)) => {
                     // Under the outbox's budget again after it was over: the session may
                     // send again.
-                    if outbox.written(std::mem::take(&mut taken)) {
+                    if outbox.written_giving_back(std::mem::take(&mut taken), pending) {
                         let drained = Input::WsDrained { conn };
                         if writer_inputs.send(drained).await.is_err() {
                             return WriteEnd::Failed;
@@ -407,7 +451,6 @@ pub(crate) async fn run<R, S>(
         }
     };
 
-    let mut inputs = inputs;
     let (peer_closed, too_big) = {
         let mut reader = pin!(reader);
         let mut writer = pin!(writer);
@@ -431,16 +474,16 @@ pub(crate) async fn run<R, S>(
         }
         (peer_closed, too_big)
     };
-    if let Some(size) = too_big {
-        // Boxed: the task is not sized for this rare ending.
-        let close = too_big_close(env, sink, source, outputs, &outbox, pending, size);
-        Box::pin(close).await;
-    } else if peer_closed {
+    if too_big.is_some() {
+        return too_big;
+    }
+    if peer_closed {
         // tungstenite queued the answer to the peer's close frame; the next read flushes it
         // if it could not be written at once.
         let linger = pin!(env.runtime.sleep(LINGER));
         let _ = or_timeout(source.next(), linger).await;
     }
+    None
 }
 
 /// Answers a message over the size limit: what the machine already handed over (the open
@@ -450,8 +493,7 @@ async fn too_big_close<R: Runtime, S>(
     env: &Env<R>,
     mut sink: WebSocketSender<S>,
     source: WebSocketReceiver<S>,
-    mut outputs: mpsc::Receiver<ToConn>,
-    outbox: &Outbox,
+    link: Link,
     mut pending: VecDeque<Output>,
     size: usize,
 ) where
@@ -460,6 +502,11 @@ async fn too_big_close<R: Runtime, S>(
     let linger = pin!(env.runtime.sleep(LINGER));
     let _ = or_timeout(
         async {
+            let Link {
+                mut outputs,
+                outbox,
+                ..
+            } = link;
             while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
                 pending.extend(batch);
             }
@@ -523,19 +570,69 @@ fn poll_more(
 
 /// Runs `a` and `b` until one completes, polling each only when its own waker fired: the
 /// reader (whose every poll makes tungstenite prepare a read buffer) is not polled for each
-/// batch the writer is woken for, nor the writer for each frame read.
-async fn race<A, B>(a: A, b: B) -> Either<A::Output, B::Output>
+/// batch the writer is woken for, nor the writer for each frame read. Each side gets a waker
+/// of its own, which marks it and wakes the task: two small allocations for the connection's
+/// life.
+async fn race<A, B>(mut a: A, mut b: B) -> Either<A::Output, B::Output>
 where
     A: Future + Unpin,
     B: Future + Unpin,
 {
-    let mut both = FuturesUnordered::new();
-    both.push(Either::Left(a.map(Either::Left)));
-    both.push(Either::Right(b.map(Either::Right)));
-    loop {
-        if let Some(first) = both.next().await {
-            return first;
+    let (a_side, b_side) = (Arc::new(Side::default()), Arc::new(Side::default()));
+    let (a_waker, b_waker) = (Waker::from(a_side.clone()), Waker::from(b_side.clone()));
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = a_side.poll(cx, &a_waker, &mut a) {
+            return Poll::Ready(Either::Left(out));
         }
+        if let Poll::Ready(out) = b_side.poll(cx, &b_waker, &mut b) {
+            return Poll::Ready(Either::Right(out));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// One side of a [`race`]: whether its future was woken since it was last polled, and the
+/// task to wake then.
+struct Side {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Default for Side {
+    fn default() -> Self {
+        // Polled once at the start, as any future.
+        Side {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }
+    }
+}
+
+impl Side {
+    /// Polls `fut` with this side's waker if it was woken.
+    fn poll<F: Future + Unpin>(
+        &self,
+        cx: &mut Context<'_>,
+        waker: &Waker,
+        fut: &mut F,
+    ) -> Poll<F::Output> {
+        self.task.register(cx.waker());
+        if !self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        Pin::new(fut).poll(&mut Context::from_waker(waker))
+    }
+}
+
+impl Wake for Side {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 
@@ -547,5 +644,89 @@ fn to_tungstenite(message: WsMessage) -> Option<Message> {
             .ok()
             .map(Message::Text),
         WsMessage::Binary(bytes) => Some(Message::Binary(bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts its polls, keeps the last waker, completes once `ready`.
+    #[derive(Clone, Default)]
+    struct Probe {
+        polls: Arc<AtomicUsize>,
+        ready: Arc<AtomicBool>,
+        waker: Arc<Mutex<Option<Waker>>>,
+    }
+
+    impl Probe {
+        fn polls(&self) -> usize {
+            self.polls.load(Ordering::SeqCst)
+        }
+
+        fn wake(&self) {
+            if let Some(waker) = self.waker.lock().unwrap().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl Future for Probe {
+        type Output = usize;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+            let polls = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+            *self.waker.lock().unwrap() = Some(cx.waker().clone());
+            if self.ready.load(Ordering::SeqCst) {
+                Poll::Ready(polls)
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Counts the wakes of the task.
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn race_polls_only_the_side_that_was_woken() {
+        let (a, b) = (Probe::default(), Probe::default());
+        let task = Arc::new(Task::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut both = std::pin::pin!(race(a.clone(), b.clone()));
+        assert!(both.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            (a.polls(), b.polls()),
+            (1, 1),
+            "each polled once at the start"
+        );
+        assert!(both.as_mut().poll(&mut cx).is_pending());
+        assert_eq!((a.polls(), b.polls()), (1, 1), "not woken: not polled");
+        a.wake();
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            1,
+            "a side's wake wakes the task"
+        );
+        assert!(both.as_mut().poll(&mut cx).is_pending());
+        assert_eq!((a.polls(), b.polls()), (2, 1));
+        b.ready.store(true, Ordering::SeqCst);
+        b.wake();
+        assert_eq!(task.0.load(Ordering::SeqCst), 2);
+        match both.as_mut().poll(&mut cx) {
+            Poll::Ready(Either::Right(polls)) => assert_eq!(polls, 2),
+            other => panic!("expected b's end, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(a.polls(), 2, "a was not polled for b's wake");
     }
 }

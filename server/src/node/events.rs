@@ -236,8 +236,7 @@ impl Node {
         }
         if let Some(id) = req.accepted {
             // A recovered connect the core accepted itself: the middleware is skipped.
-            let (life, _) = oneshot::channel();
-            self.attach(id, Handshake::from_request(&req), data, ns, life, ctl, true);
+            self.attach(id, Handshake::from_request(&req), data, ns, None, ctl, true);
             return;
         }
         let chain: Vec<_> = self
@@ -246,6 +245,17 @@ impl Node {
             .into_iter()
             .chain(ns.connect())
             .collect();
+        if chain.is_empty() {
+            // No connection middleware: nothing runs before the socket is accepted, and
+            // nothing waits for its disconnect. Accepted here, without a task that would
+            // stay parked (with its handshake copy) for the socket's whole life.
+            let handshake = Handshake::from_request(&req);
+            if let Err(e) = self.accept(req.id, handshake, data, ns, None, now) {
+                crate::metrics::refused("connect_error");
+                let _ = self.sio.reject(req.id, &e.to_string(), None, now);
+            }
+            return;
+        }
         let ctx = ConnectCtx {
             handshake: Handshake::from_request(&req),
             data,

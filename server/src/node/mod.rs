@@ -195,7 +195,8 @@ struct Entry {
     jobs: Arc<AtomicUsize>,
     /// The span the socket's handlers run in.
     span: tracing::Span,
-    /// Resolves the connection middleware's innermost `next` at disconnect.
+    /// Resolves the connection middleware's innermost `next` at disconnect (none without
+    /// connection middleware: nothing waits for it).
     life: Option<oneshot::Sender<DisconnectReason>>,
 }
 
@@ -398,14 +399,15 @@ impl Node {
     }
 
     /// Accepts a pending connection: the socket, its handler queue, its `connection`
-    /// handlers queued first.
+    /// handlers queued first. `life`, when connection middleware waits for the socket's
+    /// disconnect, resolves then.
     pub(crate) fn accept(
         &mut self,
         request: ConnectId,
         handshake: Handshake,
         data: Extensions,
         ns: Arc<NsHandlers>,
-        life: oneshot::Sender<DisconnectReason>,
+        life: Option<oneshot::Sender<DisconnectReason>>,
         now: Instant,
     ) -> Result<Socket, SioError> {
         let Some(ctl) = self.ctl.clone() else {
@@ -425,7 +427,7 @@ impl Node {
         handshake: Handshake,
         data: Extensions,
         ns: Arc<NsHandlers>,
-        life: oneshot::Sender<DisconnectReason>,
+        life: Option<oneshot::Sender<DisconnectReason>>,
         ctl: Arc<Ctl>,
         recovered: bool,
     ) -> Socket {
@@ -453,7 +455,7 @@ impl Node {
             spawn: self.spawn.clone(),
             jobs,
             span,
-            life: Some(life),
+            life,
         };
         for hook in ns.connection() {
             let s = socket.clone();
