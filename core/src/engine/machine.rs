@@ -430,26 +430,9 @@ impl Engine {
 
     /// After an input to session `sid`: [`Desk::settle`]s it, and forgets it once ended.
     fn collect(&mut self, sid: Sid, before: Held) {
-        let Engine {
-            sessions,
-            conns,
-            timers,
-            outputs,
-            events,
-            frames,
-            spare,
-            ..
-        } = self;
+        let (sessions, desk) = self.split();
         let Some(session) = sessions.get_mut(&sid) else {
             return;
-        };
-        let desk = Desk {
-            conns,
-            timers,
-            outputs,
-            events,
-            frames,
-            spare,
         };
         if desk.settle(session, sid, before) {
             sessions.remove(&sid);
@@ -465,6 +448,20 @@ impl Engine {
         open: bool,
         f: impl FnOnce(&mut Session) -> T,
     ) -> Option<T> {
+        let (sessions, desk) = self.split();
+        let session = sessions
+            .get_mut(&sid)
+            .filter(|s| !(open && s.is_closing()))?;
+        let before = lend(session, desk.spare);
+        let result = f(session);
+        if desk.settle(session, sid, before) {
+            sessions.remove(&sid);
+        }
+        Some(result)
+    }
+
+    /// The session table, and the rest of the engine's state to settle one of them with.
+    fn split(&mut self) -> (&mut IdMap<Sid, Box<Session>>, Desk<'_>) {
         let Engine {
             sessions,
             conns,
@@ -475,11 +472,6 @@ impl Engine {
             spare,
             ..
         } = self;
-        let session = sessions
-            .get_mut(&sid)
-            .filter(|s| !(open && s.is_closing()))?;
-        let before = lend(session, spare);
-        let result = f(session);
         let desk = Desk {
             conns,
             timers,
@@ -488,10 +480,7 @@ impl Engine {
             frames,
             spare,
         };
-        if desk.settle(session, sid, before) {
-            sessions.remove(&sid);
-        }
-        Some(result)
+        (sessions, desk)
     }
 
     fn respond(&mut self, conn: ConnId, response: Response) {
