@@ -46,7 +46,10 @@ pub struct SmolRuntime {
 }
 
 impl SmolRuntime {
-    /// Spawns on smol's global executor (`smol::spawn`).
+    /// Spawns on smol's global executor (`smol::spawn`). That executor runs its tasks on one
+    /// thread unless the `SMOL_THREADS` environment variable asks for more: for a server on
+    /// several cores, set it, or run an executor of your own on a thread per core
+    /// ([`with_executor`](Self::with_executor), as `examples/bench-server.rs` does).
     pub fn new() -> Self {
         Self::default()
     }
