@@ -184,15 +184,23 @@ async fn measure_failover(
     );
 }
 
-/// `INFO replication` of the server at `url` has `needle`.
+/// `INFO replication` of the server at `url` has `needle`. A connection the server drops
+/// while answering counts as "not yet": a Sentinel promoting a replica kills the replica's
+/// client connections as part of the switch, which a poll in that moment sees as a broken
+/// pipe. Callers that wait for a state do so under a time limit.
 async fn replication_has(url: &str, needle: &str) -> bool {
     let mut conn = raw_conn(url).await;
-    let info: String = redis::cmd("INFO")
+    let info: Result<String, _> = redis::cmd("INFO")
         .arg("replication")
         .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.contains(needle)
+        .await;
+    match info {
+        Ok(info) => info.contains(needle),
+        Err(e) => {
+            eprintln!("INFO replication of {url}: {e}");
+            false
+        }
+    }
 }
 
 /// `SENTINEL MASTER mymaster` of the Sentinel at `port`, as field → value.
