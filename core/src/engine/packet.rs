@@ -58,6 +58,21 @@ pub enum WsMessage {
     Binary(Bytes),
 }
 
+impl WsMessage {
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            WsMessage::Text(t) => t.len(),
+            WsMessage::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Why received bytes are not a valid Engine.IO packet or payload.
 ///
 /// Every variant is the peer's fault (a remote protocol error): the reference server closes

@@ -447,10 +447,7 @@ impl Session {
             Some(ConnRole::Probe) => true,
             _ => return Err(ApiMisuse::NotWebSocket(conn)),
         };
-        let size = match &message {
-            WsMessage::Text(t) => t.len(),
-            WsMessage::Binary(b) => b.len(),
-        };
+        let size = message.len();
         let decoded = if size > self.limits.max_payload {
             None
         } else {

@@ -36,10 +36,7 @@ fn payload_packets(body: &[u8]) -> u64 {
 }
 
 fn ws_len(message: &WsMessage) -> usize {
-    match message {
-        WsMessage::Text(t) => t.len(),
-        WsMessage::Binary(b) => b.len(),
-    }
+    message.len()
 }
 
 impl Traffic {

@@ -515,9 +515,8 @@ where
             }
             Input::WsDrained { conn } => self.machine.handle_ws_drained(conn, now),
             Input::Closed { conn, error } => {
-                if let Some(route) = self.conns.remove(&conn) {
-                    route.outbox.close();
-                }
+                // Dropping the route closes its outbox.
+                self.conns.remove(&conn);
                 self.machine.handle_conn_closed(conn, error, now);
             }
         }
@@ -533,9 +532,8 @@ where
     /// Forgets a connection (dropping its queue ends its task) and tells the machine.
     fn evict(&mut self, conn: ConnId, now: Instant) {
         self.metrics.closed(conn);
-        if let Some(route) = self.conns.remove(&conn) {
-            route.outbox.close();
-        }
+        // Dropping the route closes its outbox.
+        self.conns.remove(&conn);
         self.machine.handle_conn_closed(conn, true, now);
     }
 

@@ -40,12 +40,8 @@ struct WsCounts {
 
 impl WsCounts {
     fn received(&mut self, message: &WsMessage) {
-        let len = match message {
-            WsMessage::Text(t) => t.len(),
-            WsMessage::Binary(b) => b.len(),
-        };
         self.packets_in += 1;
-        self.bytes_in += len as u64;
+        self.bytes_in += message.len() as u64;
     }
 }
 
@@ -77,12 +73,8 @@ impl DriverMetrics {
     pub(crate) fn output(&mut self, output: &Output) {
         match output {
             Output::Send { message, .. } => {
-                let len = match message {
-                    WsMessage::Text(t) => t.len(),
-                    WsMessage::Binary(b) => b.len(),
-                };
                 self.ws.packets_out += 1;
-                self.ws.bytes_out += len as u64;
+                self.ws.bytes_out += message.len() as u64;
             }
             Output::Response { conn, response } => match response.status {
                 101 => {

@@ -20,7 +20,7 @@ use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
-use volley_core::engine::{Output, WsMessage};
+use volley_core::engine::Output;
 
 /// Bytes an outbox holds before the session waits for the writer: enough for many
 /// broadcasts in flight to one socket, small next to the session's own bound.
@@ -167,14 +167,7 @@ impl Outbox {
 /// The bytes an output puts on the wire, near enough for the budgets.
 pub(crate) fn output_len(output: &Output) -> usize {
     match output {
-        Output::Send {
-            message: WsMessage::Text(text),
-            ..
-        } => text.len(),
-        Output::Send {
-            message: WsMessage::Binary(bytes),
-            ..
-        } => bytes.len(),
+        Output::Send { message, .. } => message.len(),
         _ => 0,
     }
 }
@@ -185,6 +178,7 @@ mod tests {
     use bytes::Bytes;
     use futures::task::noop_waker;
     use volley_core::ConnId;
+    use volley_core::engine::WsMessage;
 
     fn send(n: usize) -> Output {
         Output::Send {

@@ -276,10 +276,7 @@ where
                     return Err(ReadEnd::Failed);
                 }
             };
-            let size = match &message {
-                WsMessage::Text(text) => text.len(),
-                WsMessage::Binary(bytes) => bytes.len(),
-            };
+            let size = message.len();
             gate.read(size);
             if closing.load(Ordering::Acquire) {
                 discarded += size;
