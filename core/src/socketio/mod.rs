@@ -6,9 +6,11 @@ pub mod event;
 pub mod msgpack;
 pub mod namespaces;
 pub mod packet;
+pub mod peer;
 mod recovery;
 pub mod rooms;
 mod server;
+pub mod shared;
 mod traffic;
 
 pub use client::{Client, ClientTimer, Incoming, TimerOutcome};
@@ -18,7 +20,9 @@ pub use event::{
 pub use msgpack::Parser;
 pub use namespaces::{BroadcastOptions, Namespaces};
 pub use packet::{Packet, PacketType, SioProtocol};
+pub use peer::{Delivery, EngineLink, Link, Peer};
 pub use recovery::{Recovery, SessionState, StoredMessage, recovery_auth};
 pub use rooms::{MembershipChange, Room, RoomChange, RoomIndex};
 pub use server::{Config, DEFAULT_MAX_NAMESPACES, RestoreOutcome, Server, SioError};
+pub use shared::{Shared, SharedAccess};
 pub use traffic::Traffic;

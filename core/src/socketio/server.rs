@@ -1,28 +1,25 @@
 //! The Socket.IO server machine: the Engine.IO engine below, namespaces, sockets, rooms and
 //! acknowledgements above. Every Socket.IO rule is decided here.
 
-use super::client::{Client, ClientTimer, Incoming, TimerOutcome};
-use super::event::{
-    AckFailure, AckId, AckToken, ConnectId, ConnectRequest, DisconnectReason, Event, Handshake,
-};
-use super::msgpack::{self, Parser};
+use super::client::{Client, ClientTimer};
+use super::event::{AckId, AckToken, ConnectId, DisconnectReason, Event, Handshake};
+#[cfg(doc)]
+use super::event::ConnectRequest;
+use super::msgpack::Parser;
 pub use super::namespaces::BroadcastOptions;
 use super::namespaces::Namespaces;
-use super::packet::{Decoder, Packet, SioProtocol};
-use super::recovery::{
-    Recovery, Restored, SessionState, Store, StoredMessage, append_offset, replay,
-};
+use super::packet::{Packet, SioProtocol};
+use super::peer::{Delivery, EngineLink, Link, Peer, messages};
+use super::recovery::{Recovery, SessionState, Store, StoredMessage, append_offset};
 use super::rooms::{MembershipChange, Room, RoomChange};
+use super::shared::{Shared, own_room};
 use super::traffic::Traffic;
-use crate::engine::{
-    self, ApiMisuse, Body, CloseReason, Engine, Message, Output, Protocol, SendError, WsMessage,
-};
+use crate::engine::{self, ApiMisuse, Body, Engine, Output, WsMessage};
 use crate::http::RequestHead;
 use crate::ids::{ConnId, IdMap, Sid, SocketId};
-use crate::rng::RandomIds;
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,32 +106,22 @@ enum Due {
     Recovery,
 }
 
-struct Pending {
-    sid: Sid,
-    nsp: Arc<str>,
-    /// A session taken back for this request (connection state recovery).
-    restored: Option<Restored>,
-}
-
 /// The Socket.IO server: an Engine.IO [`Engine`] plus everything Socket.IO adds. Its inputs
 /// and outputs are the engine's (same `handle_*`, same [`Output`]); its events are Socket.IO
 /// [`Event`]s. Drain in the same order: events, then outputs, then the timeout.
 ///
 /// It is the single-threaded composition of the parts: one [`Client`] machine per session
-/// (decoder, sockets, acks, connect timeout), the [`Namespaces`] index (namespaces, rooms,
-/// selection), the connect requests waiting for the application, and the recovery store.
+/// (decoder, sockets, acks, connect timeout), driven through a [`Peer`] for each input or
+/// command that reaches it, and the [`Shared`] state (the [`Namespaces`] index, the connect
+/// requests waiting for the application, the recovery store).
 pub struct Server {
     engine: Engine,
     config: Config,
     clients: IdMap<Sid, Client>,
-    namespaces: Namespaces,
-    pending: HashMap<ConnectId, Pending>,
-    next_connect: u64,
+    shared: Shared,
     /// Each client filed under its earliest deadline.
     timers: BTreeSet<(Instant, Sid)>,
     events: VecDeque<Event>,
-    ids: RandomIds,
-    recovery: Option<Store>,
     /// When the recovery store's next expiry is due.
     recovery_timer: Option<Instant>,
     /// Sockets a packet was refused for (their session's queue full) since the last
@@ -148,8 +135,8 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("engine", &self.engine)
             .field("clients", &self.clients.len())
-            .field("sockets", &self.namespaces.socket_count())
-            .field("namespaces", &self.namespaces.names().count())
+            .field("sockets", &self.shared.namespaces.socket_count())
+            .field("namespaces", &self.shared.namespaces.names().count())
             .finish_non_exhaustive()
     }
 }
@@ -178,13 +165,9 @@ impl Server {
             engine,
             config,
             clients: IdMap::default(),
-            namespaces: Namespaces::new(),
-            pending: HashMap::new(),
-            next_connect: 0,
+            shared: Shared::new(seed),
             timers: BTreeSet::new(),
             events: VecDeque::new(),
-            ids: RandomIds::from_seed(seed),
-            recovery: None,
             recovery_timer: None,
             refused: Vec::new(),
             traffic: Traffic::default(),
@@ -202,15 +185,12 @@ impl Server {
     /// ([`ConnectRequest::recovered`]), the packets after `offset` replayed.
     pub fn set_connection_state_recovery(&mut self, recovery: Option<Recovery>) {
         self.recovery_timer = None;
-        self.recovery = recovery.map(|config| {
-            let prefix: String = self.ids.next_sid().as_str().chars().take(8).collect();
-            Store::new(config, prefix)
-        });
+        self.shared.set_recovery(recovery);
     }
 
     /// The connection state recovery options, when it is on.
     pub fn connection_state_recovery(&self) -> Option<Recovery> {
-        self.recovery.as_ref().map(|r| r.config)
+        self.shared.recovery.as_ref().map(|r| r.config)
     }
 
     /// With connection state recovery on, hands its keeping to the caller (a cluster
@@ -221,7 +201,7 @@ impl Server {
     /// recovered by the machine but completed with [`Server::restore_connect`] once the
     /// caller has fetched the session.
     pub fn set_shared_recovery(&mut self, shared: bool) {
-        if let Some(r) = self.recovery.as_mut() {
+        if let Some(r) = self.shared.recovery.as_mut() {
             r.shared = shared;
         }
     }
@@ -229,14 +209,14 @@ impl Server {
     /// Whether connection state recovery is on and kept by the caller
     /// ([`Server::set_shared_recovery`]).
     pub fn is_recovery_shared(&self) -> bool {
-        self.recovery.as_ref().is_some_and(|r| r.shared)
+        self.shared.recovery.as_ref().is_some_and(|r| r.shared)
     }
 
     /// Takes the session `socket` left behind (when it left for a recoverable reason with
     /// recovery on) out of the machine, with the data attached to it, for a store of the
     /// caller's.
     pub fn take_session(&mut self, socket: SocketId) -> Option<SessionState> {
-        self.recovery.as_mut()?.take_session(socket)
+        self.shared.recovery.as_mut()?.take_session(socket)
     }
 
     /// Completes the recovery of pending connect request `id` with `session` (fetched by
@@ -253,54 +233,36 @@ impl Server {
         stored: Vec<StoredMessage>,
         now: Instant,
     ) -> Result<RestoreOutcome, SioError> {
-        let pending = self.pending.get(&id).ok_or(SioError::UnknownConnect(id))?;
-        let skip = match &self.recovery {
-            Some(r) => r.config.skip_middlewares,
-            None => return Ok(RestoreOutcome::Refused),
-        };
-        let v5 = self.clients.get(&pending.sid).map(Client::protocol) == Some(SioProtocol::V5);
-        if !v5
-            || pending.restored.is_some()
-            || session.nsp.as_deref().is_some_and(|n| n != &*pending.nsp)
-            || self.namespaces.contains(session.socket)
-        {
-            return Ok(RestoreOutcome::Refused);
-        }
-        let missed = replay(&pending.nsp, &session, stored);
-        let restored = Restored {
-            socket: session.socket,
-            pid: Arc::from(session.pid.as_str()),
-            rooms: session.rooms,
-            data: session.data,
-            missed,
-            next: None,
-        };
-        if let Some(p) = self.pending.get_mut(&id) {
-            p.restored = Some(restored);
-        }
-        if !skip {
-            return Ok(RestoreOutcome::Restored);
-        }
-        let socket = self.open_socket(id, now)?;
+        let sid = self
+            .shared
+            .session_of_connect(id)
+            .ok_or(SioError::UnknownConnect(id))?;
+        let r = self
+            .with_peer(sid, |peer| peer.restore_connect(id, session, stored, now))
+            .ok_or(SioError::UnknownConnect(id))?;
         self.pump(now);
-        Ok(RestoreOutcome::Accepted(socket))
+        r
     }
 
     /// Sessions kept for recovery (sockets that left and may come back).
     pub fn recovery_session_count(&self) -> usize {
-        self.recovery.as_ref().map_or(0, Store::session_count)
+        self.shared
+            .recovery
+            .as_ref()
+            .map_or(0, Store::session_count)
     }
 
     /// Packets kept for recovery.
     pub fn recovery_packet_count(&self) -> usize {
-        self.recovery.as_ref().map_or(0, Store::packet_count)
+        self.shared.recovery.as_ref().map_or(0, Store::packet_count)
     }
 
     /// Attaches `data` (opaque to the machine; the API layer keeps JSON text there) to the
     /// session `socket` left behind; it comes back in [`ConnectRequest::session_data`] when
     /// the session is recovered. `false` when `socket` left no session.
     pub fn set_session_data(&mut self, socket: SocketId, data: Utf8Bytes) -> bool {
-        self.recovery
+        self.shared
+            .recovery
             .as_mut()
             .is_some_and(|r| r.set_data(socket, data))
     }
@@ -308,33 +270,33 @@ impl Server {
     /// Declares a namespace (`/` always exists). A namespace a dynamic matcher created is
     /// kept from then on.
     pub fn add_namespace(&mut self, name: &str) {
-        self.namespaces.add(name);
+        self.shared.namespaces.add(name);
     }
 
     /// Starts (or stops) recording the rooms created and deleted in every namespace, for
     /// [`take_room_changes`](Server::take_room_changes). Rooms that exist already are
     /// reported as created.
     pub fn track_room_changes(&mut self, on: bool) {
-        self.namespaces.track_room_changes(on);
+        self.shared.namespaces.track_room_changes(on);
     }
 
     /// The rooms created and deleted since the last call, with their namespace, in order
     /// within each namespace. Always empty unless [tracking](Server::track_room_changes).
     pub fn take_room_changes(&mut self) -> Vec<(Arc<str>, RoomChange)> {
-        self.namespaces.take_room_changes()
+        self.shared.namespaces.take_room_changes()
     }
 
     /// Starts (or stops) recording every join and leave of a room, in every namespace, for
     /// [`take_membership_changes`](Server::take_membership_changes). Memberships that exist
     /// when tracking starts are not reported.
     pub fn track_memberships(&mut self, on: bool) {
-        self.namespaces.track_memberships(on);
+        self.shared.namespaces.track_memberships(on);
     }
 
     /// The joins and leaves since the last call, with their namespace, in the order they
     /// happened. Always empty unless [tracking](Server::track_memberships).
     pub fn take_membership_changes(&mut self) -> Vec<(Arc<str>, MembershipChange)> {
-        self.namespaces.take_membership_changes()
+        self.shared.namespaces.take_membership_changes()
     }
 
     /// Declares a family of namespaces created on their first connect: every name `matcher`
@@ -344,7 +306,7 @@ impl Server {
         matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
         cleanup: bool,
     ) {
-        self.namespaces.add_dynamic(matcher, cleanup);
+        self.shared.namespaces.add_dynamic(matcher, cleanup);
     }
 
     // ---- getters ----
@@ -366,7 +328,7 @@ impl Server {
 
     /// The namespaces, their sockets and rooms.
     pub fn namespace_index(&self) -> &Namespaces {
-        &self.namespaces
+        &self.shared.namespaces
     }
 
     /// The Socket.IO machine of session `sid`.
@@ -390,17 +352,17 @@ impl Server {
 
     /// Connected sockets, all namespaces.
     pub fn socket_count(&self) -> usize {
-        self.namespaces.socket_count()
+        self.shared.namespaces.socket_count()
     }
 
     /// Connected sockets of namespace `nsp`.
     pub fn namespace_socket_count(&self, nsp: &str) -> usize {
-        self.namespaces.namespace_socket_count(nsp)
+        self.shared.namespaces.namespace_socket_count(nsp)
     }
 
     /// Names of the namespaces that exist now.
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.names()
+        self.shared.namespaces.names()
     }
 
     /// Pending server-to-client acks, all sockets.
@@ -410,13 +372,16 @@ impl Server {
 
     /// Pending connect requests.
     pub fn pending_connect_count(&self) -> usize {
-        self.pending.len()
+        self.shared.pending.len()
     }
 
     /// Whether pending connect request `id` recovers a session (its
     /// [`ConnectRequest::recovered`]).
     pub fn is_recovering(&self, id: ConnectId) -> bool {
-        self.pending.get(&id).is_some_and(|p| p.restored.is_some())
+        self.shared
+            .pending
+            .get(&id)
+            .is_some_and(|p| p.restored.is_some())
     }
 
     /// Scheduled Socket.IO deadlines (connect timeouts, ack deadlines and the recovery
@@ -431,27 +396,27 @@ impl Server {
 
     /// Rooms with at least one member in `nsp`.
     pub fn room_count(&self, nsp: &str) -> usize {
-        self.namespaces.room_count(nsp)
+        self.shared.namespaces.room_count(nsp)
     }
 
     /// Whether `socket` is connected.
     pub fn contains(&self, socket: SocketId) -> bool {
-        self.namespaces.contains(socket)
+        self.shared.namespaces.contains(socket)
     }
 
     /// The namespace of a connected socket.
     pub fn namespace_of(&self, socket: SocketId) -> Option<&Arc<str>> {
-        self.namespaces.namespace_of(socket)
+        self.shared.namespaces.namespace_of(socket)
     }
 
     /// The Engine.IO session of a connected socket.
     pub fn session_of(&self, socket: SocketId) -> Option<Sid> {
-        self.namespaces.session_of(socket)
+        self.shared.namespaces.session_of(socket)
     }
 
     /// The handshake of a connected socket.
     pub fn handshake(&self, socket: SocketId) -> Option<&Arc<Handshake>> {
-        let sid = self.namespaces.session_of(socket)?;
+        let sid = self.shared.namespaces.session_of(socket)?;
         self.clients.get(&sid).map(Client::handshake)
     }
 
@@ -460,37 +425,38 @@ impl Server {
     /// application's data). `None` for a socket without a private id (recovery off, or a v4
     /// client) or that is not connected.
     pub fn live_session(&self, socket: SocketId) -> Option<SessionState> {
-        let (sid, nsp) = self.namespaces.member(socket)?;
+        let (sid, nsp) = self.shared.namespaces.member(socket)?;
         let pid = self.clients.get(&sid)?.pid(socket)?;
         Some(SessionState {
             socket,
             pid: pid.to_string(),
             nsp: Some(nsp.to_string()),
-            rooms: self.namespaces.rooms_of(socket),
+            rooms: self.shared.namespaces.rooms_of(socket),
             data: None,
         })
     }
 
     /// The rooms of a connected socket (its own id included).
     pub fn rooms_of(&self, socket: SocketId) -> Vec<Room> {
-        self.namespaces.rooms_of(socket)
+        self.shared.namespaces.rooms_of(socket)
     }
 
     /// The rooms of `nsp` that have members.
     pub fn rooms(&self, nsp: &str) -> Vec<Room> {
-        self.namespaces.rooms(nsp)
+        self.shared.namespaces.rooms(nsp)
     }
 
     /// Whether a packet sent to `socket` now would leave at once.
     pub fn is_writable(&self, socket: SocketId) -> bool {
-        self.namespaces
+        self.shared
+            .namespaces
             .session_of(socket)
             .is_some_and(|sid| self.engine.is_writable(sid))
     }
 
     /// The sockets of `nsp` that `opts` selects (rooms, except), in no particular order.
     pub fn select(&self, nsp: &str, opts: &BroadcastOptions) -> Vec<SocketId> {
-        self.namespaces.select(nsp, opts)
+        self.shared.namespaces.select(nsp, opts)
     }
 
     // ---- outputs ----
@@ -587,7 +553,7 @@ impl Server {
             match due {
                 Due::Recovery => {
                     self.recovery_timer = None;
-                    if let Some(r) = self.recovery.as_mut() {
+                    if let Some(r) = self.shared.recovery.as_mut() {
                         r.purge(now);
                     }
                     self.rearm_recovery();
@@ -595,7 +561,7 @@ impl Server {
                 }
                 Due::Connect(sid) => self.run_client_timer(sid, t, ClientTimer::Connect, now),
                 Due::Ack(socket, id) => {
-                    if let Some(sid) = self.namespaces.session_of(socket) {
+                    if let Some(sid) = self.shared.namespaces.session_of(socket) {
                         self.run_client_timer(sid, t, ClientTimer::Ack(socket, id), now);
                     }
                 }
@@ -628,25 +594,9 @@ impl Server {
     }
 
     /// Runs the due deadline `timer` of client `sid`.
+    /// Runs the due deadline `timer` of client `sid`.
     fn run_client_timer(&mut self, sid: Sid, t: Instant, timer: ClientTimer, now: Instant) {
-        let Some(client) = self.clients.get_mut(&sid) else {
-            return;
-        };
-        let outcome = client.handle_timer(t, timer);
-        self.refile(sid);
-        match outcome {
-            Some(TimerOutcome::ConnectTimeout) => {
-                self.close_client(sid, DisconnectReason::ForcedServerClose, now);
-            }
-            Some(TimerOutcome::AckTimedOut(socket, id)) => {
-                self.events.push_back(Event::AckFailed {
-                    socket,
-                    id: AckId(id),
-                    reason: AckFailure::Timeout,
-                });
-            }
-            Some(TimerOutcome::Nothing) | None => {}
-        }
+        self.with_peer(sid, |peer| peer.handle_timer(t, timer, now));
     }
 
     /// Files client `sid` under its earliest deadline, if that moved.
@@ -667,75 +617,43 @@ impl Server {
         client.filed = next;
     }
 
+    /// Runs `f` on session `sid`'s [`Peer`], then re-files the client. `None` when the
+    /// session has no client.
+    fn with_peer<R>(
+        &mut self,
+        sid: Sid,
+        f: impl FnOnce(&mut Peer<'_, &mut Shared, EngineLink<'_>>) -> R,
+    ) -> Option<R> {
+        let client = self.clients.get_mut(&sid)?;
+        let mut peer = Peer {
+            config: &self.config,
+            shared: &mut self.shared,
+            client,
+            link: EngineLink {
+                engine: &mut self.engine,
+                sid,
+            },
+            events: &mut self.events,
+        };
+        let r = f(&mut peer);
+        self.refile(sid);
+        Some(r)
+    }
+
     // ---- commands: connections ----
 
     /// Lets the client of request `id` into its namespace: a new socket, in the room of its
     /// own id, told `{"sid": …}`.
     pub fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
-        let socket = self.open_socket(id, now)?;
-        self.pump(now);
-        Ok(socket)
-    }
-
-    /// [`Server::accept`] without draining the engine.
-    fn open_socket(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
-        let mut pending = self
-            .pending
-            .remove(&id)
+        let sid = self
+            .shared
+            .session_of_connect(id)
             .ok_or(SioError::UnknownConnect(id))?;
-        self.settle(id, &pending);
-        let mut restored = pending.restored.take();
-        if let (Some(r), Some(store)) = (restored.as_mut(), self.recovery.as_ref()) {
-            // What was kept while the request waited for the application is missed too.
-            if let Some(from) = r.next {
-                let later = store.kept_since(from, &pending.nsp, &r.rooms);
-                r.missed.extend(later);
-            }
-        }
-        let socket = match &restored {
-            Some(r) => r.socket,
-            None => self.new_socket_id(pending.sid, &pending.nsp),
-        };
-        let pid = match (&restored, &self.recovery) {
-            (Some(r), _) => Some(r.pid.clone()),
-            (None, Some(_))
-                if self.clients.get(&pending.sid).map(Client::protocol)
-                    == Some(SioProtocol::V5) =>
-            {
-                Some(Arc::from(self.ids.next_sid().as_str()))
-            }
-            _ => None,
-        };
-        let Some(client) = self.clients.get_mut(&pending.sid) else {
-            return Err(SioError::UnknownConnect(id));
-        };
-        client.add_socket(pending.nsp.clone(), socket, pid.clone());
-        let protocol = client.protocol();
-        self.refile(pending.sid);
-        let rooms = restored.as_ref().map_or(&[][..], |r| &r.rooms[..]);
-        self.namespaces
-            .insert(socket, pending.sid, &pending.nsp, rooms);
-        let data = match (protocol, &pid) {
-            (SioProtocol::V5, None) => Some(Utf8Bytes::from(format!(
-                "{{\"sid\":{}}}",
-                json_string(socket.as_str())
-            ))),
-            (SioProtocol::V5, Some(pid)) => Some(Utf8Bytes::from(format!(
-                "{{\"sid\":{},\"pid\":{}}}",
-                json_string(socket.as_str()),
-                json_string(pid)
-            ))),
-            (SioProtocol::V4, _) => None,
-        };
-        let packet = Packet::connect(&pending.nsp, data);
-        // A full queue this early closes the session by policy; the socket then leaves with
-        // the close event, so the error needs no further handling here.
-        let _ = self.send_packet(pending.sid, &packet, now);
-        // The packets the socket missed follow its CONNECT reply, in the order they were sent.
-        for (text, attachments) in restored.map(|r| r.missed).unwrap_or_default() {
-            let _ = self.send_encoded(pending.sid, text, attachments, now);
-        }
-        Ok(socket)
+        let r = self
+            .with_peer(sid, |peer| peer.accept(id, now))
+            .ok_or(SioError::UnknownConnect(id))?;
+        self.pump(now);
+        r
     }
 
     /// Refuses request `id` with CONNECT_ERROR `{"message": message, "data": data}` (`data`
@@ -747,17 +665,15 @@ impl Server {
         data: Option<&str>,
         now: Instant,
     ) -> Result<(), SioError> {
-        let pending = self
-            .pending
-            .remove(&id)
+        let sid = self
+            .shared
+            .session_of_connect(id)
             .ok_or(SioError::UnknownConnect(id))?;
-        self.settle(id, &pending);
-        // The connect timeout stays armed: a client refused everywhere is closed by it, as in
-        // the reference.
-        self.connect_error(pending.sid, &pending.nsp, message, data, now);
-        self.namespaces.drop_if_empty(&pending.nsp);
+        let r = self
+            .with_peer(sid, |peer| peer.reject(id, message, data, now))
+            .ok_or(SioError::UnknownConnect(id))?;
         self.pump(now);
-        Ok(())
+        r
     }
 
     /// Removes `socket` from its namespace: the client is told `41[/nsp,]` and the socket
@@ -771,20 +687,16 @@ impl Server {
         close: bool,
         now: Instant,
     ) -> Result<(), SioError> {
-        let (sid, nsp) = self.member(socket)?;
-        let targets: Vec<(Arc<str>, SocketId)> = match (close, self.clients.get(&sid)) {
-            (true, Some(client)) => client.sockets().map(|(n, s)| (n.clone(), s)).collect(),
-            _ => vec![(nsp, socket)],
-        };
-        for (nsp, target) in targets {
-            let _ = self.send_packet(sid, &Packet::disconnect(&nsp), now);
-            self.remove_socket(target, DisconnectReason::ServerNamespaceDisconnect, now);
-        }
-        if close {
-            self.close_client(sid, DisconnectReason::ForcedServerClose, now);
-        }
+        let sid = self
+            .shared
+            .namespaces
+            .session_of(socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let r = self
+            .with_peer(sid, |peer| peer.disconnect(socket, close, now))
+            .unwrap_or(Err(SioError::UnknownSocket(socket)));
         self.pump(now);
-        Ok(())
+        r
     }
 
     /// Closes the Engine.IO session `sid` as the reference's `socket.conn.close()` does: no
@@ -805,7 +717,9 @@ impl Server {
         let mut sids: Vec<Sid> = self.clients.keys().copied().collect();
         sids.sort_unstable();
         for sid in sids {
-            self.close_client(sid, DisconnectReason::ServerShuttingDown, now);
+            self.with_peer(sid, |peer| {
+                peer.close(DisconnectReason::ServerShuttingDown, now);
+            });
         }
         self.pump(now);
     }
@@ -814,7 +728,7 @@ impl Server {
 
     /// Puts `socket` in `room`.
     pub fn join(&mut self, socket: SocketId, room: Room) -> Result<(), SioError> {
-        if self.namespaces.join(socket, room) {
+        if self.shared.namespaces.join(socket, room) {
             Ok(())
         } else {
             Err(SioError::UnknownSocket(socket))
@@ -823,7 +737,7 @@ impl Server {
 
     /// Takes `socket` out of `room`.
     pub fn leave(&mut self, socket: SocketId, room: &Room) -> Result<(), SioError> {
-        if self.namespaces.leave(socket, room) {
+        if self.shared.namespaces.leave(socket, room) {
             Ok(())
         } else {
             Err(SioError::UnknownSocket(socket))
@@ -846,42 +760,30 @@ impl Server {
         volatile: bool,
         now: Instant,
     ) -> Result<bool, SioError> {
-        let Ok((sid, nsp)) = self.member(socket) else {
-            let nsp = self.recovery.as_ref().and_then(|r| r.session_nsp(socket));
+        let Some(sid) = self.shared.namespaces.session_of(socket) else {
+            let nsp = self
+                .shared
+                .recovery
+                .as_ref()
+                .and_then(|r| r.session_nsp(socket));
             if let (Some(nsp), false) = (nsp, volatile) {
                 let mut packet = Packet::event(&nsp, name, args, None, attachments);
-                let opts = BroadcastOptions {
-                    rooms: vec![Room::from(socket)],
-                    ..BroadcastOptions::default()
-                };
-                self.keep_with_offset(&nsp, &opts, &mut packet, now);
+                self.shared
+                    .keep_with_offset(&nsp, &own_room(socket), &mut packet, now);
                 self.rearm_recovery();
             }
             return Err(SioError::UnknownSocket(socket));
         };
-        if volatile && !self.engine.is_writable(sid) {
-            return Ok(false);
-        }
-        let keep = !volatile && self.recovery.as_ref().is_some_and(|r| !r.shared);
-        let r = if keep || self.config.parser == Parser::MsgPack {
-            let mut packet = Packet::event(&nsp, name, args, None, attachments);
-            if keep {
-                // As the reference, a single emit is kept as a broadcast to the socket's room.
-                let opts = BroadcastOptions {
-                    rooms: vec![Room::from(socket)],
-                    ..BroadcastOptions::default()
-                };
-                self.keep_with_offset(&nsp, &opts, &mut packet, now);
-            }
-            self.send_packet(sid, &packet, now)
-        } else {
-            // The text written once, as `send_packet` would encode the packet.
-            let text = Packet::event_text(&nsp, name, args, None, attachments.len());
-            self.send_text(sid, text, attachments, now)
-        };
+        let r = self
+            .with_peer(sid, |peer| {
+                peer.emit(socket, name, args, attachments, volatile, now)
+            })
+            .unwrap_or(Err(SioError::UnknownSocket(socket)));
         self.pump(now);
-        self.note_refused(socket, &r);
-        r.map(|_| true).map_err(|_| SioError::BufferFull(socket))
+        if let Err(SioError::BufferFull(_)) = r {
+            self.refused.push(socket);
+        }
+        r
     }
 
     /// Sends event `name` to `socket` asking for an acknowledgement: [`Event::Ack`] or
@@ -895,17 +797,18 @@ impl Server {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<AckId, SioError> {
-        let (sid, nsp) = self.member(socket)?;
-        let id = self.namespaces.next_ack_id(&nsp);
-        let packet = Packet::event(&nsp, name, args, Some(id), attachments);
-        let r = self.send_packet(sid, &packet, now);
-        if r.is_err() {
-            self.pump(now);
-            return Err(SioError::BufferFull(socket));
-        }
-        self.expect_ack(socket, id, timeout.map(|t| now + t));
+        let sid = self
+            .shared
+            .namespaces
+            .session_of(socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let r = self
+            .with_peer(sid, |peer| {
+                peer.emit_with_ack(socket, name, args, attachments, timeout, now)
+            })
+            .unwrap_or(Err(SioError::UnknownSocket(socket)));
         self.pump(now);
-        Ok(AckId(id))
+        r
     }
 
     /// Answers a client's acknowledgement request.
@@ -917,12 +820,19 @@ impl Server {
         now: Instant,
     ) -> Result<(), SioError> {
         let socket = token.socket;
-        let (sid, nsp) = self.member(socket)?;
-        let packet = Packet::ack(&nsp, token.id, Utf8Bytes::from(args), attachments);
-        let r = self.send_packet(sid, &packet, now);
+        let sid = self
+            .shared
+            .namespaces
+            .session_of(socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let r = self
+            .with_peer(sid, |peer| peer.ack(token, args, attachments, now))
+            .unwrap_or(Err(SioError::UnknownSocket(socket)));
         self.pump(now);
-        self.note_refused(socket, &r);
-        r.map_err(|_| SioError::BufferFull(socket))
+        if let Err(SioError::BufferFull(_)) = r {
+            self.refused.push(socket);
+        }
+        r
     }
 
     /// Sends event `name` to the sockets of `nsp` that `opts` selects, encoded once. Returns
@@ -954,7 +864,7 @@ impl Server {
         offset: Option<&str>,
         now: Instant,
     ) -> Result<usize, SioError> {
-        if !self.namespaces.exists(nsp) {
+        if !self.shared.namespaces.exists(nsp) {
             return Err(SioError::UnknownNamespace(nsp.to_owned()));
         }
         let targets = self.select(nsp, opts);
@@ -965,7 +875,7 @@ impl Server {
                     packet.data = Some(append_offset(data, offset));
                 }
             }
-            self.keep_with_offset(nsp, opts, &mut packet, now);
+            self.shared.keep_with_offset(nsp, opts, &mut packet, now);
         }
         let sent = self
             .send_to_all(&targets, &packet, opts.volatile, now)
@@ -988,16 +898,21 @@ impl Server {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<(AckId, Vec<SocketId>), SioError> {
-        if !self.namespaces.exists(nsp) {
+        if !self.shared.namespaces.exists(nsp) {
             return Err(SioError::UnknownNamespace(nsp.to_owned()));
         }
-        let id = self.namespaces.next_ack_id(nsp);
+        let id = self.shared.namespaces.next_ack_id(nsp);
         let targets = self.select(nsp, opts);
         let packet = Packet::event(nsp, name, args, Some(id), attachments);
         let sent = self.send_to_all(&targets, &packet, opts.volatile, now);
         let deadline = timeout.map(|t| now + t);
         for socket in &sent {
-            self.expect_ack(*socket, id, deadline);
+            if let Some(sid) = self.shared.namespaces.session_of(*socket) {
+                if let Some(client) = self.clients.get_mut(&sid) {
+                    client.expect_ack(*socket, id, deadline);
+                }
+                self.refile(sid);
+            }
         }
         self.pump(now);
         Ok((AckId(id), sent))
@@ -1005,12 +920,12 @@ impl Server {
 
     /// Puts every socket that `opts` selects in `rooms`.
     pub fn sockets_join(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
-        self.namespaces.sockets_join(nsp, opts, rooms);
+        self.shared.namespaces.sockets_join(nsp, opts, rooms);
     }
 
     /// Takes every socket that `opts` selects out of `rooms`.
     pub fn sockets_leave(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
-        self.namespaces.sockets_leave(nsp, opts, rooms);
+        self.shared.namespaces.sockets_leave(nsp, opts, rooms);
     }
 
     /// Disconnects every socket that `opts` selects (closing their connections with `close`).
@@ -1028,143 +943,9 @@ impl Server {
 
     // ---- internals ----
 
-    /// With recovery on: appends the next offset to `packet`'s arguments and keeps it with
-    /// the selection `opts` made.
-    fn keep_with_offset(
-        &mut self,
-        nsp: &str,
-        opts: &BroadcastOptions,
-        packet: &mut Packet,
-        now: Instant,
-    ) {
-        let Some(store) = self.recovery.as_mut().filter(|r| !r.shared) else {
-            return;
-        };
-        let Some(data) = packet.data.as_deref() else {
-            return;
-        };
-        let (counter, offset) = store.next_offset();
-        packet.data = Some(append_offset(data, &offset));
-        let (text, attachments) = packet.encode(SioProtocol::V5);
-        store.keep(
-            counter,
-            Arc::from(nsp),
-            opts.rooms.clone(),
-            opts.except.clone(),
-            text,
-            attachments,
-            now,
-        );
-    }
-
     /// Notes the recovery store's next expiry.
     fn rearm_recovery(&mut self) {
-        self.recovery_timer = self.recovery.as_ref().and_then(Store::next_purge);
-    }
-
-    /// The session and namespace of a connected socket.
-    fn member(&self, socket: SocketId) -> Result<(Sid, Arc<str>), SioError> {
-        self.namespaces
-            .member(socket)
-            .map(|(sid, nsp)| (sid, nsp.clone()))
-            .ok_or(SioError::UnknownSocket(socket))
-    }
-
-    fn expect_ack(&mut self, socket: SocketId, id: u64, deadline: Option<Instant>) {
-        let Some(sid) = self.namespaces.session_of(socket) else {
-            return;
-        };
-        if let Some(client) = self.clients.get_mut(&sid) {
-            client.expect_ack(socket, id, deadline);
-        }
-        self.refile(sid);
-    }
-
-    fn new_socket_id(&mut self, sid: Sid, nsp: &str) -> SocketId {
-        let protocol = self.clients.get(&sid).map(Client::protocol);
-        if protocol == Some(SioProtocol::V4) {
-            let wanted = if nsp == "/" {
-                sid.as_str().to_owned()
-            } else {
-                format!("{nsp}#{sid}")
-            };
-            if let Ok(id) = SocketId::new(&wanted) {
-                if !self.namespaces.contains(id) {
-                    return id;
-                }
-            }
-        }
-        loop {
-            let id = SocketId::from_ascii_trusted(self.ids.next_sid().as_str().as_bytes());
-            if !self.namespaces.contains(id) {
-                return id;
-            }
-        }
-    }
-
-    /// Encodes and queues one packet for a session; attachments follow as binary messages.
-    fn send_packet(&mut self, sid: Sid, packet: &Packet, now: Instant) -> Result<(), SendError> {
-        let protocol = self
-            .clients
-            .get(&sid)
-            .map_or(SioProtocol::V5, Client::protocol);
-        let (first, attachments) = self.messages(packet, protocol);
-        // One unit: the byte budget never splits a packet from its attachments.
-        let attachments = attachments.into_iter().map(Message::Binary);
-        self.engine
-            .send_all(sid, std::iter::once(first).chain(attachments), now)
-    }
-
-    /// `packet` as the Engine.IO messages the server's parser writes: the first, then the
-    /// attachments (always none with MessagePack, which carries them inline).
-    fn messages(&self, packet: &Packet, protocol: SioProtocol) -> (Message, Vec<Bytes>) {
-        match self.config.parser {
-            Parser::Default => {
-                let (text, attachments) = packet.encode(protocol);
-                (Message::Text(text), attachments)
-            }
-            Parser::MsgPack => (Message::Binary(msgpack::encode(packet)), Vec::new()),
-        }
-    }
-
-    /// Queues an encoded packet's text and then its attachments.
-    fn send_text(
-        &mut self,
-        sid: Sid,
-        text: Utf8Bytes,
-        attachments: Vec<Bytes>,
-        now: Instant,
-    ) -> Result<(), SendError> {
-        let attachments = attachments.into_iter().map(Message::Binary);
-        self.engine.send_all(
-            sid,
-            std::iter::once(Message::Text(text)).chain(attachments),
-            now,
-        )
-    }
-
-    /// Queues a packet kept in its protocol 5 text form (a packet a recovered socket missed),
-    /// written with the server's parser.
-    fn send_encoded(
-        &mut self,
-        sid: Sid,
-        text: Utf8Bytes,
-        attachments: Vec<Bytes>,
-        now: Instant,
-    ) -> Result<(), SendError> {
-        if self.config.parser == Parser::MsgPack {
-            let mut decoder = Decoder::new(SioProtocol::V5, usize::MAX);
-            let mut decoded = decoder.decode_text(text);
-            for a in attachments {
-                decoded = decoder.decode_binary(a);
-            }
-            return match decoded {
-                Ok(Some(packet)) => self.send_packet(sid, &packet, now),
-                // Only packets this server encoded are kept, so they decode.
-                _ => Ok(()),
-            };
-        }
-        self.send_text(sid, text, attachments, now)
+        self.recovery_timer = self.shared.recovery.as_ref().and_then(Store::next_purge);
     }
 
     /// Queues one encoding of `packet` for every target; returns those it was queued for.
@@ -1176,31 +957,23 @@ impl Server {
         now: Instant,
     ) -> Vec<SocketId> {
         // EVENT and ACK packets are the same in v4 and v5: one encoding serves every client.
-        let (first, attachments) = self.messages(packet, SioProtocol::V5);
+        let (first, attachments) = messages(self.config.parser, packet, SioProtocol::V5);
         let mut sent = Vec::with_capacity(targets.len());
         for socket in targets {
-            let Some(sid) = self.namespaces.session_of(*socket) else {
+            let Some(sid) = self.shared.namespaces.session_of(*socket) else {
                 continue;
             };
-            if volatile && !self.engine.is_writable(sid) {
-                continue;
-            }
-            let messages = std::iter::once(first.clone())
-                .chain(attachments.iter().cloned().map(Message::Binary));
-            match self.engine.send_all(sid, messages, now) {
-                Ok(()) => sent.push(*socket),
-                Err(SendError::BufferFull(_)) => self.refused.push(*socket),
-                Err(_) => {}
+            let mut link = EngineLink {
+                engine: &mut self.engine,
+                sid,
+            };
+            match link.deliver(&first, &attachments, volatile, now) {
+                Delivery::Queued => sent.push(*socket),
+                Delivery::Refused => self.refused.push(*socket),
+                Delivery::Skipped | Delivery::Gone => {}
             }
         }
         sent
-    }
-
-    /// Records `socket` as refused when `r` says its queue was full.
-    fn note_refused(&mut self, socket: SocketId, r: &Result<(), SendError>) {
-        if let Err(SendError::BufferFull(_)) = r {
-            self.refused.push(socket);
-        }
     }
 
     /// The sockets an emit, an acknowledgement or a broadcast could not be queued for since
@@ -1217,31 +990,6 @@ impl Server {
         &self.refused
     }
 
-    fn connect_error(
-        &mut self,
-        sid: Sid,
-        nsp: &str,
-        message: &str,
-        data: Option<&str>,
-        now: Instant,
-    ) {
-        let protocol = self
-            .clients
-            .get(&sid)
-            .map_or(SioProtocol::V5, Client::protocol);
-        let payload = match (protocol, data) {
-            // The reference sends `err.data || err.message` to protocol 4 clients.
-            (SioProtocol::V4, Some(d)) if !is_falsy_json(d) => d.trim().to_owned(),
-            (SioProtocol::V4, _) => json_string(message),
-            (SioProtocol::V5, None) => format!("{{\"message\":{}}}", json_string(message)),
-            (SioProtocol::V5, Some(d)) => {
-                format!("{{\"message\":{},\"data\":{d}}}", json_string(message))
-            }
-        };
-        let packet = Packet::connect_error(nsp, Utf8Bytes::from(payload));
-        let _ = self.send_packet(sid, &packet, now);
-    }
-
     /// Processes what the engine reported.
     fn pump(&mut self, now: Instant) {
         while let Some(ev) = self.engine.poll_event() {
@@ -1253,278 +1001,27 @@ impl Server {
                     ..
                 } => {
                     self.traffic.sessions_opened = self.traffic.sessions_opened.wrapping_add(1);
-                    self.on_open(sid, protocol, *request, now)
+                    let client = Client::for_session(&self.config, sid, protocol, *request, now);
+                    self.clients.insert(sid, client);
+                    self.with_peer(sid, |peer| peer.opened(now));
                 }
-                engine::Event::Message { sid, message } => self.on_message(sid, message, now),
+                engine::Event::Message { sid, message } => {
+                    self.with_peer(sid, |peer| peer.receive(message, now));
+                }
                 engine::Event::Upgrade { .. } => {}
                 engine::Event::Close { sid, reason } => {
                     self.traffic.sessions_closed = self.traffic.sessions_closed.wrapping_add(1);
-                    self.on_close(sid, reason, now)
+                    self.with_peer(sid, |peer| peer.closed(reason, now));
+                    if let Some(client) = self.clients.remove(&sid) {
+                        if let Some(t) = client.filed {
+                            self.timers.remove(&(t, sid));
+                        }
+                    }
                 }
             }
         }
         self.rearm_recovery();
     }
-
-    fn on_open(&mut self, sid: Sid, protocol: Protocol, request: RequestHead, now: Instant) {
-        let protocol = match protocol {
-            Protocol::V3 => SioProtocol::V4,
-            Protocol::V4 => SioProtocol::V5,
-        };
-        let handshake = Arc::new(Handshake {
-            sid,
-            protocol,
-            request,
-            issued: now,
-        });
-        // Armed for protocol 4 too: its implicit join of `/` is still a connect request the
-        // application may leave unsettled or refuse.
-        let client = Client::new(
-            handshake,
-            self.config.parser,
-            self.config.max_attachments,
-            now + self.config.connect_timeout,
-        );
-        self.clients.insert(sid, client);
-        self.refile(sid);
-        if protocol == SioProtocol::V4 {
-            // v4 clients are connected to `/` without asking.
-            self.request_connect(sid, Arc::from("/"), Utf8Bytes::from_static("{}"), None, now);
-        }
-    }
-
-    fn on_message(&mut self, sid: Sid, message: Message, now: Instant) {
-        let Some(client) = self.clients.get_mut(&sid) else {
-            return;
-        };
-        let incoming = client.receive(message);
-        // An ack answered takes its deadline away.
-        self.refile(sid);
-        match incoming {
-            Incoming::Nothing => {}
-            Incoming::ParseError => self.close_client(sid, DisconnectReason::ParseError, now),
-            Incoming::Violation => {
-                // A CONNECT for a namespace already joined or asked for, a CONNECT_ERROR
-                // (only servers send those), or anything for a namespace not joined: the
-                // reference closes the whole connection.
-                self.close_client(sid, DisconnectReason::ForcedServerClose, now);
-            }
-            Incoming::Connect { nsp, auth, query } => {
-                let held = self
-                    .clients
-                    .get(&sid)
-                    .map_or(0, |c| c.socket_count() + c.pending_count());
-                if held >= self.config.max_namespaces {
-                    self.connect_error(sid, &nsp, "Too many namespaces", None, now);
-                } else if self.namespaces.ensure(&nsp) {
-                    self.request_connect(sid, nsp, auth, query, now);
-                } else {
-                    self.connect_error(sid, &nsp, "Invalid namespace", None, now);
-                }
-            }
-            Incoming::Event {
-                socket,
-                nsp,
-                packet,
-            } => {
-                let name = packet
-                    .event_name()
-                    .map(|n| n.into_owned())
-                    .unwrap_or_default();
-                let args = packet.args().unwrap_or(Utf8Bytes::from_static("[]"));
-                self.events.push_back(Event::Event {
-                    socket,
-                    nsp,
-                    name,
-                    args,
-                    attachments: packet.attachments,
-                    ack: packet.id.map(|id| AckToken { socket, id }),
-                });
-            }
-            Incoming::Ack {
-                socket,
-                id,
-                args,
-                attachments,
-            } => {
-                self.events.push_back(Event::Ack {
-                    socket,
-                    id: AckId(id),
-                    args,
-                    attachments,
-                });
-            }
-            Incoming::Disconnect(socket) => {
-                self.remove_socket(socket, DisconnectReason::ClientNamespaceDisconnect, now);
-            }
-        }
-    }
-
-    fn request_connect(
-        &mut self,
-        sid: Sid,
-        nsp: Arc<str>,
-        auth: Utf8Bytes,
-        query: Option<Utf8Bytes>,
-        now: Instant,
-    ) {
-        let restored = match self.recovery.as_mut() {
-            Some(r)
-                if !r.shared
-                    && self.clients.get(&sid).map(Client::protocol) == Some(SioProtocol::V5) =>
-            {
-                r.restore(&nsp, &auth, now)
-            }
-            _ => None,
-        }
-        // A socket of that id still connected (the old connection not closed yet) cannot be
-        // restored twice.
-        .filter(|r| !self.namespaces.contains(r.socket));
-        let skip = self
-            .recovery
-            .as_ref()
-            .is_some_and(|r| r.config.skip_middlewares);
-        let Some(client) = self.clients.get_mut(&sid) else {
-            return;
-        };
-        let id = ConnectId(self.next_connect);
-        self.next_connect += 1;
-        client.add_pending(nsp.clone(), id);
-        let handshake = client.handshake().clone();
-        self.namespaces.add_pending(&nsp);
-        self.pending.insert(
-            id,
-            Pending {
-                sid,
-                nsp: nsp.clone(),
-                restored: None,
-            },
-        );
-        let mut request = ConnectRequest {
-            id,
-            nsp,
-            auth,
-            query,
-            handshake,
-            recovered: restored.is_some(),
-            session_data: restored.as_ref().and_then(|r| r.data.clone()),
-            accepted: None,
-        };
-        let recovered = restored.is_some();
-        if let Some(p) = self.pending.get_mut(&id) {
-            p.restored = restored;
-        }
-        if recovered && skip {
-            request.accepted = self.open_socket(id, now).ok();
-        }
-        self.events.push_back(Event::Connect(request));
-    }
-
-    /// Takes a socket out of everything, telling the application.
-    fn remove_socket(&mut self, socket: SocketId, reason: DisconnectReason, now: Instant) {
-        let Some((sid, nsp, rooms)) = self.namespaces.remove(socket) else {
-            return;
-        };
-        let (pid, acks) = self
-            .clients
-            .get_mut(&sid)
-            .and_then(|c| c.remove_socket(socket))
-            .unwrap_or_default();
-        self.refile(sid);
-        if let (Some(store), Some(pid)) = (self.recovery.as_mut(), pid) {
-            if reason.is_recoverable() {
-                store.persist(socket, pid, nsp.clone(), rooms.clone(), now);
-            }
-        }
-        self.events.push_back(Event::Disconnecting {
-            socket,
-            nsp: nsp.clone(),
-            reason,
-            rooms,
-        });
-        for id in acks {
-            self.events.push_back(Event::AckFailed {
-                socket,
-                id: AckId(id),
-                reason: AckFailure::Disconnected,
-            });
-        }
-        self.events.push_back(Event::Disconnect {
-            socket,
-            nsp: nsp.clone(),
-            reason,
-        });
-        self.namespaces.drop_if_empty(&nsp);
-    }
-
-    /// Forgets connect request `id` (accepted, refused, or its client gone).
-    fn settle(&mut self, id: ConnectId, pending: &Pending) {
-        if let Some(client) = self.clients.get_mut(&pending.sid) {
-            client.settle(&pending.nsp, id);
-        }
-        self.namespaces.settle_pending(&pending.nsp);
-    }
-
-    /// Closes a client's Engine.IO session on this layer's initiative. Its sockets leave at
-    /// once with `reason` (the engine may need a poll, or its close timeout, to finish the
-    /// session) and its pending connect requests are dropped.
-    fn close_client(&mut self, sid: Sid, reason: DisconnectReason, now: Instant) {
-        let Some(client) = self.clients.get_mut(&sid) else {
-            return;
-        };
-        if !client.set_closing(reason) {
-            return;
-        }
-        self.release(sid, reason, now);
-        self.engine.close(sid, now);
-    }
-
-    /// Drops everything a client holds here but the client itself: its connect timer, its
-    /// pending requests, its sockets (which leave with `reason`, in join order).
-    fn release(&mut self, sid: Sid, reason: DisconnectReason, now: Instant) {
-        let Some(client) = self.clients.get_mut(&sid) else {
-            return;
-        };
-        let pending = client.release();
-        let sockets: Vec<SocketId> = client.sockets().map(|(_, s)| s).collect();
-        self.refile(sid);
-        for id in pending {
-            if let Some(p) = self.pending.remove(&id) {
-                self.namespaces.settle_pending(&p.nsp);
-                self.namespaces.drop_if_empty(&p.nsp);
-            }
-        }
-        for socket in sockets {
-            self.remove_socket(socket, reason, now);
-        }
-    }
-
-    /// The engine closed a session: all its sockets leave (unless this layer closed it, in
-    /// which case they left already).
-    fn on_close(&mut self, sid: Sid, reason: CloseReason, now: Instant) {
-        let Some(client) = self.clients.get(&sid) else {
-            return;
-        };
-        let reason = client.closing().unwrap_or(match reason {
-            CloseReason::TransportClose => DisconnectReason::TransportClose,
-            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
-            CloseReason::ParseError => DisconnectReason::ParseError,
-            CloseReason::ForcedClose => DisconnectReason::ForcedClose,
-            _ => DisconnectReason::TransportError,
-        });
-        self.release(sid, reason, now);
-        if let Some(client) = self.clients.remove(&sid) {
-            if let Some(t) = client.filed {
-                self.timers.remove(&(t, sid));
-            }
-        }
-    }
-}
-
-/// Whether JSON text is a JavaScript falsy value (`err.data || err.message` picks the
-/// message then).
-fn is_falsy_json(json: &str) -> bool {
-    matches!(json.trim(), "" | "null" | "false" | "0" | "\"\"" | "-0")
 }
 
 /// `s` as a JSON string literal.
