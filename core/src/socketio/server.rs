@@ -1,10 +1,12 @@
 //! The Socket.IO server machine: the Engine.IO engine below, namespaces, sockets, rooms and
-//! acknowledgements above. Every Socket.IO rule is decided here.
+//! acknowledgements above, composed for one thread. The rules of one session live in
+//! [`Peer`]; this composition routes each input and command to its session's peer, and
+//! encodes and delivers broadcasts.
 
 use super::client::{Client, ClientTimer};
-use super::event::{AckId, AckToken, ConnectId, DisconnectReason, Event, Handshake};
 #[cfg(doc)]
 use super::event::ConnectRequest;
+use super::event::{AckId, AckToken, ConnectId, DisconnectReason, Event, Handshake};
 use super::msgpack::Parser;
 pub use super::namespaces::BroadcastOptions;
 use super::namespaces::Namespaces;
