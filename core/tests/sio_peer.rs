@@ -77,11 +77,11 @@ trait Drive {
     fn drain(&mut self, log: &mut Vec<String>, now: Instant) -> Vec<Event>;
 }
 
-struct Composed {
-    server: Server,
+struct Composed<S: SharedAccess = Shared> {
+    server: Server<S>,
 }
 
-impl Drive for Composed {
+impl<S: SharedAccess> Drive for Composed<S> {
     fn open(&mut self, conn: ConnId, _eio: u8, now: Instant) {
         let head = ws_head(_eio);
         self.server.handle_request(conn, head, now).unwrap();
@@ -147,6 +147,11 @@ impl SharedAccess for Locked<'_> {
     fn with<R>(&mut self, f: impl FnOnce(&mut Shared) -> R) -> R {
         self.taken.fetch_add(1, Ordering::Relaxed);
         f(&mut self.shared.lock().unwrap())
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Shared) -> R) -> R {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        f(&self.shared.lock().unwrap())
     }
 
     fn keeps_packets(&mut self) -> bool {
@@ -593,4 +598,82 @@ fn sessions_on_several_threads_share_one_index() {
     assert_eq!(index.namespace_socket_count("/chat"), 4 * 12);
     assert_eq!(index.select("/", &opts).len(), 100);
     assert_eq!(shared.pending_connect_count(), 0);
+}
+
+#[test]
+fn a_session_detached_from_the_composition_goes_on_with_its_own_peer() {
+    let now = Instant::now();
+    let config = config();
+    let shared = Mutex::new(Shared::new(SOCKET_SEED));
+    let taken = AtomicUsize::new(0);
+    let lent = Locked {
+        shared: &shared,
+        taken: &taken,
+        keeps: false,
+    };
+    let engine = Engine::from_endpoint(Endpoint::new(config.engine.clone(), ENGINE_SEED));
+    let mut composed = Composed {
+        server: Server::with_shared(config.clone(), engine, lent),
+    };
+    let mut log = Vec::new();
+    let (a, b) = (ConnId(1), ConnId(2));
+    let mut sockets = Vec::new();
+    for conn in [a, b] {
+        composed.open(conn, 4, now);
+        composed.drain(&mut log, now);
+        composed.message(conn, "40", now);
+        let id = connect_id(&composed.drain(&mut log, now));
+        sockets.push(composed.accept(conn, id, now));
+        composed.drain(&mut log, now);
+    }
+    let sid_a = composed.server.session_of(sockets[0]).unwrap();
+    let (session, client) = composed.server.detach(sid_a).expect("an open session");
+    assert!(composed.server.detach(sid_a).is_none(), "detached once");
+    assert_eq!(composed.server.client_count(), 1);
+    assert_eq!(composed.server.engine().session_count(), 1);
+    // The session goes on with a peer of its own over the same shared state.
+    let mut parts = Parts {
+        endpoint: Endpoint::new(config.engine.clone(), [3; 32]),
+        keeps: false,
+        config,
+        shared: &shared,
+        taken: &taken,
+        sessions: vec![Owned {
+            conn: a,
+            session: *session,
+            client: Some(client),
+            events: VecDeque::new(),
+        }],
+    };
+    let mut own = Vec::new();
+    parts.message(a, r#"42["mine",1]"#, now);
+    let events = parts.drain(&mut own, now);
+    assert!(
+        matches!(&events[..], [Event::Event { name, socket, .. }] if name == "mine" && *socket == sockets[0]),
+        "{events:?}"
+    );
+    assert!(
+        composed.drain(&mut log, now).is_empty(),
+        "the composition saw it"
+    );
+    // A broadcast of the composition selects both sockets from the shared index and
+    // delivers to the one it still runs.
+    let sent = composed
+        .server
+        .broadcast("/", &Default::default(), "all", "[]", Vec::new(), now)
+        .unwrap();
+    assert_eq!(sent, 1);
+    let mut wire = Vec::new();
+    composed.drain(&mut wire, now);
+    assert_eq!(wire, vec![r#"send 42["all"]"#.to_owned()]);
+    // The detached session's sockets leave through its peer; the shared index follows.
+    parts.message(a, "41", now);
+    let left = parts.drain(&mut own, now);
+    assert!(
+        matches!(left.last(), Some(Event::Disconnect { .. })),
+        "{left:?}"
+    );
+    assert!(!composed.server.contains(sockets[0]));
+    assert!(composed.server.contains(sockets[1]));
+    assert_eq!(composed.server.socket_count(), 1);
 }

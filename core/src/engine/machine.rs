@@ -426,6 +426,27 @@ impl Engine {
         self.with_session(sid, true, |session| session.close(now));
     }
 
+    /// Takes session `sid` out of the engine, open, for a runtime that runs it on its own (a
+    /// WebSocket's task): the engine forgets its connections and its deadline without
+    /// closing it, and the session goes on wherever its [`Session`] goes. What the engine had
+    /// already queued for it stays in the engine's queues, in order: drain them first. `None`
+    /// for an unknown or closing session.
+    pub fn detach(&mut self, sid: Sid) -> Option<Box<Session>> {
+        if !self.contains(sid) {
+            return None;
+        }
+        let mut session = self.sessions.remove(&sid)?;
+        for (conn, role) in session.held().into_iter().flatten() {
+            if self.conns.get(&conn) == Some(&Role::Held(sid, role)) {
+                self.conns.remove(&conn);
+            }
+        }
+        if let Some(t) = session.timer.take() {
+            self.timers.remove(&(t, sid));
+        }
+        Some(session)
+    }
+
     // ---- the composition ----
 
     /// After an input to session `sid`: [`Desk::settle`]s it, and forgets it once ended.

@@ -14,7 +14,7 @@ use super::packet::{Packet, SioProtocol};
 use super::peer::{Delivery, EngineLink, Link, Peer, messages};
 use super::recovery::{Recovery, SessionState, Store, StoredMessage, append_offset};
 use super::rooms::{MembershipChange, Room, RoomChange};
-use super::shared::{Shared, own_room};
+use super::shared::{Shared, SharedAccess, own_room};
 use super::traffic::Traffic;
 use crate::engine::{self, ApiMisuse, Body, Engine, Output, WsMessage};
 use crate::http::RequestHead;
@@ -116,11 +116,11 @@ enum Due {
 /// (decoder, sockets, acks, connect timeout), driven through a [`Peer`] for each input or
 /// command that reaches it, and the [`Shared`] state (the [`Namespaces`] index, the connect
 /// requests waiting for the application, the recovery store).
-pub struct Server {
+pub struct Server<S: SharedAccess = Shared> {
     engine: Engine,
     config: Config,
     clients: IdMap<Sid, Client>,
-    shared: Shared,
+    shared: S,
     /// Each client filed under its earliest deadline.
     timers: BTreeSet<(Instant, Sid)>,
     events: VecDeque<Event>,
@@ -132,13 +132,16 @@ pub struct Server {
     traffic: Traffic,
 }
 
-impl fmt::Debug for Server {
+impl<S: SharedAccess> fmt::Debug for Server<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("engine", &self.engine)
             .field("clients", &self.clients.len())
-            .field("sockets", &self.shared.namespaces.socket_count())
-            .field("namespaces", &self.shared.namespaces.names().count())
+            .field("sockets", &self.socket_count())
+            .field(
+                "namespaces",
+                &self.shared.read(|s| s.namespaces.names().count()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -163,11 +166,39 @@ impl Server {
     /// A server over an engine built by the caller (a custom session id generator, say);
     /// socket ids are drawn from `seed`.
     pub fn with_engine(config: Config, engine: Engine, seed: [u8; 32]) -> Self {
+        Self::with_shared(config, engine, Shared::new(seed))
+    }
+
+    /// The namespaces, their sockets and rooms.
+    pub fn namespace_index(&self) -> &Namespaces {
+        &self.shared.namespaces
+    }
+
+    /// The state the sessions share (namespaces, connect requests, recovery).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The namespace of a connected socket.
+    pub fn namespace_of(&self, socket: SocketId) -> Option<&Arc<str>> {
+        self.shared.namespaces.namespace_of(socket)
+    }
+
+    /// Names of the namespaces that exist now.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.shared.namespaces.names()
+    }
+}
+
+impl<S: SharedAccess> Server<S> {
+    /// A server over an engine and shared state built by the caller: the shared state may
+    /// also be lent to sessions the caller runs elsewhere (see [`Server::detach`]).
+    pub fn with_shared(config: Config, engine: Engine, shared: S) -> Self {
         Server {
             engine,
             config,
             clients: IdMap::default(),
-            shared: Shared::new(seed),
+            shared,
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             recovery_timer: None,
@@ -187,12 +218,12 @@ impl Server {
     /// ([`ConnectRequest::recovered`]), the packets after `offset` replayed.
     pub fn set_connection_state_recovery(&mut self, recovery: Option<Recovery>) {
         self.recovery_timer = None;
-        self.shared.set_recovery(recovery);
+        self.shared.with(|s| s.set_recovery(recovery));
     }
 
     /// The connection state recovery options, when it is on.
     pub fn connection_state_recovery(&self) -> Option<Recovery> {
-        self.shared.recovery.as_ref().map(|r| r.config)
+        self.shared.read(|s| s.recovery.as_ref().map(|r| r.config))
     }
 
     /// With connection state recovery on, hands its keeping to the caller (a cluster
@@ -203,22 +234,26 @@ impl Server {
     /// recovered by the machine but completed with [`Server::restore_connect`] once the
     /// caller has fetched the session.
     pub fn set_shared_recovery(&mut self, shared: bool) {
-        if let Some(r) = self.shared.recovery.as_mut() {
-            r.shared = shared;
-        }
+        self.shared.with(|s| {
+            if let Some(r) = s.recovery.as_mut() {
+                r.shared = shared;
+            }
+        });
     }
 
     /// Whether connection state recovery is on and kept by the caller
     /// ([`Server::set_shared_recovery`]).
     pub fn is_recovery_shared(&self) -> bool {
-        self.shared.recovery.as_ref().is_some_and(|r| r.shared)
+        self.shared
+            .read(|s| s.recovery.as_ref().is_some_and(|r| r.shared))
     }
 
     /// Takes the session `socket` left behind (when it left for a recoverable reason with
     /// recovery on) out of the machine, with the data attached to it, for a store of the
     /// caller's.
     pub fn take_session(&mut self, socket: SocketId) -> Option<SessionState> {
-        self.shared.recovery.as_mut()?.take_session(socket)
+        self.shared
+            .with(|s| s.recovery.as_mut()?.take_session(socket))
     }
 
     /// Completes the recovery of pending connect request `id` with `session` (fetched by
@@ -237,7 +272,7 @@ impl Server {
     ) -> Result<RestoreOutcome, SioError> {
         let sid = self
             .shared
-            .session_of_connect(id)
+            .read(|s| s.session_of_connect(id))
             .ok_or(SioError::UnknownConnect(id))?;
         let r = self
             .with_peer(sid, |peer| peer.restore_connect(id, session, stored, now))
@@ -249,56 +284,56 @@ impl Server {
     /// Sessions kept for recovery (sockets that left and may come back).
     pub fn recovery_session_count(&self) -> usize {
         self.shared
-            .recovery
-            .as_ref()
-            .map_or(0, Store::session_count)
+            .read(|s| s.recovery.as_ref().map_or(0, Store::session_count))
     }
 
     /// Packets kept for recovery.
     pub fn recovery_packet_count(&self) -> usize {
-        self.shared.recovery.as_ref().map_or(0, Store::packet_count)
+        self.shared
+            .read(|s| s.recovery.as_ref().map_or(0, Store::packet_count))
     }
 
     /// Attaches `data` (opaque to the machine; the API layer keeps JSON text there) to the
     /// session `socket` left behind; it comes back in [`ConnectRequest::session_data`] when
     /// the session is recovered. `false` when `socket` left no session.
     pub fn set_session_data(&mut self, socket: SocketId, data: Utf8Bytes) -> bool {
-        self.shared
-            .recovery
-            .as_mut()
-            .is_some_and(|r| r.set_data(socket, data))
+        self.shared.with(|s| {
+            s.recovery
+                .as_mut()
+                .is_some_and(|r| r.set_data(socket, data))
+        })
     }
 
     /// Declares a namespace (`/` always exists). A namespace a dynamic matcher created is
     /// kept from then on.
     pub fn add_namespace(&mut self, name: &str) {
-        self.shared.namespaces.add(name);
+        self.shared.with(|s| s.namespaces.add(name));
     }
 
     /// Starts (or stops) recording the rooms created and deleted in every namespace, for
     /// [`take_room_changes`](Server::take_room_changes). Rooms that exist already are
     /// reported as created.
     pub fn track_room_changes(&mut self, on: bool) {
-        self.shared.namespaces.track_room_changes(on);
+        self.shared.with(|s| s.namespaces.track_room_changes(on));
     }
 
     /// The rooms created and deleted since the last call, with their namespace, in order
     /// within each namespace. Always empty unless [tracking](Server::track_room_changes).
     pub fn take_room_changes(&mut self) -> Vec<(Arc<str>, RoomChange)> {
-        self.shared.namespaces.take_room_changes()
+        self.shared.with(|s| s.namespaces.take_room_changes())
     }
 
     /// Starts (or stops) recording every join and leave of a room, in every namespace, for
     /// [`take_membership_changes`](Server::take_membership_changes). Memberships that exist
     /// when tracking starts are not reported.
     pub fn track_memberships(&mut self, on: bool) {
-        self.shared.namespaces.track_memberships(on);
+        self.shared.with(|s| s.namespaces.track_memberships(on));
     }
 
     /// The joins and leaves since the last call, with their namespace, in the order they
     /// happened. Always empty unless [tracking](Server::track_memberships).
     pub fn take_membership_changes(&mut self) -> Vec<(Arc<str>, MembershipChange)> {
-        self.shared.namespaces.take_membership_changes()
+        self.shared.with(|s| s.namespaces.take_membership_changes())
     }
 
     /// Declares a family of namespaces created on their first connect: every name `matcher`
@@ -308,7 +343,8 @@ impl Server {
         matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
         cleanup: bool,
     ) {
-        self.shared.namespaces.add_dynamic(matcher, cleanup);
+        self.shared
+            .with(|s| s.namespaces.add_dynamic(matcher, cleanup));
     }
 
     // ---- getters ----
@@ -326,11 +362,6 @@ impl Server {
     /// Whether `head` is addressed to the server (its path is under the engine's path).
     pub fn owns(&self, head: &RequestHead) -> bool {
         self.engine.owns(head)
-    }
-
-    /// The namespaces, their sockets and rooms.
-    pub fn namespace_index(&self) -> &Namespaces {
-        &self.shared.namespaces
     }
 
     /// The Socket.IO machine of session `sid`.
@@ -354,17 +385,19 @@ impl Server {
 
     /// Connected sockets, all namespaces.
     pub fn socket_count(&self) -> usize {
-        self.shared.namespaces.socket_count()
+        self.shared.read(|s| s.namespaces.socket_count())
     }
 
     /// Connected sockets of namespace `nsp`.
     pub fn namespace_socket_count(&self, nsp: &str) -> usize {
-        self.shared.namespaces.namespace_socket_count(nsp)
+        self.shared
+            .read(|s| s.namespaces.namespace_socket_count(nsp))
     }
 
-    /// Names of the namespaces that exist now.
-    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.shared.namespaces.names()
+    /// Names of the namespaces that exist now ([`Server::namespaces`] without the borrow).
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.shared
+            .read(|s| s.namespaces.names().map(str::to_owned).collect())
     }
 
     /// Pending server-to-client acks, all sockets.
@@ -374,16 +407,13 @@ impl Server {
 
     /// Pending connect requests.
     pub fn pending_connect_count(&self) -> usize {
-        self.shared.pending.len()
+        self.shared.read(Shared::pending_connect_count)
     }
 
     /// Whether pending connect request `id` recovers a session (its
     /// [`ConnectRequest::recovered`]).
     pub fn is_recovering(&self, id: ConnectId) -> bool {
-        self.shared
-            .pending
-            .get(&id)
-            .is_some_and(|p| p.restored.is_some())
+        self.shared.read(|s| s.is_recovering(id))
     }
 
     /// Scheduled Socket.IO deadlines (connect timeouts, ack deadlines and the recovery
@@ -398,27 +428,22 @@ impl Server {
 
     /// Rooms with at least one member in `nsp`.
     pub fn room_count(&self, nsp: &str) -> usize {
-        self.shared.namespaces.room_count(nsp)
+        self.shared.read(|s| s.namespaces.room_count(nsp))
     }
 
     /// Whether `socket` is connected.
     pub fn contains(&self, socket: SocketId) -> bool {
-        self.shared.namespaces.contains(socket)
-    }
-
-    /// The namespace of a connected socket.
-    pub fn namespace_of(&self, socket: SocketId) -> Option<&Arc<str>> {
-        self.shared.namespaces.namespace_of(socket)
+        self.shared.read(|s| s.namespaces.contains(socket))
     }
 
     /// The Engine.IO session of a connected socket.
     pub fn session_of(&self, socket: SocketId) -> Option<Sid> {
-        self.shared.namespaces.session_of(socket)
+        self.shared.read(|s| s.namespaces.session_of(socket))
     }
 
     /// The handshake of a connected socket.
     pub fn handshake(&self, socket: SocketId) -> Option<&Arc<Handshake>> {
-        let sid = self.shared.namespaces.session_of(socket)?;
+        let sid = self.session_of(socket)?;
         self.clients.get(&sid).map(Client::handshake)
     }
 
@@ -427,38 +452,39 @@ impl Server {
     /// application's data). `None` for a socket without a private id (recovery off, or a v4
     /// client) or that is not connected.
     pub fn live_session(&self, socket: SocketId) -> Option<SessionState> {
-        let (sid, nsp) = self.shared.namespaces.member(socket)?;
+        let (sid, nsp, rooms) = self.shared.read(|s| {
+            let (sid, nsp) = s.namespaces.member(socket)?;
+            Some((sid, nsp.to_string(), s.namespaces.rooms_of(socket)))
+        })?;
         let pid = self.clients.get(&sid)?.pid(socket)?;
         Some(SessionState {
             socket,
             pid: pid.to_string(),
-            nsp: Some(nsp.to_string()),
-            rooms: self.shared.namespaces.rooms_of(socket),
+            nsp: Some(nsp),
+            rooms,
             data: None,
         })
     }
 
     /// The rooms of a connected socket (its own id included).
     pub fn rooms_of(&self, socket: SocketId) -> Vec<Room> {
-        self.shared.namespaces.rooms_of(socket)
+        self.shared.read(|s| s.namespaces.rooms_of(socket))
     }
 
     /// The rooms of `nsp` that have members.
     pub fn rooms(&self, nsp: &str) -> Vec<Room> {
-        self.shared.namespaces.rooms(nsp)
+        self.shared.read(|s| s.namespaces.rooms(nsp))
     }
 
     /// Whether a packet sent to `socket` now would leave at once.
     pub fn is_writable(&self, socket: SocketId) -> bool {
-        self.shared
-            .namespaces
-            .session_of(socket)
+        self.session_of(socket)
             .is_some_and(|sid| self.engine.is_writable(sid))
     }
 
     /// The sockets of `nsp` that `opts` selects (rooms, except), in no particular order.
     pub fn select(&self, nsp: &str, opts: &BroadcastOptions) -> Vec<SocketId> {
-        self.shared.namespaces.select(nsp, opts)
+        self.shared.read(|s| s.namespaces.select(nsp, opts))
     }
 
     // ---- outputs ----
@@ -555,15 +581,17 @@ impl Server {
             match due {
                 Due::Recovery => {
                     self.recovery_timer = None;
-                    if let Some(r) = self.shared.recovery.as_mut() {
-                        r.purge(now);
-                    }
+                    self.shared.with(|s| {
+                        if let Some(r) = s.recovery.as_mut() {
+                            r.purge(now);
+                        }
+                    });
                     self.rearm_recovery();
                     continue;
                 }
                 Due::Connect(sid) => self.run_client_timer(sid, t, ClientTimer::Connect, now),
                 Due::Ack(socket, id) => {
-                    if let Some(sid) = self.shared.namespaces.session_of(socket) {
+                    if let Some(sid) = self.session_of(socket) {
                         self.run_client_timer(sid, t, ClientTimer::Ack(socket, id), now);
                     }
                 }
@@ -624,7 +652,7 @@ impl Server {
     fn with_peer<R>(
         &mut self,
         sid: Sid,
-        f: impl FnOnce(&mut Peer<'_, &mut Shared, EngineLink<'_>>) -> R,
+        f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> R,
     ) -> Option<R> {
         let client = self.clients.get_mut(&sid)?;
         let mut peer = Peer {
@@ -649,7 +677,7 @@ impl Server {
     pub fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
         let sid = self
             .shared
-            .session_of_connect(id)
+            .read(|s| s.session_of_connect(id))
             .ok_or(SioError::UnknownConnect(id))?;
         let r = self
             .with_peer(sid, |peer| peer.accept(id, now))
@@ -669,7 +697,7 @@ impl Server {
     ) -> Result<(), SioError> {
         let sid = self
             .shared
-            .session_of_connect(id)
+            .read(|s| s.session_of_connect(id))
             .ok_or(SioError::UnknownConnect(id))?;
         let r = self
             .with_peer(sid, |peer| peer.reject(id, message, data, now))
@@ -690,8 +718,6 @@ impl Server {
         now: Instant,
     ) -> Result<(), SioError> {
         let sid = self
-            .shared
-            .namespaces
             .session_of(socket)
             .ok_or(SioError::UnknownSocket(socket))?;
         let r = self
@@ -726,11 +752,30 @@ impl Server {
         self.pump(now);
     }
 
+    /// Takes session `sid` out of this composition, open, with its Socket.IO client, for a
+    /// runtime that runs it on a task of its own through a [`Peer`] over the same shared
+    /// state ([`Server::with_shared`]): its sockets stay in the shared index and its connect
+    /// requests stay pending, to be settled by that peer; this composition forgets its
+    /// deadlines and no longer delivers to it (a broadcast selecting one of its sockets skips
+    /// it: the caller delivers that copy). What the engine had already queued for it stays
+    /// in the queues, in order: drain them first. `None` for an unknown or closing session.
+    pub fn detach(&mut self, sid: Sid) -> Option<(Box<engine::Session>, Client)> {
+        if !self.engine.contains(sid) || !self.clients.contains_key(&sid) {
+            return None;
+        }
+        let session = self.engine.detach(sid)?;
+        let mut client = self.clients.remove(&sid)?;
+        if let Some(t) = client.filed.take() {
+            self.timers.remove(&(t, sid));
+        }
+        Some((session, client))
+    }
+
     // ---- commands: rooms ----
 
     /// Puts `socket` in `room`.
     pub fn join(&mut self, socket: SocketId, room: Room) -> Result<(), SioError> {
-        if self.shared.namespaces.join(socket, room) {
+        if self.shared.with(|s| s.namespaces.join(socket, room)) {
             Ok(())
         } else {
             Err(SioError::UnknownSocket(socket))
@@ -739,7 +784,7 @@ impl Server {
 
     /// Takes `socket` out of `room`.
     pub fn leave(&mut self, socket: SocketId, room: &Room) -> Result<(), SioError> {
-        if self.shared.namespaces.leave(socket, room) {
+        if self.shared.with(|s| s.namespaces.leave(socket, room)) {
             Ok(())
         } else {
             Err(SioError::UnknownSocket(socket))
@@ -762,16 +807,14 @@ impl Server {
         volatile: bool,
         now: Instant,
     ) -> Result<bool, SioError> {
-        let Some(sid) = self.shared.namespaces.session_of(socket) else {
-            let nsp = self
-                .shared
-                .recovery
-                .as_ref()
-                .and_then(|r| r.session_nsp(socket));
-            if let (Some(nsp), false) = (nsp, volatile) {
-                let mut packet = Packet::event(&nsp, name, args, None, attachments);
-                self.shared
-                    .keep_with_offset(&nsp, &own_room(socket), &mut packet, now);
+        let Some(sid) = self.session_of(socket) else {
+            if !volatile {
+                self.shared.with(|s| {
+                    let nsp = s.recovery.as_ref().and_then(|r| r.session_nsp(socket))?;
+                    let mut packet = Packet::event(&nsp, name, args, None, attachments);
+                    s.keep_with_offset(&nsp, &own_room(socket), &mut packet, now);
+                    Some(())
+                });
                 self.rearm_recovery();
             }
             return Err(SioError::UnknownSocket(socket));
@@ -800,8 +843,6 @@ impl Server {
         now: Instant,
     ) -> Result<AckId, SioError> {
         let sid = self
-            .shared
-            .namespaces
             .session_of(socket)
             .ok_or(SioError::UnknownSocket(socket))?;
         let r = self
@@ -823,8 +864,6 @@ impl Server {
     ) -> Result<(), SioError> {
         let socket = token.socket;
         let sid = self
-            .shared
-            .namespaces
             .session_of(socket)
             .ok_or(SioError::UnknownSocket(socket))?;
         let r = self
@@ -866,22 +905,26 @@ impl Server {
         offset: Option<&str>,
         now: Instant,
     ) -> Result<usize, SioError> {
-        if !self.shared.namespaces.exists(nsp) {
-            return Err(SioError::UnknownNamespace(nsp.to_owned()));
-        }
-        let targets = self.select(nsp, opts);
         let mut packet = Packet::event(nsp, name, args, None, attachments);
-        if !opts.volatile {
-            if let (Some(offset), true) = (offset, self.is_recovery_shared()) {
-                if let Some(data) = packet.data.as_deref() {
-                    packet.data = Some(append_offset(data, offset));
-                }
+        // Selected and kept in one step: a socket joining meanwhile either gets the packet
+        // or finds it kept.
+        let targets = self.shared.with(|s| {
+            if !s.namespaces.exists(nsp) {
+                return None;
             }
-            self.shared.keep_with_offset(nsp, opts, &mut packet, now);
-        }
-        let sent = self
-            .send_to_all(&targets, &packet, opts.volatile, now)
-            .len();
+            if !opts.volatile {
+                let shared = s.recovery.as_ref().is_some_and(|r| r.shared);
+                if let (Some(offset), true) = (offset, shared) {
+                    if let Some(data) = packet.data.as_deref() {
+                        packet.data = Some(append_offset(data, offset));
+                    }
+                }
+                s.keep_with_offset(nsp, opts, &mut packet, now);
+            }
+            Some(select_sessions(s, nsp, opts))
+        });
+        let targets = targets.ok_or_else(|| SioError::UnknownNamespace(nsp.to_owned()))?;
+        let sent = self.send_to_all(targets, &packet, opts.volatile, now).len();
         self.pump(now);
         Ok(sent)
     }
@@ -900,34 +943,41 @@ impl Server {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<(AckId, Vec<SocketId>), SioError> {
-        if !self.shared.namespaces.exists(nsp) {
-            return Err(SioError::UnknownNamespace(nsp.to_owned()));
-        }
-        let id = self.shared.namespaces.next_ack_id(nsp);
-        let targets = self.select(nsp, opts);
-        let packet = Packet::event(nsp, name, args, Some(id), attachments);
-        let sent = self.send_to_all(&targets, &packet, opts.volatile, now);
-        let deadline = timeout.map(|t| now + t);
-        for socket in &sent {
-            if let Some(sid) = self.shared.namespaces.session_of(*socket) {
-                if let Some(client) = self.clients.get_mut(&sid) {
-                    client.expect_ack(*socket, id, deadline);
+        let (id, targets) = self
+            .shared
+            .with(|s| {
+                if !s.namespaces.exists(nsp) {
+                    return None;
                 }
-                self.refile(sid);
+                Some((s.namespaces.next_ack_id(nsp), select_sessions(s, nsp, opts)))
+            })
+            .ok_or_else(|| SioError::UnknownNamespace(nsp.to_owned()))?;
+        let packet = Packet::event(nsp, name, args, Some(id), attachments);
+        let sent = self.send_to_all(targets, &packet, opts.volatile, now);
+        let deadline = timeout.map(|t| now + t);
+        for &(socket, sid) in &sent {
+            if let Some(client) = self.clients.get_mut(&sid) {
+                client.expect_ack(socket, id, deadline);
             }
+            self.refile(sid);
         }
         self.pump(now);
-        Ok((AckId(id), sent))
+        Ok((
+            AckId(id),
+            sent.into_iter().map(|(socket, _)| socket).collect(),
+        ))
     }
 
     /// Puts every socket that `opts` selects in `rooms`.
     pub fn sockets_join(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
-        self.shared.namespaces.sockets_join(nsp, opts, rooms);
+        self.shared
+            .with(|s| s.namespaces.sockets_join(nsp, opts, rooms));
     }
 
     /// Takes every socket that `opts` selects out of `rooms`.
     pub fn sockets_leave(&mut self, nsp: &str, opts: &BroadcastOptions, rooms: &[Room]) {
-        self.shared.namespaces.sockets_leave(nsp, opts, rooms);
+        self.shared
+            .with(|s| s.namespaces.sockets_leave(nsp, opts, rooms));
     }
 
     /// Disconnects every socket that `opts` selects (closing their connections with `close`).
@@ -947,31 +997,31 @@ impl Server {
 
     /// Notes the recovery store's next expiry.
     fn rearm_recovery(&mut self) {
-        self.recovery_timer = self.shared.recovery.as_ref().and_then(Store::next_purge);
+        self.recovery_timer = self
+            .shared
+            .read(|s| s.recovery.as_ref().and_then(Store::next_purge));
     }
 
-    /// Queues one encoding of `packet` for every target; returns those it was queued for.
+    /// Queues one encoding of `packet` for every target (a socket and its session); returns
+    /// those it was queued for.
     fn send_to_all(
         &mut self,
-        targets: &[SocketId],
+        targets: Vec<(SocketId, Sid)>,
         packet: &Packet,
         volatile: bool,
         now: Instant,
-    ) -> Vec<SocketId> {
+    ) -> Vec<(SocketId, Sid)> {
         // EVENT and ACK packets are the same in v4 and v5: one encoding serves every client.
         let (first, attachments) = messages(self.config.parser, packet, SioProtocol::V5);
         let mut sent = Vec::with_capacity(targets.len());
-        for socket in targets {
-            let Some(sid) = self.shared.namespaces.session_of(*socket) else {
-                continue;
-            };
+        for (socket, sid) in targets {
             let mut link = EngineLink {
                 engine: &mut self.engine,
                 sid,
             };
             match link.deliver(&first, &attachments, volatile, now) {
-                Delivery::Queued => sent.push(*socket),
-                Delivery::Refused => self.refused.push(*socket),
+                Delivery::Queued => sent.push((socket, sid)),
+                Delivery::Refused => self.refused.push(socket),
                 Delivery::Skipped | Delivery::Gone => {}
             }
         }
@@ -1024,6 +1074,16 @@ impl Server {
         }
         self.rearm_recovery();
     }
+}
+
+/// The sockets of `nsp` that `opts` selects, each with its session.
+fn select_sessions(s: &Shared, nsp: &str, opts: &BroadcastOptions) -> Vec<(SocketId, Sid)> {
+    let index = &s.namespaces;
+    index
+        .select(nsp, opts)
+        .into_iter()
+        .filter_map(|socket| Some((socket, index.session_of(socket)?)))
+        .collect()
 }
 
 /// `s` as a JSON string literal.

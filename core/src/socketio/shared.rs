@@ -160,25 +160,47 @@ impl Shared {
 
 /// How a session's machine reaches the [`Shared`] state: lent for one step at a time.
 ///
-/// The single-threaded composition passes `&mut Shared`; a runtime whose sessions run on
-/// tasks of their own implements it over a lock, taken only inside [`SharedAccess::with`].
-/// A step that needs several changes to happen together makes them in one call.
+/// The single-threaded composition owns a [`Shared`]; a runtime whose sessions run on tasks of
+/// their own implements this over a lock, taken only inside [`SharedAccess::with`] and
+/// [`SharedAccess::read`]. A step that needs several changes to happen together makes them in
+/// one call.
 pub trait SharedAccess {
-    /// Runs `f` with the shared state.
+    /// Runs `f` with the shared state, to change it.
     fn with<R>(&mut self, f: impl FnOnce(&mut Shared) -> R) -> R;
+
+    /// Runs `f` with the shared state, to read it.
+    fn read<R>(&self, f: impl FnOnce(&Shared) -> R) -> R;
 
     /// [`Shared::keeps_packets`], asked at every emit: a runtime reads it once, without the
     /// lock, since recovery is configured before serving.
     fn keeps_packets(&mut self) -> bool;
 }
 
-impl SharedAccess for &mut Shared {
+impl SharedAccess for Shared {
     fn with<R>(&mut self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        f(self)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Shared) -> R) -> R {
         f(self)
     }
 
     fn keeps_packets(&mut self) -> bool {
         Shared::keeps_packets(self)
+    }
+}
+
+impl<T: SharedAccess + ?Sized> SharedAccess for &mut T {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        (**self).with(f)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Shared) -> R) -> R {
+        (**self).read(f)
+    }
+
+    fn keeps_packets(&mut self) -> bool {
+        (**self).keeps_packets()
     }
 }
 
