@@ -270,15 +270,9 @@ impl<S: SharedAccess> Server<S> {
         stored: Vec<StoredMessage>,
         now: Instant,
     ) -> Result<RestoreOutcome, SioError> {
-        let sid = self
-            .shared
-            .read(|s| s.session_of_connect(id))
-            .ok_or(SioError::UnknownConnect(id))?;
-        let r = self
-            .with_peer(sid, |peer| peer.restore_connect(id, session, stored, now))
-            .ok_or(SioError::UnknownConnect(id))?;
-        self.pump(now);
-        r
+        self.on_connect(id, now, |peer| {
+            peer.restore_connect(id, session, stored, now)
+        })
     }
 
     /// Sessions kept for recovery (sockets that left and may come back).
@@ -670,20 +664,55 @@ impl<S: SharedAccess> Server<S> {
         Some(r)
     }
 
-    // ---- commands: connections ----
-
-    /// Lets the client of request `id` into its namespace: a new socket, in the room of its
-    /// own id, told `{"sid": …}`.
-    pub fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
+    /// Runs `f` on the peer of the session connect request `id` came from, then drains the
+    /// engine.
+    fn on_connect<R>(
+        &mut self,
+        id: ConnectId,
+        now: Instant,
+        f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> Result<R, SioError>,
+    ) -> Result<R, SioError> {
         let sid = self
             .shared
             .read(|s| s.session_of_connect(id))
             .ok_or(SioError::UnknownConnect(id))?;
         let r = self
-            .with_peer(sid, |peer| peer.accept(id, now))
-            .ok_or(SioError::UnknownConnect(id))?;
+            .with_peer(sid, f)
+            .unwrap_or(Err(SioError::UnknownConnect(id)));
         self.pump(now);
         r
+    }
+
+    /// Runs `f` on the peer of the session `socket` belongs to, then drains the engine.
+    fn on_socket<R>(
+        &mut self,
+        socket: SocketId,
+        now: Instant,
+        f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> Result<R, SioError>,
+    ) -> Result<R, SioError> {
+        let sid = self
+            .session_of(socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        let r = self
+            .with_peer(sid, f)
+            .unwrap_or(Err(SioError::UnknownSocket(socket)));
+        self.pump(now);
+        r
+    }
+
+    /// Notes `socket` as refused when `r` says its queue was full.
+    fn note_refused<R>(&mut self, socket: SocketId, r: &Result<R, SioError>) {
+        if let Err(SioError::BufferFull(_)) = r {
+            self.refused.push(socket);
+        }
+    }
+
+    // ---- commands: connections ----
+
+    /// Lets the client of request `id` into its namespace: a new socket, in the room of its
+    /// own id, told `{"sid": …}`.
+    pub fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
+        self.on_connect(id, now, |peer| peer.accept(id, now))
     }
 
     /// Refuses request `id` with CONNECT_ERROR `{"message": message, "data": data}` (`data`
@@ -695,15 +724,7 @@ impl<S: SharedAccess> Server<S> {
         data: Option<&str>,
         now: Instant,
     ) -> Result<(), SioError> {
-        let sid = self
-            .shared
-            .read(|s| s.session_of_connect(id))
-            .ok_or(SioError::UnknownConnect(id))?;
-        let r = self
-            .with_peer(sid, |peer| peer.reject(id, message, data, now))
-            .ok_or(SioError::UnknownConnect(id))?;
-        self.pump(now);
-        r
+        self.on_connect(id, now, |peer| peer.reject(id, message, data, now))
     }
 
     /// Removes `socket` from its namespace: the client is told `41[/nsp,]` and the socket
@@ -717,14 +738,7 @@ impl<S: SharedAccess> Server<S> {
         close: bool,
         now: Instant,
     ) -> Result<(), SioError> {
-        let sid = self
-            .session_of(socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let r = self
-            .with_peer(sid, |peer| peer.disconnect(socket, close, now))
-            .unwrap_or(Err(SioError::UnknownSocket(socket)));
-        self.pump(now);
-        r
+        self.on_socket(socket, now, |peer| peer.disconnect(socket, close, now))
     }
 
     /// Closes the Engine.IO session `sid` as the reference's `socket.conn.close()` does: no
@@ -819,15 +833,14 @@ impl<S: SharedAccess> Server<S> {
             }
             return Err(SioError::UnknownSocket(socket));
         };
+        // Found once: the emit is on the message path.
         let r = self
             .with_peer(sid, |peer| {
                 peer.emit(socket, name, args, attachments, volatile, now)
             })
             .unwrap_or(Err(SioError::UnknownSocket(socket)));
         self.pump(now);
-        if let Err(SioError::BufferFull(_)) = r {
-            self.refused.push(socket);
-        }
+        self.note_refused(socket, &r);
         r
     }
 
@@ -842,16 +855,9 @@ impl<S: SharedAccess> Server<S> {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<AckId, SioError> {
-        let sid = self
-            .session_of(socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let r = self
-            .with_peer(sid, |peer| {
-                peer.emit_with_ack(socket, name, args, attachments, timeout, now)
-            })
-            .unwrap_or(Err(SioError::UnknownSocket(socket)));
-        self.pump(now);
-        r
+        self.on_socket(socket, now, |peer| {
+            peer.emit_with_ack(socket, name, args, attachments, timeout, now)
+        })
     }
 
     /// Answers a client's acknowledgement request.
@@ -863,16 +869,8 @@ impl<S: SharedAccess> Server<S> {
         now: Instant,
     ) -> Result<(), SioError> {
         let socket = token.socket;
-        let sid = self
-            .session_of(socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let r = self
-            .with_peer(sid, |peer| peer.ack(token, args, attachments, now))
-            .unwrap_or(Err(SioError::UnknownSocket(socket)));
-        self.pump(now);
-        if let Err(SioError::BufferFull(_)) = r {
-            self.refused.push(socket);
-        }
+        let r = self.on_socket(socket, now, |peer| peer.ack(token, args, attachments, now));
+        self.note_refused(socket, &r);
         r
     }
 
