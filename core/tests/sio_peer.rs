@@ -677,3 +677,90 @@ fn a_session_detached_from_the_composition_goes_on_with_its_own_peer() {
     assert!(composed.server.contains(sockets[1]));
     assert_eq!(composed.server.socket_count(), 1);
 }
+
+#[test]
+fn a_session_moves_between_compositions_over_one_shared_state() {
+    let now = Instant::now();
+    let config = config();
+    let shared = Mutex::new(Shared::new(SOCKET_SEED));
+    let taken = AtomicUsize::new(0);
+    let lend = || Locked {
+        shared: &shared,
+        taken: &taken,
+        keeps: false,
+    };
+    let engine = |seed| Engine::from_endpoint(Endpoint::new(config.engine.clone(), seed));
+    let mut first = Composed {
+        server: Server::with_shared(config.clone(), engine([1; 32]), lend()),
+    };
+    let mut second = Composed {
+        server: Server::with_shared(config.clone(), engine([2; 32]), lend()),
+    };
+    let mut log = Vec::new();
+    let (a, b) = (ConnId(1), ConnId(2));
+    let mut sockets = Vec::new();
+    for conn in [a, b] {
+        first.open(conn, 4, now);
+        first.drain(&mut log, now);
+        first.message(conn, "40", now);
+        let id = connect_id(&first.drain(&mut log, now));
+        sockets.push(first.accept(conn, id, now));
+        first.drain(&mut log, now);
+    }
+    let sid = first.server.session_of(sockets[0]).unwrap();
+    let (session, client) = first.server.detach(sid).unwrap();
+    // A client of another session is refused, and both are handed back.
+    let (session, client) = {
+        let (other_session, other_client) = first
+            .server
+            .detach(first.server.session_of(sockets[1]).unwrap())
+            .unwrap();
+        let (session, other_client) = second
+            .server
+            .adopt(session, other_client, now)
+            .expect_err("a client of another session");
+        first
+            .server
+            .adopt(other_session, other_client, now)
+            .expect("taken back where it was");
+        (session, client)
+    };
+    second.server.adopt(session, client, now).expect("adopted");
+    assert_eq!(
+        (first.server.client_count(), second.server.client_count()),
+        (1, 1)
+    );
+    // The session's messages now go through the second composition.
+    second.message(a, r#"42["moved"]"#, now);
+    let events = second.drain(&mut log, now);
+    assert!(
+        matches!(&events[..], [Event::Event { name, socket, .. }] if name == "moved" && *socket == sockets[0]),
+        "{events:?}"
+    );
+    // Each composition's broadcast reaches the sessions it runs; the selection is shared.
+    let all = volley_core::socketio::BroadcastOptions::default();
+    for (server, conn) in [(&mut first, b), (&mut second, a)] {
+        let sent = server
+            .server
+            .broadcast("/", &all, "all", "[]", Vec::new(), now)
+            .unwrap();
+        assert_eq!(sent, 1);
+        let mut wire = Vec::new();
+        server.drain(&mut wire, now);
+        assert_eq!(wire, vec![r#"send 42["all"]"#.to_owned()], "to {conn}");
+    }
+    // Its heartbeat moved with it: at the ping interval only the second one pings.
+    let later = now + Duration::from_secs(25);
+    let (mut pinged_first, mut pinged_second) = (Vec::new(), Vec::new());
+    first.timeout(later);
+    first.drain(&mut pinged_first, later);
+    second.timeout(later);
+    second.drain(&mut pinged_second, later);
+    assert_eq!(pinged_first, vec!["send 2".to_owned()], "b's own ping");
+    assert_eq!(pinged_second, vec!["send 2".to_owned()], "a's ping");
+    // Its socket leaves through the second composition; the shared index follows.
+    second.message(a, "41", later);
+    second.drain(&mut log, later);
+    assert!(!first.server.contains(sockets[0]));
+    assert_eq!(first.server.socket_count(), 1);
+}

@@ -447,6 +447,27 @@ impl Engine {
         Some(session)
     }
 
+    /// Takes in an open session detached from another engine ([`Engine::detach`]), or opened
+    /// by an [`Endpoint`] the caller keeps: from now on its inputs go through this engine,
+    /// its outputs and events come out of this one's queues (what it had queued first), and
+    /// its deadline is filed here. Refused, the session handed back, when this engine has a
+    /// session of that id or gives one of its connections another role.
+    pub fn adopt(&mut self, session: Box<Session>) -> Result<(), Box<Session>> {
+        let sid = session.sid();
+        let taken = session
+            .held()
+            .into_iter()
+            .flatten()
+            .any(|(conn, _)| self.conns.contains_key(&conn));
+        if taken || self.sessions.contains_key(&sid) {
+            return Err(session);
+        }
+        self.sessions.insert(sid, session);
+        // Settled as after an input that gave it everything it holds.
+        self.collect(sid, [None; 3]);
+        Ok(())
+    }
+
     // ---- the composition ----
 
     /// After an input to session `sid`: [`Desk::settle`]s it, and forgets it once ended.

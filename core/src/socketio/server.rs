@@ -785,6 +785,32 @@ impl<S: SharedAccess> Server<S> {
         Some((session, client))
     }
 
+    /// Takes in an open session and its client, detached from another composition over the
+    /// same shared state ([`Server::detach`]): from now on this composition runs it (its
+    /// deadlines filed here, its sockets reached by this composition's commands and
+    /// broadcasts). Refused, both handed back, when the engine refuses the session
+    /// ([`Engine::adopt`]) or a client of that id is here already.
+    #[allow(clippy::type_complexity)]
+    pub fn adopt(
+        &mut self,
+        session: Box<engine::Session>,
+        mut client: Client,
+        now: Instant,
+    ) -> Result<(), (Box<engine::Session>, Client)> {
+        let sid = session.sid();
+        if self.clients.contains_key(&sid) || client.sid() != sid {
+            return Err((session, client));
+        }
+        if let Err(session) = self.engine.adopt(session) {
+            return Err((session, client));
+        }
+        client.filed = None;
+        self.clients.insert(sid, client);
+        self.refile(sid);
+        self.pump(now);
+        Ok(())
+    }
+
     // ---- commands: rooms ----
 
     /// Puts `socket` in `room`.
