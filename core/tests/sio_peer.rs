@@ -15,7 +15,7 @@ use volley_core::engine::{
 use volley_core::http::{Limits, RequestHead, parse_head};
 use volley_core::ids::SocketId;
 use volley_core::socketio::{
-    AckToken, Client, Config, ConnectId, Event, Peer, Server, Shared, SharedAccess,
+    AckToken, Client, Config, ConnectId, Detached, Event, Peer, Server, Shared, SharedAccess,
 };
 use volley_core::{ConnId, Utf8Bytes};
 
@@ -627,7 +627,7 @@ fn a_session_detached_from_the_composition_goes_on_with_its_own_peer() {
         composed.drain(&mut log, now);
     }
     let sid_a = composed.server.session_of(sockets[0]).unwrap();
-    let (session, client) = composed.server.detach(sid_a).expect("an open session");
+    let Detached { session, client } = composed.server.detach(sid_a).expect("an open session");
     assert!(composed.server.detach(sid_a).is_none(), "detached once");
     assert_eq!(composed.server.client_count(), 1);
     assert_eq!(composed.server.engine().session_count(), 1);
@@ -641,7 +641,7 @@ fn a_session_detached_from_the_composition_goes_on_with_its_own_peer() {
         sessions: vec![Owned {
             conn: a,
             session: *session,
-            client: Some(client),
+            client: Some(*client),
             events: VecDeque::new(),
         }],
     };
@@ -708,24 +708,37 @@ fn a_session_moves_between_compositions_over_one_shared_state() {
         first.drain(&mut log, now);
     }
     let sid = first.server.session_of(sockets[0]).unwrap();
-    let (session, client) = first.server.detach(sid).unwrap();
+    let Detached { session, client } = first.server.detach(sid).unwrap();
     // A client of another session is refused, and both are handed back.
-    let (session, client) = {
-        let (other_session, other_client) = first
-            .server
-            .detach(first.server.session_of(sockets[1]).unwrap())
-            .unwrap();
-        let (session, other_client) = second
-            .server
-            .adopt(session, other_client, now)
-            .expect_err("a client of another session");
-        first
-            .server
-            .adopt(other_session, other_client, now)
-            .expect("taken back where it was");
-        (session, client)
+    let other = first
+        .server
+        .detach(first.server.session_of(sockets[1]).unwrap())
+        .unwrap();
+    let mixed = Detached {
+        session,
+        client: other.client,
     };
-    second.server.adopt(session, client, now).expect("adopted");
+    let Detached {
+        session,
+        client: other_client,
+    } = second
+        .server
+        .adopt(mixed, now)
+        .expect_err("a client of another session");
+    first
+        .server
+        .adopt(
+            Detached {
+                session: other.session,
+                client: other_client,
+            },
+            now,
+        )
+        .expect("taken back where it was");
+    second
+        .server
+        .adopt(Detached { session, client }, now)
+        .expect("adopted");
     assert_eq!(
         (first.server.client_count(), second.server.client_count()),
         (1, 1)

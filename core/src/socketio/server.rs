@@ -99,6 +99,16 @@ pub enum RestoreOutcome {
     Accepted(SocketId),
 }
 
+/// A session taken out of a composition, whole and open ([`Server::detach`]), to be run
+/// elsewhere through a [`Peer`] or taken in by another composition ([`Server::adopt`]).
+#[derive(Debug)]
+pub struct Detached {
+    /// Its Engine.IO session.
+    pub session: Box<engine::Session>,
+    /// Its Socket.IO client.
+    pub client: Box<Client>,
+}
+
 /// A deadline the server files, in the order deadlines due at the same moment run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
@@ -773,7 +783,7 @@ impl<S: SharedAccess> Server<S> {
     /// deadlines and no longer delivers to it (a broadcast selecting one of its sockets skips
     /// it: the caller delivers that copy). What the engine had already queued for it stays
     /// in the queues, in order: drain them first. `None` for an unknown or closing session.
-    pub fn detach(&mut self, sid: Sid) -> Option<(Box<engine::Session>, Client)> {
+    pub fn detach(&mut self, sid: Sid) -> Option<Detached> {
         if !self.engine.contains(sid) || !self.clients.contains_key(&sid) {
             return None;
         }
@@ -782,7 +792,10 @@ impl<S: SharedAccess> Server<S> {
         if let Some(t) = client.filed.take() {
             self.timers.remove(&(t, sid));
         }
-        Some((session, client))
+        Some(Detached {
+            session,
+            client: Box::new(client),
+        })
     }
 
     /// Takes in an open session and its client, detached from another composition over the
@@ -790,20 +803,16 @@ impl<S: SharedAccess> Server<S> {
     /// deadlines filed here, its sockets reached by this composition's commands and
     /// broadcasts). Refused, both handed back, when the engine refuses the session
     /// ([`Engine::adopt`]) or a client of that id is here already.
-    #[allow(clippy::type_complexity)]
-    pub fn adopt(
-        &mut self,
-        session: Box<engine::Session>,
-        mut client: Client,
-        now: Instant,
-    ) -> Result<(), (Box<engine::Session>, Client)> {
+    pub fn adopt(&mut self, detached: Detached, now: Instant) -> Result<(), Detached> {
+        let Detached { session, client } = detached;
         let sid = session.sid();
         if self.clients.contains_key(&sid) || client.sid() != sid {
-            return Err((session, client));
+            return Err(Detached { session, client });
         }
         if let Err(session) = self.engine.adopt(session) {
-            return Err((session, client));
+            return Err(Detached { session, client });
         }
+        let mut client = *client;
         client.filed = None;
         self.clients.insert(sid, client);
         self.refile(sid);
