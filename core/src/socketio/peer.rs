@@ -500,14 +500,21 @@ impl<S: SharedAccess, L: Link> Peer<'_, S, L> {
         volatile: bool,
         now: Instant,
     ) -> Result<bool, SioError> {
+        let keep = !volatile && self.shared.keeps_packets();
+        if !keep && self.config.parser == Parser::Default {
+            // The common case, on the message path: the text written once, as `send_packet`
+            // would encode the packet, with the namespace borrowed from the client.
+            let nsp = socket_nsp(self.client, socket).ok_or(SioError::UnknownSocket(socket))?;
+            return send_event(&mut self.link, nsp, name, args, attachments, volatile, now)
+                .map_err(|_| SioError::BufferFull(socket));
+        }
         let nsp = self
             .namespace_of(socket)
             .ok_or(SioError::UnknownSocket(socket))?;
         if volatile && !self.link.is_writable() {
             return Ok(false);
         }
-        let keep = !volatile && self.shared.keeps_packets();
-        let r = if keep || self.config.parser == Parser::MsgPack {
+        let r = {
             let mut packet = Packet::event(&nsp, name, args, None, attachments);
             if keep {
                 // As the reference, a single emit is kept as a broadcast to the socket's room.
@@ -516,10 +523,6 @@ impl<S: SharedAccess, L: Link> Peer<'_, S, L> {
                     .with(|s| s.keep_with_offset(&nsp, &opts, &mut packet, now));
             }
             self.send_packet(&packet, now)
-        } else {
-            // The text written once, as `send_packet` would encode the packet.
-            let text = Packet::event_text(&nsp, name, args, None, attachments.len());
-            self.send_text(text, attachments, now)
         };
         r.map(|_| true).map_err(|_| SioError::BufferFull(socket))
     }
@@ -556,10 +559,8 @@ impl<S: SharedAccess, L: Link> Peer<'_, S, L> {
         now: Instant,
     ) -> Result<(), SioError> {
         let socket = token.socket;
-        let nsp = self
-            .namespace_of(socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let packet = Packet::ack(&nsp, token.id, Utf8Bytes::from(args), attachments);
+        let nsp = socket_nsp(self.client, socket).ok_or(SioError::UnknownSocket(socket))?;
+        let packet = Packet::ack(nsp, token.id, Utf8Bytes::from(args), attachments);
         self.send_packet(&packet, now)
             .map_err(|_| SioError::BufferFull(socket))
     }
@@ -574,10 +575,7 @@ impl<S: SharedAccess, L: Link> Peer<'_, S, L> {
 
     /// The namespace of `socket`, when it is one of this session's.
     fn namespace_of(&self, socket: SocketId) -> Option<Arc<str>> {
-        self.client
-            .sockets()
-            .find(|(_, s)| *s == socket)
-            .map(|(nsp, _)| nsp.clone())
+        socket_nsp(self.client, socket).cloned()
     }
 
     fn request_connect(
@@ -747,6 +745,34 @@ impl<S: SharedAccess, L: Link> Peer<'_, S, L> {
         }
         self.send_text(text, attachments, now)
     }
+}
+
+/// Queues event `name` with `args` for a socket of namespace `nsp` over `link`, its text
+/// written once as the default parser encodes it, with no recovery offset: the common emit.
+/// `Ok(false)` when `volatile` and the transport cannot take it now.
+pub(crate) fn send_event(
+    link: &mut impl Link,
+    nsp: &str,
+    name: &str,
+    args: &str,
+    attachments: Vec<Bytes>,
+    volatile: bool,
+    now: Instant,
+) -> Result<bool, SendError> {
+    if volatile && !link.is_writable() {
+        return Ok(false);
+    }
+    let text = Packet::event_text(nsp, name, args, None, attachments.len());
+    let attachments = attachments.into_iter().map(Message::Binary);
+    link.send_all(std::iter::once(Message::Text(text)).chain(attachments), now)
+        .map(|()| true)
+}
+
+/// The namespace of `socket`, when it is one of `client`'s.
+fn socket_nsp(client: &Client, socket: SocketId) -> Option<&Arc<str>> {
+    client
+        .sockets()
+        .find_map(|(nsp, s)| (s == socket).then_some(nsp))
 }
 
 /// `packet` as the Engine.IO messages `parser` writes for a client speaking `protocol`: the

@@ -11,7 +11,7 @@ use super::msgpack::Parser;
 pub use super::namespaces::BroadcastOptions;
 use super::namespaces::Namespaces;
 use super::packet::{Packet, SioProtocol};
-use super::peer::{Delivery, EngineLink, Link, Peer, messages};
+use super::peer::{Delivery, EngineLink, Link, Peer, messages, send_event};
 use super::recovery::{Recovery, SessionState, Store, StoredMessage, append_offset};
 use super::rooms::{MembershipChange, Room, RoomChange};
 use super::shared::{Shared, SharedAccess, own_room};
@@ -658,6 +658,18 @@ impl<S: SharedAccess> Server<S> {
         sid: Sid,
         f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> R,
     ) -> Option<R> {
+        let r = self.peer_of(sid, f)?;
+        self.refile(sid);
+        Some(r)
+    }
+
+    /// [`Server::with_peer`] for a step that sets no deadline of the client (an emit without
+    /// acknowledgement, an answer to the client's acknowledgement): nothing to re-file.
+    fn peer_of<R>(
+        &mut self,
+        sid: Sid,
+        f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> R,
+    ) -> Option<R> {
         let client = self.clients.get_mut(&sid)?;
         let mut peer = Peer {
             config: &self.config,
@@ -669,9 +681,7 @@ impl<S: SharedAccess> Server<S> {
             },
             events: &mut self.events,
         };
-        let r = f(&mut peer);
-        self.refile(sid);
-        Some(r)
+        Some(f(&mut peer))
     }
 
     /// Runs `f` on the peer of the session connect request `id` came from, then drains the
@@ -856,7 +866,12 @@ impl<S: SharedAccess> Server<S> {
         volatile: bool,
         now: Instant,
     ) -> Result<bool, SioError> {
-        let Some(sid) = self.session_of(socket) else {
+        // Found once: the emit is on the message path.
+        let member = self.shared.read(|s| {
+            let (sid, nsp) = s.namespaces.member(socket)?;
+            Some((sid, nsp.clone()))
+        });
+        let Some((sid, nsp)) = member else {
             if !volatile {
                 self.shared.with(|s| {
                     let nsp = s.recovery.as_ref().and_then(|r| r.session_nsp(socket))?;
@@ -868,12 +883,21 @@ impl<S: SharedAccess> Server<S> {
             }
             return Err(SioError::UnknownSocket(socket));
         };
-        // Found once: the emit is on the message path.
-        let r = self
-            .with_peer(sid, |peer| {
+        let simple = self.config.parser == Parser::Default && !self.shared.keeps_packets();
+        let r = if simple {
+            // The common emit, as `Peer::emit` sends it, without looking the client up.
+            let mut link = EngineLink {
+                engine: &mut self.engine,
+                sid,
+            };
+            send_event(&mut link, &nsp, name, args, attachments, volatile, now)
+                .map_err(|_| SioError::BufferFull(socket))
+        } else {
+            self.peer_of(sid, |peer| {
                 peer.emit(socket, name, args, attachments, volatile, now)
             })
-            .unwrap_or(Err(SioError::UnknownSocket(socket)));
+            .unwrap_or(Err(SioError::UnknownSocket(socket)))
+        };
         self.pump(now);
         self.note_refused(socket, &r);
         r
@@ -904,7 +928,14 @@ impl<S: SharedAccess> Server<S> {
         now: Instant,
     ) -> Result<(), SioError> {
         let socket = token.socket;
-        let r = self.on_socket(socket, now, |peer| peer.ack(token, args, attachments, now));
+        let sid = self
+            .session_of(socket)
+            .ok_or(SioError::UnknownSocket(socket))?;
+        // On the message path: the answer sets no deadline, so nothing to re-file.
+        let r = self
+            .peer_of(sid, |peer| peer.ack(token, args, attachments, now))
+            .unwrap_or(Err(SioError::UnknownSocket(socket)));
+        self.pump(now);
         self.note_refused(socket, &r);
         r
     }
