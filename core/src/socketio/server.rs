@@ -985,7 +985,7 @@ impl<S: SharedAccess> Server<S> {
                 }
                 s.keep_with_offset(nsp, opts, &mut packet, now);
             }
-            Some(select_sessions(s, nsp, opts))
+            Some(s.namespaces.select(nsp, opts))
         });
         let targets = targets.ok_or_else(|| SioError::UnknownNamespace(nsp.to_owned()))?;
         let sent = self.send_to_all(targets, &packet, opts.volatile, now).len();
@@ -1013,7 +1013,10 @@ impl<S: SharedAccess> Server<S> {
                 if !s.namespaces.exists(nsp) {
                     return None;
                 }
-                Some((s.namespaces.next_ack_id(nsp), select_sessions(s, nsp, opts)))
+                Some((
+                    s.namespaces.next_ack_id(nsp),
+                    s.namespaces.select(nsp, opts),
+                ))
             })
             .ok_or_else(|| SioError::UnknownNamespace(nsp.to_owned()))?;
         let packet = Packet::event(nsp, name, args, Some(id), attachments);
@@ -1070,7 +1073,7 @@ impl<S: SharedAccess> Server<S> {
     /// those it was queued for.
     fn send_to_all(
         &mut self,
-        targets: Vec<(SocketId, Sid)>,
+        targets: Vec<SocketId>,
         packet: &Packet,
         volatile: bool,
         now: Instant,
@@ -1078,17 +1081,24 @@ impl<S: SharedAccess> Server<S> {
         // EVENT and ACK packets are the same in v4 and v5: one encoding serves every client.
         let (first, attachments) = messages(self.config.parser, packet, SioProtocol::V5);
         let mut sent = Vec::with_capacity(targets.len());
-        for (socket, sid) in targets {
-            let mut link = EngineLink {
-                engine: &mut self.engine,
-                sid,
-            };
-            match link.deliver(&first, &attachments, volatile, now) {
-                Delivery::Queued => sent.push((socket, sid)),
-                Delivery::Refused => self.refused.push(socket),
-                Delivery::Skipped | Delivery::Gone => {}
+        let (engine, refused) = (&mut self.engine, &mut self.refused);
+        // Each target's session looked up as it is delivered to, under one loan of the index.
+        self.shared.read(|s| {
+            for socket in targets {
+                let Some(sid) = s.namespaces.session_of(socket) else {
+                    continue;
+                };
+                let mut link = EngineLink {
+                    engine: &mut *engine,
+                    sid,
+                };
+                match link.deliver(&first, &attachments, volatile, now) {
+                    Delivery::Queued => sent.push((socket, sid)),
+                    Delivery::Refused => refused.push(socket),
+                    Delivery::Skipped | Delivery::Gone => {}
+                }
             }
-        }
+        });
         sent
     }
 
@@ -1138,16 +1148,6 @@ impl<S: SharedAccess> Server<S> {
         }
         self.rearm_recovery();
     }
-}
-
-/// The sockets of `nsp` that `opts` selects, each with its session.
-fn select_sessions(s: &Shared, nsp: &str, opts: &BroadcastOptions) -> Vec<(SocketId, Sid)> {
-    let index = &s.namespaces;
-    index
-        .select(nsp, opts)
-        .into_iter()
-        .filter_map(|socket| Some((socket, index.session_of(socket)?)))
-        .collect()
 }
 
 /// `s` as a JSON string literal.
