@@ -119,7 +119,10 @@ enum Due {
 pub struct Server {
     engine: Engine,
     config: Config,
-    clients: IdMap<Sid, Client>,
+    /// Boxed, as the engine's sessions are: a slot is the id and a pointer, so the table's
+    /// spare capacity (up to half of it after a growth) costs a pointer a slot rather than
+    /// a whole `Client`.
+    clients: IdMap<Sid, Box<Client>>,
     shared: Shared,
     /// Each client filed under its earliest deadline.
     timers: BTreeSet<(Instant, Sid)>,
@@ -335,7 +338,7 @@ impl Server {
 
     /// The Socket.IO machine of session `sid`.
     pub fn client(&self, sid: Sid) -> Option<&Client> {
-        self.clients.get(&sid)
+        self.clients.get(&sid).map(|c| &**c)
     }
 
     /// Engine.IO connections with Socket.IO state.
@@ -369,7 +372,7 @@ impl Server {
 
     /// Pending server-to-client acks, all sockets.
     pub fn pending_ack_count(&self) -> usize {
-        self.clients.values().map(Client::ack_count).sum()
+        self.clients.values().map(|c| c.ack_count()).sum()
     }
 
     /// Pending connect requests.
@@ -391,7 +394,7 @@ impl Server {
     pub fn timer_count(&self) -> usize {
         self.clients
             .values()
-            .map(Client::timer_count)
+            .map(|c| c.timer_count())
             .sum::<usize>()
             + usize::from(self.recovery_timer.is_some())
     }
@@ -419,7 +422,7 @@ impl Server {
     /// The handshake of a connected socket.
     pub fn handshake(&self, socket: SocketId) -> Option<&Arc<Handshake>> {
         let sid = self.shared.namespaces.session_of(socket)?;
-        self.clients.get(&sid).map(Client::handshake)
+        self.clients.get(&sid).map(|c| c.handshake())
     }
 
     /// What a connected socket would leave behind if it left now, for a store that keeps
@@ -626,7 +629,7 @@ impl Server {
         sid: Sid,
         f: impl FnOnce(&mut Peer<'_, &mut Shared, EngineLink<'_>>) -> R,
     ) -> Option<R> {
-        let client = self.clients.get_mut(&sid)?;
+        let client = &mut **self.clients.get_mut(&sid)?;
         let mut peer = Peer {
             config: &self.config,
             shared: &mut self.shared,
@@ -1004,7 +1007,7 @@ impl Server {
                 } => {
                     self.traffic.sessions_opened = self.traffic.sessions_opened.wrapping_add(1);
                     let client = Client::for_session(&self.config, sid, protocol, *request, now);
-                    self.clients.insert(sid, client);
+                    self.clients.insert(sid, Box::new(client));
                     self.with_peer(sid, |peer| peer.opened(now));
                 }
                 engine::Event::Message { sid, message } => {
