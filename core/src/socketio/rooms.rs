@@ -196,8 +196,9 @@ pub struct RoomIndex {
 struct Joined {
     /// In the room named by its own id.
     own: bool,
-    /// Every other room it is in.
-    rooms: Few<Room>,
+    /// Every other room it is in, when there is one: boxed, as most sockets are in none and
+    /// every socket of the namespace has an entry.
+    rooms: Option<Box<Few<Room>>>,
 }
 
 /// An ascending iterator with one more value slotted in at its place (which the iterator
@@ -271,7 +272,8 @@ impl RoomIndex {
             return Vec::new();
         };
         let own = joined.own.then(|| Room::from(socket));
-        let rooms: Vec<Room> = MergeOne::new(joined.rooms.into_iter(), own).collect();
+        let others = joined.rooms.into_iter().flat_map(|r| *r);
+        let rooms: Vec<Room> = MergeOne::new(others, own).collect();
         for room in &rooms {
             if room.as_str() == socket.as_str() {
                 // Its entry is gone already: the room lives on only if others joined it.
@@ -299,7 +301,7 @@ impl RoomIndex {
         let Some(joined) = self.sockets.get_mut(&socket) else {
             return false;
         };
-        if !joined.rooms.insert(room.clone()) {
+        if !joined.rooms.get_or_insert_default().insert(room.clone()) {
             return false;
         }
         let set = self.members.entry(room.clone()).or_default();
@@ -319,8 +321,14 @@ impl RoomIndex {
         let Some(joined) = self.sockets.get_mut(&socket) else {
             return false;
         };
-        if !joined.rooms.remove(room) {
+        let Some(rooms) = joined.rooms.as_mut() else {
             return false;
+        };
+        if !rooms.remove(room) {
+            return false;
+        }
+        if rooms.is_empty() {
+            joined.rooms = None;
         }
         if let Some(set) = self.members.get_mut(room) {
             set.remove(&socket);
@@ -423,7 +431,11 @@ impl RoomIndex {
     pub fn rooms_of(&self, socket: SocketId) -> impl Iterator<Item = Room> + '_ {
         let joined = self.sockets.get(&socket);
         let own = joined.filter(|j| j.own).map(|_| Room::from(socket));
-        let others = joined.into_iter().flat_map(|j| j.rooms.iter()).cloned();
+        let others = joined
+            .and_then(|j| j.rooms.as_deref())
+            .into_iter()
+            .flat_map(Few::iter)
+            .cloned();
         MergeOne::new(others, own)
     }
 
