@@ -2,11 +2,24 @@
 
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use volley_core::Sid;
 use volley_core::cluster::HandshakeInfo;
 use volley_core::http::{RequestHead, query_pairs};
-use volley_core::socketio::{ConnectRequest, SioProtocol};
+use volley_core::socketio::{ConnectRequest, Handshake as Connection, SioProtocol};
+
+/// The auth text of a client that sent none, shared by every socket that has it.
+static NO_AUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("{}"));
+
+/// `text` as shared text; the common `{}` without an allocation of its own.
+fn auth_text(text: &str) -> Arc<str> {
+    if text == "{}" {
+        NO_AUTH.clone()
+    } else {
+        Arc::from(text)
+    }
+}
 
 /// The handshake of a socket: the Engine.IO handshake request (headers, query, url) plus the
 /// namespace connection's auth object.
@@ -16,14 +29,14 @@ use volley_core::socketio::{ConnectRequest, SioProtocol};
 /// peer address, port 0) and the wall-clock time of the connection; its protocol reads as v5.
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    pub(crate) request: RequestHead,
+    /// The connection's handshake (request head, issue time, protocol), shared with the
+    /// connection's state in the core and with the connection's other sockets.
+    pub(crate) conn: Arc<Connection>,
     pub(crate) auth: serde_json::Value,
     pub(crate) auth_text: Arc<str>,
     /// Query parameters beyond the handshake request's (a v4 client's namespace query).
     pub(crate) query: Vec<(String, String)>,
-    pub(crate) issued: Instant,
     pub(crate) issued_at: SystemTime,
-    pub(crate) protocol: SioProtocol,
     pub(crate) nsp: Arc<str>,
 }
 
@@ -31,9 +44,9 @@ impl Handshake {
     pub(crate) fn from_request(req: &ConnectRequest) -> Self {
         let auth = serde_json::from_str(req.auth.as_str()).unwrap_or(serde_json::Value::Null);
         Handshake {
-            request: req.handshake.request.clone(),
+            conn: req.handshake.clone(),
             auth,
-            auth_text: Arc::from(req.auth.as_str()),
+            auth_text: auth_text(req.auth.as_str()),
             query: req
                 .query
                 .as_ref()
@@ -43,9 +56,7 @@ impl Handshake {
                         .collect()
                 })
                 .unwrap_or_default(),
-            issued: req.handshake.issued,
             issued_at: SystemTime::now(),
-            protocol: req.handshake.protocol,
             nsp: req.nsp.clone(),
         }
     }
@@ -53,6 +64,7 @@ impl Handshake {
     /// The handshake as it travels to the other nodes of a cluster.
     pub(crate) fn to_info(&self) -> HandshakeInfo {
         let headers = self
+            .conn
             .request
             .headers()
             .map(|(n, v)| {
@@ -62,7 +74,7 @@ impl Handshake {
                 )
             })
             .collect();
-        let mut query: Vec<(String, String)> = query_pairs(self.request.query())
+        let mut query: Vec<(String, String)> = query_pairs(self.conn.request.query())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         for (k, v) in &self.query {
@@ -78,7 +90,7 @@ impl Handshake {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 .unwrap_or(0),
             address: self.address(false).unwrap_or_default(),
-            xdomain: self.request.header("origin").is_some(),
+            xdomain: self.conn.request.header("origin").is_some(),
             secure: false,
             url: self.url().to_owned(),
             query,
@@ -107,32 +119,36 @@ impl Handshake {
         let age = SystemTime::now()
             .duration_since(issued_at)
             .unwrap_or_default();
-        let auth_text: Arc<str> = Arc::from(info.auth.as_str());
+        let auth_text = auth_text(&info.auth);
         Handshake {
-            request,
+            conn: Arc::new(Connection {
+                // The session is the other node's, and nothing reads it here.
+                sid: Sid::new("remote").expect("a valid session id"),
+                protocol: SioProtocol::V5,
+                request,
+                issued: now.checked_sub(age).unwrap_or(now),
+            }),
             auth: serde_json::from_str(&auth_text).unwrap_or(serde_json::Value::Null),
             auth_text,
             query: info.query.clone(),
-            issued: now.checked_sub(age).unwrap_or(now),
             issued_at,
-            protocol: SioProtocol::V5,
             nsp,
         }
     }
 
     /// A request header (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.request.header(name)
+        self.conn.request.header(name)
     }
 
     /// All request headers.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.request.headers()
+        self.conn.request.headers()
     }
 
     /// A query parameter of the handshake request, or (v4 clients) of the namespace's query.
     pub fn query(&self, name: &str) -> Option<String> {
-        if let Some(v) = self.request.query_param(name) {
+        if let Some(v) = self.conn.request.query_param(name) {
             return Some(v.into_owned());
         }
         self.query
@@ -143,7 +159,7 @@ impl Handshake {
 
     /// The handshake request's target (path and query).
     pub fn url(&self) -> &str {
-        self.request.target()
+        self.conn.request.target()
     }
 
     /// The auth object the client sent with the namespace connection (`{}` when none).
@@ -158,7 +174,8 @@ impl Handshake {
 
     /// The cookies of the handshake request.
     pub fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.request
+        self.conn
+            .request
             .header("cookie")
             .into_iter()
             .flat_map(|h| h.split(';'))
@@ -178,6 +195,7 @@ impl Handshake {
     pub fn address(&self, trust_proxy: bool) -> Option<String> {
         if trust_proxy {
             if let Some(first) = self
+                .conn
                 .request
                 .header("x-forwarded-for")
                 .and_then(|h| h.split(',').next())
@@ -192,13 +210,13 @@ impl Handshake {
 
     /// The TCP peer of the handshake request, when the runtime recorded it.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.request.peer_addr()
+        self.conn.request.peer_addr()
     }
 
     /// When the handshake arrived, on the server's clock (for a socket of another node: its
     /// wall-clock time placed on this node's clock).
     pub fn issued(&self) -> Instant {
-        self.issued
+        self.conn.issued
     }
 
     /// When the socket connected, as wall-clock time (what other nodes of a cluster see, in
@@ -209,7 +227,7 @@ impl Handshake {
 
     /// The client's Socket.IO protocol.
     pub fn protocol(&self) -> SioProtocol {
-        self.protocol
+        self.conn.protocol
     }
 
     /// The namespace.
