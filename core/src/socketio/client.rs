@@ -102,7 +102,6 @@ struct ClientSocket {
 
 /// The Socket.IO state of one Engine.IO session (see the [module docs](self)).
 pub struct Client {
-    sid: Sid,
     protocol: SioProtocol,
     parser: Parser,
     max_attachments: usize,
@@ -125,7 +124,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("sid", &self.sid)
+            .field("sid", &self.handshake.sid)
             .field("protocol", &self.protocol)
             .field("sockets", &self.sockets.len())
             .field("pending", &self.pending.len())
@@ -147,7 +146,6 @@ impl Client {
         let mut timers = BTreeSet::new();
         timers.insert((connect_deadline, ClientTimer::Connect));
         Client {
-            sid: handshake.sid,
             protocol,
             parser,
             max_attachments,
@@ -164,9 +162,10 @@ impl Client {
 
     // ---- getters ----
 
-    /// The Engine.IO session.
+    /// The Engine.IO session (kept in the handshake only: it is read when a socket connects,
+    /// not per message).
     pub fn sid(&self) -> Sid {
-        self.sid
+        self.handshake.sid
     }
 
     /// The Socket.IO protocol the client speaks.
