@@ -1,7 +1,7 @@
 //! Rooms: named sets of sockets within a namespace, and the index that answers "who is in
 //! these rooms" for broadcasts.
 
-use crate::ids::SocketId;
+use crate::ids::{SOCKET_ID_MAX_LEN, SocketId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -364,9 +364,15 @@ impl RoomIndex {
         true
     }
 
-    /// The socket whose own room `room` is, if it is in it.
+    /// The socket whose own room `room` is, if it is in it. A single emit is a broadcast to
+    /// its socket's room, so this runs once per emit: the name is taken as an id without
+    /// checking its alphabet (a name outside it matches no socket), only its length.
     fn own_holder(&self, room: &Room) -> Option<SocketId> {
-        let id = SocketId::new(room.as_str()).ok()?;
+        let name = room.as_str().as_bytes();
+        if name.is_empty() || name.len() > SOCKET_ID_MAX_LEN {
+            return None;
+        }
+        let id = SocketId::from_ascii_trusted(name);
         self.sockets.get(&id).filter(|j| j.own).map(|_| id)
     }
 
@@ -671,6 +677,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_a_name_equal_to_a_socket_id_is_that_sockets_room() {
+        let long = "x".repeat(SOCKET_ID_MAX_LEN);
+        let s = sid(&long);
+        let mut index = RoomIndex::default();
+        assert!(index.insert(s));
+        assert_eq!(
+            index.members(&Room::new(&long)).collect::<Vec<_>>(),
+            vec![s]
+        );
+        // Longer than any id, with the socket's id as its start: another room.
+        let longer = Room::new(&format!("{long}x"));
+        assert_eq!(index.members(&longer).count(), 0);
+        assert!(index.join(s, longer.clone()));
+        assert_eq!(index.members(&longer).collect::<Vec<_>>(), vec![s]);
+        for name in ["", "x x", "xé"] {
+            assert_eq!(index.members(&Room::new(name)).count(), 0, "{name:?}");
+            assert!(!index.contains(s, &Room::new(name)));
+        }
+        assert_eq!(index.room_count(), 2);
     }
 
     #[test]
