@@ -12,6 +12,16 @@ use volley_core::socketio::{ConnectRequest, Handshake as Connection, SioProtocol
 /// The auth text of a client that sent none, shared by every socket that has it.
 static NO_AUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("{}"));
 
+/// The auth object of a client that sent none.
+static EMPTY_AUTH: LazyLock<serde_json::Value> =
+    LazyLock::new(|| serde_json::Value::Object(serde_json::Map::new()));
+
+/// The auth object of `text` (`null` when it is not JSON), boxed; none for `{}`, the common
+/// case, which reads as [`EMPTY_AUTH`].
+fn auth_value(text: &str) -> Option<Box<serde_json::Value>> {
+    (text != "{}").then(|| Box::new(serde_json::from_str(text).unwrap_or(serde_json::Value::Null)))
+}
+
 /// `text` as shared text; the common `{}` without an allocation of its own.
 fn auth_text(text: &str) -> Arc<str> {
     if text == "{}" {
@@ -32,17 +42,19 @@ pub struct Handshake {
     /// The connection's handshake (request head, issue time, protocol), shared with the
     /// connection's state in the core and with the connection's other sockets.
     pub(crate) conn: Arc<Connection>,
-    pub(crate) auth: serde_json::Value,
+    /// The auth object, parsed; `None` for `{}` (most clients send no auth: 8 bytes rather
+    /// than a `Value`'s 32 in every socket).
+    pub(crate) auth: Option<Box<serde_json::Value>>,
     pub(crate) auth_text: Arc<str>,
     /// Query parameters beyond the handshake request's (a v4 client's namespace query).
-    pub(crate) query: Vec<(String, String)>,
+    pub(crate) query: Box<[(String, String)]>,
     pub(crate) issued_at: SystemTime,
     pub(crate) nsp: Arc<str>,
 }
 
 impl Handshake {
     pub(crate) fn from_request(req: &ConnectRequest) -> Self {
-        let auth = serde_json::from_str(req.auth.as_str()).unwrap_or(serde_json::Value::Null);
+        let auth = auth_value(req.auth.as_str());
         Handshake {
             conn: req.handshake.clone(),
             auth,
@@ -77,7 +89,7 @@ impl Handshake {
         let mut query: Vec<(String, String)> = query_pairs(self.conn.request.query())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        for (k, v) in &self.query {
+        for (k, v) in self.query.iter() {
             if !query.iter().any(|(q, _)| q == k) {
                 query.push((k.clone(), v.clone()));
             }
@@ -128,9 +140,9 @@ impl Handshake {
                 request,
                 issued: now.checked_sub(age).unwrap_or(now),
             }),
-            auth: serde_json::from_str(&auth_text).unwrap_or(serde_json::Value::Null),
+            auth: auth_value(&auth_text),
             auth_text,
-            query: info.query.clone(),
+            query: info.query.clone().into_boxed_slice(),
             issued_at,
             nsp,
         }
@@ -164,7 +176,7 @@ impl Handshake {
 
     /// The auth object the client sent with the namespace connection (`{}` when none).
     pub fn auth(&self) -> &serde_json::Value {
-        &self.auth
+        self.auth.as_deref().unwrap_or(&EMPTY_AUTH)
     }
 
     /// The auth object, deserialized.
@@ -233,5 +245,60 @@ impl Handshake {
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.nsp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_core::Utf8Bytes;
+    use volley_core::socketio::ConnectId;
+
+    fn request(auth: &str, query: Option<&str>) -> ConnectRequest {
+        let head = RequestHead::from_parts("GET", "/socket.io/?EIO=4&a=1", Vec::new())
+            .expect("a valid head");
+        ConnectRequest {
+            id: ConnectId(1),
+            nsp: Arc::from("/"),
+            auth: Utf8Bytes::from(auth),
+            query: query.map(Utf8Bytes::from),
+            handshake: Arc::new(Connection {
+                sid: Sid::new("s1").expect("a valid id"),
+                protocol: SioProtocol::V5,
+                request: head,
+                issued: Instant::now(),
+            }),
+            recovered: false,
+            session_data: None,
+            accepted: None,
+        }
+    }
+
+    #[test]
+    fn auth_and_query_read_the_same_whether_kept_or_shared() {
+        let none = Handshake::from_request(&request("{}", None));
+        assert_eq!(none.auth(), &serde_json::json!({}));
+        assert!(none.auth.is_none());
+        assert_eq!(
+            none.auth_as::<serde_json::Value>().ok(),
+            Some(serde_json::json!({}))
+        );
+        assert_eq!(none.query("a").as_deref(), Some("1"));
+        assert_eq!(none.query("b"), None);
+
+        let some = Handshake::from_request(&request(r#"{"k":1}"#, Some("b=2")));
+        assert_eq!(some.auth(), &serde_json::json!({"k": 1}));
+        assert_eq!(some.query("b").as_deref(), Some("2"));
+        assert_eq!(some.protocol(), SioProtocol::V5);
+        assert_eq!(some.url(), "/socket.io/?EIO=4&a=1");
+
+        let bad = Handshake::from_request(&request("not json", None));
+        assert_eq!(bad.auth(), &serde_json::Value::Null);
+
+        let info = some.to_info();
+        let remote = Handshake::from_info(&info, Arc::from("/"), Instant::now());
+        assert_eq!(remote.auth(), &serde_json::json!({"k": 1}));
+        assert_eq!(remote.query("b").as_deref(), Some("2"));
+        assert_eq!(remote.url(), some.url());
     }
 }
