@@ -2,11 +2,34 @@
 
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use volley_core::Sid;
 use volley_core::cluster::HandshakeInfo;
 use volley_core::http::{RequestHead, query_pairs};
-use volley_core::socketio::{ConnectRequest, SioProtocol};
+use volley_core::socketio::{ConnectRequest, Handshake as Connection, SioProtocol};
+
+/// The auth text of a client that sent none, shared by every socket that has it.
+static NO_AUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("{}"));
+
+/// The auth object of a client that sent none.
+static EMPTY_AUTH: LazyLock<serde_json::Value> =
+    LazyLock::new(|| serde_json::Value::Object(serde_json::Map::new()));
+
+/// The auth object of `text` (`null` when it is not JSON), boxed; none for `{}`, the common
+/// case, which reads as [`EMPTY_AUTH`].
+fn auth_value(text: &str) -> Option<Box<serde_json::Value>> {
+    (text != "{}").then(|| Box::new(serde_json::from_str(text).unwrap_or(serde_json::Value::Null)))
+}
+
+/// `text` as shared text; the common `{}` without an allocation of its own.
+fn auth_text(text: &str) -> Arc<str> {
+    if text == "{}" {
+        NO_AUTH.clone()
+    } else {
+        Arc::from(text)
+    }
+}
 
 /// The handshake of a socket: the Engine.IO handshake request (headers, query, url) plus the
 /// namespace connection's auth object.
@@ -16,24 +39,26 @@ use volley_core::socketio::{ConnectRequest, SioProtocol};
 /// peer address, port 0) and the wall-clock time of the connection; its protocol reads as v5.
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    pub(crate) request: RequestHead,
-    pub(crate) auth: serde_json::Value,
+    /// The connection's handshake (request head, issue time, protocol), shared with the
+    /// connection's state in the core and with the connection's other sockets.
+    pub(crate) conn: Arc<Connection>,
+    /// The auth object, parsed; `None` for `{}` (most clients send no auth: 8 bytes rather
+    /// than a `Value`'s 32 in every socket).
+    pub(crate) auth: Option<Box<serde_json::Value>>,
     pub(crate) auth_text: Arc<str>,
     /// Query parameters beyond the handshake request's (a v4 client's namespace query).
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) issued: Instant,
+    pub(crate) query: Box<[(String, String)]>,
     pub(crate) issued_at: SystemTime,
-    pub(crate) protocol: SioProtocol,
     pub(crate) nsp: Arc<str>,
 }
 
 impl Handshake {
     pub(crate) fn from_request(req: &ConnectRequest) -> Self {
-        let auth = serde_json::from_str(req.auth.as_str()).unwrap_or(serde_json::Value::Null);
+        let auth = auth_value(req.auth.as_str());
         Handshake {
-            request: req.handshake.request.clone(),
+            conn: req.handshake.clone(),
             auth,
-            auth_text: Arc::from(req.auth.as_str()),
+            auth_text: auth_text(req.auth.as_str()),
             query: req
                 .query
                 .as_ref()
@@ -43,9 +68,7 @@ impl Handshake {
                         .collect()
                 })
                 .unwrap_or_default(),
-            issued: req.handshake.issued,
             issued_at: SystemTime::now(),
-            protocol: req.handshake.protocol,
             nsp: req.nsp.clone(),
         }
     }
@@ -53,6 +76,7 @@ impl Handshake {
     /// The handshake as it travels to the other nodes of a cluster.
     pub(crate) fn to_info(&self) -> HandshakeInfo {
         let headers = self
+            .conn
             .request
             .headers()
             .map(|(n, v)| {
@@ -62,10 +86,10 @@ impl Handshake {
                 )
             })
             .collect();
-        let mut query: Vec<(String, String)> = query_pairs(self.request.query())
+        let mut query: Vec<(String, String)> = query_pairs(self.conn.request.query())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        for (k, v) in &self.query {
+        for (k, v) in self.query.iter() {
             if !query.iter().any(|(q, _)| q == k) {
                 query.push((k.clone(), v.clone()));
             }
@@ -78,7 +102,7 @@ impl Handshake {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 .unwrap_or(0),
             address: self.address(false).unwrap_or_default(),
-            xdomain: self.request.header("origin").is_some(),
+            xdomain: self.conn.request.header("origin").is_some(),
             secure: false,
             url: self.url().to_owned(),
             query,
@@ -107,32 +131,36 @@ impl Handshake {
         let age = SystemTime::now()
             .duration_since(issued_at)
             .unwrap_or_default();
-        let auth_text: Arc<str> = Arc::from(info.auth.as_str());
+        let auth_text = auth_text(&info.auth);
         Handshake {
-            request,
-            auth: serde_json::from_str(&auth_text).unwrap_or(serde_json::Value::Null),
+            conn: Arc::new(Connection {
+                // The session is the other node's, and nothing reads it here.
+                sid: Sid::new("remote").expect("a valid session id"),
+                protocol: SioProtocol::V5,
+                request,
+                issued: now.checked_sub(age).unwrap_or(now),
+            }),
+            auth: auth_value(&auth_text),
             auth_text,
-            query: info.query.clone(),
-            issued: now.checked_sub(age).unwrap_or(now),
+            query: info.query.clone().into_boxed_slice(),
             issued_at,
-            protocol: SioProtocol::V5,
             nsp,
         }
     }
 
     /// A request header (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.request.header(name)
+        self.conn.request.header(name)
     }
 
     /// All request headers.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.request.headers()
+        self.conn.request.headers()
     }
 
     /// A query parameter of the handshake request, or (v4 clients) of the namespace's query.
     pub fn query(&self, name: &str) -> Option<String> {
-        if let Some(v) = self.request.query_param(name) {
+        if let Some(v) = self.conn.request.query_param(name) {
             return Some(v.into_owned());
         }
         self.query
@@ -143,12 +171,12 @@ impl Handshake {
 
     /// The handshake request's target (path and query).
     pub fn url(&self) -> &str {
-        self.request.target()
+        self.conn.request.target()
     }
 
     /// The auth object the client sent with the namespace connection (`{}` when none).
     pub fn auth(&self) -> &serde_json::Value {
-        &self.auth
+        self.auth.as_deref().unwrap_or(&EMPTY_AUTH)
     }
 
     /// The auth object, deserialized.
@@ -158,7 +186,8 @@ impl Handshake {
 
     /// The cookies of the handshake request.
     pub fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.request
+        self.conn
+            .request
             .header("cookie")
             .into_iter()
             .flat_map(|h| h.split(';'))
@@ -178,6 +207,7 @@ impl Handshake {
     pub fn address(&self, trust_proxy: bool) -> Option<String> {
         if trust_proxy {
             if let Some(first) = self
+                .conn
                 .request
                 .header("x-forwarded-for")
                 .and_then(|h| h.split(',').next())
@@ -192,13 +222,13 @@ impl Handshake {
 
     /// The TCP peer of the handshake request, when the runtime recorded it.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.request.peer_addr()
+        self.conn.request.peer_addr()
     }
 
     /// When the handshake arrived, on the server's clock (for a socket of another node: its
     /// wall-clock time placed on this node's clock).
     pub fn issued(&self) -> Instant {
-        self.issued
+        self.conn.issued
     }
 
     /// When the socket connected, as wall-clock time (what other nodes of a cluster see, in
@@ -209,11 +239,66 @@ impl Handshake {
 
     /// The client's Socket.IO protocol.
     pub fn protocol(&self) -> SioProtocol {
-        self.protocol
+        self.conn.protocol
     }
 
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.nsp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_core::Utf8Bytes;
+    use volley_core::socketio::ConnectId;
+
+    fn request(auth: &str, query: Option<&str>) -> ConnectRequest {
+        let head = RequestHead::from_parts("GET", "/socket.io/?EIO=4&a=1", Vec::new())
+            .expect("a valid head");
+        ConnectRequest {
+            id: ConnectId(1),
+            nsp: Arc::from("/"),
+            auth: Utf8Bytes::from(auth),
+            query: query.map(Utf8Bytes::from),
+            handshake: Arc::new(Connection {
+                sid: Sid::new("s1").expect("a valid id"),
+                protocol: SioProtocol::V5,
+                request: head,
+                issued: Instant::now(),
+            }),
+            recovered: false,
+            session_data: None,
+            accepted: None,
+        }
+    }
+
+    #[test]
+    fn auth_and_query_read_the_same_whether_kept_or_shared() {
+        let none = Handshake::from_request(&request("{}", None));
+        assert_eq!(none.auth(), &serde_json::json!({}));
+        assert!(none.auth.is_none());
+        assert_eq!(
+            none.auth_as::<serde_json::Value>().ok(),
+            Some(serde_json::json!({}))
+        );
+        assert_eq!(none.query("a").as_deref(), Some("1"));
+        assert_eq!(none.query("b"), None);
+
+        let some = Handshake::from_request(&request(r#"{"k":1}"#, Some("b=2")));
+        assert_eq!(some.auth(), &serde_json::json!({"k": 1}));
+        assert_eq!(some.query("b").as_deref(), Some("2"));
+        assert_eq!(some.protocol(), SioProtocol::V5);
+        assert_eq!(some.url(), "/socket.io/?EIO=4&a=1");
+
+        let bad = Handshake::from_request(&request("not json", None));
+        assert_eq!(bad.auth(), &serde_json::Value::Null);
+
+        let info = some.to_info();
+        let remote = Handshake::from_info(&info, Arc::from("/"), Instant::now());
+        assert_eq!(remote.auth(), &serde_json::json!({"k": 1}));
+        assert_eq!(remote.query("b").as_deref(), Some("2"));
+        assert_eq!(remote.url(), some.url());
     }
 }

@@ -31,7 +31,7 @@ pub struct Socket {
 
 struct Inner {
     id: SocketId,
-    nsp: Arc<str>,
+    /// Also holds the namespace (`handshake.nsp`).
     handshake: Handshake,
     data: Extensions,
     ctl: Arc<Ctl>,
@@ -54,7 +54,7 @@ impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
             .field("id", &self.inner.id)
-            .field("nsp", &self.inner.nsp)
+            .field("nsp", &self.inner.handshake.nsp)
             .field("connected", &self.connected())
             .finish()
     }
@@ -78,7 +78,6 @@ impl Socket {
         Socket {
             inner: Arc::new(Inner {
                 id,
-                nsp: handshake.nsp.clone(),
                 handshake,
                 data,
                 ctl,
@@ -112,7 +111,7 @@ impl Socket {
 
     /// The namespace.
     pub fn ns(&self) -> &str {
-        &self.inner.nsp
+        &self.inner.handshake.nsp
     }
 
     /// The handshake: headers, query, auth, address, time.
@@ -166,7 +165,11 @@ impl Socket {
         let payload = Payload::of(data);
         let (tx, rx) = futures::channel::oneshot::channel();
         if let Ok(payload) = &payload {
-            let (id, nsp, event) = (self.inner.id, self.inner.nsp.clone(), event.to_owned());
+            let (id, nsp, event) = (
+                self.inner.id,
+                self.inner.handshake.nsp.clone(),
+                event.to_owned(),
+            );
             let payload = payload.clone();
             let _ = self.inner.ctl.handle.cast(move |node, now| {
                 let queued = node.emit_to(id, &nsp, &event, payload, false, true, now);
@@ -204,7 +207,7 @@ impl Socket {
     /// makes it a broadcast to the socket's room).
     fn send(&self, event: &str, payload: Payload, volatile: bool, compress: bool) {
         let id = self.inner.id;
-        let nsp = self.inner.nsp.clone();
+        let nsp = self.inner.handshake.nsp.clone();
         let event = event.to_owned();
         let _ = self.inner.ctl.handle.cast(move |node, now| {
             // A refusal reaches the `on_error` hooks; `emit_checked` hands it over too.
@@ -308,7 +311,8 @@ impl Socket {
     }
 
     fn operator(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.inner.ctl.clone(), self.inner.nsp.clone()).except(self.id())
+        BroadcastOperator::new(self.inner.ctl.clone(), self.inner.handshake.nsp.clone())
+            .except(self.id())
     }
 
     /// Everyone in `room` but this socket.

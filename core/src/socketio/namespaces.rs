@@ -10,7 +10,7 @@
 
 use super::rooms::{MembershipChange, Room, RoomChange, RoomIndex};
 use crate::ids::{IdMap, IdSet, Sid, SocketId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -32,9 +32,8 @@ pub struct BroadcastOptions {
 type Matcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 struct Namespace {
-    /// Ordered, so that every walk over them (broadcasts, `disconnect_sockets`) is
-    /// deterministic for a given seed.
-    sockets: BTreeSet<SocketId>,
+    /// The sockets and their rooms. Ordered, so that every walk over them (broadcasts,
+    /// `disconnect_sockets`) is deterministic for a given seed.
     rooms: RoomIndex,
     /// Server-to-client ack ids are numbered per namespace, as the reference does.
     next_ack: u64,
@@ -50,7 +49,6 @@ impl Namespace {
         let mut rooms = RoomIndex::default();
         rooms.track_changes(track_rooms);
         Namespace {
-            sockets: BTreeSet::new(),
             rooms,
             next_ack: 0,
             pending: 0,
@@ -196,7 +194,7 @@ impl Namespaces {
         let empty_dynamic = self
             .table
             .get(nsp)
-            .is_some_and(|ns| ns.ephemeral && ns.sockets.is_empty() && ns.pending == 0);
+            .is_some_and(|ns| ns.ephemeral && ns.rooms.socket_count() == 0 && ns.pending == 0);
         if empty_dynamic {
             if let Some((name, mut ns)) = self.table.remove_entry(nsp) {
                 // Its last rooms' deletions are still to be reported.
@@ -228,9 +226,16 @@ impl Namespaces {
             .table
             .entry(nsp.clone())
             .or_insert_with(|| Namespace::new(false, track));
-        ns.sockets.insert(socket);
-        let own = Room::from(socket);
-        for room in std::iter::once(&own).chain(rooms) {
+        if ns.rooms.insert(socket) && self.memberships.is_some() {
+            record(
+                &mut self.memberships,
+                nsp,
+                socket,
+                &Room::from(socket),
+                true,
+            );
+        }
+        for room in rooms {
             if ns.rooms.join(socket, room.clone()) {
                 record(&mut self.memberships, nsp, socket, room, true);
             }
@@ -250,10 +255,7 @@ impl Namespaces {
     pub fn remove(&mut self, socket: SocketId) -> Option<(Sid, Arc<str>, Vec<Room>)> {
         let member = self.members.remove(&socket)?;
         let rooms = match self.table.get_mut(&member.nsp) {
-            Some(ns) => {
-                ns.sockets.remove(&socket);
-                ns.rooms.leave_all(socket)
-            }
+            Some(ns) => ns.rooms.remove(socket),
             None => Vec::new(),
         };
         // Its own room last: the last change of a socket is the leave of its own room.
@@ -292,7 +294,7 @@ impl Namespaces {
 
     /// Connected sockets of namespace `nsp`.
     pub fn namespace_socket_count(&self, nsp: &str) -> usize {
-        self.table.get(nsp).map_or(0, |n| n.sockets.len())
+        self.table.get(nsp).map_or(0, |n| n.rooms.socket_count())
     }
 
     // ---- rooms ----
@@ -364,7 +366,7 @@ impl Namespaces {
         };
         self.table
             .get(&member.nsp)
-            .map(|n| n.rooms.rooms_of(socket).cloned().collect())
+            .map(|n| n.rooms.rooms_of(socket).collect())
             .unwrap_or_default()
     }
 
@@ -372,7 +374,7 @@ impl Namespaces {
     pub fn rooms(&self, nsp: &str) -> Vec<Room> {
         self.table
             .get(nsp)
-            .map(|n| n.rooms.rooms().cloned().collect())
+            .map(|n| n.rooms.rooms())
             .unwrap_or_default()
     }
 
@@ -389,12 +391,7 @@ impl Namespaces {
         };
         let excluded = |s: &SocketId| ns.rooms.in_any(*s, &opts.except);
         if opts.rooms.is_empty() {
-            return ns
-                .sockets
-                .iter()
-                .copied()
-                .filter(|s| !excluded(s))
-                .collect();
+            return ns.rooms.sockets().filter(|s| !excluded(s)).collect();
         }
         let mut seen = IdSet::default();
         let mut out = Vec::new();

@@ -129,7 +129,10 @@ enum Due {
 pub struct Server<S: SharedAccess = Shared> {
     engine: Engine,
     config: Config,
-    clients: IdMap<Sid, Client>,
+    /// Boxed, as the engine's sessions are: a slot is the id and a pointer, so the table's
+    /// spare capacity (up to half of it after a growth) costs a pointer a slot rather than
+    /// a whole `Client`.
+    clients: IdMap<Sid, Box<Client>>,
     shared: S,
     /// Each client filed under its earliest deadline.
     timers: BTreeSet<(Instant, Sid)>,
@@ -370,7 +373,7 @@ impl<S: SharedAccess> Server<S> {
 
     /// The Socket.IO machine of session `sid`.
     pub fn client(&self, sid: Sid) -> Option<&Client> {
-        self.clients.get(&sid)
+        self.clients.get(&sid).map(|c| &**c)
     }
 
     /// Engine.IO connections with Socket.IO state.
@@ -406,7 +409,7 @@ impl<S: SharedAccess> Server<S> {
 
     /// Pending server-to-client acks, all sockets.
     pub fn pending_ack_count(&self) -> usize {
-        self.clients.values().map(Client::ack_count).sum()
+        self.clients.values().map(|c| c.ack_count()).sum()
     }
 
     /// Pending connect requests.
@@ -425,7 +428,7 @@ impl<S: SharedAccess> Server<S> {
     pub fn timer_count(&self) -> usize {
         self.clients
             .values()
-            .map(Client::timer_count)
+            .map(|c| c.timer_count())
             .sum::<usize>()
             + usize::from(self.recovery_timer.is_some())
     }
@@ -448,7 +451,7 @@ impl<S: SharedAccess> Server<S> {
     /// The handshake of a connected socket.
     pub fn handshake(&self, socket: SocketId) -> Option<&Arc<Handshake>> {
         let sid = self.session_of(socket)?;
-        self.clients.get(&sid).map(Client::handshake)
+        self.clients.get(&sid).map(|c| c.handshake())
     }
 
     /// What a connected socket would leave behind if it left now, for a store that keeps
@@ -670,7 +673,7 @@ impl<S: SharedAccess> Server<S> {
         sid: Sid,
         f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> R,
     ) -> Option<R> {
-        let client = self.clients.get_mut(&sid)?;
+        let client = &mut **self.clients.get_mut(&sid)?;
         let mut peer = Peer {
             config: &self.config,
             shared: &mut self.shared,
@@ -802,10 +805,7 @@ impl<S: SharedAccess> Server<S> {
         if let Some(t) = client.filed.take() {
             self.timers.remove(&(t, sid));
         }
-        Some(Detached {
-            session,
-            client: Box::new(client),
-        })
+        Some(Detached { session, client })
     }
 
     /// Takes in an open session and its client, detached from another composition over the
@@ -822,7 +822,7 @@ impl<S: SharedAccess> Server<S> {
         if let Err(session) = self.engine.adopt(session) {
             return Err(Detached { session, client });
         }
-        let mut client = *client;
+        let mut client = client;
         client.filed = None;
         self.clients.insert(sid, client);
         self.refile(sid);
@@ -1128,7 +1128,7 @@ impl<S: SharedAccess> Server<S> {
                 } => {
                     self.traffic.sessions_opened = self.traffic.sessions_opened.wrapping_add(1);
                     let client = Client::for_session(&self.config, sid, protocol, *request, now);
-                    self.clients.insert(sid, client);
+                    self.clients.insert(sid, Box::new(client));
                     self.with_peer(sid, |peer| peer.opened(now));
                 }
                 engine::Event::Message { sid, message } => {

@@ -70,7 +70,7 @@ impl Node {
                         "disconnecting",
                         move || hook(s, reason, rooms),
                     );
-                    entry.push(Job::Barrier(job));
+                    entry.push(Job::Barrier(job), &self.spawn);
                 }
                 for job in Self::own_reserved(
                     self.ctl.as_ref(),
@@ -79,7 +79,7 @@ impl Node {
                     "disconnecting",
                     reason,
                 ) {
-                    entry.push(Job::Barrier(job));
+                    entry.push(Job::Barrier(job), &self.spawn);
                 }
             }
             Event::Disconnect {
@@ -104,7 +104,7 @@ impl Node {
                         "disconnect",
                         move || hook(s, reason),
                     );
-                    entry.push(Job::Barrier(job));
+                    entry.push(Job::Barrier(job), &self.spawn);
                 }
                 for job in Self::own_reserved(
                     self.ctl.as_ref(),
@@ -113,7 +113,7 @@ impl Node {
                     "disconnect",
                     reason,
                 ) {
-                    entry.push(Job::Barrier(job));
+                    entry.push(Job::Barrier(job), &self.spawn);
                 }
                 // The socket's own listeners hold clones of it: dropped with it.
                 entry.socket.close_listeners();
@@ -404,8 +404,8 @@ impl Node {
             futures::future::join_all(runs).await;
         };
         let mut fut: BoxFuture<()> = Box::pin(fut);
-        if !self.inline_handlers || entry.jobs.load(Ordering::Acquire) != 0 {
-            entry.push(Job::Handler(fut));
+        if !self.inline_handlers || entry.unfinished() != 0 {
+            entry.push(Job::Handler(fut), &self.spawn);
             return;
         }
         // Nothing of this socket waits or runs: the handler starts here, and only if it has
@@ -418,7 +418,7 @@ impl Node {
         });
         match polled {
             Ok(Poll::Ready(())) => {}
-            Ok(Poll::Pending) => entry.push(Job::Handler(fut)),
+            Ok(Poll::Pending) => entry.push(Job::Handler(fut), &self.spawn),
             Err(payload) => {
                 // Application code is contained inside the future; this is a last resort.
                 entry.close();

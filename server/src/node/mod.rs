@@ -180,19 +180,16 @@ pub(crate) type Spawner = Arc<dyn Fn(BoxFuture<()>) + Send + Sync>;
 
 struct Entry {
     socket: Socket,
-    /// Handler futures of this socket, started in arrival order, by the socket's task. The
+    /// The socket's task, once started: the queue of its handler futures, started in
+    /// arrival order, and the number of jobs sent to it that have not completed yet. The
     /// task is started by the first job that has to wait (handlers that complete inline
-    /// never need it), so an idle socket costs no task.
-    queue: Option<mpsc::UnboundedSender<Job>>,
+    /// never need it), so an idle socket costs no task and no counter.
+    task: Option<(mpsc::UnboundedSender<Job>, Arc<AtomicUsize>)>,
     /// The socket's task ended or may take no more work.
     closed: bool,
     /// A handler of the socket panicked: it is being disconnected, and no event of it
     /// starts a handler any more.
     failed: bool,
-    /// Starts the socket's task.
-    spawn: Spawner,
-    /// Jobs sent to `queue` that have not completed yet.
-    jobs: Arc<AtomicUsize>,
     /// The span the socket's handlers run in.
     span: tracing::Span,
     /// Resolves the connection middleware's innermost `next` at disconnect (none without
@@ -446,14 +443,11 @@ impl Node {
                 span.record("transport", tracing::field::debug(t));
             }
         }
-        let jobs = Arc::new(AtomicUsize::new(0));
         let mut entry = Entry {
             socket: socket.clone(),
-            queue: None,
+            task: None,
             closed: false,
             failed: false,
-            spawn: self.spawn.clone(),
-            jobs,
             span,
             life,
         };
@@ -466,7 +460,7 @@ impl Node {
                 "connection",
                 move || hook(s),
             );
-            entry.push(Job::Barrier(job));
+            entry.push(Job::Barrier(job), &self.spawn);
         }
         self.sockets.insert(id, entry);
         crate::metrics::socket_connected(

@@ -14,35 +14,43 @@ pub(super) enum Job {
 }
 
 impl Entry {
-    /// Hands `job` to the socket's task, starting it if it is not running yet.
-    pub(super) fn push(&mut self, job: Job) {
+    /// Hands `job` to the socket's task, starting it with `spawn` if it is not running yet.
+    pub(super) fn push(&mut self, job: Job, spawn: &Spawner) {
         if self.closed {
             return;
         }
-        let queue = self.queue.get_or_insert_with(|| {
+        let (queue, jobs) = self.task.get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded();
-            (self.spawn)(Box::pin(tracing::Instrument::instrument(
-                socket_task(rx, self.jobs.clone()),
+            let jobs = Arc::new(AtomicUsize::new(0));
+            spawn(Box::pin(tracing::Instrument::instrument(
+                socket_task(rx, jobs.clone()),
                 self.span.clone(),
             )));
-            tx
+            (tx, jobs)
         });
-        self.jobs.fetch_add(1, Ordering::AcqRel);
+        jobs.fetch_add(1, Ordering::AcqRel);
         if queue.unbounded_send(job).is_err() {
-            self.jobs.fetch_sub(1, Ordering::AcqRel);
+            jobs.fetch_sub(1, Ordering::AcqRel);
             self.closed = true;
         }
     }
 
+    /// Jobs handed to the socket's task that have not completed yet.
+    pub(super) fn unfinished(&self) -> usize {
+        self.task
+            .as_ref()
+            .map_or(0, |(_, jobs)| jobs.load(Ordering::Acquire))
+    }
+
     /// Whether the socket's handlers no longer run (its task ended after a panic).
     pub(super) fn is_closed(&self) -> bool {
-        self.closed || self.queue.as_ref().is_some_and(|q| q.is_closed())
+        self.closed || self.task.as_ref().is_some_and(|(q, _)| q.is_closed())
     }
 
     /// Takes no more work: what is queued finishes, nothing new starts.
     pub(super) fn close(&mut self) {
         self.closed = true;
-        if let Some(q) = &self.queue {
+        if let Some((q, _)) = &self.task {
             q.close_channel();
         }
     }
