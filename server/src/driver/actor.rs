@@ -25,7 +25,7 @@ use volley_core::http::RequestHead;
 use volley_core::{ConnId, IdMap};
 
 use super::machine::Machine;
-use super::outbox::{Outbox, Pushed};
+use super::outbox::{Outbox, Pushed, Refused};
 use crate::runtime::Runtime;
 
 /// Inputs applied per turn before draining: a flood of inputs still yields to the drain.
@@ -40,20 +40,13 @@ const OUTPUT_BUDGET: usize = 1024;
 /// (futures' mpsc guarantees one per sender), so a connection is never starved by others; a
 /// full channel makes connection tasks wait, which stops them reading their sockets.
 pub(crate) const INPUT_CAPACITY: usize = 256;
-/// Batches of outputs a connection may have waiting. The machine's flow control keeps a
-/// well-behaved connection at one or two (one response per request; one batch of WebSocket
-/// sends until drained, plus a close), so reaching this means the connection stopped taking
-/// its outputs (a probe spammed, a writer stuck): it is dropped as a slow client.
-pub(crate) const CONN_CAPACITY: usize = 16;
 
 /// A connection task's message to the machine.
 pub(crate) enum Input {
     /// The connection wants outputs: from now on, what the machine says for `conn` goes to
-    /// `outputs`. Sent before the connection's first request to the machine.
+    /// `outbox`. Sent before the connection's first request to the machine.
     Open {
         conn: ConnId,
-        outputs: mpsc::Sender<ToConn>,
-        /// Where the connection's WebSocket frames go once it has been upgraded.
         outbox: Arc<Outbox>,
     },
     Request {
@@ -81,15 +74,6 @@ pub(crate) enum Input {
         conn: ConnId,
         error: bool,
     },
-}
-
-/// What the machine's task sends a connection.
-pub(crate) enum ToConn {
-    /// The outputs of one drain for this connection, in order.
-    Outputs(Vec<Output>),
-    /// The machine does not own the request the router let through: answer it with the
-    /// fallback.
-    NotOwned,
 }
 
 type Command<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
@@ -254,10 +238,9 @@ enum Wake<M> {
     Stop,
 }
 
-/// Where a connection's outputs go: HTTP outputs through its channel; once the `101` has
-/// been handed over, frames and the close through its outbox.
+/// Where a connection's outputs go: its outbox, where HTTP outputs are counted against
+/// the backlog until the `101`, and frames against the byte budget after it.
 struct Route {
-    tx: mpsc::Sender<ToConn>,
     outbox: Arc<Outbox>,
     websocket: bool,
 }
@@ -475,13 +458,8 @@ where
     fn apply(&mut self, input: Input, now: Instant) {
         self.metrics.input(&input);
         match input {
-            Input::Open {
-                conn,
-                outputs,
-                outbox,
-            } => {
+            Input::Open { conn, outbox } => {
                 let route = Route {
-                    tx: outputs,
                     outbox,
                     websocket: false,
                 };
@@ -491,8 +469,8 @@ where
                 if !self.machine.owns(&head) {
                     let sent = self
                         .conns
-                        .get_mut(&conn)
-                        .is_some_and(|route| route.tx.try_send(ToConn::NotOwned).is_ok());
+                        .get(&conn)
+                        .is_some_and(|route| route.outbox.not_owned());
                     if !sent {
                         self.evict(conn, now);
                     }
@@ -597,8 +575,8 @@ where
         more
     }
 
-    /// Delivers one drain's outputs for `conn`: HTTP outputs (up to and including a `101`)
-    /// through its channel, WebSocket frames and the close after it through its outbox.
+    /// Delivers one drain's outputs for `conn` to its outbox: HTTP outputs up to and
+    /// including a `101`, then frames and the close.
     fn route(
         &mut self,
         conn: ConnId,
@@ -614,34 +592,35 @@ where
             self.push_frames(conn, batch);
             return;
         }
-        let batch: Vec<Output> = batch.collect();
+        let mut batch = batch.peekable();
+        let mut upgraded = false;
         // Up to and including a `101`: HTTP outputs; after it, frames.
-        let upgrade = batch
-            .iter()
-            .position(|o| matches!(o, Output::Response { response, .. } if response.status == 101));
-        let mut http = batch;
-        let frames = match upgrade {
-            Some(i) => {
-                route.websocket = true;
-                http.split_off(i + 1)
+        let http = std::iter::from_fn(|| {
+            if upgraded {
+                return None;
             }
-            None => Vec::new(),
-        };
-        if !http.is_empty() {
-            if let Err(e) = route.tx.try_send(ToConn::Outputs(http)) {
-                if e.is_full() {
-                    tracing::debug!(%conn, "connection does not take its outputs: dropped");
-                    self.metrics.slow_connection();
-                    evicted.push(conn);
-                } else {
-                    // The task has ended; its `Closed` is on the way.
-                    self.conns.remove(&conn);
-                }
+            let output = batch.next()?;
+            upgraded =
+                matches!(&output, Output::Response { response, .. } if response.status == 101);
+            Some(output)
+        });
+        let pushed = route.outbox.push_http(http);
+        route.websocket = upgraded;
+        match pushed {
+            Ok(()) => {}
+            Err(Refused::Backlog) => {
+                tracing::debug!(%conn, "connection does not take its outputs: dropped");
+                self.metrics.slow_connection();
+                evicted.push(conn);
+                return;
+            }
+            Err(Refused::Closed) => {
+                self.conns.remove(&conn);
                 return;
             }
         }
-        if !frames.is_empty() {
-            self.push_frames(conn, frames.into_iter());
+        if batch.peek().is_some() {
+            self.push_frames(conn, batch);
         }
     }
 
@@ -757,6 +736,7 @@ mod tests {
     use futures::future::{self, Either, select};
     use volley_core::http::{Limits, parse_head};
 
+    use super::super::outbox::{HTTP_BACKLOG, Http};
     use super::*;
 
     /// A runtime whose timers never fire (the fake machine has no deadlines).
@@ -864,38 +844,45 @@ mod tests {
         });
     }
 
-    async fn open(inputs: &mut mpsc::Sender<Input>, capacity: usize) -> mpsc::Receiver<ToConn> {
-        let (tx, rx) = mpsc::channel(capacity);
+    async fn open(inputs: &mut mpsc::Sender<Input>) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox::default());
         inputs
             .send(Input::Open {
                 conn: CONN,
-                outputs: tx,
-                outbox: Arc::default(),
+                outbox: outbox.clone(),
             })
             .await
             .unwrap();
-        rx
+        outbox
     }
 
-    async fn batch(rx: &mut mpsc::Receiver<ToConn>) -> Vec<Output> {
-        match rx.next().await {
-            Some(ToConn::Outputs(outputs)) => outputs,
-            Some(ToConn::NotOwned) => panic!("not owned"),
-            None => panic!("queue closed"),
+    /// What the connection's HTTP half takes at its next wake.
+    async fn take(outbox: &Outbox) -> Result<Vec<Output>, Http> {
+        let mut taken = VecDeque::new();
+        match poll_fn(|cx| outbox.poll_take_http(cx, &mut taken)).await {
+            Http::Outputs => Ok(taken.into()),
+            other => Err(other),
+        }
+    }
+
+    async fn batch(outbox: &Outbox) -> Vec<Output> {
+        match take(outbox).await {
+            Ok(outputs) => outputs,
+            Err(other) => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn events_are_drained_before_outputs_and_their_commands_reach_the_connection() {
         with_actor(|mut inputs, _handle| async move {
-            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
+            let rx = open(&mut inputs).await;
             let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
             let (head, _) = parse_head(raw, &Limits::default()).unwrap().unwrap();
             inputs
                 .send(Input::Request { conn: CONN, head })
                 .await
                 .unwrap();
-            let outputs = batch(&mut rx).await;
+            let outputs = batch(&rx).await;
             assert_eq!(outputs.iter().map(number).collect::<Vec<_>>(), [1]);
         });
     }
@@ -916,13 +903,13 @@ mod tests {
             Actor::new(Fake::default(), NoTimers, on_event, &Halt::new());
         *slot.lock().unwrap() = Some(handle.clone());
         let test = async move {
-            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
+            let rx = open(&mut inputs).await;
             // The command raises event 7, whose callback casts the output 107.
             handle
                 .cast(|m: &mut Fake, _| m.events.push_back(7))
                 .unwrap();
             assert_eq!(
-                batch(&mut rx).await.iter().map(number).collect::<Vec<_>>(),
+                batch(&rx).await.iter().map(number).collect::<Vec<_>>(),
                 [7, 107]
             );
         };
@@ -937,7 +924,7 @@ mod tests {
     #[test]
     fn a_long_drain_is_split_by_the_budget_and_stays_in_order() {
         with_actor(|mut inputs, handle| async move {
-            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
+            let rx = open(&mut inputs).await;
             let total = 2 * OUTPUT_BUDGET + 100;
             handle
                 .cast(move |machine, _| machine.outputs.extend((0..total).map(numbered)))
@@ -945,7 +932,7 @@ mod tests {
             let mut seen = Vec::new();
             let mut batches = 0;
             while seen.len() < total {
-                seen.extend(batch(&mut rx).await.iter().map(number));
+                seen.extend(batch(&rx).await.iter().map(number));
                 batches += 1;
             }
             assert_eq!(seen, (0..total).collect::<Vec<_>>());
@@ -956,9 +943,9 @@ mod tests {
     #[test]
     fn a_connection_that_does_not_take_its_outputs_is_dropped_and_reported() {
         with_actor(|mut inputs, handle| async move {
-            let mut rx = open(&mut inputs, CONN_CAPACITY).await;
-            // One command per turn, so one batch each; nobody reads `rx`.
-            for n in 0..CONN_CAPACITY + 5 {
+            let rx = open(&mut inputs).await;
+            // One command per turn, so one push each; nobody takes them.
+            for n in 0..HTTP_BACKLOG + 5 {
                 handle
                     .call(move |machine, _| machine.outputs.push_back(numbered(n)))
                     .await
@@ -966,12 +953,12 @@ mod tests {
             }
             let closed = handle.call(|machine, _| machine.closed.clone()).await;
             assert_eq!(closed.unwrap(), [(CONN, true)]);
-            // What was queued before the eviction is still delivered, then the queue ends.
-            let mut delivered = 0;
-            while let Some(ToConn::Outputs(outputs)) = rx.next().await {
-                delivered += outputs.len();
-            }
-            assert_eq!(delivered, CONN_CAPACITY + 1);
+            // What was queued before the eviction is still delivered, then the outbox ends.
+            assert_eq!(
+                batch(&rx).await.iter().map(number).collect::<Vec<_>>(),
+                (0..HTTP_BACKLOG).collect::<Vec<_>>()
+            );
+            assert_eq!(take(&rx).await, Err(Http::Closed));
         });
     }
 
@@ -987,16 +974,7 @@ mod tests {
     fn frames_after_the_101_go_to_the_outbox_and_the_session_waits_only_while_it_is_over_budget() {
         use super::super::outbox::BUDGET;
         with_actor(|mut inputs, handle| async move {
-            let (tx, mut rx) = mpsc::channel(CONN_CAPACITY);
-            let outbox = Arc::new(Outbox::default());
-            inputs
-                .send(Input::Open {
-                    conn: CONN,
-                    outputs: tx,
-                    outbox: outbox.clone(),
-                })
-                .await
-                .unwrap();
+            let outbox = open(&mut inputs).await;
             let half = BUDGET / 2 + 1;
             handle
                 .call(move |m, _| {
@@ -1008,10 +986,8 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            // The 101 went through the channel, the frame to the outbox, and the session was
-            // let send again at once.
-            let http = batch(&mut rx).await;
-            assert!(matches!(&http[..], [Output::Response { .. }]), "{http:?}");
+            // The 101 and the frame behind it went to the outbox, and the session was let send
+            // again at once: a 101 the HTTP half has not taken does not count as a batch.
             assert_eq!(handle.call(|m, _| m.drained).await.unwrap(), 1);
             assert_eq!(outbox.bytes(), half);
             // A second frame takes the outbox over its budget: the session waits.
@@ -1021,15 +997,26 @@ mod tests {
                 .unwrap();
             assert_eq!(handle.call(|m, _| m.drained).await.unwrap(), 1);
             assert_eq!(outbox.bytes(), 2 * half);
-            // The writer takes both and writes them: it owes the report, once.
-            let mut taken = VecDeque::new();
-            assert_eq!(outbox.try_take(&mut taken), Some(true));
-            assert_eq!(taken.len(), 2);
+            // The HTTP half takes the 101 with both frames behind it, the writer's first
+            // batch; once they are written, the report is owed, once.
+            let taken = batch(&outbox).await;
+            assert!(
+                matches!(
+                    &taken[..],
+                    [
+                        Output::Response { .. },
+                        Output::Send { .. },
+                        Output::Send { .. }
+                    ]
+                ),
+                "{taken:?}"
+            );
+            let mut more = VecDeque::new();
+            assert_eq!(outbox.try_take(&mut more), None, "all taken");
             assert!(outbox.written(2 * half));
+            assert!(!outbox.written(0), "reported once");
             inputs.send(Input::WsDrained { conn: CONN }).await.unwrap();
             assert_eq!(handle.call(|m, _| m.drained).await.unwrap(), 2);
-            // Nothing but the 101 ever went through the channel.
-            assert!(rx.try_recv().is_err());
         });
     }
 

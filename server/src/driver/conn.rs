@@ -13,7 +13,6 @@ use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::SinkExt;
-use futures::StreamExt;
 use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
@@ -25,10 +24,10 @@ use volley_core::http::{
 };
 
 use super::Env;
-use super::actor::{CONN_CAPACITY, Input, ToConn};
+use super::actor::Input;
 use super::forward::{self, Forwarded, Forwarder};
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
-use super::outbox::Outbox;
+use super::outbox::{self, Outbox};
 use super::request::{decorate, hooks, screen, unavailable};
 use super::shutdown::{Admission, Evicted};
 use super::websocket;
@@ -92,11 +91,10 @@ pub(crate) struct Http<'a, R: Runtime, S> {
     evicted: Evicted,
 }
 
-/// The connection's channels to and from the machine's task.
+/// The connection's ways to and from the machine's task.
 pub(crate) struct Link {
     pub(crate) inputs: mpsc::Sender<Input>,
-    pub(crate) outputs: mpsc::Receiver<ToConn>,
-    /// The WebSocket frames the machine has for this connection, once upgraded.
+    /// What the machine has for this connection: HTTP outputs, then WebSocket frames.
     pub(crate) outbox: Arc<Outbox>,
 }
 
@@ -377,22 +375,16 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         let link = match self.link.as_mut() {
             Some(link) => link,
             None => {
-                let (tx, rx) = mpsc::channel(CONN_CAPACITY);
                 let mut inputs = self.env.inputs.clone();
                 let outbox = Arc::new(Outbox::default());
                 let open = Input::Open {
                     conn,
-                    outputs: tx,
                     outbox: outbox.clone(),
                 };
                 if inputs.send(open).await.is_err() {
                     return Exchange::End(End::Failed);
                 }
-                self.link.insert(Link {
-                    inputs,
-                    outputs: rx,
-                    outbox,
-                })
+                self.link.insert(Link { inputs, outbox })
             }
         };
         let request = Input::Request {
@@ -526,16 +518,16 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         };
         let max = self.env.config.limits.max_head_bytes;
         loop {
-            let (stream, buf) = (&mut self.stream, &mut self.buf);
-            match watching(stream, buf, max, |cx| link.outputs.poll_next_unpin(cx)).await {
-                Ok(Some(ToConn::Outputs(outputs))) => {
-                    self.pending.extend(outputs);
+            let (stream, buf, pending) = (&mut self.stream, &mut self.buf, &mut self.pending);
+            let outbox = &link.outbox;
+            match watching(stream, buf, max, |cx| outbox.poll_take_http(cx, pending)).await {
+                Ok(outbox::Http::Outputs) => {
                     if let Some(output) = self.pending.pop_front() {
                         return Next::Output(output);
                     }
                 }
-                Ok(Some(ToConn::NotOwned)) => return Next::NotOwned,
-                Ok(None) => return Next::Gone(true),
+                Ok(outbox::Http::NotOwned) => return Next::NotOwned,
+                Ok(outbox::Http::Closed) => return Next::Gone(true),
                 Err(error) => return Next::Gone(error),
             }
         }

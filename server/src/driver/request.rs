@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -25,14 +26,14 @@ use volley_core::ConnId;
 use volley_core::engine::{Body, ErrorCode, Output};
 use volley_core::http::{RequestHead, Response};
 
-use super::actor::{CONN_CAPACITY, Input, ToConn};
+use super::actor::Input;
 use super::config::{ConnectionError, ServerConfig};
 use super::conn::{Link, has_body};
 use super::cors::Cors;
 use super::forward;
 use super::io::or_timeout;
 use super::machine::Machine;
-use super::outbox::Outbox;
+use super::outbox::{self, Outbox};
 use super::shutdown::{Admission, Refused};
 use super::{Driver, Env, websocket};
 use crate::runtime::Runtime;
@@ -433,22 +434,16 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             error: true,
             armed: true,
         };
-        let (tx, outputs) = mpsc::channel(CONN_CAPACITY);
         let outbox = std::sync::Arc::new(Outbox::default());
         let mut link = Link {
             inputs: env.inputs.clone(),
-            outputs,
             outbox: outbox.clone(),
         };
         let request = Input::Request {
             conn,
             head: head.clone(),
         };
-        let open = Input::Open {
-            conn,
-            outputs: tx,
-            outbox,
-        };
+        let open = Input::Open { conn, outbox };
         if link.inputs.send(open).await.is_err() || link.inputs.send(request).await.is_err() {
             return Served::answer(closing(503, "Service Unavailable"));
         }
@@ -457,16 +452,13 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         loop {
             let output = match pending.pop_front() {
                 Some(output) => output,
-                None => match link.outputs.next().await {
-                    Some(ToConn::Outputs(batch)) => {
-                        pending.extend(batch);
-                        continue;
-                    }
-                    Some(ToConn::NotOwned) => {
+                None => match poll_fn(|cx| link.outbox.poll_take_http(cx, &mut pending)).await {
+                    outbox::Http::Outputs => continue,
+                    outbox::Http::NotOwned => {
                         guard.error = false;
                         return Served::answer((env.config.fallback)(&head));
                     }
-                    None => {
+                    outbox::Http::Closed => {
                         // The machine's task dropped the connection (it has been told).
                         tracing::debug!("dropped by the machine's task");
                         return Served::answer(closing(503, "Service Unavailable"));
