@@ -1,11 +1,12 @@
-//! The machine's task: the one place the machine lives, fed by channels.
+//! The machine's task: the one place the machine lives, fed by its inbox and a channel of
+//! commands.
 //!
 //! Why an actor and not a mutex: every input ends in a drain (events, then outputs), and the
 //! drain must not interleave with another input's, so a lock would be held across the whole
 //! step anyway, and every connection task would contend for it. One task that owns the
 //! machine applies inputs in arrival order, drains, and routes each output to its
-//! connection's own queue; no lock is taken on the message path, and the machine needs no
-//! `Sync`.
+//! connection's own outbox; the queues' locks are held only to push or pop, never while the
+//! machine works, and the machine needs no `Sync`.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -24,6 +25,7 @@ use volley_core::engine::{Body, Output, WsMessage};
 use volley_core::http::RequestHead;
 use volley_core::{ConnId, IdMap};
 
+use super::inbox::{InputReceiver, InputSender, inbox};
 use super::machine::Machine;
 use super::outbox::{Outbox, Pushed, Refused};
 use crate::runtime::Runtime;
@@ -35,11 +37,6 @@ const EVENT_BUDGET: usize = 256;
 /// Outputs routed per turn. A session flushing a long queue spreads over several turns, and
 /// other tasks on the executor thread run in between.
 const OUTPUT_BUDGET: usize = 1024;
-
-/// Capacity of the shared input channel. Each connection's sender also has a slot of its own
-/// (futures' mpsc guarantees one per sender), so a connection is never starved by others; a
-/// full channel makes connection tasks wait, which stops them reading their sockets.
-pub(crate) const INPUT_CAPACITY: usize = 256;
 
 /// A connection task's message to the machine.
 pub(crate) enum Input {
@@ -257,7 +254,7 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     machine: M,
     runtime: R,
     on_event: F,
-    inputs: mpsc::Receiver<Input>,
+    inputs: InputReceiver,
     commands: mpsc::UnboundedReceiver<Command<M>>,
     inputs_open: bool,
     commands_open: bool,
@@ -327,8 +324,8 @@ where
         runtime: R,
         on_event: F,
         halt: &Halt,
-    ) -> (Self, mpsc::Sender<Input>, Handle<M>) {
-        let (input_tx, inputs) = mpsc::channel(INPUT_CAPACITY);
+    ) -> (Self, InputSender, Handle<M>) {
+        let (input_tx, inputs) = inbox();
         let (commands_tx, commands) = mpsc::unbounded();
         let id = NEXT_ACTOR.fetch_add(1, Ordering::Relaxed);
         let actor = Actor {
@@ -389,7 +386,7 @@ where
             }
             while budget > 0 {
                 let mut progressed = false;
-                if let Ok(input) = self.inputs.try_recv() {
+                if let Some(input) = self.inputs.try_recv() {
                     self.apply(input, now);
                     budget -= 1;
                     progressed = true;
@@ -430,7 +427,7 @@ where
             }
         }
         if self.inputs_open {
-            match self.inputs.poll_next_unpin(cx) {
+            match self.inputs.poll_recv(cx) {
                 Poll::Ready(Some(input)) => return Poll::Ready(Wake::Input(input)),
                 Poll::Ready(None) => self.inputs_open = false,
                 Poll::Pending => {}
@@ -731,7 +728,6 @@ mod tests {
     use std::pin::pin;
     use std::sync::{Arc, Mutex};
 
-    use futures::SinkExt;
     use futures::executor::block_on;
     use futures::future::{self, Either, select};
     use volley_core::http::{Limits, parse_head};
@@ -829,9 +825,7 @@ mod tests {
     }
 
     /// Runs `test` against a started actor whose events become outputs numbered by the event.
-    fn with_actor<T: Future<Output = ()>>(
-        test: impl FnOnce(mpsc::Sender<Input>, Handle<Fake>) -> T,
-    ) {
+    fn with_actor<T: Future<Output = ()>>(test: impl FnOnce(InputSender, Handle<Fake>) -> T) {
         let on_event = |machine: &mut Fake, event: usize, _: Instant| {
             machine.outputs.push_back(numbered(event));
         };
@@ -844,7 +838,7 @@ mod tests {
         });
     }
 
-    async fn open(inputs: &mut mpsc::Sender<Input>) -> Arc<Outbox> {
+    async fn open(inputs: &mut InputSender) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox::default());
         inputs
             .send(Input::Open {

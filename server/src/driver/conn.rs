@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::SinkExt;
-use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
@@ -26,6 +24,7 @@ use volley_core::http::{
 use super::Env;
 use super::actor::Input;
 use super::forward::{self, Forwarded, Forwarder};
+use super::inbox::InputSender;
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
 use super::outbox::{self, Outbox};
 use super::request::{decorate, hooks, screen, unavailable};
@@ -93,7 +92,7 @@ pub(crate) struct Http<'a, R: Runtime, S> {
 
 /// The connection's ways to and from the machine's task.
 pub(crate) struct Link {
-    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) inputs: InputSender,
     /// What the machine has for this connection: HTTP outputs, then WebSocket frames.
     pub(crate) outbox: Arc<Outbox>,
 }
@@ -155,7 +154,7 @@ pub(crate) async fn run<R, S>(
         End::Answered => (false, true),
     };
     tracing::debug!(error, "connection ended");
-    if let Some(mut link) = link {
+    if let Some(link) = link {
         // The machine may hold a role for it (a parked poll, a body it asked for): it must
         // learn that the connection is gone, before any lingering.
         let _ = link.inputs.send(Input::Closed { conn, error }).await;
@@ -375,7 +374,7 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         let link = match self.link.as_mut() {
             Some(link) => link,
             None => {
-                let mut inputs = self.env.inputs.clone();
+                let inputs = self.env.inputs.clone();
                 let outbox = Arc::new(Outbox::default());
                 let open = Input::Open {
                     conn,

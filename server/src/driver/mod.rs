@@ -55,6 +55,7 @@ mod config;
 mod conn;
 mod cors;
 mod forward;
+mod inbox;
 mod io;
 mod machine;
 mod metrics;
@@ -73,7 +74,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 use volley_core::ConnId;
@@ -88,8 +88,9 @@ pub use cors::{Cors, OriginFn, Origins};
 pub use machine::{Machine, Router};
 pub use request::{Served, Upgrade};
 
+use actor::Actor;
 pub(crate) use actor::Halt;
-use actor::{Actor, Input};
+use inbox::InputSender;
 use shutdown::{Refused, Tracker};
 
 use crate::runtime::Runtime;
@@ -102,7 +103,7 @@ pub(crate) struct Env<R> {
     ws_config: WebSocketConfig,
     /// Unwritten WebSocket output above which a connection stops being read.
     output_budget: usize,
-    inputs: mpsc::Sender<Input>,
+    inputs: InputSender,
     next_conn: AtomicU64,
     tracker: Tracker,
     halt: Halt,

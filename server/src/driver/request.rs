@@ -18,9 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use tracing::Instrument;
 use volley_core::ConnId;
 use volley_core::engine::{Body, ErrorCode, Output};
@@ -31,6 +30,7 @@ use super::config::{ConnectionError, ServerConfig};
 use super::conn::{Link, has_body};
 use super::cors::Cors;
 use super::forward;
+use super::inbox::InputSender;
 use super::io::or_timeout;
 use super::machine::Machine;
 use super::outbox::{self, Outbox};
@@ -243,9 +243,8 @@ impl<R: Runtime> Upgrade<R> {
 /// Reports the end of a connection when dropped, without waiting: a host may drop a request
 /// future at any await.
 struct CloseGuard {
-    /// Never used to send until the drop, which sends on a fresh clone: a fresh sender has a
-    /// slot of its own in the channel, so `try_send` fails only if the machine's task is gone.
-    inputs: mpsc::Sender<Input>,
+    /// Used once, in the drop, with `send_now`: the report does not wait for room.
+    inputs: InputSender,
     conn: ConnId,
     /// The end is a failure (the default until the exchange completes).
     error: bool,
@@ -265,7 +264,7 @@ impl Drop for CloseGuard {
                 conn: self.conn,
                 error: self.error,
             };
-            let _ = self.inputs.clone().try_send(closed);
+            let _ = self.inputs.send_now(closed);
         }
     }
 }
@@ -435,7 +434,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             armed: true,
         };
         let outbox = std::sync::Arc::new(Outbox::default());
-        let mut link = Link {
+        let link = Link {
             inputs: env.inputs.clone(),
             outbox: outbox.clone(),
         };

@@ -240,7 +240,6 @@ where
     let closing = AtomicBool::new(false);
     let gate = Gate::new(env.output_budget);
 
-    let mut reader_inputs = inputs.clone();
     let reader = async {
         // Bytes read and dropped after our close frame, while waiting for the peer's answer.
         let mut discarded = 0usize;
@@ -322,7 +321,7 @@ where
                     messages: more,
                 }
             };
-            if reader_inputs.send(input).await.is_err() {
+            if inputs.send(input).await.is_err() {
                 return ReadEnd::Failed;
             }
             if let Some(end) = end {
@@ -331,7 +330,6 @@ where
         }
     };
 
-    let mut writer_inputs = inputs.clone();
     let writer = async {
         // Bytes taken from the outbox and not yet reported written: at first, the frames
         // the HTTP half took with the `101`, which go first.
@@ -422,7 +420,7 @@ where
                     // send again.
                     if outbox.written_giving_back(std::mem::take(&mut taken), pending) {
                         let drained = Input::WsDrained { conn };
-                        if writer_inputs.send(drained).await.is_err() {
+                        if inputs.send(drained).await.is_err() {
                             return WriteEnd::Failed;
                         }
                     }
