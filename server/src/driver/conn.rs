@@ -25,7 +25,7 @@ use super::Env;
 use super::actor::Input;
 use super::forward::{self, Forwarded, Forwarder};
 use super::inbox::InputSender;
-use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
+use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, read_with, write_all};
 use super::outbox::{self, Outbox};
 use super::request::{decorate, hooks, screen, unavailable};
 use super::shutdown::{Admission, Evicted};
@@ -248,6 +248,7 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
     async fn next_head(&mut self, first: bool) -> Result<RequestHead, End> {
         let env = self.env;
         self.head_request = false;
+        let mut early = None;
         if self.buf.is_empty() {
             if env.tracker.is_stopping() {
                 return Err(End::Closed);
@@ -258,10 +259,14 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
             };
             let quiet = pin!(env.runtime.sleep(quiet));
             let wait = select(select(quiet, env.tracker.stopping()), &mut self.evicted);
-            let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
+            // A head that arrives whole in this read is parsed where it landed.
+            let limits = &env.config.limits;
+            let read = read_with(&mut self.stream, &mut self.buf, HEAD_READ, |bytes| {
+                parse_head(bytes, limits).ok().flatten()
+            });
             match select(pin!(read), wait).await {
-                Either::Left((Ok(0), _)) => return Err(End::Closed),
-                Either::Left((Ok(_), _)) => {}
+                Either::Left((Ok((0, _)), _)) => return Err(End::Closed),
+                Either::Left((Ok((_, head)), _)) => early = head,
                 Either::Left((Err(e), _)) => {
                     tracing::debug!(error = %e, "read failed");
                     return Err(End::Failed);
@@ -278,37 +283,43 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         }
         let mut deadline = pin!(env.runtime.sleep(env.config.head_timeout));
         loop {
-            if !self.buf.is_empty() {
-                match parse_head(&self.buf, &env.config.limits) {
-                    Ok(Some((head, consumed))) => {
+            let parsed = match early.take() {
+                Some(head) => Ok(Some(head)),
+                None if self.buf.is_empty() => Ok(None),
+                None => parse_head(&self.buf, &env.config.limits).map(|found| {
+                    found.map(|(head, consumed)| {
                         self.buf.advance(consumed);
-                        self.admission.settle();
-                        self.evicted = Evicted::never();
-                        if env.tracker.limits_addresses() && env.config.is_trusted_proxy(self.peer)
-                        {
-                            if let Some(client) = env.config.client_key(self.peer, &head) {
-                                if self.admission.rekey(client).is_err() {
-                                    tracing::debug!(%client, "request refused: per-address limit");
-                                    return Err(self.answer(unavailable()).await);
-                                }
+                        head
+                    })
+                }),
+            };
+            match parsed {
+                Ok(Some(head)) => {
+                    self.admission.settle();
+                    self.evicted = Evicted::never();
+                    if env.tracker.limits_addresses() && env.config.is_trusted_proxy(self.peer) {
+                        if let Some(client) = env.config.client_key(self.peer, &head) {
+                            if self.admission.rekey(client).is_err() {
+                                tracing::debug!(%client, "request refused: per-address limit");
+                                return Err(self.answer(unavailable()).await);
                             }
                         }
-                        let head = match self.peer {
-                            Some(peer) => head.with_peer_addr(peer),
-                            None => head,
-                        };
-                        tracing::debug!(
-                            method = head.method_str(),
-                            target = head.target(),
-                            "request"
-                        );
-                        return Ok(head);
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "malformed request head");
-                        return Err(self.answer_error(&e).await);
-                    }
+                    let head = match self.peer {
+                        Some(peer) => head.with_peer_addr(peer),
+                        None => head,
+                    };
+                    tracing::debug!(
+                        method = head.method_str(),
+                        target = head.target(),
+                        "request"
+                    );
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed request head");
+                    return Err(self.answer_error(&e).await);
                 }
             }
             let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
