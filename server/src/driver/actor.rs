@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::Shared;
 use futures::{FutureExt, StreamExt};
@@ -49,6 +50,10 @@ pub(crate) enum Input {
     Request {
         conn: ConnId,
         head: RequestHead,
+        /// The whole body, when it came with the head (a `Content-Length` body already in
+        /// the connection's buffer, within the machine's limit): it is handed to the machine
+        /// when it asks for it, so the connection is not asked in a round trip of its own.
+        body: Option<Bytes>,
     },
     Body {
         conn: ConnId,
@@ -240,6 +245,8 @@ enum Wake<M> {
 struct Route {
     outbox: Arc<Outbox>,
     websocket: bool,
+    /// The body sent with the connection's last request, until the machine asks for it.
+    early: Option<Bytes>,
 }
 
 impl Drop for Route {
@@ -459,10 +466,15 @@ where
                 let route = Route {
                     outbox,
                     websocket: false,
+                    early: None,
                 };
                 self.conns.insert(conn, route);
             }
-            Input::Request { conn, head } => {
+            Input::Request { conn, head, body } => {
+                // A body the machine did not ask for before is dropped here.
+                if let Some(route) = self.conns.get_mut(&conn) {
+                    route.early = body;
+                }
                 if !self.machine.owns(&head) {
                     let sent = self
                         .conns
@@ -527,8 +539,26 @@ where
         }
         let mut outputs = 0;
         let mut evicted = Vec::new();
+        let mut fed = false;
         loop {
             while let Some(output) = self.machine.poll_output() {
+                if let Output::ReadBody { conn, limit } = output {
+                    // The body came with the request: the machine gets it now, and the
+                    // connection only learns that it was taken.
+                    if let Some(body) = self.conns.get_mut(&conn).and_then(|r| r.early.take()) {
+                        let body = match body.len() <= limit {
+                            true => Body::Complete(body),
+                            false => Body::TooLarge,
+                        };
+                        self.metrics.body(&body);
+                        if let Err(misuse) = self.machine.handle_body(conn, body, now) {
+                            tracing::debug!(%conn, %misuse, "body refused by the machine");
+                            evicted.push(conn);
+                        }
+                        // The events it raised are handed over in the next turn.
+                        fed = true;
+                    }
+                }
                 self.metrics.output(&output);
                 self.staged.push((output_conn(&output), output));
                 outputs += 1;
@@ -567,6 +597,7 @@ where
             self.evict(conn, now);
             more = true;
         }
+        more |= fed;
         self.metrics.flush();
         self.metrics.gauges(self.machine.session_count());
         more
@@ -762,6 +793,7 @@ mod tests {
         events: VecDeque<usize>,
         closed: Vec<(ConnId, bool)>,
         drained: usize,
+        bodies: Vec<Body>,
     }
 
     impl Machine for Fake {
@@ -778,7 +810,8 @@ mod tests {
             self.events.push_back(1);
             Ok(())
         }
-        fn handle_body(&mut self, _: ConnId, _: Body, _: Instant) -> Result<(), Stopped> {
+        fn handle_body(&mut self, _: ConnId, body: Body, _: Instant) -> Result<(), Stopped> {
+            self.bodies.push(body);
             Ok(())
         }
         fn handle_ws_message(
@@ -873,11 +906,45 @@ mod tests {
             let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
             let (head, _) = parse_head(raw, &Limits::default()).unwrap().unwrap();
             inputs
-                .send(Input::Request { conn: CONN, head })
+                .send(Input::Request {
+                    conn: CONN,
+                    head,
+                    body: None,
+                })
                 .await
                 .unwrap();
             let outputs = batch(&rx).await;
             assert_eq!(outputs.iter().map(number).collect::<Vec<_>>(), [1]);
+        });
+    }
+
+    #[test]
+    fn a_body_sent_with_its_request_is_handed_over_when_the_machine_asks() {
+        with_actor(|mut inputs, handle| async move {
+            let rx = open(&mut inputs).await;
+            let raw = b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n";
+            let (head, _) = parse_head(raw, &Limits::default()).unwrap().unwrap();
+            // Each request asks for a body of at most 1 byte (the fake's event 1).
+            for body in [Some("x"), Some("xy"), None] {
+                inputs
+                    .send(Input::Request {
+                        conn: CONN,
+                        head: head.clone(),
+                        body: body.map(bytes::Bytes::from),
+                    })
+                    .await
+                    .unwrap();
+                // The connection still sees the request for the body, in every case.
+                assert_eq!(batch(&rx).await.iter().map(number).collect::<Vec<_>>(), [1]);
+            }
+            let bodies = handle.call(|m, _| m.bodies.clone()).await.unwrap();
+            assert_eq!(
+                bodies,
+                [
+                    Body::Complete(bytes::Bytes::from_static(b"x")),
+                    Body::TooLarge
+                ]
+            );
         });
     }
 

@@ -397,9 +397,19 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                 self.link.insert(Link { inputs, outbox })
             }
         };
+        // A small body already read with the head goes with it.
+        let early = match kind {
+            BodyKind::Length(n) if !expects_continue => usize::try_from(n)
+                .ok()
+                .filter(|&n| n > 0 && n <= self.env.max_body && n <= self.buf.len())
+                .map(|n| self.buf.split_to(n).freeze()),
+            _ => None,
+        };
+        let early_len = early.as_ref().map(Bytes::len);
         let request = Input::Request {
             conn,
             head: head.clone(),
+            body: early,
         };
         if link.inputs.send(request).await.is_err() {
             return Exchange::End(End::Failed);
@@ -426,6 +436,10 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                     let close = response.close || !keep_alive || body_unread;
                     let response = decorate(&self.env.config, &head, response);
                     return self.respond(response, close).await;
+                }
+                Next::Output(Output::ReadBody { limit, .. }) if early_len.is_some() => {
+                    // The machine took the body sent with the request.
+                    body_unread = early_len.is_some_and(|n| n > limit);
                 }
                 Next::Output(Output::ReadBody { limit, .. }) => {
                     if expects_continue && self.buf.is_empty() {

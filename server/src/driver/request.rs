@@ -441,6 +441,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         let request = Input::Request {
             conn,
             head: head.clone(),
+            body: None,
         };
         let open = Input::Open { conn, outbox };
         if link.inputs.send(open).await.is_err() || link.inputs.send(request).await.is_err() {
