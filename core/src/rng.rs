@@ -120,7 +120,10 @@ impl RandomIds {
     pub fn next_sid(&mut self) -> Sid {
         let mut b = [0u8; 15];
         self.0.fill(&mut b);
-        Sid::from_ascii_trusted(base64::encode_url(&b).as_bytes())
+        // 15 bytes are 20 characters exactly, written on the stack.
+        let mut id = [0u8; 20];
+        let n = base64::encode_url_to(&b, &mut id);
+        Sid::from_ascii_trusted(id.get(..n).unwrap_or(&id))
     }
 }
 

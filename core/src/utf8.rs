@@ -15,6 +15,40 @@ impl Utf8Bytes {
         Utf8Bytes(Bytes::new())
     }
 
+    /// Formats `args` into new shared bytes with one allocation: the text is written on the
+    /// stack first (up to 256 bytes; longer text goes through a `String`, which `Bytes`
+    /// would otherwise copy again for its spare capacity).
+    pub(crate) fn format(args: fmt::Arguments<'_>) -> Self {
+        struct Stack {
+            buf: [u8; 256],
+            len: usize,
+        }
+        impl fmt::Write for Stack {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let end = self.len + s.len();
+                let slot = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+                slot.copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+        }
+        let mut stack = Stack {
+            buf: [0; 256],
+            len: 0,
+        };
+        if fmt::Write::write_fmt(&mut stack, args).is_ok() {
+            // Only whole `&str` pieces were written.
+            if let Some(text) = stack
+                .buf
+                .get(..stack.len)
+                .and_then(|b| std::str::from_utf8(b).ok())
+            {
+                return Utf8Bytes::from(text);
+            }
+        }
+        Utf8Bytes::from(fmt::format(args))
+    }
+
     /// Wraps a static string without copying.
     pub const fn from_static(s: &'static str) -> Self {
         Utf8Bytes(Bytes::from_static(s.as_bytes()))
@@ -154,6 +188,15 @@ impl fmt::Display for Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::Utf8Bytes;
+
+    #[test]
+    fn format_writes_short_and_long_text_alike() {
+        for n in [0, 1, 255, 256, 257, 1000] {
+            let long = "é".repeat(n / 2);
+            let text = Utf8Bytes::format(format_args!("{n}:{long}"));
+            assert_eq!(&*text, format!("{n}:{long}"));
+        }
+    }
 
     #[test]
     fn slice_accepts_exactly_the_char_boundaries() {

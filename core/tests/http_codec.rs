@@ -487,6 +487,55 @@ fn heads_are_cheap_to_clone_and_debug_readable() {
 }
 
 #[test]
+fn heads_of_every_size_keep_every_part() {
+    // Small heads and heads over a kilobyte (stored through another path) read back alike.
+    for width in [0, 10, 600, 5000] {
+        let long = "v".repeat(width);
+        let raw = format!(
+            "POST /engine.io/?EIO=4&sid=abc HTTP/1.1\r\nHost: h\r\nX-Long: {long}\r\n\
+             Content-Length: 12\r\nConnection: keep-alive, Upgrade\r\nX-Obs: caf#\r\n\r\n"
+        );
+        let mut bytes = raw.into_bytes();
+        // An obs-text byte in the last value (not valid UTF-8 alone).
+        let at = bytes.iter().position(|&b| b == b'#').unwrap();
+        bytes[at] = 0xe9;
+        let (h, consumed) = parse(&bytes).unwrap().unwrap();
+        assert_eq!(consumed, bytes.len());
+        assert_eq!(h.method(), Method::Post);
+        assert_eq!(h.method_str(), "POST");
+        assert_eq!(h.target(), "/engine.io/?EIO=4&sid=abc");
+        assert_eq!(h.query_param("sid").as_deref(), Some("abc"));
+        assert_eq!(h.header("x-long"), Some(long.as_str()));
+        assert_eq!(h.body_kind(), BodyKind::Length(12));
+        assert!(h.keep_alive());
+        assert_eq!(h.http_minor_version(), 1);
+        assert_eq!(h.header("x-obs"), None);
+        let fields: Vec<(&str, &[u8])> = h.headers().collect();
+        assert_eq!(fields.len(), 5);
+        assert_eq!(fields[4], ("X-Obs", &b"caf\xe9"[..]));
+        assert_eq!(fields[0], ("Host", &b"h"[..]));
+    }
+    for (method, expected) in [
+        ("GET", Method::Get),
+        ("POST", Method::Post),
+        ("OPTIONS", Method::Options),
+        ("HEAD", Method::Head),
+        ("PUT", Method::Put),
+        ("DELETE", Method::Delete),
+        ("PATCH", Method::Patch),
+        ("BREW", Method::Other),
+    ] {
+        let h = head(&format!(
+            "{method} / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ))
+        .clone();
+        assert_eq!((h.method(), h.method_str()), (expected, method));
+        assert_eq!(h.body_kind(), BodyKind::Chunked);
+        assert_eq!(h.http_minor_version(), 1, "{method}");
+    }
+}
+
+#[test]
 fn expect_continue() {
     assert!(head("POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n").expects_continue());
     assert!(!head("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expects_continue());

@@ -316,17 +316,17 @@ impl Endpoint {
         let upgrades = kind == TransportKind::Polling
             && self.config.allow_upgrades
             && self.config.transports.websocket;
-        let open = format!(
+        let open = Utf8Bytes::format(format_args!(
             "{{\"sid\":\"{sid}\",\"upgrades\":[{}],\"pingInterval\":{},\"pingTimeout\":{},\"maxPayload\":{}}}",
             if upgrades { "\"websocket\"" } else { "" },
             self.config.ping_interval.as_millis(),
             self.config.ping_timeout.as_millis(),
             self.config.max_payload,
-        );
+        ));
         // Room for one packet, not the four a first push reserves: a WebSocket session's
         // queue is empty between frames, and most of its life carries one ping at a time.
         session.queue.reserve_exact(1);
-        session.queue.push_back(Packet::Open(Utf8Bytes::from(open)));
+        session.queue.push_back(Packet::Open(open));
         if kind == TransportKind::Polling {
             let response = session.poll_response();
             let response = self.with_cookie(response, sid);

@@ -218,6 +218,17 @@ impl Packet {
         }
     }
 
+    /// The length of the text form [`encode_text`](Self::encode_text) appends.
+    pub(crate) fn text_len(&self, protocol: Protocol) -> usize {
+        match self {
+            Packet::Message(Message::Binary(data)) => {
+                let prefix = if protocol == Protocol::V3 { 2 } else { 1 };
+                prefix + data.len().div_ceil(3) * 4
+            }
+            _ => 1 + self.text_data().map_or(0, |d| d.len()),
+        }
+    }
+
     /// The WebSocket form: text packets as [`WsMessage::Text`] (`4hello`); a binary message
     /// as [`WsMessage::Binary`] holding the data itself in v4 (no copy) and `0x04` then the
     /// data in v3.
@@ -276,6 +287,38 @@ impl Packet {
             Packet::Open(d) | Packet::Ping(d) | Packet::Pong(d) => Some(d),
             Packet::Message(Message::Text(d)) => Some(d),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_len_is_the_length_encode_text_writes() {
+        let mut packets = vec![
+            Packet::Open(Utf8Bytes::from("{\"sid\":\"x\"}")),
+            Packet::Close,
+            Packet::Ping(Utf8Bytes::new()),
+            Packet::Pong(Utf8Bytes::from("probe")),
+            Packet::Message(Message::Text(Utf8Bytes::from("héllo"))),
+            Packet::Upgrade,
+            Packet::Noop,
+        ];
+        for n in 0..8 {
+            packets.push(Packet::Message(Message::Binary(Bytes::from(vec![7u8; n]))));
+        }
+        for protocol in [Protocol::V3, Protocol::V4] {
+            for packet in &packets {
+                let mut out = Vec::new();
+                packet.encode_text(protocol, &mut out);
+                assert_eq!(
+                    packet.text_len(protocol),
+                    out.len(),
+                    "{packet:?} {protocol:?}"
+                );
+            }
         }
     }
 }

@@ -27,6 +27,10 @@ use bytes::{Buf, Bytes, BytesMut};
 /// bound sits above that and keeps the decoded list near 10 MB when `max_payload` is raised.
 pub const MAX_PACKETS_PER_PAYLOAD: usize = 1 << 18;
 
+/// Packets a whole v4 body's decoding makes room for at once, from its separators; a body
+/// with more grows the list as it decodes.
+const PRESIZED_PACKETS: usize = 64;
+
 /// The v4 record separator between packets.
 const SEPARATOR: u8 = 0x1e;
 
@@ -71,6 +75,14 @@ pub struct EncodedPayload {
 /// - Text that is not UTF-8 is [`DecodeError::InvalidUtf8`] in every framing.
 pub fn decode_payload(body: Bytes, framing: Framing) -> Result<Vec<Packet>, DecodeError> {
     let mut machine = Machine::new(framing);
+    if framing == Framing::V4 {
+        // One packet per separator and one more: sized once rather than grown, up to
+        // PRESIZED_PACKETS (a body of separators must not reserve for what it will not hold).
+        let separators = body.iter().filter(|&&b| b == SEPARATOR).count();
+        machine
+            .packets
+            .reserve_exact(separators.saturating_add(1).min(PRESIZED_PACKETS));
+    }
     let mut body = body;
     machine.started = !body.is_empty();
     machine.run(&mut body, true)?;
@@ -129,24 +141,40 @@ impl PayloadDecoder {
 /// the whole body; otherwise the string framing with binary messages as `b4<base64>`, and
 /// `0:` for no packets, as the reference writes it.
 pub fn encode_payload(packets: &[Packet], protocol: Protocol, xhr2: bool) -> EncodedPayload {
-    let mut out = Vec::new();
-    let binary = match protocol {
+    encode_payload_of(packets.iter(), protocol, xhr2)
+}
+
+/// [`encode_payload`] over any run of packets (a session's queue, without gathering them).
+pub(crate) fn encode_payload_of<'a, I>(packets: I, protocol: Protocol, xhr2: bool) -> EncodedPayload
+where
+    I: ExactSizeIterator<Item = &'a Packet> + Clone,
+{
+    let (out, binary) = match protocol {
         Protocol::V4 => {
-            for (i, packet) in packets.iter().enumerate() {
+            // Sized exactly, so that the body is one allocation and `Bytes` takes it as is.
+            let len = packets
+                .clone()
+                .map(|p| p.text_len(Protocol::V4))
+                .sum::<usize>()
+                + packets.len().saturating_sub(1);
+            let mut out = Vec::with_capacity(len);
+            for (i, packet) in packets.enumerate() {
                 if i > 0 {
                     out.push(SEPARATOR);
                 }
                 packet.encode_text(Protocol::V4, &mut out);
             }
-            false
+            (out, false)
         }
-        Protocol::V3 if xhr2 && packets.iter().any(Packet::is_binary) => {
+        Protocol::V3 if xhr2 && packets.clone().any(Packet::is_binary) => {
+            let mut out = Vec::new();
             encode_v3_binary(packets, &mut out);
-            true
+            (out, true)
         }
         Protocol::V3 => {
+            let mut out = Vec::new();
             encode_v3_string(packets, &mut out);
-            false
+            (out, false)
         }
     };
     EncodedPayload {
@@ -155,8 +183,8 @@ pub fn encode_payload(packets: &[Packet], protocol: Protocol, xhr2: bool) -> Enc
     }
 }
 
-fn encode_v3_string(packets: &[Packet], out: &mut Vec<u8>) {
-    if packets.is_empty() {
+fn encode_v3_string<'a>(packets: impl ExactSizeIterator<Item = &'a Packet>, out: &mut Vec<u8>) {
+    if packets.len() == 0 {
         out.extend_from_slice(b"0:");
         return;
     }
@@ -170,7 +198,7 @@ fn encode_v3_string(packets: &[Packet], out: &mut Vec<u8>) {
     }
 }
 
-fn encode_v3_binary(packets: &[Packet], out: &mut Vec<u8>) {
+fn encode_v3_binary<'a>(packets: impl Iterator<Item = &'a Packet>, out: &mut Vec<u8>) {
     let mut text = Vec::new();
     for packet in packets {
         match packet {
@@ -502,4 +530,23 @@ fn push_digit(value: usize, digit: u8) -> Result<usize, DecodeError> {
         .checked_mul(10)
         .and_then(|v| v.checked_add(usize::from(digit)))
         .ok_or(DecodeError::InvalidLength)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Utf8Bytes;
+    use crate::engine::packet::Message;
+
+    #[test]
+    fn a_v4_body_joins_its_packets_with_separators() {
+        let packets = [
+            Packet::Message(Message::Text(Utf8Bytes::from("hello"))),
+            Packet::Message(Message::Binary(Bytes::from_static(b"\x01\x02\x03\x04"))),
+            Packet::Ping(Utf8Bytes::new()),
+        ];
+        let encoded = encode_payload(&packets, Protocol::V4, false);
+        assert_eq!(&encoded.body[..], b"4hello\x1ebAQIDBA==\x1e2");
+        assert_eq!(encode_payload(&[], Protocol::V4, false).body.len(), 0);
+    }
 }

@@ -10,7 +10,7 @@ use super::frames::FrameCache;
 use super::jsonp;
 use super::machine::{Body, Event, Output};
 use super::packet::{Message, Packet, Protocol, WsMessage};
-use super::payload::{Framing, decode_payload, encode_payload};
+use super::payload::{Framing, decode_payload, encode_payload_of};
 use crate::http::{BodyKind, Method, RequestHead, Response, websocket_handshake};
 use crate::ids::{ConnId, Sid};
 use crate::utf8::Utf8Bytes;
@@ -893,22 +893,28 @@ impl Session {
     /// A polling response carrying up to `max_packets_per_poll` queued packets.
     pub(super) fn poll_response(&mut self) -> Response {
         let n = self.queue.len().min(self.limits.max_packets_per_poll);
-        let packets: Vec<Packet> = self.queue.drain(..n).collect();
-        let sent: usize = packets.iter().map(packet_message_len).sum();
+        // Encoded where they wait, then dropped: no vector gathers them.
+        let response = self.payload_response(self.queue.range(..n));
+        let sent: usize = self.queue.drain(..n).map(|p| packet_message_len(&p)).sum();
         self.queued_bytes -= sent;
-        self.payload_response(&packets)
+        response
     }
 
     /// Frames `packets` for this session's polling flavour (XHR2, base64 or JSONP).
-    fn payload_response(&self, packets: &[Packet]) -> Response {
+    fn payload_response<'a, P>(&self, packets: P) -> Response
+    where
+        P: IntoIterator<Item = &'a Packet>,
+        P::IntoIter: ExactSizeIterator + Clone,
+    {
+        let packets = packets.into_iter();
         if let Some(index) = &self.jsonp {
-            let encoded = encode_payload(packets, self.protocol, false);
+            let encoded = encode_payload_of(packets, self.protocol, false);
             let text = std::str::from_utf8(&encoded.body).unwrap_or_default();
             return Response::new(200)
                 .header("Content-Type", "text/javascript; charset=UTF-8")
                 .body(jsonp::wrap(index, text));
         }
-        let encoded = encode_payload(packets, self.protocol, self.xhr2);
+        let encoded = encode_payload_of(packets, self.protocol, self.xhr2);
         let content_type = if encoded.binary {
             "application/octet-stream"
         } else {

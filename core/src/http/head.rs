@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 
 use super::error::HttpError;
@@ -50,6 +49,22 @@ pub enum Method {
 }
 
 impl Method {
+    /// The inverse of `method as u8`, for a head's prelude.
+    fn from_code(code: u8) -> Method {
+        [
+            Method::Get,
+            Method::Post,
+            Method::Options,
+            Method::Head,
+            Method::Put,
+            Method::Delete,
+            Method::Patch,
+        ]
+        .into_iter()
+        .find(|m| *m as u8 == code)
+        .unwrap_or(Method::Other)
+    }
+
     fn from_token(s: &str) -> Method {
         match s {
             "GET" => Method::Get,
@@ -81,38 +96,166 @@ pub enum BodyKind {
 /// rules, so a head that exists has an unambiguous [`body_kind`](RequestHead::body_kind).
 #[derive(Clone)]
 pub struct RequestHead {
-    inner: Arc<Inner>,
+    /// The whole head in one shared allocation (see [`Layout`]): parsing a head costs one
+    /// allocation, and a clone none.
+    data: Arc<[u8]>,
     /// The TCP peer, when the runtime records it (not part of the bytes).
     peer: Option<core::net::SocketAddr>,
 }
 
-struct Inner {
+/// Where each part sits in a head's bytes: first a fixed prelude ([`PRELUDE`] bytes: the
+/// method's code, the minor version, keep-alive, the body's framing, then the lengths below
+/// as little-endian `u32`s), then the method, target and field names back to back (validated
+/// UTF-8), the field values back to back (bytes: they may hold obs-text), and last, per
+/// field, where its name ends among the names and its value among the values (two `u32`s).
+/// Eight bytes a field rather than two ranges' 32: a socket's handshake keeps its head for
+/// the socket's life.
+struct Layout {
     method: Method,
-    /// Method, target and field names back to back: all validated UTF-8, so one `String`
-    /// serves every `&str` accessor.
-    text: String,
-    method_len: usize,
-    target: Range<usize>,
-    /// Field values back to back; they may hold obs-text, so they stay bytes.
-    values: Vec<u8>,
-    /// Where each field's name ends in `text` and its value in `values`, in arrival order:
-    /// names and values are back to back, so each starts where the one before ended (the
-    /// first name after the target). Eight bytes a field rather than two ranges' 32: a
-    /// socket's handshake keeps its head for the socket's life.
-    fields: Vec<(u32, u32)>,
     minor: u8,
-    body_kind: BodyKind,
     keep_alive: bool,
+    body_kind: BodyKind,
+    method_len: usize,
+    target_len: usize,
+    /// Method, target and names.
+    text_len: usize,
+    values_len: usize,
+    fields: usize,
 }
 
-impl Inner {
+/// Bytes of the fixed prelude: 4 flag bytes, the content length (`u64`), five `u32`s.
+const PRELUDE: usize = 4 + 8 + 5 * 4;
+
+impl Layout {
+    fn text(&self) -> std::ops::Range<usize> {
+        PRELUDE..PRELUDE + self.text_len
+    }
+
+    fn values(&self) -> std::ops::Range<usize> {
+        let start = PRELUDE + self.text_len;
+        start..start + self.values_len
+    }
+
+    fn spans(&self) -> std::ops::Range<usize> {
+        let start = PRELUDE + self.text_len + self.values_len;
+        start..start + self.fields * 8
+    }
+
+    fn total(&self) -> usize {
+        self.spans().end
+    }
+
+    /// Writes the prelude into `out[..PRELUDE]`.
+    fn write_prelude(&self, out: &mut [u8]) {
+        let (kind, length) = match self.body_kind {
+            BodyKind::None => (0, 0),
+            BodyKind::Length(n) => (1, n),
+            BodyKind::Chunked => (2, 0),
+        };
+        let mut prelude = [0u8; PRELUDE];
+        prelude[0] = self.method as u8;
+        prelude[1] = self.minor;
+        prelude[2] = u8::from(self.keep_alive);
+        prelude[3] = kind;
+        prelude[4..12].copy_from_slice(&length.to_le_bytes());
+        let lengths = [
+            self.method_len,
+            self.target_len,
+            self.text_len,
+            self.values_len,
+            self.fields,
+        ];
+        for (slot, n) in prelude[12..].chunks_exact_mut(4).zip(lengths) {
+            // Every length was checked to fit a `u32` when the head was built.
+            slot.copy_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+        }
+        if let Some(out) = out.get_mut(..PRELUDE) {
+            out.copy_from_slice(&prelude);
+        }
+    }
+
+    /// Reads the prelude of `data` (written by [`write_prelude`](Self::write_prelude)).
+    fn read(data: &[u8]) -> Layout {
+        let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+        let word = |i: usize| {
+            let mut b = [0u8; 4];
+            if let Some(src) = data.get(12 + 4 * i..16 + 4 * i) {
+                b.copy_from_slice(src);
+            }
+            u32::from_le_bytes(b) as usize
+        };
+        let mut length = [0u8; 8];
+        if let Some(src) = data.get(4..12) {
+            length.copy_from_slice(src);
+        }
+        Layout {
+            method: Method::from_code(byte(0)),
+            minor: byte(1),
+            keep_alive: byte(2) != 0,
+            body_kind: match byte(3) {
+                1 => BodyKind::Length(u64::from_le_bytes(length)),
+                2 => BodyKind::Chunked,
+                _ => BodyKind::None,
+            },
+            method_len: word(0),
+            target_len: word(1),
+            text_len: word(2),
+            values_len: word(3),
+            fields: word(4),
+        }
+    }
+}
+
+/// A head's bytes, read through its [`Layout`].
+struct View<'a> {
+    layout: Layout,
+    data: &'a [u8],
+}
+
+impl<'a> View<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        View {
+            layout: Layout::read(data),
+            data,
+        }
+    }
+
+    /// `len` bytes of the text from `start`, as the `&str` they were validated as.
+    fn text(&self, start: usize, len: usize) -> &'a str {
+        let text = self.data.get(self.layout.text()).unwrap_or(&[]);
+        text.get(start..start + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    fn method_str(&self) -> &'a str {
+        self.text(0, self.layout.method_len)
+    }
+
+    fn target(&self) -> &'a str {
+        self.text(self.layout.method_len, self.layout.target_len)
+    }
+
     /// The fields, in arrival order.
-    fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let (mut name_start, mut value_start) = (self.target.end, 0);
-        self.fields.iter().map(move |&(name_end, value_end)| {
-            let (name_end, value_end) = (name_end as usize, value_end as usize);
-            let name = self.text.get(name_start..name_end).unwrap_or("");
-            let value = self.values.get(value_start..value_end).unwrap_or(&[]);
+    fn fields(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        let data = self.data;
+        let text = data.get(self.layout.text()).unwrap_or(&[]);
+        let values = data.get(self.layout.values()).unwrap_or(&[]);
+        let spans = data.get(self.layout.spans()).unwrap_or(&[]);
+        let (mut name_start, mut value_start) =
+            (self.layout.method_len + self.layout.target_len, 0);
+        spans.chunks_exact(8).map(move |span| {
+            let end = |b: &[u8]| {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(b);
+                u32::from_le_bytes(w) as usize
+            };
+            let (name_end, value_end) = (end(&span[..4]), end(&span[4..]));
+            let name = text
+                .get(name_start..name_end)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("");
+            let value = values.get(value_start..value_end).unwrap_or(&[]);
             (name_start, value_start) = (name_end, value_end);
             (name, value)
         })
@@ -120,6 +263,10 @@ impl Inner {
 }
 
 impl RequestHead {
+    fn view(&self) -> View<'_> {
+        View::new(&self.data)
+    }
+
     /// The same head, recording the TCP peer it came from.
     pub fn with_peer_addr(mut self, peer: core::net::SocketAddr) -> Self {
         self.peer = Some(peer);
@@ -133,17 +280,17 @@ impl RequestHead {
 
     /// The method.
     pub fn method(&self) -> Method {
-        self.inner.method
+        self.view().layout.method
     }
 
     /// The method exactly as sent.
     pub fn method_str(&self) -> &str {
-        self.inner.text.get(..self.inner.method_len).unwrap_or("")
+        self.view().method_str()
     }
 
     /// The raw request target, e.g. `/engine.io/?EIO=4&transport=polling`.
     pub fn target(&self) -> &str {
-        self.inner.text.get(self.inner.target.clone()).unwrap_or("")
+        self.view().target()
     }
 
     /// The target's path: everything before `?`. For an absolute-form target
@@ -184,30 +331,30 @@ impl RequestHead {
 
     /// All fields in arrival order, values as raw bytes with surrounding whitespace removed.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.inner.fields()
+        self.view().fields()
     }
 
     /// The minor HTTP version: `0` for HTTP/1.0, `1` for HTTP/1.1.
     pub fn http_minor_version(&self) -> u8 {
-        self.inner.minor
+        self.view().layout.minor
     }
 
     /// Whether the connection may carry another request after this one: HTTP/1.1 unless
     /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive` (and no `close`).
     pub fn keep_alive(&self) -> bool {
-        self.inner.keep_alive
+        self.view().layout.keep_alive
     }
 
     /// How the body is framed.
     pub fn body_kind(&self) -> BodyKind {
-        self.inner.body_kind
+        self.view().layout.body_kind
     }
 
     /// Whether the client asks to switch to WebSocket: `GET`, `Upgrade` listing `websocket`,
     /// `Connection` listing `upgrade` (both case-insensitive) and a `Sec-WebSocket-Key`. This
     /// states intent only; [`websocket_handshake`](super::websocket_handshake) checks validity.
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.inner.method == Method::Get
+        self.method() == Method::Get
             && self.has_token("upgrade", "websocket")
             && self.has_token("connection", "upgrade")
             && self.websocket_key().is_some()
@@ -226,7 +373,7 @@ impl RequestHead {
     /// Whether an HTTP/1.1 client waits for `100 Continue` before sending the body
     /// (`Expect: 100-continue`, RFC 9110 §10.1.1); curl does so for larger POSTs.
     pub fn expects_continue(&self) -> bool {
-        self.inner.minor == 1
+        self.http_minor_version() == 1
             && self
                 .header_bytes("expect")
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
@@ -304,9 +451,12 @@ impl fmt::Debug for RequestHead {
         f.debug_struct("RequestHead")
             .field("method", &self.method_str())
             .field("target", &self.target())
-            .field("version", &format_args!("HTTP/1.{}", self.inner.minor))
+            .field(
+                "version",
+                &format_args!("HTTP/1.{}", self.http_minor_version()),
+            )
             .field("headers", &Fields(self))
-            .field("body_kind", &self.inner.body_kind)
+            .field("body_kind", &self.body_kind())
             .finish()
     }
 }
@@ -369,6 +519,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
     }
 }
 
+/// Heads up to this size are assembled on the stack and copied into their shared allocation
+/// once; larger ones go through a temporary buffer.
+const STACK_HEAD: usize = 1024;
+
 /// Copies validated parts into one owned head and applies the framing rules.
 fn build<'a>(
     method: &str,
@@ -378,46 +532,70 @@ fn build<'a>(
 ) -> Result<RequestHead, HttpError> {
     let names_len: usize = fields.clone().map(|(n, _)| n.len()).sum();
     let values_len: usize = fields.clone().map(|(_, v)| v.len()).sum();
-    let mut text = String::with_capacity(method.len() + target.len() + names_len);
-    text.push_str(method);
-    text.push_str(target);
-    let mut values = Vec::with_capacity(values_len);
-    let mut spans = Vec::with_capacity(fields.clone().count());
-    for (name, value) in fields {
-        text.push_str(name);
-        values.extend_from_slice(value);
-        let end = |len: usize| u32::try_from(len).map_err(|_| HttpError::HeadTooLarge);
-        spans.push((end(text.len())?, end(values.len())?));
-    }
-    let mut inner = Inner {
+    let mut layout = Layout {
         method: Method::from_token(method),
-        text,
-        method_len: method.len(),
-        target: method.len()..method.len() + target.len(),
-        values,
-        fields: spans,
         minor,
-        body_kind: BodyKind::None,
         keep_alive: false,
+        body_kind: BodyKind::None,
+        method_len: method.len(),
+        target_len: target.len(),
+        text_len: method.len() + target.len() + names_len,
+        values_len,
+        fields: fields.clone().count(),
     };
-    let (body_kind, keep_alive) = framing(&inner)?;
-    inner.body_kind = body_kind;
-    inner.keep_alive = keep_alive;
-    Ok(RequestHead {
-        peer: None,
-        inner: Arc::new(inner),
-    })
+    // Offsets are stored as `u32`s.
+    if u32::try_from(layout.total()).is_err() {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let (body_kind, keep_alive) = framing(minor, fields.clone())?;
+    layout.body_kind = body_kind;
+    layout.keep_alive = keep_alive;
+    let total = layout.total();
+    let fill = |out: &mut [u8]| {
+        layout.write_prelude(out);
+        let (_, rest) = out.split_at_mut(PRELUDE);
+        let (text, rest) = rest.split_at_mut(layout.text_len);
+        let (values, spans) = rest.split_at_mut(layout.values_len);
+        let mut t = 0;
+        for part in [method, target] {
+            text[t..t + part.len()].copy_from_slice(part.as_bytes());
+            t += part.len();
+        }
+        let mut v = 0;
+        for ((name, value), span) in fields.zip(spans.chunks_exact_mut(8)) {
+            text[t..t + name.len()].copy_from_slice(name.as_bytes());
+            t += name.len();
+            values[v..v + value.len()].copy_from_slice(value);
+            v += value.len();
+            // Both fit: the whole head does.
+            span[..4].copy_from_slice(&(t as u32).to_le_bytes());
+            span[4..].copy_from_slice(&(v as u32).to_le_bytes());
+        }
+    };
+    let data: Arc<[u8]> = if total <= STACK_HEAD {
+        let mut stack = [0u8; STACK_HEAD];
+        fill(&mut stack[..total]);
+        Arc::from(&stack[..total])
+    } else {
+        let mut heap = vec![0u8; total];
+        fill(&mut heap);
+        Arc::from(heap)
+    };
+    Ok(RequestHead { data, peer: None })
 }
 
 /// Body framing (RFC 9112 §6.1–6.3) and connection persistence (§9.3).
-fn framing(inner: &Inner) -> Result<(BodyKind, bool), HttpError> {
+fn framing<'a>(
+    minor: u8,
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(BodyKind, bool), HttpError> {
     let mut content_length = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
     let mut hosts = 0usize;
     let mut close = false;
     let mut keep_alive = false;
-    for (name, value) in inner.fields() {
+    for (name, value) in fields {
         if name.eq_ignore_ascii_case("content-length") {
             // RFC 9110 §8.6 lets a recipient accept a list of identical values.
             for item in value.split(|&b| b == b',') {
@@ -459,7 +637,7 @@ fn framing(inner: &Inner) -> Result<(BodyKind, bool), HttpError> {
             return Err(HttpError::ContentLengthWithTransferEncoding);
         }
         // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
-        if inner.minor == 0 {
+        if minor == 0 {
             return Err(HttpError::Malformed("Transfer-Encoding in HTTP/1.0"));
         }
         if !chunked {
@@ -469,7 +647,7 @@ fn framing(inner: &Inner) -> Result<(BodyKind, bool), HttpError> {
     } else {
         content_length.map_or(BodyKind::None, BodyKind::Length)
     };
-    let persistent = !close && (inner.minor >= 1 || keep_alive);
+    let persistent = !close && (minor >= 1 || keep_alive);
     Ok((body_kind, persistent))
 }
 

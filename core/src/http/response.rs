@@ -79,7 +79,14 @@ impl Response {
         };
         let no_body = status < 200 || status == 204 || status == 304;
         let reason = reason_phrase(status);
-        out.reserve(64 + self.body.len());
+        // One reservation for the whole response: the status line, `Content-Length` and
+        // `Connection` fit in 128 bytes, each field takes its name, value and 4 more.
+        let fields: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        out.reserve(128 + fields + self.body.len());
         // fmt::Write for BytesMut cannot fail.
         let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
         let mut has_length = false;

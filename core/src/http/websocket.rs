@@ -9,10 +9,18 @@ const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455: base64(sha1(key + GUID))).
 pub fn websocket_accept(key: &str) -> String {
-    let mut input = Vec::with_capacity(key.len() + GUID.len());
-    input.extend_from_slice(key.as_bytes());
-    input.extend_from_slice(GUID);
-    base64::encode(&sha1(&input))
+    // A valid key is 24 characters: key and GUID fit on the stack.
+    let mut stack = [0u8; 128];
+    let digest = match stack.get_mut(..key.len() + GUID.len()) {
+        Some(input) => {
+            let (k, g) = input.split_at_mut(key.len());
+            k.copy_from_slice(key.as_bytes());
+            g.copy_from_slice(GUID);
+            sha1(input)
+        }
+        None => sha1(&[key.as_bytes(), GUID].concat()),
+    };
+    base64::encode(&digest)
 }
 
 /// A 101 Switching Protocols response for a valid upgrade request (Upgrade: websocket,
@@ -35,7 +43,7 @@ pub fn websocket_handshake(head: &RequestHead) -> Option<Response> {
         return None;
     }
     let key = head.websocket_key()?;
-    if base64::decode(key.as_bytes()).ok()?.len() != 16 {
+    if base64::decoded_len(key.as_bytes()).ok()? != 16 {
         return None;
     }
     Some(

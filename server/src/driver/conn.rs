@@ -12,9 +12,6 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::SinkExt;
-use futures::StreamExt;
-use futures::channel::mpsc;
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
@@ -25,10 +22,11 @@ use volley_core::http::{
 };
 
 use super::Env;
-use super::actor::{CONN_CAPACITY, Input, ToConn};
+use super::actor::Input;
 use super::forward::{self, Forwarded, Forwarder};
-use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, write_all};
-use super::outbox::Outbox;
+use super::inbox::InputSender;
+use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, read_with, write_all};
+use super::outbox::{self, Outbox};
 use super::request::{decorate, hooks, screen, unavailable};
 use super::shutdown::{Admission, Evicted};
 use super::websocket;
@@ -92,11 +90,10 @@ pub(crate) struct Http<'a, R: Runtime, S> {
     evicted: Evicted,
 }
 
-/// The connection's channels to and from the machine's task.
+/// The connection's ways to and from the machine's task.
 pub(crate) struct Link {
-    pub(crate) inputs: mpsc::Sender<Input>,
-    pub(crate) outputs: mpsc::Receiver<ToConn>,
-    /// The WebSocket frames the machine has for this connection, once upgraded.
+    pub(crate) inputs: InputSender,
+    /// What the machine has for this connection: HTTP outputs, then WebSocket frames.
     pub(crate) outbox: Arc<Outbox>,
 }
 
@@ -157,7 +154,7 @@ pub(crate) async fn run<R, S>(
         End::Answered => (false, true),
     };
     tracing::debug!(error, "connection ended");
-    if let Some(mut link) = link {
+    if let Some(link) = link {
         // The machine may hold a role for it (a parked poll, a body it asked for): it must
         // learn that the connection is gone, before any lingering.
         let _ = link.inputs.send(Input::Closed { conn, error }).await;
@@ -251,6 +248,7 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
     async fn next_head(&mut self, first: bool) -> Result<RequestHead, End> {
         let env = self.env;
         self.head_request = false;
+        let mut early = None;
         if self.buf.is_empty() {
             if env.tracker.is_stopping() {
                 return Err(End::Closed);
@@ -261,10 +259,14 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
             };
             let quiet = pin!(env.runtime.sleep(quiet));
             let wait = select(select(quiet, env.tracker.stopping()), &mut self.evicted);
-            let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
+            // A head that arrives whole in this read is parsed where it landed.
+            let limits = &env.config.limits;
+            let read = read_with(&mut self.stream, &mut self.buf, HEAD_READ, |bytes| {
+                parse_head(bytes, limits).ok().flatten()
+            });
             match select(pin!(read), wait).await {
-                Either::Left((Ok(0), _)) => return Err(End::Closed),
-                Either::Left((Ok(_), _)) => {}
+                Either::Left((Ok((0, _)), _)) => return Err(End::Closed),
+                Either::Left((Ok((_, head)), _)) => early = head,
                 Either::Left((Err(e), _)) => {
                     tracing::debug!(error = %e, "read failed");
                     return Err(End::Failed);
@@ -281,37 +283,43 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         }
         let mut deadline = pin!(env.runtime.sleep(env.config.head_timeout));
         loop {
-            if !self.buf.is_empty() {
-                match parse_head(&self.buf, &env.config.limits) {
-                    Ok(Some((head, consumed))) => {
+            let parsed = match early.take() {
+                Some(head) => Ok(Some(head)),
+                None if self.buf.is_empty() => Ok(None),
+                None => parse_head(&self.buf, &env.config.limits).map(|found| {
+                    found.map(|(head, consumed)| {
                         self.buf.advance(consumed);
-                        self.admission.settle();
-                        self.evicted = Evicted::never();
-                        if env.tracker.limits_addresses() && env.config.is_trusted_proxy(self.peer)
-                        {
-                            if let Some(client) = env.config.client_key(self.peer, &head) {
-                                if self.admission.rekey(client).is_err() {
-                                    tracing::debug!(%client, "request refused: per-address limit");
-                                    return Err(self.answer(unavailable()).await);
-                                }
+                        head
+                    })
+                }),
+            };
+            match parsed {
+                Ok(Some(head)) => {
+                    self.admission.settle();
+                    self.evicted = Evicted::never();
+                    if env.tracker.limits_addresses() && env.config.is_trusted_proxy(self.peer) {
+                        if let Some(client) = env.config.client_key(self.peer, &head) {
+                            if self.admission.rekey(client).is_err() {
+                                tracing::debug!(%client, "request refused: per-address limit");
+                                return Err(self.answer(unavailable()).await);
                             }
                         }
-                        let head = match self.peer {
-                            Some(peer) => head.with_peer_addr(peer),
-                            None => head,
-                        };
-                        tracing::debug!(
-                            method = head.method_str(),
-                            target = head.target(),
-                            "request"
-                        );
-                        return Ok(head);
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "malformed request head");
-                        return Err(self.answer_error(&e).await);
-                    }
+                    let head = match self.peer {
+                        Some(peer) => head.with_peer_addr(peer),
+                        None => head,
+                    };
+                    tracing::debug!(
+                        method = head.method_str(),
+                        target = head.target(),
+                        "request"
+                    );
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed request head");
+                    return Err(self.answer_error(&e).await);
                 }
             }
             let read = read_buf(&mut self.stream, &mut self.buf, HEAD_READ);
@@ -377,27 +385,31 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         let link = match self.link.as_mut() {
             Some(link) => link,
             None => {
-                let (tx, rx) = mpsc::channel(CONN_CAPACITY);
-                let mut inputs = self.env.inputs.clone();
+                let inputs = self.env.inputs.clone();
                 let outbox = Arc::new(Outbox::default());
                 let open = Input::Open {
                     conn,
-                    outputs: tx,
                     outbox: outbox.clone(),
                 };
                 if inputs.send(open).await.is_err() {
                     return Exchange::End(End::Failed);
                 }
-                self.link.insert(Link {
-                    inputs,
-                    outputs: rx,
-                    outbox,
-                })
+                self.link.insert(Link { inputs, outbox })
             }
         };
+        // A small body already read with the head goes with it.
+        let early = match kind {
+            BodyKind::Length(n) if !expects_continue => usize::try_from(n)
+                .ok()
+                .filter(|&n| n > 0 && n <= self.env.max_body && n <= self.buf.len())
+                .map(|n| self.buf.split_to(n).freeze()),
+            _ => None,
+        };
+        let early_len = early.as_ref().map(Bytes::len);
         let request = Input::Request {
             conn,
             head: head.clone(),
+            body: early,
         };
         if link.inputs.send(request).await.is_err() {
             return Exchange::End(End::Failed);
@@ -424,6 +436,10 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
                     let close = response.close || !keep_alive || body_unread;
                     let response = decorate(&self.env.config, &head, response);
                     return self.respond(response, close).await;
+                }
+                Next::Output(Output::ReadBody { limit, .. }) if early_len.is_some() => {
+                    // The machine took the body sent with the request.
+                    body_unread = early_len.is_some_and(|n| n > limit);
                 }
                 Next::Output(Output::ReadBody { limit, .. }) => {
                     if expects_continue && self.buf.is_empty() {
@@ -526,16 +542,16 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         };
         let max = self.env.config.limits.max_head_bytes;
         loop {
-            let (stream, buf) = (&mut self.stream, &mut self.buf);
-            match watching(stream, buf, max, |cx| link.outputs.poll_next_unpin(cx)).await {
-                Ok(Some(ToConn::Outputs(outputs))) => {
-                    self.pending.extend(outputs);
+            let (stream, buf, pending) = (&mut self.stream, &mut self.buf, &mut self.pending);
+            let outbox = &link.outbox;
+            match watching(stream, buf, max, |cx| outbox.poll_take_http(cx, pending)).await {
+                Ok(outbox::Http::Outputs) => {
                     if let Some(output) = self.pending.pop_front() {
                         return Next::Output(output);
                     }
                 }
-                Ok(Some(ToConn::NotOwned)) => return Next::NotOwned,
-                Ok(None) => return Next::Gone(true),
+                Ok(outbox::Http::NotOwned) => return Next::NotOwned,
+                Ok(outbox::Http::Closed) => return Next::Gone(true),
                 Err(error) => return Next::Gone(error),
             }
         }

@@ -63,6 +63,40 @@ pub(crate) fn poll_read_buf<S: AsyncRead + Unpin>(
     })
 }
 
+/// [`poll_read_buf`] into an empty `buf`, letting `take` look at the bytes first: when it
+/// uses the leading `n` of them (a request head parsed where it landed), only the rest is
+/// appended, so a request that arrives whole in one read is never copied into `buf` (nor
+/// `buf` allocated for it). Returns the bytes read and what `take` made of them.
+pub(crate) async fn read_with<S: AsyncRead + Unpin, T>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+    take: impl Fn(&[u8]) -> Option<(T, usize)>,
+) -> io::Result<(usize, Option<T>)> {
+    poll_fn(|cx| {
+        if !buf.is_empty() {
+            return poll_read_buf(stream, cx, buf, want).map_ok(|n| (n, None));
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                if scratch.len() < want {
+                    scratch.resize(want, 0);
+                }
+                let result = Pin::new(&mut *stream).poll_read(cx, &mut scratch[..want]);
+                result.map_ok(|n| {
+                    let read = &scratch[..n.min(want)];
+                    let taken = take(read).filter(|(_, used)| *used <= read.len());
+                    let used = taken.as_ref().map_or(0, |(_, used)| *used);
+                    buf.extend_from_slice(&read[used..]);
+                    (n, taken.map(|(value, _)| value))
+                })
+            }
+            Err(_) => poll_read_buf(stream, cx, buf, want).map_ok(|n| (n, None)),
+        })
+    })
+    .await
+}
+
 /// [`poll_read_buf`] as a future.
 pub(crate) async fn read_buf<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -135,4 +169,39 @@ pub(crate) async fn linger_close_after<R: Runtime, S: AsyncRead + AsyncWrite + U
         Ok::<(), io::Error>(())
     };
     let _ = or_timeout(drain, sleep).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+
+    /// Takes everything up to the first `|`, as a head parsed in place would be.
+    fn upto_bar(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let at = bytes.iter().position(|&b| b == b'|')?;
+        Some((bytes[..at].to_vec(), at + 1))
+    }
+
+    #[test]
+    fn a_read_into_an_empty_buffer_keeps_only_what_the_taker_left() {
+        let mut stream = Cursor::new(b"head|body".to_vec());
+        let mut buf = BytesMut::new();
+        let (n, taken) = block_on(read_with(&mut stream, &mut buf, 64, upto_bar)).unwrap();
+        assert_eq!((n, taken.as_deref()), (9, Some(&b"head"[..])));
+        assert_eq!(&buf[..], b"body");
+
+        // Nothing taken: every byte is kept.
+        let mut stream = Cursor::new(b"no bar".to_vec());
+        let mut buf = BytesMut::new();
+        let (n, taken) = block_on(read_with(&mut stream, &mut buf, 64, upto_bar)).unwrap();
+        assert_eq!((n, taken), (6, None));
+        assert_eq!(&buf[..], b"no bar");
+
+        // Bytes already held: the read only appends, and the taker is not asked.
+        let mut stream = Cursor::new(b"|rest".to_vec());
+        let (n, taken) = block_on(read_with(&mut stream, &mut buf, 64, upto_bar)).unwrap();
+        assert_eq!((n, taken), (5, None));
+        assert_eq!(&buf[..], b"no bar|rest");
+    }
 }

@@ -63,7 +63,14 @@ impl DriverMetrics {
         if let Input::WsMessages { messages, .. } = input {
             messages.iter().for_each(|m| self.ws.received(m));
         }
-        if let Some(Body::Complete(b)) = body {
+        if let Some(body) = body {
+            self.body(body);
+        }
+    }
+
+    /// A polling body reaches the machine (as an input, or sent with its request).
+    pub(crate) fn body(&mut self, body: &Body) {
+        if let Body::Complete(b) = body {
             add_labelled(PACKETS_RECEIVED, "transport", "polling", payload_packets(b));
             add_labelled(BYTES_RECEIVED, "transport", "polling", b.len() as u64);
         }

@@ -3,7 +3,7 @@
 //! # Shape
 //!
 //! ```text
-//!  connection tasks ──Input──▶ ┌──────────────┐ ──outputs──▶ that connection's queue
+//!  connection tasks ──Input──▶ ┌──────────────┐ ──outputs──▶ that connection's outbox
 //!  (one per stream)            │ machine task │
 //!  Handle::call/cast ─command─▶└──────────────┘ ──events──▶ on_event(&mut machine, event, now)
 //! ```
@@ -11,7 +11,7 @@
 //! - **One task owns the machine** ([`Driver::start`] spawns it). It applies inputs in arrival
 //!   order, then drains in the core's order: every event (handed to the application callback,
 //!   whose reactions are commands on the same machine), then every output, each routed to its
-//!   connection's own bounded queue, then it sleeps until the next input or the machine's
+//!   connection's own bounded outbox, then it sleeps until the next input or the machine's
 //!   next deadline. Each drain loop has a budget, so a burst yields to other tasks. No lock
 //!   is taken on the message path, and the machine need not be `Sync`.
 //! - **One task per connection** ([`Driver::serve_connection`]), generic over any
@@ -29,7 +29,7 @@
 //!
 //! - Every connection that ever reached the machine reports its end
 //!   (`handle_conn_closed`), so a parked poll whose client vanished closes its session.
-//! - A connection that stops taking its outputs (its queue fills) is dropped and reported as
+//! - A connection that stops taking its outputs (its outbox fills) is dropped and reported as
 //!   failed: one stuck peer never holds the machine's task.
 //! - Head, idle, body and write timeouts bound what a peer can hold by going quiet
 //!   ([`ServerConfig`]); malformed heads get the codec's error response and a close.
@@ -55,6 +55,7 @@ mod config;
 mod conn;
 mod cors;
 mod forward;
+mod inbox;
 mod io;
 mod machine;
 mod metrics;
@@ -73,7 +74,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 use volley_core::ConnId;
@@ -88,8 +88,9 @@ pub use cors::{Cors, OriginFn, Origins};
 pub use machine::{Machine, Router};
 pub use request::{Served, Upgrade};
 
+use actor::Actor;
 pub(crate) use actor::Halt;
-use actor::{Actor, Input};
+use inbox::InputSender;
 use shutdown::{Refused, Tracker};
 
 use crate::runtime::Runtime;
@@ -102,7 +103,7 @@ pub(crate) struct Env<R> {
     ws_config: WebSocketConfig,
     /// Unwritten WebSocket output above which a connection stops being read.
     output_budget: usize,
-    inputs: mpsc::Sender<Input>,
+    inputs: InputSender,
     next_conn: AtomicU64,
     tracker: Tracker,
     halt: Halt,

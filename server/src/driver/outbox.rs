@@ -1,9 +1,13 @@
-//! A WebSocket connection's outbox: what the machine's task has for the connection's writer.
+//! A connection's outbox: what the machine's task has for the connection's task.
 //!
-//! The machine's task pushes the frames (and the close) it has for a WebSocket connection
-//! here, and the connection's task takes everything the outbox holds in one batch per wake
-//! and writes it with one flush. Only these two tasks ever touch an outbox, so its lock is
-//! never contended by another connection.
+//! Every output for a connection goes through its outbox: before the `101`, the HTTP
+//! outputs of its requests (responses, body reads), which the HTTP half takes as they come;
+//! after it, the WebSocket frames (and the close), which the writer takes in one batch per
+//! wake and writes with one flush. Only these two tasks ever touch an outbox, so its lock is
+//! never contended by another connection, and a response costs no allocation on its way.
+//!
+//! HTTP outputs are bounded by count ([`HTTP_BACKLOG`]): a connection that lets that many
+//! wait has stopped taking them, and is dropped. The rest of this applies to frames.
 //!
 //! The outbox counts the bytes it holds until they are written. A push into an idle outbox
 //! (empty, its writer not writing) that stays under [`BUDGET`] lets the machine's task tell
@@ -26,8 +30,15 @@ use volley_core::engine::Output;
 /// broadcasts in flight to one socket, small next to the session's own bound.
 pub(crate) const BUDGET: usize = 64 * 1024;
 
+/// HTTP outputs a connection may have waiting. The machine's flow control keeps a
+/// well-behaved connection at one or two (one response per request, a body read before it),
+/// so reaching this means the connection stopped taking its outputs: it is dropped as a slow
+/// client.
+pub(crate) const HTTP_BACKLOG: usize = 16;
+
 #[derive(Default)]
 struct State {
+    /// HTTP outputs (before the `101`) and frames, in order.
     items: VecDeque<Output>,
     /// Bytes pushed and not yet written.
     bytes: usize,
@@ -37,6 +48,8 @@ struct State {
     busy: bool,
     /// No more pushes: the connection was dropped.
     closed: bool,
+    /// The machine does not own the request the router let through.
+    not_owned: bool,
 }
 
 /// See the [module](self).
@@ -44,6 +57,26 @@ struct State {
 pub(crate) struct Outbox {
     state: Mutex<State>,
     writer: AtomicWaker,
+}
+
+/// What the HTTP half of a connection found in its outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Http {
+    /// Outputs, appended to the caller's queue.
+    Outputs,
+    /// The machine does not own the request: answer it with the fallback.
+    NotOwned,
+    /// The connection was dropped (or the machine's task ended), and nothing is left.
+    Closed,
+}
+
+/// An HTTP push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The connection let [`HTTP_BACKLOG`] outputs wait: it does not take them.
+    Backlog,
+    /// The connection is gone.
+    Closed,
 }
 
 /// What became of a push.
@@ -63,6 +96,79 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Appends a connection's HTTP outputs (in order) and wakes its task.
+    pub(crate) fn push_http(
+        &self,
+        outputs: impl IntoIterator<Item = Output>,
+    ) -> Result<(), Refused> {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(Refused::Closed);
+            }
+            if state.items.len() >= HTTP_BACKLOG {
+                return Err(Refused::Backlog);
+            }
+            state.items.extend(outputs);
+        }
+        self.writer.wake();
+        Ok(())
+    }
+
+    /// Tells the connection's task that the machine does not own its request. `false` when
+    /// the connection is gone.
+    pub(crate) fn not_owned(&self) -> bool {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return false;
+            }
+            state.not_owned = true;
+        }
+        self.writer.wake();
+        true
+    }
+
+    /// For the HTTP half: takes everything held into `into` (the frames behind a `101`
+    /// too, which the writer then counts as taken), or says the request is not owned or
+    /// the connection gone; `Pending` (the task's waker registered) while there is nothing.
+    pub(crate) fn poll_take_http(
+        &self,
+        cx: &mut Context<'_>,
+        into: &mut VecDeque<Output>,
+    ) -> Poll<Http> {
+        if let Some(found) = self.try_take_http(into) {
+            return Poll::Ready(found);
+        }
+        self.writer.register(cx.waker());
+        match self.try_take_http(into) {
+            Some(found) => Poll::Ready(found),
+            None => Poll::Pending,
+        }
+    }
+
+    fn try_take_http(&self, into: &mut VecDeque<Output>) -> Option<Http> {
+        let mut state = self.lock();
+        if !state.items.is_empty() {
+            // Frames taken with the `101` are the writer's first batch.
+            if state.items.iter().any(|o| !is_http(o)) {
+                state.busy = true;
+            }
+            if into.is_empty() {
+                std::mem::swap(into, &mut state.items);
+            } else {
+                into.append(&mut state.items);
+            }
+            Some(Http::Outputs)
+        } else if std::mem::take(&mut state.not_owned) {
+            Some(Http::NotOwned)
+        } else if state.closed {
+            Some(Http::Closed)
+        } else {
+            None
+        }
+    }
+
     /// Appends `outputs` (in order) and wakes the writer.
     pub(crate) fn push(&self, outputs: impl IntoIterator<Item = Output>) -> Pushed {
         let pushed = {
@@ -70,7 +176,8 @@ impl Outbox {
             if state.closed {
                 return Pushed::Closed;
             }
-            let idle = state.items.is_empty() && !state.busy;
+            // A `101` the HTTP half has not taken yet does not keep the writer busy.
+            let idle = state.items.iter().all(is_http) && !state.busy;
             for output in outputs {
                 state.bytes += output_len(&output);
                 state.items.push_back(output);
@@ -162,6 +269,11 @@ impl Outbox {
     pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
     }
+}
+
+/// Whether `output` belongs to the HTTP half (a response or a body read).
+fn is_http(output: &Output) -> bool {
+    matches!(output, Output::Response { .. } | Output::ReadBody { .. })
 }
 
 /// The bytes an output puts on the wire, near enough for the budgets.
@@ -276,6 +388,72 @@ mod tests {
         assert!(!outbox.written_giving_back(2, &mut more));
         assert_eq!(more.len(), 2);
         assert_eq!(outbox.bytes(), 0);
+    }
+
+    fn response(status: u16) -> Output {
+        Output::Response {
+            conn: ConnId(1),
+            response: volley_core::http::Response::new(status),
+        }
+    }
+
+    #[test]
+    fn http_outputs_are_taken_in_order_and_bounded_by_count() {
+        let outbox = Outbox::default();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut taken = VecDeque::new();
+        assert!(outbox.poll_take_http(&mut cx, &mut taken).is_pending());
+        assert_eq!(outbox.push_http([response(200)]), Ok(()));
+        assert_eq!(
+            outbox.poll_take_http(&mut cx, &mut taken),
+            Poll::Ready(Http::Outputs)
+        );
+        assert_eq!(taken.len(), 1);
+        // A request the machine does not own is said once.
+        assert!(outbox.not_owned());
+        assert_eq!(
+            outbox.poll_take_http(&mut cx, &mut taken),
+            Poll::Ready(Http::NotOwned)
+        );
+        assert!(outbox.poll_take_http(&mut cx, &mut taken).is_pending());
+        // Outputs nobody takes: the backlog refuses the next push.
+        for _ in 0..HTTP_BACKLOG {
+            assert_eq!(outbox.push_http([response(200)]), Ok(()));
+        }
+        assert_eq!(outbox.push_http([response(200)]), Err(Refused::Backlog));
+        outbox.close();
+        assert_eq!(outbox.push_http([response(200)]), Err(Refused::Closed));
+        assert!(!outbox.not_owned());
+        // What was held is still taken, then the end.
+        taken.clear();
+        assert_eq!(
+            outbox.poll_take_http(&mut cx, &mut taken),
+            Poll::Ready(Http::Outputs)
+        );
+        assert_eq!(taken.len(), HTTP_BACKLOG);
+        assert_eq!(
+            outbox.poll_take_http(&mut cx, &mut taken),
+            Poll::Ready(Http::Closed)
+        );
+    }
+
+    #[test]
+    fn frames_behind_a_101_not_yet_taken_find_the_outbox_idle_and_go_with_it() {
+        let outbox = Outbox::default();
+        assert_eq!(outbox.push_http([response(101)]), Ok(()));
+        assert_eq!(outbox.push([send(10)]), Pushed::Open);
+        let mut taken = VecDeque::new();
+        assert_eq!(outbox.try_take_http(&mut taken), Some(Http::Outputs));
+        assert_eq!(taken.len(), 2);
+        // The frame went with the 101: the writer is busy with it until it has written it.
+        assert_eq!(outbox.push([send(10)]), Pushed::Full);
+        assert!(outbox.written(10));
+        // A 101 alone leaves the writer idle.
+        let outbox = Outbox::default();
+        assert_eq!(outbox.push_http([response(101)]), Ok(()));
+        assert_eq!(outbox.try_take_http(&mut taken), Some(Http::Outputs));
+        assert_eq!(outbox.push([send(10)]), Pushed::Open);
     }
 
     #[test]

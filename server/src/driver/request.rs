@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -17,22 +18,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use tracing::Instrument;
 use volley_core::ConnId;
 use volley_core::engine::{Body, ErrorCode, Output};
 use volley_core::http::{RequestHead, Response};
 
-use super::actor::{CONN_CAPACITY, Input, ToConn};
+use super::actor::Input;
 use super::config::{ConnectionError, ServerConfig};
 use super::conn::{Link, has_body};
 use super::cors::Cors;
 use super::forward;
+use super::inbox::InputSender;
 use super::io::or_timeout;
 use super::machine::Machine;
-use super::outbox::Outbox;
+use super::outbox::{self, Outbox};
 use super::shutdown::{Admission, Refused};
 use super::{Driver, Env, websocket};
 use crate::runtime::Runtime;
@@ -242,9 +243,8 @@ impl<R: Runtime> Upgrade<R> {
 /// Reports the end of a connection when dropped, without waiting: a host may drop a request
 /// future at any await.
 struct CloseGuard {
-    /// Never used to send until the drop, which sends on a fresh clone: a fresh sender has a
-    /// slot of its own in the channel, so `try_send` fails only if the machine's task is gone.
-    inputs: mpsc::Sender<Input>,
+    /// Used once, in the drop, with `send_now`: the report does not wait for room.
+    inputs: InputSender,
     conn: ConnId,
     /// The end is a failure (the default until the exchange completes).
     error: bool,
@@ -264,7 +264,7 @@ impl Drop for CloseGuard {
                 conn: self.conn,
                 error: self.error,
             };
-            let _ = self.inputs.clone().try_send(closed);
+            let _ = self.inputs.send_now(closed);
         }
     }
 }
@@ -433,22 +433,17 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             error: true,
             armed: true,
         };
-        let (tx, outputs) = mpsc::channel(CONN_CAPACITY);
         let outbox = std::sync::Arc::new(Outbox::default());
-        let mut link = Link {
+        let link = Link {
             inputs: env.inputs.clone(),
-            outputs,
             outbox: outbox.clone(),
         };
         let request = Input::Request {
             conn,
             head: head.clone(),
+            body: None,
         };
-        let open = Input::Open {
-            conn,
-            outputs: tx,
-            outbox,
-        };
+        let open = Input::Open { conn, outbox };
         if link.inputs.send(open).await.is_err() || link.inputs.send(request).await.is_err() {
             return Served::answer(closing(503, "Service Unavailable"));
         }
@@ -457,16 +452,13 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         loop {
             let output = match pending.pop_front() {
                 Some(output) => output,
-                None => match link.outputs.next().await {
-                    Some(ToConn::Outputs(batch)) => {
-                        pending.extend(batch);
-                        continue;
-                    }
-                    Some(ToConn::NotOwned) => {
+                None => match poll_fn(|cx| link.outbox.poll_take_http(cx, &mut pending)).await {
+                    outbox::Http::Outputs => continue,
+                    outbox::Http::NotOwned => {
                         guard.error = false;
                         return Served::answer((env.config.fallback)(&head));
                     }
-                    None => {
+                    outbox::Http::Closed => {
                         // The machine's task dropped the connection (it has been told).
                         tracing::debug!("dropped by the machine's task");
                         return Served::answer(closing(503, "Service Unavailable"));

@@ -39,7 +39,7 @@ use volley_core::engine::{Output, WsMessage};
 use volley_core::{ConnId, Utf8Bytes};
 
 use super::Env;
-use super::actor::{Input, ToConn};
+use super::actor::Input;
 use super::conn::Link;
 use super::io::{LINGER, linger_close_after, or_timeout};
 use super::outbox::{Outbox, output_len};
@@ -236,15 +236,10 @@ where
     tracing::Span::current().record("transport", "websocket");
     tracing::debug!("websocket open");
     let (sink, source) = halves;
-    let Link {
-        inputs,
-        outputs,
-        outbox,
-    } = link;
+    let Link { inputs, outbox } = link;
     let closing = AtomicBool::new(false);
     let gate = Gate::new(env.output_budget);
 
-    let mut reader_inputs = inputs.clone();
     let reader = async {
         // Bytes read and dropped after our close frame, while waiting for the peer's answer.
         let mut discarded = 0usize;
@@ -326,7 +321,7 @@ where
                     messages: more,
                 }
             };
-            if reader_inputs.send(input).await.is_err() {
+            if inputs.send(input).await.is_err() {
                 return ReadEnd::Failed;
             }
             if let Some(end) = end {
@@ -335,14 +330,10 @@ where
         }
     };
 
-    let mut writer_inputs = inputs.clone();
-    // Outputs the machine's task put on the channel behind the `101`, if any, go first.
-    while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
-        pending.extend(batch);
-    }
     let writer = async {
-        // Bytes taken from the outbox and not yet reported written.
-        let mut taken = 0;
+        // Bytes taken from the outbox and not yet reported written: at first, the frames
+        // the HTTP half took with the `101`, which go first.
+        let mut taken: usize = pending.iter().map(output_len).sum();
         loop {
             if pending.is_empty() {
                 let more = poll_fn(|cx| poll_more(cx, outbox, pending, &mut taken));
@@ -429,7 +420,7 @@ where
                     // send again.
                     if outbox.written_giving_back(std::mem::take(&mut taken), pending) {
                         let drained = Input::WsDrained { conn };
-                        if writer_inputs.send(drained).await.is_err() {
+                        if inputs.send(drained).await.is_err() {
                             return WriteEnd::Failed;
                         }
                     }
@@ -499,15 +490,7 @@ async fn too_big_close<R: Runtime, S>(
     let linger = pin!(env.runtime.sleep(LINGER));
     let _ = or_timeout(
         async {
-            let Link {
-                mut outputs,
-                outbox,
-                ..
-            } = link;
-            while let Ok(ToConn::Outputs(batch)) = outputs.try_recv() {
-                pending.extend(batch);
-            }
-            let _ = outbox.try_take(&mut pending);
+            let _ = link.outbox.try_take(&mut pending);
             for output in pending.drain(..) {
                 if let Output::Send { message, .. } = output {
                     if let Some(message) = to_tungstenite(message) {
@@ -536,9 +519,7 @@ async fn too_big_close<R: Runtime, S>(
 
 /// Waits for more to write: takes what the outbox holds into `into`, counting its bytes in
 /// `taken`. `Ready(false)` once it can bring nothing more (the connection was dropped, or the
-/// machine's task ended: dropping a connection's route closes its outbox). Everything the
-/// machine's task has for a WebSocket goes through the outbox; its channel carried only the
-/// HTTP outputs up to the `101`, and is not polled here.
+/// machine's task ended: dropping a connection's route closes its outbox).
 fn poll_more(
     cx: &mut Context<'_>,
     outbox: &Outbox,
