@@ -14,15 +14,24 @@ const BROADCASTS: u64 = 300;
 async fn broadcasts_racing_joins_and_leaves_reach_each_socket_at_most_once() {
     let io = volley::builder().build(TokioRuntime::current());
     let sockets: Arc<Mutex<Vec<Socket>>> = Arc::default();
-    let kept = sockets.clone();
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let (kept, told) = (sockets.clone(), arrived.clone());
     io.ns("/").on_connection(move |s: Socket| {
-        let kept = kept.clone();
-        async move { kept.lock().unwrap().push(s) }
+        let (kept, told) = (kept.clone(), told.clone());
+        async move {
+            kept.lock().unwrap().push(s);
+            told.notify_one();
+        }
     });
     let run = async {
         let mut clients = Vec::new();
         for _ in 0..20 {
             clients.push(TestClient::connect(&io, "/", None).await.unwrap());
+        }
+        // A client has its CONNECT reply before the socket's `connection` handler has
+        // necessarily run: wait for all twenty handles.
+        while sockets.lock().unwrap().len() < 20 {
+            arrived.notified().await;
         }
         let ids: Vec<_> = clients.iter().map(TestClient::id).collect();
         let by_id = |id| {
