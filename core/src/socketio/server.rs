@@ -687,40 +687,43 @@ impl<S: SharedAccess> Server<S> {
         Some(f(&mut peer))
     }
 
-    /// Runs `f` on the peer of the session connect request `id` came from, then drains the
-    /// engine.
+    /// Runs `f` on the peer of session `sid`, then drains the engine; `missing` when there is
+    /// no such session (the connect request or the socket that named it is gone).
+    fn on_peer<R>(
+        &mut self,
+        sid: Option<Sid>,
+        missing: SioError,
+        now: Instant,
+        f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> Result<R, SioError>,
+    ) -> Result<R, SioError> {
+        let Some(sid) = sid else {
+            return Err(missing);
+        };
+        let r = self.with_peer(sid, f).unwrap_or(Err(missing));
+        self.pump(now);
+        r
+    }
+
+    /// [`Server::on_peer`] for the session connect request `id` came from.
     fn on_connect<R>(
         &mut self,
         id: ConnectId,
         now: Instant,
         f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> Result<R, SioError>,
     ) -> Result<R, SioError> {
-        let sid = self
-            .shared
-            .read(|s| s.session_of_connect(id))
-            .ok_or(SioError::UnknownConnect(id))?;
-        let r = self
-            .with_peer(sid, f)
-            .unwrap_or(Err(SioError::UnknownConnect(id)));
-        self.pump(now);
-        r
+        let sid = self.shared.read(|s| s.session_of_connect(id));
+        self.on_peer(sid, SioError::UnknownConnect(id), now, f)
     }
 
-    /// Runs `f` on the peer of the session `socket` belongs to, then drains the engine.
+    /// [`Server::on_peer`] for the session `socket` belongs to.
     fn on_socket<R>(
         &mut self,
         socket: SocketId,
         now: Instant,
         f: impl FnOnce(&mut Peer<'_, &mut S, EngineLink<'_>>) -> Result<R, SioError>,
     ) -> Result<R, SioError> {
-        let sid = self
-            .session_of(socket)
-            .ok_or(SioError::UnknownSocket(socket))?;
-        let r = self
-            .with_peer(sid, f)
-            .unwrap_or(Err(SioError::UnknownSocket(socket)));
-        self.pump(now);
-        r
+        let sid = self.session_of(socket);
+        self.on_peer(sid, SioError::UnknownSocket(socket), now, f)
     }
 
     /// Notes `socket` as refused when `r` says its queue was full.
