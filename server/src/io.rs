@@ -520,7 +520,7 @@ impl Builder {
         // returns, so every event sees it.
         let _ = driver
             .handle()
-            .cast(move |node: &mut Node, _| node.ctl = Some(for_node));
+            .cast(move |node: &mut Node, _| node.set_ctl(for_node));
         // What the other nodes send reaches the machine as commands, in arrival order.
         let (inbox, mut messages) = Inbox::new();
         let handle = driver.handle();

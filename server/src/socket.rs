@@ -275,10 +275,11 @@ impl Socket {
     }
 
     pub(crate) fn send_ack(&self, token: AckToken, payload: Payload) {
-        let _ = self.inner.ctl.handle.cast(move |node, now| {
-            let (json, attachments) = payload.into_wire();
-            let _ = node.sio.ack(token, &json, attachments, now);
-        });
+        let _ = self
+            .inner
+            .ctl
+            .handle
+            .cast(move |node, now| node.unit().ack(token, payload, now));
     }
 
     /// Joins `room`.

@@ -6,22 +6,21 @@ use super::*;
 impl Node {
     /// How many other nodes the adapter counts now.
     pub(super) fn other_nodes(&self) -> usize {
-        self.cluster.adapter.server_count().saturating_sub(1)
+        self.hub.cluster.adapter.server_count().saturating_sub(1)
     }
 
     /// A request id no other request of this cluster uses: this node's id and a counter.
     pub(super) fn next_request_id(&mut self) -> RequestId {
         let n = self.next_request;
         self.next_request += 1;
-        RequestId::new(&format!("{}-{n:x}", self.cluster.node_id))
+        RequestId::new(&format!("{}-{n:x}", self.hub.cluster.node_id))
             .or_else(|_| RequestId::new(&format!("{n:x}")))
             .expect("a hexadecimal counter is a valid request id")
     }
 
     /// Hands `message` to the adapter: for node `to`, or for every other node.
     pub(crate) fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
-        crate::metrics::cluster_published(&message);
-        self.cluster.adapter.publish(to, message);
+        self.hub.publish(to, message);
     }
 
     /// Puts the selected sockets in `rooms` (`join`) or takes them out, here and (unless
@@ -96,7 +95,7 @@ impl Node {
         if opts.local || others == 0 {
             return (local, Vec::new());
         }
-        let deadline = now + timeout.unwrap_or(self.cluster.request_timeout);
+        let deadline = now + timeout.unwrap_or(self.hub.cluster.request_timeout);
         let mut remote = Vec::new();
         for nsp in nsps {
             let request = self.next_request_id();
@@ -139,7 +138,7 @@ impl Node {
             return;
         }
         let request = self.next_request_id();
-        let deadline = now + self.cluster.request_timeout;
+        let deadline = now + self.hub.cluster.request_timeout;
         self.requests
             .start(request, RequestKind::AllRooms, expected, deadline);
         self.collectors
@@ -176,7 +175,7 @@ impl Node {
                     return;
                 }
                 let request = self.next_request_id();
-                let deadline = now + self.cluster.request_timeout;
+                let deadline = now + self.hub.cluster.request_timeout;
                 self.requests
                     .start(request, RequestKind::ServerSideEmit, expected, deadline);
                 self.collectors.insert(
@@ -214,7 +213,7 @@ impl Node {
         offset: Option<String>,
         now: Instant,
     ) {
-        if from == self.cluster.node_id {
+        if from == self.hub.cluster.node_id {
             return;
         }
         match message {
@@ -253,7 +252,8 @@ impl Node {
                 ) {
                     Ok((id, sent)) => {
                         for s in &sent {
-                            self.acks
+                            self.local
+                                .acks
                                 .insert((*s, id.0), Waiter::Relay { to: from, request });
                         }
                         sent.len()
@@ -319,6 +319,7 @@ impl Node {
         request: Option<RequestId>,
     ) {
         let Some(handler) = self
+            .hub
             .registry
             .lookup(nsp)
             .and_then(|h| h.server_event(event))
@@ -327,11 +328,11 @@ impl Node {
             return;
         };
         let payload = Payload::from_wire(args, attachments);
-        let adapter = self.cluster.adapter.clone();
+        let adapter = self.hub.cluster.adapter.clone();
         let event = event.to_owned();
-        let ctl = self.ctl.clone();
+        let ctl = self.ctl().cloned();
         let namespace = nsp.to_owned();
-        (self.spawn)(Box::pin(async move {
+        (self.hub.spawn)(Box::pin(async move {
             let run = AssertUnwindSafe(async { handler(payload).await });
             let reply = match run.catch_unwind().await {
                 Ok(reply) => reply,
@@ -383,7 +384,7 @@ impl Node {
             return;
         }
         crate::metrics::cluster_answer(&message);
-        let ctl = self.ctl.clone();
+        let ctl = self.ctl().cloned();
         match (self.collectors.get_mut(&request), message) {
             (
                 Some(Collector::Fetch { nsp, sockets, .. }),
@@ -418,12 +419,12 @@ impl Node {
                     ..
                 },
             ) => {
-                if let Some(agg) = self.aggregates.get_mut(key) {
+                self.hub.update_aggregate(*key, |agg| {
                     agg.responses.push(AckResponse {
                         socket,
                         payload: Payload::from_wire(&args, attachments),
                     });
-                }
+                });
             }
             _ => {}
         }
@@ -464,11 +465,10 @@ impl Node {
                 });
             }
             Collector::Acks(key) => {
-                if let Some(agg) = self.aggregates.get_mut(&key) {
+                self.hub.update_aggregate(key, |agg| {
                     agg.missing += nodes_left + acks_left;
                     agg.remote = None;
-                }
-                self.settle_aggregate(key);
+                });
             }
         }
     }
@@ -479,7 +479,8 @@ impl Node {
         self.sio
             .namespaces()
             .filter(|name| {
-                self.registry
+                self.hub
+                    .registry
                     .lookup(name)
                     .is_some_and(|h| Arc::ptr_eq(&h, family))
             })
@@ -497,7 +498,7 @@ impl Node {
             .select(nsp, opts)
             .into_iter()
             .filter_map(|id| {
-                let entry = self.sockets.get(&id)?;
+                let entry = self.local.sockets.get(&id)?;
                 Some((entry.socket.clone(), self.sio.rooms_of(id)))
             })
             .collect()

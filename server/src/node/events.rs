@@ -3,10 +3,10 @@
 
 use super::*;
 
-impl Node {
+impl<O: Ops> Unit<'_, O> {
     /// Handles one event of the core machine (the driver's event callback).
     pub(crate) fn dispatch(&mut self, event: Event, now: Instant) {
-        crate::metrics::socket_event(&event, |nsp| self.sio.namespace_socket_count(nsp));
+        crate::metrics::socket_event(&event, |nsp| self.ops.namespace_socket_count(nsp));
         match event {
             Event::Connect(req) => self.on_connect(req, now),
             Event::Event {
@@ -42,21 +42,22 @@ impl Node {
                 rooms,
                 ..
             } => {
-                let Some(entry) = self.sockets.get_mut(&socket) else {
+                let Some(entry) = self.local.sockets.get_mut(&socket) else {
                     return;
                 };
                 // Connection state recovery: the session the socket left keeps its data.
                 if let Some(data) = entry.socket.data().get::<serde_json::Value>() {
-                    self.sio
+                    self.ops
                         .set_session_data(socket, Utf8Bytes::from(data.to_string()));
                 }
                 // Kept where every node can find it, with an adapter that shares recovery.
                 if let (true, Some(r)) = (
-                    self.sio.is_recovery_shared(),
-                    self.sio.connection_state_recovery(),
+                    self.ops.is_recovery_shared(),
+                    self.ops.connection_state_recovery(),
                 ) {
-                    if let Some(session) = self.sio.take_session(socket) {
-                        self.cluster
+                    if let Some(session) = self.ops.take_session(socket) {
+                        self.hub
+                            .cluster
                             .adapter
                             .persist_session(session, r.max_disconnection_duration);
                     }
@@ -64,22 +65,22 @@ impl Node {
                 for hook in entry.socket.ns_handlers().disconnecting() {
                     let (s, rooms) = (entry.socket.clone(), rooms.clone());
                     let job = guarded(
-                        self.ctl.as_ref(),
+                        self.hub.ctl(),
                         &entry.socket,
                         PanicPlace::Disconnecting,
                         "disconnecting",
                         move || hook(s, reason, rooms),
                     );
-                    entry.push(Job::Barrier(job), &self.spawn);
+                    entry.push(Job::Barrier(job), &self.hub.spawn);
                 }
                 for job in Self::own_reserved(
-                    self.ctl.as_ref(),
-                    &self.state,
+                    self.hub.ctl(),
+                    &self.hub.state,
                     &entry.socket,
                     "disconnecting",
                     reason,
                 ) {
-                    entry.push(Job::Barrier(job), &self.spawn);
+                    entry.push(Job::Barrier(job), &self.hub.spawn);
                 }
             }
             Event::Disconnect {
@@ -87,33 +88,33 @@ impl Node {
                 reason,
                 nsp,
             } => {
-                if !self.sio.namespaces().any(|n| *n == *nsp) {
+                if !self.ops.has_namespace(&nsp) {
                     // A dynamic child removed once empty: created again, it is new again.
-                    self.registry.forget(&nsp);
+                    self.hub.registry.forget(&nsp);
                 }
-                let Some(mut entry) = self.sockets.remove(&socket) else {
+                let Some(mut entry) = self.local.sockets.remove(&socket) else {
                     return;
                 };
                 entry.socket.mark_disconnected();
                 for hook in entry.socket.ns_handlers().disconnect() {
                     let s = entry.socket.clone();
                     let job = guarded(
-                        self.ctl.as_ref(),
+                        self.hub.ctl(),
                         &entry.socket,
                         PanicPlace::Disconnect,
                         "disconnect",
                         move || hook(s, reason),
                     );
-                    entry.push(Job::Barrier(job), &self.spawn);
+                    entry.push(Job::Barrier(job), &self.hub.spawn);
                 }
                 for job in Self::own_reserved(
-                    self.ctl.as_ref(),
-                    &self.state,
+                    self.hub.ctl(),
+                    &self.hub.state,
                     &entry.socket,
                     "disconnect",
                     reason,
                 ) {
-                    entry.push(Job::Barrier(job), &self.spawn);
+                    entry.push(Job::Barrier(job), &self.hub.spawn);
                 }
                 // The socket's own listeners hold clones of it: dropped with it.
                 entry.socket.close_listeners();
@@ -164,13 +165,16 @@ impl Node {
     pub(super) fn on_connect(&mut self, req: ConnectRequest, now: Instant) {
         // Shared recovery: the session and what it missed are fetched from the adapter
         // first; the request goes on when they came (or did not).
-        if self.sio.is_recovery_shared() && !req.recovered && req.accepted.is_none() {
-            if let (Some((pid, offset)), Some(ctl)) = (recovery_auth(&req.auth), self.ctl.clone()) {
+        if self.ops.is_recovery_shared() && !req.recovered && req.accepted.is_none() {
+            if let (Some((pid, offset)), Some(ctl)) =
+                (recovery_auth(&req.auth), self.hub.ctl().cloned())
+            {
                 let restore = self
+                    .hub
                     .cluster
                     .adapter
                     .restore_session(&pid, &offset, &req.nsp);
-                (self.spawn)(Box::pin(async move {
+                (self.hub.spawn)(Box::pin(async move {
                     let found = restore.await;
                     let _ = ctl
                         .handle
@@ -191,7 +195,7 @@ impl Node {
     ) {
         if let Some((session, stored)) = found {
             let data = session.data.clone();
-            match self.sio.restore_connect(req.id, session, stored, now) {
+            match self.ops.restore_connect(req.id, session, stored, now) {
                 // The client left meanwhile.
                 Err(_) => return,
                 Ok(RestoreOutcome::Refused) => {}
@@ -212,12 +216,12 @@ impl Node {
     /// Runs the connection middleware of a request (or attaches a socket the core accepted).
     pub(super) fn connect(&mut self, req: ConnectRequest, now: Instant) {
         crate::metrics::connect_requested(req.auth.as_str(), req.recovered);
-        let Some(ctl) = self.ctl.clone() else {
-            let _ = self.sio.reject(req.id, "server not ready", None, now);
+        let Some(ctl) = self.hub.ctl().cloned() else {
+            let _ = self.ops.reject(req.id, "server not ready", None, now);
             return;
         };
-        let ns = self.registry.lookup(&req.nsp).unwrap_or_default();
-        if self.registry.first_seen(&req.nsp) {
+        let ns = self.hub.registry.lookup(&req.nsp).unwrap_or_default();
+        if self.hub.registry.first_seen(&req.nsp) {
             // A dynamic namespace's child, created by this connect.
             let namespace = crate::namespace::Namespace {
                 ctl: ctl.clone(),
@@ -240,6 +244,7 @@ impl Node {
             return;
         }
         let chain: Vec<_> = self
+            .hub
             .registry
             .global_connect()
             .into_iter()
@@ -252,7 +257,7 @@ impl Node {
             let handshake = Handshake::from_request(&req);
             if let Err(e) = self.accept(req.id, handshake, data, ns, None, now) {
                 crate::metrics::refused("connect_error");
-                let _ = self.sio.reject(req.id, &e.to_string(), None, now);
+                let _ = self.ops.reject(req.id, &e.to_string(), None, now);
             }
             return;
         }
@@ -261,7 +266,7 @@ impl Node {
             data,
             request: req.id,
             socket: Arc::new(std::sync::OnceLock::new()),
-            state: self.state.clone(),
+            state: self.hub.state.clone(),
         };
         let accepted = Arc::new(AtomicBool::new(false));
         let next = Next {
@@ -273,7 +278,7 @@ impl Node {
         };
         let id = req.id;
         let namespace = req.nsp.to_string();
-        (self.spawn)(Box::pin(async move {
+        (self.hub.spawn)(Box::pin(async move {
             let socket = ctx.socket.clone();
             let result = match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {
                 Ok(result) => result,
@@ -320,22 +325,22 @@ impl Node {
         payload: Payload,
         ack: AckSlot,
     ) {
-        let Some(entry) = self.sockets.get_mut(&socket) else {
+        let Some(entry) = self.local.sockets.get_mut(&socket) else {
             return;
         };
         if entry.is_closed() || entry.failed {
             // A handler of the socket panicked: it is on its way out.
             return;
         }
-        let Some(ctl) = self.ctl.clone() else {
+        let Some(ctl) = self.hub.ctl().cloned() else {
             return;
         };
         let sock = entry.socket.clone();
         let ns = sock.ns_handlers().clone();
-        let mut chain = self.registry.global_packet();
+        let mut chain = self.hub.registry.global_packet();
         chain.extend(ns.packet());
         chain.extend(sock.own_middleware());
-        let state = self.state.clone();
+        let state = self.hub.state.clone();
         let received = crate::metrics::Received::now();
         // Every piece of application code runs contained: a panic is reported with the
         // event's name and disconnects the socket, and what follows it does not run.
@@ -404,8 +409,8 @@ impl Node {
             futures::future::join_all(runs).await;
         };
         let mut fut: BoxFuture<()> = Box::pin(fut);
-        if !self.inline_handlers || entry.unfinished() != 0 {
-            entry.push(Job::Handler(fut), &self.spawn);
+        if !self.hub.inline_handlers.load(Ordering::Relaxed) || entry.unfinished() != 0 {
+            entry.push(Job::Handler(fut), &self.hub.spawn);
             return;
         }
         // Nothing of this socket waits or runs: the handler starts here, and only if it has
@@ -418,7 +423,7 @@ impl Node {
         });
         match polled {
             Ok(Poll::Ready(())) => {}
-            Ok(Poll::Pending) => entry.push(Job::Handler(fut), &self.spawn),
+            Ok(Poll::Pending) => entry.push(Job::Handler(fut), &self.hub.spawn),
             Err(payload) => {
                 // Application code is contained inside the future; this is a last resort.
                 entry.close();
@@ -429,7 +434,7 @@ impl Node {
                     place: PanicPlace::Handler,
                     message: panic_message(&*payload),
                 };
-                if let Some(ctl) = &self.ctl {
+                if let Some(ctl) = self.hub.ctl() {
                     report_panic(ctl, report);
                 }
             }
@@ -439,11 +444,11 @@ impl Node {
     /// Answers `tx` once the connection of `socket` runs over WebSocket (`true`), or is
     /// gone (`false`).
     pub(crate) fn wait_upgrade(&mut self, socket: SocketId, tx: oneshot::Sender<bool>) {
-        let Some(sid) = self.sio.session_of(socket) else {
+        let Some(sid) = self.ops.session_of(socket) else {
             let _ = tx.send(false);
             return;
         };
-        self.upgrades.push((sid, tx));
+        self.local.upgrades.push((sid, tx));
         self.check_upgrades();
     }
 
@@ -451,24 +456,25 @@ impl Node {
     /// upgrade only inside its own pump, so the state is looked at after every input, as
     /// long as someone waits.
     pub(super) fn check_upgrades(&mut self) {
-        if self.upgrades.is_empty() {
+        if self.local.upgrades.is_empty() {
             return;
         }
-        let engine = self.sio.engine();
         let mut kept = Vec::new();
-        for (sid, tx) in std::mem::take(&mut self.upgrades) {
+        for (sid, tx) in std::mem::take(&mut self.local.upgrades) {
             if tx.is_canceled() {
                 continue;
             }
-            if !engine.contains(sid) {
-                let _ = tx.send(false);
-            } else if engine.transport(sid) == Some(TransportKind::WebSocket) {
-                let _ = tx.send(true);
-            } else {
-                kept.push((sid, tx));
+            match self.ops.transport(sid) {
+                None => {
+                    let _ = tx.send(false);
+                }
+                Some(TransportKind::WebSocket) => {
+                    let _ = tx.send(true);
+                }
+                Some(_) => kept.push((sid, tx)),
             }
         }
-        self.upgrades = kept;
+        self.local.upgrades = kept;
     }
 
     /// A caught panic: logged at error level, handed to the `on_error` hooks, and its socket
@@ -477,7 +483,7 @@ impl Node {
     /// reaches it any more).
     /// Hands `error` to the `on_error` hooks, each contained.
     pub(super) fn run_error_hooks(&self, error: &ServerError) {
-        let Some(ctl) = &self.ctl else {
+        let Some(ctl) = self.hub.ctl() else {
             return;
         };
         let hooks = ctl
@@ -495,13 +501,13 @@ impl Node {
     /// Reports the packets the core could not queue (full queues) since the last call: a
     /// warning, and the `on_error` hooks.
     pub(super) fn report_refused(&mut self) {
-        for socket in self.sio.take_refused() {
+        for socket in self.ops.take_refused() {
             let namespace = self
-                .sio
+                .ops
                 .namespace_of(socket)
                 .map(|n| n.to_string())
                 .unwrap_or_default();
-            crate::metrics::overflow(self.sio.engine().config().overflow);
+            crate::metrics::overflow(self.ops.overflow());
             tracing::warn!(%socket, %namespace, "outgoing queue full: packet refused");
             let error = ServerError::Overflow(crate::io::Overflow { socket, namespace });
             self.run_error_hooks(&error);
@@ -520,10 +526,10 @@ impl Node {
         let socket = report.socket;
         self.run_error_hooks(&ServerError::Panic(report));
         if let Some(id) = socket {
-            if let Some(entry) = self.sockets.get_mut(&id) {
+            if let Some(entry) = self.local.sockets.get_mut(&id) {
                 entry.failed = true;
             }
-            let _ = self.sio.disconnect(id, false, now);
+            let _ = self.ops.disconnect(id, false, now);
         }
     }
 }

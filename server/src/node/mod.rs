@@ -37,8 +37,11 @@ use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
 
 mod cluster;
 mod events;
+mod ops;
 mod sending;
 mod tasks;
+
+use ops::Ops;
 
 use tasks::Job;
 
@@ -253,47 +256,137 @@ struct Queued {
     attachments: Vec<bytes::Bytes>,
 }
 
+/// What the application state of every session shares: the handlers, the server's state,
+/// the cluster, the broadcasts waiting for acknowledgements. Behind an `Arc`, so that a
+/// session's application state can run wherever its session runs.
+pub(crate) struct Hub {
+    registry: Arc<Registry>,
+    state: Extensions,
+    spawn: Spawner,
+    cluster: Cluster,
+    /// Set once the server is started.
+    ctl: std::sync::OnceLock<Arc<Ctl>>,
+    /// Whether an event handler starts on the task that received its event when its socket
+    /// has nothing else to run.
+    inline_handlers: AtomicBool,
+    /// When set, the adapter keeps the session of every connected socket for this long
+    /// (written at connect and at each room change, refreshed by [`Node::refresh_live_sessions`]),
+    /// so that a client whose node dies can recover on another one.
+    live_sessions: std::sync::OnceLock<Duration>,
+    /// Broadcasts with acknowledgements: a member's answer arrives wherever its session runs.
+    aggregates: std::sync::Mutex<Aggregates>,
+}
+
+#[derive(Default)]
+struct Aggregates {
+    open: HashMap<u64, Aggregate>,
+    next: u64,
+}
+
+impl Hub {
+    fn ctl(&self) -> Option<&Arc<Ctl>> {
+        self.ctl.get()
+    }
+
+    fn aggregates(&self) -> std::sync::MutexGuard<'_, Aggregates> {
+        self.aggregates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a broadcast with acknowledgements; its key.
+    fn open_aggregate(&self, aggregate: Aggregate) -> u64 {
+        let mut all = self.aggregates();
+        let key = all.next;
+        all.next += 1;
+        all.open.insert(key, aggregate);
+        key
+    }
+
+    /// Changes broadcast `key` with `f`, then completes it if its local sockets and the
+    /// other nodes are done.
+    fn update_aggregate(&self, key: u64, f: impl FnOnce(&mut Aggregate)) {
+        let done = {
+            let mut all = self.aggregates();
+            let Some(agg) = all.open.get_mut(&key) else {
+                return;
+            };
+            f(agg);
+            if agg.remaining == 0 && agg.remote.is_none() {
+                all.open.remove(&key)
+            } else {
+                None
+            }
+        };
+        if let Some(agg) = done {
+            let result = if agg.missing == 0 {
+                Ok(agg.responses)
+            } else {
+                Err(PartialAcks {
+                    responses: agg.responses,
+                    missing: agg.missing,
+                })
+            };
+            let _ = agg.tx.send(result);
+        }
+    }
+
+    fn aggregate_count(&self) -> usize {
+        self.aggregates().open.len()
+    }
+
+    /// Publishes `message` to every other node (`to: None`) or to one.
+    pub(crate) fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
+        crate::metrics::cluster_published(&message);
+        self.cluster.adapter.publish(to, message);
+    }
+}
+
+/// The application state of the sockets of some sessions (all those the machine's task
+/// runs, or one session's): their handles and handler queues, the acknowledgements they
+/// wait for, the `upgraded()` futures of their connections.
+#[derive(Default)]
+pub(crate) struct Local {
+    sockets: IdMap<SocketId, Entry>,
+    acks: IdMap<(SocketId, u64), Waiter>,
+    /// `Connection::upgraded` futures waiting for their session to run over WebSocket.
+    upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
+}
+
+/// One step of the application layer for the sessions of a [`Local`]: their state, what is
+/// shared, and the machine that runs their sessions.
+pub(crate) struct Unit<'a, O> {
+    ops: &'a mut O,
+    hub: &'a Hub,
+    local: &'a mut Local,
+}
+
 /// The Socket.IO machine with Volley's application state. Only the driver touches it, on
 /// its own task.
 pub struct Node {
     pub(crate) sio: SioServer,
-    registry: Arc<Registry>,
-    state: Extensions,
-    spawn: Spawner,
-    pub(crate) ctl: Option<Arc<Ctl>>,
-    sockets: IdMap<SocketId, Entry>,
-    acks: IdMap<(SocketId, u64), Waiter>,
-    aggregates: HashMap<u64, Aggregate>,
-    next_aggregate: u64,
-    cluster: Cluster,
+    hub: Arc<Hub>,
+    local: Local,
     requests: Requests,
     collectors: HashMap<RequestId, Collector>,
     next_request: u64,
     /// Broadcasts waiting for their offsets (shared recovery), in call order.
     queued: VecDeque<Queued>,
     next_queued: u64,
-    /// Whether an event handler starts on this task when its socket has nothing else to run.
-    inline_handlers: bool,
-    /// `Connection::upgraded` futures waiting for their session to run over WebSocket.
-    upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
     /// The polling GETs the machine holds, by connection, with their session.
     polls: HashMap<ConnId, Sid>,
     /// Polling sessions sent a packet with `compress(false)` since their last poll answer;
     /// `true` once a packet that allows compression was sent to them too.
     plain: HashMap<Sid, bool>,
-    /// When set, the adapter keeps the session of every connected socket for this long
-    /// (written at connect and at each room change, refreshed by [`Node::refresh_live_sessions`]),
-    /// so that a client whose node dies can recover on another one.
-    live_sessions: Option<Duration>,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("sio", &self.sio)
-            .field("sockets", &self.sockets.len())
-            .field("acks", &self.acks.len())
-            .field("node_id", &self.cluster.node_id)
+            .field("sockets", &self.local.sockets.len())
+            .field("acks", &self.local.acks.len())
+            .field("node_id", &self.hub.cluster.node_id)
             .field("requests", &self.requests.len())
             .finish_non_exhaustive()
     }
@@ -307,69 +400,70 @@ impl Node {
         spawn: Spawner,
         cluster: Cluster,
     ) -> Self {
-        Node {
-            sio,
+        let hub = Hub {
             registry,
             state,
             spawn,
-            ctl: None,
-            sockets: IdMap::default(),
-            acks: IdMap::default(),
-            aggregates: HashMap::new(),
-            next_aggregate: 0,
             cluster,
+            ctl: std::sync::OnceLock::new(),
+            inline_handlers: AtomicBool::new(true),
+            live_sessions: std::sync::OnceLock::new(),
+            aggregates: std::sync::Mutex::default(),
+        };
+        Node {
+            sio,
+            hub: Arc::new(hub),
+            local: Local::default(),
             requests: Requests::new(),
             collectors: HashMap::new(),
             next_request: 0,
             queued: VecDeque::new(),
             next_queued: 0,
-            inline_handlers: true,
-            upgrades: Vec::new(),
             polls: HashMap::new(),
             plain: HashMap::new(),
-            live_sessions: None,
         }
+    }
+
+    /// The application layer of the sessions this machine runs, for one step.
+    pub(crate) fn unit(&mut self) -> Unit<'_, SioServer> {
+        Unit {
+            ops: &mut self.sio,
+            hub: &self.hub,
+            local: &mut self.local,
+        }
+    }
+
+    /// The handles' way to the server, once it is started.
+    pub(crate) fn set_ctl(&mut self, ctl: Arc<Ctl>) {
+        let _ = self.hub.ctl.set(ctl);
+    }
+
+    fn ctl(&self) -> Option<&Arc<Ctl>> {
+        self.hub.ctl()
     }
 
     /// Has the adapter keep the session of every connected socket for `ttl` (see
     /// `live_sessions`).
     pub(crate) fn keep_live_sessions(&mut self, ttl: Duration) {
-        self.live_sessions = Some(ttl);
+        let _ = self.hub.live_sessions.set(ttl);
         self.sio.track_memberships(true);
     }
 
-    /// Writes the live session of each of `sockets` still connected to the adapter's store.
-    fn persist_live(&self, sockets: impl IntoIterator<Item = SocketId>) {
-        let Some(ttl) = self.live_sessions else {
-            return;
-        };
-        for socket in sockets {
-            let Some(mut session) = self.sio.live_session(socket) else {
-                continue;
-            };
-            if let Some(entry) = self.sockets.get(&socket) {
-                if let Some(data) = entry.socket.data().get::<serde_json::Value>() {
-                    session.data = Some(Utf8Bytes::from(data.to_string()));
-                }
-            }
-            self.cluster.adapter.persist_session(session, ttl);
-        }
-    }
-
     /// Writes every connected socket's live session again, before the last write expires.
-    pub(crate) fn refresh_live_sessions(&self) {
-        self.persist_live(self.sockets.keys().copied());
+    pub(crate) fn refresh_live_sessions(&mut self) {
+        let all: Vec<SocketId> = self.local.sockets.keys().copied().collect();
+        self.unit().persist_live(all);
     }
 
     /// Whether event handlers start on the machine's task (see
     /// [`Builder::inline_handlers`](crate::Builder::inline_handlers)).
     pub(crate) fn set_inline_handlers(&mut self, inline: bool) {
-        self.inline_handlers = inline;
+        self.hub.inline_handlers.store(inline, Ordering::Relaxed);
     }
 
     /// This node's id in its cluster.
     pub fn node_id(&self) -> NodeId {
-        self.cluster.node_id
+        self.hub.cluster.node_id
     }
 
     /// Requests to the other nodes of the cluster still waiting for answers, plus what
@@ -386,13 +480,13 @@ impl Node {
     /// Acknowledgements still awaited: the futures waiting here (one per socket asked, plus
     /// one per broadcast) and the core's pending entries. Zero once every client has gone.
     pub fn pending_ack_count(&self) -> usize {
-        self.acks.len() + self.aggregates.len() + self.sio.pending_ack_count()
+        self.local.acks.len() + self.hub.aggregate_count() + self.sio.pending_ack_count()
     }
 
     /// Sockets this layer holds a handle and a handler queue for (the core's
     /// [`socket_count`](SioServer::socket_count) once their disconnects are handled).
     pub fn tracked_socket_count(&self) -> usize {
-        self.sockets.len()
+        self.local.sockets.len()
     }
 
     /// Accepts a pending connection: the socket, its handler queue, its `connection`
@@ -407,11 +501,74 @@ impl Node {
         life: Option<oneshot::Sender<DisconnectReason>>,
         now: Instant,
     ) -> Result<Socket, SioError> {
-        let Some(ctl) = self.ctl.clone() else {
+        self.unit().accept(request, handshake, data, ns, life, now)
+    }
+
+    /// Handles one event of the core machine (the driver's event callback).
+    pub(crate) fn dispatch(&mut self, event: Event, now: Instant) {
+        self.unit().dispatch(event, now);
+    }
+
+    /// A caught panic (see [`Unit::on_panic`]).
+    pub(crate) fn on_panic(&mut self, report: HandlerPanic, now: Instant) {
+        self.unit().on_panic(report, now);
+    }
+
+    /// Answers `tx` once the connection of `socket` runs over WebSocket (`true`), or is
+    /// gone (`false`).
+    pub(crate) fn wait_upgrade(&mut self, socket: SocketId, tx: oneshot::Sender<bool>) {
+        self.unit().wait_upgrade(socket, tx);
+    }
+
+    fn check_upgrades(&mut self) {
+        self.unit().check_upgrades();
+    }
+
+    /// The adapter's answer to a recovering connect (see [`Unit::on_restored`]).
+    fn on_restored(
+        &mut self,
+        req: ConnectRequest,
+        found: Option<(SessionState, Vec<StoredMessage>)>,
+        now: Instant,
+    ) {
+        self.unit().on_restored(req, found, now);
+    }
+}
+
+impl<O: Ops> Unit<'_, O> {
+    /// Writes the live session of each of `sockets` still connected to the adapter's store.
+    fn persist_live(&self, sockets: impl IntoIterator<Item = SocketId>) {
+        let Some(&ttl) = self.hub.live_sessions.get() else {
+            return;
+        };
+        for socket in sockets {
+            let Some(mut session) = self.ops.live_session(socket) else {
+                continue;
+            };
+            if let Some(entry) = self.local.sockets.get(&socket) {
+                if let Some(data) = entry.socket.data().get::<serde_json::Value>() {
+                    session.data = Some(Utf8Bytes::from(data.to_string()));
+                }
+            }
+            self.hub.cluster.adapter.persist_session(session, ttl);
+        }
+    }
+
+    /// Accepts a pending connection (see [`Node::accept`]).
+    pub(crate) fn accept(
+        &mut self,
+        request: ConnectId,
+        handshake: Handshake,
+        data: Extensions,
+        ns: Arc<NsHandlers>,
+        life: Option<oneshot::Sender<DisconnectReason>>,
+        now: Instant,
+    ) -> Result<Socket, SioError> {
+        let Some(ctl) = self.hub.ctl().cloned() else {
             return Err(SioError::UnknownConnect(request));
         };
-        let recovered = self.sio.is_recovering(request);
-        let id = self.sio.accept(request, now)?;
+        let recovered = self.ops.is_recovering(request);
+        let id = self.ops.accept(request, now)?;
         Ok(self.attach(id, handshake, data, ns, life, ctl, recovered))
     }
 
@@ -437,9 +594,9 @@ impl Node {
             sid = tracing::field::Empty,
             transport = tracing::field::Empty,
         );
-        if let Some(sid) = self.sio.session_of(id) {
+        if let Some(sid) = self.ops.session_of(id) {
             span.record("sid", tracing::field::display(sid));
-            if let Some(t) = self.sio.engine().transport(sid) {
+            if let Some(t) = self.ops.transport(sid) {
                 span.record("transport", tracing::field::debug(t));
             }
         }
@@ -460,13 +617,13 @@ impl Node {
                 "connection",
                 move || hook(s),
             );
-            entry.push(Job::Barrier(job), &self.spawn);
+            entry.push(Job::Barrier(job), &self.hub.spawn);
         }
-        self.sockets.insert(id, entry);
+        self.local.sockets.insert(id, entry);
         crate::metrics::socket_connected(
             id,
             socket.ns(),
-            self.sio.namespace_socket_count(socket.ns()),
+            self.ops.namespace_socket_count(socket.ns()),
         );
         socket
     }
@@ -565,17 +722,17 @@ impl Machine for Node {
         // Room changes go to the adapter before the outputs of the same step, so that a room
         // is subscribed to before anything can be published to it.
         for (nsp, change) in self.sio.take_room_changes() {
-            self.cluster.adapter.room_changed(&nsp, &change);
+            self.hub.cluster.adapter.room_changed(&nsp, &change);
         }
         let memberships = self.sio.take_membership_changes();
-        if let (false, Some(ctl)) = (memberships.is_empty(), &self.ctl) {
+        if let (false, Some(ctl)) = (memberships.is_empty(), self.hub.ctl()) {
             announce_memberships(ctl, &memberships);
         }
-        if self.live_sessions.is_some() && !memberships.is_empty() {
+        if self.hub.live_sessions.get().is_some() && !memberships.is_empty() {
             let mut changed: Vec<SocketId> = memberships.iter().map(|(_, c)| c.socket).collect();
             changed.sort_unstable();
             changed.dedup();
-            self.persist_live(changed);
+            self.unit().persist_live(changed);
         }
         let mut output = self.sio.poll_output()?;
         if let Output::Response { conn, response } = &mut output {
@@ -593,7 +750,7 @@ impl Machine for Node {
 
     fn poll_event(&mut self) -> Option<Event> {
         // Called at least once per drain, after the commands of the turn.
-        self.report_refused();
+        self.unit().report_refused();
         self.sio.poll_event()
     }
 

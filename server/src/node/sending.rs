@@ -2,6 +2,7 @@
 //! acknowledgements, in call order when their offsets come from the adapter.
 
 use super::*;
+use volley_core::socketio::AckToken;
 
 impl Node {
     /// Sends `event` to `socket` asking for an acknowledgement; `tx` gets the answer, or why
@@ -16,22 +17,8 @@ impl Node {
         now: Instant,
     ) {
         self.note_send(socket, true);
-        let (json, attachments) = payload.into_wire();
-        match self
-            .sio
-            .emit_with_ack(socket, event, &json, attachments, timeout, now)
-        {
-            Ok(id) => {
-                crate::metrics::acks_sent(1);
-                self.acks.insert((socket, id.0), Waiter::Single(tx));
-            }
-            Err(e) => {
-                if matches!(e, volley_core::socketio::SioError::BufferFull(_)) {
-                    crate::metrics::overflow(self.sio.engine().config().overflow);
-                }
-                let _ = tx.send(Err(AckError::NotSent(e.to_string())));
-            }
-        }
+        self.unit()
+            .emit_with_ack(socket, event, payload, timeout, tx, now);
     }
 
     /// Sends `event` to the sockets `opts` selects in each of `nsps`, asking each for an
@@ -54,8 +41,15 @@ impl Node {
         now: Instant,
     ) {
         let (json, attachments) = payload.into_json();
-        let key = self.next_aggregate;
-        self.next_aggregate += 1;
+        // Opened first, so that an answer arriving on another task finds it; its count of
+        // sockets to wait for is set once they are asked.
+        let key = self.hub.open_aggregate(Aggregate {
+            remaining: usize::MAX,
+            responses: Vec::new(),
+            missing: 0,
+            remote: None,
+            tx,
+        });
         let mut asked = 0;
         for nsp in nsps {
             self.notify_outgoing(nsp, opts, event, &json, &attachments);
@@ -73,7 +67,7 @@ impl Node {
             crate::metrics::broadcast::<()>(&Ok(sent.len()));
             crate::metrics::acks_sent(sent.len());
             for s in &sent {
-                self.acks.insert((*s, id.0), Waiter::Member(key));
+                self.local.acks.insert((*s, id.0), Waiter::Member(key));
             }
             asked += sent.len();
         }
@@ -81,7 +75,7 @@ impl Node {
         let expected = self.other_nodes() * nsps.len();
         if !opts.local && expected > 0 {
             let request = self.next_request_id();
-            let limit = timeout.unwrap_or(self.cluster.request_timeout);
+            let limit = timeout.unwrap_or(self.hub.cluster.request_timeout);
             self.requests
                 .start(request, RequestKind::BroadcastAck, expected, now + limit);
             self.collectors.insert(request, Collector::Acks(key));
@@ -101,39 +95,11 @@ impl Node {
             }
             remote = Some(request);
         }
-        self.aggregates.insert(
-            key,
-            Aggregate {
-                remaining: asked,
-                responses: Vec::new(),
-                missing: 0,
-                remote,
-                tx,
-            },
-        );
-        self.settle_aggregate(key);
-    }
-
-    /// Completes broadcast `key` once its local sockets and the other nodes are done.
-    pub(super) fn settle_aggregate(&mut self, key: u64) {
-        let done = self
-            .aggregates
-            .get(&key)
-            .is_some_and(|a| a.remaining == 0 && a.remote.is_none());
-        if !done {
-            return;
-        }
-        if let Some(agg) = self.aggregates.remove(&key) {
-            let result = if agg.missing == 0 {
-                Ok(agg.responses)
-            } else {
-                Err(PartialAcks {
-                    responses: agg.responses,
-                    missing: agg.missing,
-                })
-            };
-            let _ = agg.tx.send(result);
-        }
+        self.hub.update_aggregate(key, |agg| {
+            // Answers that came meanwhile were counted down from the placeholder.
+            agg.remaining = asked.saturating_sub(usize::MAX - agg.remaining);
+            agg.remote = remote;
+        });
     }
 
     // ---- the cluster: outgoing ----
@@ -165,12 +131,12 @@ impl Node {
                 ack: None,
                 timeout: None,
             };
-            if let (true, false, Some(ctl)) = (shared, opts.local, self.ctl.clone()) {
+            if let (true, false, Some(ctl)) = (shared, opts.local, self.ctl().cloned()) {
                 // The packet carries the offset the adapter keeps it under: deliver it here
                 // once that is known, after the broadcasts made before it.
-                let offset = self.cluster.adapter.publish_broadcast(message());
+                let offset = self.hub.cluster.adapter.publish_broadcast(message());
                 let seq = self.enqueue(nsp, opts, event, &json, &attachments, None);
-                (self.spawn)(Box::pin(async move {
+                (self.hub.spawn)(Box::pin(async move {
                     let offset = offset.await;
                     let _ = ctl
                         .handle
@@ -235,45 +201,21 @@ impl Node {
         args: &str,
         attachments: &[bytes::Bytes],
     ) {
-        let Some(ns) = self.registry.lookup(nsp) else {
+        let Some(ns) = self.hub.registry.lookup(nsp) else {
             return;
         };
         let own = self
-            .ctl
-            .as_ref()
+            .ctl()
             .is_some_and(|c| c.own_outgoing.load(Ordering::Acquire) > 0);
         if !own && ns.any_outgoing().is_empty() {
             return;
         }
         let payload = Payload::from_wire(args, attachments.to_vec());
         for id in self.sio.select(nsp, opts) {
-            if let Some(entry) = self.sockets.get(&id) {
+            if let Some(entry) = self.local.sockets.get(&id) {
                 for hook in &entry.socket.outgoing_hooks() {
-                    self.outgoing_hook(hook, &entry.socket, event, &payload);
+                    self.hub.outgoing_hook(hook, &entry.socket, event, &payload);
                 }
-            }
-        }
-    }
-
-    /// Runs one `on_any_outgoing` hook, on the machine's task: a panic is contained.
-    pub(super) fn outgoing_hook(
-        &self,
-        hook: &OutgoingHook,
-        socket: &Socket,
-        event: &str,
-        payload: &Payload,
-    ) {
-        let run = || hook(socket, event, payload);
-        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(run)) {
-            if let Some(ctl) = &self.ctl {
-                let report = HandlerPanic {
-                    socket: Some(socket.id()),
-                    namespace: socket.ns().to_owned(),
-                    event: event.to_owned(),
-                    place: PanicPlace::Outgoing,
-                    message: panic_message(&*payload),
-                };
-                report_panic(ctl, report);
             }
         }
     }
@@ -319,7 +261,6 @@ impl Node {
         compress: bool,
         now: Instant,
     ) -> Result<(), crate::socket::EmitError> {
-        use crate::socket::EmitError;
         if !volatile && self.sio.is_recovery_shared() {
             let opts = BroadcastOptions {
                 rooms: vec![Room::from(socket)],
@@ -337,20 +278,7 @@ impl Node {
             return Ok(());
         }
         self.note_send(socket, compress);
-        if let Some(entry) = self.sockets.get(&socket) {
-            for hook in entry.socket.outgoing_hooks() {
-                self.outgoing_hook(&hook, &entry.socket, event, &payload);
-            }
-        }
-        let (json, attachments) = payload.into_wire();
-        match self
-            .sio
-            .emit(socket, event, &json, attachments, volatile, now)
-        {
-            Ok(_) => Ok(()),
-            Err(volley_core::socketio::SioError::BufferFull(_)) => Err(EmitError::Full),
-            Err(_) => Err(EmitError::Disconnected),
-        }
+        self.unit().emit_one(socket, event, payload, volatile, now)
     }
 
     /// Records a packet sent to the sockets `opts` selects in `nsp`, for the compression of
@@ -383,6 +311,71 @@ impl Node {
             self.plain.entry(sid).or_insert(false);
         }
     }
+}
+
+impl<O: Ops> Unit<'_, O> {
+    /// Sends `event` to `socket` asking for an acknowledgement; `tx` gets the answer, or why
+    /// none will come.
+    pub(crate) fn emit_with_ack(
+        &mut self,
+        socket: SocketId,
+        event: &str,
+        payload: Payload,
+        timeout: Option<Duration>,
+        tx: oneshot::Sender<Result<Payload, AckError>>,
+        now: Instant,
+    ) {
+        let (json, attachments) = payload.into_wire();
+        match self
+            .ops
+            .emit_with_ack(socket, event, &json, attachments, timeout, now)
+        {
+            Ok(id) => {
+                crate::metrics::acks_sent(1);
+                self.local.acks.insert((socket, id.0), Waiter::Single(tx));
+            }
+            Err(e) => {
+                if matches!(e, SioError::BufferFull(_)) {
+                    crate::metrics::overflow(self.ops.overflow());
+                }
+                let _ = tx.send(Err(AckError::NotSent(e.to_string())));
+            }
+        }
+    }
+
+    /// Answers a client's acknowledgement request.
+    pub(crate) fn ack(&mut self, token: AckToken, payload: Payload, now: Instant) {
+        let (json, attachments) = payload.into_wire();
+        let _ = self.ops.ack(token, &json, attachments, now);
+    }
+
+    /// Sends `event` to one socket of this unit after its outgoing hooks, saying whether the
+    /// packet was queued.
+    pub(crate) fn emit_one(
+        &mut self,
+        socket: SocketId,
+        event: &str,
+        payload: Payload,
+        volatile: bool,
+        now: Instant,
+    ) -> Result<(), crate::socket::EmitError> {
+        use crate::socket::EmitError;
+        if let Some(entry) = self.local.sockets.get(&socket) {
+            for hook in entry.socket.outgoing_hooks() {
+                self.hub
+                    .outgoing_hook(&hook, &entry.socket, event, &payload);
+            }
+        }
+        let (json, attachments) = payload.into_wire();
+        match self
+            .ops
+            .emit(socket, event, &json, attachments, volatile, now)
+        {
+            Ok(_) => Ok(()),
+            Err(SioError::BufferFull(_)) => Err(EmitError::Full),
+            Err(_) => Err(EmitError::Disconnected),
+        }
+    }
 
     pub(super) fn resolve(
         &mut self,
@@ -390,26 +383,22 @@ impl Node {
         id: AckId,
         result: Result<Payload, AckError>,
     ) {
-        match self.acks.remove(&(socket, id.0)) {
+        match self.local.acks.remove(&(socket, id.0)) {
             Some(Waiter::Single(tx)) => {
                 let _ = tx.send(result);
             }
-            Some(Waiter::Member(key)) => {
-                let Some(agg) = self.aggregates.get_mut(&key) else {
-                    return;
-                };
+            Some(Waiter::Member(key)) => self.hub.update_aggregate(key, |agg| {
                 match result {
                     Ok(payload) => agg.responses.push(AckResponse { socket, payload }),
                     Err(_) => agg.missing += 1,
                 }
                 agg.remaining = agg.remaining.saturating_sub(1);
-                self.settle_aggregate(key);
-            }
+            }),
             Some(Waiter::Relay { to, request }) => {
                 // A failure is not relayed: the sender counts it missing at its deadline.
                 if let Ok(payload) = result {
                     let (args, attachments) = payload.into_json();
-                    self.publish(
+                    self.hub.publish(
                         Some(to),
                         ClusterMessage::BroadcastAck {
                             request,
@@ -421,6 +410,31 @@ impl Node {
                 }
             }
             None => {}
+        }
+    }
+}
+
+impl Hub {
+    /// Runs one `on_any_outgoing` hook, where the emit runs: a panic is contained.
+    pub(super) fn outgoing_hook(
+        &self,
+        hook: &OutgoingHook,
+        socket: &Socket,
+        event: &str,
+        payload: &Payload,
+    ) {
+        let run = || hook(socket, event, payload);
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            if let Some(ctl) = self.ctl() {
+                let report = HandlerPanic {
+                    socket: Some(socket.id()),
+                    namespace: socket.ns().to_owned(),
+                    event: event.to_owned(),
+                    place: PanicPlace::Outgoing,
+                    message: panic_message(&*payload),
+                };
+                report_panic(ctl, report);
+            }
         }
     }
 }
