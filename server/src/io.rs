@@ -6,7 +6,7 @@ use crate::extensions::Extensions;
 use crate::handler::BoxFuture;
 use crate::middleware::{ConnectCtx, ConnectError, IncomingEvent, Next, PacketFlow};
 use crate::namespace::{Namespace, ServerSideEmitError};
-use crate::node::{Cluster, Ctl, Node, Spawner};
+use crate::node::{Cluster, Ctl, Node, SioServer, Spawner};
 use crate::operators::{BroadcastOperator, RemoteSocket};
 use crate::payload::{EncodeError, Payload};
 use crate::registry::{NsHandlers, Registry};
@@ -21,7 +21,7 @@ use volley_core::NodeId;
 use volley_core::engine::{Engine, OverflowPolicy, Transports};
 use volley_core::rng::{ChaCha20Rng, IdGenerator, RandomIds};
 use volley_core::socketio::{
-    Config as SioConfig, MembershipChange, Parser, Recovery, Room, Server as SioServer, Traffic,
+    Config as SioConfig, MembershipChange, Parser, Recovery, Room, Traffic,
 };
 
 /// Something the server contained rather than let it take the process or a socket down
@@ -450,7 +450,8 @@ impl Builder {
         socket_seed.reverse();
         socket_seed[0] ^= 0x5a;
         let path: Arc<str> = Arc::from(self.sio.engine.path.as_str());
-        let mut sio = SioServer::with_engine(self.sio, engine, socket_seed);
+        let shared = crate::node::SharedLock::new(volley_core::socketio::Shared::new(socket_seed));
+        let mut sio = SioServer::with_shared(self.sio, engine, shared);
         sio.set_connection_state_recovery(self.recovery);
         // An adapter with a shared store keeps offsets and sessions for the whole cluster.
         sio.set_shared_recovery(self.adapter.keeps_sessions());

@@ -389,12 +389,7 @@ fn dynamic_namespaces_share_handlers_and_refuse_what_they_do_not_match() {
         let namespaces = || async {
             io.driver()
                 .handle()
-                .call(|node, _| {
-                    node.sio()
-                        .namespaces()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
+                .call(|node, _| node.sio().namespace_names())
                 .await
                 .unwrap()
         };

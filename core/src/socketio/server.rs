@@ -220,6 +220,11 @@ impl<S: SharedAccess> Server<S> {
         }
     }
 
+    /// How this composition reaches the shared state (lent to sessions run elsewhere too).
+    pub fn shared_access(&self) -> &S {
+        &self.shared
+    }
+
     /// Turns connection state recovery on (or off with `None`, dropping what was kept).
     /// Set it before serving: sockets connected earlier have no private id to recover with.
     ///

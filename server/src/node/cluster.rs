@@ -477,7 +477,8 @@ impl Node {
     /// a dynamic namespace).
     pub(crate) fn family_members(&self, family: &Arc<NsHandlers>) -> Vec<Arc<str>> {
         self.sio
-            .namespaces()
+            .namespace_names()
+            .into_iter()
             .filter(|name| {
                 self.hub
                     .registry

@@ -30,8 +30,7 @@ use volley_core::engine::{ApiMisuse, Body, Output, TransportKind, WsMessage};
 use volley_core::http::{Method, RequestHead, query_pairs};
 use volley_core::socketio::{
     AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
-    MembershipChange, RestoreOutcome, Room, Server as SioServer, SessionState, SioError,
-    StoredMessage, recovery_auth,
+    MembershipChange, RestoreOutcome, Room, SessionState, SioError, StoredMessage, recovery_auth,
 };
 use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
 
@@ -39,7 +38,14 @@ mod cluster;
 mod events;
 mod ops;
 mod sending;
+mod shared;
 mod tasks;
+
+pub use shared::SharedLock;
+
+/// The Socket.IO machine the driver runs: the composition of the sessions the machine's task
+/// runs, over the state every session shares.
+pub type SioServer = volley_core::socketio::Server<SharedLock>;
 
 use ops::Ops;
 

@@ -6,7 +6,7 @@
 
 use super::*;
 use volley_core::engine::OverflowPolicy;
-use volley_core::socketio::{AckToken, Recovery};
+use volley_core::socketio::{AckToken, Recovery, SharedAccess};
 
 /// The machine operations of one step of the application layer, by socket.
 pub(crate) trait Ops {
@@ -192,7 +192,7 @@ impl Ops for SioServer {
     }
 
     fn has_namespace(&self, nsp: &str) -> bool {
-        self.namespaces().any(|n| n == nsp)
+        self.shared_access().read(|s| s.namespaces().exists(nsp))
     }
 
     fn take_refused(&mut self) -> Vec<SocketId> {
@@ -200,7 +200,8 @@ impl Ops for SioServer {
     }
 
     fn namespace_of(&self, socket: SocketId) -> Option<Arc<str>> {
-        SioServer::namespace_of(self, socket).cloned()
+        self.shared_access()
+            .read(|s| s.namespaces().namespace_of(socket).cloned())
     }
 
     fn overflow(&self) -> OverflowPolicy {
