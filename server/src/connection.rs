@@ -1,9 +1,11 @@
 //! A socket's Engine.IO connection (Node's `socket.conn`): the transport, its upgrade, the
 //! remote address, and closing the whole connection.
 
+use crate::node::Command;
 use crate::socket::Socket;
 use std::future::Future;
 use std::net::IpAddr;
+use volley_core::Sid;
 use volley_core::engine::TransportKind;
 
 /// The Engine.IO connection a socket rides on, shared by every namespace the client joined
@@ -27,31 +29,22 @@ fn transport_name(kind: TransportKind) -> &'static str {
 impl Connection {
     /// The Engine.IO session id (`sid` of the handshake); `None` once the connection is gone.
     pub async fn id(&self) -> Option<String> {
-        let id = self.socket.id();
-        self.socket
-            .ctl()
-            .handle
-            .call(move |node, _| node.sio.session_of(id).map(|sid| sid.to_string()))
-            .await
-            .ok()
-            .flatten()
+        self.state().await.0.map(|sid| sid.to_string())
+    }
+
+    /// The socket's session and its transport now, asked of the session.
+    async fn state(&self) -> (Option<Sid>, Option<TransportKind>) {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let socket = self.socket.id();
+        let _ = self.socket.ctl().command(Command::Transport { socket, tx });
+        rx.await.unwrap_or_default()
     }
 
     /// The transport in use now: `"polling"` or `"websocket"` (Node's
     /// `socket.conn.transport.name`); `None` once the connection is gone. While an upgrade is
     /// being probed the transport is still `"polling"`.
     pub async fn transport(&self) -> Option<&'static str> {
-        let id = self.socket.id();
-        self.socket
-            .ctl()
-            .handle
-            .call(move |node, _| {
-                let sid = node.sio.session_of(id)?;
-                node.sio.engine().transport(sid).map(transport_name)
-            })
-            .await
-            .ok()
-            .flatten()
+        self.state().await.1.map(transport_name)
     }
 
     /// Resolves once the connection runs over WebSocket (Node's `socket.conn.on("upgrade")`):
@@ -65,8 +58,7 @@ impl Connection {
         let queued = self
             .socket
             .ctl()
-            .handle
-            .cast(move |node, _| node.wait_upgrade(id, tx));
+            .command(Command::WaitUpgrade { socket: id, tx });
         async move { queued.is_ok() && rx.await.unwrap_or(false) }
     }
 
@@ -76,11 +68,10 @@ impl Connection {
     /// client, seeing its transport close, reconnects by itself.
     pub fn close(&self) {
         let id = self.socket.id();
-        let _ = self.socket.ctl().handle.cast(move |node, now| {
-            if let Some(sid) = node.sio.session_of(id) {
-                node.sio.close_connection(sid, now);
-            }
-        });
+        let _ = self
+            .socket
+            .ctl()
+            .command(Command::CloseConnection { socket: id });
     }
 
     /// The client's IP address: the TCP peer of the handshake request (Node's

@@ -154,10 +154,18 @@ impl Next {
         let data = ctx.data.clone();
         let handshake = ctx.handshake.clone();
         let request = ctx.request;
-        let accepted = self
-            .ctl
-            .handle
-            .call(move |node, now| node.accept(request, handshake, data, ns, Some(tx), now))
+        let (reply, accepted) = futures::channel::oneshot::channel();
+        self.ctl
+            .command(crate::node::Command::Accept {
+                request,
+                handshake,
+                data,
+                ns,
+                life: tx,
+                tx: reply,
+            })
+            .map_err(|_| ConnectError::new("server stopped"))?;
+        let accepted = accepted
             .await
             .map_err(|_| ConnectError::new("server stopped"))?;
         let socket = accepted.map_err(|e| ConnectError::new(e.to_string()))?;

@@ -7,7 +7,7 @@ use crate::handler::{Handler, erase};
 use crate::handshake::Handshake;
 use crate::listeners::{ListenerId, OwnListener, SocketListeners};
 use crate::middleware::{IncomingEvent, PacketFlow, PacketMw};
-use crate::node::Ctl;
+use crate::node::{Command, Ctl};
 use crate::operators::BroadcastOperator;
 use crate::payload::{EncodeError, Payload};
 use crate::registry::NsHandlers;
@@ -170,10 +170,14 @@ impl Socket {
                 self.inner.handshake.nsp.clone(),
                 event.to_owned(),
             );
-            let payload = payload.clone();
-            let _ = self.inner.ctl.handle.cast(move |node, now| {
-                let queued = node.emit_to(id, &nsp, &event, payload, false, true, now);
-                let _ = tx.send(queued);
+            let _ = self.inner.ctl.command(Command::Emit {
+                socket: id,
+                nsp,
+                event,
+                payload: payload.clone(),
+                volatile: false,
+                compress: true,
+                reply: Some(tx),
             });
         }
         async move {
@@ -209,9 +213,15 @@ impl Socket {
         let id = self.inner.id;
         let nsp = self.inner.handshake.nsp.clone();
         let event = event.to_owned();
-        let _ = self.inner.ctl.handle.cast(move |node, now| {
-            // A refusal reaches the `on_error` hooks; `emit_checked` hands it over too.
-            let _ = node.emit_to(id, &nsp, &event, payload, volatile, compress, now);
+        // A refusal reaches the `on_error` hooks; `emit_checked` hands it over too.
+        let _ = self.inner.ctl.command(Command::Emit {
+            socket: id,
+            nsp,
+            event,
+            payload,
+            volatile,
+            compress,
+            reply: None,
         });
     }
 
@@ -265,8 +275,12 @@ impl Socket {
         let id = self.inner.id;
         let event = event.to_owned();
         let (tx, rx) = futures::channel::oneshot::channel();
-        let queued = self.inner.ctl.handle.cast(move |node, now| {
-            node.emit_with_ack(id, &event, payload, timeout, tx, now);
+        let queued = self.inner.ctl.command(Command::EmitWithAck {
+            socket: id,
+            event,
+            payload,
+            timeout,
+            tx,
         });
         async move {
             queued.map_err(|_| AckError::Stopped)?;
@@ -275,11 +289,7 @@ impl Socket {
     }
 
     pub(crate) fn send_ack(&self, token: AckToken, payload: Payload) {
-        let _ = self
-            .inner
-            .ctl
-            .handle
-            .cast(move |node, now| node.unit().ack(token, payload, now));
+        let _ = self.inner.ctl.command(Command::Ack { token, payload });
     }
 
     /// Joins `room`.
@@ -339,9 +349,10 @@ impl Socket {
     /// Leaves the namespace; with `close`, closes the whole connection.
     pub fn disconnect(&self, close: bool) {
         let id = self.inner.id;
-        let _ = self.inner.ctl.handle.cast(move |node, now| {
-            let _ = node.sio.disconnect(id, close, now);
-        });
+        let _ = self
+            .inner
+            .ctl
+            .command(Command::Disconnect { socket: id, close });
     }
 
     /// The Engine.IO connection under this socket (Node's `socket.conn`): its transport, its

@@ -23,6 +23,8 @@ pub use packet::{Packet, PacketType, SioProtocol};
 pub use peer::{Delivery, EngineLink, Link, Peer};
 pub use recovery::{Recovery, SessionState, StoredMessage, recovery_auth};
 pub use rooms::{MembershipChange, Room, RoomChange, RoomIndex};
-pub use server::{Config, DEFAULT_MAX_NAMESPACES, Detached, RestoreOutcome, Server, SioError};
+pub use server::{
+    Config, DEFAULT_MAX_NAMESPACES, Detached, Handoff, RestoreOutcome, Server, SioError,
+};
 pub use shared::{Shared, SharedAccess};
 pub use traffic::Traffic;

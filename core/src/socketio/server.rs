@@ -16,7 +16,7 @@ use super::recovery::{Recovery, SessionState, Store, StoredMessage, append_offse
 use super::rooms::{MembershipChange, Room, RoomChange};
 use super::shared::{Shared, SharedAccess, own_room};
 use super::traffic::Traffic;
-use crate::engine::{self, ApiMisuse, Body, Engine, Output, WsMessage};
+use crate::engine::{self, ApiMisuse, Body, Engine, Message, Output, WsMessage};
 use crate::http::RequestHead;
 use crate::ids::{ConnId, IdMap, Sid, SocketId};
 use crate::utf8::Utf8Bytes;
@@ -109,6 +109,24 @@ pub struct Detached {
     pub client: Box<Client>,
 }
 
+/// The copies of one broadcast for sockets whose sessions this composition does not run
+/// (they were [detached](Server::detach) to run elsewhere): the caller hands each its copy,
+/// which the session's peer queues with [`Link::deliver`] (and, for a broadcast with
+/// acknowledgements, files with [`Client::expect_ack`]).
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// The packet, encoded once for every target.
+    pub first: Message,
+    /// Its binary attachments.
+    pub attachments: Vec<Bytes>,
+    /// Sent only to sessions that can take it at once.
+    pub volatile: bool,
+    /// The acknowledgement id asked for, and its deadline.
+    pub ack: Option<(AckId, Option<Instant>)>,
+    /// Each target and its session.
+    pub targets: Vec<(SocketId, Sid)>,
+}
+
 /// A deadline the server files, in the order deadlines due at the same moment run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
@@ -142,6 +160,8 @@ pub struct Server<S: SharedAccess = Shared> {
     /// Sockets a packet was refused for (their session's queue full) since the last
     /// [`take_refused`](Server::take_refused).
     refused: Vec<SocketId>,
+    /// Broadcast copies for sessions run elsewhere, for the caller to hand on.
+    handoffs: Vec<Handoff>,
     traffic: Traffic,
 }
 
@@ -216,6 +236,7 @@ impl<S: SharedAccess> Server<S> {
             events: VecDeque::new(),
             recovery_timer: None,
             refused: Vec::new(),
+            handoffs: Vec::new(),
             traffic: Traffic::default(),
         }
     }
@@ -1028,8 +1049,12 @@ impl<S: SharedAccess> Server<S> {
             })
             .ok_or_else(|| SioError::UnknownNamespace(nsp.to_owned()))?;
         let packet = Packet::event(nsp, name, args, Some(id), attachments);
+        let handed = self.handoffs.len();
         let sent = self.send_to_all(targets, &packet, opts.volatile, now);
         let deadline = timeout.map(|t| now + t);
+        if let Some(handoff) = self.handoffs.get_mut(handed) {
+            handoff.ack = Some((AckId(id), deadline));
+        }
         for &(socket, sid) in &sent {
             if let Some(client) = self.clients.get_mut(&sid) {
                 client.expect_ack(socket, id, deadline);
@@ -1089,6 +1114,7 @@ impl<S: SharedAccess> Server<S> {
         // EVENT and ACK packets are the same in v4 and v5: one encoding serves every client.
         let (first, attachments) = messages(self.config.parser, packet, SioProtocol::V5);
         let mut sent = Vec::with_capacity(targets.len());
+        let mut elsewhere = Vec::new();
         let (engine, refused) = (&mut self.engine, &mut self.refused);
         // Each target's session looked up as it is delivered to, under one loan of the index.
         self.shared.read(|s| {
@@ -1096,6 +1122,11 @@ impl<S: SharedAccess> Server<S> {
                 let Some(sid) = s.namespaces.session_of(socket) else {
                     continue;
                 };
+                if engine.transport(sid).is_none() {
+                    // A session run elsewhere: its copy is handed on.
+                    elsewhere.push((socket, sid));
+                    continue;
+                }
                 let mut link = EngineLink {
                     engine: &mut *engine,
                     sid,
@@ -1107,6 +1138,15 @@ impl<S: SharedAccess> Server<S> {
                 }
             }
         });
+        if !elsewhere.is_empty() {
+            self.handoffs.push(Handoff {
+                first,
+                attachments,
+                volatile,
+                ack: None,
+                targets: elsewhere,
+            });
+        }
         sent
     }
 
@@ -1116,6 +1156,12 @@ impl<S: SharedAccess> Server<S> {
     /// well). [`emit_with_ack`](Server::emit_with_ack) reports its own refusal instead.
     pub fn take_refused(&mut self) -> Vec<SocketId> {
         std::mem::take(&mut self.refused)
+    }
+
+    /// The broadcast copies for sessions run elsewhere since the last call, in order (see
+    /// [`Handoff`]).
+    pub fn take_handoffs(&mut self) -> Vec<Handoff> {
+        std::mem::take(&mut self.handoffs)
     }
 
     /// The refusals noted since the last [`take_refused`](Server::take_refused), in order,

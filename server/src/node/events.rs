@@ -176,9 +176,7 @@ impl<O: Ops> Unit<'_, O> {
                     .restore_session(&pid, &offset, &req.nsp);
                 (self.hub.spawn)(Box::pin(async move {
                     let found = restore.await;
-                    let _ = ctl
-                        .handle
-                        .cast(move |node: &mut Node, now| node.on_restored(req, found, now));
+                    let _ = ctl.command(Command::Restored { req, found });
                 }));
                 return;
             }
@@ -292,11 +290,9 @@ impl<O: Ops> Unit<'_, O> {
                         message: panic_message(&*payload),
                     };
                     let refuse = !accepted.load(Ordering::SeqCst);
-                    let _ = ctl.handle.cast(move |node: &mut Node, now| {
-                        node.on_panic(report, now);
-                        if refuse {
-                            let _ = node.sio.reject(id, "server error", None, now);
-                        }
+                    let _ = ctl.command(Command::Panic {
+                        report,
+                        refuse: refuse.then_some(id),
                     });
                     return;
                 }
@@ -311,9 +307,10 @@ impl<O: Ops> Unit<'_, O> {
                 Err(e) => (e.message, e.data.map(|d| d.to_string())),
                 Ok(()) => ("connection refused".to_owned(), None),
             };
-            let _ = ctl.handle.cast(move |node, now| {
-                crate::metrics::refused("connect_error");
-                let _ = node.sio.reject(id, &message, data.as_deref(), now);
+            let _ = ctl.command(Command::Reject {
+                request: id,
+                message,
+                data,
             });
         }));
     }

@@ -35,6 +35,7 @@ use volley_core::socketio::{
 use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
 
 mod cluster;
+mod command;
 mod events;
 mod ops;
 mod sending;
@@ -47,6 +48,7 @@ pub use shared::SharedLock;
 /// runs, over the state every session shares.
 pub type SioServer = volley_core::socketio::Server<SharedLock>;
 
+pub(crate) use command::Command;
 use ops::Ops;
 
 use tasks::Job;
@@ -82,9 +84,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Hands a caught panic to the machine, which logs it, runs the `on_error` hooks and
 /// disconnects the socket.
 fn report_panic(ctl: &Ctl, report: HandlerPanic) {
-    let cast = ctl
-        .handle
-        .cast(move |node: &mut Node, now| node.on_panic(report, now));
+    let cast = ctl.command(Command::Panic {
+        report,
+        refuse: None,
+    });
     if let Err(stopped) = cast {
         tracing::error!(error = %stopped, "a handler panicked while the server stopped");
     }
@@ -495,49 +498,13 @@ impl Node {
         self.local.sockets.len()
     }
 
-    /// Accepts a pending connection: the socket, its handler queue, its `connection`
-    /// handlers queued first. `life`, when connection middleware waits for the socket's
-    /// disconnect, resolves then.
-    pub(crate) fn accept(
-        &mut self,
-        request: ConnectId,
-        handshake: Handshake,
-        data: Extensions,
-        ns: Arc<NsHandlers>,
-        life: Option<oneshot::Sender<DisconnectReason>>,
-        now: Instant,
-    ) -> Result<Socket, SioError> {
-        self.unit().accept(request, handshake, data, ns, life, now)
-    }
-
     /// Handles one event of the core machine (the driver's event callback).
     pub(crate) fn dispatch(&mut self, event: Event, now: Instant) {
         self.unit().dispatch(event, now);
     }
 
-    /// A caught panic (see [`Unit::on_panic`]).
-    pub(crate) fn on_panic(&mut self, report: HandlerPanic, now: Instant) {
-        self.unit().on_panic(report, now);
-    }
-
-    /// Answers `tx` once the connection of `socket` runs over WebSocket (`true`), or is
-    /// gone (`false`).
-    pub(crate) fn wait_upgrade(&mut self, socket: SocketId, tx: oneshot::Sender<bool>) {
-        self.unit().wait_upgrade(socket, tx);
-    }
-
     fn check_upgrades(&mut self) {
         self.unit().check_upgrades();
-    }
-
-    /// The adapter's answer to a recovering connect (see [`Unit::on_restored`]).
-    fn on_restored(
-        &mut self,
-        req: ConnectRequest,
-        found: Option<(SessionState, Vec<StoredMessage>)>,
-        now: Instant,
-    ) {
-        self.unit().on_restored(req, found, now);
     }
 }
 
@@ -560,7 +527,9 @@ impl<O: Ops> Unit<'_, O> {
         }
     }
 
-    /// Accepts a pending connection (see [`Node::accept`]).
+    /// Accepts a pending connection: the socket, its handler queue, its `connection`
+    /// handlers queued first. `life`, when connection middleware waits for the socket's
+    /// disconnect, resolves then.
     pub(crate) fn accept(
         &mut self,
         request: ConnectId,

@@ -86,6 +86,8 @@ pub(crate) trait Ops {
     fn namespace_of(&self, socket: SocketId) -> Option<Arc<str>>;
     /// What a full queue does.
     fn overflow(&self) -> OverflowPolicy;
+    /// Closes a session's connection, with no Socket.IO packet.
+    fn close_session(&mut self, sid: Sid, now: Instant);
 }
 
 impl Ops for SioServer {
@@ -206,5 +208,9 @@ impl Ops for SioServer {
 
     fn overflow(&self) -> OverflowPolicy {
         self.engine().config().overflow
+    }
+
+    fn close_session(&mut self, sid: Sid, now: Instant) {
+        self.close_connection(sid, now);
     }
 }

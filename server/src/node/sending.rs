@@ -5,22 +5,6 @@ use super::*;
 use volley_core::socketio::AckToken;
 
 impl Node {
-    /// Sends `event` to `socket` asking for an acknowledgement; `tx` gets the answer, or why
-    /// none will come.
-    pub(crate) fn emit_with_ack(
-        &mut self,
-        socket: SocketId,
-        event: &str,
-        payload: Payload,
-        timeout: Option<Duration>,
-        tx: oneshot::Sender<Result<Payload, AckError>>,
-        now: Instant,
-    ) {
-        self.note_send(socket, true);
-        self.unit()
-            .emit_with_ack(socket, event, payload, timeout, tx, now);
-    }
-
     /// Sends `event` to the sockets `opts` selects in each of `nsps`, asking each for an
     /// acknowledgement, on this node and (unless `opts.local`) on the others; `tx` gets every
     /// answer once all came or failed: the local sockets answered or failed, and every other
@@ -243,42 +227,6 @@ impl Node {
             );
             crate::metrics::broadcast(&sent);
         }
-    }
-
-    /// Sends `event` to one socket of namespace `nsp`, saying whether the packet was queued.
-    /// With shared recovery and not volatile, it goes as a broadcast to the socket's room, as
-    /// the reference does, so that it is kept where any node can replay it (also while the
-    /// socket is away); it then counts as queued once handed on. A refusal is also reported
-    /// with the other refusals of the turn (`report_refused`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn emit_to(
-        &mut self,
-        socket: SocketId,
-        nsp: &Arc<str>,
-        event: &str,
-        payload: Payload,
-        volatile: bool,
-        compress: bool,
-        now: Instant,
-    ) -> Result<(), crate::socket::EmitError> {
-        if !volatile && self.sio.is_recovery_shared() {
-            let opts = BroadcastOptions {
-                rooms: vec![Room::from(socket)],
-                ..BroadcastOptions::default()
-            };
-            // The broadcast runs the outgoing hooks, as for any recipient.
-            let _ = self.broadcast(
-                std::slice::from_ref(nsp),
-                &opts,
-                event,
-                payload,
-                compress,
-                now,
-            );
-            return Ok(());
-        }
-        self.note_send(socket, compress);
-        self.unit().emit_one(socket, event, payload, volatile, now)
     }
 
     /// Records a packet sent to the sockets `opts` selects in `nsp`, for the compression of

@@ -1,0 +1,197 @@
+//! What handles ask of one session: the commands that reach a session wherever it runs.
+//!
+//! A [`Socket`], its [`Connection`](crate::Connection), the connection middleware and the
+//! handler futures address one session's sockets with a [`Command`]; the unit that runs the
+//! session applies it ([`Unit::apply`]). What spans sessions (broadcasts, rooms of many
+//! sockets, cluster requests) stays a call on the node.
+
+use super::*;
+use crate::socket::EmitError;
+use volley_core::socketio::AckToken;
+
+/// One operation on one session's sockets.
+pub(crate) enum Command {
+    /// One event to one socket; `reply` learns whether it was queued.
+    Emit {
+        socket: SocketId,
+        nsp: Arc<str>,
+        event: String,
+        payload: Payload,
+        volatile: bool,
+        compress: bool,
+        reply: Option<oneshot::Sender<Result<(), EmitError>>>,
+    },
+    /// One event to one socket, asking for an acknowledgement.
+    EmitWithAck {
+        socket: SocketId,
+        event: String,
+        payload: Payload,
+        timeout: Option<Duration>,
+        tx: oneshot::Sender<Result<Payload, AckError>>,
+    },
+    /// The answer to a client's acknowledgement request.
+    Ack { token: AckToken, payload: Payload },
+    /// The socket leaves its namespace; with `close`, the whole connection closes.
+    Disconnect { socket: SocketId, close: bool },
+    /// The socket's connection closes, with no Socket.IO packet.
+    CloseConnection { socket: SocketId },
+    /// `tx` learns when the socket's connection runs over WebSocket, or is gone.
+    WaitUpgrade {
+        socket: SocketId,
+        tx: oneshot::Sender<bool>,
+    },
+    /// `tx` learns the socket's session and its transport now (none once gone).
+    Transport {
+        socket: SocketId,
+        tx: oneshot::Sender<(Option<Sid>, Option<TransportKind>)>,
+    },
+    /// The connection middleware let a connect request through.
+    Accept {
+        request: ConnectId,
+        handshake: Handshake,
+        data: Extensions,
+        ns: Arc<NsHandlers>,
+        life: oneshot::Sender<DisconnectReason>,
+        tx: oneshot::Sender<Result<Socket, SioError>>,
+    },
+    /// The connection middleware refused a connect request.
+    Reject {
+        request: ConnectId,
+        message: String,
+        data: Option<String>,
+    },
+    /// Application code panicked; `refuse`, a connect request its middleware had not let
+    /// through yet.
+    Panic {
+        report: HandlerPanic,
+        refuse: Option<ConnectId>,
+    },
+    /// The adapter's answer to a recovering connect.
+    Restored {
+        req: ConnectRequest,
+        found: Option<(SessionState, Vec<StoredMessage>)>,
+    },
+}
+
+impl Ctl {
+    /// Sends `command` to the session it addresses.
+    pub(crate) fn command(&self, command: Command) -> Result<(), crate::driver::Stopped> {
+        self.handle
+            .cast(move |node: &mut Node, now| node.apply(command, now))
+    }
+}
+
+impl Node {
+    /// Applies a command to one of the sessions this machine runs. An emit with recovery
+    /// kept by the adapter goes as a broadcast to the socket's room, as the reference does,
+    /// so that it is kept where any node can replay it; a poll answer carrying only packets
+    /// sent with `compress(false)` stays uncompressed.
+    pub(crate) fn apply(&mut self, command: Command, now: Instant) {
+        match &command {
+            Command::Emit {
+                socket,
+                volatile,
+                compress,
+                ..
+            } => {
+                if !volatile && self.sio.is_recovery_shared() {
+                    let Command::Emit {
+                        socket,
+                        nsp,
+                        event,
+                        payload,
+                        compress,
+                        reply,
+                        ..
+                    } = command
+                    else {
+                        return;
+                    };
+                    let opts = BroadcastOptions {
+                        rooms: vec![Room::from(socket)],
+                        ..BroadcastOptions::default()
+                    };
+                    // The broadcast runs the outgoing hooks, as for any recipient.
+                    let nsps = std::slice::from_ref(&nsp);
+                    let _ = self.broadcast(nsps, &opts, &event, payload, compress, now);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                    return;
+                }
+                self.note_send(*socket, *compress);
+            }
+            Command::EmitWithAck { socket, .. } => self.note_send(*socket, true),
+            _ => {}
+        }
+        self.unit().apply(command, now);
+    }
+}
+
+impl<O: Ops> Unit<'_, O> {
+    /// Applies a command to the sessions of this unit.
+    pub(crate) fn apply(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Emit {
+                socket,
+                event,
+                payload,
+                volatile,
+                reply,
+                ..
+            } => {
+                // A refusal is also reported with the other refusals of the turn.
+                let queued = self.emit_one(socket, &event, payload, volatile, now);
+                if let Some(reply) = reply {
+                    let _ = reply.send(queued);
+                }
+            }
+            Command::EmitWithAck {
+                socket,
+                event,
+                payload,
+                timeout,
+                tx,
+            } => self.emit_with_ack(socket, &event, payload, timeout, tx, now),
+            Command::Ack { token, payload } => self.ack(token, payload, now),
+            Command::Disconnect { socket, close } => {
+                let _ = self.ops.disconnect(socket, close, now);
+            }
+            Command::CloseConnection { socket } => {
+                if let Some(sid) = self.ops.session_of(socket) {
+                    self.ops.close_session(sid, now);
+                }
+            }
+            Command::WaitUpgrade { socket, tx } => self.wait_upgrade(socket, tx),
+            Command::Transport { socket, tx } => {
+                let sid = self.ops.session_of(socket);
+                let _ = tx.send((sid, sid.and_then(|sid| self.ops.transport(sid))));
+            }
+            Command::Accept {
+                request,
+                handshake,
+                data,
+                ns,
+                life,
+                tx,
+            } => {
+                let _ = tx.send(self.accept(request, handshake, data, ns, Some(life), now));
+            }
+            Command::Reject {
+                request,
+                message,
+                data,
+            } => {
+                crate::metrics::refused("connect_error");
+                let _ = self.ops.reject(request, &message, data.as_deref(), now);
+            }
+            Command::Panic { report, refuse } => {
+                self.on_panic(report, now);
+                if let Some(request) = refuse {
+                    let _ = self.ops.reject(request, "server error", None, now);
+                }
+            }
+            Command::Restored { req, found } => self.on_restored(req, found, now),
+        }
+    }
+}
