@@ -15,7 +15,8 @@ use volley_core::engine::{
 use volley_core::http::{Limits, RequestHead, parse_head};
 use volley_core::ids::SocketId;
 use volley_core::socketio::{
-    AckToken, Client, Config, ConnectId, Detached, Event, Peer, Server, Shared, SharedAccess,
+    AckToken, Client, Config, ConnectId, Delivery, Detached, Event, Link, Peer, Server, Shared,
+    SharedAccess,
 };
 use volley_core::{ConnId, Utf8Bytes};
 
@@ -776,4 +777,135 @@ fn a_session_moves_between_compositions_over_one_shared_state() {
     second.drain(&mut log, later);
     assert!(!first.server.contains(sockets[0]));
     assert_eq!(first.server.socket_count(), 1);
+}
+
+fn head(target: &str) -> RequestHead {
+    let text = format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    parse_head(text.as_bytes(), &Limits::default())
+        .expect("a valid head")
+        .expect("a complete head")
+        .0
+}
+
+#[test]
+fn broadcasts_hand_their_copies_for_a_detached_session_to_the_caller() {
+    let now = Instant::now();
+    let config = config();
+    let shared = Mutex::new(Shared::new(SOCKET_SEED));
+    let taken = AtomicUsize::new(0);
+    let lent = Locked {
+        shared: &shared,
+        taken: &taken,
+        keeps: false,
+    };
+    let engine = Engine::from_endpoint(Endpoint::new(config.engine.clone(), ENGINE_SEED));
+    let mut composed = Composed {
+        server: Server::with_shared(config.clone(), engine, lent),
+    };
+    let mut log = Vec::new();
+    let (a, b) = (ConnId(1), ConnId(2));
+    let mut sockets = Vec::new();
+    for conn in [a, b] {
+        composed.open(conn, 4, now);
+        composed.drain(&mut log, now);
+        composed.message(conn, "40", now);
+        let id = connect_id(&composed.drain(&mut log, now));
+        sockets.push(composed.accept(conn, id, now));
+        composed.drain(&mut log, now);
+    }
+    let sid_a = composed.server.session_of(sockets[0]).unwrap();
+    let Detached { session, client } = composed.server.detach(sid_a).expect("an open session");
+    assert!(composed.server.take_handoffs().is_empty());
+    let (mut session, mut client) = (*session, *client);
+
+    // A broadcast queues its copy for the session it runs and hands the other on.
+    let sent = composed
+        .server
+        .broadcast("/", &Default::default(), "all", "[1]", Vec::new(), now)
+        .unwrap();
+    assert_eq!(sent, 1);
+    let handoffs = composed.server.take_handoffs();
+    assert_eq!(handoffs.len(), 1, "{handoffs:?}");
+    assert_eq!(handoffs[0].targets, vec![(sockets[0], sid_a)]);
+    assert_eq!(handoffs[0].ack, None);
+    assert!(composed.server.take_handoffs().is_empty(), "taken once");
+    // The detached session's own peer queues it.
+    let first = &handoffs[0].first;
+    let delivered = Link::deliver(&mut session, first, &handoffs[0].attachments, false, now);
+    assert_eq!(delivered, Delivery::Queued);
+    let mut wire = Vec::new();
+    while let Some(o) = session.poll_output() {
+        wire.push(show_output(&o));
+    }
+    assert_eq!(wire, vec![r#"send 42["all",1]"#.to_owned()]);
+
+    // With acknowledgements, the id and deadline travel with the copy.
+    let (id, asked) = composed
+        .server
+        .broadcast_with_ack(
+            "/",
+            &Default::default(),
+            "q",
+            "[]",
+            Vec::new(),
+            Some(Duration::from_secs(2)),
+            now,
+        )
+        .unwrap();
+    assert_eq!(asked, vec![sockets[1]], "the socket it runs");
+    let handoffs = composed.server.take_handoffs();
+    assert_eq!(handoffs.len(), 1);
+    assert_eq!(
+        handoffs[0].ack,
+        Some((id, Some(now + Duration::from_secs(2))))
+    );
+    client.expect_ack(sockets[0], id.0, handoffs[0].ack.unwrap().1);
+    assert_eq!(client.ack_count(), 1);
+
+    let mut b_wire = Vec::new();
+    composed.drain(&mut b_wire, now);
+    assert_eq!(
+        b_wire,
+        vec![
+            r#"send 42["all",1]"#.to_owned(),
+            r#"send 420["q"]"#.to_owned()
+        ]
+    );
+    // Requests naming the detached session are answered as it would answer them: a second
+    // WebSocket completes its handshake and is closed, a poll is refused.
+    let c = ConnId(3);
+    let target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid_a}");
+    composed
+        .server
+        .handle_request(c, head(&target), now)
+        .unwrap();
+    let mut answers = Vec::new();
+    composed.drain(&mut answers, now);
+    assert_eq!(answers, vec!["response 101".to_owned(), "close".to_owned()]);
+    let d = ConnId(4);
+    let target = format!("/socket.io/?EIO=4&transport=polling&sid={sid_a}");
+    composed
+        .server
+        .handle_request(d, head(&target), now)
+        .unwrap();
+    let refused = composed.server.poll_output();
+    assert!(
+        matches!(&refused, Some(Output::Response { response, .. }) if response.status == 400),
+        "{refused:?}"
+    );
+    // Once it ended elsewhere, its id is unknown.
+    composed.server.forget_detached(sid_a);
+    let e = ConnId(5);
+    let target = format!("/socket.io/?EIO=4&transport=websocket&sid={sid_a}");
+    composed
+        .server
+        .handle_request(e, head(&target), now)
+        .unwrap();
+    let unknown = composed.server.poll_output();
+    assert!(
+        matches!(&unknown, Some(Output::Response { response, .. }) if response.status == 400 && String::from_utf8_lossy(&response.body).contains("Session ID unknown")),
+        "{unknown:?}"
+    );
 }

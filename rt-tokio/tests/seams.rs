@@ -4,9 +4,9 @@
 //! while broadcasts keep coming, emits to one socket from many threads, and the bound of a
 //! session's outgoing queue under both overflow policies over a real WebSocket.
 //!
-//! Today one machine task serialises all of this, so these hold by construction; they are
-//! here so that they keep holding once it no longer does. Every wait is for a condition and
-//! bounded by a timeout that fails the test by name.
+//! A session opened over WebSocket runs on its connection's task; a long-polling session
+//! on the machine's task until it is upgraded. Every wait is for a condition and bounded by
+//! a timeout that fails the test by name.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -619,6 +619,56 @@ async fn emits_from_many_threads_keep_per_sender_order() {
             seen.iter().all(|((e, _), n)| e == "r" && *n == PER_EMITTER),
             "{seen:?}"
         );
+    })
+    .await;
+    server.stop().await;
+}
+
+/// Broadcasts and emits of one caller reach a socket in call order, whichever task the
+/// caller runs on: a handler started inline on the socket's own connection task (whose
+/// emits go straight into its session's mailbox while it has sent the node nothing), the
+/// same handler after an `.await`, and a task of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_broadcasts_and_emits_keep_their_order() {
+    let mut server = Server::start(roomy()).await;
+    let io = server.io.clone();
+    let main = io.ns("/");
+    let io2 = io.clone();
+    main.on("go", move |s: Socket| {
+        let io = io2.clone();
+        async move {
+            // Inline: an emit, a broadcast, an emit.
+            s.emit("e", &0).unwrap();
+            io.emit("b", &1).unwrap();
+            s.emit("e", &2).unwrap();
+            tokio::task::yield_now().await;
+            // After an await, on the socket's task.
+            io.to(s.id()).emit("b", &3).unwrap();
+            s.emit("e", &4).unwrap();
+            let (io, s) = (io.clone(), s.clone());
+            tokio::spawn(async move {
+                for n in 5..25 {
+                    if n % 2 == 1 {
+                        io.emit("b", &n).unwrap();
+                    } else {
+                        s.emit("e", &n).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    within(TEST_LIMIT, "the scenario", async {
+        let (mut client, _socket) = server.client().await;
+        client.emit("go", &());
+        let mut got = Vec::new();
+        while got.len() < 25 {
+            let ev = client.recv().await.expect("connected");
+            let n: u64 = ev.data().unwrap();
+            let want = if n % 2 == 0 { "e" } else { "b" };
+            assert_eq!(ev.event, want, "{n}");
+            got.push(n);
+        }
+        assert_eq!(got, (0..25).collect::<Vec<_>>(), "in call order");
     })
     .await;
     server.stop().await;

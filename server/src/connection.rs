@@ -36,7 +36,7 @@ impl Connection {
     async fn state(&self) -> (Option<Sid>, Option<TransportKind>) {
         let (tx, rx) = futures::channel::oneshot::channel();
         let socket = self.socket.id();
-        let _ = self.socket.ctl().command(Command::Transport { socket, tx });
+        let _ = self.socket.command(Command::Transport { socket, tx });
         rx.await.unwrap_or_default()
     }
 
@@ -55,10 +55,7 @@ impl Connection {
     pub fn upgraded(&self) -> impl Future<Output = bool> + Send + use<> {
         let id = self.socket.id();
         let (tx, rx) = futures::channel::oneshot::channel();
-        let queued = self
-            .socket
-            .ctl()
-            .command(Command::WaitUpgrade { socket: id, tx });
+        let queued = self.socket.command(Command::WaitUpgrade { socket: id, tx });
         async move { queued.is_ok() && rx.await.unwrap_or(false) }
     }
 
@@ -68,10 +65,7 @@ impl Connection {
     /// client, seeing its transport close, reconnects by itself.
     pub fn close(&self) {
         let id = self.socket.id();
-        let _ = self
-            .socket
-            .ctl()
-            .command(Command::CloseConnection { socket: id });
+        let _ = self.socket.command(Command::CloseConnection { socket: id });
     }
 
     /// The client's IP address: the TCP peer of the handshake request (Node's

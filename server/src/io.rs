@@ -636,7 +636,6 @@ impl<R: Runtime> Io<R> {
         let owned = name.to_owned();
         let _ = self
             .ctl
-            .handle
             .cast(move |node: &mut Node, _| node.sio.add_namespace(&owned));
         let namespace = Namespace {
             ctl: self.ctl.clone(),
@@ -684,7 +683,6 @@ impl<R: Runtime> Io<R> {
         NsHandlers::push(&self.ctl.registry.membership, Arc::new(listener));
         let _ = self
             .ctl
-            .handle
             .cast(|node: &mut Node, _| node.sio.track_memberships(true));
         self
     }
@@ -702,7 +700,7 @@ impl<R: Runtime> Io<R> {
     {
         let matcher = Arc::new(matcher);
         let handlers = self.ctl.registry.dynamic(matcher.clone());
-        let _ = self.ctl.handle.cast(move |node: &mut Node, _| {
+        let _ = self.ctl.cast(move |node: &mut Node, _| {
             node.sio
                 .add_dynamic_namespace(move |name| matcher(name), cleanup)
         });
@@ -889,7 +887,7 @@ impl<R: Runtime> Io<R> {
     pub async fn client_count(&self) -> usize {
         self.ctl
             .handle
-            .call(|node: &mut Node, _| node.sio.client_count())
+            .call(|node: &mut Node, _| node.client_count())
             .await
             .unwrap_or(0)
     }
@@ -911,7 +909,7 @@ impl<R: Runtime> Io<R> {
     pub async fn traffic(&self) -> Traffic {
         self.ctl
             .handle
-            .call(|node: &mut Node, _| node.sio.traffic())
+            .call(|node: &mut Node, _| node.traffic())
             .await
             .unwrap_or_default()
     }
@@ -940,7 +938,7 @@ impl<R: Runtime> Io<R> {
         let _ = self
             .ctl
             .handle
-            .call(|node: &mut Node, now| node.sio.close_all(now))
+            .call(|node: &mut Node, now| node.close_all(now))
             .await;
         self.driver.shutdown().await;
         // Nothing is left to serve: the adapter's tasks, the sockets' handler tasks (with

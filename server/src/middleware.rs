@@ -121,6 +121,8 @@ pub struct Next {
     pub(crate) index: usize,
     pub(crate) ns: Arc<NsHandlers>,
     pub(crate) ctl: Arc<Ctl>,
+    /// How commands reach the session of the connect request.
+    pub(crate) route: crate::node::Route,
     pub(crate) accepted: Arc<AtomicBool>,
 }
 
@@ -145,6 +147,7 @@ impl Next {
                 index: self.index + 1,
                 ns: self.ns.clone(),
                 ctl: self.ctl.clone(),
+                route: self.route.clone(),
                 accepted: self.accepted.clone(),
             };
             return mw(ctx, next).await;
@@ -156,14 +159,17 @@ impl Next {
         let request = ctx.request;
         let (reply, accepted) = futures::channel::oneshot::channel();
         self.ctl
-            .command(crate::node::Command::Accept {
-                request,
-                handshake,
-                data,
-                ns,
-                life: tx,
-                tx: reply,
-            })
+            .send(
+                &self.route,
+                crate::node::Command::Accept {
+                    request,
+                    handshake,
+                    data,
+                    ns,
+                    life: tx,
+                    tx: reply,
+                },
+            )
             .map_err(|_| ConnectError::new("server stopped"))?;
         let accepted = accepted
             .await

@@ -351,7 +351,7 @@ impl Namespace {
     pub async fn all_rooms(&self) -> Vec<Room> {
         let target = self.operator().target().clone();
         let (tx, rx) = futures::channel::oneshot::channel();
-        let queued = self.ctl.handle.cast(move |node, now| {
+        let queued = self.ctl.cast(move |node, now| {
             let nsps = target.resolve(node);
             node.all_rooms(&nsps, tx, now);
         });
@@ -400,7 +400,7 @@ impl Namespace {
     pub fn server_side_emit_payload(&self, event: &str, payload: Payload) {
         let target = self.operator().target().clone();
         let event = event.to_owned();
-        let _ = self.ctl.handle.cast(move |node, now| {
+        let _ = self.ctl.cast(move |node, now| {
             let nsps = target.resolve(node);
             node.server_side_emit(&nsps, &event, payload, None, now);
         });
@@ -431,7 +431,7 @@ impl Namespace {
         let target = self.operator().target().clone();
         let event = event.to_owned();
         let (tx, rx) = futures::channel::oneshot::channel();
-        let queued = self.ctl.handle.cast(move |node, now| {
+        let queued = self.ctl.cast(move |node, now| {
             let nsps = target.resolve(node);
             node.server_side_emit(&nsps, &event, payload, Some(tx), now);
         });

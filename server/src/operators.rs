@@ -194,9 +194,9 @@ impl BroadcastOperator {
     pub fn emit_payload(&self, event: &str, payload: Payload) {
         let (target, opts, event) = (self.target.clone(), self.opts.clone(), event.to_owned());
         let compress = self.compress;
-        let _ = self.ctl.handle.cast(move |node, now| {
+        let _ = self.ctl.cast(move |node, now| {
             let nsps = target.resolve(node);
-            let _ = node.broadcast(&nsps, &opts, &event, payload, compress, now);
+            node.broadcast(&nsps, &opts, &event, payload, compress, None, now);
         });
     }
 
@@ -220,9 +220,9 @@ impl BroadcastOperator {
         if let Ok(payload) = &payload {
             let (target, opts) = (self.target.clone(), self.opts.clone());
             let (event, payload, compress) = (event.to_owned(), payload.clone(), self.compress);
-            let _ = self.ctl.handle.cast(move |node, now| {
+            let _ = self.ctl.cast(move |node, now| {
                 let nsps = target.resolve(node);
-                let _ = tx.send(node.broadcast(&nsps, &opts, &event, payload, compress, now));
+                node.broadcast(&nsps, &opts, &event, payload, compress, Some(tx), now);
             });
         }
         async move {
@@ -263,7 +263,7 @@ impl BroadcastOperator {
         let (target, opts, event) = (self.target.clone(), self.opts.clone(), event.to_owned());
         let timeout = self.timeout;
         let (tx, rx) = futures::channel::oneshot::channel();
-        let queued = self.ctl.handle.cast(move |node, now| {
+        let queued = self.ctl.cast(move |node, now| {
             let nsps = target.resolve(node);
             node.broadcast_with_ack(&nsps, &opts, &event, payload, timeout, tx, now);
         });
@@ -315,7 +315,7 @@ impl BroadcastOperator {
     fn sockets_rooms(&self, rooms: impl IntoIterator<Item = impl Into<Room>>, join: bool) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
         let (target, opts) = (self.target.clone(), self.opts.clone());
-        let _ = self.ctl.handle.cast(move |node, _| {
+        let _ = self.ctl.cast(move |node, _| {
             let nsps = target.resolve(node);
             node.sockets_rooms(&nsps, &opts, &rooms, join);
         });
@@ -325,7 +325,7 @@ impl BroadcastOperator {
     /// node unless [`local`](BroadcastOperator::local).
     pub fn disconnect_sockets(&self, close: bool) {
         let (target, opts) = (self.target.clone(), self.opts.clone());
-        let _ = self.ctl.handle.cast(move |node, now| {
+        let _ = self.ctl.cast(move |node, now| {
             let nsps = target.resolve(node);
             node.disconnect_sockets(&nsps, &opts, close, now);
         });
@@ -550,7 +550,6 @@ impl RemoteSocket {
         let to = remote.node;
         let _ = remote
             .ctl
-            .handle
             .cast(move |node, _| node.publish(Some(to), message));
     }
 }

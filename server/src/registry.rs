@@ -199,6 +199,15 @@ impl Registry {
         read(&self.new_namespace)
     }
 
+    /// Whether any `on_room_membership` listener is registered.
+    pub fn has_membership_hooks(&self) -> bool {
+        !self
+            .membership
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     pub fn membership_hooks(&self) -> Vec<MembershipHook> {
         read(&self.membership)
     }

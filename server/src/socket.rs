@@ -7,7 +7,7 @@ use crate::handler::{Handler, erase};
 use crate::handshake::Handshake;
 use crate::listeners::{ListenerId, OwnListener, SocketListeners};
 use crate::middleware::{IncomingEvent, PacketFlow, PacketMw};
-use crate::node::{Command, Ctl};
+use crate::node::{Command, Ctl, Route};
 use crate::operators::BroadcastOperator;
 use crate::payload::{EncodeError, Payload};
 use crate::registry::NsHandlers;
@@ -35,6 +35,8 @@ struct Inner {
     handshake: Handshake,
     data: Extensions,
     ctl: Arc<Ctl>,
+    /// How commands reach the socket's session.
+    route: Route,
     ns: Arc<NsHandlers>,
     connected: AtomicBool,
     recovered: bool,
@@ -74,6 +76,7 @@ impl Socket {
         ctl: Arc<Ctl>,
         ns: Arc<NsHandlers>,
         recovered: bool,
+        route: Route,
     ) -> Self {
         Socket {
             inner: Arc::new(Inner {
@@ -81,6 +84,7 @@ impl Socket {
                 handshake,
                 data,
                 ctl,
+                route,
                 ns,
                 connected: AtomicBool::new(true),
                 recovered,
@@ -170,7 +174,7 @@ impl Socket {
                 self.inner.handshake.nsp.clone(),
                 event.to_owned(),
             );
-            let _ = self.inner.ctl.command(Command::Emit {
+            let _ = self.command(Command::Emit {
                 socket: id,
                 nsp,
                 event,
@@ -214,7 +218,7 @@ impl Socket {
         let nsp = self.inner.handshake.nsp.clone();
         let event = event.to_owned();
         // A refusal reaches the `on_error` hooks; `emit_checked` hands it over too.
-        let _ = self.inner.ctl.command(Command::Emit {
+        let _ = self.command(Command::Emit {
             socket: id,
             nsp,
             event,
@@ -275,7 +279,7 @@ impl Socket {
         let id = self.inner.id;
         let event = event.to_owned();
         let (tx, rx) = futures::channel::oneshot::channel();
-        let queued = self.inner.ctl.command(Command::EmitWithAck {
+        let queued = self.command(Command::EmitWithAck {
             socket: id,
             event,
             payload,
@@ -289,14 +293,14 @@ impl Socket {
     }
 
     pub(crate) fn send_ack(&self, token: AckToken, payload: Payload) {
-        let _ = self.inner.ctl.command(Command::Ack { token, payload });
+        let _ = self.command(Command::Ack { token, payload });
     }
 
     /// Joins `room`.
     pub fn join(&self, room: impl Into<Room>) {
         let id = self.inner.id;
         let room = room.into();
-        let _ = self.inner.ctl.handle.cast(move |node, _| {
+        let _ = self.inner.ctl.cast(move |node, _| {
             let _ = node.sio.join(id, room);
         });
     }
@@ -305,7 +309,7 @@ impl Socket {
     pub fn leave(&self, room: impl Into<Room>) {
         let id = self.inner.id;
         let room = room.into();
-        let _ = self.inner.ctl.handle.cast(move |node, _| {
+        let _ = self.inner.ctl.cast(move |node, _| {
             let _ = node.sio.leave(id, &room);
         });
     }
@@ -349,10 +353,7 @@ impl Socket {
     /// Leaves the namespace; with `close`, closes the whole connection.
     pub fn disconnect(&self, close: bool) {
         let id = self.inner.id;
-        let _ = self
-            .inner
-            .ctl
-            .command(Command::Disconnect { socket: id, close });
+        let _ = self.command(Command::Disconnect { socket: id, close });
     }
 
     /// The Engine.IO connection under this socket (Node's `socket.conn`): its transport, its
@@ -363,8 +364,14 @@ impl Socket {
         }
     }
 
-    pub(crate) fn ctl(&self) -> &Arc<Ctl> {
-        &self.inner.ctl
+    /// Sends `command` to the socket's session, wherever it runs.
+    pub(crate) fn command(&self, command: Command) -> Result<(), crate::driver::Stopped> {
+        self.inner.ctl.send(&self.inner.route, command)
+    }
+
+    /// How commands reach the socket's session.
+    pub(crate) fn route(&self) -> &Route {
+        &self.inner.route
     }
 
     // ---- listeners of this socket ----

@@ -2,12 +2,12 @@
 //! one timer index and one output and event queue for all of them.
 
 use super::config::Config;
-use super::endpoint::{Endpoint, Route};
+use super::endpoint::{Endpoint, RequestKind, Route, SessionRequest};
 use super::error::{ApiMisuse, CloseReason, ErrorCode, SendError};
 use super::frames::FrameCache;
 use super::packet::{Message, Protocol, WsMessage};
 use super::session::{ConnRole, Pending, Session, TransportKind};
-use crate::http::{RequestHead, Response};
+use crate::http::{RequestHead, Response, websocket_handshake};
 use crate::ids::{ConnId, IdMap, Sid};
 use crate::rng::IdGenerator;
 use bytes::Bytes;
@@ -128,6 +128,10 @@ pub struct Engine {
     /// Queues lent to the session an input goes to, and taken back once drained: a session
     /// keeps no allocated queue between inputs, so an idle one costs no more than its state.
     spare: Queues,
+    /// Sessions [detached](Engine::detach) over WebSocket to run elsewhere, until
+    /// [forgotten](Engine::forget_detached): a request naming one is answered as the session
+    /// would answer a request it cannot serve, and no handshake reuses its id.
+    elsewhere: IdMap<Sid, Protocol>,
 }
 
 /// A session's output and event queues.
@@ -177,6 +181,7 @@ impl Engine {
             events: VecDeque::new(),
             frames: FrameCache::default(),
             spare: Queues::default(),
+            elsewhere: IdMap::default(),
         }
     }
 
@@ -221,6 +226,14 @@ impl Engine {
     /// Whether `sid` is an open session.
     pub fn contains(&self, sid: Sid) -> bool {
         self.sessions.get(&sid).is_some_and(|s| !s.is_closing())
+    }
+
+    /// The session connection `conn` serves, while it serves one.
+    pub fn session_on(&self, conn: ConnId) -> Option<Sid> {
+        match self.conns.get(&conn)? {
+            Role::Held(sid, _) => Some(*sid),
+            _ => None,
+        }
     }
 
     /// The protocol of an open session.
@@ -287,8 +300,8 @@ impl Engine {
         match self.endpoint.route(&head) {
             Route::Respond(response) => self.respond(conn, response),
             Route::Handshake(handshake) => {
-                let sessions = &self.sessions;
-                let in_use = |sid| sessions.contains_key(&sid);
+                let (sessions, elsewhere) = (&self.sessions, &self.elsewhere);
+                let in_use = |sid| sessions.contains_key(&sid) || elsewhere.contains_key(&sid);
                 match self.endpoint.handshake(conn, head, handshake, now, in_use) {
                     Ok(session) => {
                         let sid = session.sid();
@@ -297,6 +310,10 @@ impl Engine {
                     }
                     Err(response) => self.respond(conn, response),
                 }
+            }
+            Route::Session(request) if self.elsewhere.contains_key(&request.sid()) => {
+                let protocol = self.elsewhere[&request.sid()];
+                self.answer_elsewhere(conn, &request, &head, protocol);
             }
             Route::Session(request) => {
                 // The engine holds every connection a session does, so the session's own
@@ -444,6 +461,9 @@ impl Engine {
         if let Some(t) = session.timer.take() {
             self.timers.remove(&(t, sid));
         }
+        if session.transport() == TransportKind::WebSocket {
+            self.elsewhere.insert(sid, session.protocol());
+        }
         Some(session)
     }
 
@@ -462,6 +482,7 @@ impl Engine {
         if taken || self.sessions.contains_key(&sid) {
             return Err(session);
         }
+        self.elsewhere.remove(&sid);
         self.sessions.insert(sid, session);
         // Settled as after an input that gave it everything it holds.
         self.collect(sid, [None; 3]);
@@ -527,6 +548,34 @@ impl Engine {
 
     fn respond(&mut self, conn: ConnId, response: Response) {
         self.outputs.push_back(Output::Response { conn, response });
+    }
+
+    /// Answers a request for a session run elsewhere over WebSocket as the session would:
+    /// a second WebSocket completes its handshake and is closed, as the reference does; a
+    /// polling request, or one of another protocol, is refused with 400.
+    fn answer_elsewhere(
+        &mut self,
+        conn: ConnId,
+        request: &SessionRequest,
+        head: &RequestHead,
+        protocol: Protocol,
+    ) {
+        let probe = request.kind() == RequestKind::Probe;
+        let accept = websocket_handshake(head).filter(|_| self.config().allow_upgrades);
+        match (request.protocol() == Some(protocol), probe, accept) {
+            (true, true, Some(accept)) => {
+                self.respond(conn, accept);
+                self.outputs.push_back(Output::Close { conn });
+            }
+            (_, true, _) => self.respond(conn, ErrorCode::BadRequest.ws_response()),
+            (_, false, _) => self.respond(conn, ErrorCode::BadRequest.response()),
+        }
+    }
+
+    /// Session `sid`, [detached](Engine::detach) to run elsewhere, has ended: requests naming
+    /// it are answered as for an unknown session from now on.
+    pub fn forget_detached(&mut self, sid: Sid) {
+        self.elsewhere.remove(&sid);
     }
 }
 

@@ -262,7 +262,7 @@ impl<S: SharedAccess> Server<S> {
 
     /// The connection state recovery options, when it is on.
     pub fn connection_state_recovery(&self) -> Option<Recovery> {
-        self.shared.read(|s| s.recovery.as_ref().map(|r| r.config))
+        self.shared.read(Shared::recovery)
     }
 
     /// With connection state recovery on, hands its keeping to the caller (a cluster
@@ -283,16 +283,14 @@ impl<S: SharedAccess> Server<S> {
     /// Whether connection state recovery is on and kept by the caller
     /// ([`Server::set_shared_recovery`]).
     pub fn is_recovery_shared(&self) -> bool {
-        self.shared
-            .read(|s| s.recovery.as_ref().is_some_and(|r| r.shared))
+        self.shared.read(Shared::is_recovery_shared)
     }
 
     /// Takes the session `socket` left behind (when it left for a recoverable reason with
     /// recovery on) out of the machine, with the data attached to it, for a store of the
     /// caller's.
     pub fn take_session(&mut self, socket: SocketId) -> Option<SessionState> {
-        self.shared
-            .with(|s| s.recovery.as_mut()?.take_session(socket))
+        self.shared.with(|s| s.take_session(socket))
     }
 
     /// Completes the recovery of pending connect request `id` with `session` (fetched by
@@ -330,11 +328,7 @@ impl<S: SharedAccess> Server<S> {
     /// session `socket` left behind; it comes back in [`ConnectRequest::session_data`] when
     /// the session is recovered. `false` when `socket` left no session.
     pub fn set_session_data(&mut self, socket: SocketId, data: Utf8Bytes) -> bool {
-        self.shared.with(|s| {
-            s.recovery
-                .as_mut()
-                .is_some_and(|r| r.set_data(socket, data))
-        })
+        self.shared.with(|s| s.set_session_data(socket, data))
     }
 
     /// Declares a namespace (`/` always exists). A namespace a dynamic matcher created is
@@ -1091,6 +1085,18 @@ impl<S: SharedAccess> Server<S> {
         for s in self.select(nsp, opts) {
             let _ = self.disconnect(s, close, now);
         }
+    }
+
+    /// Session `sid`, [detached](Server::detach) to run elsewhere, has ended (see
+    /// [`Engine::forget_detached`]).
+    pub fn forget_detached(&mut self, sid: Sid) {
+        self.engine.forget_detached(sid);
+    }
+
+    /// Looks again at the shared state's deadlines (the recovery store's next expiry), after
+    /// sessions run elsewhere changed it.
+    pub fn refresh_deadlines(&mut self) {
+        self.rearm_recovery();
     }
 
     // ---- internals ----

@@ -10,10 +10,11 @@
 use super::event::ConnectId;
 use super::namespaces::{BroadcastOptions, Namespaces};
 use super::packet::{Packet, SioProtocol};
-use super::recovery::{Recovery, Restored, Store, append_offset};
+use super::recovery::{Recovery, Restored, SessionState, Store, append_offset};
 use super::rooms::Room;
 use crate::ids::{Sid, SocketId};
 use crate::rng::RandomIds;
+use crate::utf8::Utf8Bytes;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -96,6 +97,31 @@ impl Shared {
     /// the caller's store).
     pub fn keeps_packets(&self) -> bool {
         self.recovery.as_ref().is_some_and(|r| !r.shared)
+    }
+
+    /// The connection state recovery options, when it is on.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery.as_ref().map(|r| r.config)
+    }
+
+    /// Whether recovery is on and kept by the caller's store
+    /// ([`Server::set_shared_recovery`](super::Server::set_shared_recovery)).
+    pub fn is_recovery_shared(&self) -> bool {
+        self.recovery.as_ref().is_some_and(|r| r.shared)
+    }
+
+    /// Takes the session `socket` left behind out of the store (see
+    /// [`Server::take_session`](super::Server::take_session)).
+    pub fn take_session(&mut self, socket: SocketId) -> Option<SessionState> {
+        self.recovery.as_mut()?.take_session(socket)
+    }
+
+    /// Attaches `data` to the session `socket` left behind (see
+    /// [`Server::set_session_data`](super::Server::set_session_data)).
+    pub fn set_session_data(&mut self, socket: SocketId, data: Utf8Bytes) -> bool {
+        self.recovery
+            .as_mut()
+            .is_some_and(|r| r.set_data(socket, data))
     }
 
     /// Numbers a new connect request.

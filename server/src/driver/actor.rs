@@ -620,6 +620,10 @@ where
             self.push_frames(conn, batch);
             return;
         }
+        if let Some(owned) = self.machine.take_owned(conn) {
+            // Ahead of its `101`: the connection's task runs the session from then on.
+            route.outbox.hand(owned);
+        }
         let mut batch = batch.peekable();
         let mut upgraded = false;
         // Up to and including a `101`: HTTP outputs; after it, frames.

@@ -89,6 +89,40 @@ pub trait Machine: Send + 'static {
     fn session_count(&self) -> Option<usize> {
         None
     }
+
+    /// A session the machine hands to `conn`'s own task with the `101` it answered there:
+    /// from then on that task runs it, and sends the machine nothing but the end of the
+    /// connection. Asked before the `101` is handed to the connection.
+    fn take_owned(&mut self, conn: ConnId) -> Option<Box<dyn OwnedSession>> {
+        let _ = conn;
+        None
+    }
+}
+
+/// A WebSocket session run by its connection's task ([`Machine::take_owned`]). The task
+/// feeds it what it reads, writes what it outputs, and wakes it for its deadline and for
+/// the commands other tasks send it.
+pub trait OwnedSession: Send + 'static {
+    /// A message arrived.
+    fn handle_ws_message(&mut self, message: WsMessage, now: Instant);
+
+    /// Every [`Output::Send`] handed out so far has been taken by the writer.
+    fn handle_ws_drained(&mut self, now: Instant);
+
+    /// The connection ended (`error`: it failed rather than closed).
+    fn handle_closed(&mut self, error: bool, now: Instant);
+
+    /// Runs what is due at `now`, and the commands that arrived.
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// When [`handle_timeout`](OwnedSession::handle_timeout) is due next.
+    fn poll_timeout(&self) -> Option<Instant>;
+
+    /// Whether commands wait; otherwise `cx` is woken by the next one.
+    fn poll_commands(&mut self, cx: &mut std::task::Context<'_>) -> bool;
+
+    /// The next thing to do on the connection (frames, then the close).
+    fn poll_output(&mut self) -> Option<Output>;
 }
 
 /// A thread-safe request filter: "might this request belong to the machine?".

@@ -30,8 +30,9 @@ pub(crate) struct DriverMetrics {
 }
 
 /// WebSocket traffic not yet handed to the recorder.
+/// WebSocket packets and bytes, counted as they pass and reported in one batch.
 #[derive(Debug, Default)]
-struct WsCounts {
+pub(crate) struct WsCounts {
     packets_in: u64,
     bytes_in: u64,
     packets_out: u64,
@@ -39,9 +40,31 @@ struct WsCounts {
 }
 
 impl WsCounts {
-    fn received(&mut self, message: &WsMessage) {
+    /// A message read.
+    pub(crate) fn received(&mut self, message: &WsMessage) {
         self.packets_in += 1;
         self.bytes_in += message.len() as u64;
+    }
+
+    /// An output for the connection (only frames count).
+    pub(crate) fn sent(&mut self, output: &Output) {
+        if let Output::Send { message, .. } = output {
+            self.packets_out += 1;
+            self.bytes_out += message.len() as u64;
+        }
+    }
+
+    /// Reports what was counted since the last report.
+    pub(crate) fn report(&mut self) {
+        let ws = std::mem::take(self);
+        if ws.packets_in > 0 {
+            add_labelled(PACKETS_RECEIVED, "transport", "websocket", ws.packets_in);
+            add_labelled(BYTES_RECEIVED, "transport", "websocket", ws.bytes_in);
+        }
+        if ws.packets_out > 0 {
+            add_labelled(PACKETS_SENT, "transport", "websocket", ws.packets_out);
+            add_labelled(BYTES_SENT, "transport", "websocket", ws.bytes_out);
+        }
     }
 }
 
@@ -79,10 +102,7 @@ impl DriverMetrics {
     /// An output is routed to its connection.
     pub(crate) fn output(&mut self, output: &Output) {
         match output {
-            Output::Send { message, .. } => {
-                self.ws.packets_out += 1;
-                self.ws.bytes_out += message.len() as u64;
-            }
+            Output::Send { .. } => self.ws.sent(output),
             Output::Response { conn, response } => match response.status {
                 101 => {
                     self.websockets.insert(*conn);
@@ -117,15 +137,7 @@ impl DriverMetrics {
     /// Sets the connection gauges from the machine's session count (when it has one).
     /// Hands the WebSocket traffic counted since the last call to the recorder.
     pub(crate) fn flush(&mut self) {
-        let ws = std::mem::take(&mut self.ws);
-        if ws.packets_in > 0 {
-            add_labelled(PACKETS_RECEIVED, "transport", "websocket", ws.packets_in);
-            add_labelled(BYTES_RECEIVED, "transport", "websocket", ws.bytes_in);
-        }
-        if ws.packets_out > 0 {
-            add_labelled(PACKETS_SENT, "transport", "websocket", ws.packets_out);
-            add_labelled(BYTES_SENT, "transport", "websocket", ws.bytes_out);
-        }
+        self.ws.report();
     }
 
     pub(crate) fn gauges(&mut self, sessions: Option<usize>) {

@@ -85,7 +85,7 @@ pub use config::{
     AllowRequest, ConnectionError, ConnectionErrorHook, Fallback, HeadersHook, ServerConfig,
 };
 pub use cors::{Cors, OriginFn, Origins};
-pub use machine::{Machine, Router};
+pub use machine::{Machine, OwnedSession, Router};
 pub use request::{Served, Upgrade};
 
 use actor::Actor;

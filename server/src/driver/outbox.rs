@@ -26,6 +26,8 @@ use std::task::{Context, Poll};
 use futures::task::AtomicWaker;
 use volley_core::engine::Output;
 
+use super::machine::OwnedSession;
+
 /// Bytes an outbox holds before the session waits for the writer: enough for many
 /// broadcasts in flight to one socket, small next to the session's own bound.
 pub(crate) const BUDGET: usize = 64 * 1024;
@@ -50,6 +52,8 @@ struct State {
     closed: bool,
     /// The machine does not own the request the router let through.
     not_owned: bool,
+    /// A session the machine hands to the connection's task with its `101`.
+    owned: Option<Box<dyn OwnedSession>>,
 }
 
 /// See the [module](self).
@@ -113,6 +117,16 @@ impl Outbox {
         }
         self.writer.wake();
         Ok(())
+    }
+
+    /// Hands `owned` to the connection's task, before the `101` that opened it.
+    pub(crate) fn hand(&self, owned: Box<dyn OwnedSession>) {
+        self.lock().owned = Some(owned);
+    }
+
+    /// The session handed to this connection's task, once.
+    pub(crate) fn take_owned(&self) -> Option<Box<dyn OwnedSession>> {
+        self.lock().owned.take()
     }
 
     /// Tells the connection's task that the machine does not own its request. `false` when

@@ -42,7 +42,9 @@ use super::Env;
 use super::actor::Input;
 use super::conn::Link;
 use super::io::{LINGER, linger_close_after, or_timeout};
-use super::outbox::{Outbox, output_len};
+use super::machine::OwnedSession;
+use super::metrics::WsCounts;
+use super::outbox::{Outbox, Pushed, output_len};
 use super::shutdown::Admission;
 use crate::runtime::{Runtime, deadline_after};
 
@@ -239,6 +241,18 @@ where
     let Link { inputs, outbox } = link;
     let closing = AtomicBool::new(false);
     let gate = Gate::new(env.output_budget);
+    // A session the machine handed over with the `101` runs here: what is read goes to it,
+    // what it outputs goes to the outbox, and only the end is reported to the machine.
+    let owned = outbox.take_owned().map(std::sync::Mutex::new);
+    let owned = owned.as_ref();
+    if let Some(owned) = owned {
+        // What the machine's task handed over with the `101` is queued behind it: the
+        // session may send again (its drained report would have gone to the machine).
+        let now = env.runtime.now();
+        let mut session = lock(owned);
+        session.handle_ws_drained(now);
+        flush(&mut **session, outbox, now, &mut WsCounts::default());
+    }
 
     let reader = async {
         // Bytes read and dropped after our close frame, while waiting for the peer's answer.
@@ -308,6 +322,21 @@ where
                         break;
                     }
                 }
+            }
+            if let Some(owned) = owned {
+                let now = env.runtime.now();
+                let mut counts = WsCounts::default();
+                let mut session = lock(owned);
+                for message in std::iter::once(first).chain(more) {
+                    counts.received(&message);
+                    session.handle_ws_message(message, now);
+                }
+                flush(&mut **session, outbox, now, &mut counts);
+                drop(session);
+                if let Some(end) = end {
+                    return end;
+                }
+                continue;
             }
             let input = if more.is_empty() {
                 Input::WsMessage {
@@ -419,9 +448,16 @@ where
                     // Under the outbox's budget again after it was over: the session may
                     // send again.
                     if outbox.written_giving_back(std::mem::take(&mut taken), pending) {
-                        let drained = Input::WsDrained { conn };
-                        if inputs.send(drained).await.is_err() {
-                            return WriteEnd::Failed;
+                        if let Some(owned) = owned {
+                            let now = env.runtime.now();
+                            let mut session = lock(owned);
+                            session.handle_ws_drained(now);
+                            flush(&mut **session, outbox, now, &mut WsCounts::default());
+                        } else {
+                            let drained = Input::WsDrained { conn };
+                            if inputs.send(drained).await.is_err() {
+                                return WriteEnd::Failed;
+                            }
                         }
                     }
                     taken = taken_later;
@@ -439,6 +475,45 @@ where
         }
     };
 
+    // An owned session's deadlines and the commands other tasks send it.
+    let ticker = async {
+        let Some(owned) = owned else {
+            return std::future::pending::<WriteEnd>().await;
+        };
+        let mut armed: Option<(std::time::Instant, Pin<Box<R::Sleep>>)> = None;
+        loop {
+            poll_fn(|cx| {
+                let mut session = lock(owned);
+                if session.poll_commands(cx) {
+                    return Poll::Ready(());
+                }
+                let Some(due) = session.poll_timeout() else {
+                    armed = None;
+                    return Poll::Pending;
+                };
+                drop(session);
+                if armed.as_ref().is_none_or(|(at, _)| *at != due) {
+                    armed = Some((due, Box::pin(env.runtime.sleep_until(due))));
+                }
+                match armed.as_mut() {
+                    Some((_, sleep)) => sleep.as_mut().poll(cx),
+                    None => Poll::Pending,
+                }
+            })
+            .await;
+            armed = None;
+            let now = env.runtime.now();
+            let mut session = lock(owned);
+            session.handle_timeout(now);
+            flush(&mut **session, outbox, now, &mut WsCounts::default());
+        }
+    };
+    let writer = async {
+        match select(pin!(writer), pin!(ticker)).await {
+            Either::Left((end, _)) | Either::Right((end, _)) => end,
+        }
+    };
+
     let (peer_closed, too_big) = {
         let mut reader = pin!(reader);
         let mut writer = pin!(writer);
@@ -453,6 +528,9 @@ where
                 Either::Right(WriteEnd::Closed) => (false, false, true, None),
             };
         tracing::debug!(error, peer_closed, "websocket ended");
+        if let Some(owned) = owned {
+            lock(owned).handle_closed(error, env.runtime.now());
+        }
         let _ = inputs.send(Input::Closed { conn, error }).await;
         if we_closed {
             // We sent a close frame: give the peer a moment to answer it, so the TCP close
@@ -472,6 +550,41 @@ where
         let _ = or_timeout(source.next(), linger).await;
     }
     None
+}
+
+fn lock(
+    owned: &std::sync::Mutex<Box<dyn OwnedSession>>,
+) -> std::sync::MutexGuard<'_, Box<dyn OwnedSession>> {
+    owned
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Pushes what an owned session has to send into the connection's outbox; while the outbox
+/// takes it under its budget, the session may send again at once (as the machine's task
+/// tells the sessions it runs).
+fn flush(
+    session: &mut dyn OwnedSession,
+    outbox: &Outbox,
+    now: std::time::Instant,
+    counts: &mut WsCounts,
+) {
+    while let Some(first) = session.poll_output() {
+        let mut sends = matches!(first, Output::Send { .. });
+        counts.sent(&first);
+        let rest = std::iter::from_fn(|| {
+            let output = session.poll_output()?;
+            sends |= matches!(output, Output::Send { .. });
+            counts.sent(&output);
+            Some(output)
+        });
+        let pushed = outbox.push(std::iter::once(first).chain(rest));
+        match pushed {
+            Pushed::Open if sends => session.handle_ws_drained(now),
+            Pushed::Open | Pushed::Full | Pushed::Closed => break,
+        }
+    }
+    counts.report();
 }
 
 /// Answers a message over the size limit: what the machine already handed over (the open

@@ -72,7 +72,27 @@ impl Node {
                     },
                 );
             }
-            self.sio.disconnect_sockets(nsp, opts, close, now);
+            self.disconnect_selected(nsp, opts, close, now);
+        }
+    }
+
+    /// Disconnects the sockets `opts` selects in `nsp`, here and on the connections' tasks.
+    pub(super) fn disconnect_selected(
+        &mut self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+        close: bool,
+        now: Instant,
+    ) {
+        for socket in self.sio.select(nsp, opts) {
+            match self.owner_of(socket) {
+                Some(mailbox) => {
+                    let _ = mailbox.push(Command::Disconnect { socket, close });
+                }
+                None => {
+                    let _ = self.sio.disconnect(socket, close, now);
+                }
+            }
         }
     }
 
@@ -229,6 +249,7 @@ impl Node {
                 // Whatever arrives is for this node's sockets only.
                 opts.local = true;
                 self.notify_outgoing(&nsp, &opts, &event, &args, &attachments);
+                let hooks = self.hooks_for(&nsp, &event, &args, &attachments);
                 let Some(request) = ack else {
                     let _ = self.sio.broadcast_at(
                         &nsp,
@@ -239,6 +260,7 @@ impl Node {
                         offset.as_deref(),
                         now,
                     );
+                    self.hand_off(None, hooks, None, now);
                     return;
                 };
                 let count = match self.sio.broadcast_with_ack(
@@ -256,7 +278,8 @@ impl Node {
                                 .acks
                                 .insert((*s, id.0), Waiter::Relay { to: from, request });
                         }
-                        sent.len()
+                        let ask = owned::Ask::Relay { to: from, request };
+                        sent.len() + self.hand_off(Some(ask), hooks, None, now)
                     }
                     Err(_) => 0,
                 };
@@ -275,7 +298,7 @@ impl Node {
                 self.sio.sockets_leave(&nsp, &opts, &rooms);
             }
             ClusterMessage::DisconnectSockets { nsp, opts, close } => {
-                self.sio.disconnect_sockets(&nsp, &opts, close, now);
+                self.disconnect_selected(&nsp, &opts, close, now);
             }
             ClusterMessage::FetchSockets { request, nsp, opts } => {
                 let sockets = self
@@ -345,7 +368,7 @@ impl Node {
                             place: PanicPlace::ServerEvent,
                             message: panic_message(&*payload),
                         };
-                        report_panic(&ctl, report);
+                        report_panic(&ctl, &Route::Machine, report);
                     }
                     return;
                 }
@@ -499,8 +522,11 @@ impl Node {
             .select(nsp, opts)
             .into_iter()
             .filter_map(|id| {
-                let entry = self.local.sockets.get(&id)?;
-                Some((entry.socket.clone(), self.sio.rooms_of(id)))
+                let socket = match self.local.sockets.get(&id) {
+                    Some(entry) => entry.socket.clone(),
+                    None => self.hub.owned_socket(id)?,
+                };
+                Some((socket, self.sio.rooms_of(id)))
             })
             .collect()
     }

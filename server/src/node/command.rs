@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::socket::EmitError;
-use volley_core::socketio::AckToken;
+use volley_core::socketio::{AckToken, SharedAccess};
 
 /// One operation on one session's sockets.
 pub(crate) enum Command {
@@ -71,13 +71,59 @@ pub(crate) enum Command {
         req: ConnectRequest,
         found: Option<(SessionState, Vec<StoredMessage>)>,
     },
+    /// This session's copies of a broadcast (`ask`: who waits for their acknowledgements;
+    /// `hooks`: the event and payload the sockets' outgoing hooks see, when some may be
+    /// registered).
+    Deliver {
+        handoff: Arc<volley_core::socketio::Handoff>,
+        sockets: Vec<SocketId>,
+        ask: Option<super::owned::Ask>,
+        hooks: Option<Arc<(String, Payload)>>,
+        /// Where a checked broadcast learns what became of these copies.
+        receipt: Option<Arc<super::owned::Receipt>>,
+    },
+    /// The server stops: every socket of the session leaves with "server shutting down".
+    Shutdown,
+    /// Writes the live sessions of these sockets (all of the unit's: `None`) to the
+    /// adapter's store.
+    PersistLive { sockets: Option<Vec<SocketId>> },
+}
+
+impl Command {
+    /// The session the command addresses, when it addresses one: its socket's, or its
+    /// connect request's.
+    fn session(&self, sio: &SioServer) -> Option<Sid> {
+        let socket = match self {
+            Command::Emit { socket, .. }
+            | Command::EmitWithAck { socket, .. }
+            | Command::Disconnect { socket, .. }
+            | Command::CloseConnection { socket }
+            | Command::WaitUpgrade { socket, .. }
+            | Command::Transport { socket, .. } => *socket,
+            Command::Ack { token, .. } => token.socket(),
+            Command::Panic {
+                refuse: Some(request),
+                ..
+            }
+            | Command::Accept { request, .. }
+            | Command::Reject { request, .. } => {
+                let request = *request;
+                return sio.shared_access().read(|s| s.session_of_connect(request));
+            }
+            Command::Panic { report, .. } => report.socket?,
+            Command::Restored { req, .. } => return Some(req.handshake.sid),
+            Command::Deliver { .. } | Command::Shutdown | Command::PersistLive { .. } => {
+                return None;
+            }
+        };
+        sio.session_of(socket)
+    }
 }
 
 impl Ctl {
     /// Sends `command` to the session it addresses.
     pub(crate) fn command(&self, command: Command) -> Result<(), crate::driver::Stopped> {
-        self.handle
-            .cast(move |node: &mut Node, now| node.apply(command, now))
+        self.cast(move |node: &mut Node, now| node.apply(command, now))
     }
 }
 
@@ -87,14 +133,33 @@ impl Node {
     /// so that it is kept where any node can replay it; a poll answer carrying only packets
     /// sent with `compress(false)` stays uncompressed.
     pub(crate) fn apply(&mut self, command: Command, now: Instant) {
+        let shared_emit = matches!(
+            command,
+            Command::Emit {
+                volatile: false,
+                ..
+            }
+        ) && self.sio.is_recovery_shared();
+        // A handle whose socket came back in a session run elsewhere (recovered on another
+        // connection) still names the old way: the command follows the socket (an emit kept
+        // by the adapter is a broadcast, made here).
+        let owner = (!shared_emit)
+            .then(|| command.session(&self.sio))
+            .flatten()
+            .filter(|&sid| self.sio.engine().transport(sid).is_none())
+            .and_then(|sid| self.hub.owned(sid));
+        let command = match owner {
+            Some(mailbox) => match mailbox.push(command) {
+                Ok(()) => return,
+                Err(command) => command,
+            },
+            None => command,
+        };
         match &command {
             Command::Emit {
-                socket,
-                volatile,
-                compress,
-                ..
+                socket, compress, ..
             } => {
-                if !volatile && self.sio.is_recovery_shared() {
+                if shared_emit {
                     let Command::Emit {
                         socket,
                         nsp,
@@ -113,7 +178,7 @@ impl Node {
                     };
                     // The broadcast runs the outgoing hooks, as for any recipient.
                     let nsps = std::slice::from_ref(&nsp);
-                    let _ = self.broadcast(nsps, &opts, &event, payload, compress, now);
+                    self.broadcast(nsps, &opts, &event, payload, compress, None, now);
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(()));
                     }
@@ -192,6 +257,31 @@ impl<O: Ops> Unit<'_, O> {
                 }
             }
             Command::Restored { req, found } => self.on_restored(req, found, now),
+            Command::Deliver {
+                sockets,
+                ask,
+                receipt,
+                ..
+            } => {
+                // Reaches a unit only once its session has gone: nobody answers.
+                if let Some(receipt) = receipt {
+                    receipt.settle(crate::operators::Broadcasted::default());
+                }
+                if let Some(super::owned::Ask::Member(key)) = ask {
+                    self.hub.update_aggregate(key, |agg| {
+                        agg.missing += sockets.len();
+                        agg.remaining = agg.remaining.saturating_sub(sockets.len());
+                    });
+                }
+            }
+            Command::Shutdown => {}
+            Command::PersistLive { sockets } => match sockets {
+                Some(sockets) => self.persist_live(sockets),
+                None => {
+                    let all: Vec<SocketId> = self.local.sockets.keys().copied().collect();
+                    self.persist_live(all);
+                }
+            },
         }
     }
 }

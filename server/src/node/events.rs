@@ -95,6 +95,11 @@ impl<O: Ops> Unit<'_, O> {
                 let Some(mut entry) = self.local.sockets.remove(&socket) else {
                     return;
                 };
+                if let Route::Owned(_) = self.route {
+                    self.hub.owned_sockets().remove(&socket);
+                    let recovery = self.ops.connection_state_recovery().is_some();
+                    self.hub.nudge(recovery);
+                }
                 entry.socket.mark_disconnected();
                 for hook in entry.socket.ns_handlers().disconnect() {
                     let s = entry.socket.clone();
@@ -174,9 +179,10 @@ impl<O: Ops> Unit<'_, O> {
                     .cluster
                     .adapter
                     .restore_session(&pid, &offset, &req.nsp);
+                let route = self.route.clone();
                 (self.hub.spawn)(Box::pin(async move {
                     let found = restore.await;
-                    let _ = ctl.command(Command::Restored { req, found });
+                    let _ = ctl.send(&route, Command::Restored { req, found });
                 }));
                 return;
             }
@@ -272,10 +278,12 @@ impl<O: Ops> Unit<'_, O> {
             index: 0,
             ns,
             ctl: ctl.clone(),
+            route: self.route.clone(),
             accepted: accepted.clone(),
         };
         let id = req.id;
         let namespace = req.nsp.to_string();
+        let route = self.route.clone();
         (self.hub.spawn)(Box::pin(async move {
             let socket = ctx.socket.clone();
             let result = match AssertUnwindSafe(next.run(ctx)).catch_unwind().await {
@@ -290,10 +298,13 @@ impl<O: Ops> Unit<'_, O> {
                         message: panic_message(&*payload),
                     };
                     let refuse = !accepted.load(Ordering::SeqCst);
-                    let _ = ctl.command(Command::Panic {
-                        report,
-                        refuse: refuse.then_some(id),
-                    });
+                    let _ = ctl.send(
+                        &route,
+                        Command::Panic {
+                            report,
+                            refuse: refuse.then_some(id),
+                        },
+                    );
                     return;
                 }
             };
@@ -307,11 +318,14 @@ impl<O: Ops> Unit<'_, O> {
                 Err(e) => (e.message, e.data.map(|d| d.to_string())),
                 Ok(()) => ("connection refused".to_owned(), None),
             };
-            let _ = ctl.command(Command::Reject {
-                request: id,
-                message,
-                data,
-            });
+            let _ = ctl.send(
+                &route,
+                Command::Reject {
+                    request: id,
+                    message,
+                    data,
+                },
+            );
         }));
     }
 
@@ -432,7 +446,7 @@ impl<O: Ops> Unit<'_, O> {
                     message: panic_message(&*payload),
                 };
                 if let Some(ctl) = self.hub.ctl() {
-                    report_panic(ctl, report);
+                    report_panic(ctl, self.route, report);
                 }
             }
         }

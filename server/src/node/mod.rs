@@ -38,6 +38,8 @@ mod cluster;
 mod command;
 mod events;
 mod ops;
+mod owned;
+mod route;
 mod sending;
 mod shared;
 mod tasks;
@@ -50,6 +52,7 @@ pub type SioServer = volley_core::socketio::Server<SharedLock>;
 
 pub(crate) use command::Command;
 use ops::Ops;
+pub(crate) use route::{Mailbox, Route};
 
 use tasks::Job;
 
@@ -83,11 +86,14 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Hands a caught panic to the machine, which logs it, runs the `on_error` hooks and
 /// disconnects the socket.
-fn report_panic(ctl: &Ctl, report: HandlerPanic) {
-    let cast = ctl.command(Command::Panic {
-        report,
-        refuse: None,
-    });
+fn report_panic(ctl: &Ctl, route: &Route, report: HandlerPanic) {
+    let cast = ctl.send(
+        route,
+        Command::Panic {
+            report,
+            refuse: None,
+        },
+    );
     if let Err(stopped) = cast {
         tracing::error!(error = %stopped, "a handler panicked while the server stopped");
     }
@@ -113,7 +119,7 @@ pub(crate) async fn contained<T>(
                 place,
                 message: panic_message(&*payload),
             };
-            report_panic(ctl, report);
+            report_panic(ctl, socket.route(), report);
             None
         }
     }
@@ -132,7 +138,7 @@ pub(crate) fn announce_namespace(ctl: &Arc<Ctl>, namespace: crate::namespace::Na
                 place: PanicPlace::NewNamespace,
                 message: panic_message(&*payload),
             };
-            report_panic(ctl, report);
+            report_panic(ctl, &Route::Machine, report);
         }
     }
 }
@@ -157,7 +163,7 @@ fn announce_memberships(ctl: &Ctl, changes: &[(Arc<str>, MembershipChange)]) {
                     place: PanicPlace::RoomMembership,
                     message: panic_message(&*payload),
                 };
-                report_panic(ctl, report);
+                report_panic(ctl, &Route::Machine, report);
             }
         }
     }
@@ -284,6 +290,13 @@ pub(crate) struct Hub {
     live_sessions: std::sync::OnceLock<Duration>,
     /// Broadcasts with acknowledgements: a member's answer arrives wherever its session runs.
     aggregates: std::sync::Mutex<Aggregates>,
+    /// The sessions run by their connections' tasks, by id: how broadcasts and the node's
+    /// commands reach them.
+    owned: RwLock<IdMap<Sid, Arc<Mailbox>>>,
+    /// The sockets of those sessions, for `fetch_sockets` and the live sessions.
+    owned_sockets: std::sync::Mutex<IdMap<SocketId, Socket>>,
+    /// The traffic of those sessions once they ended.
+    retired: std::sync::Mutex<volley_core::socketio::Traffic>,
 }
 
 #[derive(Default)]
@@ -344,6 +357,91 @@ impl Hub {
         self.aggregates().open.len()
     }
 
+    /// The mailbox of session `sid`, when its connection's task runs it.
+    fn owned(&self, sid: Sid) -> Option<Arc<Mailbox>> {
+        self.owned
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&sid)
+            .cloned()
+    }
+
+    /// Every session run by a connection's task.
+    fn owned_all(&self) -> Vec<Arc<Mailbox>> {
+        self.owned
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn owned_count(&self) -> usize {
+        self.owned
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn own(&self, sid: Sid, mailbox: Arc<Mailbox>) {
+        self.owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sid, mailbox);
+    }
+
+    /// Session `sid` no longer runs on a connection's task.
+    fn forget_owned(&self, sid: Sid) {
+        self.owned
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&sid);
+    }
+
+    fn owned_sockets(&self) -> std::sync::MutexGuard<'_, IdMap<SocketId, Socket>> {
+        self.owned_sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Has the machine's task look at the shared state's room and membership changes and
+    /// its deadlines (changed by a session run elsewhere), when an adapter, the live
+    /// sessions, membership listeners or recovery (`recovery`) follow them.
+    fn nudge(&self, recovery: bool) {
+        let tracks = recovery
+            || self.cluster.adapter.tracks_rooms()
+            || self.live_sessions.get().is_some()
+            || self.registry.has_membership_hooks();
+        if let (true, Some(ctl)) = (tracks, self.ctl()) {
+            let _ = ctl
+                .handle
+                .cast(|node: &mut Node, _| node.sio.refresh_deadlines());
+        }
+    }
+
+    /// What the sessions run by connections' tasks that have ended exchanged.
+    fn retired(&self) -> volley_core::socketio::Traffic {
+        *self.retired.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Session `sid`, run by its connection's task, ended having exchanged `traffic`.
+    fn retire(&self, sid: Sid, traffic: &volley_core::socketio::Traffic) {
+        self.forget_owned(sid);
+        if let Some(ctl) = self.ctl() {
+            let _ = ctl
+                .handle
+                .cast(move |node: &mut Node, _| node.sio.forget_detached(sid));
+        }
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        add_traffic(&mut retired, traffic);
+        retired.sessions_closed = retired.sessions_closed.wrapping_add(1);
+    }
+
+    /// A socket of a session run by a connection's task.
+    fn owned_socket(&self, socket: SocketId) -> Option<Socket> {
+        self.owned_sockets().get(&socket).cloned()
+    }
+
     /// Publishes `message` to every other node (`to: None`) or to one.
     pub(crate) fn publish(&self, to: Option<NodeId>, message: ClusterMessage) {
         crate::metrics::cluster_published(&message);
@@ -368,6 +466,8 @@ pub(crate) struct Unit<'a, O> {
     ops: &'a mut O,
     hub: &'a Hub,
     local: &'a mut Local,
+    /// How commands reach these sessions.
+    route: &'a Route,
 }
 
 /// The Socket.IO machine with Volley's application state. Only the driver touches it, on
@@ -387,6 +487,11 @@ pub struct Node {
     /// Polling sessions sent a packet with `compress(false)` since their last poll answer;
     /// `true` once a packet that allows compression was sent to them too.
     plain: HashMap<Sid, bool>,
+    /// Sessions opened over WebSocket, detached for their connection's task, waiting to be
+    /// handed over with the `101`.
+    handover: Vec<(ConnId, Box<owned::Owned>)>,
+    /// The Socket.IO options, shared with the sessions run elsewhere.
+    sio_config: Arc<volley_core::socketio::Config>,
 }
 
 impl std::fmt::Debug for Node {
@@ -418,7 +523,11 @@ impl Node {
             inline_handlers: AtomicBool::new(true),
             live_sessions: std::sync::OnceLock::new(),
             aggregates: std::sync::Mutex::default(),
+            owned: RwLock::default(),
+            owned_sockets: std::sync::Mutex::default(),
+            retired: std::sync::Mutex::default(),
         };
+        let sio_config = Arc::new(sio.config().clone());
         Node {
             sio,
             hub: Arc::new(hub),
@@ -430,7 +539,124 @@ impl Node {
             next_queued: 0,
             polls: HashMap::new(),
             plain: HashMap::new(),
+            handover: Vec::new(),
+            sio_config,
         }
+    }
+
+    /// Takes a session just opened over WebSocket on `conn` out of the composition, for its
+    /// connection's task. Only a protocol 5 client with nothing pending qualifies (a
+    /// protocol 4 client's implicit connect to `/` is already under way here).
+    fn detach_websocket(&mut self, conn: ConnId, now: Instant) {
+        let Some(sid) = self.sio.engine().session_on(conn) else {
+            return;
+        };
+        let fresh = self.sio.client(sid).is_some_and(|c| {
+            c.protocol() == volley_core::socketio::SioProtocol::V5
+                && c.pending_count() == 0
+                && c.socket_count() == 0
+        });
+        if !fresh {
+            return;
+        }
+        let Some(detached) = self.sio.detach(sid) else {
+            return;
+        };
+        let shared = self.sio.shared_access().clone();
+        let owned = owned::Owned::new(
+            conn,
+            detached,
+            shared,
+            self.sio_config.clone(),
+            self.hub.clone(),
+            now,
+        );
+        self.hub.own(sid, owned.mailbox().clone());
+        self.handover.push((conn, Box::new(owned)));
+    }
+
+    /// The mailbox of the task that runs the session of `socket`, when it is not this
+    /// machine.
+    fn owner_of(&self, socket: SocketId) -> Option<Arc<Mailbox>> {
+        let sid = self.sio.session_of(socket)?;
+        if self.sio.engine().transport(sid).is_some() {
+            return None;
+        }
+        self.hub.owned(sid)
+    }
+
+    /// Hands the broadcast copies for sessions run elsewhere to their tasks; `ask`, who
+    /// waits for their acknowledgements. Returns how many sockets they were handed for.
+    fn hand_off(
+        &mut self,
+        ask: Option<owned::Ask>,
+        hooks: Option<Arc<(String, Payload)>>,
+        receipt: Option<&Arc<owned::Receipt>>,
+        now: Instant,
+    ) -> usize {
+        let mut handed = 0;
+        for handoff in self.sio.take_handoffs() {
+            let handoff = Arc::new(handoff);
+            let mut targets = handoff.targets.clone();
+            targets.sort_unstable_by_key(|&(_, sid)| sid);
+            let mut rest = targets.into_iter().peekable();
+            while let Some((socket, sid)) = rest.next() {
+                let mut sockets = vec![socket];
+                while let Some((s, _)) = rest.next_if(|&(_, next)| next == sid) {
+                    sockets.push(s);
+                }
+                handed += sockets.len();
+                if let Some(receipt) = receipt {
+                    receipt.expect();
+                }
+                let command = Command::Deliver {
+                    handoff: handoff.clone(),
+                    sockets,
+                    ask: ask.clone(),
+                    hooks: hooks.clone(),
+                    receipt: receipt.cloned(),
+                };
+                match self.hub.owned(sid) {
+                    Some(mailbox) => {
+                        if let Err(command) = mailbox.push(command) {
+                            self.unit().apply(command, now);
+                        }
+                    }
+                    // Gone meanwhile: the unit counts its copies missing.
+                    None => self.unit().apply(command, now),
+                }
+            }
+        }
+        handed
+    }
+
+    /// Takes the session to hand to `conn`'s task with its `101`, if there is one.
+    fn take_handover(&mut self, conn: ConnId) -> Option<Box<owned::Owned>> {
+        let i = self.handover.iter().position(|(c, _)| *c == conn)?;
+        Some(self.handover.swap_remove(i).1)
+    }
+
+    /// Sends `command` to every session run by a connection's task.
+    pub(crate) fn command_owned(&self, mut command: impl FnMut() -> Command) {
+        for mailbox in self.hub.owned_all() {
+            let _ = mailbox.push(command());
+        }
+    }
+
+    /// Every connection closes: every socket leaves with "server shutting down".
+    pub(crate) fn close_all(&mut self, now: Instant) {
+        self.sio.close_all(now);
+        self.command_owned(|| Command::Shutdown);
+    }
+
+    /// Open Engine.IO sessions, here and on the connections' tasks.
+    pub fn session_count(&self) -> usize {
+        self.sio.engine().session_count() + self.hub.owned_count()
+    }
+
+    /// Socket.IO clients (sessions), here and on the connections' tasks.
+    pub fn client_count(&self) -> usize {
+        self.sio.client_count() + self.hub.owned_count()
     }
 
     /// The application layer of the sessions this machine runs, for one step.
@@ -439,6 +665,7 @@ impl Node {
             ops: &mut self.sio,
             hub: &self.hub,
             local: &mut self.local,
+            route: &Route::Machine,
         }
     }
 
@@ -462,6 +689,7 @@ impl Node {
     pub(crate) fn refresh_live_sessions(&mut self) {
         let all: Vec<SocketId> = self.local.sockets.keys().copied().collect();
         self.unit().persist_live(all);
+        self.command_owned(|| Command::PersistLive { sockets: None });
     }
 
     /// Whether event handlers start on the machine's task (see
@@ -495,7 +723,17 @@ impl Node {
     /// Sockets this layer holds a handle and a handler queue for (the core's
     /// [`socket_count`](SioServer::socket_count) once their disconnects are handled).
     pub fn tracked_socket_count(&self) -> usize {
-        self.local.sockets.len()
+        self.local.sockets.len() + self.hub.owned_sockets().len()
+    }
+
+    /// The traffic of the sessions here, and of those run by their connections' tasks.
+    pub(crate) fn traffic(&self) -> volley_core::socketio::Traffic {
+        let mut total = self.sio.traffic();
+        add_traffic(&mut total, &self.hub.retired());
+        for mailbox in self.hub.owned_all() {
+            add_traffic(&mut total, &mailbox.traffic());
+        }
+        total
     }
 
     /// Handles one event of the core machine (the driver's event callback).
@@ -510,7 +748,7 @@ impl Node {
 
 impl<O: Ops> Unit<'_, O> {
     /// Writes the live session of each of `sockets` still connected to the adapter's store.
-    fn persist_live(&self, sockets: impl IntoIterator<Item = SocketId>) {
+    pub(super) fn persist_live(&self, sockets: impl IntoIterator<Item = SocketId>) {
         let Some(&ttl) = self.hub.live_sessions.get() else {
             return;
         };
@@ -560,7 +798,16 @@ impl<O: Ops> Unit<'_, O> {
         ctl: Arc<Ctl>,
         recovered: bool,
     ) -> Socket {
-        let socket = Socket::new(id, handshake, data, ctl.clone(), ns.clone(), recovered);
+        let route = self.route.clone();
+        let socket = Socket::new(
+            id,
+            handshake,
+            data,
+            ctl.clone(),
+            ns.clone(),
+            recovered,
+            route,
+        );
         // Every handler of the socket runs inside its span (sid, namespace, transport).
         let span = tracing::debug_span!(
             "socket",
@@ -593,6 +840,10 @@ impl<O: Ops> Unit<'_, O> {
                 move || hook(s),
             );
             entry.push(Job::Barrier(job), &self.hub.spawn);
+        }
+        if let Route::Owned(_) = self.route {
+            self.hub.owned_sockets().insert(id, socket.clone());
+            self.hub.nudge(false);
         }
         self.local.sockets.insert(id, entry);
         crate::metrics::socket_connected(
@@ -646,7 +897,12 @@ impl Machine for Node {
                 self.polls.insert(conn, sid);
             }
         }
+        // A handshake over WebSocket: the session goes to its connection's task.
+        let handshake = head.method() == Method::Get && is_websocket_handshake(&head);
         let result = self.sio.handle_request(conn, head, now);
+        if handshake {
+            self.detach_websocket(conn, now);
+        }
         self.check_upgrades();
         result
     }
@@ -707,6 +963,16 @@ impl Machine for Node {
             let mut changed: Vec<SocketId> = memberships.iter().map(|(_, c)| c.socket).collect();
             changed.sort_unstable();
             changed.dedup();
+            // The sockets of sessions run elsewhere are written by their own tasks, which
+            // hold their data.
+            changed.retain(|&socket| match self.owner_of(socket) {
+                Some(mailbox) => {
+                    let sockets = Some(vec![socket]);
+                    let _ = mailbox.push(Command::PersistLive { sockets });
+                    false
+                }
+                None => true,
+            });
             self.unit().persist_live(changed);
         }
         let mut output = self.sio.poll_output()?;
@@ -730,7 +996,15 @@ impl Machine for Node {
     }
 
     fn session_count(&self) -> Option<usize> {
-        Some(self.sio.engine().session_count())
+        Some(Node::session_count(self))
+    }
+
+    fn take_owned(&mut self, conn: ConnId) -> Option<Box<dyn crate::driver::OwnedSession>> {
+        if self.handover.is_empty() {
+            return None;
+        }
+        self.take_handover(conn)
+            .map(|o| o as Box<dyn crate::driver::OwnedSession>)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -739,6 +1013,29 @@ impl Machine for Node {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// Adds `more` to `total`.
+fn add_traffic(total: &mut volley_core::socketio::Traffic, more: &volley_core::socketio::Traffic) {
+    total.sessions_opened = total.sessions_opened.wrapping_add(more.sessions_opened);
+    total.sessions_closed = total.sessions_closed.wrapping_add(more.sessions_closed);
+    total.packets_received = total.packets_received.wrapping_add(more.packets_received);
+    total.packets_sent = total.packets_sent.wrapping_add(more.packets_sent);
+    total.bytes_received = total.bytes_received.wrapping_add(more.bytes_received);
+    total.bytes_sent = total.bytes_sent.wrapping_add(more.bytes_sent);
+}
+
+/// Whether `head` opens a session over WebSocket (`transport=websocket` without a `sid`).
+fn is_websocket_handshake(head: &RequestHead) -> bool {
+    let mut websocket = false;
+    for (k, v) in query_pairs(head.query()) {
+        match &*k {
+            "transport" => websocket = v == "websocket",
+            "sid" => return false,
+            _ => {}
+        }
+    }
+    websocket
 }
 
 /// How a socket of this node is described to the others: its data is the

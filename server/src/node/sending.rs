@@ -48,12 +48,14 @@ impl Node {
             ) else {
                 continue;
             };
-            crate::metrics::broadcast::<()>(&Ok(sent.len()));
-            crate::metrics::acks_sent(sent.len());
             for s in &sent {
                 self.local.acks.insert((*s, id.0), Waiter::Member(key));
             }
-            asked += sent.len();
+            let hooks = self.hooks_for(nsp, event, &json, &attachments);
+            let handed = self.hand_off(Some(owned::Ask::Member(key)), hooks, None, now);
+            crate::metrics::broadcast::<()>(&Ok(sent.len() + handed));
+            crate::metrics::acks_sent(sent.len() + handed);
+            asked += sent.len() + handed;
         }
         let mut remote = None;
         let expected = self.other_nodes() * nsps.len();
@@ -89,7 +91,9 @@ impl Node {
     // ---- the cluster: outgoing ----
 
     /// Sends `event` to the sockets `opts` selects in each of `nsps`, here and (unless
-    /// `opts.local`) on the other nodes.
+    /// `opts.local`) on the other nodes. `checked` gets what became of the packet on this
+    /// node, once the sessions run elsewhere have queued (or refused) their copies.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn broadcast(
         &mut self,
         nsps: &[Arc<str>],
@@ -97,8 +101,10 @@ impl Node {
         event: &str,
         payload: Payload,
         compress: bool,
+        checked: Option<oneshot::Sender<crate::operators::Broadcasted>>,
         now: Instant,
-    ) -> crate::operators::Broadcasted {
+    ) {
+        let receipt = checked.map(|tx| Arc::new(owned::Receipt::new(tx)));
         let mut report = crate::operators::Broadcasted::default();
         for nsp in nsps {
             self.note_sends(nsp, opts, compress);
@@ -139,7 +145,11 @@ impl Node {
                 let sent = self
                     .sio
                     .broadcast(nsp, opts, event, &json, attachments.clone(), now);
-                crate::metrics::broadcast(&sent);
+                let hooks = self.hooks_for(nsp, event, &json, &attachments);
+                let handed = self.hand_off(None, hooks, receipt.as_ref(), now);
+                crate::metrics::broadcast(
+                    &sent.as_ref().map(|n| n + handed).map_err(|e| e.clone()),
+                );
                 report.queued += sent.as_ref().copied().unwrap_or(0);
                 let refused = self.sio.refused().get(refused_before..).unwrap_or_default();
                 report.refused.extend_from_slice(refused);
@@ -148,7 +158,10 @@ impl Node {
                 report.deferred = true;
             }
         }
-        report
+        match receipt {
+            Some(receipt) => receipt.settle(report),
+            None => drop(report),
+        }
     }
 
     /// Queues a broadcast for local delivery in call order.
@@ -173,6 +186,26 @@ impl Node {
             attachments: attachments.to_vec(),
         });
         seq
+    }
+
+    /// The event and payload the outgoing hooks of the sockets of `nsp` run on elsewhere see,
+    /// when some may be registered.
+    pub(super) fn hooks_for(
+        &self,
+        nsp: &str,
+        event: &str,
+        args: &str,
+        attachments: &[bytes::Bytes],
+    ) -> Option<Arc<(String, Payload)>> {
+        let ns = self.hub.registry.lookup(nsp)?;
+        let own = self
+            .ctl()
+            .is_some_and(|c| c.own_outgoing.load(Ordering::Acquire) > 0);
+        if !own && ns.any_outgoing().is_empty() {
+            return None;
+        }
+        let payload = Payload::from_wire(args, attachments.to_vec());
+        Some(Arc::new((event.to_owned(), payload)))
     }
 
     /// Runs the outgoing hooks of `nsp` (`on_any_outgoing`) for every socket of this node a
@@ -216,6 +249,7 @@ impl Node {
             };
             let offset = q.offset.flatten();
             self.notify_outgoing(&q.nsp, &q.opts, &q.event, &q.args, &q.attachments);
+            let hooks = self.hooks_for(&q.nsp, &q.event, &q.args, &q.attachments);
             let sent = self.sio.broadcast_at(
                 &q.nsp,
                 &q.opts,
@@ -225,7 +259,8 @@ impl Node {
                 offset.as_deref(),
                 now,
             );
-            crate::metrics::broadcast(&sent);
+            let handed = self.hand_off(None, hooks, None, now);
+            crate::metrics::broadcast(&sent.map(|n| n + handed));
         }
     }
 
@@ -381,7 +416,7 @@ impl Hub {
                     place: PanicPlace::Outgoing,
                     message: panic_message(&*payload),
                 };
-                report_panic(ctl, report);
+                report_panic(ctl, socket.route(), report);
             }
         }
     }

@@ -1,0 +1,567 @@
+//! A WebSocket session run by its connection's task: its Engine.IO session, its Socket.IO
+//! client and the application state of its sockets, stepped there through a [`Peer`] over
+//! the shared state, with the handlers started inline. Nothing on the path of its messages
+//! is shared with another connection; handles reach it through its [`Mailbox`].
+
+use super::*;
+use crate::driver::OwnedSession;
+use volley_core::engine::{Event as EioEvent, OverflowPolicy, Session};
+use volley_core::socketio::{
+    AckToken, Client, Config as SioConfig, Delivery, Handoff, Link, Peer, Recovery, SharedAccess,
+};
+
+/// Who waits for the acknowledgements of a broadcast's copy.
+#[derive(Clone)]
+pub(crate) enum Ask {
+    /// A broadcast of this node: its aggregate.
+    Member(u64),
+    /// Another node's broadcast: the answers go back to it.
+    Relay { to: NodeId, request: RequestId },
+}
+
+impl Ask {
+    fn waiter(&self) -> Waiter {
+        match self {
+            Ask::Member(key) => Waiter::Member(*key),
+            Ask::Relay { to, request } => Waiter::Relay {
+                to: *to,
+                request: *request,
+            },
+        }
+    }
+}
+
+/// What a checked broadcast (`BroadcastOperator::emit_checked`) did on this node, gathered
+/// from the sessions that hold its copies: the caller is told once the node and every owner
+/// it handed copies to have reported.
+pub(crate) struct Receipt(std::sync::Mutex<ReceiptState>);
+
+struct ReceiptState {
+    report: crate::operators::Broadcasted,
+    /// Reports still to come (the node's own is the first).
+    waiting: usize,
+    tx: Option<oneshot::Sender<crate::operators::Broadcasted>>,
+}
+
+impl Receipt {
+    pub(crate) fn new(tx: oneshot::Sender<crate::operators::Broadcasted>) -> Self {
+        Receipt(std::sync::Mutex::new(ReceiptState {
+            report: crate::operators::Broadcasted::default(),
+            waiting: 1,
+            tx: Some(tx),
+        }))
+    }
+
+    /// One more report to wait for.
+    pub(crate) fn expect(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .waiting += 1;
+    }
+
+    /// One report: adds `part` to what is known, and tells the caller once all came.
+    pub(crate) fn settle(&self, part: crate::operators::Broadcasted) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.report.queued += part.queued;
+        state.report.refused.extend(part.refused);
+        state.report.deferred |= part.deferred;
+        state.waiting = state.waiting.saturating_sub(1);
+        if state.waiting == 0 {
+            if let Some(tx) = state.tx.take() {
+                let _ = tx.send(std::mem::take(&mut state.report));
+            }
+        }
+    }
+}
+
+/// A WebSocket session on its connection's task.
+pub(crate) struct Owned {
+    conn: ConnId,
+    session: Box<Session>,
+    client: Box<Client>,
+    shared: SharedLock,
+    config: Arc<SioConfig>,
+    hub: Arc<Hub>,
+    local: Local,
+    mailbox: Arc<Mailbox>,
+    route: Route,
+    events: VecDeque<Event>,
+    commands: VecDeque<Command>,
+    refused: Vec<SocketId>,
+    finished: bool,
+    /// The latest time a step ran at, for an end that comes with no clock (a drop).
+    last_step: Instant,
+}
+
+/// The machine operations of one step of an owned session: its peer, built per call.
+struct PeerOps<'a> {
+    config: &'a SioConfig,
+    shared: &'a mut SharedLock,
+    client: &'a mut Client,
+    session: &'a mut Session,
+    events: &'a mut VecDeque<Event>,
+    refused: &'a mut Vec<SocketId>,
+}
+
+impl PeerOps<'_> {
+    fn peer(&mut self) -> Peer<'_, &mut SharedLock, &mut Session> {
+        Peer {
+            config: self.config,
+            shared: &mut *self.shared,
+            client: &mut *self.client,
+            link: &mut *self.session,
+            events: &mut *self.events,
+        }
+    }
+
+    fn refused<R>(&mut self, socket: SocketId, r: Result<R, SioError>) -> Result<R, SioError> {
+        if let Err(SioError::BufferFull(_)) = &r {
+            self.refused.push(socket);
+        }
+        r
+    }
+}
+
+impl Ops for PeerOps<'_> {
+    fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
+        self.peer().accept(id, now)
+    }
+
+    fn is_recovering(&self, id: ConnectId) -> bool {
+        self.shared.read(|s| s.is_recovering(id))
+    }
+
+    fn reject(
+        &mut self,
+        id: ConnectId,
+        message: &str,
+        data: Option<&str>,
+        now: Instant,
+    ) -> Result<(), SioError> {
+        self.peer().reject(id, message, data, now)
+    }
+
+    fn restore_connect(
+        &mut self,
+        id: ConnectId,
+        session: SessionState,
+        stored: Vec<StoredMessage>,
+        now: Instant,
+    ) -> Result<RestoreOutcome, SioError> {
+        self.peer().restore_connect(id, session, stored, now)
+    }
+
+    fn disconnect(&mut self, socket: SocketId, close: bool, now: Instant) -> Result<(), SioError> {
+        self.peer().disconnect(socket, close, now)
+    }
+
+    fn emit(
+        &mut self,
+        socket: SocketId,
+        name: &str,
+        args: &str,
+        attachments: Vec<bytes::Bytes>,
+        volatile: bool,
+        now: Instant,
+    ) -> Result<bool, SioError> {
+        let r = self
+            .peer()
+            .emit(socket, name, args, attachments, volatile, now);
+        self.refused(socket, r)
+    }
+
+    fn emit_with_ack(
+        &mut self,
+        socket: SocketId,
+        name: &str,
+        args: &str,
+        attachments: Vec<bytes::Bytes>,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<AckId, SioError> {
+        self.peer()
+            .emit_with_ack(socket, name, args, attachments, timeout, now)
+    }
+
+    fn ack(
+        &mut self,
+        token: AckToken,
+        args: &str,
+        attachments: Vec<bytes::Bytes>,
+        now: Instant,
+    ) -> Result<(), SioError> {
+        let socket = token.socket();
+        let r = self.peer().ack(token, args, attachments, now);
+        self.refused(socket, r)
+    }
+
+    fn session_of(&self, socket: SocketId) -> Option<Sid> {
+        if self.client.has_socket(socket) {
+            return Some(self.client.sid());
+        }
+        self.shared.read(|s| s.namespaces().session_of(socket))
+    }
+
+    fn transport(&self, sid: Sid) -> Option<TransportKind> {
+        (sid == self.session.sid() && !self.session.is_closing()).then(|| self.session.transport())
+    }
+
+    fn set_session_data(&mut self, socket: SocketId, data: Utf8Bytes) {
+        self.shared.with(|s| s.set_session_data(socket, data));
+    }
+
+    fn take_session(&mut self, socket: SocketId) -> Option<SessionState> {
+        self.shared.with(|s| s.take_session(socket))
+    }
+
+    fn live_session(&self, socket: SocketId) -> Option<SessionState> {
+        let pid = self.client.pid(socket)?.to_string();
+        let (nsp, rooms) = self.shared.read(|s| {
+            let (_, nsp) = s.namespaces().member(socket)?;
+            Some((nsp.to_string(), s.namespaces().rooms_of(socket)))
+        })?;
+        Some(SessionState {
+            socket,
+            pid,
+            nsp: Some(nsp),
+            rooms,
+            data: None,
+        })
+    }
+
+    fn is_recovery_shared(&self) -> bool {
+        self.shared.read(|s| s.is_recovery_shared())
+    }
+
+    fn connection_state_recovery(&self) -> Option<Recovery> {
+        self.shared.read(|s| s.recovery())
+    }
+
+    fn namespace_socket_count(&self, nsp: &str) -> usize {
+        self.shared
+            .read(|s| s.namespaces().namespace_socket_count(nsp))
+    }
+
+    fn has_namespace(&self, nsp: &str) -> bool {
+        self.shared.read(|s| s.namespaces().exists(nsp))
+    }
+
+    fn take_refused(&mut self) -> Vec<SocketId> {
+        std::mem::take(self.refused)
+    }
+
+    fn namespace_of(&self, socket: SocketId) -> Option<Arc<str>> {
+        self.shared
+            .read(|s| s.namespaces().namespace_of(socket).cloned())
+    }
+
+    fn overflow(&self) -> OverflowPolicy {
+        self.config.engine.overflow
+    }
+
+    fn close_session(&mut self, sid: Sid, now: Instant) {
+        if sid == self.session.sid() {
+            self.session.close(now);
+        }
+    }
+}
+
+impl Owned {
+    /// Session `detached` of connection `conn`, to run on that connection's task.
+    pub(crate) fn new(
+        conn: ConnId,
+        detached: volley_core::socketio::Detached,
+        shared: SharedLock,
+        config: Arc<SioConfig>,
+        hub: Arc<Hub>,
+        now: Instant,
+    ) -> Self {
+        let mailbox = Arc::new(Mailbox::default());
+        Owned {
+            conn,
+            session: detached.session,
+            client: detached.client,
+            shared,
+            config,
+            hub,
+            local: Local::default(),
+            route: Route::Owned(mailbox.clone()),
+            mailbox,
+            events: VecDeque::new(),
+            commands: VecDeque::new(),
+            refused: Vec::new(),
+            finished: false,
+            last_step: now,
+        }
+    }
+
+    /// The session's mailbox.
+    pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
+        &self.mailbox
+    }
+
+    /// Runs `f` on the application layer of this session.
+    fn with_unit<R>(&mut self, f: impl FnOnce(&mut Unit<'_, PeerOps<'_>>) -> R) -> R {
+        let mut ops = PeerOps {
+            config: &self.config,
+            shared: &mut self.shared,
+            client: &mut self.client,
+            session: &mut self.session,
+            events: &mut self.events,
+            refused: &mut self.refused,
+        };
+        let mut unit = Unit {
+            ops: &mut ops,
+            hub: &self.hub,
+            local: &mut self.local,
+            route: &self.route,
+        };
+        f(&mut unit)
+    }
+
+    /// Hands the session's Engine.IO events to its peer, then its Socket.IO events to the
+    /// application, then the commands that arrived, until nothing is left.
+    fn settle(&mut self, now: Instant) {
+        let step = super::route::Step::begin(&self.mailbox);
+        self.last_step = now;
+        loop {
+            self.mailbox.running(true);
+            loop {
+                if self.pump(now) {
+                    continue;
+                }
+                if let Some(event) = self.events.pop_front() {
+                    self.with_unit(|unit| unit.dispatch(event, now));
+                    continue;
+                }
+                if self.commands.is_empty() {
+                    self.mailbox.take(&mut self.commands);
+                }
+                if let Some(command) = self.commands.pop_front() {
+                    self.apply(command, now);
+                    continue;
+                }
+                break;
+            }
+            self.mailbox.running(false);
+            // A command queued while this step ran woke nobody.
+            self.mailbox.take(&mut self.commands);
+            if self.commands.is_empty() {
+                break;
+            }
+        }
+        self.with_unit(|unit| {
+            unit.report_refused();
+            unit.check_upgrades();
+        });
+        drop(step);
+        if self.session.is_ended() && !self.finished {
+            self.finish();
+        }
+    }
+
+    /// Hands the Engine.IO session's events to the peer; whether there were any.
+    fn pump(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(event) = self.session.poll_event() {
+            any = true;
+            let mut ops = PeerOps {
+                config: &self.config,
+                shared: &mut self.shared,
+                client: &mut self.client,
+                session: &mut self.session,
+                events: &mut self.events,
+                refused: &mut self.refused,
+            };
+            match event {
+                EioEvent::Message { message, .. } => ops.peer().receive(message, now),
+                EioEvent::Close { reason, .. } => ops.peer().closed(reason, now),
+                EioEvent::Open { .. } | EioEvent::Upgrade { .. } => {}
+            }
+        }
+        any
+    }
+
+    fn apply(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Emit {
+                volatile: false, ..
+            } if self.shared.read(|s| s.is_recovery_shared()) => {
+                // Kept where every node can replay it: a broadcast to the socket's room, made
+                // by the node.
+                if let Some(ctl) = self.hub.ctl() {
+                    let _ = ctl.command(command);
+                }
+            }
+            Command::Deliver {
+                handoff,
+                sockets,
+                ask,
+                hooks,
+                receipt,
+            } => {
+                let report = self.deliver(&handoff, sockets, ask, hooks, now);
+                if let Some(receipt) = receipt {
+                    receipt.settle(report);
+                }
+            }
+            Command::Shutdown => {
+                let mut ops = PeerOps {
+                    config: &self.config,
+                    shared: &mut self.shared,
+                    client: &mut self.client,
+                    session: &mut self.session,
+                    events: &mut self.events,
+                    refused: &mut self.refused,
+                };
+                ops.peer().close(DisconnectReason::ServerShuttingDown, now);
+            }
+            command => self.with_unit(|unit| unit.apply(command, now)),
+        }
+    }
+
+    /// Queues this session's copies of a broadcast.
+    fn deliver(
+        &mut self,
+        handoff: &Handoff,
+        sockets: Vec<SocketId>,
+        ask: Option<Ask>,
+        hooks: Option<Arc<(String, Payload)>>,
+        now: Instant,
+    ) -> crate::operators::Broadcasted {
+        let mut report = crate::operators::Broadcasted::default();
+        for socket in sockets {
+            if let (Some((event, payload)), Some(entry)) =
+                (hooks.as_deref(), self.local.sockets.get(&socket))
+            {
+                for hook in entry.socket.outgoing_hooks() {
+                    self.hub.outgoing_hook(&hook, &entry.socket, event, payload);
+                }
+            }
+            let delivery = if self.client.has_socket(socket) {
+                let link: &mut Session = &mut self.session;
+                link.deliver(&handoff.first, &handoff.attachments, handoff.volatile, now)
+            } else {
+                Delivery::Gone
+            };
+            match (delivery, &ask, handoff.ack) {
+                (Delivery::Queued, Some(ask), Some((id, deadline))) => {
+                    report.queued += 1;
+                    self.client.expect_ack(socket, id.0, deadline);
+                    self.local.acks.insert((socket, id.0), ask.waiter());
+                }
+                (Delivery::Queued, ..) => report.queued += 1,
+                (delivery, ask, _) => {
+                    if delivery == Delivery::Refused {
+                        report.refused.push(socket);
+                        self.refused.push(socket);
+                    }
+                    if let Some(Ask::Member(key)) = ask {
+                        self.hub.update_aggregate(*key, |agg| {
+                            agg.missing += 1;
+                            agg.remaining = agg.remaining.saturating_sub(1);
+                        });
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// The session ended: the node forgets it, and what handles still send goes to the
+    /// machine, which answers as for any unknown socket.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.hub.retire(self.session.sid(), &self.mailbox.traffic());
+        let left = self.mailbox.close();
+        if let Some(ctl) = self.hub.ctl() {
+            for command in left.into_iter().chain(self.commands.drain(..)) {
+                let _ = ctl.command(command);
+            }
+        }
+    }
+}
+
+impl OwnedSession for Owned {
+    fn handle_ws_message(&mut self, message: WsMessage, now: Instant) {
+        self.mailbox.count_received(message.len());
+        if let Err(misuse) = self.session.handle_ws_message(self.conn, message, now) {
+            tracing::debug!(%misuse, "WebSocket message dropped");
+        }
+        self.settle(now);
+    }
+
+    fn handle_ws_drained(&mut self, now: Instant) {
+        self.session.handle_ws_drained(self.conn, now);
+        self.settle(now);
+    }
+
+    fn handle_closed(&mut self, error: bool, now: Instant) {
+        self.session.handle_conn_closed(self.conn, error, now);
+        self.settle(now);
+        if !self.finished {
+            self.finish();
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now);
+        }
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            let mut ops = PeerOps {
+                config: &self.config,
+                shared: &mut self.shared,
+                client: &mut self.client,
+                session: &mut self.session,
+                events: &mut self.events,
+                refused: &mut self.refused,
+            };
+            ops.peer().handle_timeout(now);
+        }
+        self.settle(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        match (self.session.poll_timeout(), self.client.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn poll_commands(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        !self.finished && self.mailbox.poll_ready(cx)
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        let output = self.session.poll_output()?;
+        if let Output::Send { message, .. } = &output {
+            self.mailbox.count_sent(message.len());
+        }
+        Some(output)
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The connection's task ended without telling (the server stopped): its sockets
+            // leave as when the connection fails.
+            self.handle_closed(true, self.last_step);
+        }
+    }
+}
+
+/// What is shown of an owned session.
+impl std::fmt::Debug for Owned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owned")
+            .field("sid", &self.session.sid())
+            .field("sockets", &self.local.sockets.len())
+            .finish_non_exhaustive()
+    }
+}

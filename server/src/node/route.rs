@@ -1,0 +1,197 @@
+//! How a command reaches the session it addresses: the machine's task, or the mailbox of the
+//! task that owns the session.
+
+use super::*;
+use futures::task::AtomicWaker;
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+/// Where a session runs, as the handles of its sockets see it.
+#[derive(Clone, Default)]
+pub(crate) enum Route {
+    /// On the machine's task.
+    #[default]
+    Machine,
+    /// On a task of its own, reached through its mailbox.
+    Owned(Arc<Mailbox>),
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Route::Machine => "Machine",
+            Route::Owned(_) => "Owned",
+        })
+    }
+}
+
+use std::fmt;
+
+/// The commands waiting for a session's own task, with its waker.
+///
+/// Pushed to from any thread; the owning task takes them all at once per wake. A push made
+/// while the owner runs a step (a handler it runs inline casting to its own socket) wakes
+/// nobody: the owner looks again before it waits.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    queue: Mutex<Queue>,
+    waker: AtomicWaker,
+    running: AtomicBool,
+    /// What the session exchanged: written by its task only, read for `Io::traffic`.
+    packets_in: AtomicU64,
+    bytes_in: AtomicU64,
+    packets_out: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    commands: VecDeque<Command>,
+    closed: bool,
+}
+
+impl Mailbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `command`; handed back when the session's task has ended.
+    // The command is handed back whole, on the rare path, for the machine to answer.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn push(&self, command: Command) -> Result<(), Command> {
+        {
+            let mut queue = self.lock();
+            if queue.closed {
+                return Err(command);
+            }
+            queue.commands.push_back(command);
+        }
+        if !self.running.load(Ordering::SeqCst) {
+            self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Takes what is queued into `into`.
+    pub(crate) fn take(&self, into: &mut VecDeque<Command>) {
+        let mut queue = self.lock();
+        if into.is_empty() {
+            std::mem::swap(into, &mut queue.commands);
+        } else {
+            into.append(&mut queue.commands);
+        }
+    }
+
+    /// The owner starts (`true`) or ends a step.
+    pub(crate) fn running(&self, running: bool) {
+        self.running.store(running, Ordering::SeqCst);
+    }
+
+    /// Whether commands wait, registering `cx` to be woken by the next one otherwise.
+    pub(crate) fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> bool {
+        if !self.lock().commands.is_empty() {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        !self.lock().commands.is_empty()
+    }
+
+    /// The session read a WebSocket message of `len` bytes.
+    pub(crate) fn count_received(&self, len: usize) {
+        self.packets_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// The session wrote a WebSocket message of `len` bytes.
+    pub(crate) fn count_sent(&self, len: usize) {
+        self.packets_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// What the session exchanged so far.
+    pub(crate) fn traffic(&self) -> volley_core::socketio::Traffic {
+        volley_core::socketio::Traffic {
+            packets_received: self.packets_in.load(Ordering::Relaxed),
+            bytes_received: self.bytes_in.load(Ordering::Relaxed),
+            packets_sent: self.packets_out.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_out.load(Ordering::Relaxed),
+            ..Default::default()
+        }
+    }
+
+    /// Takes no more commands; those still queued are handed back.
+    pub(crate) fn close(&self) -> VecDeque<Command> {
+        let mut queue = self.lock();
+        queue.closed = true;
+        std::mem::take(&mut queue.commands)
+    }
+}
+
+thread_local! {
+    /// The session whose step runs on this thread (its mailbox's address, 0: none), and
+    /// whether the step has sent the machine's task work that may reach that session.
+    static STEP: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+}
+
+fn address(mailbox: &Mailbox) -> usize {
+    std::ptr::from_ref(mailbox) as usize
+}
+
+/// A session's step on this thread, from [`Step::begin`] until dropped.
+pub(crate) struct Step((usize, bool));
+
+impl Step {
+    /// The step of the session of `mailbox` starts on this thread.
+    pub(crate) fn begin(mailbox: &Mailbox) -> Step {
+        Step(STEP.with(|s| s.replace((address(mailbox), false))))
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        STEP.with(|s| s.set(self.0));
+    }
+}
+
+impl Ctl {
+    /// Sends `command` to the session `route` leads to.
+    ///
+    /// Straight into the session's mailbox only from the session's own step, and only while
+    /// that step has sent the machine's task nothing: otherwise the command goes through the
+    /// machine's task, which hands it on after what was sent there before (a broadcast,
+    /// then an emit to one of its recipients, arrive in that order). A session whose task
+    /// has ended leaves its commands to the machine, which answers them as for any unknown
+    /// socket.
+    pub(crate) fn send(
+        &self,
+        route: &Route,
+        command: Command,
+    ) -> Result<(), crate::driver::Stopped> {
+        let Route::Owned(mailbox) = route else {
+            return self.command(command);
+        };
+        if STEP.with(Cell::get) != (address(mailbox), false) {
+            return self.command(command);
+        }
+        match mailbox.push(command) {
+            Ok(()) => Ok(()),
+            Err(command) => self.command(command),
+        }
+    }
+
+    /// Runs `f` on the machine's task, after what was cast there before. A session's step
+    /// that does so sends its own commands that way too from then on, to keep their order.
+    pub(crate) fn cast(
+        &self,
+        f: impl FnOnce(&mut Node, Instant) + Send + 'static,
+    ) -> Result<(), crate::driver::Stopped> {
+        STEP.with(|s| {
+            let (mailbox, _) = s.get();
+            if mailbox != 0 {
+                s.set((mailbox, true));
+            }
+        });
+        self.handle.cast(f)
+    }
+}
