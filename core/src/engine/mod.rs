@@ -25,4 +25,4 @@ pub use endpoint::{Endpoint, Handshake, RequestKind, Route, SessionRequest};
 pub use error::{ApiMisuse, CloseReason, ErrorCode, SendError};
 pub use machine::{Body, Engine, Event, Output};
 pub use packet::{DecodeError, Message, Packet, Protocol, WsMessage};
-pub use session::{ConnRole, Session, TransportKind};
+pub use session::{ConnRole, Session, SessionQueues, TransportKind};

@@ -16,6 +16,7 @@ use crate::ids::{ConnId, Sid};
 use crate::utf8::Utf8Bytes;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -186,7 +187,37 @@ pub struct Session {
     pub(super) timer: Option<Instant>,
 }
 
+/// A session's output and event queues, lent to it for a step by a caller that runs many
+/// sessions one step at a time ([`Session::lend_queues`]), so that an idle session holds no
+/// allocated queue.
+#[derive(Default)]
+pub struct SessionQueues {
+    outputs: VecDeque<Pending>,
+    events: VecDeque<Event>,
+}
+
+impl fmt::Debug for SessionQueues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionQueues")
+    }
+}
+
 impl Session {
+    /// Swaps the session's queues with `queues` when both the session's are empty: lend an
+    /// empty pair before a step, and take it back after the step's outputs and events were
+    /// drained. `false` (nothing swapped) while the session still holds something.
+    pub fn lend_queues(&mut self, queues: &mut SessionQueues) -> bool {
+        if !self.outputs.is_empty() || !self.events.is_empty() {
+            return false;
+        }
+        if !queues.outputs.is_empty() || !queues.events.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut self.outputs, &mut queues.outputs);
+        std::mem::swap(&mut self.events, &mut queues.events);
+        true
+    }
+
     pub(super) fn new(
         sid: Sid,
         protocol: Protocol,

@@ -508,8 +508,9 @@ where
             flush(&mut **session, outbox, now, &mut WsCounts::default());
         }
     };
+    // The ticker first: what it queues is taken by the writer in the same poll.
     let writer = async {
-        match select(pin!(writer), pin!(ticker)).await {
+        match select(pin!(ticker), pin!(writer)).await {
             Either::Left((end, _)) | Either::Right((end, _)) => end,
         }
     };

@@ -454,10 +454,91 @@ impl Hub {
 /// wait for, the `upgraded()` futures of their connections.
 #[derive(Default)]
 pub(crate) struct Local {
-    sockets: IdMap<SocketId, Entry>,
+    sockets: SocketTable,
     acks: IdMap<(SocketId, u64), Waiter>,
     /// `Connection::upgraded` futures waiting for their session to run over WebSocket.
     upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
+}
+
+/// The socket entries of a [`Local`]: a few in a vector sized to them (one session's, whose
+/// client joins a namespace or two), many in a map (the machine's task's).
+enum SocketTable {
+    Few(Vec<(SocketId, Entry)>),
+    Many(IdMap<SocketId, Entry>),
+}
+
+impl Default for SocketTable {
+    fn default() -> Self {
+        SocketTable::Few(Vec::new())
+    }
+}
+
+impl SocketTable {
+    /// Entries kept in the vector before the table becomes a map.
+    const FEW: usize = 8;
+
+    fn get(&self, id: &SocketId) -> Option<&Entry> {
+        match self {
+            SocketTable::Few(v) => v.iter().find(|(k, _)| k == id).map(|(_, e)| e),
+            SocketTable::Many(m) => m.get(id),
+        }
+    }
+
+    fn get_mut(&mut self, id: &SocketId) -> Option<&mut Entry> {
+        match self {
+            SocketTable::Few(v) => v.iter_mut().find(|(k, _)| k == id).map(|(_, e)| e),
+            SocketTable::Many(m) => m.get_mut(id),
+        }
+    }
+
+    fn insert(&mut self, id: SocketId, entry: Entry) {
+        match self {
+            SocketTable::Few(v) => {
+                if let Some(slot) = v.iter_mut().find(|(k, _)| *k == id) {
+                    slot.1 = entry;
+                } else if v.len() < Self::FEW {
+                    // Grown one at a time: a session's sockets are few.
+                    v.reserve_exact(1);
+                    v.push((id, entry));
+                } else {
+                    let mut m: IdMap<SocketId, Entry> = v.drain(..).collect();
+                    m.insert(id, entry);
+                    *self = SocketTable::Many(m);
+                }
+            }
+            SocketTable::Many(m) => {
+                m.insert(id, entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &SocketId) -> Option<Entry> {
+        match self {
+            SocketTable::Few(v) => {
+                let i = v.iter().position(|(k, _)| k == id)?;
+                let (_, entry) = v.swap_remove(i);
+                if v.is_empty() {
+                    *v = Vec::new();
+                }
+                Some(entry)
+            }
+            SocketTable::Many(m) => m.remove(id),
+        }
+    }
+
+    fn keys(&self) -> Box<dyn Iterator<Item = &SocketId> + '_> {
+        match self {
+            SocketTable::Few(v) => Box::new(v.iter().map(|(k, _)| k)),
+            SocketTable::Many(m) => Box::new(m.keys()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            SocketTable::Few(v) => v.len(),
+            SocketTable::Many(m) => m.len(),
+        }
+    }
 }
 
 /// One step of the application layer for the sessions of a [`Local`]: their state, what is
@@ -595,9 +676,13 @@ impl Node {
         now: Instant,
     ) -> usize {
         let mut handed = 0;
-        for handoff in self.sio.take_handoffs() {
+        let mut gone = Vec::new();
+        let hub = self.hub.clone();
+        // One loan of the table for the whole broadcast.
+        let table = hub.owned.read().unwrap_or_else(PoisonError::into_inner);
+        for mut handoff in self.sio.take_handoffs() {
+            let mut targets = std::mem::take(&mut handoff.targets);
             let handoff = Arc::new(handoff);
-            let mut targets = handoff.targets.clone();
             targets.sort_unstable_by_key(|&(_, sid)| sid);
             let mut rest = targets.into_iter().peekable();
             while let Some((socket, sid)) = rest.next() {
@@ -616,16 +701,20 @@ impl Node {
                     hooks: hooks.clone(),
                     receipt: receipt.cloned(),
                 };
-                match self.hub.owned(sid) {
+                match table.get(&sid) {
                     Some(mailbox) => {
                         if let Err(command) = mailbox.push(command) {
-                            self.unit().apply(command, now);
+                            gone.push(command);
                         }
                     }
-                    // Gone meanwhile: the unit counts its copies missing.
-                    None => self.unit().apply(command, now),
+                    None => gone.push(command),
                 }
             }
+        }
+        drop(table);
+        // Gone meanwhile: the unit counts their copies missing.
+        for command in gone {
+            self.unit().apply(command, now);
         }
         handed
     }

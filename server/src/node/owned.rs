@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::driver::OwnedSession;
-use volley_core::engine::{Event as EioEvent, OverflowPolicy, Session};
+use volley_core::engine::{Event as EioEvent, OverflowPolicy, Session, SessionQueues};
 use volley_core::socketio::{
     AckToken, Client, Config as SioConfig, Delivery, Handoff, Link, Peer, Recovery, SharedAccess,
 };
@@ -86,8 +86,8 @@ pub(crate) struct Owned {
     local: Local,
     mailbox: Arc<Mailbox>,
     route: Route,
+    /// Lent by the thread for each input ([`Owned::lent`]): an idle session holds no queue.
     events: VecDeque<Event>,
-    commands: VecDeque<Command>,
     refused: Vec<SocketId>,
     finished: bool,
     /// The latest time a step ran at, for an end that comes with no clock (a drop).
@@ -289,7 +289,6 @@ impl Owned {
             route: Route::Owned(mailbox.clone()),
             mailbox,
             events: VecDeque::new(),
-            commands: VecDeque::new(),
             refused: Vec::new(),
             finished: false,
             last_step: now,
@@ -335,10 +334,7 @@ impl Owned {
                     self.with_unit(|unit| unit.dispatch(event, now));
                     continue;
                 }
-                if self.commands.is_empty() {
-                    self.mailbox.take(&mut self.commands);
-                }
-                if let Some(command) = self.commands.pop_front() {
+                if let Some(command) = super::route::pop_own().or_else(|| self.mailbox.pop()) {
                     self.apply(command, now);
                     continue;
                 }
@@ -346,9 +342,9 @@ impl Owned {
             }
             self.mailbox.running(false);
             // A command queued while this step ran woke nobody.
-            self.mailbox.take(&mut self.commands);
-            if self.commands.is_empty() {
-                break;
+            match self.mailbox.pop() {
+                Some(command) => self.apply(command, now),
+                None => break,
             }
         }
         self.with_unit(|unit| {
@@ -476,51 +472,51 @@ impl Owned {
         self.hub.retire(self.session.sid(), &self.mailbox.traffic());
         let left = self.mailbox.close();
         if let Some(ctl) = self.hub.ctl() {
-            for command in left.into_iter().chain(self.commands.drain(..)) {
+            for command in left {
                 let _ = ctl.command(command);
             }
         }
     }
 }
 
+thread_local! {
+    /// The event queue a session's step borrows, kept by the thread between steps.
+    static EVENTS: std::cell::RefCell<VecDeque<Event>> =
+        const { std::cell::RefCell::new(VecDeque::new()) };
+    /// The Engine.IO session's queues, lent likewise until its outputs are taken.
+    static QUEUES: std::cell::RefCell<SessionQueues> =
+        std::cell::RefCell::new(SessionQueues::default());
+}
+
+impl Owned {
+    /// Runs `f` with the thread's event queue lent to this session, and takes the (emptied)
+    /// queue back after.
+    fn lent<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        QUEUES.with(|q| self.session.lend_queues(&mut q.borrow_mut()));
+        EVENTS.with(|q| std::mem::swap(&mut self.events, &mut q.borrow_mut()));
+        let r = f(self);
+        if self.events.is_empty() {
+            EVENTS.with(|q| std::mem::swap(&mut self.events, &mut q.borrow_mut()));
+        }
+        r
+    }
+}
+
 impl OwnedSession for Owned {
     fn handle_ws_message(&mut self, message: WsMessage, now: Instant) {
-        self.mailbox.count_received(message.len());
-        if let Err(misuse) = self.session.handle_ws_message(self.conn, message, now) {
-            tracing::debug!(%misuse, "WebSocket message dropped");
-        }
-        self.settle(now);
+        self.lent(|o| o.ws_message(message, now));
     }
 
     fn handle_ws_drained(&mut self, now: Instant) {
-        self.session.handle_ws_drained(self.conn, now);
-        self.settle(now);
+        self.lent(|o| o.ws_drained(now));
     }
 
     fn handle_closed(&mut self, error: bool, now: Instant) {
-        self.session.handle_conn_closed(self.conn, error, now);
-        self.settle(now);
-        if !self.finished {
-            self.finish();
-        }
+        self.lent(|o| o.closed(error, now));
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if self.session.poll_timeout().is_some_and(|t| t <= now) {
-            self.session.handle_timeout(now);
-        }
-        if self.client.poll_timeout().is_some_and(|t| t <= now) {
-            let mut ops = PeerOps {
-                config: &self.config,
-                shared: &mut self.shared,
-                client: &mut self.client,
-                session: &mut self.session,
-                events: &mut self.events,
-                refused: &mut self.refused,
-            };
-            ops.peer().handle_timeout(now);
-        }
-        self.settle(now);
+        self.lent(|o| o.timeout(now));
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -538,11 +534,56 @@ impl OwnedSession for Owned {
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        let output = self.session.poll_output()?;
+        let Some(output) = self.session.poll_output() else {
+            // Drained: the queues go back to the thread.
+            QUEUES.with(|q| self.session.lend_queues(&mut q.borrow_mut()));
+            return None;
+        };
         if let Output::Send { message, .. } = &output {
             self.mailbox.count_sent(message.len());
         }
         Some(output)
+    }
+}
+
+impl Owned {
+    fn ws_message(&mut self, message: WsMessage, now: Instant) {
+        self.mailbox.count_received(message.len());
+        if let Err(misuse) = self.session.handle_ws_message(self.conn, message, now) {
+            tracing::debug!(%misuse, "WebSocket message dropped");
+        }
+        self.settle(now);
+    }
+
+    fn ws_drained(&mut self, now: Instant) {
+        self.session.handle_ws_drained(self.conn, now);
+        self.settle(now);
+    }
+
+    fn closed(&mut self, error: bool, now: Instant) {
+        self.session.handle_conn_closed(self.conn, error, now);
+        self.settle(now);
+        if !self.finished {
+            self.finish();
+        }
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        if self.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now);
+        }
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            let mut ops = PeerOps {
+                config: &self.config,
+                shared: &mut self.shared,
+                client: &mut self.client,
+                session: &mut self.session,
+                events: &mut self.events,
+                refused: &mut self.refused,
+            };
+            ops.peer().handle_timeout(now);
+        }
+        self.settle(now);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 use futures::task::AtomicWaker;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
@@ -73,14 +73,15 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Takes what is queued into `into`.
-    pub(crate) fn take(&self, into: &mut VecDeque<Command>) {
+    /// The next command queued. The queue's buffer is released once emptied: an idle
+    /// session holds none.
+    pub(crate) fn pop(&self) -> Option<Command> {
         let mut queue = self.lock();
-        if into.is_empty() {
-            std::mem::swap(into, &mut queue.commands);
-        } else {
-            into.append(&mut queue.commands);
+        let command = queue.commands.pop_front();
+        if queue.commands.is_empty() && queue.commands.capacity() > 0 {
+            queue.commands = VecDeque::new();
         }
+        command
     }
 
     /// The owner starts (`true`) or ends a step.
@@ -132,6 +133,15 @@ thread_local! {
     /// The session whose step runs on this thread (its mailbox's address, 0: none), and
     /// whether the step has sent the machine's task work that may reach that session.
     static STEP: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+    /// The commands a step sends its own session (a handler it runs inline answering its
+    /// client): kept here, with no lock and no wake, for the step to apply before it ends.
+    /// The buffer stays with the thread, not with an idle session.
+    static OWN: RefCell<VecDeque<Command>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// The next command the running step sent its own session.
+pub(crate) fn pop_own() -> Option<Command> {
+    OWN.with(|q| q.borrow_mut().pop_front())
 }
 
 fn address(mailbox: &Mailbox) -> usize {
@@ -174,10 +184,8 @@ impl Ctl {
         if STEP.with(Cell::get) != (address(mailbox), false) {
             return self.command(command);
         }
-        match mailbox.push(command) {
-            Ok(()) => Ok(()),
-            Err(command) => self.command(command),
-        }
+        OWN.with(|q| q.borrow_mut().push_back(command));
+        Ok(())
     }
 
     /// Runs `f` on the machine's task, after what was cast there before. A session's step
