@@ -338,6 +338,25 @@ impl Drive for Parts<'_> {
     }
 }
 
+/// A v5 client on each of `conns`, each connected to `/` through `composed`; their sockets.
+fn connect_all<S: SharedAccess>(
+    composed: &mut Composed<S>,
+    conns: &[ConnId],
+    log: &mut Vec<String>,
+    now: Instant,
+) -> Vec<SocketId> {
+    let mut sockets = Vec::new();
+    for &conn in conns {
+        composed.open(conn, 4, now);
+        composed.drain(log, now);
+        composed.message(conn, "40", now);
+        let id = connect_id(&composed.drain(log, now));
+        sockets.push(composed.accept(conn, id, now));
+        composed.drain(log, now);
+    }
+    sockets
+}
+
 fn connect_id(events: &[Event]) -> ConnectId {
     events
         .iter()
@@ -618,15 +637,7 @@ fn a_session_detached_from_the_composition_goes_on_with_its_own_peer() {
     };
     let mut log = Vec::new();
     let (a, b) = (ConnId(1), ConnId(2));
-    let mut sockets = Vec::new();
-    for conn in [a, b] {
-        composed.open(conn, 4, now);
-        composed.drain(&mut log, now);
-        composed.message(conn, "40", now);
-        let id = connect_id(&composed.drain(&mut log, now));
-        sockets.push(composed.accept(conn, id, now));
-        composed.drain(&mut log, now);
-    }
+    let sockets = connect_all(&mut composed, &[a, b], &mut log, now);
     let sid_a = composed.server.session_of(sockets[0]).unwrap();
     let Detached { session, client } = composed.server.detach(sid_a).expect("an open session");
     assert!(composed.server.detach(sid_a).is_none(), "detached once");
@@ -806,15 +817,7 @@ fn broadcasts_hand_their_copies_for_a_detached_session_to_the_caller() {
     };
     let mut log = Vec::new();
     let (a, b) = (ConnId(1), ConnId(2));
-    let mut sockets = Vec::new();
-    for conn in [a, b] {
-        composed.open(conn, 4, now);
-        composed.drain(&mut log, now);
-        composed.message(conn, "40", now);
-        let id = connect_id(&composed.drain(&mut log, now));
-        sockets.push(composed.accept(conn, id, now));
-        composed.drain(&mut log, now);
-    }
+    let sockets = connect_all(&mut composed, &[a, b], &mut log, now);
     let sid_a = composed.server.session_of(sockets[0]).unwrap();
     let Detached { session, client } = composed.server.detach(sid_a).expect("an open session");
     assert!(composed.server.take_handoffs().is_empty());

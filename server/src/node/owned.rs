@@ -78,40 +78,37 @@ impl Receipt {
 /// A WebSocket session on its connection's task.
 pub(crate) struct Owned {
     conn: ConnId,
-    session: Box<Session>,
-    client: Box<Client>,
-    shared: SharedLock,
-    config: Arc<SioConfig>,
+    /// The session's machine.
+    peer: PeerOps,
     hub: Arc<Hub>,
     local: Local,
     mailbox: Arc<Mailbox>,
     route: Route,
-    /// Lent by the thread for each input ([`Owned::lent`]): an idle session holds no queue.
-    events: VecDeque<Event>,
-    refused: Vec<SocketId>,
     finished: bool,
     /// The latest time a step ran at, for an end that comes with no clock (a drop).
     last_step: Instant,
 }
 
-/// The machine operations of one step of an owned session: its peer, built per call.
-struct PeerOps<'a> {
-    config: &'a SioConfig,
-    shared: &'a mut SharedLock,
-    client: &'a mut Client,
-    session: &'a mut Session,
-    events: &'a mut VecDeque<Event>,
-    refused: &'a mut Vec<SocketId>,
+/// An owned session's machine: its Engine.IO session, its Socket.IO client and the shared
+/// state, with the machine operations of a step (a [`Peer`] built per call).
+struct PeerOps {
+    session: Box<Session>,
+    client: Box<Client>,
+    shared: SharedLock,
+    config: Arc<SioConfig>,
+    /// Lent by the thread for each input ([`Owned::lent`]): an idle session holds no queue.
+    events: VecDeque<Event>,
+    refused: Vec<SocketId>,
 }
 
-impl PeerOps<'_> {
+impl PeerOps {
     fn peer(&mut self) -> Peer<'_, &mut SharedLock, &mut Session> {
         Peer {
-            config: self.config,
-            shared: &mut *self.shared,
-            client: &mut *self.client,
-            link: &mut *self.session,
-            events: &mut *self.events,
+            config: &self.config,
+            shared: &mut self.shared,
+            client: &mut self.client,
+            link: &mut self.session,
+            events: &mut self.events,
         }
     }
 
@@ -123,7 +120,7 @@ impl PeerOps<'_> {
     }
 }
 
-impl Ops for PeerOps<'_> {
+impl Ops for PeerOps {
     fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
         self.peer().accept(id, now)
     }
@@ -248,7 +245,7 @@ impl Ops for PeerOps<'_> {
     }
 
     fn take_refused(&mut self) -> Vec<SocketId> {
-        std::mem::take(self.refused)
+        std::mem::take(&mut self.refused)
     }
 
     fn namespace_of(&self, socket: SocketId) -> Option<Arc<str>> {
@@ -280,16 +277,18 @@ impl Owned {
         let mailbox = Arc::new(Mailbox::default());
         Owned {
             conn,
-            session: detached.session,
-            client: detached.client,
-            shared,
-            config,
+            peer: PeerOps {
+                session: detached.session,
+                client: detached.client,
+                shared,
+                config,
+                events: VecDeque::new(),
+                refused: Vec::new(),
+            },
             hub,
             local: Local::default(),
             route: Route::Owned(mailbox.clone()),
             mailbox,
-            events: VecDeque::new(),
-            refused: Vec::new(),
             finished: false,
             last_step: now,
         }
@@ -301,17 +300,9 @@ impl Owned {
     }
 
     /// Runs `f` on the application layer of this session.
-    fn with_unit<R>(&mut self, f: impl FnOnce(&mut Unit<'_, PeerOps<'_>>) -> R) -> R {
-        let mut ops = PeerOps {
-            config: &self.config,
-            shared: &mut self.shared,
-            client: &mut self.client,
-            session: &mut self.session,
-            events: &mut self.events,
-            refused: &mut self.refused,
-        };
+    fn with_unit<R>(&mut self, f: impl FnOnce(&mut Unit<'_, PeerOps>) -> R) -> R {
         let mut unit = Unit {
-            ops: &mut ops,
+            ops: &mut self.peer,
             hub: &self.hub,
             local: &mut self.local,
             route: &self.route,
@@ -330,7 +321,7 @@ impl Owned {
                 if self.pump(now) {
                     continue;
                 }
-                if let Some(event) = self.events.pop_front() {
+                if let Some(event) = self.peer.events.pop_front() {
                     self.with_unit(|unit| unit.dispatch(event, now));
                     continue;
                 }
@@ -352,7 +343,7 @@ impl Owned {
             unit.check_upgrades();
         });
         drop(step);
-        if self.session.is_ended() && !self.finished {
+        if self.peer.session.is_ended() && !self.finished {
             self.finish();
         }
     }
@@ -360,16 +351,9 @@ impl Owned {
     /// Hands the Engine.IO session's events to the peer; whether there were any.
     fn pump(&mut self, now: Instant) -> bool {
         let mut any = false;
-        while let Some(event) = self.session.poll_event() {
+        while let Some(event) = self.peer.session.poll_event() {
             any = true;
-            let mut ops = PeerOps {
-                config: &self.config,
-                shared: &mut self.shared,
-                client: &mut self.client,
-                session: &mut self.session,
-                events: &mut self.events,
-                refused: &mut self.refused,
-            };
+            let ops = &mut self.peer;
             match event {
                 EioEvent::Message { message, .. } => ops.peer().receive(message, now),
                 EioEvent::Close { reason, .. } => ops.peer().closed(reason, now),
@@ -383,7 +367,7 @@ impl Owned {
         match command {
             Command::Emit {
                 volatile: false, ..
-            } if self.shared.read(|s| s.is_recovery_shared()) => {
+            } if self.peer.shared.read(|s| s.is_recovery_shared()) => {
                 // Kept where every node can replay it: a broadcast to the socket's room, made
                 // by the node.
                 if let Some(ctl) = self.hub.ctl() {
@@ -403,15 +387,9 @@ impl Owned {
                 }
             }
             Command::Shutdown => {
-                let mut ops = PeerOps {
-                    config: &self.config,
-                    shared: &mut self.shared,
-                    client: &mut self.client,
-                    session: &mut self.session,
-                    events: &mut self.events,
-                    refused: &mut self.refused,
-                };
-                ops.peer().close(DisconnectReason::ServerShuttingDown, now);
+                self.peer
+                    .peer()
+                    .close(DisconnectReason::ServerShuttingDown, now);
             }
             command => self.with_unit(|unit| unit.apply(command, now)),
         }
@@ -435,8 +413,8 @@ impl Owned {
                     self.hub.outgoing_hook(&hook, &entry.socket, event, payload);
                 }
             }
-            let delivery = if self.client.has_socket(socket) {
-                let link: &mut Session = &mut self.session;
+            let delivery = if self.peer.client.has_socket(socket) {
+                let link: &mut Session = &mut self.peer.session;
                 link.deliver(&handoff.first, &handoff.attachments, handoff.volatile, now)
             } else {
                 Delivery::Gone
@@ -444,14 +422,14 @@ impl Owned {
             match (delivery, &ask, handoff.ack) {
                 (Delivery::Queued, Some(ask), Some((id, deadline))) => {
                     report.queued += 1;
-                    self.client.expect_ack(socket, id.0, deadline);
+                    self.peer.client.expect_ack(socket, id.0, deadline);
                     self.local.acks.insert((socket, id.0), ask.waiter());
                 }
                 (Delivery::Queued, ..) => report.queued += 1,
                 (delivery, ask, _) => {
                     if delivery == Delivery::Refused {
                         report.refused.push(socket);
-                        self.refused.push(socket);
+                        self.peer.refused.push(socket);
                     }
                     if let Some(Ask::Member(key)) = ask {
                         self.hub.update_aggregate(*key, |agg| {
@@ -469,7 +447,8 @@ impl Owned {
     /// machine, which answers as for any unknown socket.
     fn finish(&mut self) {
         self.finished = true;
-        self.hub.retire(self.session.sid(), &self.mailbox.traffic());
+        self.hub
+            .retire(self.peer.session.sid(), &self.mailbox.traffic());
         let left = self.mailbox.close();
         if let Some(ctl) = self.hub.ctl() {
             for command in left {
@@ -492,11 +471,11 @@ impl Owned {
     /// Runs `f` with the thread's event queue lent to this session, and takes the (emptied)
     /// queue back after.
     fn lent<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        QUEUES.with(|q| self.session.lend_queues(&mut q.borrow_mut()));
-        EVENTS.with(|q| std::mem::swap(&mut self.events, &mut q.borrow_mut()));
+        QUEUES.with(|q| self.peer.session.lend_queues(&mut q.borrow_mut()));
+        EVENTS.with(|q| std::mem::swap(&mut self.peer.events, &mut q.borrow_mut()));
         let r = f(self);
-        if self.events.is_empty() {
-            EVENTS.with(|q| std::mem::swap(&mut self.events, &mut q.borrow_mut()));
+        if self.peer.events.is_empty() {
+            EVENTS.with(|q| std::mem::swap(&mut self.peer.events, &mut q.borrow_mut()));
         }
         r
     }
@@ -523,7 +502,10 @@ impl OwnedSession for Owned {
         if self.finished {
             return None;
         }
-        match (self.session.poll_timeout(), self.client.poll_timeout()) {
+        match (
+            self.peer.session.poll_timeout(),
+            self.peer.client.poll_timeout(),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -534,9 +516,9 @@ impl OwnedSession for Owned {
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        let Some(output) = self.session.poll_output() else {
+        let Some(output) = self.peer.session.poll_output() else {
             // Drained: the queues go back to the thread.
-            QUEUES.with(|q| self.session.lend_queues(&mut q.borrow_mut()));
+            QUEUES.with(|q| self.peer.session.lend_queues(&mut q.borrow_mut()));
             return None;
         };
         if let Output::Send { message, .. } = &output {
@@ -549,19 +531,19 @@ impl OwnedSession for Owned {
 impl Owned {
     fn ws_message(&mut self, message: WsMessage, now: Instant) {
         self.mailbox.count_received(message.len());
-        if let Err(misuse) = self.session.handle_ws_message(self.conn, message, now) {
+        if let Err(misuse) = self.peer.session.handle_ws_message(self.conn, message, now) {
             tracing::debug!(%misuse, "WebSocket message dropped");
         }
         self.settle(now);
     }
 
     fn ws_drained(&mut self, now: Instant) {
-        self.session.handle_ws_drained(self.conn, now);
+        self.peer.session.handle_ws_drained(self.conn, now);
         self.settle(now);
     }
 
     fn closed(&mut self, error: bool, now: Instant) {
-        self.session.handle_conn_closed(self.conn, error, now);
+        self.peer.session.handle_conn_closed(self.conn, error, now);
         self.settle(now);
         if !self.finished {
             self.finish();
@@ -569,19 +551,11 @@ impl Owned {
     }
 
     fn timeout(&mut self, now: Instant) {
-        if self.session.poll_timeout().is_some_and(|t| t <= now) {
-            self.session.handle_timeout(now);
+        if self.peer.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.peer.session.handle_timeout(now);
         }
-        if self.client.poll_timeout().is_some_and(|t| t <= now) {
-            let mut ops = PeerOps {
-                config: &self.config,
-                shared: &mut self.shared,
-                client: &mut self.client,
-                session: &mut self.session,
-                events: &mut self.events,
-                refused: &mut self.refused,
-            };
-            ops.peer().handle_timeout(now);
+        if self.peer.client.poll_timeout().is_some_and(|t| t <= now) {
+            self.peer.peer().handle_timeout(now);
         }
         self.settle(now);
     }
@@ -601,7 +575,7 @@ impl Drop for Owned {
 impl std::fmt::Debug for Owned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Owned")
-            .field("sid", &self.session.sid())
+            .field("sid", &self.peer.session.sid())
             .field("sockets", &self.local.sockets.len())
             .finish_non_exhaustive()
     }
