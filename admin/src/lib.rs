@@ -225,8 +225,8 @@ struct Admin<R: Runtime> {
 }
 
 /// The connection handlers of a socket can join rooms before the connection middleware that
-/// announces the socket sees it accepted (they run on the machine's task, the middleware on
-/// the socket's), while the dashboard files a `room_joined` under a socket it knows only.
+/// announces the socket sees it accepted (they run on the socket's task, the middleware on
+/// its own), while the dashboard files a `room_joined` under a socket it knows only.
 /// So a socket's room reports wait for its `socket_connected`.
 #[derive(Default)]
 struct Announced {
@@ -745,7 +745,10 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
                     watch_events(&admin, &nsp);
                 }
             }
-            let development = admin.options.mode == Mode::Development;
+            // The dashboards' own sockets are announced by their connection handler, before
+            // what it sends them (see below); the others as soon as they are accepted.
+            let development =
+                admin.options.mode == Mode::Development && nsp != admin.options.namespace_name;
             let watched = ctx.clone();
             let mut announced = false;
             let mut run = std::pin::pin!(next.run(ctx));
@@ -796,6 +799,13 @@ pub fn instrument<R: Runtime>(io: &Io<R>, options: Options) -> Result<(), Instru
     ns.on_connection(move |socket: Socket| {
         let admin = a.clone();
         async move {
+            if admin.options.mode == Mode::Development {
+                // Announced from here, so that a dashboard hears of its own socket before
+                // its session, config, stats and the list of sockets.
+                admin.announce(&socket);
+                watch_upgrade(&admin, &socket);
+                watch_data(&admin, &socket);
+            }
             if let Some(Issued(id)) = socket.data().get::<Issued>() {
                 let _ = socket.emit("session", &id);
             }

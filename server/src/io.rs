@@ -398,17 +398,20 @@ impl Builder {
         self
     }
 
-    /// Whether an event handler may start on the machine's task (default: `true`).
+    /// Whether an event handler may start on the task that received its event (default:
+    /// `true`): the connection's task for a session opened over WebSocket, the machine's task
+    /// for the others.
     ///
-    /// When an event arrives for a socket that has no handler running or waiting, the
-    /// machine polls the event's handler future once itself (packet middleware, `on_any`
-    /// hooks, extractors and the handler, in the usual order), and applies what it emitted
-    /// or returned as the acknowledgement in the same step; only a future that has to wait
+    /// When an event arrives for a socket that has no handler running or waiting, that task
+    /// polls the event's handler future once itself (packet middleware, `on_any` hooks,
+    /// extractors and the handler, in the usual order), and applies what it emitted or
+    /// returned as the acknowledgement in the same step; only a future that has to wait
     /// moves to the socket's task, where it carries on as before. An echo or an ack then
     /// costs no task switch. The price: until its first pending `.await`, a handler runs on
-    /// the task every socket of the server goes through, so a handler that blocks (a
-    /// synchronous lock, file or network call, `block_on`) or computes for long delays
-    /// everyone, not just its socket. Move such work to `spawn_blocking` or a task of its
+    /// a task other sockets go through too (every socket on the machine's task; the
+    /// connection's own sockets on its task), so a handler that blocks (a synchronous lock,
+    /// file or network call, `block_on`) or computes for long delays them, not just its
+    /// socket. Move such work to `spawn_blocking` or a task of its
     /// own, or turn this off: every handler then starts on its socket's task. The order of
     /// a socket's handlers is the same either way. A handler that panics while the machine
     /// polls it is caught there: its socket's handlers stop, as when a socket's task panics
