@@ -76,7 +76,10 @@ pub(crate) enum Command {
     /// registered).
     Deliver {
         handoff: Arc<volley_core::socketio::Handoff>,
-        sockets: Vec<SocketId>,
+        /// The first socket, and the session's others (most sessions have one socket in a
+        /// namespace: no vector is allocated for them).
+        socket: SocketId,
+        more: Vec<SocketId>,
         ask: Option<super::owned::Ask>,
         hooks: Option<Arc<(String, Payload)>>,
         /// Where a checked broadcast learns what became of these copies.
@@ -139,7 +142,7 @@ impl Node {
                 volatile: false,
                 ..
             }
-        ) && self.sio.is_recovery_shared();
+        ) && self.sio.shared_access().is_recovery_shared();
         // A handle whose socket came back in a session run elsewhere (recovered on another
         // connection) still names the old way: the command follows the socket (an emit kept
         // by the adapter is a broadcast, made here).
@@ -258,19 +261,17 @@ impl<O: Ops> Unit<'_, O> {
             }
             Command::Restored { req, found } => self.on_restored(req, found, now),
             Command::Deliver {
-                sockets,
-                ask,
-                receipt,
-                ..
+                more, ask, receipt, ..
             } => {
+                let count = 1 + more.len();
                 // Reaches a unit only once its session has gone: nobody answers.
                 if let Some(receipt) = receipt {
                     receipt.settle(crate::operators::Broadcasted::default());
                 }
                 if let Some(super::owned::Ask::Member(key)) = ask {
                     self.hub.update_aggregate(key, |agg| {
-                        agg.missing += sockets.len();
-                        agg.remaining = agg.remaining.saturating_sub(sockets.len());
+                        agg.missing += count;
+                        agg.remaining = agg.remaining.saturating_sub(count);
                     });
                 }
             }

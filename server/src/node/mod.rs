@@ -686,17 +686,18 @@ impl Node {
             targets.sort_unstable_by_key(|&(_, sid)| sid);
             let mut rest = targets.into_iter().peekable();
             while let Some((socket, sid)) = rest.next() {
-                let mut sockets = vec![socket];
+                let mut more = Vec::new();
                 while let Some((s, _)) = rest.next_if(|&(_, next)| next == sid) {
-                    sockets.push(s);
+                    more.push(s);
                 }
-                handed += sockets.len();
+                handed += 1 + more.len();
                 if let Some(receipt) = receipt {
                     receipt.expect();
                 }
                 let command = Command::Deliver {
                     handoff: handoff.clone(),
-                    sockets,
+                    socket,
+                    more,
                     ask: ask.clone(),
                     hooks: hooks.clone(),
                     receipt: receipt.cloned(),

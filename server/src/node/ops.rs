@@ -182,7 +182,7 @@ impl Ops for SioServer {
     }
 
     fn is_recovery_shared(&self) -> bool {
-        SioServer::is_recovery_shared(self)
+        self.shared_access().is_recovery_shared()
     }
 
     fn connection_state_recovery(&self) -> Option<Recovery> {

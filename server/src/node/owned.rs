@@ -228,7 +228,7 @@ impl Ops for PeerOps {
     }
 
     fn is_recovery_shared(&self) -> bool {
-        self.shared.read(|s| s.is_recovery_shared())
+        self.shared.is_recovery_shared()
     }
 
     fn connection_state_recovery(&self) -> Option<Recovery> {
@@ -367,7 +367,7 @@ impl Owned {
         match command {
             Command::Emit {
                 volatile: false, ..
-            } if self.peer.shared.read(|s| s.is_recovery_shared()) => {
+            } if self.peer.shared.is_recovery_shared() => {
                 // Kept where every node can replay it: a broadcast to the socket's room, made
                 // by the node.
                 if let Some(ctl) = self.hub.ctl() {
@@ -376,11 +376,13 @@ impl Owned {
             }
             Command::Deliver {
                 handoff,
-                sockets,
+                socket,
+                more,
                 ask,
                 hooks,
                 receipt,
             } => {
+                let sockets = std::iter::once(socket).chain(more);
                 let report = self.deliver(&handoff, sockets, ask, hooks, now);
                 if let Some(receipt) = receipt {
                     receipt.settle(report);
@@ -399,7 +401,7 @@ impl Owned {
     fn deliver(
         &mut self,
         handoff: &Handoff,
-        sockets: Vec<SocketId>,
+        sockets: impl IntoIterator<Item = SocketId>,
         ask: Option<Ask>,
         hooks: Option<Arc<(String, Payload)>>,
         now: Instant,

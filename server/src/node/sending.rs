@@ -110,7 +110,7 @@ impl Node {
             self.note_sends(nsp, opts, compress);
         }
         let (json, attachments) = payload.into_json();
-        let shared = self.sio.is_recovery_shared();
+        let shared = self.sio.shared_access().is_recovery_shared();
         for nsp in nsps {
             let message = || ClusterMessage::Broadcast {
                 nsp: nsp.to_string(),

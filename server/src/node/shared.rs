@@ -10,24 +10,33 @@ use volley_core::socketio::{Shared, SharedAccess};
 /// and the recovery store ([`Shared`]), lent to one step of one session at a time.
 ///
 /// Cloning it shares the same state. The lock is held only inside [`SharedAccess::with`]
-/// and [`SharedAccess::read`]; whether packets are kept for recovery is cached beside it, so
-/// that an emit without recovery does not take it.
+/// and [`SharedAccess::read`]; how recovery keeps packets (here, or in the adapter's store)
+/// is cached beside it, so that an emit does not take it to ask.
 #[derive(Clone)]
 pub struct SharedLock(Arc<Inner>);
 
 struct Inner {
     shared: Mutex<Shared>,
     keeps: AtomicBool,
+    /// [`Shared::is_recovery_shared`].
+    recovery_shared: AtomicBool,
 }
 
 impl SharedLock {
     /// Shares `shared`.
     pub fn new(shared: Shared) -> Self {
         let keeps = AtomicBool::new(shared.keeps_packets());
+        let recovery_shared = AtomicBool::new(shared.is_recovery_shared());
         SharedLock(Arc::new(Inner {
             shared: Mutex::new(shared),
             keeps,
+            recovery_shared,
         }))
+    }
+
+    /// Whether recovery is on and kept by the adapter's store, without the lock.
+    pub fn is_recovery_shared(&self) -> bool {
+        self.0.recovery_shared.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -49,6 +58,10 @@ impl SharedAccess for SharedLock {
         self.0
             .keeps
             .store(shared.keeps_packets(), Ordering::Relaxed);
+        let recovery_shared = shared.is_recovery_shared();
+        self.0
+            .recovery_shared
+            .store(recovery_shared, Ordering::Relaxed);
         r
     }
 
