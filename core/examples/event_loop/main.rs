@@ -115,6 +115,10 @@ struct Http {
     phase: Phase,
     /// Close once `out` is written (a final response).
     close_after_write: bool,
+    /// The final response is out and the write side shut: what the client still sends (the
+    /// rest of a body the answer refused) is read and dropped until it closes, so that the
+    /// close does not reset the connection before the client has read the answer.
+    draining: bool,
 }
 
 /// Where an HTTP connection is in its current request.
@@ -162,6 +166,9 @@ enum Step {
     /// A message over the limit: the WebSocket is closed with 1009 (message too big), after
     /// what was already handed to it.
     TooBig,
+    /// The final answer is out; the client's remaining bytes are being dropped until it
+    /// closes (or the linger ends).
+    Draining,
     /// The connection ended; `error`: it failed rather than closed.
     Closed {
         error: bool,
@@ -321,6 +328,7 @@ impl EventLoop {
                         out: BytesMut::new(),
                         phase: Phase::Head,
                         close_after_write: false,
+                        draining: false,
                     };
                     let conn = Conn {
                         known: false,
@@ -464,6 +472,10 @@ impl EventLoop {
             };
             match step {
                 Step::Idle => return,
+                Step::Draining => {
+                    self.lingering.insert((now + CLOSE_LINGER, token));
+                    return;
+                }
                 Step::Again => {}
                 Step::Head(head) => {
                     let Transport::Http(http) = &mut conn.transport else {
@@ -605,10 +617,17 @@ impl Http {
     /// One step: flush, then parse what is buffered, then read more.
     fn step(&mut self, readable: &mut bool, limits: &Limits) -> Step {
         match write_some(&mut self.stream, &mut self.out) {
+            Ok(true) if self.draining => return self.drain(),
             Ok(true) if self.close_after_write => {
-                // A final answer is out: half-close so the client reads it to the end.
+                // A final answer is out: half-close so the client reads it to the end, and
+                // drop what it still sends until it closes.
                 let _ = self.stream.shutdown(Shutdown::Write);
-                return Step::Closed { error: false };
+                self.draining = true;
+                self.buf.clear();
+                return match self.drain() {
+                    Step::Idle => Step::Draining,
+                    step => step,
+                };
             }
             Ok(true) => {}
             Ok(false) => {
@@ -662,6 +681,20 @@ impl Http {
     }
 
     /// Answers a malformed head or body; the connection closes after it.
+    /// Reads and drops what the client sends after the final answer: `Idle` until it closes.
+    fn drain(&mut self) -> Step {
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut scratch) {
+                Ok(0) => return Step::Closed { error: false },
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Idle,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Closed { error: true },
+            }
+        }
+    }
+
     fn answer_error(&mut self, e: &HttpError) -> Step {
         self.phase = Phase::Head;
         self.buf.clear();
