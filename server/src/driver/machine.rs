@@ -123,6 +123,25 @@ pub trait OwnedSession: Send + 'static {
 
     /// The next thing to do on the connection (frames, then the close).
     fn poll_output(&mut self) -> Option<Output>;
+
+    /// The connection's task runs the session from now on; `outbox` is where its frames go.
+    fn attach(&mut self, outbox: ConnOutbox) {
+        let _ = outbox;
+    }
+
+    /// Everything the session output so far is in the connection's outbox.
+    fn flushed(&mut self) {}
+}
+
+/// The outbox of a connection whose task runs a session ([`OwnedSession::attach`]): other
+/// tasks may push a broadcast's copies straight into it while the session is idle.
+#[derive(Clone)]
+pub struct ConnOutbox(pub(crate) std::sync::Arc<super::outbox::Outbox>);
+
+impl fmt::Debug for ConnOutbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnOutbox")
+    }
 }
 
 /// A thread-safe request filter: "might this request belong to the machine?".

@@ -54,6 +54,12 @@ impl WsCounts {
         }
     }
 
+    /// A message of `len` bytes sent past the session's step.
+    pub(crate) fn sent_len(&mut self, len: usize) {
+        self.packets_out += 1;
+        self.bytes_out += len as u64;
+    }
+
     /// Reports what was counted since the last report.
     pub(crate) fn report(&mut self) {
         let ws = std::mem::take(self);

@@ -58,8 +58,8 @@ mod forward;
 mod inbox;
 mod io;
 mod machine;
-mod metrics;
-mod outbox;
+pub(crate) mod metrics;
+pub(crate) mod outbox;
 mod request;
 mod shutdown;
 #[cfg(feature = "test-support")]
@@ -85,7 +85,7 @@ pub use config::{
     AllowRequest, ConnectionError, ConnectionErrorHook, Fallback, HeadersHook, ServerConfig,
 };
 pub use cors::{Cors, OriginFn, Origins};
-pub use machine::{Machine, OwnedSession, Router};
+pub use machine::{ConnOutbox, Machine, OwnedSession, Router};
 pub use request::{Served, Upgrade};
 
 use actor::Actor;

@@ -207,6 +207,27 @@ impl Outbox {
         pushed
     }
 
+    /// Appends a broadcast's copy (`outputs`, `len` bytes) pushed by another task, past the
+    /// session's step: only while the outbox stays within [`BUDGET`] with it; `false`
+    /// otherwise, or when the connection is gone. Leaves the session's writability (and the
+    /// writer's report it may owe) as it was.
+    pub(crate) fn push_express(
+        &self,
+        outputs: impl IntoIterator<Item = Output>,
+        len: usize,
+    ) -> bool {
+        {
+            let mut state = self.lock();
+            if state.closed || state.bytes + len > BUDGET {
+                return false;
+            }
+            state.bytes += len;
+            state.items.extend(outputs);
+        }
+        self.writer.wake();
+        true
+    }
+
     /// Takes everything held into `into`: `Ready(true)` when something was taken,
     /// `Ready(false)` when the outbox is closed and empty, `Pending` (the writer's waker
     /// registered) otherwise.

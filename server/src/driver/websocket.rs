@@ -250,6 +250,7 @@ where
         // session may send again (its drained report would have gone to the machine).
         let now = env.runtime.now();
         let mut session = lock(owned);
+        session.attach(super::machine::ConnOutbox(outbox.clone()));
         session.handle_ws_drained(now);
         flush(&mut **session, outbox, now, &mut WsCounts::default());
     }
@@ -585,6 +586,7 @@ fn flush(
             Pushed::Open | Pushed::Full | Pushed::Closed => break,
         }
     }
+    session.flushed();
     counts.report();
 }
 

@@ -71,15 +71,12 @@ pub(crate) enum Command {
         req: ConnectRequest,
         found: Option<(SessionState, Vec<StoredMessage>)>,
     },
-    /// This session's copies of a broadcast (`ask`: who waits for their acknowledgements;
-    /// `hooks`: the event and payload the sockets' outgoing hooks see, when some may be
-    /// registered).
+    /// A broadcast's copy for one socket of this session (`ask`: who waits for its
+    /// acknowledgement; `hooks`: the event and payload the socket's outgoing hooks see, when
+    /// some may be registered).
     Deliver {
         handoff: Arc<volley_core::socketio::Handoff>,
-        /// The first socket, and the session's others (most sessions have one socket in a
-        /// namespace: no vector is allocated for them).
         socket: SocketId,
-        more: Vec<SocketId>,
         ask: Option<super::owned::Ask>,
         hooks: Option<Arc<(String, Payload)>>,
         /// Where a checked broadcast learns what became of these copies.
@@ -260,18 +257,15 @@ impl<O: Ops> Unit<'_, O> {
                 }
             }
             Command::Restored { req, found } => self.on_restored(req, found, now),
-            Command::Deliver {
-                more, ask, receipt, ..
-            } => {
-                let count = 1 + more.len();
+            Command::Deliver { ask, receipt, .. } => {
                 // Reaches a unit only once its session has gone: nobody answers.
                 if let Some(receipt) = receipt {
                     receipt.settle(crate::operators::Broadcasted::default());
                 }
                 if let Some(super::owned::Ask::Member(key)) = ask {
                     self.hub.update_aggregate(key, |agg| {
-                        agg.missing += count;
-                        agg.remaining = agg.remaining.saturating_sub(count);
+                        agg.missing += 1;
+                        agg.remaining = agg.remaining.saturating_sub(1);
                     });
                 }
             }

@@ -668,6 +668,12 @@ impl Node {
 
     /// Hands the broadcast copies for sessions run elsewhere to their tasks; `ask`, who
     /// waits for their acknowledgements. Returns how many sockets they were handed for.
+    ///
+    /// A copy for one socket of an idle session, with no acknowledgement asked and no
+    /// outgoing hook to run, goes straight into its connection's outbox
+    /// ([`Mailbox::express`]); the others go to the owners' mailboxes. The shared state is
+    /// held meanwhile, so a socket that left since the broadcast selected it (its session
+    /// ran a step) gets no copy this way.
     fn hand_off(
         &mut self,
         ask: Option<owned::Ask>,
@@ -675,44 +681,69 @@ impl Node {
         receipt: Option<&Arc<owned::Receipt>>,
         now: Instant,
     ) -> usize {
+        let handoffs = self.sio.take_handoffs();
+        if handoffs.is_empty() {
+            return 0;
+        }
         let mut handed = 0;
+        let mut expressed = 0;
         let mut gone = Vec::new();
+        let mut counts = crate::driver::metrics::WsCounts::default();
         let hub = self.hub.clone();
-        // One loan of the table for the whole broadcast.
-        let table = hub.owned.read().unwrap_or_else(PoisonError::into_inner);
-        for mut handoff in self.sio.take_handoffs() {
-            let mut targets = std::mem::take(&mut handoff.targets);
-            let handoff = Arc::new(handoff);
-            targets.sort_unstable_by_key(|&(_, sid)| sid);
-            let mut rest = targets.into_iter().peekable();
-            while let Some((socket, sid)) = rest.next() {
-                let mut more = Vec::new();
-                while let Some((s, _)) = rest.next_if(|&(_, next)| next == sid) {
-                    more.push(s);
-                }
-                handed += 1 + more.len();
-                if let Some(receipt) = receipt {
-                    receipt.expect();
-                }
-                let command = Command::Deliver {
-                    handoff: handoff.clone(),
-                    socket,
-                    more,
-                    ask: ask.clone(),
-                    hooks: hooks.clone(),
-                    receipt: receipt.cloned(),
-                };
-                match table.get(&sid) {
-                    Some(mailbox) => {
-                        if let Err(command) = mailbox.push(command) {
-                            gone.push(command);
+        let shared = self.sio.shared_access().clone();
+        volley_core::socketio::SharedAccess::read(&shared, |s| {
+            // One loan of the table for the whole broadcast.
+            let table = hub.owned.read().unwrap_or_else(PoisonError::into_inner);
+            for mut handoff in handoffs {
+                let targets = std::mem::take(&mut handoff.targets);
+                let handoff = Arc::new(handoff);
+                let plain = ask.is_none() && hooks.is_none() && !handoff.volatile;
+                // The frames of an express copy, encoded once for all of them (every session
+                // run elsewhere speaks Engine.IO 4).
+                let mut frames = Vec::new();
+                for (socket, sid) in targets {
+                    handed += 1;
+                    let mailbox = table.get(&sid);
+                    if let (true, Some(mailbox)) = (plain, mailbox) {
+                        if frames.is_empty() {
+                            frames = express_frames(&handoff);
+                        }
+                        if s.namespaces().session_of(socket) == Some(sid)
+                            && mailbox.express(&frames, &mut counts)
+                        {
+                            expressed += 1;
+                            continue;
                         }
                     }
-                    None => gone.push(command),
+                    if let Some(receipt) = receipt {
+                        receipt.expect();
+                    }
+                    let command = Command::Deliver {
+                        handoff: handoff.clone(),
+                        socket,
+                        ask: ask.clone(),
+                        hooks: hooks.clone(),
+                        receipt: receipt.cloned(),
+                    };
+                    match mailbox {
+                        Some(mailbox) => {
+                            if let Err(command) = mailbox.push(command) {
+                                gone.push(command);
+                            }
+                        }
+                        None => gone.push(command),
+                    }
                 }
             }
+        });
+        counts.report();
+        if let (Some(receipt), true) = (receipt, expressed > 0) {
+            receipt.expect();
+            receipt.settle(crate::operators::Broadcasted {
+                queued: expressed,
+                ..Default::default()
+            });
         }
-        drop(table);
         // Gone meanwhile: the unit counts their copies missing.
         for command in gone {
             self.unit().apply(command, now);
@@ -1141,4 +1172,13 @@ fn socket_info(socket: &Socket, rooms: &[Room]) -> SocketInfo {
         data: data.to_string(),
         handshake: socket.handshake().to_info(),
     }
+}
+
+/// The WebSocket frames of a broadcast's copy for an Engine.IO 4 session: its packet, then
+/// its attachments.
+fn express_frames(handoff: &volley_core::socketio::Handoff) -> Vec<WsMessage> {
+    let packet = volley_core::engine::Packet::Message(handoff.first.clone());
+    std::iter::once(packet.to_ws(volley_core::engine::Protocol::V4))
+        .chain(handoff.attachments.iter().cloned().map(WsMessage::Binary))
+        .collect()
 }

@@ -4,7 +4,7 @@
 //! is shared with another connection; handles reach it through its [`Mailbox`].
 
 use super::*;
-use crate::driver::OwnedSession;
+use crate::driver::{ConnOutbox, OwnedSession};
 use volley_core::engine::{Event as EioEvent, OverflowPolicy, Session, SessionQueues};
 use volley_core::socketio::{
     AckToken, Client, Config as SioConfig, Delivery, Handoff, Link, Peer, Recovery, SharedAccess,
@@ -377,13 +377,11 @@ impl Owned {
             Command::Deliver {
                 handoff,
                 socket,
-                more,
                 ask,
                 hooks,
                 receipt,
             } => {
-                let sockets = std::iter::once(socket).chain(more);
-                let report = self.deliver(&handoff, sockets, ask, hooks, now);
+                let report = self.deliver(&handoff, socket, ask, hooks, now);
                 if let Some(receipt) = receipt {
                     receipt.settle(report);
                 }
@@ -397,48 +395,46 @@ impl Owned {
         }
     }
 
-    /// Queues this session's copies of a broadcast.
+    /// Queues a broadcast's copy for `socket`.
     fn deliver(
         &mut self,
         handoff: &Handoff,
-        sockets: impl IntoIterator<Item = SocketId>,
+        socket: SocketId,
         ask: Option<Ask>,
         hooks: Option<Arc<(String, Payload)>>,
         now: Instant,
     ) -> crate::operators::Broadcasted {
         let mut report = crate::operators::Broadcasted::default();
-        for socket in sockets {
-            if let (Some((event, payload)), Some(entry)) =
-                (hooks.as_deref(), self.local.sockets.get(&socket))
-            {
-                for hook in entry.socket.outgoing_hooks() {
-                    self.hub.outgoing_hook(&hook, &entry.socket, event, payload);
-                }
+        if let (Some((event, payload)), Some(entry)) =
+            (hooks.as_deref(), self.local.sockets.get(&socket))
+        {
+            for hook in entry.socket.outgoing_hooks() {
+                self.hub.outgoing_hook(&hook, &entry.socket, event, payload);
             }
-            let delivery = if self.peer.client.has_socket(socket) {
-                let link: &mut Session = &mut self.peer.session;
-                link.deliver(&handoff.first, &handoff.attachments, handoff.volatile, now)
-            } else {
-                Delivery::Gone
-            };
-            match (delivery, &ask, handoff.ack) {
-                (Delivery::Queued, Some(ask), Some((id, deadline))) => {
-                    report.queued += 1;
-                    self.peer.client.expect_ack(socket, id.0, deadline);
-                    self.local.acks.insert((socket, id.0), ask.waiter());
+        }
+        let delivery = if self.peer.client.has_socket(socket) {
+            let link: &mut Session = &mut self.peer.session;
+            link.deliver(&handoff.first, &handoff.attachments, handoff.volatile, now)
+        } else {
+            Delivery::Gone
+        };
+        match (delivery, &ask, handoff.ack) {
+            (Delivery::Queued, Some(ask), Some((id, deadline))) => {
+                report.queued += 1;
+                self.peer.client.expect_ack(socket, id.0, deadline);
+                self.local.acks.insert((socket, id.0), ask.waiter());
+            }
+            (Delivery::Queued, ..) => report.queued += 1,
+            (delivery, ask, _) => {
+                if delivery == Delivery::Refused {
+                    report.refused.push(socket);
+                    self.peer.refused.push(socket);
                 }
-                (Delivery::Queued, ..) => report.queued += 1,
-                (delivery, ask, _) => {
-                    if delivery == Delivery::Refused {
-                        report.refused.push(socket);
-                        self.peer.refused.push(socket);
-                    }
-                    if let Some(Ask::Member(key)) = ask {
-                        self.hub.update_aggregate(*key, |agg| {
-                            agg.missing += 1;
-                            agg.remaining = agg.remaining.saturating_sub(1);
-                        });
-                    }
+                if let Some(Ask::Member(key)) = ask {
+                    self.hub.update_aggregate(*key, |agg| {
+                        agg.missing += 1;
+                        agg.remaining = agg.remaining.saturating_sub(1);
+                    });
                 }
             }
         }
@@ -473,6 +469,8 @@ impl Owned {
     /// Runs `f` with the thread's event queue lent to this session, and takes the (emptied)
     /// queue back after.
     fn lent<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        // A step starts: copies of broadcasts wait in the mailbox until its outputs are out.
+        self.mailbox.set_lane(false);
         QUEUES.with(|q| self.peer.session.lend_queues(&mut q.borrow_mut()));
         EVENTS.with(|q| std::mem::swap(&mut self.peer.events, &mut q.borrow_mut()));
         let r = f(self);
@@ -510,6 +508,22 @@ impl OwnedSession for Owned {
         ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    fn attach(&mut self, outbox: ConnOutbox) {
+        self.mailbox.attach(outbox.0, self.conn);
+    }
+
+    fn flushed(&mut self) {
+        let session = &self.peer.session;
+        let idle = !self.finished
+            && !session.is_ended()
+            && !session.is_closing()
+            && session.queued() == 0
+            && session.transport() == TransportKind::WebSocket;
+        if idle {
+            self.mailbox.set_lane(true);
         }
     }
 

@@ -49,6 +49,17 @@ pub(crate) struct Mailbox {
 struct Queue {
     commands: VecDeque<Command>,
     closed: bool,
+    /// The connection's outbox, once its task runs the session.
+    lane: Option<Lane>,
+}
+
+/// Where a broadcast's copy may go straight, skipping the owner's step: the connection's
+/// outbox, open only while the session is idle with nothing queued (see
+/// [`Mailbox::express`]).
+struct Lane {
+    outbox: Arc<crate::driver::outbox::Outbox>,
+    conn: ConnId,
+    open: bool,
 }
 
 impl Mailbox {
@@ -125,7 +136,64 @@ impl Mailbox {
     pub(crate) fn close(&self) -> VecDeque<Command> {
         let mut queue = self.lock();
         queue.closed = true;
+        queue.lane = None;
         std::mem::take(&mut queue.commands)
+    }
+
+    /// The session runs on the task of connection `conn`, whose outbox is `outbox`.
+    pub(crate) fn attach(&self, outbox: Arc<crate::driver::outbox::Outbox>, conn: ConnId) {
+        let mut queue = self.lock();
+        if !queue.closed {
+            queue.lane = Some(Lane {
+                outbox,
+                conn,
+                open: false,
+            });
+        }
+    }
+
+    /// Opens (`true`) or closes the express lane. The owner closes it as each step starts
+    /// and opens it once the step's outputs are all in the outbox and its session queues
+    /// nothing: a copy pushed straight into the outbox then follows everything the session
+    /// sent before, and precedes what it sends next.
+    pub(crate) fn set_lane(&self, open: bool) {
+        if let Some(lane) = self.lock().lane.as_mut() {
+            lane.open = open;
+        }
+    }
+
+    /// Pushes a broadcast's copy (its WebSocket `frames`, encoded once) straight into the
+    /// connection's outbox, skipping the owner's step: only while the lane is open, no
+    /// command waits, and the outbox takes it within its budget. `false` otherwise: the
+    /// copy then goes through the mailbox, and the session's queue, bounds and overflow
+    /// policy.
+    pub(crate) fn express(
+        &self,
+        frames: &[WsMessage],
+        counts: &mut crate::driver::metrics::WsCounts,
+    ) -> bool {
+        let queue = self.lock();
+        let Some(lane) = queue.lane.as_ref() else {
+            return false;
+        };
+        if !lane.open || !queue.commands.is_empty() {
+            return false;
+        }
+        let conn = lane.conn;
+        let messages = frames.iter().map(|message| Output::Send {
+            conn,
+            message: message.clone(),
+        });
+        let len = frames.iter().map(WsMessage::len).sum();
+        if !lane.outbox.push_express(messages, len) {
+            return false;
+        }
+        drop(queue);
+        for frame in frames {
+            self.count_sent(frame.len());
+            counts.sent_len(frame.len());
+        }
+        true
     }
 }
 
@@ -201,5 +269,84 @@ impl Ctl {
             }
         });
         self.handle.cast(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::metrics::WsCounts;
+    use crate::driver::outbox::{BUDGET, Outbox};
+
+    fn frames(len: usize) -> Vec<WsMessage> {
+        vec![
+            WsMessage::Text(Utf8Bytes::from(format!("42{}", "x".repeat(len - 2)))),
+            WsMessage::Binary(bytes::Bytes::from_static(b"att")),
+        ]
+    }
+
+    fn taken(outbox: &Outbox) -> Vec<Output> {
+        let mut into = VecDeque::new();
+        outbox.try_take(&mut into);
+        into.into_iter().collect()
+    }
+
+    #[test]
+    fn an_express_copy_goes_straight_out_only_while_the_lane_is_open_and_nothing_waits() {
+        let mailbox = Mailbox::default();
+        let outbox = Arc::new(Outbox::default());
+        let mut counts = WsCounts::default();
+        let copy = frames(10);
+        assert!(!mailbox.express(&copy, &mut counts), "no connection yet");
+        mailbox.attach(outbox.clone(), ConnId(7));
+        assert!(!mailbox.express(&copy, &mut counts), "a lane starts closed");
+
+        mailbox.set_lane(true);
+        assert!(mailbox.express(&copy, &mut counts));
+        let out = taken(&outbox);
+        assert_eq!(out.len(), 2, "the packet, then its attachment");
+        for (output, frame) in out.iter().zip(&copy) {
+            match output {
+                Output::Send { conn, message } => {
+                    assert_eq!(*conn, ConnId(7));
+                    assert_eq!(message, frame);
+                }
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+        let traffic = mailbox.traffic();
+        assert_eq!((traffic.packets_sent, traffic.bytes_sent), (2, 13));
+
+        // A command waiting for the owner keeps later copies behind it.
+        mailbox
+            .push(Command::Shutdown)
+            .unwrap_or_else(|_| panic!("open"));
+        assert!(!mailbox.express(&copy, &mut counts));
+        assert!(mailbox.pop().is_some());
+        assert!(mailbox.express(&copy, &mut counts));
+
+        // A step closes the lane until its outputs are out.
+        mailbox.set_lane(false);
+        assert!(!mailbox.express(&copy, &mut counts));
+        mailbox.set_lane(true);
+
+        // Past the outbox's budget the copy goes through the session's queue instead.
+        outbox.written(usize::MAX);
+        let big = frames(BUDGET - 3);
+        assert!(mailbox.express(&big, &mut counts), "exactly the budget");
+        assert!(!mailbox.express(&copy, &mut counts), "over the budget");
+        taken(&outbox);
+        outbox.written(BUDGET);
+        assert!(mailbox.express(&copy, &mut counts));
+
+        // An ended session's lane is gone.
+        let _ = mailbox.close();
+        assert!(!mailbox.express(&copy, &mut counts));
+        mailbox.attach(outbox.clone(), ConnId(7));
+        mailbox.set_lane(true);
+        assert!(
+            !mailbox.express(&copy, &mut counts),
+            "not reopened after the end"
+        );
     }
 }
