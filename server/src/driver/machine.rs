@@ -129,7 +129,10 @@ pub trait OwnedSession: Send + 'static {
         let _ = outbox;
     }
 
-    /// Everything the session output so far is in the connection's outbox.
+    /// Everything the session output so far is in the connection's outbox. A session whose
+    /// [`poll_timeout`](OwnedSession::poll_timeout) moved since it was last asked wakes the
+    /// waker [`poll_commands`](OwnedSession::poll_commands) registered: the task asks for
+    /// the deadline only when that waker or its timer fired.
     fn flushed(&mut self) {}
 }
 

@@ -509,20 +509,15 @@ where
             flush(&mut **session, outbox, now, &mut WsCounts::default());
         }
     };
-    // The ticker first: what it queues is taken by the writer in the same poll.
-    let writer = async {
-        match select(pin!(ticker), pin!(writer)).await {
-            Either::Left((end, _)) | Either::Right((end, _)) => end,
-        }
-    };
-
     let (peer_closed, too_big) = {
         let mut reader = pin!(reader);
+        let mut ticker = pin!(ticker);
         let mut writer = pin!(writer);
         // (error, the peer ended it, we sent a close frame and the reader still runs, the
         // peer sent a message over the limit)
         let (error, peer_closed, we_closed, too_big) =
-            match race(reader.as_mut(), writer.as_mut()).await {
+            // The ticker before the writer: what it queues is taken in the same poll.
+            match race(reader.as_mut(), ticker.as_mut(), writer.as_mut()).await {
                 Either::Left(ReadEnd::Closed) => (false, true, false, None),
                 Either::Left(ReadEnd::TooBig(size)) => (true, false, false, Some(size)),
                 Either::Left(ReadEnd::Failed) => (true, false, false, None),
@@ -662,23 +657,28 @@ fn poll_more(
     }
 }
 
-/// Runs `a` and `b` until one completes, polling each only when its own waker fired: the
-/// reader (whose every poll makes tungstenite prepare a read buffer) is not polled for each
-/// batch the writer is woken for, nor the writer for each frame read. Each side gets a waker
-/// of its own, which marks it and wakes the task: two small allocations for the connection's
-/// life.
-async fn race<A, B>(mut a: A, mut b: B) -> Either<A::Output, B::Output>
+/// Runs `a`, `b` and `c` until one completes, polling each only when its own waker fired:
+/// the reader (whose every poll makes tungstenite prepare a read buffer) is not polled for
+/// each batch the writer is woken for, nor the writer for each frame read, nor an owned
+/// session's ticker (its locks, its deadline) for either. Each side gets a waker of its own,
+/// which marks it and wakes the task: three small allocations for the connection's life.
+/// The sides are polled in order, so what `b` queues for `c` is taken in the same poll.
+async fn race<A, B, C>(mut a: A, mut b: B, mut c: C) -> Either<A::Output, B::Output>
 where
     A: Future + Unpin,
     B: Future + Unpin,
+    C: Future<Output = B::Output> + Unpin,
 {
-    let (a_side, b_side) = (Arc::new(Side::default()), Arc::new(Side::default()));
-    let (a_waker, b_waker) = (Waker::from(a_side.clone()), Waker::from(b_side.clone()));
+    let sides = [(); 3].map(|()| Arc::new(Side::default()));
+    let wakers = sides.clone().map(Waker::from);
     poll_fn(|cx| {
-        if let Poll::Ready(out) = a_side.poll(cx, &a_waker, &mut a) {
+        if let Poll::Ready(out) = sides[0].poll(cx, &wakers[0], &mut a) {
             return Poll::Ready(Either::Left(out));
         }
-        if let Poll::Ready(out) = b_side.poll(cx, &b_waker, &mut b) {
+        if let Poll::Ready(out) = sides[1].poll(cx, &wakers[1], &mut b) {
+            return Poll::Ready(Either::Right(out));
+        }
+        if let Poll::Ready(out) = sides[2].poll(cx, &wakers[2], &mut c) {
             return Poll::Ready(Either::Right(out));
         }
         Poll::Pending
@@ -793,34 +793,38 @@ mod tests {
 
     #[test]
     fn race_polls_only_the_side_that_was_woken() {
-        let (a, b) = (Probe::default(), Probe::default());
+        let (a, b, c) = (Probe::default(), Probe::default(), Probe::default());
         let task = Arc::new(Task::default());
         let waker = Waker::from(task.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut both = std::pin::pin!(race(a.clone(), b.clone()));
-        assert!(both.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(
-            (a.polls(), b.polls()),
-            (1, 1),
-            "each polled once at the start"
-        );
-        assert!(both.as_mut().poll(&mut cx).is_pending());
-        assert_eq!((a.polls(), b.polls()), (1, 1), "not woken: not polled");
+        let mut all = std::pin::pin!(race(a.clone(), b.clone(), c.clone()));
+        let polls = || (a.polls(), b.polls(), c.polls());
+        assert!(all.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls(), (1, 1, 1), "each polled once at the start");
+        assert!(all.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls(), (1, 1, 1), "not woken: not polled");
         a.wake();
         assert_eq!(
             task.0.load(Ordering::SeqCst),
             1,
             "a side's wake wakes the task"
         );
-        assert!(both.as_mut().poll(&mut cx).is_pending());
-        assert_eq!((a.polls(), b.polls()), (2, 1));
+        assert!(all.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls(), (2, 1, 1));
+        c.wake();
+        assert!(all.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls(), (2, 1, 2), "only c was polled for c's wake");
         b.ready.store(true, Ordering::SeqCst);
         b.wake();
-        assert_eq!(task.0.load(Ordering::SeqCst), 2);
-        match both.as_mut().poll(&mut cx) {
+        assert_eq!(task.0.load(Ordering::SeqCst), 3);
+        match all.as_mut().poll(&mut cx) {
             Poll::Ready(Either::Right(polls)) => assert_eq!(polls, 2),
             other => panic!("expected b's end, got {:?}", other.map(|_| ())),
         }
-        assert_eq!(a.polls(), 2, "a was not polled for b's wake");
+        assert_eq!(
+            (a.polls(), c.polls()),
+            (2, 2),
+            "a and c not polled for b's wake"
+        );
     }
 }

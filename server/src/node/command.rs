@@ -63,14 +63,11 @@ pub(crate) enum Command {
     /// Application code panicked; `refuse`, a connect request its middleware had not let
     /// through yet.
     Panic {
-        report: HandlerPanic,
+        report: Box<HandlerPanic>,
         refuse: Option<ConnectId>,
     },
     /// The adapter's answer to a recovering connect.
-    Restored {
-        req: ConnectRequest,
-        found: Option<(SessionState, Vec<StoredMessage>)>,
-    },
+    Restored(Box<Restored>),
     /// A broadcast's copy for one socket of this session (`ask`: who waits for its
     /// acknowledgement; `hooks`: the event and payload the socket's outgoing hooks see, when
     /// some may be registered).
@@ -87,6 +84,13 @@ pub(crate) enum Command {
     /// Writes the live sessions of these sockets (all of the unit's: `None`) to the
     /// adapter's store.
     PersistLive { sockets: Option<Vec<SocketId>> },
+}
+
+/// The adapter's answer to a recovering connect, boxed in its command (the two are large,
+/// and rare next to emits).
+pub(crate) struct Restored {
+    pub(crate) req: ConnectRequest,
+    pub(crate) found: Option<(SessionState, Vec<StoredMessage>)>,
 }
 
 impl Command {
@@ -111,7 +115,7 @@ impl Command {
                 return sio.shared_access().read(|s| s.session_of_connect(request));
             }
             Command::Panic { report, .. } => report.socket?,
-            Command::Restored { req, .. } => return Some(req.handshake.sid),
+            Command::Restored(restored) => return Some(restored.req.handshake.sid),
             Command::Deliver { .. } | Command::Shutdown | Command::PersistLive { .. } => {
                 return None;
             }
@@ -251,12 +255,15 @@ impl<O: Ops> Unit<'_, O> {
                 let _ = self.ops.reject(request, &message, data.as_deref(), now);
             }
             Command::Panic { report, refuse } => {
-                self.on_panic(report, now);
+                self.on_panic(*report, now);
                 if let Some(request) = refuse {
                     let _ = self.ops.reject(request, "server error", None, now);
                 }
             }
-            Command::Restored { req, found } => self.on_restored(req, found, now),
+            Command::Restored(restored) => {
+                let Restored { req, found } = *restored;
+                self.on_restored(req, found, now);
+            }
             Command::Deliver { ask, receipt, .. } => {
                 // Reaches a unit only once its session has gone: nobody answers.
                 if let Some(receipt) = receipt {

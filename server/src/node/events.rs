@@ -182,7 +182,10 @@ impl<O: Ops> Unit<'_, O> {
                 let route = self.route.clone();
                 (self.hub.spawn)(Box::pin(async move {
                     let found = restore.await;
-                    let _ = ctl.send(&route, Command::Restored { req, found });
+                    let _ = ctl.send(
+                        &route,
+                        Command::Restored(Box::new(super::command::Restored { req, found })),
+                    );
                 }));
                 return;
             }
@@ -301,7 +304,7 @@ impl<O: Ops> Unit<'_, O> {
                     let _ = ctl.send(
                         &route,
                         Command::Panic {
-                            report,
+                            report: Box::new(report),
                             refuse: refuse.then_some(id),
                         },
                     );

@@ -90,7 +90,7 @@ fn report_panic(ctl: &Ctl, route: &Route, report: HandlerPanic) {
     let cast = ctl.send(
         route,
         Command::Panic {
-            report,
+            report: Box::new(report),
             refuse: None,
         },
     );

@@ -87,6 +87,8 @@ pub(crate) struct Owned {
     finished: bool,
     /// The latest time a step ran at, for an end that comes with no clock (a drop).
     last_step: Instant,
+    /// The deadline the connection's task last learned of ([`OwnedSession::flushed`]).
+    due: Option<Instant>,
 }
 
 /// An owned session's machine: its Engine.IO session, its Socket.IO client and the shared
@@ -291,6 +293,7 @@ impl Owned {
             mailbox,
             finished: false,
             last_step: now,
+            due: None,
         }
     }
 
@@ -516,6 +519,13 @@ impl OwnedSession for Owned {
     }
 
     fn flushed(&mut self) {
+        // The connection's task waits for the deadline it last saw, woken only by its timer
+        // and this mailbox: a step that moved the deadline wakes it to look again.
+        let due = self.poll_timeout();
+        if due != self.due {
+            self.due = due;
+            self.mailbox.wake();
+        }
         let session = &self.peer.session;
         let idle = !self.finished
             && !session.is_ended()

@@ -95,6 +95,11 @@ impl Mailbox {
         command
     }
 
+    /// Wakes the owner's task to look at the session's deadline again.
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+
     /// The owner starts (`true`) or ends a step.
     pub(crate) fn running(&self, running: bool) {
         self.running.store(running, Ordering::SeqCst);
