@@ -11,14 +11,19 @@ type Watcher = Arc<dyn Fn(&Extensions, TypeId) + Send + Sync>;
 /// Values keyed by their type, shared by every clone of the handle. Used for a socket's
 /// `data()` (Node's `socket.data`) and for server-wide state.
 #[derive(Clone, Default)]
-pub struct Extensions {
-    map: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
-    watchers: Arc<RwLock<Vec<Watcher>>>,
+pub struct Extensions(Arc<Inner>);
+
+/// The values and their watchers, in one allocation (a socket's `data()` costs one).
+#[derive(Default)]
+struct Inner {
+    map: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    watchers: RwLock<Vec<Watcher>>,
 }
 
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self
+            .0
             .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -36,6 +41,7 @@ impl Extensions {
     /// Stores `value`, returning the one of the same type it replaces.
     pub fn insert<T: Any + Send + Sync>(&self, value: T) -> Option<T> {
         let old = self
+            .0
             .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -51,7 +57,8 @@ impl Extensions {
     /// so). It runs on the thread that made the change, after the map is unlocked; it lives as
     /// long as the map, so it must not hold a clone of it (it is handed the map instead).
     pub fn watch(&self, watcher: impl Fn(&Extensions, TypeId) + Send + Sync + 'static) {
-        self.watchers
+        self.0
+            .watchers
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::new(watcher));
@@ -59,7 +66,11 @@ impl Extensions {
 
     fn changed(&self, type_id: TypeId) {
         let watchers: Vec<Watcher> = {
-            let list = self.watchers.read().unwrap_or_else(PoisonError::into_inner);
+            let list = self
+                .0
+                .watchers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
             if list.is_empty() {
                 return;
             }
@@ -73,7 +84,8 @@ impl Extensions {
 
     /// A clone of the value of type `T`.
     pub fn get<T: Any + Send + Sync + Clone>(&self) -> Option<T> {
-        self.map
+        self.0
+            .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&TypeId::of::<T>())
@@ -84,6 +96,7 @@ impl Extensions {
     /// Runs `f` on the value of type `T`, if any, and returns its result.
     pub fn with<T: Any + Send + Sync, U>(&self, f: impl FnOnce(&mut T) -> U) -> Option<U> {
         let out = self
+            .0
             .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -99,6 +112,7 @@ impl Extensions {
     /// Removes and returns the value of type `T`.
     pub fn remove<T: Any + Send + Sync>(&self) -> Option<T> {
         let old = self
+            .0
             .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -112,7 +126,8 @@ impl Extensions {
 
     /// Whether a value of type `T` is stored.
     pub fn contains<T: Any + Send + Sync>(&self) -> bool {
-        self.map
+        self.0
+            .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(&TypeId::of::<T>())

@@ -81,9 +81,19 @@ pub(crate) fn inbox() -> (InputSender, InputReceiver) {
 
 impl InputSender {
     /// Queues `input`, waiting while the inbox is full.
-    pub(crate) async fn send(&self, input: Input) -> Result<(), Gone> {
+    pub(crate) fn send(&self, input: Input) -> impl Future<Output = Result<(), Gone>> + '_ {
+        // A plain future holding the input once (an `async fn` would hold it twice).
         let mut input = Some(input);
-        poll_fn(|cx| self.poll_send(cx, &mut input)).await
+        poll_fn(move |cx| self.poll_send(cx, &mut input))
+    }
+
+    /// [`send`](Self::send) for a small input made again at each try: the future holds no
+    /// input (a connection's future has room for this one at every moment of its life).
+    pub(crate) fn send_made<'a>(
+        &'a self,
+        make: impl Fn() -> Input + 'a,
+    ) -> impl Future<Output = Result<(), Gone>> + 'a {
+        poll_fn(move |cx| self.poll_send(cx, &mut Some(make())))
     }
 
     fn poll_send(&self, cx: &mut Context<'_>, input: &mut Option<Input>) -> Poll<Result<(), Gone>> {

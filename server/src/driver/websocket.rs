@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::error::CapacityError;
@@ -34,7 +34,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::task::AtomicWaker;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use volley_core::engine::{Output, WsMessage};
 use volley_core::{ConnId, Utf8Bytes};
 
@@ -378,36 +378,17 @@ where
                 // The write timeout counts from here; its timer is made only if the batch
                 // stalls, so the two timers never take room in this future at once.
                 let started = env.runtime.now();
-                let batch = async {
-                    while let Some(output) = pending.pop_front() {
-                        match output {
-                            Output::Send { message, .. } => {
-                                if let Some(message) = to_tungstenite(message) {
-                                    sink.feed(message).await?;
-                                }
-                            }
-                            Output::Close { .. } => {
-                                closing.store(true, Ordering::Release);
-                                sink.send(Message::Close(None)).await?;
-                                return Ok(false);
-                            }
-                            Output::Response { .. } | Output::ReadBody { .. } => {
-                                tracing::debug!("HTTP output for a WebSocket dropped");
-                            }
-                        }
-                    }
-                    sink.flush().await?;
-                    Ok::<_, tungstenite::Error>(true)
-                };
-                let mut batch = pin!(batch);
+                // Polled in place, with no state of its own: the batch is what `pending`
+                // still holds, so a connection's future keeps no room for a write.
+                let mut batch = poll_fn(|cx| poll_batch(cx, sink, pending, &closing));
                 // Most batches are written at their first poll (the socket has room): no
                 // timer is made for them. The stall timer starts when one waits.
-                let first = poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await;
+                let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut batch).poll(cx))).await;
                 let quick = match first {
                     Poll::Ready(result) => Some(result),
                     Poll::Pending => {
                         let stall = pin!(env.runtime.sleep(STALL));
-                        or_timeout(batch.as_mut(), stall).await
+                        or_timeout(&mut batch, stall).await
                     }
                 };
                 match quick {
@@ -421,7 +402,7 @@ where
                             let next =
                                 poll_fn(|cx| poll_more(cx, outbox, &mut later, &mut taken_later));
                             let waiting = select(deadline.as_mut(), next);
-                            match select(batch.as_mut(), waiting).await {
+                            match select(&mut batch, waiting).await {
                                 Either::Left((result, _)) => break Some(result),
                                 Either::Right((Either::Left(((), _)), _)) => break None,
                                 Either::Right((Either::Right((open, _)), _)) => {
@@ -455,8 +436,8 @@ where
                             session.handle_ws_drained(now);
                             flush(&mut **session, outbox, now, &mut WsCounts::default());
                         } else {
-                            let drained = Input::WsDrained { conn };
-                            if inputs.send(drained).await.is_err() {
+                            let drained = || Input::WsDrained { conn };
+                            if inputs.send_made(drained).await.is_err() {
                                 return WriteEnd::Failed;
                             }
                         }
@@ -532,8 +513,7 @@ where
         if we_closed {
             // We sent a close frame: give the peer a moment to answer it, so the TCP close
             // that follows does not race its reply.
-            let linger = pin!(env.runtime.sleep(LINGER));
-            let _ = or_timeout(reader, linger).await;
+            lingering(env, reader).await;
         }
         (peer_closed, too_big)
     };
@@ -543,10 +523,56 @@ where
     if peer_closed {
         // tungstenite queued the answer to the peer's close frame; the next read flushes it
         // if it could not be written at once.
-        let linger = pin!(env.runtime.sleep(LINGER));
-        let _ = or_timeout(source.next(), linger).await;
+        lingering(env, source.next()).await;
     }
     None
+}
+
+/// Runs `fut` for at most [`LINGER`], boxed: a connection's future keeps no room for the
+/// timer of its last moments.
+async fn lingering<R: Runtime, F: Future>(env: &Env<R>, fut: F) {
+    let linger = env.runtime.sleep(LINGER);
+    Box::pin(async move { or_timeout(fut, pin!(linger)).await }).await;
+}
+
+/// Writes what `pending` holds into `sink`, then flushes: `Ok(true)` once all is written,
+/// `Ok(false)` once a close frame is (`closing` is set when it is queued, and what follows
+/// it is left). The batch's state is `pending` and `closing`, so polling again after
+/// `Pending` goes on where it stopped.
+fn poll_batch<S>(
+    cx: &mut Context<'_>,
+    sink: &mut WebSocketSender<S>,
+    pending: &mut VecDeque<Output>,
+    closing: &AtomicBool,
+) -> Poll<Result<bool, tungstenite::Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while !closing.load(Ordering::Acquire) {
+        let Some(output) = pending.front() else {
+            break;
+        };
+        if matches!(output, Output::Response { .. } | Output::ReadBody { .. }) {
+            tracing::debug!("HTTP output for a WebSocket dropped");
+            pending.pop_front();
+            continue;
+        }
+        ready!(Pin::new(&mut *sink).poll_ready(cx))?;
+        match pending.pop_front() {
+            Some(Output::Send { message, .. }) => {
+                if let Some(message) = to_tungstenite(message) {
+                    Pin::new(&mut *sink).start_send(message)?;
+                }
+            }
+            Some(Output::Close { .. }) => {
+                closing.store(true, Ordering::Release);
+                Pin::new(&mut *sink).start_send(Message::Close(None))?;
+            }
+            _ => {}
+        }
+    }
+    ready!(Pin::new(&mut *sink).poll_flush(cx))?;
+    Poll::Ready(Ok(!closing.load(Ordering::Acquire)))
 }
 
 fn lock(
@@ -663,15 +689,16 @@ fn poll_more(
 /// session's ticker (its locks, its deadline) for either. Each side gets a waker of its own,
 /// which marks it and wakes the task: three small allocations for the connection's life.
 /// The sides are polled in order, so what `b` queues for `c` is taken in the same poll.
-async fn race<A, B, C>(mut a: A, mut b: B, mut c: C) -> Either<A::Output, B::Output>
+fn race<A, B, C>(mut a: A, mut b: B, mut c: C) -> impl Future<Output = Either<A::Output, B::Output>>
 where
     A: Future + Unpin,
     B: Future + Unpin,
     C: Future<Output = B::Output> + Unpin,
 {
+    // A plain future rather than an `async fn`, which would hold the three twice.
     let sides = [(); 3].map(|()| Arc::new(Side::default()));
     let wakers = sides.clone().map(Waker::from);
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         if let Poll::Ready(out) = sides[0].poll(cx, &wakers[0], &mut a) {
             return Poll::Ready(Either::Left(out));
         }
@@ -683,7 +710,6 @@ where
         }
         Poll::Pending
     })
-    .await
 }
 
 /// One side of a [`race`]: whether its future was woken since it was last polled, and the
