@@ -565,10 +565,13 @@ async fn run_listener(
     ack: AckSlot,
     state: Extensions,
 ) {
+    // The rarer paths (packet middleware, an error reply) run boxed: this future, made for
+    // every event, is sized for the handler's path alone.
     if !listener.middleware.is_empty() {
         let event = ev.name.clone();
         let run = run_packet_middleware(listener.middleware, &sock, ev);
-        match contained(run, &ctl, &sock, PanicPlace::PacketMiddleware, &event).await {
+        let place = PanicPlace::PacketMiddleware;
+        match Box::pin(contained(run, &ctl, &sock, place, &event)).await {
             Some(Some(next)) => ev = next,
             _ => return,
         }
@@ -607,7 +610,7 @@ async fn run_listener(
         },
         Reply::Error(message) => {
             let run = sock.report_error(message);
-            let _ = contained(run, &ctl, &sock, PanicPlace::Error, &event).await;
+            let _ = Box::pin(contained(run, &ctl, &sock, PanicPlace::Error, &event)).await;
         }
     }
 }

@@ -102,27 +102,30 @@ fn report_panic(ctl: &Ctl, route: &Route, report: HandlerPanic) {
 /// Runs `fut`, application code run for `socket`: a panic in it is caught and reported
 /// instead of unwinding into the task that polls it (the machine's, or the socket's). `None`
 /// when it panicked.
-pub(crate) async fn contained<T>(
-    fut: impl Future<Output = T>,
-    ctl: &Ctl,
-    socket: &Socket,
+pub(crate) fn contained<'a, T>(
+    fut: impl Future<Output = T> + 'a,
+    ctl: &'a Ctl,
+    socket: &'a Socket,
     place: PanicPlace,
-    event: &str,
-) -> Option<T> {
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(value) => Some(value),
-        Err(payload) => {
-            let report = HandlerPanic {
-                socket: Some(socket.id()),
-                namespace: socket.ns().to_owned(),
-                event: event.to_owned(),
-                place,
-                message: panic_message(&*payload),
-            };
-            report_panic(ctl, socket.route(), report);
-            None
-        }
-    }
+    event: &'a str,
+) -> impl Future<Output = Option<T>> + 'a {
+    // A plain future rather than an `async fn`, which would hold `fut` twice.
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .map(move |caught| match caught {
+            Ok(value) => Some(value),
+            Err(payload) => {
+                let report = HandlerPanic {
+                    socket: Some(socket.id()),
+                    namespace: socket.ns().to_owned(),
+                    event: event.to_owned(),
+                    place,
+                    message: panic_message(&*payload),
+                };
+                report_panic(ctl, socket.route(), report);
+                None
+            }
+        })
 }
 
 /// Runs the `new_namespace` hooks for `namespace`, each contained: a panic is logged and
