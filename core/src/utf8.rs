@@ -60,6 +60,14 @@ impl Utf8Bytes {
         Ok(Utf8Bytes(bytes))
     }
 
+    /// Wraps `bytes` without a second check when they are the very bytes of `text`: the same
+    /// memory, as when a checked string was turned into [`Bytes`] without a copy. `None`
+    /// when they are not (then use [`try_from_bytes`](Self::try_from_bytes)).
+    pub fn from_same_bytes(bytes: Bytes, text: &str) -> Option<Self> {
+        let same = bytes.as_ptr() == text.as_ptr() && bytes.len() == text.len();
+        same.then_some(Utf8Bytes(bytes))
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // Every constructor checks or is given UTF-8; a failure here would be a bug, so fall
@@ -196,6 +204,20 @@ mod tests {
             let text = Utf8Bytes::format(format_args!("{n}:{long}"));
             assert_eq!(&*text, format!("{n}:{long}"));
         }
+    }
+
+    #[test]
+    fn same_bytes_are_taken_without_a_check_and_others_are_not() {
+        let text = String::from("héllo");
+        let bytes = bytes::Bytes::from(text.clone());
+        // Another allocation with the same content is not the same memory.
+        assert!(Utf8Bytes::from_same_bytes(bytes.clone(), &text).is_none());
+        let owner = Utf8Bytes::from(text.as_str());
+        let shared = owner.as_bytes().clone();
+        let same = Utf8Bytes::from_same_bytes(shared.clone(), owner.as_str()).expect("same");
+        assert_eq!(same.as_str(), "héllo");
+        // Part of the memory is not the whole text.
+        assert!(Utf8Bytes::from_same_bytes(shared.slice(0..2), owner.as_str()).is_none());
     }
 
     #[test]

@@ -263,9 +263,14 @@ where
         let mut take = |item: Option<Result<Message, tungstenite::Error>>| {
             let message = match item {
                 Some(Ok(Message::Text(text))) => {
-                    match Utf8Bytes::try_from_bytes(Bytes::from(text)) {
-                        Ok(text) => WsMessage::Text(text),
-                        Err(_) => return Ok(None), // tungstenite has validated it already
+                    // tungstenite has checked the text: its bytes are taken as they are.
+                    let bytes = Bytes::from(text.clone());
+                    match Utf8Bytes::from_same_bytes(bytes, text.as_str()) {
+                        Some(text) => WsMessage::Text(text),
+                        None => match Utf8Bytes::try_from_bytes(Bytes::from(text)) {
+                            Ok(text) => WsMessage::Text(text),
+                            Err(_) => return Ok(None),
+                        },
                     }
                 }
                 Some(Ok(Message::Binary(bytes))) => WsMessage::Binary(bytes),
@@ -756,13 +761,17 @@ impl Wake for Side {
     }
 }
 
-/// Our message as tungstenite's; both hold `Bytes`, so no copy (text is re-validated, the
-/// only conversion tungstenite's safe API offers).
+/// Our message as tungstenite's; both hold `Bytes`, so no copy. Text goes as a ready text
+/// frame, which is what tungstenite makes of a text message, without checking it again.
 fn to_tungstenite(message: WsMessage) -> Option<Message> {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
     match message {
-        WsMessage::Text(text) => tungstenite::Utf8Bytes::try_from(text.into_bytes())
-            .ok()
-            .map(Message::Text),
+        WsMessage::Text(text) => Some(Message::Frame(Frame::message(
+            text.into_bytes(),
+            OpCode::Data(Data::Text),
+            true,
+        ))),
         WsMessage::Binary(bytes) => Some(Message::Binary(bytes)),
     }
 }
