@@ -274,14 +274,15 @@ impl Outbox {
     }
 
     /// [`written`](Self::written), the writer handing back its emptied batch buffer
-    /// `spare`. While nothing waits here either, the outbox keeps that buffer (and its
-    /// capacity) for the next push and drops its own: a quiet connection holds one buffer,
-    /// not one on each side, and a busy one still allocates none per batch (`try_take`
-    /// swaps the two).
+    /// `spare`. While nothing waits here either, both buffers are dropped: a quiet
+    /// connection holds none, and the next push makes one (one small allocation per batch
+    /// written after a pause). While outputs wait, the two keep trading buffers (`try_take`
+    /// swaps them), so a busy connection allocates none per batch.
     pub(crate) fn written_giving_back(&self, n: usize, spare: &mut VecDeque<Output>) -> bool {
         let mut state = self.lock();
         if spare.is_empty() && state.items.is_empty() {
-            state.items = std::mem::take(spare);
+            drop(std::mem::take(spare));
+            state.items = VecDeque::new();
         }
         state.bytes = state.bytes.saturating_sub(n);
         state.busy = false;
@@ -393,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_connection_keeps_one_buffer() {
+    fn a_quiet_connection_keeps_no_buffer() {
         let outbox = Outbox::default();
         let mut pending = VecDeque::with_capacity(8);
         outbox.push([send(10), send(20)]);
@@ -403,8 +404,8 @@ mod tests {
         assert!(outbox.lock().items.capacity() >= 8);
         pending.clear();
         assert!(!outbox.written_giving_back(30, &mut pending));
-        assert_eq!(pending.capacity(), 0, "handed back");
-        assert!(outbox.lock().items.capacity() >= 2);
+        assert_eq!(pending.capacity(), 0, "dropped");
+        assert_eq!(outbox.lock().items.capacity(), 0, "dropped");
         // With something still held, both keep theirs.
         outbox.push([send(1)]);
         assert_eq!(outbox.try_take(&mut pending), Some(true));
