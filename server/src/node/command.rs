@@ -153,10 +153,14 @@ impl Node {
             .filter(|&sid| self.sio.engine().transport(sid).is_none())
             .and_then(|sid| self.hub.owned(sid));
         let command = match owner {
-            Some(mailbox) => match mailbox.push(command) {
-                Ok(()) => return,
-                Err(command) => command,
-            },
+            Some(mailbox) => {
+                // What the handles changed before this command reaches the adapter first.
+                self.report_room_changes();
+                match mailbox.push(command) {
+                    Ok(()) => return,
+                    Err(command) => command,
+                }
+            }
             None => command,
         };
         match &command {

@@ -688,6 +688,8 @@ impl Node {
         if handoffs.is_empty() {
             return 0;
         }
+        // A copy may reach its client at once: what was changed before goes first.
+        self.report_room_changes();
         let mut handed = 0;
         let mut expressed = 0;
         let mut gone = Vec::new();
@@ -752,6 +754,36 @@ impl Node {
             self.unit().apply(command, now);
         }
         handed
+    }
+
+    /// Hands the room changes of what was applied so far to the adapter, and the joins and
+    /// leaves to the membership listeners and the live sessions: before the step's outputs,
+    /// and before a command goes on to a session run elsewhere (an acknowledgement after a
+    /// join then reaches its client once the adapter knows of the room).
+    pub(super) fn report_room_changes(&mut self) {
+        for (nsp, change) in self.sio.take_room_changes() {
+            self.hub.cluster.adapter.room_changed(&nsp, &change);
+        }
+        let memberships = self.sio.take_membership_changes();
+        if let (false, Some(ctl)) = (memberships.is_empty(), self.hub.ctl()) {
+            announce_memberships(ctl, &memberships);
+        }
+        if self.hub.live_sessions.get().is_some() && !memberships.is_empty() {
+            let mut changed: Vec<SocketId> = memberships.iter().map(|(_, c)| c.socket).collect();
+            changed.sort_unstable();
+            changed.dedup();
+            // The sockets of sessions run elsewhere are written by their own tasks, which
+            // hold their data.
+            changed.retain(|&socket| match self.owner_of(socket) {
+                Some(mailbox) => {
+                    let sockets = Some(vec![socket]);
+                    let _ = mailbox.push(Command::PersistLive { sockets });
+                    false
+                }
+                None => true,
+            });
+            self.unit().persist_live(changed);
+        }
     }
 
     /// Takes the session to hand to `conn`'s task with its `101`, if there is one.
@@ -1076,29 +1108,7 @@ impl Machine for Node {
     fn poll_output(&mut self) -> Option<Output> {
         // Room changes go to the adapter before the outputs of the same step, so that a room
         // is subscribed to before anything can be published to it.
-        for (nsp, change) in self.sio.take_room_changes() {
-            self.hub.cluster.adapter.room_changed(&nsp, &change);
-        }
-        let memberships = self.sio.take_membership_changes();
-        if let (false, Some(ctl)) = (memberships.is_empty(), self.hub.ctl()) {
-            announce_memberships(ctl, &memberships);
-        }
-        if self.hub.live_sessions.get().is_some() && !memberships.is_empty() {
-            let mut changed: Vec<SocketId> = memberships.iter().map(|(_, c)| c.socket).collect();
-            changed.sort_unstable();
-            changed.dedup();
-            // The sockets of sessions run elsewhere are written by their own tasks, which
-            // hold their data.
-            changed.retain(|&socket| match self.owner_of(socket) {
-                Some(mailbox) => {
-                    let sockets = Some(vec![socket]);
-                    let _ = mailbox.push(Command::PersistLive { sockets });
-                    false
-                }
-                None => true,
-            });
-            self.unit().persist_live(changed);
-        }
+        self.report_room_changes();
         let mut output = self.sio.poll_output()?;
         if let Output::Response { conn, response } = &mut output {
             if let Some(sid) = self.polls.remove(conn) {
