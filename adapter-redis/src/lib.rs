@@ -821,6 +821,17 @@ impl Shared {
                         }
                     }
                     Err(e) => {
+                        if may_have_run(&e) {
+                            // Sent, and the connection failed before the answer: Redis may
+                            // have taken it and passed it on, so sending it again could
+                            // deliver it twice. As with the reference, it goes with the
+                            // connection.
+                            backlog.pop();
+                            tracing::warn!(
+                                error = %e,
+                                "redis adapter: a publication in flight when the connection failed may be lost"
+                            );
+                        }
                         writer.done(Err(e));
                         break;
                     }
@@ -1340,4 +1351,11 @@ fn message_nsp(message: &ClusterMessage) -> Option<&str> {
         | ClusterMessage::AllRooms { nsp, .. } => Some(nsp),
         _ => None,
     }
+}
+
+/// Whether a command that failed may still have been carried out: its connection failed
+/// (or its answer did not come in time) after it was sent. An error Redis answered with
+/// means it was not.
+fn may_have_run(e: &redis::RedisError) -> bool {
+    e.is_timeout() || e.is_connection_dropped() || (e.is_io_error() && !e.is_connection_refusal())
 }

@@ -184,12 +184,24 @@ async fn measure_failover(
     );
 }
 
-/// `INFO replication` of the server at `url` has `needle`. A connection the server drops
-/// while answering counts as "not yet": a Sentinel promoting a replica kills the replica's
-/// client connections as part of the switch, which a poll in that moment sees as a broken
-/// pipe. Callers that wait for a state do so under a time limit.
+/// `INFO replication` of the server at `url` has `needle`. A connection the server refuses
+/// or drops while answering counts as "not yet": a Sentinel promoting a replica kills the
+/// replica's client connections as part of the switch, which a poll in that moment sees as
+/// a broken pipe or a failed connect. Callers that wait for a state do so under a time
+/// limit.
 async fn replication_has(url: &str, needle: &str) -> bool {
-    let mut conn = raw_conn(url).await;
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = match timeout(LIMIT, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            eprintln!("connecting to {url}: {e}");
+            return false;
+        }
+        Err(_) => {
+            eprintln!("connecting to {url}: timed out");
+            return false;
+        }
+    };
     let info: Result<String, _> = redis::cmd("INFO")
         .arg("replication")
         .query_async(&mut conn)
