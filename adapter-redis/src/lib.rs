@@ -248,7 +248,8 @@ pub struct RedisOptions {
 /// are dropped, with a warning). After an outage the node waits, up to `resubscribe_wait`,
 /// for as many servers as it counted before to be subscribed again, so that the nodes that
 /// come back receive what was kept exactly once and in order. `max_bytes` 0 keeps nothing,
-/// as the reference adapter does.
+/// as the reference adapter does. A publication already sent when the connection fails is
+/// not kept: Redis may have taken it, and sending it again could deliver it twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutageBuffer {
     /// Most payload bytes kept: 8 MiB.
