@@ -49,8 +49,7 @@ impl WsCounts {
     /// An output for the connection (only frames count).
     pub(crate) fn sent(&mut self, output: &Output) {
         if let Output::Send { message, .. } = output {
-            self.packets_out += 1;
-            self.bytes_out += message.len() as u64;
+            self.sent_len(message.len());
         }
     }
 
