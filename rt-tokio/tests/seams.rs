@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use volley::driver::test_support::Client;
 use volley::testing::{ConnectOptions, TestClient, TransportKind};
-use volley::{DisconnectReason, EmitError, Io, Room, Socket};
+use volley::{Data, DisconnectReason, EmitError, Io, Room, Socket};
 use volley_core::SocketId;
 use volley_core::engine::OverflowPolicy;
 use volley_tokio::TokioRuntime;
@@ -534,6 +534,121 @@ async fn polling_upgrade_under_broadcast() {
     }
     // Gone before the close, which would otherwise linger for their close frames.
     drop(results);
+    server.stop().await;
+}
+
+/// Connects a client to `/` over long-polling and upgrades it to WebSocket as the official
+/// client does; returns its WebSocket, over which it is connected.
+async fn upgraded_client(server: &Server) -> WebSocketStream<Compat<TcpStream>> {
+    let base = "/socket.io/?EIO=4&transport=polling";
+    let mut poll = server.http().await;
+    let mut post = server.http().await;
+    let open = poll.get(base).await.unwrap();
+    let open: serde_json::Value =
+        serde_json::from_str(open.text().strip_prefix('0').expect("an open packet")).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let polling = format!("{base}&sid={sid}");
+    assert_eq!(post.post(&polling, b"40").await.unwrap().text(), "ok");
+    let connected = poll.get(&polling).await.unwrap();
+    assert!(connected.text().starts_with("40{"), "{connected:?}");
+    let mut ws = server
+        .websocket(&format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"))
+        .await;
+    let (parked, ()) = tokio::join!(poll.get(&polling), async {
+        ws.send(Message::text("2probe")).await.unwrap();
+        let answer = ws.next().await.expect("a probe answer").unwrap();
+        assert_eq!(answer, Message::text("3probe"));
+    });
+    assert_eq!(parked.unwrap().text(), "6");
+    ws.send(Message::text("5")).await.unwrap();
+    ws
+}
+
+/// Sends `echo` with acknowledgement `id` over `ws` and waits for its answer.
+async fn echo_over(ws: &mut WebSocketStream<Compat<TcpStream>>, id: u32) {
+    ws.send(Message::text(format!("42{id}[\"echo\",{id}]")))
+        .await
+        .unwrap();
+    loop {
+        let message = ws.next().await.expect("an answer").unwrap();
+        let text = message.to_text().expect("text frames only");
+        if text == "2" {
+            ws.send(Message::text("3")).await.unwrap();
+            continue;
+        }
+        assert_eq!(text, format!("43{id}[{id}]"));
+        return;
+    }
+}
+
+/// Once upgraded, a long-polling session runs on its WebSocket's task: its events are
+/// answered while the machine's task is held up by a handler of a session still on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_session_no_longer_needs_the_machines_task() {
+    let server = Server::start(roomy()).await;
+    let (entered_tx, mut entered) = mpsc::unbounded_channel();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(std::sync::Mutex::new(held));
+    server
+        .io
+        .ns("/")
+        .on("echo", |Data(n): Data<u32>| async move { n })
+        .on("hold", move |_s: Socket| {
+            let (entered_tx, held) = (entered_tx.clone(), held.clone());
+            async move {
+                // Started inline on the machine's task, whose thread it keeps until the
+                // test lets it go (the worker hands its other tasks on meanwhile).
+                // At most for the test's limit: a failing test ends rather than hangs.
+                let _ = entered_tx.send(());
+                tokio::task::block_in_place(|| {
+                    let _ = held.lock().unwrap().recv_timeout(TEST_LIMIT);
+                });
+            }
+        });
+    let mut ws = within(
+        Duration::from_secs(5),
+        "the upgrade",
+        upgraded_client(&server),
+    )
+    .await;
+    // The first answer comes once the session moved (the connection reads nothing while
+    // it asks for it).
+    within(
+        Duration::from_secs(5),
+        "an echo after the upgrade",
+        echo_over(&mut ws, 1),
+    )
+    .await;
+
+    // A long-polling client holds the machine's task.
+    let base = "/socket.io/?EIO=4&transport=polling";
+    let mut polling = server.http().await;
+    let open = polling.get(base).await.unwrap();
+    let open: serde_json::Value =
+        serde_json::from_str(open.text().strip_prefix('0').expect("an open packet")).unwrap();
+    let target = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    assert_eq!(polling.post(&target, b"40").await.unwrap().text(), "ok");
+    let connected = polling.get(&target).await.unwrap();
+    assert!(connected.text().starts_with("40{"), "{connected:?}");
+    assert_eq!(
+        polling.post(&target, b"42[\"hold\"]").await.unwrap().text(),
+        "ok"
+    );
+    within(
+        Duration::from_secs(5),
+        "the holding handler",
+        entered.recv(),
+    )
+    .await;
+
+    within(
+        Duration::from_secs(5),
+        "an echo while the machine's task is held",
+        echo_over(&mut ws, 2),
+    )
+    .await;
+    release.send(()).unwrap();
+    drop(ws);
     server.stop().await;
 }
 

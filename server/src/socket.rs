@@ -35,8 +35,10 @@ struct Inner {
     handshake: Handshake,
     data: Extensions,
     ctl: Arc<Ctl>,
-    /// How commands reach the socket's session.
-    route: Route,
+    /// The mailbox of the task that runs the socket's session, when that is not the
+    /// machine's: set when the socket is made, or once when its session moves to its
+    /// WebSocket's task (an upgrade).
+    route: std::sync::OnceLock<Arc<crate::node::Mailbox>>,
     ns: Arc<NsHandlers>,
     connected: AtomicBool,
     recovered: bool,
@@ -78,13 +80,17 @@ impl Socket {
         recovered: bool,
         route: Route,
     ) -> Self {
+        let cell = std::sync::OnceLock::new();
+        if let Route::Owned(mailbox) = route {
+            let _ = cell.set(mailbox);
+        }
         Socket {
             inner: Arc::new(Inner {
                 id,
                 handshake,
                 data,
                 ctl,
-                route,
+                route: cell,
                 ns,
                 connected: AtomicBool::new(true),
                 recovered,
@@ -366,12 +372,24 @@ impl Socket {
 
     /// Sends `command` to the socket's session, wherever it runs.
     pub(crate) fn command(&self, command: Command) -> Result<(), crate::driver::Stopped> {
-        self.inner.ctl.send(&self.inner.route, command)
+        match self.inner.route.get() {
+            Some(mailbox) => self.inner.ctl.send_owned(mailbox, command),
+            None => self.inner.ctl.command(command),
+        }
     }
 
     /// How commands reach the socket's session.
-    pub(crate) fn route(&self) -> &Route {
-        &self.inner.route
+    pub(crate) fn route(&self) -> Route {
+        match self.inner.route.get() {
+            Some(mailbox) => Route::Owned(mailbox.clone()),
+            None => Route::Machine,
+        }
+    }
+
+    /// The socket's session now runs on the task of `mailbox` (it moved there whole, with
+    /// its sockets). A socket made there already knows it.
+    pub(crate) fn moved_to(&self, mailbox: &Arc<crate::node::Mailbox>) {
+        let _ = self.inner.route.set(mailbox.clone());
     }
 
     // ---- listeners of this socket ----

@@ -71,6 +71,10 @@ pub(crate) enum Input {
     WsDrained {
         conn: ConnId,
     },
+    /// The connection, offered its session, asks for it (see [`Machine::take_offer`]).
+    Adopt {
+        conn: ConnId,
+    },
     /// The connection ended; it receives nothing more.
     Closed {
         conn: ConnId,
@@ -501,6 +505,7 @@ where
                 }
             }
             Input::WsDrained { conn } => self.machine.handle_ws_drained(conn, now),
+            Input::Adopt { conn } => self.machine.handle_adopt(conn, now),
             Input::Closed { conn, error } => {
                 // Dropping the route closes its outbox.
                 self.conns.remove(&conn);
@@ -528,12 +533,15 @@ where
     /// made more work), so the caller comes back before waiting.
     fn drain(&mut self, now: Instant) -> bool {
         let mut more = false;
+        // A budget cut the drain short: events or outputs still wait.
+        let mut cut = false;
         let mut events = 0;
         while let Some(event) = self.machine.poll_event() {
             self.hand_over(event, now);
             events += 1;
             if events == EVENT_BUDGET {
                 more = true;
+                cut = true;
                 break;
             }
         }
@@ -564,6 +572,7 @@ where
                 outputs += 1;
                 if outputs == OUTPUT_BUDGET {
                     more = true;
+                    cut = true;
                     break;
                 }
             }
@@ -598,6 +607,21 @@ where
             more = true;
         }
         more |= fed;
+        while let Some(conn) = self.machine.take_offer() {
+            if let Some(route) = self.conns.get(&conn) {
+                route.outbox.offer();
+            }
+        }
+        if !cut {
+            // Everything the machine had is out: the sessions asked for may go, each after
+            // what was said on its connection.
+            while let Some((conn, owned)) = self.machine.take_adopted(now) {
+                match self.conns.get(&conn) {
+                    Some(route) => route.outbox.answer(owned),
+                    None => drop(owned),
+                }
+            }
+        }
         self.metrics.flush();
         self.metrics.gauges(self.machine.session_count());
         more

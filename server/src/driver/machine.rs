@@ -97,6 +97,27 @@ pub trait Machine: Send + 'static {
         let _ = conn;
         None
     }
+
+    /// A WebSocket connection whose session may now move to the connection's own task (it
+    /// upgraded there from long-polling): the driver offers it to the connection, which
+    /// asks for it ([`handle_adopt`](Machine::handle_adopt)) once nothing it read before is
+    /// on its way. Asked after every drain.
+    fn take_offer(&mut self) -> Option<ConnId> {
+        None
+    }
+
+    /// `conn`, offered its session, asks for it: everything it sent before has arrived.
+    fn handle_adopt(&mut self, conn: ConnId, now: Instant) {
+        let _ = (conn, now);
+    }
+
+    /// The answer to one ask: the session, from now on run by the connection's task, or
+    /// `None` when it stays here. Asked only after a drain that left no event and no output
+    /// waiting, so that everything the machine had for the session went first.
+    fn take_adopted(&mut self, now: Instant) -> Option<(ConnId, Option<Box<dyn OwnedSession>>)> {
+        let _ = now;
+        None
+    }
 }
 
 /// A WebSocket session run by its connection's task ([`Machine::take_owned`]). The task

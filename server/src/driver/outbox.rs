@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures::task::AtomicWaker;
 use volley_core::engine::Output;
@@ -52,8 +52,29 @@ struct State {
     closed: bool,
     /// The machine does not own the request the router let through.
     not_owned: bool,
-    /// A session the machine hands to the connection's task with its `101`.
+    /// A session the machine hands to the connection's task: with its `101`, or as the
+    /// answer to an ask ([`Move`]).
     owned: Option<Box<dyn OwnedSession>>,
+    /// Where a session opened over long-polling stands in its move to this WebSocket's
+    /// task, after its upgrade.
+    moving: Move,
+    /// The reader, waiting for an offer or for the answer to its ask.
+    reader: Option<Waker>,
+    /// The ticker, waiting for a session to run.
+    ticker: Option<Waker>,
+}
+
+/// The steps of a session's move to the task of the WebSocket it upgraded to. The machine
+/// offers; the reader asks once nothing it read before is still on its way to the
+/// machine's task (it reads nothing more meanwhile); the machine answers with the session
+/// once it has handed on everything it had for it, or with nothing when the session stays.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    #[default]
+    None,
+    Offered,
+    Asked,
+    Answered,
 }
 
 /// See the [module](self).
@@ -127,6 +148,82 @@ impl Outbox {
     /// The session handed to this connection's task, once.
     pub(crate) fn take_owned(&self) -> Option<Box<dyn OwnedSession>> {
         self.lock().owned.take()
+    }
+
+    /// Offers the connection's reader to take its session: it may now ask for it.
+    pub(crate) fn offer(&self) {
+        let reader = {
+            let mut state = self.lock();
+            if state.closed || state.moving != Move::None {
+                return;
+            }
+            state.moving = Move::Offered;
+            state.reader.take()
+        };
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+
+    /// For the reader: whether the session was offered (it is then asked for, once); the
+    /// reader's waker is kept for an offer otherwise.
+    pub(crate) fn poll_offer(&self, cx: &Context<'_>) -> bool {
+        let mut state = self.lock();
+        if state.moving == Move::Offered {
+            state.moving = Move::Asked;
+            return true;
+        }
+        keep_waker(&mut state.reader, cx);
+        false
+    }
+
+    /// The machine's answer to the reader's ask: the session, or `None` when it stays.
+    pub(crate) fn answer(&self, owned: Option<Box<dyn OwnedSession>>) {
+        let reader = {
+            let mut state = self.lock();
+            if state.closed {
+                // Dropped here, after the lock: the connection is gone.
+                drop(state);
+                drop(owned);
+                return;
+            }
+            state.owned = owned;
+            state.moving = Move::Answered;
+            state.reader.take()
+        };
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+
+    /// For the reader, after its ask: the session once answered (`None` when it stays, or
+    /// when the connection is gone).
+    pub(crate) fn poll_answer(&self, cx: &mut Context<'_>) -> Poll<Option<Box<dyn OwnedSession>>> {
+        let mut state = self.lock();
+        if state.moving == Move::Answered {
+            // A session that stays may be offered again.
+            state.moving = Move::None;
+            return Poll::Ready(state.owned.take());
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        keep_waker(&mut state.reader, cx);
+        Poll::Pending
+    }
+
+    /// For the ticker: keeps its waker for [`wake_ticker`](Self::wake_ticker).
+    pub(crate) fn park_ticker(&self, cx: &Context<'_>) {
+        keep_waker(&mut self.lock().ticker, cx);
+    }
+
+    /// Wakes the ticker parked with [`park_ticker`](Self::park_ticker): the connection's
+    /// task now runs a session.
+    pub(crate) fn wake_ticker(&self) {
+        let ticker = self.lock().ticker.take();
+        if let Some(ticker) = ticker {
+            ticker.wake();
+        }
     }
 
     /// Tells the connection's task that the machine does not own its request. `false` when
@@ -296,14 +393,29 @@ impl Outbox {
 
     /// Takes no more pushes; the writer ends once it has taken what is held.
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
+        let reader = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.reader.take()
+        };
         self.writer.wake();
+        // A reader waiting for an answer learns that none comes.
+        if let Some(reader) = reader {
+            reader.wake();
+        }
     }
 
     /// Bytes held and not yet written.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
+    }
+}
+
+/// Keeps `cx`'s waker in `slot`, unless the one there wakes the same task.
+fn keep_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
     }
 }
 
@@ -391,6 +503,73 @@ mod tests {
         assert_eq!(outbox.poll_take(&mut cx, &mut taken), Poll::Ready(true));
         assert_eq!(outbox.poll_take(&mut cx, &mut taken), Poll::Ready(false));
         assert_eq!(taken.len(), 1);
+    }
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn an_offer_wakes_the_reader_which_asks_once_and_waits_for_the_answer() {
+        let outbox = Outbox::default();
+        let count = std::sync::Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        // Nothing offered: the reader's waker is kept, and the offer wakes it.
+        assert!(!outbox.poll_offer(&cx));
+        outbox.offer();
+        assert_eq!(count.get(), 1);
+        // Asked once; a second offer while the ask is under way changes nothing.
+        assert!(outbox.poll_offer(&cx));
+        assert!(!outbox.poll_offer(&cx));
+        outbox.offer();
+        assert!(!outbox.poll_offer(&cx));
+
+        // The answer wakes the reader waiting for it; a session that stays may be offered
+        // again.
+        assert!(outbox.poll_answer(&mut cx).is_pending());
+        let before = count.get();
+        outbox.answer(None);
+        assert_eq!(count.get(), before + 1);
+        assert!(matches!(outbox.poll_answer(&mut cx), Poll::Ready(None)));
+        outbox.offer();
+        assert!(outbox.poll_offer(&cx));
+
+        // A connection dropped while the reader waits: it is woken, and no answer comes.
+        assert!(outbox.poll_answer(&mut cx).is_pending());
+        let before = count.get();
+        outbox.close();
+        assert_eq!(count.get(), before + 1);
+        assert!(matches!(outbox.poll_answer(&mut cx), Poll::Ready(None)));
+        outbox.offer();
+        assert!(!outbox.poll_offer(&cx));
+    }
+
+    #[test]
+    fn the_ticker_is_woken_once_a_session_runs_here() {
+        let outbox = Outbox::default();
+        let count = std::sync::Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        outbox.wake_ticker();
+        assert_eq!(count.get(), 0);
+        outbox.park_ticker(&Context::from_waker(&waker));
+        outbox.park_ticker(&Context::from_waker(&waker));
+        outbox.wake_ticker();
+        outbox.wake_ticker();
+        assert_eq!(count.get(), 1);
     }
 
     #[test]

@@ -241,18 +241,13 @@ where
     let Link { inputs, outbox } = link;
     let closing = AtomicBool::new(false);
     let gate = Gate::new(env.output_budget);
-    // A session the machine handed over with the `101` runs here: what is read goes to it,
-    // what it outputs goes to the outbox, and only the end is reported to the machine.
-    let owned = outbox.take_owned().map(std::sync::Mutex::new);
-    let owned = owned.as_ref();
-    if let Some(owned) = owned {
-        // What the machine's task handed over with the `101` is queued behind it: the
-        // session may send again (its drained report would have gone to the machine).
-        let now = env.runtime.now();
-        let mut session = lock(owned);
-        session.attach(super::machine::ConnOutbox(outbox.clone()));
-        session.handle_ws_drained(now);
-        flush(&mut **session, outbox, now, &mut WsCounts::default());
+    // A session run here: handed over with the `101`, or after an upgrade from
+    // long-polling (the machine offers it, the reader asks). What is read goes to it, what
+    // it outputs goes to the outbox, and only the end is reported to the machine.
+    let owned = std::sync::OnceLock::new();
+    let owned = &owned;
+    if let Some(session) = outbox.take_owned() {
+        install(owned, session, outbox, env.runtime.now());
     }
 
     let reader = async {
@@ -307,7 +302,27 @@ where
                 tracing::trace!("websocket output backed up: not reading");
                 gate.opened().await;
             }
-            let first = match take(source.next().await) {
+            // A connection whose session runs on the machine's task looks for an offer to
+            // run it here before each read.
+            let next = poll_fn(|cx| {
+                if owned.get().is_none() && outbox.poll_offer(cx) {
+                    return Poll::Ready(None);
+                }
+                source.poll_next_unpin(cx).map(Some)
+            });
+            let Some(item) = next.await else {
+                // Nothing read is on its way to the machine's task: ask, then wait for the
+                // answer, reading nothing meanwhile.
+                if inputs.send(Input::Adopt { conn }).await.is_err() {
+                    return ReadEnd::Failed;
+                }
+                if let Some(session) = poll_fn(|cx| outbox.poll_answer(cx)).await {
+                    install(owned, session, outbox, env.runtime.now());
+                    outbox.wake_ticker();
+                }
+                continue;
+            };
+            let first = match take(item) {
                 Ok(Some(message)) => message,
                 Ok(None) => continue,
                 Err(end) => return end,
@@ -329,7 +344,7 @@ where
                     }
                 }
             }
-            if let Some(owned) = owned {
+            if let Some(owned) = owned.get() {
                 let now = env.runtime.now();
                 let mut counts = WsCounts::default();
                 let mut session = lock(owned);
@@ -435,7 +450,7 @@ where
                     // Under the outbox's budget again after it was over: the session may
                     // send again.
                     if outbox.written_giving_back(std::mem::take(&mut taken), pending) {
-                        if let Some(owned) = owned {
+                        if let Some(owned) = owned.get() {
                             let now = env.runtime.now();
                             let mut session = lock(owned);
                             session.handle_ws_drained(now);
@@ -464,9 +479,18 @@ where
 
     // An owned session's deadlines and the commands other tasks send it.
     let ticker = async {
-        let Some(owned) = owned else {
-            return std::future::pending::<WriteEnd>().await;
-        };
+        // Until the connection's task runs a session, there is nothing to tick for.
+        let owned = poll_fn(|cx| {
+            if let Some(owned) = owned.get() {
+                return Poll::Ready(owned);
+            }
+            outbox.park_ticker(cx);
+            match owned.get() {
+                Some(owned) => Poll::Ready(owned),
+                None => Poll::Pending,
+            }
+        })
+        .await;
         let mut armed: Option<(std::time::Instant, Pin<Box<R::Sleep>>)> = None;
         loop {
             poll_fn(|cx| {
@@ -511,7 +535,7 @@ where
                 Either::Right(WriteEnd::Closed) => (false, false, true, None),
             };
         tracing::debug!(error, peer_closed, "websocket ended");
-        if let Some(owned) = owned {
+        if let Some(owned) = owned.get() {
             lock(owned).handle_closed(error, env.runtime.now());
         }
         let _ = inputs.send(Input::Closed { conn, error }).await;
@@ -578,6 +602,26 @@ where
     }
     ready!(Pin::new(&mut *sink).poll_flush(cx))?;
     Poll::Ready(Ok(!closing.load(Ordering::Acquire)))
+}
+
+/// Runs `session` on this connection's task from now on. What the machine's task sent
+/// before is queued ahead of it: the session may send again (its drained report would have
+/// gone to the machine).
+fn install(
+    owned: &std::sync::OnceLock<std::sync::Mutex<Box<dyn OwnedSession>>>,
+    session: Box<dyn OwnedSession>,
+    outbox: &Arc<Outbox>,
+    now: std::time::Instant,
+) {
+    if owned.set(std::sync::Mutex::new(session)).is_err() {
+        return;
+    }
+    if let Some(owned) = owned.get() {
+        let mut session = lock(owned);
+        session.attach(super::machine::ConnOutbox(outbox.clone()));
+        session.handle_ws_drained(now);
+        flush(&mut **session, outbox, now, &mut WsCounts::default());
+    }
 }
 
 fn lock(

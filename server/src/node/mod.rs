@@ -122,7 +122,7 @@ pub(crate) fn contained<'a, T>(
                     place,
                     message: panic_message(&*payload),
                 };
-                report_panic(ctl, socket.route(), report);
+                report_panic(ctl, &socket.route(), report);
                 None
             }
         })
@@ -574,6 +574,12 @@ pub struct Node {
     /// Sessions opened over WebSocket, detached for their connection's task, waiting to be
     /// handed over with the `101`.
     handover: Vec<(ConnId, Box<owned::Owned>)>,
+    /// WebSocket connections whose session just upgraded and may move to their task, to be
+    /// offered it ([`Machine::take_offer`]).
+    offers: Vec<ConnId>,
+    /// Connections that asked for their session, to be answered once the machine's queues
+    /// hold nothing more ([`Machine::take_adopted`]).
+    adopting: Vec<ConnId>,
     /// The Socket.IO options, shared with the sessions run elsewhere.
     sio_config: Arc<volley_core::socketio::Config>,
 }
@@ -624,6 +630,8 @@ impl Node {
             polls: HashMap::new(),
             plain: HashMap::new(),
             handover: Vec::new(),
+            offers: Vec::new(),
+            adopting: Vec::new(),
             sio_config,
         }
     }
@@ -657,6 +665,83 @@ impl Node {
         );
         self.hub.own(sid, owned.mailbox().clone());
         self.handover.push((conn, Box::new(owned)));
+    }
+
+    /// The session on WebSocket connection `conn` when it may move to that connection's
+    /// task: a protocol 5 client's session, upgraded, open, held by that WebSocket alone
+    /// (no request of its long-polling days unanswered), with no connect request pending.
+    fn movable(&self, conn: ConnId) -> Option<Sid> {
+        let engine = self.sio.engine();
+        let sid = engine.session_on(conn)?;
+        let session = engine.session(sid)?;
+        let alone = session.transport() == TransportKind::WebSocket
+            && !session.is_closing()
+            && session
+                .connections()
+                .all(|(c, role)| c == conn && role == volley_core::engine::ConnRole::WebSocket);
+        let client = self.sio.client(sid)?;
+        let settled = client.protocol() == volley_core::socketio::SioProtocol::V5
+            && client.pending_count() == 0;
+        (alone && settled).then_some(sid)
+    }
+
+    /// Moves the session on `conn` to that connection's task, when it still may
+    /// ([`movable`](Self::movable)): its Engine.IO session and Socket.IO client, and the
+    /// application state of its sockets (their handles, handler queues, the
+    /// acknowledgements they wait for, `upgraded()` waiters). Their handles send their
+    /// commands through its mailbox from now on; what they sent here before was applied
+    /// here, and what reaches this task later is handed on after it.
+    fn adopt(&mut self, conn: ConnId, now: Instant) -> Option<Box<owned::Owned>> {
+        let sid = self.movable(conn)?;
+        let detached = self.sio.detach(sid)?;
+        let sockets: Vec<SocketId> = detached.client.sockets().map(|(_, s)| s).collect();
+        let mut local = Local::default();
+        for socket in &sockets {
+            if let Some(entry) = self.local.sockets.remove(socket) {
+                local.sockets.insert(*socket, entry);
+            }
+        }
+        if !self.local.acks.is_empty() {
+            let keys: Vec<(SocketId, u64)> = self
+                .local
+                .acks
+                .keys()
+                .filter(|(socket, _)| sockets.contains(socket))
+                .copied()
+                .collect();
+            for key in keys {
+                if let Some(waiter) = self.local.acks.remove(&key) {
+                    local.acks.insert(key, waiter);
+                }
+            }
+        }
+        let (theirs, ours) = std::mem::take(&mut self.local.upgrades)
+            .into_iter()
+            .partition(|(s, _)| *s == sid);
+        self.local.upgrades = ours;
+        local.upgrades = theirs;
+        self.plain.remove(&sid);
+        let shared = self.sio.shared_access().clone();
+        let owned = owned::Owned::new(
+            conn,
+            detached,
+            shared,
+            self.sio_config.clone(),
+            self.hub.clone(),
+            now,
+        );
+        let mailbox = owned.mailbox().clone();
+        {
+            let mut table = self.hub.owned_sockets();
+            for socket in &sockets {
+                if let Some(entry) = local.sockets.get(socket) {
+                    entry.socket.moved_to(&mailbox);
+                    table.insert(*socket, entry.socket.clone());
+                }
+            }
+        }
+        self.hub.own(sid, mailbox);
+        Some(Box::new(owned.with_local(local)))
     }
 
     /// The mailbox of the task that runs the session of `socket`, when it is not this
@@ -1075,8 +1160,13 @@ impl Machine for Node {
         message: WsMessage,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
+        // The upgrade packet: the session may now move to the WebSocket's task.
+        let upgrade = matches!(&message, WsMessage::Text(text) if text.as_str() == "5");
         let result = self.sio.handle_ws_message(conn, message, now);
         self.check_upgrades();
+        if upgrade && self.movable(conn).is_some() {
+            self.offers.push(conn);
+        }
         result
     }
 
@@ -1139,6 +1229,25 @@ impl Machine for Node {
         }
         self.take_handover(conn)
             .map(|o| o as Box<dyn crate::driver::OwnedSession>)
+    }
+
+    fn take_offer(&mut self) -> Option<ConnId> {
+        self.offers.pop()
+    }
+
+    fn handle_adopt(&mut self, conn: ConnId, _now: Instant) {
+        self.adopting.push(conn);
+    }
+
+    fn take_adopted(
+        &mut self,
+        now: Instant,
+    ) -> Option<(ConnId, Option<Box<dyn crate::driver::OwnedSession>>)> {
+        let conn = self.adopting.pop()?;
+        let owned = self
+            .adopt(conn, now)
+            .map(|o| o as Box<dyn crate::driver::OwnedSession>);
+        Some((conn, owned))
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -297,6 +297,13 @@ impl Owned {
         }
     }
 
+    /// With `local`: the application state of the sockets the session had before it moved
+    /// here (an upgrade).
+    pub(crate) fn with_local(mut self, local: Local) -> Self {
+        self.local = local;
+        self
+    }
+
     /// The session's mailbox.
     pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
         &self.mailbox

@@ -251,9 +251,18 @@ impl Ctl {
         route: &Route,
         command: Command,
     ) -> Result<(), crate::driver::Stopped> {
-        let Route::Owned(mailbox) = route else {
-            return self.command(command);
-        };
+        match route {
+            Route::Owned(mailbox) => self.send_owned(mailbox, command),
+            Route::Machine => self.command(command),
+        }
+    }
+
+    /// [`send`](Self::send) for a session run on the task of `mailbox`.
+    pub(crate) fn send_owned(
+        &self,
+        mailbox: &Arc<Mailbox>,
+        command: Command,
+    ) -> Result<(), crate::driver::Stopped> {
         if STEP.with(Cell::get) != (address(mailbox), false) {
             return self.command(command);
         }

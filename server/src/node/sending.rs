@@ -416,7 +416,7 @@ impl Hub {
                     place: PanicPlace::Outgoing,
                     message: panic_message(&*payload),
                 };
-                report_panic(ctl, socket.route(), report);
+                report_panic(ctl, &socket.route(), report);
             }
         }
     }
