@@ -538,8 +538,13 @@ async fn polling_upgrade_under_broadcast() {
 }
 
 /// Connects a client to `/` over long-polling and upgrades it to WebSocket as the official
-/// client does; returns its WebSocket, over which it is connected.
-async fn upgraded_client(server: &Server) -> WebSocketStream<Compat<TcpStream>> {
+/// client does; returns its WebSocket, over which it is connected. With `admit`, the
+/// connect is still waiting for the connection middleware at the upgrade: `admit` lets it
+/// through once the upgrade packet is sent, and the CONNECT answer comes over the WebSocket.
+async fn upgraded_client(
+    server: &Server,
+    admit: Option<tokio::sync::watch::Sender<bool>>,
+) -> WebSocketStream<Compat<TcpStream>> {
     let base = "/socket.io/?EIO=4&transport=polling";
     let mut poll = server.http().await;
     let mut post = server.http().await;
@@ -549,8 +554,10 @@ async fn upgraded_client(server: &Server) -> WebSocketStream<Compat<TcpStream>> 
     let sid = open["sid"].as_str().unwrap().to_owned();
     let polling = format!("{base}&sid={sid}");
     assert_eq!(post.post(&polling, b"40").await.unwrap().text(), "ok");
-    let connected = poll.get(&polling).await.unwrap();
-    assert!(connected.text().starts_with("40{"), "{connected:?}");
+    if admit.is_none() {
+        let connected = poll.get(&polling).await.unwrap();
+        assert!(connected.text().starts_with("40{"), "{connected:?}");
+    }
     let mut ws = server
         .websocket(&format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"))
         .await;
@@ -561,6 +568,14 @@ async fn upgraded_client(server: &Server) -> WebSocketStream<Compat<TcpStream>> 
     });
     assert_eq!(parked.unwrap().text(), "6");
     ws.send(Message::text("5")).await.unwrap();
+    if let Some(admit) = admit {
+        admit.send(true).unwrap();
+        let connected = ws.next().await.expect("the CONNECT answer").unwrap();
+        assert!(
+            connected.to_text().unwrap().starts_with("40{"),
+            "{connected:?}"
+        );
+    }
     ws
 }
 
@@ -581,14 +596,22 @@ async fn echo_over(ws: &mut WebSocketStream<Compat<TcpStream>>, id: u32) {
     }
 }
 
-/// Once upgraded, a long-polling session runs on its WebSocket's task: its events are
-/// answered while the machine's task is held up by a handler of a session still on it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgraded_session_no_longer_needs_the_machines_task() {
+/// Upgrades a long-polling client (its connect still in the middleware at the upgrade with
+/// `pending_connect`), then checks that its events are answered while the machine's task is
+/// held up by a handler of a session still on it.
+async fn upgraded_session_runs_on_its_websockets_task(pending_connect: bool) {
     let server = Server::start(roomy()).await;
     let (entered_tx, mut entered) = mpsc::unbounded_channel();
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = Arc::new(std::sync::Mutex::new(held));
+    let (admit, admitted) = tokio::sync::watch::channel(!pending_connect);
+    server.io.use_connect(move |ctx, next| {
+        let mut admitted = admitted.clone();
+        async move {
+            let _ = admitted.wait_for(|open| *open).await;
+            next.run(ctx).await
+        }
+    });
     server
         .io
         .ns("/")
@@ -597,28 +620,19 @@ async fn an_upgraded_session_no_longer_needs_the_machines_task() {
             let (entered_tx, held) = (entered_tx.clone(), held.clone());
             async move {
                 // Started inline on the machine's task, whose thread it keeps until the
-                // test lets it go (the worker hands its other tasks on meanwhile).
-                // At most for the test's limit: a failing test ends rather than hangs.
+                // test lets it go (the worker hands its other tasks on meanwhile), at most
+                // for the test's limit: a failing test ends rather than hangs.
                 let _ = entered_tx.send(());
                 tokio::task::block_in_place(|| {
                     let _ = held.lock().unwrap().recv_timeout(TEST_LIMIT);
                 });
             }
         });
-    let mut ws = within(
-        Duration::from_secs(5),
-        "the upgrade",
-        upgraded_client(&server),
-    )
-    .await;
-    // The first answer comes once the session moved (the connection reads nothing while
-    // it asks for it).
-    within(
-        Duration::from_secs(5),
-        "an echo after the upgrade",
-        echo_over(&mut ws, 1),
-    )
-    .await;
+    let upgrade = upgraded_client(&server, pending_connect.then_some(admit));
+    let mut ws = within(Duration::from_secs(5), "the upgrade", upgrade).await;
+    // Answered once the session moved (the connection reads nothing while it asks).
+    let first = echo_over(&mut ws, 1);
+    within(Duration::from_secs(5), "an echo after the upgrade", first).await;
 
     // A long-polling client holds the machine's task.
     let base = "/socket.io/?EIO=4&transport=polling";
@@ -630,10 +644,8 @@ async fn an_upgraded_session_no_longer_needs_the_machines_task() {
     assert_eq!(polling.post(&target, b"40").await.unwrap().text(), "ok");
     let connected = polling.get(&target).await.unwrap();
     assert!(connected.text().starts_with("40{"), "{connected:?}");
-    assert_eq!(
-        polling.post(&target, b"42[\"hold\"]").await.unwrap().text(),
-        "ok"
-    );
+    let hold = polling.post(&target, b"42[\"hold\"]").await.unwrap();
+    assert_eq!(hold.text(), "ok");
     within(
         Duration::from_secs(5),
         "the holding handler",
@@ -641,15 +653,29 @@ async fn an_upgraded_session_no_longer_needs_the_machines_task() {
     )
     .await;
 
+    let second = echo_over(&mut ws, 2);
     within(
         Duration::from_secs(5),
         "an echo while the machine's task is held",
-        echo_over(&mut ws, 2),
+        second,
     )
     .await;
     release.send(()).unwrap();
     drop(ws);
     server.stop().await;
+}
+
+/// Once upgraded, a long-polling session runs on its WebSocket's task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_session_no_longer_needs_the_machines_task() {
+    upgraded_session_runs_on_its_websockets_task(false).await;
+}
+
+/// A session whose connect was still in the middleware at the upgrade moves once the
+/// connect is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_session_moves_once_its_connect_is_settled() {
+    upgraded_session_runs_on_its_websockets_task(true).await;
 }
 
 // 3. Emits to one socket from many threads.

@@ -580,6 +580,10 @@ pub struct Node {
     /// Connections that asked for their session, to be answered once the machine's queues
     /// hold nothing more ([`Machine::take_adopted`]).
     adopting: Vec<ConnId>,
+    /// WebSocket connections whose session upgraded but could not move yet (a connect
+    /// request was pending, or a request of its long-polling days unanswered): offered it
+    /// once it may.
+    unsettled: Vec<ConnId>,
     /// The Socket.IO options, shared with the sessions run elsewhere.
     sio_config: Arc<volley_core::socketio::Config>,
 }
@@ -632,6 +636,7 @@ impl Node {
             handover: Vec::new(),
             offers: Vec::new(),
             adopting: Vec::new(),
+            unsettled: Vec::new(),
             sio_config,
         }
     }
@@ -683,6 +688,28 @@ impl Node {
         let settled = client.protocol() == volley_core::socketio::SioProtocol::V5
             && client.pending_count() == 0;
         (alone && settled).then_some(sid)
+    }
+
+    /// Offers `conn` its session if it may move now; if it upgraded to `conn` but may not
+    /// move yet, keeps `conn` to offer it later.
+    fn offer_or_wait(&mut self, conn: ConnId) {
+        if self.movable(conn).is_some() {
+            self.offers.push(conn);
+        } else if self.upgraded_on(conn) {
+            self.unsettled.push(conn);
+        }
+    }
+
+    /// Whether `conn` carries an open protocol 5 session as its WebSocket.
+    fn upgraded_on(&self, conn: ConnId) -> bool {
+        let engine = self.sio.engine();
+        engine.session_on(conn).is_some_and(|sid| {
+            engine.transport(sid) == Some(TransportKind::WebSocket)
+                && self
+                    .sio
+                    .client(sid)
+                    .is_some_and(|c| c.protocol() == volley_core::socketio::SioProtocol::V5)
+        })
     }
 
     /// Moves the session on `conn` to that connection's task, when it still may
@@ -1161,11 +1188,11 @@ impl Machine for Node {
         now: Instant,
     ) -> Result<(), ApiMisuse> {
         // The upgrade packet: the session may now move to the WebSocket's task.
-        let upgrade = matches!(&message, WsMessage::Text(text) if text.as_str() == "5");
+        let upgrade = matches!(&message, WsMessage::Text(text) if text.is("5"));
         let result = self.sio.handle_ws_message(conn, message, now);
         self.check_upgrades();
-        if upgrade && self.movable(conn).is_some() {
-            self.offers.push(conn);
+        if upgrade {
+            self.offer_or_wait(conn);
         }
         result
     }
@@ -1232,6 +1259,11 @@ impl Machine for Node {
     }
 
     fn take_offer(&mut self) -> Option<ConnId> {
+        if self.offers.is_empty() && !self.unsettled.is_empty() {
+            for conn in std::mem::take(&mut self.unsettled) {
+                self.offer_or_wait(conn);
+            }
+        }
         self.offers.pop()
     }
 
@@ -1244,10 +1276,15 @@ impl Machine for Node {
         now: Instant,
     ) -> Option<(ConnId, Option<Box<dyn crate::driver::OwnedSession>>)> {
         let conn = self.adopting.pop()?;
-        let owned = self
-            .adopt(conn, now)
-            .map(|o| o as Box<dyn crate::driver::OwnedSession>);
-        Some((conn, owned))
+        let owned = self.adopt(conn, now);
+        if owned.is_none() && self.upgraded_on(conn) {
+            // Asked for too early: offered again once it may move.
+            self.unsettled.push(conn);
+        }
+        Some((
+            conn,
+            owned.map(|o| o as Box<dyn crate::driver::OwnedSession>),
+        ))
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
