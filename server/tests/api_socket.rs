@@ -8,7 +8,7 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use volley::runtime::Runtime as _;
-use volley::testing::{ConnectOptions, TestClient, TestRuntime};
+use volley::testing::{ConnectOptions, TestClient, TestRuntime, TransportKind};
 use volley::{AckError, Data, Io, Room, Socket};
 
 /// The live handle of the socket with id `id` in `/`.
@@ -79,6 +79,34 @@ fn identity_handshake_and_rooms() {
         s.disconnect(false);
         let r = s.emit_with_ack::<_, i64>("late", &()).await;
         assert!(matches!(r, Err(AckError::NotSent(_))), "{r:?}");
+    });
+}
+
+/// An acknowledgement awaited is counted wherever the session runs: on its WebSocket's task
+/// as on the machine's (long-polling), the same.
+#[test]
+fn awaited_acknowledgements_are_counted_on_either_task() {
+    let (rt, io) = setup();
+    rt.block_on(async {
+        let mut counts = Vec::new();
+        for transport in [TransportKind::WebSocket, TransportKind::Polling] {
+            let options = ConnectOptions::new().transport(transport);
+            let mut c = TestClient::connect_with(&io, "/", options).await.unwrap();
+            let s = socket_of(&io, c.id()).await;
+            let asked = s.emit_with_ack::<_, i64>("question", &());
+            let answer = async {
+                // Counted by the step that sent the question, before it went out.
+                let ev = c.recv().await.unwrap();
+                counts.push(io.pending_ack_count().await);
+                c.ack(ev.ack.expect("an ack id"), &7);
+            };
+            let (r, ()) = futures::future::join(asked, answer).await;
+            assert_eq!(r, Ok(7), "{transport:?}");
+            assert_eq!(io.pending_ack_count().await, 0, "{transport:?}");
+            c.close();
+        }
+        assert!(counts[0] > 0, "{counts:?}");
+        assert_eq!(counts[0], counts[1], "WebSocket, polling");
     });
 }
 

@@ -300,6 +300,8 @@ pub(crate) struct Hub {
     owned_sockets: std::sync::Mutex<IdMap<SocketId, Socket>>,
     /// The traffic of those sessions once they ended.
     retired: std::sync::Mutex<volley_core::socketio::Traffic>,
+    /// The acknowledgements those sessions await, as of their last steps.
+    owned_acks: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -419,6 +421,15 @@ impl Hub {
             let _ = ctl
                 .handle
                 .cast(|node: &mut Node, _| node.sio.refresh_deadlines());
+        }
+    }
+
+    /// A session run by a connection's task awaits `now` acknowledgements, was `before`.
+    fn count_owned_acks(&self, before: usize, now: usize) {
+        if now > before {
+            self.owned_acks.fetch_add(now - before, Ordering::Relaxed);
+        } else {
+            self.owned_acks.fetch_sub(before - now, Ordering::Relaxed);
         }
     }
 
@@ -620,6 +631,7 @@ impl Node {
             owned: RwLock::default(),
             owned_sockets: std::sync::Mutex::default(),
             retired: std::sync::Mutex::default(),
+            owned_acks: AtomicUsize::new(0),
         };
         let sio_config = Arc::new(sio.config().clone());
         Node {
@@ -982,10 +994,14 @@ impl Node {
         &self.sio
     }
 
-    /// Acknowledgements still awaited: the futures waiting here (one per socket asked, plus
-    /// one per broadcast) and the core's pending entries. Zero once every client has gone.
+    /// Acknowledgements still awaited: the futures waiting (one per socket asked, plus one
+    /// per broadcast) and the core's pending entries, here and in the sessions run by their
+    /// connections' tasks (as of their last steps). Zero once every client has gone.
     pub fn pending_ack_count(&self) -> usize {
-        self.local.acks.len() + self.hub.aggregate_count() + self.sio.pending_ack_count()
+        self.local.acks.len()
+            + self.hub.aggregate_count()
+            + self.sio.pending_ack_count()
+            + self.hub.owned_acks.load(Ordering::Relaxed)
     }
 
     /// Sockets this layer holds a handle and a handler queue for (the core's

@@ -89,6 +89,8 @@ pub(crate) struct Owned {
     last_step: Instant,
     /// The deadline the connection's task last learned of ([`OwnedSession::flushed`]).
     due: Option<Instant>,
+    /// The acknowledgements awaited that the hub counts for this session.
+    acks_counted: usize,
 }
 
 /// An owned session's machine: its Engine.IO session, its Socket.IO client and the shared
@@ -294,6 +296,7 @@ impl Owned {
             finished: false,
             last_step: now,
             due: None,
+            acks_counted: 0,
         }
     }
 
@@ -355,6 +358,14 @@ impl Owned {
         drop(step);
         if self.peer.session.is_ended() && !self.finished {
             self.finish();
+        }
+        let acks = match self.finished {
+            true => 0,
+            false => self.local.acks.len() + self.peer.client.ack_count(),
+        };
+        if acks != self.acks_counted {
+            self.hub.count_owned_acks(self.acks_counted, acks);
+            self.acks_counted = acks;
         }
     }
 
