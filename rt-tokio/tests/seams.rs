@@ -596,11 +596,35 @@ async fn echo_over(ws: &mut WebSocketStream<Compat<TcpStream>>, id: u32) {
     }
 }
 
-/// Upgrades a long-polling client (its connect still in the middleware at the upgrade with
-/// `pending_connect`), then checks that its events are answered while the machine's task is
-/// held up by a handler of a session still on it.
-async fn upgraded_session_runs_on_its_websockets_task(pending_connect: bool) {
-    let server = Server::start(roomy()).await;
+/// How the client under test reaches its WebSocket.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    /// Long-polling, then an upgrade.
+    Upgrade,
+    /// The same, its connect still in the connection middleware at the upgrade.
+    UpgradeConnectPending,
+    /// A 2.x client (Engine.IO 3, Socket.IO protocol 4) straight over WebSocket: the
+    /// server connects it to `/` without being asked.
+    WebSocketV4,
+}
+
+/// A 2.x client over WebSocket, connected to `/`.
+async fn websocket_v4_client(server: &Server) -> WebSocketStream<Compat<TcpStream>> {
+    let mut ws = server
+        .websocket("/socket.io/?EIO=3&transport=websocket")
+        .await;
+    let open = ws.next().await.expect("an open packet").unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    let connected = ws.next().await.expect("the CONNECT").unwrap();
+    assert_eq!(connected, Message::text("40"));
+    ws
+}
+
+/// Brings a client to its WebSocket `way`, then checks that its events are answered while
+/// the machine's task is held up by a handler of a session still on it.
+async fn session_runs_on_its_websockets_task(way: Way) {
+    let pending_connect = way == Way::UpgradeConnectPending;
+    let server = Server::start(roomy().allow_eio3(true)).await;
     let (entered_tx, mut entered) = mpsc::unbounded_channel();
     let (release, held) = std::sync::mpsc::channel::<()>();
     let held = Arc::new(std::sync::Mutex::new(held));
@@ -628,8 +652,13 @@ async fn upgraded_session_runs_on_its_websockets_task(pending_connect: bool) {
                 });
             }
         });
-    let upgrade = upgraded_client(&server, pending_connect.then_some(admit));
-    let mut ws = within(Duration::from_secs(5), "the upgrade", upgrade).await;
+    let mut ws = match way {
+        Way::WebSocketV4 => websocket_v4_client(&server).await,
+        _ => {
+            let upgrade = upgraded_client(&server, pending_connect.then_some(admit));
+            within(Duration::from_secs(5), "the upgrade", upgrade).await
+        }
+    };
     // Answered once the session moved (the connection reads nothing while it asks).
     let first = echo_over(&mut ws, 1);
     within(Duration::from_secs(5), "an echo after the upgrade", first).await;
@@ -668,14 +697,20 @@ async fn upgraded_session_runs_on_its_websockets_task(pending_connect: bool) {
 /// Once upgraded, a long-polling session runs on its WebSocket's task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_session_no_longer_needs_the_machines_task() {
-    upgraded_session_runs_on_its_websockets_task(false).await;
+    session_runs_on_its_websockets_task(Way::Upgrade).await;
 }
 
 /// A session whose connect was still in the middleware at the upgrade moves once the
 /// connect is settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_session_moves_once_its_connect_is_settled() {
-    upgraded_session_runs_on_its_websockets_task(true).await;
+    session_runs_on_its_websockets_task(Way::UpgradeConnectPending).await;
+}
+
+/// A 2.x client's session over WebSocket moves once its implicit connect to `/` is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_4_session_moves_once_connected() {
+    session_runs_on_its_websockets_task(Way::WebSocketV4).await;
 }
 
 // 3. Emits to one socket from many threads.

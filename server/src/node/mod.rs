@@ -654,8 +654,9 @@ impl Node {
     }
 
     /// Takes a session just opened over WebSocket on `conn` out of the composition, for its
-    /// connection's task. Only a protocol 5 client with nothing pending qualifies (a
-    /// protocol 4 client's implicit connect to `/` is already under way here).
+    /// connection's task. Only a protocol 5 client with nothing pending qualifies at once; a
+    /// protocol 4 client's implicit connect to `/` is already under way here, and its
+    /// session is offered to the connection once that is settled ([`Node::unsettled`]).
     fn detach_websocket(&mut self, conn: ConnId, now: Instant) {
         let Some(sid) = self.sio.engine().session_on(conn) else {
             return;
@@ -666,6 +667,9 @@ impl Node {
                 && c.socket_count() == 0
         });
         if !fresh {
+            // A protocol 4 client's implicit connect to `/` is under way here: the session
+            // is offered to its connection once that is settled.
+            self.unsettled.push(conn);
             return;
         }
         let Some(detached) = self.sio.detach(sid) else {
@@ -685,8 +689,9 @@ impl Node {
     }
 
     /// The session on WebSocket connection `conn` when it may move to that connection's
-    /// task: a protocol 5 client's session, upgraded, open, held by that WebSocket alone
-    /// (no request of its long-polling days unanswered), with no connect request pending.
+    /// task: open, held by that WebSocket alone (no request of its long-polling days
+    /// unanswered), with no connect request pending (a protocol 4 client's implicit connect
+    /// to `/` included).
     fn movable(&self, conn: ConnId) -> Option<Sid> {
         let engine = self.sio.engine();
         let sid = engine.session_on(conn)?;
@@ -696,32 +701,26 @@ impl Node {
             && session
                 .connections()
                 .all(|(c, role)| c == conn && role == volley_core::engine::ConnRole::WebSocket);
-        let client = self.sio.client(sid)?;
-        let settled = client.protocol() == volley_core::socketio::SioProtocol::V5
-            && client.pending_count() == 0;
+        let settled = self.sio.client(sid)?.pending_count() == 0;
         (alone && settled).then_some(sid)
     }
 
-    /// Offers `conn` its session if it may move now; if it upgraded to `conn` but may not
-    /// move yet, keeps `conn` to offer it later.
+    /// Offers `conn` its session if it may move now; if the session runs over `conn` but
+    /// may not move yet, keeps `conn` to offer it later.
     fn offer_or_wait(&mut self, conn: ConnId) {
         if self.movable(conn).is_some() {
             self.offers.push(conn);
-        } else if self.upgraded_on(conn) {
+        } else if self.carries(conn) {
             self.unsettled.push(conn);
         }
     }
 
-    /// Whether `conn` carries an open protocol 5 session as its WebSocket.
-    fn upgraded_on(&self, conn: ConnId) -> bool {
+    /// Whether `conn` is the WebSocket of an open session here.
+    fn carries(&self, conn: ConnId) -> bool {
         let engine = self.sio.engine();
-        engine.session_on(conn).is_some_and(|sid| {
-            engine.transport(sid) == Some(TransportKind::WebSocket)
-                && self
-                    .sio
-                    .client(sid)
-                    .is_some_and(|c| c.protocol() == volley_core::socketio::SioProtocol::V5)
-        })
+        engine
+            .session_on(conn)
+            .is_some_and(|sid| engine.transport(sid) == Some(TransportKind::WebSocket))
     }
 
     /// Moves the session on `conn` to that connection's task, when it still may
@@ -827,8 +826,8 @@ impl Node {
                 let targets = std::mem::take(&mut handoff.targets);
                 let handoff = Arc::new(handoff);
                 let plain = ask.is_none() && hooks.is_none() && !handoff.volatile;
-                // The frames of an express copy, encoded once for all of them (every session
-                // run elsewhere speaks Engine.IO 4).
+                // The frames of an express copy, encoded once for all of them (only an
+                // Engine.IO 4 session opens an express lane).
                 let mut frames = Vec::new();
                 for (socket, sid) in targets {
                     handed += 1;
@@ -1293,7 +1292,7 @@ impl Machine for Node {
     ) -> Option<(ConnId, Option<Box<dyn crate::driver::OwnedSession>>)> {
         let conn = self.adopting.pop()?;
         let owned = self.adopt(conn, now);
-        if owned.is_none() && self.upgraded_on(conn) {
+        if owned.is_none() && self.carries(conn) {
             // Asked for too early: offered again once it may move.
             self.unsettled.push(conn);
         }

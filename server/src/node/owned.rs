@@ -533,7 +533,11 @@ impl OwnedSession for Owned {
     }
 
     fn attach(&mut self, outbox: ConnOutbox) {
-        self.mailbox.attach(outbox.0, self.conn);
+        // The express lane carries frames encoded for Engine.IO 4; an Engine.IO 3 session
+        // (a 2.x client) has every copy queued by its own step, which frames it its way.
+        if self.peer.session.protocol() == volley_core::engine::Protocol::V4 {
+            self.mailbox.attach(outbox.0, self.conn);
+        }
     }
 
     fn flushed(&mut self) {
