@@ -16,7 +16,10 @@
 # Scenarios: echo echo-light ack broadcast connect idle-memory polling echo-1core. `echo-light`
 # is echo far from saturation (10 clients, 1 in flight each), for latency without queueing;
 # `echo-1core` pins the server to core 0 (`taskset -c 0`) and the load generator to core 1,
-# for the 2-core ÷ 1-core ratio. Knobs for each scenario's size, from the environment:
+# for the 2-core ÷ 1-core ratio. Not in the default run: `echo-upgraded` and
+# `broadcast-upgraded`, echo and broadcast with every client session opened over
+# long-polling and upgraded to WebSocket, as the official client does by default (the
+# reference opens its WebSockets directly). Knobs for each scenario's size, from the environment:
 # ECHO_CLIENTS (100), INFLIGHT (10), SIZE (100), BROADCAST_RECEIVERS (1000),
 # BROADCAST_WINDOW (8), CONNECTORS (32), IDLE_CLIENTS (10000), POLLING_CLIENTS (50).
 #
@@ -138,6 +141,10 @@ run_one() { # scenario target round
     echo-1core) args="echo --clients $ECHO_CLIENTS --inflight $INFLIGHT --size $SIZE"; pin=1; cores=1 ;;
     ack) args="ack --clients $ECHO_CLIENTS --inflight $INFLIGHT --size $SIZE" ;;
     broadcast) args="broadcast --clients $BROADCAST_RECEIVERS --window $BROADCAST_WINDOW --size $SIZE" ;;
+    # Sessions opened over long-polling and upgraded, as the official client does by default
+    # (the reference, which speaks no long-polling, opens its WebSockets directly).
+    echo-upgraded) args="echo --clients $ECHO_CLIENTS --inflight $INFLIGHT --size $SIZE --transport upgrade" ;;
+    broadcast-upgraded) args="broadcast --clients $BROADCAST_RECEIVERS --window $BROADCAST_WINDOW --size $SIZE --transport upgrade" ;;
     connect) args="connect --clients $CONNECTORS" ;;
     idle-memory) args="idle-memory --clients $IDLE_CLIENTS --concurrency 100 --settle 2 --duration 1" ;;
     polling) args="polling --clients $POLLING_CLIENTS --inflight $INFLIGHT --size $SIZE" ;;

@@ -87,7 +87,8 @@ fn now_us() -> u64 {
 const USAGE: &str = "usage: loadgen <echo|ack|broadcast|connect|idle-memory|idle-many|churn|polling> \
 --port P [--target NAME] [--clients N] [--inflight K] [--size S] [--duration SECS] \
 [--warmup SECS] [--window W] [--concurrency N] [--settle SECS] [--server-pid PID] \
-[--cores LABEL] [--cycles N] [--sources N] [--spread P,P..] [--also-pids PID,PID..]";
+[--cores LABEL] [--cycles N] [--sources N] [--spread P,P..] [--also-pids PID,PID..] \
+[--transport websocket|upgrade]";
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -113,6 +114,10 @@ struct Opts {
     spread: Vec<u16>,
     /// More processes whose CPU time counts as the server's (the other nodes, Redis).
     also_pids: Vec<u32>,
+    /// Echo, ack, broadcast: `upgrade` opens each client's session over long-polling and
+    /// upgrades it to WebSocket, as the official client does by default (not for the
+    /// reference, which speaks no long-polling); `websocket` (the default) opens it there.
+    transport: String,
 }
 
 fn parse_opts() -> Res<Opts> {
@@ -148,6 +153,7 @@ fn parse_opts() -> Res<Opts> {
         sources: 1,
         spread: Vec::new(),
         also_pids: Vec::new(),
+        transport: "websocket".to_owned(),
     };
     let secs = |v: &str| -> Res<Duration> { Ok(Duration::from_secs_f64(v.parse()?)) };
     while let Some(flag) = args.next() {
@@ -167,6 +173,10 @@ fn parse_opts() -> Res<Opts> {
             "--server-pid" => opts.server_pid = Some(value.parse()?),
             "--cores" => opts.cores = value,
             "--sources" => opts.sources = value.parse()?,
+            "--transport" => match value.as_str() {
+                "websocket" | "upgrade" => opts.transport = value,
+                other => return Err(format!("unknown transport {other}").into()),
+            },
             "--spread" => {
                 opts.spread = value.split(',').map(str::parse).collect::<Result<_, _>>()?
             }
@@ -497,7 +507,12 @@ fn common(run: &Run, tally: &Tally, clients: usize, cpu: &(Cpu, Cpu)) -> Line {
     let o = &run.opts;
     let secs = o.duration.as_secs_f64();
     let mut line = Line::default();
-    line.str("scenario", &o.scenario)
+    // Sessions opened over long-polling and upgraded are a scenario of their own.
+    let scenario = match o.transport.as_str() {
+        "upgrade" => format!("{}-upgraded", o.scenario),
+        _ => o.scenario.clone(),
+    };
+    line.str("scenario", &scenario)
         .str("target", &o.target)
         .str("cores", &o.cores)
         .int("clients", clients as u64)
@@ -586,6 +601,27 @@ async fn join_over(stream: TcpStream, port: u16) -> Res<Ws> {
     }
 }
 
+/// A session opened over long-polling and joined to `/` there, then upgraded to WebSocket
+/// (probe, then `5`): the WebSocket it runs over from then on.
+async fn open_upgraded(port: u16) -> Res<Ws> {
+    let (_get, _post, path) = polling_open(port).await?;
+    let sid = path.rsplit("sid=").next().ok_or("no sid")?;
+    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.set_nodelay(true)?;
+    stream.set_zero_linger()?;
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (mut ws, _) = client_async_with_config(url, stream, Some(ws_config())).await?;
+    ws.send(Message::text("2probe")).await?;
+    loop {
+        let text = next_text(&mut ws).await?;
+        if text == "3probe" {
+            break;
+        }
+    }
+    ws.send(Message::text("5")).await?;
+    Ok(ws)
+}
+
 async fn next_text(ws: &mut Ws) -> Res<String> {
     loop {
         match ws.next().await {
@@ -600,7 +636,10 @@ async fn next_text(ws: &mut Ws) -> Res<String> {
 /// Connects under the concurrency bound and counts the client ready (or failed).
 async fn join(run: &Run) -> Option<Ws> {
     let permit = run.connecting.acquire().await.ok()?;
-    let ws = open_ws(run.opts.port).await;
+    let ws = match run.opts.transport == "upgrade" && run.opts.target != "reference" {
+        true => open_upgraded(run.opts.port).await,
+        false => open_ws(run.opts.port).await,
+    };
     drop(permit);
     match ws {
         Ok(ws) => {
