@@ -38,6 +38,9 @@ pub(crate) struct Mailbox {
     queue: Mutex<Queue>,
     waker: AtomicWaker,
     running: AtomicBool,
+    /// The express lane is open (see [`Mailbox::set_lane`]): set by the owner without the
+    /// queue's lock at each step, read under it by [`Mailbox::express`].
+    lane_open: AtomicBool,
     /// What the session exchanged: written by its task only, read for `Io::traffic`.
     packets_in: AtomicU64,
     bytes_in: AtomicU64,
@@ -59,7 +62,6 @@ struct Queue {
 struct Lane {
     outbox: Arc<crate::driver::outbox::Outbox>,
     conn: ConnId,
-    open: bool,
 }
 
 impl Mailbox {
@@ -149,11 +151,7 @@ impl Mailbox {
     pub(crate) fn attach(&self, outbox: Arc<crate::driver::outbox::Outbox>, conn: ConnId) {
         let mut queue = self.lock();
         if !queue.closed {
-            queue.lane = Some(Lane {
-                outbox,
-                conn,
-                open: false,
-            });
+            queue.lane = Some(Lane { outbox, conn });
         }
     }
 
@@ -162,9 +160,7 @@ impl Mailbox {
     /// nothing: a copy pushed straight into the outbox then follows everything the session
     /// sent before, and precedes what it sends next.
     pub(crate) fn set_lane(&self, open: bool) {
-        if let Some(lane) = self.lock().lane.as_mut() {
-            lane.open = open;
-        }
+        self.lane_open.store(open, Ordering::SeqCst);
     }
 
     /// Pushes a broadcast's copy (its WebSocket `frames`, encoded once) straight into the
@@ -181,7 +177,7 @@ impl Mailbox {
         let Some(lane) = queue.lane.as_ref() else {
             return false;
         };
-        if !lane.open || !queue.commands.is_empty() {
+        if !self.lane_open.load(Ordering::SeqCst) || !queue.commands.is_empty() {
             return false;
         }
         let conn = lane.conn;
