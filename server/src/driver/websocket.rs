@@ -736,8 +736,9 @@ fn poll_more(
 /// the reader (whose every poll makes tungstenite prepare a read buffer) is not polled for
 /// each batch the writer is woken for, nor the writer for each frame read, nor an owned
 /// session's ticker (its locks, its deadline) for either. Each side gets a waker of its own,
-/// which marks it and wakes the task: three small allocations for the connection's life.
-/// The sides are polled in order, so what `b` queues for `c` is taken in the same poll.
+/// which marks it and wakes the task, kept once for the three: four small allocations for
+/// the connection's life. The sides are polled in order, so what `b` queues for `c` is
+/// taken in the same poll.
 fn race<A, B, C>(mut a: A, mut b: B, mut c: C) -> impl Future<Output = Either<A::Output, B::Output>>
 where
     A: Future + Unpin,
@@ -745,16 +746,24 @@ where
     C: Future<Output = B::Output> + Unpin,
 {
     // A plain future rather than an `async fn`, which would hold the three twice.
-    let sides = [(); 3].map(|()| Arc::new(Side::default()));
+    let task = Arc::new(AtomicWaker::new());
+    let sides = [(); 3].map(|()| {
+        Arc::new(Side {
+            // Polled once at the start, as any future.
+            woken: AtomicBool::new(true),
+            task: task.clone(),
+        })
+    });
     let wakers = sides.clone().map(Waker::from);
     poll_fn(move |cx| {
-        if let Poll::Ready(out) = sides[0].poll(cx, &wakers[0], &mut a) {
+        task.register(cx.waker());
+        if let Poll::Ready(out) = sides[0].poll(&wakers[0], &mut a) {
             return Poll::Ready(Either::Left(out));
         }
-        if let Poll::Ready(out) = sides[1].poll(cx, &wakers[1], &mut b) {
+        if let Poll::Ready(out) = sides[1].poll(&wakers[1], &mut b) {
             return Poll::Ready(Either::Right(out));
         }
-        if let Poll::Ready(out) = sides[2].poll(cx, &wakers[2], &mut c) {
+        if let Poll::Ready(out) = sides[2].poll(&wakers[2], &mut c) {
             return Poll::Ready(Either::Right(out));
         }
         Poll::Pending
@@ -762,31 +771,15 @@ where
 }
 
 /// One side of a [`race`]: whether its future was woken since it was last polled, and the
-/// task to wake then.
+/// task to wake then (the race's, shared by its sides).
 struct Side {
     woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Default for Side {
-    fn default() -> Self {
-        // Polled once at the start, as any future.
-        Side {
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        }
-    }
+    task: Arc<AtomicWaker>,
 }
 
 impl Side {
     /// Polls `fut` with this side's waker if it was woken.
-    fn poll<F: Future + Unpin>(
-        &self,
-        cx: &mut Context<'_>,
-        waker: &Waker,
-        fut: &mut F,
-    ) -> Poll<F::Output> {
-        self.task.register(cx.waker());
+    fn poll<F: Future + Unpin>(&self, waker: &Waker, fut: &mut F) -> Poll<F::Output> {
         if !self.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }

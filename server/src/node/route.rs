@@ -38,9 +38,15 @@ pub(crate) struct Mailbox {
     queue: Mutex<Queue>,
     waker: AtomicWaker,
     running: AtomicBool,
-    /// The express lane is open (see [`Mailbox::set_lane`]): set by the owner without the
-    /// queue's lock at each step, read under it by [`Mailbox::express`].
+    /// The express lane is open (see [`Mailbox::set_lane`]): set by the owner at each step.
     lane_open: AtomicBool,
+    /// Commands in the queue: changed under its lock, read without it by
+    /// [`Mailbox::express`].
+    waiting: AtomicUsize,
+    /// The connection's outbox, once its task runs the session.
+    lane: std::sync::OnceLock<Lane>,
+    /// The session's task has ended: no copy goes past it any more.
+    shut: AtomicBool,
     /// What the session exchanged: written by its task only, read for `Io::traffic`.
     packets_in: AtomicU64,
     bytes_in: AtomicU64,
@@ -52,8 +58,6 @@ pub(crate) struct Mailbox {
 struct Queue {
     commands: VecDeque<Command>,
     closed: bool,
-    /// The connection's outbox, once its task runs the session.
-    lane: Option<Lane>,
 }
 
 /// Where a broadcast's copy may go straight, skipping the owner's step: the connection's
@@ -79,6 +83,7 @@ impl Mailbox {
                 return Err(command);
             }
             queue.commands.push_back(command);
+            self.waiting.store(queue.commands.len(), Ordering::SeqCst);
         }
         if !self.running.load(Ordering::SeqCst) {
             self.waker.wake();
@@ -91,6 +96,7 @@ impl Mailbox {
     pub(crate) fn pop(&self) -> Option<Command> {
         let mut queue = self.lock();
         let command = queue.commands.pop_front();
+        self.waiting.store(queue.commands.len(), Ordering::SeqCst);
         if queue.commands.is_empty() && queue.commands.capacity() > 0 {
             queue.commands = VecDeque::new();
         }
@@ -143,16 +149,14 @@ impl Mailbox {
     pub(crate) fn close(&self) -> VecDeque<Command> {
         let mut queue = self.lock();
         queue.closed = true;
-        queue.lane = None;
+        self.shut.store(true, Ordering::SeqCst);
+        self.waiting.store(0, Ordering::SeqCst);
         std::mem::take(&mut queue.commands)
     }
 
     /// The session runs on the task of connection `conn`, whose outbox is `outbox`.
     pub(crate) fn attach(&self, outbox: Arc<crate::driver::outbox::Outbox>, conn: ConnId) {
-        let mut queue = self.lock();
-        if !queue.closed {
-            queue.lane = Some(Lane { outbox, conn });
-        }
+        let _ = self.lane.set(Lane { outbox, conn });
     }
 
     /// Opens (`true`) or closes the express lane. The owner closes it as each step starts
@@ -173,13 +177,18 @@ impl Mailbox {
         frames: &[WsMessage],
         counts: &mut crate::driver::metrics::WsCounts,
     ) -> bool {
-        let queue = self.lock();
-        let Some(lane) = queue.lane.as_ref() else {
-            return false;
-        };
-        if !self.lane_open.load(Ordering::SeqCst) || !queue.commands.is_empty() {
+        // No lock: commands are pushed by the machine's task, the one that calls this, and
+        // the owner closes the lane before it takes one. Read in this order, a command
+        // taken since the last look shows the lane closed.
+        if self.waiting.load(Ordering::SeqCst) != 0
+            || !self.lane_open.load(Ordering::SeqCst)
+            || self.shut.load(Ordering::SeqCst)
+        {
             return false;
         }
+        let Some(lane) = self.lane.get() else {
+            return false;
+        };
         let conn = lane.conn;
         let messages = frames.iter().map(|message| Output::Send {
             conn,
@@ -189,7 +198,6 @@ impl Mailbox {
         if !lane.outbox.push_express(messages, len) {
             return false;
         }
-        drop(queue);
         for frame in frames {
             self.count_sent(frame.len());
             counts.sent_len(frame.len());
