@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
-use volley::driver::test_support::Client;
+use volley::driver::test_support::{Client, HttpResponse};
 use volley::testing::{ConnectOptions, TestClient, TransportKind};
 use volley::{Data, DisconnectReason, EmitError, Io, Room, Socket};
 use volley_core::SocketId;
@@ -390,6 +390,26 @@ fn take(packet: &str, client: &mut Upgraded, sent: &AtomicU64, pings: &mut usize
     }
 }
 
+/// Opens the WebSocket of session `sid` and probes it (`2probe`, `3probe`) while a poll is
+/// parked on `poll`, as the official client does before it upgrades: the WebSocket, and the
+/// answer to the parked poll.
+async fn probe(
+    server: &Server,
+    poll: &mut Client<Compat<TcpStream>>,
+    sid: &str,
+) -> (WebSocketStream<Compat<TcpStream>>, HttpResponse) {
+    let polling = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let mut ws = server
+        .websocket(&format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"))
+        .await;
+    let (parked, ()) = tokio::join!(poll.get(&polling), async {
+        ws.send(Message::text("2probe")).await.unwrap();
+        let answer = ws.next().await.expect("a probe answer").unwrap();
+        assert_eq!(answer, Message::text("3probe"));
+    });
+    (ws, parked.unwrap())
+}
+
 /// A client that connects over long-polling, gets at least one broadcast that way, then
 /// upgrades as the official client does (probe with a poll parked, `5` once that poll
 /// returned) and reads over the WebSocket until the end marker. Counts itself in `upgraded`
@@ -428,15 +448,7 @@ async fn upgrading_client(server: &Server, sent: &AtomicU64, upgraded: &AtomicUs
     }
 
     // The probe, with a poll parked meanwhile; the server may answer it with data or a noop.
-    let mut ws = server
-        .websocket(&format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"))
-        .await;
-    let (parked, ()) = tokio::join!(poll.get(&polling), async {
-        ws.send(Message::text("2probe")).await.unwrap();
-        let answer = ws.next().await.expect("a probe answer").unwrap();
-        assert_eq!(answer, Message::text("3probe"));
-    });
-    let parked = parked.unwrap();
+    let (mut ws, parked) = probe(server, &mut poll, &sid).await;
     assert_eq!(parked.status, 200, "{parked:?}");
     for p in packets(parked.text()) {
         assert!(!take(&p, &mut client, sent, &mut pings), "end too early");
@@ -558,15 +570,8 @@ async fn upgraded_client(
         let connected = poll.get(&polling).await.unwrap();
         assert!(connected.text().starts_with("40{"), "{connected:?}");
     }
-    let mut ws = server
-        .websocket(&format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"))
-        .await;
-    let (parked, ()) = tokio::join!(poll.get(&polling), async {
-        ws.send(Message::text("2probe")).await.unwrap();
-        let answer = ws.next().await.expect("a probe answer").unwrap();
-        assert_eq!(answer, Message::text("3probe"));
-    });
-    assert_eq!(parked.unwrap().text(), "6");
+    let (mut ws, parked) = probe(server, &mut poll, &sid).await;
+    assert_eq!(parked.text(), "6");
     ws.send(Message::text("5")).await.unwrap();
     if let Some(admit) = admit {
         admit.send(true).unwrap();

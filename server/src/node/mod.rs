@@ -675,17 +675,28 @@ impl Node {
         let Some(detached) = self.sio.detach(sid) else {
             return;
         };
+        let owned = self.owned(conn, detached, now);
+        self.hub.own(sid, owned.mailbox().clone());
+        self.handover.push((conn, Box::new(owned)));
+    }
+
+    /// Session `detached` of connection `conn`, to run on that connection's task over this
+    /// composition's shared state.
+    fn owned(
+        &self,
+        conn: ConnId,
+        detached: volley_core::socketio::Detached,
+        now: Instant,
+    ) -> owned::Owned {
         let shared = self.sio.shared_access().clone();
-        let owned = owned::Owned::new(
+        owned::Owned::new(
             conn,
             detached,
             shared,
             self.sio_config.clone(),
             self.hub.clone(),
             now,
-        );
-        self.hub.own(sid, owned.mailbox().clone());
-        self.handover.push((conn, Box::new(owned)));
+        )
     }
 
     /// The session on WebSocket connection `conn` when it may move to that connection's
@@ -759,15 +770,7 @@ impl Node {
         self.local.upgrades = ours;
         local.upgrades = theirs;
         self.plain.remove(&sid);
-        let shared = self.sio.shared_access().clone();
-        let owned = owned::Owned::new(
-            conn,
-            detached,
-            shared,
-            self.sio_config.clone(),
-            self.hub.clone(),
-            now,
-        );
+        let owned = self.owned(conn, detached, now);
         let mailbox = owned.mailbox().clone();
         {
             let mut table = self.hub.owned_sockets();
