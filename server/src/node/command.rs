@@ -155,8 +155,7 @@ impl Node {
         let command = match owner {
             Some(mailbox) => {
                 // What the handles changed before this command reaches the adapter first.
-                self.report_room_changes();
-                match mailbox.push(command) {
+                match self.hand_to_owner(&mailbox, command) {
                     Ok(()) => return,
                     Err(command) => command,
                 }

@@ -814,7 +814,8 @@ impl Node {
         if handoffs.is_empty() {
             return 0;
         }
-        // A copy may reach its client at once: what was changed before goes first.
+        // A copy may reach its client at once: what was changed before goes first, reported
+        // once for every copy below.
         self.report_room_changes();
         let mut handed = 0;
         let mut expressed = 0;
@@ -918,8 +919,28 @@ impl Node {
         Some(self.handover.swap_remove(i).1)
     }
 
+    /// Hands `command` to the session run elsewhere behind `mailbox`, after the room changes
+    /// made so far ([`report_room_changes`](Self::report_room_changes)): nothing the session
+    /// sends after it can reach its client before the adapter knows of them. Handed back
+    /// when that session's task has ended. Every command for such a session goes this way,
+    /// but those handed on in a batch after one report for them all (a broadcast's copies in
+    /// [`hand_off`](Self::hand_off), a command to every session in
+    /// [`command_owned`](Self::command_owned)) and the live sessions to persist that the
+    /// report itself sends.
+    // The command is handed back whole, on the rare path, for the machine to answer.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn hand_to_owner(
+        &mut self,
+        mailbox: &Mailbox,
+        command: Command,
+    ) -> Result<(), Command> {
+        self.report_room_changes();
+        mailbox.push(command)
+    }
+
     /// Sends `command` to every session run by a connection's task.
-    pub(crate) fn command_owned(&self, mut command: impl FnMut() -> Command) {
+    pub(crate) fn command_owned(&mut self, mut command: impl FnMut() -> Command) {
+        self.report_room_changes();
         for mailbox in self.hub.owned_all() {
             let _ = mailbox.push(command());
         }
