@@ -71,7 +71,7 @@ pub(crate) enum Input {
     WsDrained {
         conn: ConnId,
     },
-    /// The connection, offered its session, asks for it (see [`Machine::take_offer`]).
+    /// The connection, offered its session, asks for it (see [`Machine::take_offers`]).
     Adopt {
         conn: ConnId,
     },
@@ -273,6 +273,8 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     conns: IdMap<ConnId, Route>,
     /// WebSocket connections whose session may send again, found by the current drain.
     drained: Vec<ConnId>,
+    /// The connections offered their session in a drain (a buffer kept between drains).
+    offers: Vec<ConnId>,
     /// Outputs of the current drain with their connection, sorted by connection (stably, so
     /// each connection's stay in order) before delivery; the allocation is kept across turns.
     staged: Vec<(ConnId, Output)>,
@@ -350,6 +352,7 @@ where
             halted: Some(halt.rx.clone()),
             conns: IdMap::default(),
             drained: Vec::new(),
+            offers: Vec::new(),
             staged: Vec::new(),
             timer: None,
             id,
@@ -607,11 +610,15 @@ where
             more = true;
         }
         more |= fed;
-        while let Some(conn) = self.machine.take_offer() {
+        let mut offers = std::mem::take(&mut self.offers);
+        self.machine.take_offers(&mut offers);
+        for conn in offers.drain(..) {
             if let Some(route) = self.conns.get(&conn) {
                 route.outbox.offer();
             }
         }
+        // The allocation is kept for the next drain.
+        self.offers = offers;
         if !cut {
             // Everything the machine had is out: the sessions asked for may go, each after
             // what was said on its connection.

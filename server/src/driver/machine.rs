@@ -98,12 +98,12 @@ pub trait Machine: Send + 'static {
         None
     }
 
-    /// A WebSocket connection whose session may now move to the connection's own task (it
-    /// upgraded there from long-polling): the driver offers it to the connection, which
-    /// asks for it ([`handle_adopt`](Machine::handle_adopt)) once nothing it read before is
-    /// on its way. Asked after every drain.
-    fn take_offer(&mut self) -> Option<ConnId> {
-        None
+    /// Appends to `into` the WebSocket connections whose session may now move to the
+    /// connection's own task (it upgraded there from long-polling): the driver offers it
+    /// to each, which asks for it ([`handle_adopt`](Machine::handle_adopt)) once nothing it
+    /// read before is on its way. Asked once after every drain.
+    fn take_offers(&mut self, into: &mut Vec<ConnId>) {
+        let _ = into;
     }
 
     /// `conn`, offered its session, asks for it: everything it sent before has arrived.

@@ -474,6 +474,38 @@ pub(crate) struct Local {
     upgrades: Vec<(Sid, oneshot::Sender<bool>)>,
 }
 
+impl Local {
+    /// The state of session `sid`, whose sockets are `sockets`, taken out of these: their
+    /// entries, the acknowledgements they wait for, the session's `upgraded()` waiters.
+    fn take_session(&mut self, sid: Sid, sockets: &[SocketId]) -> Local {
+        let mut taken = Local::default();
+        for socket in sockets {
+            if let Some(entry) = self.sockets.remove(socket) {
+                taken.sockets.insert(*socket, entry);
+            }
+        }
+        if !self.acks.is_empty() {
+            let keys: Vec<(SocketId, u64)> = self
+                .acks
+                .keys()
+                .filter(|(socket, _)| sockets.contains(socket))
+                .copied()
+                .collect();
+            for key in keys {
+                if let Some(waiter) = self.acks.remove(&key) {
+                    taken.acks.insert(key, waiter);
+                }
+            }
+        }
+        let (theirs, ours) = std::mem::take(&mut self.upgrades)
+            .into_iter()
+            .partition(|(s, _)| *s == sid);
+        self.upgrades = ours;
+        taken.upgrades = theirs;
+        taken
+    }
+}
+
 /// The socket entries of a [`Local`]: a few in a vector sized to them (one session's, whose
 /// client joins a namespace or two), many in a map (the machine's task's).
 enum SocketTable {
@@ -586,7 +618,7 @@ pub struct Node {
     /// handed over with the `101`.
     handover: Vec<(ConnId, Box<owned::Owned>)>,
     /// WebSocket connections whose session just upgraded and may move to their task, to be
-    /// offered it ([`Machine::take_offer`]).
+    /// offered it ([`Machine::take_offers`]).
     offers: Vec<ConnId>,
     /// Connections that asked for their session, to be answered once the machine's queues
     /// hold nothing more ([`Machine::take_adopted`]).
@@ -744,31 +776,7 @@ impl Node {
         let sid = self.movable(conn)?;
         let detached = self.sio.detach(sid)?;
         let sockets: Vec<SocketId> = detached.client.sockets().map(|(_, s)| s).collect();
-        let mut local = Local::default();
-        for socket in &sockets {
-            if let Some(entry) = self.local.sockets.remove(socket) {
-                local.sockets.insert(*socket, entry);
-            }
-        }
-        if !self.local.acks.is_empty() {
-            let keys: Vec<(SocketId, u64)> = self
-                .local
-                .acks
-                .keys()
-                .filter(|(socket, _)| sockets.contains(socket))
-                .copied()
-                .collect();
-            for key in keys {
-                if let Some(waiter) = self.local.acks.remove(&key) {
-                    local.acks.insert(key, waiter);
-                }
-            }
-        }
-        let (theirs, ours) = std::mem::take(&mut self.local.upgrades)
-            .into_iter()
-            .partition(|(s, _)| *s == sid);
-        self.local.upgrades = ours;
-        local.upgrades = theirs;
+        let local = self.local.take_session(sid, &sockets);
         self.plain.remove(&sid);
         let owned = self.owned(conn, detached, now);
         let mailbox = owned.mailbox().clone();
@@ -1297,13 +1305,11 @@ impl Machine for Node {
             .map(|o| o as Box<dyn crate::driver::OwnedSession>)
     }
 
-    fn take_offer(&mut self) -> Option<ConnId> {
-        if self.offers.is_empty() && !self.unsettled.is_empty() {
-            for conn in std::mem::take(&mut self.unsettled) {
-                self.offer_or_wait(conn);
-            }
+    fn take_offers(&mut self, into: &mut Vec<ConnId>) {
+        for conn in std::mem::take(&mut self.unsettled) {
+            self.offer_or_wait(conn);
         }
-        self.offers.pop()
+        into.append(&mut self.offers);
     }
 
     fn handle_adopt(&mut self, conn: ConnId, _now: Instant) {
