@@ -508,6 +508,58 @@ fn overflow_is_refused_under_the_reject_policy() {
     assert!(drain(&mut s).events.is_empty());
 }
 
+/// A message refused by a queue in front of the session's (a driver's mailbox) applies the
+/// same policy: closed as a slow client under `Close`, untouched under `Reject`.
+#[test]
+fn a_refusal_before_the_queue_applies_the_policy() {
+    let now = Instant::now();
+    for policy in [OverflowPolicy::Close, OverflowPolicy::Reject] {
+        let mut endpoint = Endpoint::new(
+            Config {
+                overflow: policy,
+                ..config()
+            },
+            [7; 32],
+        );
+        let (mut s, _) = open(
+            &mut endpoint,
+            ConnId(1),
+            ws("EIO=4&transport=websocket"),
+            now,
+        );
+        s.overflowed(now);
+        let drained = drain(&mut s);
+        match policy {
+            OverflowPolicy::Close => {
+                assert!(s.is_ended());
+                assert!(matches!(
+                    drained.events.as_slice(),
+                    [Event::Close {
+                        reason: CloseReason::SlowClient,
+                        ..
+                    }]
+                ));
+                assert!(
+                    drained
+                        .outputs
+                        .iter()
+                        .any(|o| matches!(o, Output::Close { conn: ConnId(1) })),
+                    "{:?}",
+                    said_all(&drained.outputs)
+                );
+                // Once ended, a second refusal changes nothing.
+                s.overflowed(now);
+                assert!(drain(&mut s).events.is_empty());
+            }
+            OverflowPolicy::Reject => {
+                assert!(!s.is_ended());
+                assert!(drained.events.is_empty());
+                s.send(Message::Text("still open".into()), now).unwrap();
+            }
+        }
+    }
+}
+
 #[test]
 fn close_by_the_client() {
     let now = Instant::now();

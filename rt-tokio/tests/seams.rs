@@ -1,8 +1,9 @@
 //! The seams that moving sessions onto their connections' tasks (issue #13) makes concurrent,
 //! on a real tokio runtime with two worker threads and real TCP connections on 127.0.0.1:
 //! broadcasts racing room changes made from other threads, a long-polling session upgraded
-//! while broadcasts keep coming, emits to one socket from many threads, and the bound of a
-//! session's outgoing queue under both overflow policies over a real WebSocket.
+//! while broadcasts keep coming, emits to one socket from many threads, and the bounds of a
+//! session's outgoing queue and of its mailbox under both overflow policies over a real
+//! WebSocket.
 //!
 //! A session opened over WebSocket runs on its connection's task; a long-polling session
 //! on the machine's task until it is upgraded. Every wait is for a condition and bounded by
@@ -999,6 +1000,178 @@ async fn outbox_bound_under_close() {
         );
         assert!(got.len() as u64 <= accepted, "{} > {accepted}", got.len());
         assert!(started.elapsed() < Duration::from_secs(5));
+    })
+    .await;
+    server.stop().await;
+}
+
+/// The packets a session's mailbox may hold in the mailbox tests.
+const MAILBOX_BOUND: u64 = 8;
+
+/// A silent client of namespace `/hold` whose session's own task is held by one of its
+/// handlers (started inline, it keeps the task's thread until `release` is sent or the
+/// test's limit passes) while the test emits `MAILBOX_BOUND` + 1 numbered events to it from
+/// another task: the mailbox takes the first `MAILBOX_BOUND` and refuses the last, whose
+/// `emit_checked` resolves at once. `/hold` has no connection handler, so no job of the
+/// socket's is under way when the handler is called, and it starts inline. Returns the
+/// client, the server's handle on its socket (from the handler), the refusal, the accepted
+/// emits' futures and `release`.
+async fn hold_and_fill_mailbox(
+    server: &Server,
+) -> (
+    WebSocketStream<Compat<TcpStream>>,
+    Socket,
+    EmitError,
+    Vec<tokio::task::JoinHandle<Result<(), EmitError>>>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (entered_tx, mut entered) = mpsc::unbounded_channel();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(std::sync::Mutex::new(held));
+    server.io.ns("/hold").on("hold", move |s: Socket| {
+        let (entered_tx, held) = (entered_tx.clone(), held.clone());
+        async move {
+            let _ = entered_tx.send(s);
+            tokio::task::block_in_place(|| {
+                let _ = held.lock().unwrap().recv_timeout(TEST_LIMIT);
+            });
+        }
+    });
+    let mut ws = server
+        .websocket("/socket.io/?EIO=4&transport=websocket")
+        .await;
+    let open = ws.next().await.expect("an open packet").unwrap();
+    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    ws.send(Message::text("40/hold,")).await.unwrap();
+    let answer = ws.next().await.expect("a CONNECT answer").unwrap();
+    assert!(
+        answer.to_text().unwrap().starts_with("40/hold,{"),
+        "{answer:?}"
+    );
+    ws.send(Message::text("42/hold,[\"hold\"]")).await.unwrap();
+    let socket = within(
+        Duration::from_secs(5),
+        "the holding handler",
+        entered.recv(),
+    )
+    .await
+    .unwrap();
+    let accepted: Vec<_> = (0..MAILBOX_BOUND)
+        .map(|n| tokio::spawn(socket.emit_checked("n", &n)))
+        .collect();
+    let refusal = within(
+        Duration::from_secs(5),
+        "the refusal, while the session's task is held",
+        socket.emit_checked("n", &MAILBOX_BOUND),
+    )
+    .await
+    .expect_err("refused by the full mailbox");
+    for emit in &accepted {
+        assert!(
+            !emit.is_finished(),
+            "applied while the session's task is held"
+        );
+    }
+    (ws, socket, refusal, accepted, release)
+}
+
+/// The number of an `n` event of `/hold`.
+fn n_number(packet: &str) -> u64 {
+    let packet = packet
+        .strip_prefix("2/hold,")
+        .unwrap_or_else(|| panic!("{packet:.40}"));
+    let (name, args) = event(&format!("2{packet}")).unwrap_or_else(|| panic!("{packet:.40}"));
+    assert_eq!(name, "n");
+    args[0].as_u64().expect("a number")
+}
+
+/// Under `OverflowPolicy::Reject`, a session whose own task is busy takes at most its bound
+/// of packets from other tasks into its mailbox: the next emit is refused at once with
+/// `Full` and reported to the `on_error` hooks, and once the task runs again the client
+/// gets exactly the accepted ones, in order, and stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_bound_under_reject() {
+    let builder =
+        volley::builder().max_buffered_packets(MAILBOX_BOUND as usize, OverflowPolicy::Reject);
+    let server = Server::start(builder).await;
+    let overflows = Arc::new(AtomicUsize::new(0));
+    let counted = overflows.clone();
+    server.io.on_error(move |error| {
+        if matches!(error, volley::ServerError::Overflow(_)) {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    within(TEST_LIMIT, "the scenario", async {
+        let (mut ws, socket, refusal, accepted, release) = hold_and_fill_mailbox(&server).await;
+        assert!(matches!(refusal, EmitError::Full), "{refusal:?}");
+        assert_eq!(overflows.load(Ordering::SeqCst), 1);
+        // A broadcast's copy is refused the same way, and its report says so.
+        let report = within(
+            Duration::from_secs(5),
+            "a checked broadcast's report, while the session's task is held",
+            server
+                .io
+                .of("/hold")
+                .local()
+                .emit_checked("n", &MAILBOX_BOUND),
+        )
+        .await
+        .expect("a report");
+        assert_eq!(report.queued, 0, "{report:?}");
+        assert_eq!(report.refused, [socket.id()], "{report:?}");
+        assert_eq!(overflows.load(Ordering::SeqCst), 2);
+        release.send(()).unwrap();
+        for emit in accepted {
+            let queued = emit.await.unwrap();
+            assert!(queued.is_ok(), "{queued:?}");
+        }
+        for n in 0..MAILBOX_BOUND {
+            let packet = next_packet(&mut ws).await.expect("an accepted emit");
+            assert_eq!(n_number(&packet), n, "accepted emits in order");
+        }
+        assert!(socket.connected(), "the socket was dropped under Reject");
+        socket.emit_checked("n", &100).await.unwrap();
+        let after = next_packet(&mut ws).await.expect("the next emit");
+        assert_eq!(n_number(&after), 100, "nothing past the accepted ones");
+    })
+    .await;
+    server.stop().await;
+}
+
+/// Under `OverflowPolicy::Close` the same refusal closes the session once its task runs
+/// again: the refused emit says `Full` and the socket leaves with "transport error".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_bound_under_close() {
+    let builder =
+        volley::builder().max_buffered_packets(MAILBOX_BOUND as usize, OverflowPolicy::Close);
+    let server = Server::start(builder).await;
+    let (gone, mut disconnected) = mpsc::unbounded_channel();
+    server
+        .io
+        .ns("/hold")
+        .on_disconnect(move |s: Socket, reason: DisconnectReason| {
+            let _ = gone.send((s.id(), reason));
+            async {}
+        });
+    within(TEST_LIMIT, "the scenario", async {
+        let (_ws, socket, refusal, _accepted, release) = hold_and_fill_mailbox(&server).await;
+        assert!(matches!(refusal, EmitError::Full), "{refusal:?}");
+        assert!(
+            socket.connected(),
+            "closed by the session's own task, once it runs"
+        );
+        release.send(()).unwrap();
+        let (id, reason) = within(
+            Duration::from_secs(5),
+            "the disconnect",
+            disconnected.recv(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(id, socket.id());
+        assert_eq!(reason, DisconnectReason::TransportError);
+        let later = socket.emit_checked("n", &100).await;
+        assert!(matches!(later, Err(EmitError::Disconnected)), "{later:?}");
     })
     .await;
     server.stop().await;

@@ -277,7 +277,10 @@ impl Builder {
         self
     }
 
-    /// Most packets queued for a client that does not read, and what happens beyond.
+    /// Most packets queued for a client that does not read (default 4096), and what
+    /// happens beyond (default `OverflowPolicy::Close`). The same bound (and
+    /// [`max_buffered_bytes`](Self::max_buffered_bytes)) applies to the packets waiting in
+    /// the mailbox of a session run on its WebSocket's task while that task is busy.
     pub fn max_buffered_packets(mut self, n: usize, policy: OverflowPolicy) -> Self {
         self.sio.engine.max_buffered_packets = n;
         self.sio.engine.overflow = policy;

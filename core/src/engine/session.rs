@@ -611,6 +611,17 @@ impl Session {
         Ok(())
     }
 
+    /// A message for this session was refused before it reached its queue, by a bounded
+    /// queue in front of it (a driver's mailbox for the session): the overflow policy
+    /// applies as if this queue had been full. Under [`OverflowPolicy::Close`] the session
+    /// closes as [`send`](Self::send) closes it ([`CloseReason::SlowClient`]); under
+    /// `Reject` nothing changes.
+    pub fn overflowed(&mut self, _now: Instant) {
+        if self.limits.overflow == OverflowPolicy::Close && !self.ended && !self.is_closing() {
+            self.close_session(CloseReason::SlowClient, Ending::Abrupt, None);
+        }
+    }
+
     /// Closes the session from the server side: what is queued is still delivered, then the
     /// close packet. [`Event::Close`] follows with [`CloseReason::ForcedClose`].
     pub fn close(&mut self, now: Instant) {

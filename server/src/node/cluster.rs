@@ -87,7 +87,8 @@ impl Node {
         for socket in self.sio.select(nsp, opts) {
             match self.owner_of(socket) {
                 Some(mailbox) => {
-                    let _ = self.hand_to_owner(&mailbox, Command::Disconnect { socket, close });
+                    let command = Command::Disconnect { socket, close };
+                    let _ = self.hand_to_owner(&mailbox, command, now);
                 }
                 None => {
                     let _ = self.sio.disconnect(socket, close, now);

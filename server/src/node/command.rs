@@ -7,6 +7,8 @@
 
 use super::*;
 use crate::socket::EmitError;
+use volley_core::Bytes;
+use volley_core::engine::Message;
 use volley_core::socketio::{AckToken, SharedAccess};
 
 /// One operation on one session's sockets.
@@ -79,6 +81,9 @@ pub(crate) enum Command {
         /// Where a checked broadcast learns what became of these copies.
         receipt: Option<Arc<super::owned::Receipt>>,
     },
+    /// A packet for the session was refused by its full mailbox: the overflow policy
+    /// applies to the session as for its own full queue (under `Close` it closes).
+    Overflowed,
     /// The server stops: every socket of the session leaves with "server shutting down".
     Shutdown,
     /// Writes the live sessions of these sockets (all of the unit's: `None`) to the
@@ -94,6 +99,25 @@ pub(crate) struct Restored {
 }
 
 impl Command {
+    /// The bytes of the packet the command sends its client (its arguments and attachments,
+    /// or a broadcast's copy as encoded); `None` for a command that sends no packet.
+    pub(crate) fn packet_len(&self) -> Option<usize> {
+        let payload =
+            |p: &Payload| p.as_json().len() + p.attachments().iter().map(Bytes::len).sum::<usize>();
+        match self {
+            Command::Emit { payload: p, .. }
+            | Command::EmitWithAck { payload: p, .. }
+            | Command::Ack { payload: p, .. } => Some(payload(p)),
+            Command::Deliver { handoff, .. } => Some(
+                match &handoff.first {
+                    Message::Text(text) => text.len(),
+                    Message::Binary(bytes) => bytes.len(),
+                } + handoff.attachments.iter().map(Bytes::len).sum::<usize>(),
+            ),
+            _ => None,
+        }
+    }
+
     /// The session the command addresses, when it addresses one: its socket's, or its
     /// connect request's.
     fn session(&self, sio: &SioServer) -> Option<Sid> {
@@ -116,7 +140,10 @@ impl Command {
             }
             Command::Panic { report, .. } => report.socket?,
             Command::Restored(restored) => return Some(restored.req.handshake.sid),
-            Command::Deliver { .. } | Command::Shutdown | Command::PersistLive { .. } => {
+            Command::Deliver { .. }
+            | Command::Overflowed
+            | Command::Shutdown
+            | Command::PersistLive { .. } => {
                 return None;
             }
         };
@@ -155,7 +182,7 @@ impl Node {
         let command = match owner {
             Some(mailbox) => {
                 // What the handles changed before this command reaches the adapter first.
-                match self.hand_to_owner(&mailbox, command) {
+                match self.hand_to_owner(&mailbox, command, now) {
                     Ok(()) => return,
                     Err(command) => command,
                 }
@@ -279,7 +306,7 @@ impl<O: Ops> Unit<'_, O> {
                     });
                 }
             }
-            Command::Shutdown => {}
+            Command::Overflowed | Command::Shutdown => {}
             Command::PersistLive { sockets } => match sockets {
                 Some(sockets) => self.persist_live(sockets),
                 None => {
@@ -287,6 +314,48 @@ impl<O: Ops> Unit<'_, O> {
                     self.persist_live(all);
                 }
             },
+        }
+    }
+
+    /// Answers a command whose packet a full mailbox refused, as a full queue answers: the
+    /// `on_error` hooks hear of it, then the caller learns it (`emit_checked`, an
+    /// acknowledgement's error, a checked broadcast's report, the aggregate of
+    /// acknowledgements).
+    pub(crate) fn refuse(&mut self, command: Command, now: Instant) {
+        let socket = match &command {
+            Command::Emit { socket, .. }
+            | Command::EmitWithAck { socket, .. }
+            | Command::Deliver { socket, .. } => *socket,
+            Command::Ack { token, .. } => token.socket(),
+            // Only commands that carry a packet are refused.
+            _ => return self.apply(command, now),
+        };
+        self.report_overflow(socket);
+        match command {
+            Command::Emit {
+                reply: Some(reply), ..
+            } => {
+                let _ = reply.send(Err(EmitError::Full));
+            }
+            Command::EmitWithAck { tx, .. } => {
+                let error = SioError::BufferFull(socket).to_string();
+                let _ = tx.send(Err(AckError::NotSent(error)));
+            }
+            Command::Deliver { ask, receipt, .. } => {
+                if let Some(receipt) = receipt {
+                    receipt.settle(crate::operators::Broadcasted {
+                        refused: vec![socket],
+                        ..Default::default()
+                    });
+                }
+                if let Some(super::owned::Ask::Member(key)) = ask {
+                    self.hub.update_aggregate(key, |agg| {
+                        agg.missing += 1;
+                        agg.remaining = agg.remaining.saturating_sub(1);
+                    });
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -516,16 +516,22 @@ impl<O: Ops> Unit<'_, O> {
     /// warning, and the `on_error` hooks.
     pub(super) fn report_refused(&mut self) {
         for socket in self.ops.take_refused() {
-            let namespace = self
-                .ops
-                .namespace_of(socket)
-                .map(|n| n.to_string())
-                .unwrap_or_default();
-            crate::metrics::overflow(self.ops.overflow());
-            tracing::warn!(%socket, %namespace, "outgoing queue full: packet refused");
-            let error = ServerError::Overflow(crate::io::Overflow { socket, namespace });
-            self.run_error_hooks(&error);
+            self.report_overflow(socket);
         }
+    }
+
+    /// Reports a packet for `socket` refused by a full queue: a warning, the overflow
+    /// metric, and the `on_error` hooks.
+    pub(super) fn report_overflow(&mut self, socket: SocketId) {
+        let namespace = self
+            .ops
+            .namespace_of(socket)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        crate::metrics::overflow(self.ops.overflow());
+        tracing::warn!(%socket, %namespace, "outgoing queue full: packet refused");
+        let error = ServerError::Overflow(crate::io::Overflow { socket, namespace });
+        self.run_error_hooks(&error);
     }
 
     pub(crate) fn on_panic(&mut self, report: HandlerPanic, now: Instant) {

@@ -828,6 +828,7 @@ impl Node {
         let mut handed = 0;
         let mut expressed = 0;
         let mut gone = Vec::new();
+        let mut full = Vec::new();
         let mut counts = crate::driver::metrics::WsCounts::default();
         let hub = self.hub.clone();
         let shared = self.sio.shared_access().clone();
@@ -865,13 +866,16 @@ impl Node {
                         hooks: hooks.clone(),
                         receipt: receipt.cloned(),
                     };
-                    match mailbox {
-                        Some(mailbox) => {
-                            if let Err(command) = mailbox.push(command) {
-                                gone.push(command);
-                            }
+                    let Some(mailbox) = mailbox else {
+                        gone.push(command);
+                        continue;
+                    };
+                    match mailbox.push(command) {
+                        Ok(()) => {}
+                        Err(route::Refused::Gone(command)) => gone.push(command),
+                        Err(route::Refused::Full(command)) => {
+                            full.push((mailbox.clone(), command));
                         }
-                        None => gone.push(command),
                     }
                 }
             }
@@ -887,6 +891,9 @@ impl Node {
         // Gone meanwhile: the unit counts their copies missing.
         for command in gone {
             self.unit().apply(command, now);
+        }
+        for (mailbox, command) in full {
+            self.refuse_full(&mailbox, command, now);
         }
         handed
     }
@@ -941,9 +948,27 @@ impl Node {
         &mut self,
         mailbox: &Mailbox,
         command: Command,
+        now: Instant,
     ) -> Result<(), Command> {
         self.report_room_changes();
-        mailbox.push(command)
+        match mailbox.push(command) {
+            Ok(()) => Ok(()),
+            Err(route::Refused::Gone(command)) => Err(command),
+            Err(route::Refused::Full(command)) => {
+                self.refuse_full(mailbox, command, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the overflow policy to `command`, whose packet the full `mailbox` refused:
+    /// it is answered as a full queue answers, and under `OverflowPolicy::Close` the
+    /// session's task closes the session as a slow client.
+    fn refuse_full(&mut self, mailbox: &Mailbox, command: Command, now: Instant) {
+        if self.sio.engine().config().overflow == volley_core::engine::OverflowPolicy::Close {
+            let _ = mailbox.push(Command::Overflowed);
+        }
+        self.unit().refuse(command, now);
     }
 
     /// Sends `command` to every session run by a connection's task.

@@ -278,7 +278,11 @@ impl Owned {
         hub: Arc<Hub>,
         now: Instant,
     ) -> Self {
-        let mailbox = Arc::new(Mailbox::default());
+        let limits = &config.engine;
+        let mailbox = Arc::new(Mailbox::bounded(
+            limits.max_buffered_packets,
+            limits.max_buffered_bytes,
+        ));
         Owned {
             conn,
             peer: PeerOps {
@@ -407,6 +411,7 @@ impl Owned {
                     receipt.settle(report);
                 }
             }
+            Command::Overflowed => self.peer.session.overflowed(now),
             Command::Shutdown => {
                 self.peer
                     .peer()

@@ -33,9 +33,17 @@ use std::fmt;
 /// Pushed to from any thread; the owning task takes them all at once per wake. A push made
 /// while the owner runs a step (a handler it runs inline casting to its own socket) wakes
 /// nobody: the owner looks again before it waits.
-#[derive(Default)]
+///
+/// Bounded as the session's own queue is: the commands that carry a packet (emits, acks, a
+/// broadcast's copies) are refused once the mailbox holds `max_buffered_packets` of them
+/// or `max_buffered_bytes` of their payloads (the one that crosses the byte bound is
+/// taken), and the pusher applies the overflow policy ([`Refused::Full`]). The others
+/// (control commands of fixed size) are always taken.
 pub(crate) struct Mailbox {
     queue: Mutex<Queue>,
+    /// The bounds on packets waiting: their count and their bytes.
+    max_packets: usize,
+    max_bytes: usize,
     waker: AtomicWaker,
     running: AtomicBool,
     /// The express lane is open (see [`Mailbox::set_lane`]): set by the owner at each step.
@@ -57,7 +65,27 @@ pub(crate) struct Mailbox {
 #[derive(Default)]
 struct Queue {
     commands: VecDeque<Command>,
+    /// The commands queued that carry a packet, and the bytes of those packets.
+    packets: usize,
+    bytes: usize,
+    /// A [`Command::Overflowed`] waits: one is enough.
+    overflowed: bool,
     closed: bool,
+}
+
+/// Why a mailbox handed a command back.
+pub(crate) enum Refused {
+    /// The session's task has ended.
+    Gone(Command),
+    /// The mailbox holds its bound of packets: the session's overflow policy applies.
+    Full(Command),
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        let limits = volley_core::engine::Config::default();
+        Mailbox::bounded(limits.max_buffered_packets, limits.max_buffered_bytes)
+    }
 }
 
 /// Where a broadcast's copy may go straight, skipping the owner's step: the connection's
@@ -69,18 +97,53 @@ struct Lane {
 }
 
 impl Mailbox {
+    /// An empty mailbox holding at most `max_packets` packets and `max_bytes` of their
+    /// bytes (the session's own bounds).
+    pub(crate) fn bounded(max_packets: usize, max_bytes: usize) -> Self {
+        Mailbox {
+            queue: Mutex::default(),
+            max_packets,
+            max_bytes,
+            waker: AtomicWaker::new(),
+            running: AtomicBool::new(false),
+            lane_open: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            lane: std::sync::OnceLock::new(),
+            shut: AtomicBool::new(false),
+            packets_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            packets_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `command`; handed back when the session's task has ended.
+    /// Queues `command`; handed back when the session's task has ended, or when it carries
+    /// a packet and the mailbox holds its bound of them.
     // The command is handed back whole, on the rare path, for the machine to answer.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn push(&self, command: Command) -> Result<(), Command> {
+    pub(crate) fn push(&self, command: Command) -> Result<(), Refused> {
         {
             let mut queue = self.lock();
             if queue.closed {
-                return Err(command);
+                return Err(Refused::Gone(command));
+            }
+            if let Some(len) = command.packet_len() {
+                let over_bytes = queue.bytes >= self.max_bytes.max(1);
+                if queue.packets >= self.max_packets || over_bytes {
+                    return Err(Refused::Full(command));
+                }
+                queue.packets += 1;
+                queue.bytes += len;
+            }
+            if matches!(command, Command::Overflowed) {
+                if queue.overflowed {
+                    return Ok(());
+                }
+                queue.overflowed = true;
             }
             queue.commands.push_back(command);
             self.waiting.store(queue.commands.len(), Ordering::SeqCst);
@@ -96,6 +159,16 @@ impl Mailbox {
     pub(crate) fn pop(&self) -> Option<Command> {
         let mut queue = self.lock();
         let command = queue.commands.pop_front();
+        match &command {
+            Some(Command::Overflowed) => queue.overflowed = false,
+            Some(command) => {
+                if let Some(len) = command.packet_len() {
+                    queue.packets -= 1;
+                    queue.bytes -= len;
+                }
+            }
+            None => {}
+        }
         self.waiting.store(queue.commands.len(), Ordering::SeqCst);
         if queue.commands.is_empty() && queue.commands.capacity() > 0 {
             queue.commands = VecDeque::new();
@@ -149,6 +222,7 @@ impl Mailbox {
     pub(crate) fn close(&self) -> VecDeque<Command> {
         let mut queue = self.lock();
         queue.closed = true;
+        (queue.packets, queue.bytes) = (0, 0);
         self.shut.store(true, Ordering::SeqCst);
         self.waiting.store(0, Ordering::SeqCst);
         std::mem::take(&mut queue.commands)
@@ -366,5 +440,70 @@ mod tests {
             !mailbox.express(&copy, &mut counts),
             "not reopened after the end"
         );
+    }
+
+    /// An emit of one string argument of `len` characters (`["…"]`: `len` + 4 bytes).
+    fn emit(len: usize) -> Command {
+        Command::Emit {
+            socket: SocketId::new("s1").unwrap(),
+            nsp: Arc::from("/"),
+            event: "e".to_owned(),
+            payload: Payload::of(&"x".repeat(len)).unwrap(),
+            volatile: false,
+            compress: true,
+            reply: None,
+        }
+    }
+
+    fn pushed(mailbox: &Mailbox, command: Command) -> &'static str {
+        match mailbox.push(command) {
+            Ok(()) => "queued",
+            Err(Refused::Full(_)) => "full",
+            Err(Refused::Gone(_)) => "gone",
+        }
+    }
+
+    #[test]
+    fn a_mailbox_holds_its_bound_of_packets_and_takes_control_commands_beyond_it() {
+        let mailbox = Mailbox::bounded(2, 1 << 20);
+        assert_eq!(pushed(&mailbox, emit(1)), "queued");
+        assert_eq!(pushed(&mailbox, emit(1)), "queued");
+        assert_eq!(pushed(&mailbox, emit(1)), "full", "two packets wait");
+        assert_eq!(pushed(&mailbox, Command::Shutdown), "queued", "no packet");
+        assert_eq!(pushed(&mailbox, Command::Overflowed), "queued");
+        assert_eq!(
+            pushed(&mailbox, Command::Overflowed),
+            "queued",
+            "taken, as one"
+        );
+        assert!(matches!(mailbox.pop(), Some(Command::Emit { .. })));
+        assert_eq!(pushed(&mailbox, emit(1)), "queued", "room again");
+        assert_eq!(pushed(&mailbox, emit(1)), "full");
+        let mut taken = Vec::new();
+        while let Some(command) = mailbox.pop() {
+            taken.push(match command {
+                Command::Emit { .. } => "emit",
+                Command::Shutdown => "shutdown",
+                Command::Overflowed => "overflowed",
+                _ => "other",
+            });
+        }
+        assert_eq!(taken, ["emit", "shutdown", "overflowed", "emit"]);
+        assert_eq!(pushed(&mailbox, Command::Overflowed), "queued", "again");
+        assert!(matches!(mailbox.pop(), Some(Command::Overflowed)));
+        let _ = mailbox.close();
+        assert_eq!(pushed(&mailbox, emit(1)), "gone");
+    }
+
+    #[test]
+    fn a_mailbox_is_bounded_in_bytes_and_takes_the_packet_that_crosses_the_bound() {
+        let mailbox = Mailbox::bounded(100, 100);
+        assert_eq!(pushed(&mailbox, emit(56)), "queued", "60 bytes");
+        assert_eq!(pushed(&mailbox, emit(146)), "queued", "crosses: 210");
+        assert_eq!(pushed(&mailbox, emit(0)), "full", "210 >= 100");
+        assert!(mailbox.pop().is_some());
+        assert_eq!(pushed(&mailbox, emit(0)), "full", "150 >= 100");
+        assert!(mailbox.pop().is_some());
+        assert_eq!(pushed(&mailbox, emit(0)), "queued", "empty again");
     }
 }
