@@ -69,6 +69,9 @@ pub struct Namespaces {
     table: BTreeMap<Arc<str>, Namespace>,
     dynamic: Vec<(Matcher, bool)>,
     members: IdMap<SocketId, Member>,
+    /// Sockets that left, or moved to another session, so far (see
+    /// [`departures`](Namespaces::departures)).
+    departures: u64,
     /// Whether room creations and deletions are recorded (for adapters that subscribe per
     /// room).
     track_rooms: bool,
@@ -122,6 +125,7 @@ impl Namespaces {
             table,
             dynamic: Vec::new(),
             members: IdMap::default(),
+            departures: 0,
             track_rooms: false,
             orphan_room_changes: Vec::new(),
             memberships: None,
@@ -240,13 +244,16 @@ impl Namespaces {
                 record(&mut self.memberships, nsp, socket, room, true);
             }
         }
-        self.members.insert(
+        let before = self.members.insert(
             socket,
             Member {
                 sid,
                 nsp: nsp.clone(),
             },
         );
+        if before.is_some_and(|m| m.sid != sid) {
+            self.departures += 1;
+        }
     }
 
     /// Takes `socket` out of its namespace and every room; returns its session, namespace
@@ -254,6 +261,7 @@ impl Namespaces {
     /// [`drop_if_empty`](Namespaces::drop_if_empty)).
     pub fn remove(&mut self, socket: SocketId) -> Option<(Sid, Arc<str>, Vec<Room>)> {
         let member = self.members.remove(&socket)?;
+        self.departures += 1;
         let rooms = match self.table.get_mut(&member.nsp) {
             Some(ns) => ns.rooms.remove(socket),
             None => Vec::new(),
@@ -280,6 +288,13 @@ impl Namespaces {
     /// The session and namespace of a connected socket, in one lookup.
     pub fn member(&self, socket: SocketId) -> Option<(Sid, &Arc<str>)> {
         self.members.get(&socket).map(|m| (m.sid, &m.nsp))
+    }
+
+    /// How many times a socket has left its namespace or moved to another session so far.
+    /// While it reads the same, every socket found in a session earlier is still there:
+    /// whoever selected sockets can hand them packets later without looking each up again.
+    pub fn departures(&self) -> u64 {
+        self.departures
     }
 
     /// The Engine.IO session of a connected socket.
@@ -473,6 +488,26 @@ mod tests {
     fn shared_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Namespaces>();
+    }
+
+    #[test]
+    fn departures_count_sockets_that_leave_or_change_session() {
+        let mut ns = Namespaces::new();
+        let nsp: Arc<str> = Arc::from("/");
+        ns.insert(sock(0), sid(0), &nsp, &[]);
+        ns.insert(sock(1), sid(1), &nsp, &[]);
+        ns.join(sock(0), Room::new("a"));
+        ns.leave(sock(0), &Room::new("a"));
+        assert_eq!(ns.departures(), 0, "arrivals and room changes keep it");
+        ns.insert(sock(1), sid(1), &nsp, &[]);
+        assert_eq!(ns.departures(), 0, "the same session again");
+        ns.insert(sock(1), sid(2), &nsp, &[]);
+        assert_eq!(ns.departures(), 1, "moved to another session");
+        assert_eq!(ns.session_of(sock(1)), Some(sid(2)));
+        assert!(ns.remove(sock(0)).is_some());
+        assert_eq!(ns.departures(), 2);
+        assert!(ns.remove(sock(0)).is_none());
+        assert_eq!(ns.departures(), 2, "an unknown socket leaves nothing");
     }
 
     #[test]

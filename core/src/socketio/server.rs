@@ -125,6 +125,9 @@ pub struct Handoff {
     pub ack: Option<(AckId, Option<Instant>)>,
     /// Each target and its session.
     pub targets: Vec<(SocketId, Sid)>,
+    /// [`Namespaces::departures`](super::Namespaces::departures) when the targets were
+    /// looked up: while it reads the same, each target is still in its session.
+    pub departures: u64,
 }
 
 /// A deadline the server files, in the order deadlines due at the same moment run.
@@ -1123,7 +1126,7 @@ impl<S: SharedAccess> Server<S> {
         let mut elsewhere = Vec::new();
         let (engine, refused) = (&mut self.engine, &mut self.refused);
         // Each target's session looked up as it is delivered to, under one loan of the index.
-        self.shared.read(|s| {
+        let departures = self.shared.read(|s| {
             for socket in targets {
                 let Some(sid) = s.namespaces.session_of(socket) else {
                     continue;
@@ -1143,6 +1146,7 @@ impl<S: SharedAccess> Server<S> {
                     Delivery::Skipped | Delivery::Gone => {}
                 }
             }
+            s.namespaces.departures()
         });
         if !elsewhere.is_empty() {
             self.handoffs.push(Handoff {
@@ -1151,6 +1155,7 @@ impl<S: SharedAccess> Server<S> {
                 volatile,
                 ack: None,
                 targets: elsewhere,
+                departures,
             });
         }
         sent

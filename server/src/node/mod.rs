@@ -849,9 +849,10 @@ impl Node {
                         if frames.is_empty() {
                             frames = express_frames(&handoff);
                         }
-                        if s.namespaces().session_of(socket) == Some(sid)
-                            && mailbox.express(&frames, &mut counts)
-                        {
+                        // Looked up again only if a socket left since the selection.
+                        let still = s.namespaces().departures() == handoff.departures
+                            || s.namespaces().session_of(socket) == Some(sid);
+                        if still && mailbox.express(&frames, &mut counts) {
                             expressed += 1;
                             continue;
                         }

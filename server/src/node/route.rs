@@ -46,15 +46,10 @@ pub(crate) struct Mailbox {
     max_bytes: usize,
     waker: AtomicWaker,
     running: AtomicBool,
-    /// The express lane is open (see [`Mailbox::set_lane`]): set by the owner at each step.
-    lane_open: AtomicBool,
-    /// Commands in the queue: changed under its lock, read without it by
-    /// [`Mailbox::express`].
-    waiting: AtomicUsize,
+    /// What [`Mailbox::express`] reads and counts, side by side.
+    flags: LaneFlags,
     /// The connection's outbox, once its task runs the session.
     lane: std::sync::OnceLock<Lane>,
-    /// The session's task has ended: no copy goes past it any more.
-    shut: AtomicBool,
     /// What the session exchanged: written by its task only, read for `Io::traffic`.
     packets_in: AtomicU64,
     bytes_in: AtomicU64,
@@ -71,6 +66,24 @@ struct Queue {
     /// A [`Command::Overflowed`] waits: one is enough.
     overflowed: bool,
     closed: bool,
+}
+
+/// What [`Mailbox::express`] reads for each copy, and what it counts, kept together (one
+/// cache line to fetch from the owner's core per copy rather than several, and none that
+/// the owner writes as it counts its own sends).
+#[repr(C)]
+#[derive(Default)]
+struct LaneFlags {
+    /// Commands in the queue: changed under its lock, read without it by
+    /// [`Mailbox::express`].
+    waiting: AtomicUsize,
+    /// The express lane is open (see [`Mailbox::set_lane`]): set by the owner at each step.
+    lane_open: AtomicBool,
+    /// The session's task has ended: no copy goes past it any more.
+    shut: AtomicBool,
+    /// The messages the express lane pushed, and their bytes.
+    packets: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// Why a mailbox handed a command back.
@@ -106,10 +119,8 @@ impl Mailbox {
             max_bytes,
             waker: AtomicWaker::new(),
             running: AtomicBool::new(false),
-            lane_open: AtomicBool::new(false),
-            waiting: AtomicUsize::new(0),
+            flags: LaneFlags::default(),
             lane: std::sync::OnceLock::new(),
-            shut: AtomicBool::new(false),
             packets_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             packets_out: AtomicU64::new(0),
@@ -146,7 +157,9 @@ impl Mailbox {
                 queue.overflowed = true;
             }
             queue.commands.push_back(command);
-            self.waiting.store(queue.commands.len(), Ordering::SeqCst);
+            self.flags
+                .waiting
+                .store(queue.commands.len(), Ordering::SeqCst);
         }
         if !self.running.load(Ordering::SeqCst) {
             self.waker.wake();
@@ -169,7 +182,9 @@ impl Mailbox {
             }
             None => {}
         }
-        self.waiting.store(queue.commands.len(), Ordering::SeqCst);
+        self.flags
+            .waiting
+            .store(queue.commands.len(), Ordering::SeqCst);
         if queue.commands.is_empty() && queue.commands.capacity() > 0 {
             queue.commands = VecDeque::new();
         }
@@ -212,8 +227,10 @@ impl Mailbox {
         volley_core::socketio::Traffic {
             packets_received: self.packets_in.load(Ordering::Relaxed),
             bytes_received: self.bytes_in.load(Ordering::Relaxed),
-            packets_sent: self.packets_out.load(Ordering::Relaxed),
-            bytes_sent: self.bytes_out.load(Ordering::Relaxed),
+            packets_sent: self.packets_out.load(Ordering::Relaxed)
+                + self.flags.packets.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_out.load(Ordering::Relaxed)
+                + self.flags.bytes.load(Ordering::Relaxed),
             ..Default::default()
         }
     }
@@ -223,8 +240,8 @@ impl Mailbox {
         let mut queue = self.lock();
         queue.closed = true;
         (queue.packets, queue.bytes) = (0, 0);
-        self.shut.store(true, Ordering::SeqCst);
-        self.waiting.store(0, Ordering::SeqCst);
+        self.flags.shut.store(true, Ordering::SeqCst);
+        self.flags.waiting.store(0, Ordering::SeqCst);
         std::mem::take(&mut queue.commands)
     }
 
@@ -238,7 +255,7 @@ impl Mailbox {
     /// nothing: a copy pushed straight into the outbox then follows everything the session
     /// sent before, and precedes what it sends next.
     pub(crate) fn set_lane(&self, open: bool) {
-        self.lane_open.store(open, Ordering::SeqCst);
+        self.flags.lane_open.store(open, Ordering::SeqCst);
     }
 
     /// Pushes a broadcast's copy (its WebSocket `frames`, encoded once) straight into the
@@ -254,9 +271,9 @@ impl Mailbox {
         // No lock: commands are pushed by the machine's task, the one that calls this, and
         // the owner closes the lane before it takes one. Read in this order, a command
         // taken since the last look shows the lane closed.
-        if self.waiting.load(Ordering::SeqCst) != 0
-            || !self.lane_open.load(Ordering::SeqCst)
-            || self.shut.load(Ordering::SeqCst)
+        if self.flags.waiting.load(Ordering::SeqCst) != 0
+            || !self.flags.lane_open.load(Ordering::SeqCst)
+            || self.flags.shut.load(Ordering::SeqCst)
         {
             return false;
         }
@@ -272,8 +289,12 @@ impl Mailbox {
         if !lane.outbox.push_express(messages, len) {
             return false;
         }
+        let flags = &self.flags;
+        flags
+            .packets
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        flags.bytes.fetch_add(len as u64, Ordering::Relaxed);
         for frame in frames {
-            self.count_sent(frame.len());
             counts.sent_len(frame.len());
         }
         true
