@@ -16,6 +16,9 @@ pub struct EventCtx {
     pub(crate) payload: Payload,
     pub(crate) ack: AckSlot,
     pub(crate) state: Extensions,
+    /// The extractor running now is the handler's last: it may take what it would
+    /// otherwise copy (see [`EventCtx::extract`]).
+    pub(crate) last: bool,
 }
 
 /// The client's acknowledgement request, shared between the extractors and the code that
@@ -74,6 +77,13 @@ impl EventCtx {
     /// The arguments.
     pub fn payload(&self) -> &Payload {
         &self.payload
+    }
+
+    /// Runs extractor `A`; `last`: no extractor of the handler runs after it, so the
+    /// arguments may be moved out rather than copied.
+    pub(crate) fn extract<A: FromEvent>(&mut self, last: bool) -> Result<A, ExtractError> {
+        self.last = last;
+        A::from_event(self)
     }
 }
 
@@ -149,7 +159,12 @@ impl FromEvent for Bin {
 /// The whole argument list (JSON values and attachments).
 impl FromEvent for Payload {
     fn from_event(ctx: &mut EventCtx) -> Result<Self, ExtractError> {
-        Ok(ctx.payload.clone())
+        // The handler's last argument takes the payload: no other extractor needs it
+        // after, and a copy would cost the text's shared buffer an allocation.
+        match ctx.last {
+            true => Ok(std::mem::take(&mut ctx.payload)),
+            false => Ok(ctx.payload.clone()),
+        }
     }
 }
 

@@ -162,8 +162,11 @@ macro_rules! handler_fn {
         {
             #[allow(non_snake_case, unused_mut, unused_variables)]
             fn call(&self, mut ctx: EventCtx) -> BoxFuture<Reply> {
+                // Counted down so that the last extractor knows it is the last.
+                let mut left = <[&str]>::len(&[$(stringify!($arg)),*]);
                 $(
-                    let $arg = match $arg::from_event(&mut ctx) {
+                    left -= 1;
+                    let $arg = match ctx.extract::<$arg>(left == 0) {
                         Ok(v) => v,
                         Err(e) => {
                             let msg = e.to_string();

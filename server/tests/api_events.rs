@@ -58,6 +58,38 @@ fn data_extracts_a_single_argument_a_tuple_and_a_struct() {
     });
 }
 
+/// The handler's last extractor may take the arguments rather than copy them: every
+/// extractor still sees them, whichever place the `Payload` takes.
+#[test]
+fn the_arguments_reach_every_extractor_in_any_order() {
+    let (rt, io) = setup();
+    io.ns("/")
+        .on(
+            "payload-last",
+            |Data(n): Data<i64>, p: Payload| async move { json!([n, p.args()[0]]) },
+        )
+        .on(
+            "payload-first",
+            |p: Payload, Data(n): Data<i64>| async move { json!([p.args()[0], n]) },
+        )
+        .on("twice", |a: Payload, b: Payload| async move {
+            json!([a.args()[0], b.args()[0]])
+        })
+        .on(
+            "then-name",
+            |p: Payload, EventName(name): EventName| async move { json!([p.args()[0], name]) },
+        );
+    rt.block_on(async {
+        let mut c = TestClient::connect(&io, "/", None).await.unwrap();
+        for event in ["payload-last", "payload-first", "twice"] {
+            let r: serde_json::Value = c.emit_with_ack(event, &5).await.unwrap();
+            assert_eq!(r, json!([5, 5]), "{event}");
+        }
+        let r: serde_json::Value = c.emit_with_ack("then-name", &5).await.unwrap();
+        assert_eq!(r, json!([5, "then-name"]));
+    });
+}
+
 #[test]
 fn try_data_runs_the_handler_with_the_error() {
     let (rt, io) = setup();

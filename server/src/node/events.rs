@@ -157,6 +157,7 @@ impl<O: Ops> Unit<'_, O> {
                         payload: Payload::of(reason.as_str()).unwrap_or_default(),
                         ack: AckSlot::default(),
                         state,
+                        last: false,
                     };
                     let reply = (l.handler)(ctx);
                     Box::pin(async move {
@@ -589,6 +590,7 @@ async fn run_listener(
         payload: ev.payload,
         ack: ack.clone(),
         state,
+        last: false,
     };
     let run = async { (listener.handler)(ctx).await };
     let Some(reply) = contained(run, &ctl, &sock, PanicPlace::Handler, &event).await else {
