@@ -52,6 +52,14 @@ impl ArgsText {
         }
     }
 
+    /// The text's length in bytes (without a pass over it).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ArgsText::Shared(b) => b.len(),
+            ArgsText::Owned(s) => s.len(),
+        }
+    }
+
     /// The text as a `String` (a copy unless it was built here).
     pub(crate) fn into_string(self) -> String {
         match self {
@@ -205,6 +213,12 @@ impl Payload {
             None => parse(self.text.as_str()),
         };
         (values, self.attachments)
+    }
+
+    /// The bytes the arguments take on the wire: their JSON text and their attachments
+    /// (without a pass over the text).
+    pub(crate) fn wire_len(&self) -> usize {
+        self.text.len() + self.attachments.iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Splits into the JSON array text and the attachments, as the encoder takes them.

@@ -102,12 +102,10 @@ impl Command {
     /// The bytes of the packet the command sends its client (its arguments and attachments,
     /// or a broadcast's copy as encoded); `None` for a command that sends no packet.
     pub(crate) fn packet_len(&self) -> Option<usize> {
-        let payload =
-            |p: &Payload| p.as_json().len() + p.attachments().iter().map(Bytes::len).sum::<usize>();
         match self {
-            Command::Emit { payload: p, .. }
-            | Command::EmitWithAck { payload: p, .. }
-            | Command::Ack { payload: p, .. } => Some(payload(p)),
+            Command::Emit { payload, .. }
+            | Command::EmitWithAck { payload, .. }
+            | Command::Ack { payload, .. } => Some(payload.wire_len()),
             Command::Deliver { handoff, .. } => Some(
                 match &handoff.first {
                     Message::Text(text) => text.len(),
