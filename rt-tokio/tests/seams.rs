@@ -864,14 +864,20 @@ const BIG: usize = 64 * 1024;
 /// connection's budget and the kernel's socket buffers hold together.
 const MAX_FLOOD: u64 = 1024;
 
-/// A socket of `/` over a WebSocket driven by hand, so that the test decides when it reads;
-/// the server's handle on it.
-async fn silent_client(server: &mut Server) -> (WebSocketStream<Compat<TcpStream>>, Socket) {
+/// A protocol 5 session opened over a WebSocket driven by hand, its open packet read.
+async fn opened_websocket(server: &Server) -> WebSocketStream<Compat<TcpStream>> {
     let mut ws = server
         .websocket("/socket.io/?EIO=4&transport=websocket")
         .await;
     let open = ws.next().await.expect("an open packet").unwrap();
     assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    ws
+}
+
+/// A socket of `/` over a WebSocket driven by hand, so that the test decides when it reads;
+/// the server's handle on it.
+async fn silent_client(server: &mut Server) -> (WebSocketStream<Compat<TcpStream>>, Socket) {
+    let mut ws = opened_websocket(server).await;
     ws.send(Message::text("40")).await.unwrap();
     let answer = ws.next().await.expect("a CONNECT answer").unwrap();
     let answer = answer.to_text().unwrap();
@@ -1037,11 +1043,7 @@ async fn hold_and_fill_mailbox(
             });
         }
     });
-    let mut ws = server
-        .websocket("/socket.io/?EIO=4&transport=websocket")
-        .await;
-    let open = ws.next().await.expect("an open packet").unwrap();
-    assert!(open.to_text().unwrap().starts_with("0{"), "{open:?}");
+    let mut ws = opened_websocket(server).await;
     ws.send(Message::text("40/hold,")).await.unwrap();
     let answer = ws.next().await.expect("a CONNECT answer").unwrap();
     assert!(
