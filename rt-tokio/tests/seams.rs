@@ -631,9 +631,7 @@ async fn websocket_v4_client(server: &Server) -> WebSocketStream<Compat<TcpStrea
 async fn session_runs_on_its_websockets_task(way: Way) {
     let pending_connect = way == Way::UpgradeConnectPending;
     let server = Server::start(roomy().allow_eio3(true)).await;
-    let (entered_tx, mut entered) = mpsc::unbounded_channel();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let held = Arc::new(std::sync::Mutex::new(held));
+    let (mut entered, release) = holding_handler(&server);
     let (admit, admitted) = tokio::sync::watch::channel(!pending_connect);
     server.io.use_connect(move |ctx, next| {
         let mut admitted = admitted.clone();
@@ -645,19 +643,7 @@ async fn session_runs_on_its_websockets_task(way: Way) {
     server
         .io
         .ns("/")
-        .on("echo", |Data(n): Data<u32>| async move { n })
-        .on("hold", move |_s: Socket| {
-            let (entered_tx, held) = (entered_tx.clone(), held.clone());
-            async move {
-                // Started inline on the machine's task, whose thread it keeps until the
-                // test lets it go (the worker hands its other tasks on meanwhile), at most
-                // for the test's limit: a failing test ends rather than hangs.
-                let _ = entered_tx.send(());
-                tokio::task::block_in_place(|| {
-                    let _ = held.lock().unwrap().recv_timeout(TEST_LIMIT);
-                });
-            }
-        });
+        .on("echo", |Data(n): Data<u32>| async move { n });
     let mut ws = match way {
         Way::WebSocketV4 => websocket_v4_client(&server).await,
         _ => {
@@ -669,7 +655,43 @@ async fn session_runs_on_its_websockets_task(way: Way) {
     let first = echo_over(&mut ws, 1);
     within(Duration::from_secs(5), "an echo after the upgrade", first).await;
 
-    // A long-polling client holds the machine's task.
+    hold_the_machine(&server, &mut entered).await;
+    let second = echo_over(&mut ws, 2);
+    within(
+        Duration::from_secs(5),
+        "an echo while the machine's task is held",
+        second,
+    )
+    .await;
+    release.send(()).unwrap();
+    drop(ws);
+    server.stop().await;
+}
+
+/// Registers a `hold` handler on `/`. Started inline on the task that runs its session (the
+/// machine's task, for a long-polling session), it keeps that task's thread until the test
+/// sends on the returned sender (the worker hands its other tasks on meanwhile), at most for
+/// the test's limit: a failing test ends rather than hangs. The receiver learns when it
+/// started.
+fn holding_handler(server: &Server) -> (mpsc::UnboundedReceiver<()>, std::sync::mpsc::Sender<()>) {
+    let (entered_tx, entered) = mpsc::unbounded_channel();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(std::sync::Mutex::new(held));
+    server.io.ns("/").on("hold", move |_s: Socket| {
+        let (entered_tx, held) = (entered_tx.clone(), held.clone());
+        async move {
+            let _ = entered_tx.send(());
+            tokio::task::block_in_place(|| {
+                let _ = held.lock().unwrap().recv_timeout(TEST_LIMIT);
+            });
+        }
+    });
+    (entered, release)
+}
+
+/// A long-polling client of `/` sends `hold` (see [`holding_handler`]): once this returns,
+/// the machine's task is held.
+async fn hold_the_machine(server: &Server, entered: &mut mpsc::UnboundedReceiver<()>) {
     let base = "/socket.io/?EIO=4&transport=polling";
     let mut polling = server.http().await;
     let open = polling.get(base).await.unwrap();
@@ -687,17 +709,6 @@ async fn session_runs_on_its_websockets_task(way: Way) {
         entered.recv(),
     )
     .await;
-
-    let second = echo_over(&mut ws, 2);
-    within(
-        Duration::from_secs(5),
-        "an echo while the machine's task is held",
-        second,
-    )
-    .await;
-    release.send(()).unwrap();
-    drop(ws);
-    server.stop().await;
 }
 
 /// Once upgraded, a long-polling session runs on its WebSocket's task.
@@ -717,6 +728,38 @@ async fn an_upgraded_session_moves_once_its_connect_is_settled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protocol_4_session_moves_once_connected() {
     session_runs_on_its_websockets_task(Way::WebSocketV4).await;
+}
+
+/// An emit from another task reaches a session run on its WebSocket's task straight through
+/// the session's mailbox while nothing cast to the machine's task is pending: it is queued
+/// and delivered while the machine's task is held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_from_another_task_does_not_need_the_machines_task() {
+    let mut server = Server::start(roomy()).await;
+    let (mut entered, release) = holding_handler(&server);
+    within(TEST_LIMIT, "the scenario", async {
+        let (mut ws, socket) = silent_client(&mut server).await;
+        hold_the_machine(&server, &mut entered).await;
+        let emitted = within(
+            Duration::from_secs(5),
+            "an emit while the machine's task is held",
+            socket.emit_checked("n", &1),
+        )
+        .await;
+        assert!(emitted.is_ok(), "{emitted:?}");
+        let packet = within(
+            Duration::from_secs(5),
+            "the emit's packet",
+            next_packet(&mut ws),
+        )
+        .await
+        .expect("a packet");
+        let (name, args) = event(&packet).unwrap_or_else(|| panic!("{packet}"));
+        assert_eq!((name.as_str(), args), ("n", vec![serde_json::json!(1)]));
+        release.send(()).unwrap();
+    })
+    .await;
+    server.stop().await;
 }
 
 // 3. Emits to one socket from many threads.

@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -161,6 +161,9 @@ impl std::error::Error for Stopped {}
 pub struct Handle<M> {
     commands: mpsc::UnboundedSender<Command<M>>,
     actor: u64,
+    /// Commands cast and not yet run with the rest of their turn (see
+    /// [`is_idle`](Handle::is_idle)).
+    pending: Arc<AtomicUsize>,
 }
 
 impl<M> Clone for Handle<M> {
@@ -168,6 +171,7 @@ impl<M> Clone for Handle<M> {
         Handle {
             commands: self.commands.clone(),
             actor: self.actor,
+            pending: self.pending.clone(),
         }
     }
 }
@@ -197,10 +201,22 @@ impl<M: Machine + 'static> Handle<M> {
     /// Queues `f` to run on the machine, without waiting for it.
     pub fn cast(&self, f: impl FnOnce(&mut M, Instant) + Send + 'static) -> Result<(), Stopped> {
         let command: Command<M> = Box::new(f);
-        match self.hold_back(command) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let sent = match self.hold_back(command) {
             None => Ok(()),
             Some(command) => self.commands.unbounded_send(command).map_err(|_| Stopped),
+        };
+        if sent.is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
         }
+        sent
+    }
+
+    /// Whether nothing cast to the machine waits or runs: every command cast so far, from any
+    /// thread, has run, and the turn that ran it has handed out its outputs. What a caller
+    /// sends elsewhere now cannot overtake anything it cast before.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) == 0
     }
 
     /// Keeps `command` for the actor if its event callback runs on this thread; gives it
@@ -283,6 +299,10 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     id: u64,
     /// The [`Local`] lent to [`LOCAL`] while the event callback runs (kept across events).
     local: Option<Box<dyn Any + Send>>,
+    /// The handles' count of commands cast and not yet done with ([`Handle::is_idle`]), and
+    /// how many of them this turn ran: counted off once the turn's outputs are handed out.
+    pending: Arc<AtomicUsize>,
+    ran: usize,
     metrics: super::metrics::DriverMetrics,
     /// Fired to stop the task whatever handles remain.
     halted: Option<Shared<oneshot::Receiver<()>>>,
@@ -361,10 +381,13 @@ where
                 sender: None,
             })),
             metrics: Default::default(),
+            pending: Arc::new(AtomicUsize::new(0)),
+            ran: 0,
         };
         let handle = Handle {
             commands: commands_tx,
             actor: id,
+            pending: actor.pending.clone(),
         };
         (actor, input_tx, handle)
     }
@@ -394,6 +417,7 @@ where
                 }
                 Some(Wake::Command(command)) => {
                     command(&mut self.machine, now);
+                    self.ran += 1;
                     budget -= 1;
                 }
                 _ => {}
@@ -407,6 +431,7 @@ where
                 }
                 if let Ok(command) = self.commands.try_recv() {
                     command(&mut self.machine, now);
+                    self.ran += 1;
                     budget = budget.saturating_sub(1);
                     progressed = true;
                 }
@@ -419,6 +444,10 @@ where
             }
             more = budget == 0;
             more |= self.drain(now);
+            if self.ran > 0 {
+                self.pending
+                    .fetch_sub(std::mem::take(&mut self.ran), Ordering::SeqCst);
+            }
         }
         tracing::debug!(connections = self.conns.len(), "driver stopped");
     }
@@ -745,7 +774,10 @@ where
         let mut caught_up = false;
         for _ in 0..CATCH_UP_BUDGET {
             match self.commands.try_recv() {
-                Ok(command) => command(&mut self.machine, now),
+                Ok(command) => {
+                    command(&mut self.machine, now);
+                    self.ran += 1;
+                }
                 Err(_) => {
                     caught_up = true;
                     break;
@@ -755,6 +787,7 @@ where
         if caught_up {
             for command in local.commands.drain(..) {
                 command(&mut self.machine, now);
+                self.ran += 1;
             }
         } else if let Some(sender) = &local.sender {
             // A flood of commands: these queue behind it.

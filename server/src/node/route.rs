@@ -339,12 +339,15 @@ impl Drop for Step {
 impl Ctl {
     /// Sends `command` to the session `route` leads to.
     ///
-    /// Straight into the session's mailbox only from the session's own step, and only while
-    /// that step has sent the machine's task nothing: otherwise the command goes through the
-    /// machine's task, which hands it on after what was sent there before (a broadcast,
-    /// then an emit to one of its recipients, arrive in that order). A session whose task
-    /// has ended leaves its commands to the machine, which answers them as for any unknown
-    /// socket.
+    /// From the session's own step, while that step has sent the machine's task nothing,
+    /// the command stays on the thread. From anywhere else it goes straight into the
+    /// session's mailbox while nothing cast to the machine's task waits or runs
+    /// ([`Handle::is_idle`](crate::driver::Handle)): whatever the caller cast before has
+    /// then been applied, a broadcast's copies included. Otherwise it goes through the
+    /// machine's task, which hands it on after what was sent there before (a broadcast, then
+    /// an emit to one of its recipients, arrive in that order either way). A session whose
+    /// task has ended, or whose mailbox is full, leaves its commands to the machine, which
+    /// answers them as for any unknown socket, or applies the overflow policy.
     pub(crate) fn send(
         &self,
         route: &Route,
@@ -362,11 +365,18 @@ impl Ctl {
         mailbox: &Arc<Mailbox>,
         command: Command,
     ) -> Result<(), crate::driver::Stopped> {
-        if STEP.with(Cell::get) != (address(mailbox), false) {
-            return self.command(command);
+        if STEP.with(Cell::get) == (address(mailbox), false) {
+            OWN.with(|q| q.borrow_mut().push_back(command));
+            return Ok(());
         }
-        OWN.with(|q| q.borrow_mut().push_back(command));
-        Ok(())
+        let command = match self.handle.is_idle() {
+            true => match mailbox.push(command) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Gone(command) | Refused::Full(command)) => command,
+            },
+            false => command,
+        };
+        self.command(command)
     }
 
     /// Runs `f` on the machine's task, after what was cast there before. A session's step
