@@ -51,6 +51,31 @@ pub fn ensure_redis_server() {
     );
 }
 
+/// What redis-server logs once it listens.
+const SERVER_READY: &str = "Ready to accept connections";
+
+/// redis-server's arguments: listening on `port` of 127.0.0.1, its files in `dir`, no
+/// persistence, then `extra`.
+fn server_args(dir: &TempDir, port: u16, extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--dir",
+        &dir.file(""),
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().cloned());
+    args
+}
+
 /// A running redis-server, killed on drop.
 pub struct Redis {
     child: Child,
@@ -71,22 +96,7 @@ impl Redis {
     pub async fn start_with(port: u16, extra: &[String]) -> Redis {
         // Its files (a replica's copy of the master's data) in a directory of its own.
         let dir = TempDir::new("server");
-        let mut args: Vec<String> = [
-            "--dir",
-            &dir.file(""),
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        args.extend(extra.iter().cloned());
+        let args = server_args(&dir, port, extra);
         let mut redis = Redis::spawn("redis-server", &args, port).await;
         redis._dir = Some(dir);
         redis
@@ -94,12 +104,26 @@ impl Redis {
 
     /// Runs redis-server with `args`, until it says it is ready; `port` is where it listens.
     pub async fn spawn(program: &str, args: &[String], port: u16) -> Redis {
-        Redis::spawn_until(program, args, port, "Ready to accept connections").await
+        Redis::spawn_until(program, args, port, SERVER_READY).await
     }
 
     /// Runs `program` (redis-server or redis-sentinel) with `args`, until it logs a line
     /// containing `ready`; `port` is where it listens.
     pub async fn spawn_until(program: &str, args: &[String], port: u16, ready: &str) -> Redis {
+        match Redis::try_spawn_until(program, args, port, ready).await {
+            Ok(redis) => redis,
+            Err(log) => panic!("{program} exited before it was ready: {log:#?}"),
+        }
+    }
+
+    /// [`spawn_until`](Redis::spawn_until), handing back the log of a server that exited
+    /// before it was ready.
+    async fn try_spawn_until(
+        program: &str,
+        args: &[String],
+        port: u16,
+        ready: &str,
+    ) -> Result<Redis, Vec<String>> {
         ensure_redis_server();
         let mut child = Command::new(program)
             .args(args)
@@ -120,19 +144,40 @@ impl Redis {
         })
         .await
         .unwrap_or_else(|_| panic!("{program} ready in time"));
-        assert!(ready, "{program} exited before it was ready: {log:#?}");
+        if !ready {
+            return Err(log);
+        }
         // Keep draining its log so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Redis {
+        Ok(Redis {
             child,
             port,
             _dir: None,
-        }
+        })
     }
 
-    /// Starts one on a free port.
+    /// Starts one on a free port. A port found free can be taken by another socket before
+    /// the server binds it (the tests run side by side, and a client's connection takes an
+    /// ephemeral port too): the server is then started again on another, a few times.
     pub async fn start() -> Redis {
-        Redis::start_on(free_port().await).await
+        const ATTEMPTS: usize = 5;
+        let mut taken = Vec::new();
+        for _ in 0..ATTEMPTS {
+            let port = free_port().await;
+            let dir = TempDir::new("server");
+            let args = server_args(&dir, port, &[]);
+            match Redis::try_spawn_until("redis-server", &args, port, SERVER_READY).await {
+                Ok(mut redis) => {
+                    redis._dir = Some(dir);
+                    return redis;
+                }
+                Err(log) if log.iter().any(|l| l.contains("Address already in use")) => {
+                    taken.push(port);
+                }
+                Err(log) => panic!("redis-server exited before it was ready: {log:#?}"),
+            }
+        }
+        panic!("redis-server found each of the ports {taken:?} taken before it could bind it");
     }
 
     /// `redis://127.0.0.1:<port>`.
