@@ -197,8 +197,32 @@ impl Redis {
     }
 }
 
-/// A port of 127.0.0.1 that was free a moment ago.
+/// A port of 127.0.0.1 that was free a moment ago, for a server a test starts.
+///
+/// Taken below the kernel's range of ephemeral ports (`ip_local_port_range`), at random:
+/// a port the kernel hands out for port 0 is also what the next client connection may take
+/// as its own, before the server binds it. Falls back to such a port when none below is
+/// free after a few tries.
 pub async fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16;
+    if ephemeral_low > low + 1_000 {
+        let span = u64::from(ephemeral_low - low);
+        for attempt in 0..64u64 {
+            // Random enough for tests run side by side: a hash of the time and the attempt.
+            let mut hasher = std::hash::BuildHasher::build_hasher(
+                &std::collections::hash_map::RandomState::new(),
+            );
+            std::hash::Hash::hash(&(std::time::Instant::now(), attempt), &mut hasher);
+            let port = low + (std::hash::Hasher::finish(&hasher) % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).await.is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
