@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use volley_core::engine::{
     ApiMisuse, Body, CloseReason, Config, ConnRole, Endpoint, Engine, Event, Message, Output,
-    OverflowPolicy, Protocol, Route, SendError, Session, TransportKind, WsMessage,
+    OverflowPolicy, Protocol, QueueBounds, Route, SendError, Session, TransportKind, WsMessage,
 };
 use volley_core::http::{Limits, RequestHead, parse_head};
 use volley_core::{Bytes, ConnId, Sid, Utf8Bytes};
@@ -506,6 +506,35 @@ fn overflow_is_refused_under_the_reject_policy() {
     assert!(!s.is_ended());
     assert_eq!(s.queued(), 2);
     assert!(drain(&mut s).events.is_empty());
+}
+
+/// The rule of a queue's bounds, shared by a session's queue and the queues in front of it:
+/// full once it holds either bound, so the message that crosses the byte bound is taken.
+#[test]
+fn queue_bounds_refuse_once_either_is_reached() {
+    let bounds = Config {
+        max_buffered_packets: 3,
+        max_buffered_bytes: 100,
+        ..config()
+    }
+    .queue_bounds();
+    assert!(!bounds.refuses(0, 0));
+    assert!(!bounds.refuses(2, 99), "under both");
+    assert!(bounds.refuses(3, 0), "the packet bound");
+    assert!(bounds.refuses(0, 100), "the byte bound");
+    assert!(
+        bounds.refuses(1, 5_000),
+        "past it, after a big message was taken"
+    );
+    let no_bytes = QueueBounds {
+        packets: 10,
+        bytes: 0,
+    };
+    assert!(
+        !no_bytes.refuses(0, 0),
+        "a zero byte bound still takes one message"
+    );
+    assert!(no_bytes.refuses(0, 1));
 }
 
 /// A message refused by a queue in front of the session's (a driver's mailbox) applies the

@@ -134,6 +134,36 @@ pub struct Config {
     pub cookie: Option<Cookie>,
 }
 
+/// The bounds of a queue of messages waiting for a client (a session's, or one in front of
+/// it): [`Config::max_buffered_packets`] and [`Config::max_buffered_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBounds {
+    /// Most messages waiting.
+    pub packets: usize,
+    /// Message bytes waiting (see [`Message::len`](super::Message::len)) beyond which the
+    /// next message is refused.
+    pub bytes: usize,
+}
+
+impl QueueBounds {
+    /// Whether a queue holding `packets` messages of `bytes` bytes in all refuses the next:
+    /// it is full once it holds either bound, so the message that crosses the byte bound is
+    /// taken, whatever its size.
+    pub fn refuses(&self, packets: usize, bytes: usize) -> bool {
+        packets >= self.packets || bytes >= self.bytes.max(1)
+    }
+}
+
+impl Config {
+    /// The bounds of a session's queue.
+    pub fn queue_bounds(&self) -> QueueBounds {
+        QueueBounds {
+            packets: self.max_buffered_packets,
+            bytes: self.max_buffered_bytes,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

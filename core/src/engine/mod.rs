@@ -20,7 +20,7 @@ pub mod packet;
 pub mod payload;
 mod session;
 
-pub use config::{Config, Cookie, OverflowPolicy, Transports};
+pub use config::{Config, Cookie, OverflowPolicy, QueueBounds, Transports};
 pub use endpoint::{Endpoint, Handshake, RequestKind, Route, SessionRequest};
 pub use error::{ApiMisuse, CloseReason, ErrorCode, SendError};
 pub use machine::{Body, Engine, Event, Output};

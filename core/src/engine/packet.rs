@@ -30,6 +30,22 @@ pub enum Message {
     Binary(Bytes),
 }
 
+impl Message {
+    /// The data's length in bytes (text or binary, before framing): what a queue's byte
+    /// bound counts ([`Config::max_buffered_bytes`](super::Config::max_buffered_bytes)).
+    pub fn len(&self) -> usize {
+        match self {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the data is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One Engine.IO packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {

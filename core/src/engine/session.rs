@@ -3,7 +3,7 @@
 //! deadline and its own output and event queues. [`super::Endpoint`] creates it at the
 //! handshake; [`super::Engine`] keeps many of them, or a runtime keeps each on its own task.
 
-use super::config::{Config, OverflowPolicy};
+use super::config::{Config, OverflowPolicy, QueueBounds};
 use super::endpoint::{RequestKind, SessionRequest};
 use super::error::{ApiMisuse, CloseReason, ErrorCode, SendError};
 use super::frames::FrameCache;
@@ -73,8 +73,7 @@ pub(super) struct Limits {
     pub upgrade_timeout: Duration,
     pub close_timeout: Duration,
     pub max_payload: usize,
-    pub max_buffered_packets: usize,
-    pub max_buffered_bytes: usize,
+    pub queue: QueueBounds,
     pub overflow: OverflowPolicy,
     pub max_packets_per_poll: usize,
     pub allow_upgrades: bool,
@@ -88,8 +87,7 @@ impl Limits {
             upgrade_timeout: config.upgrade_timeout,
             close_timeout: config.close_timeout,
             max_payload: config.max_payload,
-            max_buffered_packets: config.max_buffered_packets,
-            max_buffered_bytes: config.max_buffered_bytes,
+            queue: config.queue_bounds(),
             overflow: config.overflow,
             max_packets_per_poll: config.max_packets_per_poll,
             allow_upgrades: config.allow_upgrades,
@@ -595,15 +593,18 @@ impl Session {
         if self.ended || self.is_closing() {
             return Err(SendError::UnknownSession(self.sid));
         }
-        let over_bytes = self.queued_bytes >= self.limits.max_buffered_bytes.max(1);
-        if self.queue.len() >= self.limits.max_buffered_packets || over_bytes {
+        if self
+            .limits
+            .queue
+            .refuses(self.queue.len(), self.queued_bytes)
+        {
             if self.limits.overflow == OverflowPolicy::Close {
                 self.close_session(CloseReason::SlowClient, Ending::Abrupt, None);
             }
             return Err(SendError::BufferFull(self.sid));
         }
         for message in messages {
-            self.queued_bytes += message_len(&message);
+            self.queued_bytes += message.len();
             self.queue.push_back(Packet::Message(message));
             // Each leaves as soon as it can, as if sent alone (a parked poll takes the first).
             self.flush();
@@ -968,17 +969,11 @@ impl Session {
     }
 }
 
-/// The bytes a message counts against [`Config::max_buffered_bytes`].
-fn message_len(message: &Message) -> usize {
-    match message {
-        Message::Text(text) => text.len(),
-        Message::Binary(bytes) => bytes.len(),
-    }
-}
-
+/// The bytes a queued packet counts against [`Config::max_buffered_bytes`] (a message's
+/// data; heartbeats nothing).
 fn packet_message_len(packet: &Packet) -> usize {
     match packet {
-        Packet::Message(message) => message_len(message),
+        Packet::Message(message) => message.len(),
         _ => 0,
     }
 }

@@ -8,7 +8,6 @@
 use super::*;
 use crate::socket::EmitError;
 use volley_core::Bytes;
-use volley_core::engine::Message;
 use volley_core::socketio::{AckToken, SharedAccess};
 
 /// One operation on one session's sockets.
@@ -107,10 +106,7 @@ impl Command {
             | Command::EmitWithAck { payload, .. }
             | Command::Ack { payload, .. } => Some(payload.wire_len()),
             Command::Deliver { handoff, .. } => Some(
-                match &handoff.first {
-                    Message::Text(text) => text.len(),
-                    Message::Binary(bytes) => bytes.len(),
-                } + handoff.attachments.iter().map(Bytes::len).sum::<usize>(),
+                handoff.first.len() + handoff.attachments.iter().map(Bytes::len).sum::<usize>(),
             ),
             _ => None,
         }

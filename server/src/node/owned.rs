@@ -278,11 +278,7 @@ impl Owned {
         hub: Arc<Hub>,
         now: Instant,
     ) -> Self {
-        let limits = &config.engine;
-        let mailbox = Arc::new(Mailbox::bounded(
-            limits.max_buffered_packets,
-            limits.max_buffered_bytes,
-        ));
+        let mailbox = Arc::new(Mailbox::bounded(config.engine.queue_bounds()));
         Owned {
             conn,
             peer: PeerOps {

@@ -6,6 +6,7 @@ use futures::task::AtomicWaker;
 use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use volley_core::engine::QueueBounds;
 
 /// Where a session runs, as the handles of its sockets see it.
 #[derive(Clone, Default)]
@@ -42,8 +43,7 @@ use std::fmt;
 pub(crate) struct Mailbox {
     queue: Mutex<Queue>,
     /// The bounds on packets waiting: their count and their bytes.
-    max_packets: usize,
-    max_bytes: usize,
+    bounds: QueueBounds,
     waker: AtomicWaker,
     running: AtomicBool,
     /// What [`Mailbox::express`] reads and counts, side by side.
@@ -96,8 +96,7 @@ pub(crate) enum Refused {
 
 impl Default for Mailbox {
     fn default() -> Self {
-        let limits = volley_core::engine::Config::default();
-        Mailbox::bounded(limits.max_buffered_packets, limits.max_buffered_bytes)
+        Mailbox::bounded(volley_core::engine::Config::default().queue_bounds())
     }
 }
 
@@ -110,13 +109,11 @@ struct Lane {
 }
 
 impl Mailbox {
-    /// An empty mailbox holding at most `max_packets` packets and `max_bytes` of their
-    /// bytes (the session's own bounds).
-    pub(crate) fn bounded(max_packets: usize, max_bytes: usize) -> Self {
+    /// An empty mailbox holding packets within `bounds` (the session's own).
+    pub(crate) fn bounded(bounds: QueueBounds) -> Self {
         Mailbox {
             queue: Mutex::default(),
-            max_packets,
-            max_bytes,
+            bounds,
             waker: AtomicWaker::new(),
             running: AtomicBool::new(false),
             flags: LaneFlags::default(),
@@ -143,8 +140,7 @@ impl Mailbox {
                 return Err(Refused::Gone(command));
             }
             if let Some(len) = command.packet_len() {
-                let over_bytes = queue.bytes >= self.max_bytes.max(1);
-                if queue.packets >= self.max_packets || over_bytes {
+                if self.bounds.refuses(queue.packets, queue.bytes) {
                     return Err(Refused::Full(command));
                 }
                 queue.packets += 1;
@@ -268,9 +264,12 @@ impl Mailbox {
         frames: &[WsMessage],
         counts: &mut crate::driver::metrics::WsCounts,
     ) -> bool {
-        // No lock: commands are pushed by the machine's task, the one that calls this, and
-        // the owner closes the lane before it takes one. Read in this order, a command
-        // taken since the last look shows the lane closed.
+        // No lock: the owner closes the lane before it takes a command, so read in this
+        // order a command taken since the last look shows the lane closed. The machine's
+        // task, the one that calls this, pushes commands only from here or while it runs
+        // something cast to it; a handle pushes one straight in only while nothing cast
+        // waits or runs (`Ctl::send_owned`), so a push this read misses is concurrent with
+        // the copy, and either order is right.
         if self.flags.waiting.load(Ordering::SeqCst) != 0
             || !self.flags.lane_open.load(Ordering::SeqCst)
             || self.flags.shut.load(Ordering::SeqCst)
@@ -496,7 +495,10 @@ mod tests {
 
     #[test]
     fn a_mailbox_holds_its_bound_of_packets_and_takes_control_commands_beyond_it() {
-        let mailbox = Mailbox::bounded(2, 1 << 20);
+        let mailbox = Mailbox::bounded(QueueBounds {
+            packets: 2,
+            bytes: 1 << 20,
+        });
         assert_eq!(pushed(&mailbox, emit(1)), "queued");
         assert_eq!(pushed(&mailbox, emit(1)), "queued");
         assert_eq!(pushed(&mailbox, emit(1)), "full", "two packets wait");
@@ -528,7 +530,10 @@ mod tests {
 
     #[test]
     fn a_mailbox_is_bounded_in_bytes_and_takes_the_packet_that_crosses_the_bound() {
-        let mailbox = Mailbox::bounded(100, 100);
+        let mailbox = Mailbox::bounded(QueueBounds {
+            packets: 100,
+            bytes: 100,
+        });
         assert_eq!(pushed(&mailbox, emit(56)), "queued", "60 bytes");
         assert_eq!(pushed(&mailbox, emit(146)), "queued", "crosses: 210");
         assert_eq!(pushed(&mailbox, emit(0)), "full", "210 >= 100");
