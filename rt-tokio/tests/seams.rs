@@ -762,6 +762,69 @@ async fn an_emit_from_another_task_does_not_need_the_machines_task() {
     server.stop().await;
 }
 
+/// An adapter that follows the rooms as they are created, as the sharded Redis adapter's
+/// dynamic modes do to subscribe per room; it records each room it is told was created,
+/// private ones as `#room`.
+struct RoomLog(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl volley::adapter::Adapter for RoomLog {
+    fn start(&self, _node: volley_core::NodeId, _inbox: volley::adapter::Inbox) {}
+
+    fn publish(
+        &self,
+        _to: Option<volley_core::NodeId>,
+        _message: volley_core::cluster::ClusterMessage,
+    ) {
+    }
+
+    fn server_count(&self) -> usize {
+        1
+    }
+
+    fn tracks_rooms(&self) -> bool {
+        true
+    }
+
+    fn room_changed(&self, _nsp: &str, change: &volley_core::socketio::RoomChange) {
+        if change.created {
+            let private = if change.private { "#" } else { "" };
+            let room = format!("{private}{}", change.room.as_str());
+            self.0.lock().unwrap().push(room);
+        }
+    }
+}
+
+/// A socket that connects over a session run on its WebSocket's task has its own room
+/// reported to the adapter before its client gets the CONNECT answer, while the machine's
+/// task is held: a node that subscribes per room hears of it before anything can be sent
+/// to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connects_room_reaches_the_adapter_before_its_answer() {
+    let rooms = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = Server::start(roomy().adapter(RoomLog(rooms.clone()))).await;
+    let (mut entered, release) = holding_handler(&server);
+    within(TEST_LIMIT, "the scenario", async {
+        let mut ws = opened_websocket(&server).await;
+        hold_the_machine(&server, &mut entered).await;
+        ws.send(Message::text("40")).await.unwrap();
+        let answer = within(
+            Duration::from_secs(5),
+            "the CONNECT answer while the machine's task is held",
+            next_packet(&mut ws),
+        )
+        .await
+        .expect("a CONNECT answer");
+        let answer: serde_json::Value =
+            serde_json::from_str(answer.strip_prefix('0').expect("a CONNECT answer")).unwrap();
+        let own = format!("#{}", answer["sid"].as_str().expect("a socket id"));
+        let known = rooms.lock().unwrap().clone();
+        assert!(known.contains(&own), "{own} not in {known:?}");
+        release.send(()).unwrap();
+    })
+    .await;
+    server.stop().await;
+}
+
 // 3. Emits to one socket from many threads.
 
 const EMITTERS: usize = 4;

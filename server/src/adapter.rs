@@ -126,8 +126,9 @@ pub trait Adapter: Send + Sync + 'static {
     }
 
     /// Room `change.room` of namespace `nsp` was created (its first member joined) or deleted
-    /// (its last member left) on this node. Called from the server's machine task: it must
-    /// not block.
+    /// (its last member left) on this node. Called from the task whose step made the change
+    /// (the machine's, or a connection's for the session it runs), before that step's
+    /// packets leave, and never by two tasks at once: it must not block.
     fn room_changed(&self, nsp: &str, change: &RoomChange) {
         let _ = (nsp, change);
     }

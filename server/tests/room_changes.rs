@@ -1,6 +1,6 @@
 //! The adapter hook for room creation and deletion (`Adapter::tracks_rooms`,
 //! `Adapter::room_changed`): what an adapter that subscribes per room (the sharded Redis
-//! adapter's dynamic modes) is told, in order, from the machine's task.
+//! adapter's dynamic modes) is told, in order.
 
 mod common;
 

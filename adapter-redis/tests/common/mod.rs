@@ -22,8 +22,20 @@ use tokio::time::timeout;
 pub const LIMIT: Duration = Duration::from_secs(20);
 
 /// Installs redis-server, redis-sentinel and redis-cli when missing; panics when that is
-/// impossible.
+/// impossible. The tests of one binary run side by side: one of them installs, the others
+/// wait for it.
 pub fn ensure_redis_server() {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*installed {
+        install_redis_server();
+        *installed = true;
+    }
+}
+
+fn install_redis_server() {
     let runs = |program: &str| {
         std::process::Command::new(program)
             .arg("--version")

@@ -30,7 +30,8 @@ use volley_core::engine::{ApiMisuse, Body, Output, TransportKind, WsMessage};
 use volley_core::http::{Method, RequestHead, query_pairs};
 use volley_core::socketio::{
     AckFailure, AckId, BroadcastOptions, ConnectId, ConnectRequest, DisconnectReason, Event,
-    MembershipChange, RestoreOutcome, Room, SessionState, SioError, StoredMessage, recovery_auth,
+    MembershipChange, RestoreOutcome, Room, RoomChange, SessionState, SioError, StoredMessage,
+    recovery_auth,
 };
 use volley_core::{ConnId, IdMap, NodeId, RequestId, Sid, SocketId, Utf8Bytes};
 
@@ -302,6 +303,12 @@ pub(crate) struct Hub {
     retired: std::sync::Mutex<volley_core::socketio::Traffic>,
     /// The acknowledgements those sessions await, as of their last steps.
     owned_acks: AtomicUsize,
+    /// Whether the adapter follows the rooms as they are created and deleted
+    /// ([`Adapter::tracks_rooms`], asked once at the start).
+    tracks_rooms: bool,
+    /// Held while room changes are taken and handed to the adapter, by whichever task made
+    /// them: the adapter hears of them one batch at a time, in the order they were made.
+    room_reports: std::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -421,6 +428,23 @@ impl Hub {
             let _ = ctl
                 .handle
                 .cast(|node: &mut Node, _| node.sio.refresh_deadlines());
+        }
+    }
+
+    /// Hands the rooms created and deleted so far (taken by `take`) to the adapter when it
+    /// follows them. Called before the outputs of the step that made them leave, by the
+    /// machine's task and by a connection's task for the session it runs, so that a client
+    /// hears of its connect or join only once the adapter knows of its rooms.
+    fn report_rooms(&self, take: impl FnOnce() -> Vec<(Arc<str>, RoomChange)>) {
+        if !self.tracks_rooms {
+            return;
+        }
+        let _one_at_a_time = self
+            .room_reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (nsp, change) in take() {
+            self.cluster.adapter.room_changed(&nsp, &change);
         }
     }
 
@@ -651,6 +675,7 @@ impl Node {
         spawn: Spawner,
         cluster: Cluster,
     ) -> Self {
+        let tracks_rooms = cluster.adapter.tracks_rooms();
         let hub = Hub {
             registry,
             state,
@@ -664,6 +689,8 @@ impl Node {
             owned_sockets: std::sync::Mutex::default(),
             retired: std::sync::Mutex::default(),
             owned_acks: AtomicUsize::new(0),
+            tracks_rooms,
+            room_reports: std::sync::Mutex::default(),
         };
         let sio_config = Arc::new(sio.config().clone());
         Node {
@@ -904,9 +931,7 @@ impl Node {
     /// and before a command goes on to a session run elsewhere (an acknowledgement after a
     /// join then reaches its client once the adapter knows of the room).
     pub(super) fn report_room_changes(&mut self) {
-        for (nsp, change) in self.sio.take_room_changes() {
-            self.hub.cluster.adapter.room_changed(&nsp, &change);
-        }
+        self.hub.report_rooms(|| self.sio.take_room_changes());
         let memberships = self.sio.take_membership_changes();
         if let (false, Some(ctl)) = (memberships.is_empty(), self.hub.ctl()) {
             announce_memberships(ctl, &memberships);

@@ -103,6 +103,9 @@ struct PeerOps {
     /// Lent by the thread for each input ([`Owned::lent`]): an idle session holds no queue.
     events: VecDeque<Event>,
     refused: Vec<SocketId>,
+    /// A socket connected (and joined its rooms) in this step: the adapter may have rooms
+    /// to hear of before the step's outputs leave.
+    joined: bool,
 }
 
 impl PeerOps {
@@ -126,6 +129,7 @@ impl PeerOps {
 
 impl Ops for PeerOps {
     fn accept(&mut self, id: ConnectId, now: Instant) -> Result<SocketId, SioError> {
+        self.joined = true;
         self.peer().accept(id, now)
     }
 
@@ -150,6 +154,7 @@ impl Ops for PeerOps {
         stored: Vec<StoredMessage>,
         now: Instant,
     ) -> Result<RestoreOutcome, SioError> {
+        self.joined = true;
         self.peer().restore_connect(id, session, stored, now)
     }
 
@@ -288,6 +293,7 @@ impl Owned {
                 config,
                 events: VecDeque::new(),
                 refused: Vec::new(),
+                joined: false,
             },
             hub,
             local: Local::default(),
@@ -350,6 +356,11 @@ impl Owned {
                 Some(command) => self.apply(command, now),
                 None => break,
             }
+        }
+        if std::mem::take(&mut self.peer.joined) {
+            let shared = &mut self.peer.shared;
+            self.hub
+                .report_rooms(|| shared.with(|s| s.namespaces_mut().take_room_changes()));
         }
         self.with_unit(|unit| {
             unit.report_refused();
