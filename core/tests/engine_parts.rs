@@ -755,6 +755,112 @@ fn each_deadline_moves_forward() {
     assert!(!s.is_ended());
 }
 
+/// A copy of the configuration routes every request as the endpoint that holds it: a
+/// runtime that keeps sessions on tasks of their own routes their requests without the
+/// endpoint.
+#[test]
+fn a_copy_of_the_configuration_routes_as_the_endpoint() {
+    let endpoint = Endpoint::new(config(), [11; 32]);
+    let copy = endpoint.config().clone();
+    let heads = [
+        get("EIO=4&transport=polling"),
+        get("EIO=3&transport=polling&j=1"),
+        get("EIO=4&transport=polling&sid=abc"),
+        post("EIO=4&transport=polling&sid=abc", 3),
+        ws("EIO=4&transport=websocket&sid=abc"),
+        ws("EIO=4&transport=polling&sid=abc"),
+        get("EIO=4&transport=carrier-pigeon&sid=abc"),
+        get("EIO=9&transport=polling"),
+        head("DELETE /engine.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: x\r\n\r\n"),
+        head("GET /elsewhere/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ];
+    for h in heads {
+        assert_eq!(
+            format!("{:?}", copy.route(&h)),
+            format!("{:?}", endpoint.route(&h)),
+            "{}",
+            h.target()
+        );
+    }
+}
+
+/// The engine names the session its latest request opened, for that request's connection
+/// only, and only until the next request.
+#[test]
+fn the_engine_names_the_session_a_handshake_opened() {
+    let now = Instant::now();
+    let mut engine = Engine::new(config(), [12; 32]);
+    engine
+        .handle_request(ConnId(1), get("EIO=4&transport=polling"), now)
+        .unwrap();
+    let sid = engine
+        .opened_on(ConnId(1))
+        .expect("the session just opened");
+    assert!(engine.contains(sid));
+    assert_eq!(engine.opened_on(ConnId(2)), None);
+    while engine.poll_output().is_some() {}
+    // A request that opens nothing.
+    engine
+        .handle_request(ConnId(1), get("EIO=4&transport=carrier-pigeon"), now)
+        .unwrap();
+    assert_eq!(engine.opened_on(ConnId(1)), None);
+    // A refused handshake opens nothing either.
+    engine
+        .handle_request(ConnId(3), get("EIO=9&transport=polling"), now)
+        .unwrap();
+    assert_eq!(engine.opened_on(ConnId(3)), None);
+    // Detached, it is no longer the engine's to name.
+    engine
+        .handle_request(ConnId(4), get("EIO=4&transport=polling"), now)
+        .unwrap();
+    let other = engine.opened_on(ConnId(4)).expect("a second session");
+    assert_ne!(other, sid);
+    assert!(engine.detach(other).is_some());
+    assert_eq!(engine.opened_on(ConnId(4)), None);
+}
+
+/// A session its runtime can no longer run ends at once, as after a transport error, its
+/// parked poll answered with the close packet; a second call changes nothing.
+#[test]
+fn an_abandoned_session_ends_at_once() {
+    let now = Instant::now();
+    let mut endpoint = Endpoint::new(config(), [13; 32]);
+    let (mut s, _) = open(
+        &mut endpoint,
+        ConnId(1),
+        get("EIO=4&transport=polling"),
+        now,
+    );
+    let sid = s.sid();
+    let parked = request(
+        &endpoint,
+        &mut s,
+        ConnId(2),
+        get(&sid_query(sid, 4, "polling")),
+        now,
+    );
+    assert!(parked.outputs.is_empty(), "the poll is parked");
+    s.abandon(now);
+    assert!(s.is_ended());
+    let d = drain(&mut s);
+    assert!(
+        matches!(
+            d.events.as_slice(),
+            [Event::Close {
+                reason: CloseReason::TransportError,
+                ..
+            }]
+        ),
+        "{:?}",
+        d.events
+    );
+    // The parked poll gets the close packet, and nothing else goes out.
+    assert_eq!(said_all(&d.outputs), [(ConnId(2), "200 1".to_owned())]);
+    s.abandon(now);
+    let again = drain(&mut s);
+    assert!(again.events.is_empty() && again.outputs.is_empty());
+}
+
 // ---- the parts against the composition ----
 
 /// Endpoint and sessions kept by hand, as a runtime would: sessions in a slab (an ended one

@@ -669,10 +669,10 @@ async fn session_runs_on_its_websockets_task(way: Way) {
 }
 
 /// Registers a `hold` handler on `/`. Started inline on the task that runs its session (the
-/// machine's task, for a long-polling session), it keeps that task's thread until the test
-/// sends on the returned sender (the worker hands its other tasks on meanwhile), at most for
-/// the test's limit: a failing test ends rather than hangs. The receiver learns when it
-/// started.
+/// machine's task, for a JSONP long-polling session), it keeps that task's thread until the
+/// test sends on the returned sender (the worker hands its other tasks on meanwhile), at
+/// most for the test's limit: a failing test ends rather than hangs. The receiver learns
+/// when it started.
 fn holding_handler(server: &Server) -> (mpsc::UnboundedReceiver<()>, std::sync::mpsc::Sender<()>) {
     let (entered_tx, entered) = mpsc::unbounded_channel();
     let (release, held) = std::sync::mpsc::channel::<()>();
@@ -689,19 +689,33 @@ fn holding_handler(server: &Server) -> (mpsc::UnboundedReceiver<()>, std::sync::
     (entered, release)
 }
 
-/// A long-polling client of `/` sends `hold` (see [`holding_handler`]): once this returns,
-/// the machine's task is held.
+/// The payload of a JSONP answer, `___eio[0]("<payload>");`.
+fn jsonp_payload(answer: &HttpResponse) -> String {
+    let text = answer.text();
+    let literal = text
+        .strip_prefix("___eio[0](")
+        .and_then(|t| t.strip_suffix(");"))
+        .unwrap_or_else(|| panic!("a JSONP answer: {text}"));
+    serde_json::from_str(literal).expect("a string literal")
+}
+
+/// A JSONP long-polling client of `/` (a session the machine's task keeps: sessions over
+/// XHR long-polling and WebSocket run elsewhere) sends `hold` (see [`holding_handler`]):
+/// once this returns, the machine's task is held by a handler, with nothing cast to it.
 async fn hold_the_machine(server: &Server, entered: &mut mpsc::UnboundedReceiver<()>) {
-    let base = "/socket.io/?EIO=4&transport=polling";
+    let base = "/socket.io/?EIO=4&transport=polling&j=0";
     let mut polling = server.http().await;
-    let open = polling.get(base).await.unwrap();
+    let open = jsonp_payload(&polling.get(base).await.unwrap());
     let open: serde_json::Value =
-        serde_json::from_str(open.text().strip_prefix('0').expect("an open packet")).unwrap();
+        serde_json::from_str(open.strip_prefix('0').expect("an open packet")).unwrap();
     let target = format!("{base}&sid={}", open["sid"].as_str().unwrap());
-    assert_eq!(polling.post(&target, b"40").await.unwrap().text(), "ok");
-    let connected = polling.get(&target).await.unwrap();
-    assert!(connected.text().starts_with("40{"), "{connected:?}");
-    let hold = polling.post(&target, b"42[\"hold\"]").await.unwrap();
+    assert_eq!(polling.post(&target, b"d=40").await.unwrap().text(), "ok");
+    let connected = jsonp_payload(&polling.get(&target).await.unwrap());
+    assert!(connected.starts_with("40{"), "{connected}");
+    let hold = polling
+        .post(&target, b"d=42%5B%22hold%22%5D")
+        .await
+        .unwrap();
     assert_eq!(hold.text(), "ok");
     within(
         Duration::from_secs(5),
@@ -757,6 +771,78 @@ async fn an_emit_from_another_task_does_not_need_the_machines_task() {
         let (name, args) = event(&packet).unwrap_or_else(|| panic!("{packet}"));
         assert_eq!((name.as_str(), args), ("n", vec![serde_json::json!(1)]));
         release.send(()).unwrap();
+    })
+    .await;
+    server.stop().await;
+}
+
+/// A long-polling session runs in a slot of its own: while the machine's task is held, its
+/// requests are still answered (its connect, an event with an acknowledgement, a parked
+/// poll answered by an emit from another task), and it upgrades to a WebSocket, which then
+/// carries its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_session_needs_no_machine_to_poll_or_upgrade() {
+    let mut server = Server::start(roomy()).await;
+    let (mut entered, release) = holding_handler(&server);
+    server
+        .io
+        .ns("/")
+        .on("echo", |Data(n): Data<u32>| async move { n });
+    within(TEST_LIMIT, "the scenario", async {
+        let base = "/socket.io/?EIO=4&transport=polling";
+        let mut poll = server.http().await;
+        let mut post = server.http().await;
+        let open = poll.get(base).await.unwrap();
+        let open: serde_json::Value =
+            serde_json::from_str(open.text().strip_prefix('0').expect("an open packet")).unwrap();
+        let sid = open["sid"].as_str().unwrap().to_owned();
+        let polling = format!("{base}&sid={sid}");
+        hold_the_machine(&server, &mut entered).await;
+
+        // Its connect.
+        let held = Duration::from_secs(5);
+        let sent = within(held, "a POST", post.post(&polling, b"40")).await;
+        assert_eq!(sent.unwrap().text(), "ok");
+        let connected = within(held, "the CONNECT answer", poll.get(&polling)).await;
+        let connected = connected.unwrap();
+        let connected: serde_json::Value = serde_json::from_str(
+            connected
+                .text()
+                .strip_prefix("40")
+                .expect("a CONNECT answer"),
+        )
+        .unwrap();
+        // The holding client's socket connected first.
+        let mut socket = server.next_socket().await;
+        if Some(socket.id().to_string().as_str()) != connected["sid"].as_str() {
+            socket = server.next_socket().await;
+        }
+        assert_eq!(
+            Some(socket.id().to_string().as_str()),
+            connected["sid"].as_str()
+        );
+        // An event with an acknowledgement.
+        let sent = within(held, "a POST", post.post(&polling, b"421[\"echo\",7]")).await;
+        assert_eq!(sent.unwrap().text(), "ok");
+        let acked = within(held, "the acknowledgement", poll.get(&polling)).await;
+        assert_eq!(acked.unwrap().text(), "431[7]");
+        // A parked poll, answered by an emit from this task.
+        let (answer, emitted) = within(held, "a poll answered by an emit", async {
+            tokio::join!(poll.get(&polling), socket.emit_checked("n", &1))
+        })
+        .await;
+        assert!(emitted.is_ok(), "{emitted:?}");
+        assert_eq!(answer.unwrap().text(), "42[\"n\",1]");
+
+        // The upgrade: the session goes to the WebSocket's task.
+        let (mut ws, parked) = within(held, "the probe", probe(&server, &mut poll, &sid)).await;
+        assert_eq!(parked.status, 200, "{parked:?}");
+        ws.send(Message::text("5")).await.unwrap();
+        within(held, "an echo over the WebSocket", echo_over(&mut ws, 8)).await;
+        release.send(()).unwrap();
+        // The machine's task answers for a session that moved on, as the session would.
+        let refused = within(held, "a poll after the upgrade", poll.get(&polling)).await;
+        assert_eq!(refused.unwrap().status, 400);
     })
     .await;
     server.stop().await;

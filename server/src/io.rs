@@ -903,7 +903,7 @@ impl<R: Runtime> Io<R> {
     pub async fn polling_client_count(&self) -> usize {
         self.ctl
             .handle
-            .call(|node: &mut Node, _| node.sio.polling_client_count())
+            .call(|node: &mut Node, _| node.polling_client_count())
             .await
             .unwrap_or(0)
     }

@@ -197,68 +197,11 @@ impl Endpoint {
         self.config.matches_path(head.path())
     }
 
-    /// Sorts a request out by its path, query, method and upgrade headers.
+    /// Sorts a request out by its path, query, method and upgrade headers
+    /// ([`Config::route`]).
     pub fn route(&self, head: &RequestHead) -> Route {
-        if !self.owns(head) {
-            return Route::Respond(
-                Response::new(404)
-                    .header("Content-Type", "text/plain; charset=UTF-8")
-                    .body("Not Found"),
-            );
-        }
-        let upgrade = head.is_websocket_upgrade();
-        match self.sort(head, upgrade) {
-            Ok(route) => route,
-            Err(code) => Route::Respond(refusal(code, upgrade)),
-        }
+        self.config.route(head)
     }
-
-    fn sort(&self, head: &RequestHead, upgrade: bool) -> Result<Route, ErrorCode> {
-        let q = Query::of(head);
-        let kind = match q.transport.as_deref() {
-            Some("polling") if self.config.transports.polling => TransportKind::Polling,
-            Some("websocket") if self.config.transports.websocket => TransportKind::WebSocket,
-            _ => return Err(ErrorCode::TransportUnknown),
-        };
-        if (kind == TransportKind::WebSocket) != upgrade {
-            return Err(ErrorCode::BadRequest);
-        }
-        let protocol = match q.eio.as_deref() {
-            Some("4") => Some(Protocol::V4),
-            Some("3") if self.config.allow_eio3 => Some(Protocol::V3),
-            _ => None,
-        };
-        let Some(sid_text) = q.sid.as_deref() else {
-            if head.method() != Method::Get {
-                return Err(ErrorCode::BadHandshakeMethod);
-            }
-            let protocol = protocol.ok_or(ErrorCode::UnsupportedProtocolVersion)?;
-            return Ok(Route::Handshake(Handshake {
-                kind,
-                protocol,
-                b64: !q.b64.as_deref().is_none_or(str::is_empty),
-                jsonp: match kind {
-                    TransportKind::Polling => {
-                        q.j.map(|j| j.chars().filter(char::is_ascii_digit).collect())
-                    }
-                    TransportKind::WebSocket => None,
-                },
-            }));
-        };
-        let sid = Sid::new(sid_text).map_err(|_| ErrorCode::UnknownSid)?;
-        let kind = match (kind, head.method()) {
-            (TransportKind::WebSocket, _) => RequestKind::Probe,
-            (TransportKind::Polling, Method::Get) => RequestKind::Poll,
-            (TransportKind::Polling, Method::Post) => RequestKind::Post,
-            (TransportKind::Polling, _) => RequestKind::Other,
-        };
-        Ok(Route::Session(SessionRequest {
-            sid,
-            protocol,
-            kind,
-        }))
-    }
-
     /// Opens a session for the handshake `handshake` (from [`route`](Self::route)) that
     /// arrived on `conn` with `head`. `in_use` says whether an id is taken by a session the
     /// caller keeps; only a custom generator repeats ids, and such a handshake is refused
@@ -348,5 +291,71 @@ impl Endpoint {
             Some(cookie) => response.header("Set-Cookie", cookie.header_value(sid.as_str())),
             None => response,
         }
+    }
+}
+
+impl Config {
+    /// Sorts a request out by its path, query, method and upgrade headers, as the
+    /// [`Endpoint`] with this configuration does: a caller that keeps sessions elsewhere
+    /// (each on a task of its own) routes their requests with a copy of the configuration.
+    pub fn route(&self, head: &RequestHead) -> Route {
+        if !self.matches_path(head.path()) {
+            return Route::Respond(
+                Response::new(404)
+                    .header("Content-Type", "text/plain; charset=UTF-8")
+                    .body("Not Found"),
+            );
+        }
+        let upgrade = head.is_websocket_upgrade();
+        match self.sort(head, upgrade) {
+            Ok(route) => route,
+            Err(code) => Route::Respond(refusal(code, upgrade)),
+        }
+    }
+
+    fn sort(&self, head: &RequestHead, upgrade: bool) -> Result<Route, ErrorCode> {
+        let q = Query::of(head);
+        let kind = match q.transport.as_deref() {
+            Some("polling") if self.transports.polling => TransportKind::Polling,
+            Some("websocket") if self.transports.websocket => TransportKind::WebSocket,
+            _ => return Err(ErrorCode::TransportUnknown),
+        };
+        if (kind == TransportKind::WebSocket) != upgrade {
+            return Err(ErrorCode::BadRequest);
+        }
+        let protocol = match q.eio.as_deref() {
+            Some("4") => Some(Protocol::V4),
+            Some("3") if self.allow_eio3 => Some(Protocol::V3),
+            _ => None,
+        };
+        let Some(sid_text) = q.sid.as_deref() else {
+            if head.method() != Method::Get {
+                return Err(ErrorCode::BadHandshakeMethod);
+            }
+            let protocol = protocol.ok_or(ErrorCode::UnsupportedProtocolVersion)?;
+            return Ok(Route::Handshake(Handshake {
+                kind,
+                protocol,
+                b64: !q.b64.as_deref().is_none_or(str::is_empty),
+                jsonp: match kind {
+                    TransportKind::Polling => {
+                        q.j.map(|j| j.chars().filter(char::is_ascii_digit).collect())
+                    }
+                    TransportKind::WebSocket => None,
+                },
+            }));
+        };
+        let sid = Sid::new(sid_text).map_err(|_| ErrorCode::UnknownSid)?;
+        let kind = match (kind, head.method()) {
+            (TransportKind::WebSocket, _) => RequestKind::Probe,
+            (TransportKind::Polling, Method::Get) => RequestKind::Poll,
+            (TransportKind::Polling, Method::Post) => RequestKind::Post,
+            (TransportKind::Polling, _) => RequestKind::Other,
+        };
+        Ok(Route::Session(SessionRequest {
+            sid,
+            protocol,
+            kind,
+        }))
     }
 }

@@ -132,6 +132,9 @@ pub struct Engine {
     /// [forgotten](Engine::forget_detached): a request naming one is answered as the session
     /// would answer a request it cannot serve, and no handshake reuses its id.
     elsewhere: IdMap<Sid, Protocol>,
+    /// The session the latest request opened, with the connection it came on
+    /// ([`Engine::opened_on`]).
+    opened: Option<(ConnId, Sid)>,
 }
 
 /// A session's output and event queues.
@@ -182,6 +185,7 @@ impl Engine {
             frames: FrameCache::default(),
             spare: Queues::default(),
             elsewhere: IdMap::default(),
+            opened: None,
         }
     }
 
@@ -226,6 +230,15 @@ impl Engine {
     /// Whether `sid` is an open session.
     pub fn contains(&self, sid: Sid) -> bool {
         self.sessions.get(&sid).is_some_and(|s| !s.is_closing())
+    }
+
+    /// The session the latest request opened, when that request was a handshake on `conn`
+    /// that succeeded: a caller that runs sessions elsewhere finds the new one here, to
+    /// [detach](Engine::detach) it before its handshake's answer leaves.
+    pub fn opened_on(&self, conn: ConnId) -> Option<Sid> {
+        self.opened
+            .filter(|(c, sid)| *c == conn && self.sessions.contains_key(sid))
+            .map(|(_, sid)| sid)
     }
 
     /// The session connection `conn` serves, while it serves one.
@@ -297,6 +310,7 @@ impl Engine {
         if self.conns.contains_key(&conn) {
             return Err(ApiMisuse::ConnectionBusy(conn));
         }
+        self.opened = None;
         match self.endpoint.route(&head) {
             Route::Respond(response) => self.respond(conn, response),
             Route::Handshake(handshake) => {
@@ -305,6 +319,7 @@ impl Engine {
                 match self.endpoint.handshake(conn, head, handshake, now, in_use) {
                     Ok(session) => {
                         let sid = session.sid();
+                        self.opened = Some((conn, sid));
                         self.sessions.insert(sid, Box::new(session));
                         self.collect(sid, [None; 3]);
                     }

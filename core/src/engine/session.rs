@@ -623,6 +623,15 @@ impl Session {
         }
     }
 
+    /// The runtime can no longer run the session (the task that ran it ended without its
+    /// connections telling): it ends at once, as after a transport error. What is queued is
+    /// not delivered; a parked poll is answered with the close packet, a WebSocket closed.
+    pub fn abandon(&mut self, _now: Instant) {
+        if !self.ended {
+            self.close_session(CloseReason::TransportError, Ending::Abrupt, None);
+        }
+    }
+
     /// Closes the session from the server side: what is queued is still delivered, then the
     /// close packet. [`Event::Close`] follows with [`CloseReason::ForcedClose`].
     pub fn close(&mut self, now: Instant) {

@@ -40,19 +40,23 @@ fn ws_len(message: &WsMessage) -> usize {
 }
 
 impl Traffic {
-    pub(crate) fn ws_received(&mut self, message: &WsMessage) {
+    /// Counts a WebSocket message received.
+    pub fn ws_received(&mut self, message: &WsMessage) {
         self.packets_received = self.packets_received.wrapping_add(1);
         self.bytes_received = self.bytes_received.wrapping_add(ws_len(message) as u64);
     }
 
-    pub(crate) fn body_received(&mut self, body: &Body) {
+    /// Counts a polling body received (its packets and bytes).
+    pub fn body_received(&mut self, body: &Body) {
         if let Body::Complete(b) = body {
             self.packets_received = self.packets_received.wrapping_add(payload_packets(b));
             self.bytes_received = self.bytes_received.wrapping_add(b.len() as u64);
         }
     }
 
-    pub(crate) fn output(&mut self, output: &Output) {
+    /// Counts what an output sends: a WebSocket message, or a poll's answer (its packets
+    /// and bytes).
+    pub fn output(&mut self, output: &Output) {
         match output {
             Output::Send { message, .. } => {
                 self.packets_sent = self.packets_sent.wrapping_add(1);

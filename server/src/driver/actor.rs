@@ -29,7 +29,9 @@ use volley_core::{ConnId, IdMap};
 use super::inbox::{InputReceiver, InputSender, inbox};
 use super::machine::Machine;
 use super::outbox::{Outbox, Pushed, Refused};
+use super::slot::Slots;
 use crate::runtime::Runtime;
+use tracing::Instrument;
 
 /// Inputs applied per turn before draining: a flood of inputs still yields to the drain.
 const INPUT_BUDGET: usize = 128;
@@ -306,6 +308,10 @@ pub(crate) struct Actor<M, R: Runtime, F> {
     metrics: super::metrics::DriverMetrics,
     /// Fired to stop the task whatever handles remain.
     halted: Option<Shared<oneshot::Receiver<()>>>,
+    /// The same signal, for the tasks of the slots this task fills.
+    halt: Shared<oneshot::Receiver<()>>,
+    /// The long-polling sessions run outside the machine, by id.
+    slots: Arc<Slots>,
 }
 
 /// The signal that stops the machine's task, and the tasks started for it, for good.
@@ -357,6 +363,7 @@ where
         runtime: R,
         on_event: F,
         halt: &Halt,
+        slots: Arc<Slots>,
     ) -> (Self, InputSender, Handle<M>) {
         let (input_tx, inputs) = inbox();
         let (commands_tx, commands) = mpsc::unbounded();
@@ -370,6 +377,8 @@ where
             inputs_open: true,
             commands_open: true,
             halted: Some(halt.rx.clone()),
+            halt: halt.rx.clone(),
+            slots,
             conns: IdMap::default(),
             drained: Vec::new(),
             offers: Vec::new(),
@@ -659,7 +668,8 @@ where
             }
         }
         self.metrics.flush();
-        self.metrics.gauges(self.machine.session_count());
+        self.metrics
+            .gauges(self.machine.session_count(), self.slots.websockets());
         more
     }
 
@@ -683,6 +693,19 @@ where
         if let Some(owned) = self.machine.take_owned(conn) {
             // Ahead of its `101`: the connection's task runs the session from then on.
             route.outbox.hand(owned);
+        }
+        if let Some((sid, session)) = self.machine.take_slot(conn) {
+            // Ahead of its handshake's answer: the requests naming it find it in its slot.
+            let slot = self.slots.insert(sid, session);
+            let halt = self.halt.clone();
+            let halt = async move {
+                if halt.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let tick = super::slot::tick(slot, self.runtime.clone(), halt);
+            self.runtime
+                .spawn(tick.instrument(tracing::debug_span!("slot", sid = %sid)));
         }
         let mut batch = batch.peekable();
         let mut upgraded = false;
@@ -823,6 +846,10 @@ fn yield_now() -> impl Future<Output = ()> {
 
 #[cfg(test)]
 mod tests {
+
+    fn no_slots() -> Arc<Slots> {
+        Arc::new(Slots::new(None, Instant::now))
+    }
     use std::collections::VecDeque;
     use std::pin::pin;
     use std::sync::{Arc, Mutex};
@@ -930,7 +957,13 @@ mod tests {
         let on_event = |machine: &mut Fake, event: usize, _: Instant| {
             machine.outputs.push_back(numbered(event));
         };
-        let (actor, inputs, handle) = Actor::new(Fake::default(), NoTimers, on_event, &Halt::new());
+        let (actor, inputs, handle) = Actor::new(
+            Fake::default(),
+            NoTimers,
+            on_event,
+            &Halt::new(),
+            no_slots(),
+        );
         block_on(async {
             match select(pin!(actor.run()), pin!(test(inputs, handle))).await {
                 Either::Right(((), _)) => {}
@@ -1028,8 +1061,13 @@ mod tests {
                     .unwrap();
             }
         };
-        let (actor, mut inputs, handle) =
-            Actor::new(Fake::default(), NoTimers, on_event, &Halt::new());
+        let (actor, mut inputs, handle) = Actor::new(
+            Fake::default(),
+            NoTimers,
+            on_event,
+            &Halt::new(),
+            no_slots(),
+        );
         *slot.lock().unwrap() = Some(handle.clone());
         let test = async move {
             let rx = open(&mut inputs).await;
@@ -1151,8 +1189,13 @@ mod tests {
 
     #[test]
     fn the_actor_stops_when_every_sender_is_gone() {
-        let (actor, inputs, handle) =
-            Actor::new(Fake::default(), NoTimers, |_, _, _| {}, &Halt::new());
+        let (actor, inputs, handle) = Actor::new(
+            Fake::default(),
+            NoTimers,
+            |_, _, _| {},
+            &Halt::new(),
+            no_slots(),
+        );
         let probe = handle.clone();
         drop((inputs, handle));
         assert!(probe.is_running());
@@ -1162,8 +1205,13 @@ mod tests {
 
     #[test]
     fn a_handle_reports_a_stopped_driver() {
-        let (actor, inputs, handle) =
-            Actor::new(Fake::default(), NoTimers, |_, _, _| {}, &Halt::new());
+        let (actor, inputs, handle) = Actor::new(
+            Fake::default(),
+            NoTimers,
+            |_, _, _| {},
+            &Halt::new(),
+            no_slots(),
+        );
         drop((actor, inputs));
         assert!(!handle.is_running());
         assert_eq!(handle.cast(|_, _| {}), Err(Stopped));

@@ -24,11 +24,12 @@ use volley_core::http::{
 use super::Env;
 use super::actor::Input;
 use super::forward::{self, Forwarded, Forwarder};
-use super::inbox::InputSender;
+use super::inbox::{Gone, InputSender};
 use super::io::{linger_close, or_timeout, poll_read_buf, read_buf, read_with, write_all};
 use super::outbox::{self, Outbox};
 use super::request::{decorate, hooks, screen, unavailable};
 use super::shutdown::{Admission, Evicted};
+use super::slot::{Slot, Way};
 use super::websocket;
 use crate::runtime::Runtime;
 use volley_core::NodeId;
@@ -90,11 +91,84 @@ pub(crate) struct Http<'a, R: Runtime, S> {
     evicted: Evicted,
 }
 
-/// The connection's ways to and from the machine's task.
+/// The connection's ways to and from the machine's task, or the slot of the session its
+/// exchange names.
 pub(crate) struct Link {
-    pub(crate) inputs: InputSender,
-    /// What the machine has for this connection: HTTP outputs, then WebSocket frames.
+    /// Where the connection's inputs go now.
+    pub(crate) inputs: Way,
+    /// What the machine (or the slot) has for this connection: HTTP outputs, then WebSocket
+    /// frames.
     pub(crate) outbox: Arc<Outbox>,
+    /// The machine's task, once it knows the connection (it was sent `Open`): it hears of
+    /// the connection's end too.
+    pub(crate) machine: Option<InputSender>,
+}
+
+impl Link {
+    /// A link whose first exchange goes to `inputs`, the machine's task not told yet.
+    pub(crate) fn new(inputs: Way, outbox: Arc<Outbox>) -> Self {
+        Link {
+            inputs,
+            outbox,
+            machine: None,
+        }
+    }
+
+    /// Points the link at the slot `head` names, if one runs its session, or else at the
+    /// machine's task (telling it of the connection the first time); a slot left behind
+    /// learns that the connection is no longer its. Then registers the connection for the
+    /// exchange. `Err` when the machine's task is gone.
+    pub(crate) async fn route(
+        &mut self,
+        conn: ConnId,
+        slot: Option<Arc<Slot>>,
+        machine: &InputSender,
+    ) -> Result<(), Gone> {
+        let stays = match (&slot, &self.inputs) {
+            (Some(slot), inputs) => inputs.is_slot(slot),
+            (None, Way::Machine(_)) => self.machine.is_some(),
+            (None, Way::Slot(_)) => false,
+        };
+        if stays && slot.is_none() {
+            return Ok(());
+        }
+        if !stays {
+            if let Way::Slot(_) = &self.inputs {
+                let closed = Input::Closed { conn, error: false };
+                let _ = self.inputs.send(closed).await;
+            }
+        }
+        match slot {
+            Some(slot) => {
+                self.inputs = Way::Slot(slot);
+                // A slot forgets a connection once its exchange is answered.
+                let outbox = self.outbox.clone();
+                self.inputs.send(Input::Open { conn, outbox }).await
+            }
+            None => {
+                let inputs = match &self.machine {
+                    Some(inputs) => inputs.clone(),
+                    None => {
+                        let outbox = self.outbox.clone();
+                        machine.send(Input::Open { conn, outbox }).await?;
+                        self.machine = Some(machine.clone());
+                        machine.clone()
+                    }
+                };
+                self.inputs = Way::Machine(inputs);
+                Ok(())
+            }
+        }
+    }
+
+    /// The connection ended: the slot or machine it last went to hears of it, and the
+    /// machine's task too if it knows the connection.
+    pub(crate) async fn closed(&self, conn: ConnId, error: bool) {
+        let _ = self.inputs.send(Input::Closed { conn, error }).await;
+        if let (Way::Slot(_), Some(machine)) = (&self.inputs, &self.machine) {
+            let _ = machine.send(Input::Closed { conn, error }).await;
+        }
+    }
 }
 
 /// Serves `stream` until it ends, then tells the machine. With `detach`, a connection that
@@ -157,7 +231,7 @@ pub(crate) async fn run<R, S>(
     if let Some(link) = link {
         // The machine may hold a role for it (a parked poll, a body it asked for): it must
         // learn that the connection is gone, before any lingering.
-        let _ = link.inputs.send(Input::Closed { conn, error }).await;
+        link.closed(conn, error).await;
     }
     if linger {
         linger_close(&env.runtime, &mut stream).await;
@@ -382,21 +456,14 @@ impl<R: Runtime, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Http<'_, R,
         // Until the body is read, the connection cannot carry another request.
         let mut body_unread = has_body(&head);
         let expects_continue = head.expects_continue();
-        let link = match self.link.as_mut() {
-            Some(link) => link,
-            None => {
-                let inputs = self.env.inputs.clone();
-                let outbox = Arc::new(Outbox::default());
-                let open = Input::Open {
-                    conn,
-                    outbox: outbox.clone(),
-                };
-                if inputs.send(open).await.is_err() {
-                    return Exchange::End(End::Failed);
-                }
-                self.link.insert(Link { inputs, outbox })
-            }
-        };
+        let slot = self.env.slots.find(&head);
+        let link = self.link.get_or_insert_with(|| {
+            let inputs = Way::Machine(self.env.inputs.clone());
+            Link::new(inputs, Arc::new(Outbox::default()))
+        });
+        if link.route(conn, slot, &self.env.inputs).await.is_err() {
+            return Exchange::End(End::Failed);
+        }
         // A small body already read with the head goes with it.
         let early = match kind {
             BodyKind::Length(n) if !expects_continue => usize::try_from(n)

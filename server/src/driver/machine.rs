@@ -9,9 +9,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use volley_core::ConnId;
-use volley_core::engine::{ApiMisuse, Body, Engine, Output, WsMessage};
+use volley_core::engine::{ApiMisuse, Body, Engine, Output, SessionRequest, WsMessage};
 use volley_core::http::RequestHead;
+use volley_core::{ConnId, Sid};
 
 /// A sans-IO machine: inputs (`handle_*`), outputs (`poll_*`) and the routing question.
 ///
@@ -118,6 +118,22 @@ pub trait Machine: Send + 'static {
         let _ = now;
         None
     }
+
+    /// A long-polling session the handshake on `conn` just opened, taken out to run in a
+    /// slot of its own ([`slot`](super::slot)): from then on the requests naming it are
+    /// applied to it by the tasks that read them. Asked before the handshake's answer is
+    /// handed to the connection.
+    fn take_slot(&mut self, conn: ConnId) -> Option<(Sid, Box<dyn OwnedSession>)> {
+        let _ = conn;
+        None
+    }
+
+    /// The engine configuration the requests of sessions run in slots are routed with, as
+    /// the machine's endpoint routes them; `None` (the default) for a machine that puts no
+    /// session in a slot ([`take_slot`](Machine::take_slot)).
+    fn slot_config(&self) -> Option<volley_core::engine::Config> {
+        None
+    }
 }
 
 /// A WebSocket session run by its connection's task ([`Machine::take_owned`]). The task
@@ -155,6 +171,57 @@ pub trait OwnedSession: Send + 'static {
     /// waker [`poll_commands`](OwnedSession::poll_commands) registered: the task asks for
     /// the deadline only when that waker or its timer fired.
     fn flushed(&mut self) {}
+
+    // A session run in a slot ([`Machine::take_slot`]) is reached by several connections:
+    // each input names its own.
+
+    /// A request the endpoint routed to this session arrived on `conn`.
+    fn handle_conn_request(
+        &mut self,
+        conn: ConnId,
+        request: &SessionRequest,
+        head: &RequestHead,
+        now: Instant,
+    ) {
+        let _ = (conn, request, head, now);
+    }
+
+    /// The body asked for on `conn` by [`Output::ReadBody`].
+    fn handle_conn_body(&mut self, conn: ConnId, body: Body, now: Instant) {
+        let _ = (conn, body, now);
+    }
+
+    /// A message arrived on WebSocket `conn` (an upgrade's probe).
+    fn handle_conn_message(&mut self, conn: ConnId, message: WsMessage, now: Instant) {
+        let _ = (conn, message, now);
+    }
+
+    /// Every [`Output::Send`] for `conn` so far has been taken by its writer.
+    fn handle_conn_drained(&mut self, conn: ConnId, now: Instant) {
+        let _ = (conn, now);
+    }
+
+    /// `conn` ended (`error`: it failed rather than closed).
+    fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
+        let _ = (conn, error, now);
+    }
+
+    /// Whether the session may now go to the task of WebSocket `conn`: upgraded there,
+    /// held by it alone, with no connect request pending.
+    fn movable_to(&self, conn: ConnId) -> bool {
+        let _ = conn;
+        false
+    }
+
+    /// The session goes to the task of WebSocket `conn` ([`movable_to`](Self::movable_to)).
+    fn move_to(&mut self, conn: ConnId) {
+        let _ = conn;
+    }
+
+    /// Whether the session has ended: nothing more comes of it.
+    fn is_ended(&self) -> bool {
+        false
+    }
 }
 
 /// The outbox of a connection whose task runs a session ([`OwnedSession::attach`]): other

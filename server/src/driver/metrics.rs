@@ -139,17 +139,18 @@ impl DriverMetrics {
         counter!(SLOW_CONNECTIONS).increment(1);
     }
 
-    /// Sets the connection gauges from the machine's session count (when it has one).
     /// Hands the WebSocket traffic counted since the last call to the recorder.
     pub(crate) fn flush(&mut self) {
         self.ws.report();
     }
 
-    pub(crate) fn gauges(&mut self, sessions: Option<usize>) {
+    /// Sets the connection gauges from the machine's session count (when it has one);
+    /// `elsewhere`: WebSockets opened outside this task (by sessions run in slots).
+    pub(crate) fn gauges(&mut self, sessions: Option<usize>, elsewhere: usize) {
         let Some(sessions) = sessions else {
             return;
         };
-        let ws = self.websockets.len().min(sessions);
+        let ws = (self.websockets.len() + elsewhere).min(sessions);
         let now = (sessions - ws, ws);
         if self.last != Some(now) {
             self.last = Some(now);

@@ -62,6 +62,7 @@ pub(crate) mod metrics;
 pub(crate) mod outbox;
 mod request;
 mod shutdown;
+mod slot;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod test_support;
@@ -112,6 +113,8 @@ pub(crate) struct Env<R> {
     /// Requests for sessions of other nodes go to their owner through it, once set
     /// ([`Driver::forward_through`]).
     forward: std::sync::OnceLock<Arc<forward::Forwarder>>,
+    /// The long-polling sessions run outside the machine's task, by id.
+    slots: Arc<slot::Slots>,
 }
 
 /// A running machine and what its connections need: cheap to clone, one per accept loop.
@@ -157,7 +160,10 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         let output_budget = machine.max_buffered_bytes();
         let max_body = machine.max_message_size();
         let halt = Halt::new();
-        let (actor, inputs, handle) = Actor::new(machine, runtime.clone(), on_event, &halt);
+        let clock = runtime.clone();
+        let slots = Arc::new(slot::Slots::new(machine.slot_config(), move || clock.now()));
+        let (actor, inputs, handle) =
+            Actor::new(machine, runtime.clone(), on_event, &halt, slots.clone());
         runtime.spawn(
             actor
                 .run()
@@ -176,6 +182,7 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
             halt,
             max_body,
             forward: std::sync::OnceLock::new(),
+            slots,
         };
         Driver {
             env: Arc::new(env),

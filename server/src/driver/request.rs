@@ -30,11 +30,11 @@ use super::config::{ConnectionError, ServerConfig};
 use super::conn::{Link, has_body};
 use super::cors::Cors;
 use super::forward;
-use super::inbox::InputSender;
 use super::io::or_timeout;
 use super::machine::Machine;
 use super::outbox::{self, Outbox};
 use super::shutdown::{Admission, Refused};
+use super::slot::Way;
 use super::{Driver, Env, websocket};
 use crate::runtime::Runtime;
 
@@ -244,7 +244,7 @@ impl<R: Runtime> Upgrade<R> {
 /// future at any await.
 struct CloseGuard {
     /// Used once, in the drop, with `send_now`: the report does not wait for room.
-    inputs: InputSender,
+    inputs: Way,
     conn: ConnId,
     /// The end is a failure (the default until the exchange completes).
     error: bool,
@@ -427,17 +427,19 @@ impl<M: Machine, R: Runtime> Driver<M, R> {
         };
         // From here on the machine may hold a role for the connection: whatever ends the
         // exchange (this function returning, or its future being dropped) reports it.
+        // A request for a session run in a slot goes there; any other to the machine's task.
+        let way = match env.slots.find(&head) {
+            Some(slot) => Way::Slot(slot),
+            None => Way::Machine(env.inputs.clone()),
+        };
         let mut guard = CloseGuard {
-            inputs: env.inputs.clone(),
+            inputs: way.clone(),
             conn,
             error: true,
             armed: true,
         };
         let outbox = std::sync::Arc::new(Outbox::default());
-        let link = Link {
-            inputs: env.inputs.clone(),
-            outbox: outbox.clone(),
-        };
+        let link = Link::new(way, outbox.clone());
         let request = Input::Request {
             conn,
             head: head.clone(),

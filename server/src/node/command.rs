@@ -79,6 +79,9 @@ pub(crate) enum Command {
         hooks: Option<Arc<(String, Payload)>>,
         /// Where a checked broadcast learns what became of these copies.
         receipt: Option<Arc<super::owned::Receipt>>,
+        /// Sent with `compress(false)`: a poll answer carrying only such packets stays
+        /// uncompressed.
+        plain: bool,
     },
     /// A packet for the session was refused by its full mailbox: the overflow policy
     /// applies to the session as for its own full queue (under `Close` it closes).

@@ -303,6 +303,8 @@ pub(crate) struct Hub {
     retired: std::sync::Mutex<volley_core::socketio::Traffic>,
     /// The acknowledgements those sessions await, as of their last steps.
     owned_acks: AtomicUsize,
+    /// Those sessions that run in slots, over long-polling.
+    slotted: AtomicUsize,
     /// Whether the adapter follows the rooms as they are created and deleted
     /// ([`Adapter::tracks_rooms`], asked once at the start).
     tracks_rooms: bool,
@@ -446,6 +448,11 @@ impl Hub {
         for (nsp, change) in take() {
             self.cluster.adapter.room_changed(&nsp, &change);
         }
+    }
+
+    /// Long-polling clients whose sessions run in slots.
+    pub(crate) fn slotted_count(&self) -> usize {
+        self.slotted.load(Ordering::Relaxed)
     }
 
     /// A session run by a connection's task awaits `now` acknowledgements, was `before`.
@@ -641,6 +648,13 @@ pub struct Node {
     /// Sessions opened over WebSocket, detached for their connection's task, waiting to be
     /// handed over with the `101`.
     handover: Vec<(ConnId, Box<owned::Owned>)>,
+    /// The broadcast whose copies are handed off next was sent with `compress(false)`
+    /// ([`Node::hand_off`] takes it).
+    plain_copies: bool,
+    /// Long-polling sessions just opened, each with the connection of its handshake, to be
+    /// put in a slot of their own before the handshake's answer leaves
+    /// ([`Machine::take_slot`]).
+    slotted: Vec<(ConnId, Box<owned::Owned>)>,
     /// WebSocket connections whose session just upgraded and may move to their task, to be
     /// offered it ([`Machine::take_offers`]).
     offers: Vec<ConnId>,
@@ -689,6 +703,7 @@ impl Node {
             owned_sockets: std::sync::Mutex::default(),
             retired: std::sync::Mutex::default(),
             owned_acks: AtomicUsize::new(0),
+            slotted: AtomicUsize::new(0),
             tracks_rooms,
             room_reports: std::sync::Mutex::default(),
         };
@@ -705,6 +720,8 @@ impl Node {
             polls: HashMap::new(),
             plain: HashMap::new(),
             handover: Vec::new(),
+            plain_copies: false,
+            slotted: Vec::new(),
             offers: Vec::new(),
             adopting: Vec::new(),
             unsettled: Vec::new(),
@@ -737,6 +754,31 @@ impl Node {
         let owned = self.owned(conn, detached, now);
         self.hub.own(sid, owned.mailbox().clone());
         self.handover.push((conn, Box::new(owned)));
+    }
+
+    /// Takes a session just opened over long-polling by the handshake on `conn` out of the
+    /// composition, to run in a slot of its own ([`Machine::take_slot`]). Only a protocol 5
+    /// client of Engine.IO 4 qualifies: an Engine.IO 3 session (a 2.x client's implicit
+    /// connect to `/`) and a JSONP one stay here.
+    fn detach_polling(&mut self, conn: ConnId, now: Instant) {
+        let Some(sid) = self.sio.engine().opened_on(conn) else {
+            return;
+        };
+        let fresh = self.sio.engine().protocol(sid) == Some(volley_core::engine::Protocol::V4)
+            && self.sio.client(sid).is_some_and(|c| {
+                c.protocol() == volley_core::socketio::SioProtocol::V5
+                    && c.pending_count() == 0
+                    && c.socket_count() == 0
+            });
+        if !fresh {
+            return;
+        }
+        let Some(detached) = self.sio.detach(sid) else {
+            return;
+        };
+        let owned = self.owned(conn, detached, now).in_slot();
+        self.hub.own(sid, owned.mailbox().clone());
+        self.slotted.push((conn, Box::new(owned)));
     }
 
     /// Session `detached` of connection `conn`, to run on that connection's task over this
@@ -849,6 +891,7 @@ impl Node {
         if handoffs.is_empty() {
             return 0;
         }
+        let uncompressed = std::mem::take(&mut self.plain_copies);
         // A copy may reach its client at once: what was changed before goes first, reported
         // once for every copy below.
         self.report_room_changes();
@@ -893,6 +936,7 @@ impl Node {
                         ask: ask.clone(),
                         hooks: hooks.clone(),
                         receipt: receipt.cloned(),
+                        plain: uncompressed,
                     };
                     let Some(mailbox) = mailbox else {
                         gone.push(command);
@@ -1009,6 +1053,11 @@ impl Node {
     pub(crate) fn close_all(&mut self, now: Instant) {
         self.sio.close_all(now);
         self.command_owned(|| Command::Shutdown);
+    }
+
+    /// Clients connected over long-polling, here and in slots.
+    pub(crate) fn polling_client_count(&self) -> usize {
+        self.sio.polling_client_count() + self.hub.slotted_count()
     }
 
     /// Open Engine.IO sessions, here and on the connections' tasks.
@@ -1263,11 +1312,15 @@ impl Machine for Node {
                 self.polls.insert(conn, sid);
             }
         }
-        // A handshake over WebSocket: the session goes to its connection's task.
+        // A handshake over WebSocket: the session goes to its connection's task; over
+        // long-polling (not JSONP), to a slot of its own.
         let handshake = head.method() == Method::Get && is_websocket_handshake(&head);
+        let polling = head.method() == Method::Get && !handshake && is_polling_handshake(&head);
         let result = self.sio.handle_request(conn, head, now);
         if handshake {
             self.detach_websocket(conn, now);
+        } else if polling {
+            self.detach_polling(conn, now);
         }
         self.check_upgrades();
         result
@@ -1302,6 +1355,8 @@ impl Machine for Node {
     fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
         self.sio.handle_conn_closed(conn, error, now);
         self.polls.remove(&conn);
+        // A session whose handshake's answer can no longer leave ends here (its drop).
+        self.slotted.retain(|(c, _)| *c != conn);
         self.check_upgrades();
     }
 
@@ -1354,6 +1409,16 @@ impl Machine for Node {
         }
         self.take_handover(conn)
             .map(|o| o as Box<dyn crate::driver::OwnedSession>)
+    }
+
+    fn take_slot(&mut self, conn: ConnId) -> Option<(Sid, Box<dyn crate::driver::OwnedSession>)> {
+        let i = self.slotted.iter().position(|(c, _)| *c == conn)?;
+        let owned = self.slotted.swap_remove(i).1;
+        Some((owned.sid(), owned as Box<dyn crate::driver::OwnedSession>))
+    }
+
+    fn slot_config(&self) -> Option<volley_core::engine::Config> {
+        Some(self.sio.engine().config().clone())
     }
 
     fn take_offers(&mut self, into: &mut Vec<ConnId>) {
@@ -1412,6 +1477,19 @@ fn is_websocket_handshake(head: &RequestHead) -> bool {
         }
     }
     websocket
+}
+
+/// Whether `head` asks to open a session over long-polling, not JSONP (`j`).
+fn is_polling_handshake(head: &RequestHead) -> bool {
+    let mut polling = false;
+    for (k, v) in query_pairs(head.query()) {
+        match &*k {
+            "transport" => polling = v == "polling",
+            "sid" | "j" => return false,
+            _ => {}
+        }
+    }
+    polling
 }
 
 /// How a socket of this node is described to the others: its data is the

@@ -5,7 +5,9 @@
 
 use super::*;
 use crate::driver::{ConnOutbox, OwnedSession};
-use volley_core::engine::{Event as EioEvent, OverflowPolicy, Session, SessionQueues};
+use volley_core::engine::{
+    Event as EioEvent, OverflowPolicy, Session, SessionQueues, SessionRequest,
+};
 use volley_core::socketio::{
     AckToken, Client, Config as SioConfig, Delivery, Handoff, Link, Peer, Recovery, SharedAccess,
 };
@@ -91,6 +93,14 @@ pub(crate) struct Owned {
     due: Option<Instant>,
     /// The acknowledgements awaited that the hub counts for this session.
     acks_counted: usize,
+    /// The session runs in a slot, over long-polling: the hub counts it as a polling client.
+    slotted: bool,
+    /// The connection of the poll the session holds or last held, whose answer may have to
+    /// stay uncompressed.
+    poll: Option<ConnId>,
+    /// Packets sent with `compress(false)` since the last poll answer (`true` once a packet
+    /// that allows compression was sent too).
+    plain: Option<bool>,
 }
 
 /// An owned session's machine: its Engine.IO session, its Socket.IO client and the shared
@@ -303,6 +313,24 @@ impl Owned {
             last_step: now,
             due: None,
             acks_counted: 0,
+            slotted: false,
+            poll: None,
+            plain: None,
+        }
+    }
+
+    /// To run in a slot, over long-polling (counted as a polling client until it moves or
+    /// ends).
+    pub(crate) fn in_slot(mut self) -> Self {
+        self.slotted = true;
+        self.hub.slotted.fetch_add(1, Ordering::Relaxed);
+        self
+    }
+
+    /// No longer in a slot.
+    fn out_of_slot(&mut self) {
+        if std::mem::take(&mut self.slotted) {
+            self.hub.slotted.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -316,6 +344,11 @@ impl Owned {
     /// The session's mailbox.
     pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
         &self.mailbox
+    }
+
+    /// The session's id.
+    pub(crate) fn sid(&self) -> Sid {
+        self.peer.session.sid()
     }
 
     /// Runs `f` on the application layer of this session.
@@ -412,19 +445,41 @@ impl Owned {
                 ask,
                 hooks,
                 receipt,
+                plain,
             } => {
+                self.note_send(!plain);
                 let report = self.deliver(&handoff, socket, ask, hooks, now);
                 if let Some(receipt) = receipt {
                     receipt.settle(report);
                 }
             }
             Command::Overflowed => self.peer.session.overflowed(now),
+            Command::Emit { compress, .. } => {
+                self.note_send(compress);
+                self.with_unit(|unit| unit.apply(command, now));
+            }
+            Command::EmitWithAck { .. } => {
+                self.note_send(true);
+                self.with_unit(|unit| unit.apply(command, now));
+            }
             Command::Shutdown => {
                 self.peer
                     .peer()
                     .close(DisconnectReason::ServerShuttingDown, now);
             }
             command => self.with_unit(|unit| unit.apply(command, now)),
+        }
+    }
+
+    /// Records a packet sent over long-polling: with `compress(false)`, the next poll
+    /// answer stays uncompressed unless a packet that allows compression joins it.
+    fn note_send(&mut self, compress: bool) {
+        if compress {
+            if let Some(mixed) = self.plain.as_mut() {
+                *mixed = true;
+            }
+        } else if self.peer.session.transport() == TransportKind::Polling {
+            self.plain.get_or_insert(false);
         }
     }
 
@@ -478,6 +533,7 @@ impl Owned {
     /// machine, which answers as for any unknown socket.
     fn finish(&mut self) {
         self.finished = true;
+        self.out_of_slot();
         self.hub
             .retire(self.peer.session.sid(), &self.mailbox.traffic());
         let left = self.mailbox.close();
@@ -571,18 +627,104 @@ impl OwnedSession for Owned {
         }
     }
 
+    fn handle_conn_request(
+        &mut self,
+        conn: ConnId,
+        request: &SessionRequest,
+        head: &RequestHead,
+        now: Instant,
+    ) {
+        if request.kind() == volley_core::engine::RequestKind::Poll {
+            self.poll = Some(conn);
+        }
+        self.lent(|o| {
+            if let Err(misuse) = o.peer.session.handle_request(conn, request, head, now) {
+                tracing::debug!(%misuse, "request refused by the session");
+            }
+            o.settle(now);
+        });
+    }
+
+    fn handle_conn_body(&mut self, conn: ConnId, body: Body, now: Instant) {
+        self.lent(|o| {
+            let mut traffic = volley_core::socketio::Traffic::default();
+            traffic.body_received(&body);
+            o.mailbox.count(&traffic);
+            if let Err(misuse) = o.peer.session.handle_body(conn, body, now) {
+                tracing::debug!(%misuse, "body refused by the session");
+            }
+            o.settle(now);
+        });
+    }
+
+    fn handle_conn_message(&mut self, conn: ConnId, message: WsMessage, now: Instant) {
+        self.lent(|o| o.message_on(conn, message, now));
+    }
+
+    fn handle_conn_drained(&mut self, conn: ConnId, now: Instant) {
+        self.lent(|o| {
+            o.peer.session.handle_ws_drained(conn, now);
+            o.settle(now);
+        });
+    }
+
+    fn handle_conn_closed(&mut self, conn: ConnId, error: bool, now: Instant) {
+        self.lent(|o| {
+            o.peer.session.handle_conn_closed(conn, error, now);
+            o.settle(now);
+        });
+    }
+
+    fn movable_to(&self, conn: ConnId) -> bool {
+        let session = &self.peer.session;
+        !self.finished
+            && session.transport() == TransportKind::WebSocket
+            && !session.is_closing()
+            && session
+                .connections()
+                .all(|(c, role)| c == conn && role == volley_core::engine::ConnRole::WebSocket)
+            && self.peer.client.pending_count() == 0
+    }
+
+    fn move_to(&mut self, conn: ConnId) {
+        self.conn = conn;
+        self.out_of_slot();
+    }
+
+    fn is_ended(&self) -> bool {
+        self.finished
+    }
+
     fn poll_commands(&mut self, cx: &mut std::task::Context<'_>) -> bool {
         !self.finished && self.mailbox.poll_ready(cx)
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        let Some(output) = self.peer.session.poll_output() else {
+        let Some(mut output) = self.peer.session.poll_output() else {
             // Drained: the queues go back to the thread.
             QUEUES.with(|q| self.peer.session.lend_queues(&mut q.borrow_mut()));
             return None;
         };
-        if let Output::Send { message, .. } = &output {
-            self.mailbox.count_sent(message.len());
+        match &output {
+            Output::Send { message, .. } => self.mailbox.count_sent(message.len()),
+            Output::Response { conn, .. } => {
+                let mut traffic = volley_core::socketio::Traffic::default();
+                traffic.output(&output);
+                self.mailbox.count(&traffic);
+                if self.poll == Some(*conn) {
+                    self.poll = None;
+                    if self.plain.take() == Some(false) {
+                        // Only packets sent with `compress(false)`: the driver leaves it as
+                        // it is.
+                        if let Output::Response { response, .. } = &mut output {
+                            response
+                                .headers
+                                .push((crate::driver::UNCOMPRESSED, String::new()));
+                        }
+                    }
+                }
+            }
+            Output::ReadBody { .. } | Output::Close { .. } => {}
         }
         Some(output)
     }
@@ -590,8 +732,12 @@ impl OwnedSession for Owned {
 
 impl Owned {
     fn ws_message(&mut self, message: WsMessage, now: Instant) {
+        self.message_on(self.conn, message, now);
+    }
+
+    fn message_on(&mut self, conn: ConnId, message: WsMessage, now: Instant) {
         self.mailbox.count_received(message.len());
-        if let Err(misuse) = self.peer.session.handle_ws_message(self.conn, message, now) {
+        if let Err(misuse) = self.peer.session.handle_ws_message(conn, message, now) {
             tracing::debug!(%misuse, "WebSocket message dropped");
         }
         self.settle(now);
@@ -604,6 +750,9 @@ impl Owned {
 
     fn closed(&mut self, error: bool, now: Instant) {
         self.peer.session.handle_conn_closed(self.conn, error, now);
+        // A session that other connections held too (one run in a slot, dropped when the
+        // server stopped) ends with it all the same.
+        self.peer.session.abandon(now);
         self.settle(now);
         if !self.finished {
             self.finish();

@@ -212,6 +212,19 @@ impl Mailbox {
         self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
     }
 
+    /// Adds what `traffic` counted of the packets and bytes the session received and sent
+    /// (a session in a slot: polling bodies and poll answers).
+    pub(crate) fn count(&self, traffic: &volley_core::socketio::Traffic) {
+        self.packets_in
+            .fetch_add(traffic.packets_received, Ordering::Relaxed);
+        self.bytes_in
+            .fetch_add(traffic.bytes_received, Ordering::Relaxed);
+        self.packets_out
+            .fetch_add(traffic.packets_sent, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(traffic.bytes_sent, Ordering::Relaxed);
+    }
+
     /// The session wrote a WebSocket message of `len` bytes.
     pub(crate) fn count_sent(&self, len: usize) {
         self.packets_out.fetch_add(1, Ordering::Relaxed);

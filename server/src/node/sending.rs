@@ -146,6 +146,7 @@ impl Node {
                     .sio
                     .broadcast(nsp, opts, event, &json, attachments.clone(), now);
                 let hooks = self.hooks_for(nsp, event, &json, &attachments);
+                self.plain_copies = !compress;
                 let handed = self.hand_off(None, hooks, receipt.as_ref(), now);
                 crate::metrics::broadcast(
                     &sent.as_ref().map(|n| n + handed).map_err(|e| e.clone()),
