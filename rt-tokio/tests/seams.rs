@@ -411,14 +411,19 @@ async fn probe(
     (ws, parked.unwrap())
 }
 
-/// A client that connects over long-polling, gets at least one broadcast that way, then
-/// upgrades as the official client does (probe with a poll parked, `5` once that poll
-/// returned) and reads over the WebSocket until the end marker. Counts itself in `upgraded`
-/// at its first number over the WebSocket.
-async fn upgrading_client(server: &Server, sent: &AtomicU64, upgraded: &AtomicUsize) -> Upgraded {
+/// A session opened over long-polling by hand: a connection for its polls, one for its
+/// POSTs, its id, and its polling target.
+async fn polling_session(
+    server: &Server,
+) -> (
+    Client<Compat<TcpStream>>,
+    Client<Compat<TcpStream>>,
+    String,
+    String,
+) {
     let base = "/socket.io/?EIO=4&transport=polling";
     let mut poll = server.http().await;
-    let mut post = server.http().await;
+    let post = server.http().await;
     let open = poll.get(base).await.unwrap();
     assert_eq!(open.status, 200, "{open:?}");
     let open: serde_json::Value =
@@ -426,6 +431,15 @@ async fn upgrading_client(server: &Server, sent: &AtomicU64, upgraded: &AtomicUs
     assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
     let sid = open["sid"].as_str().unwrap().to_owned();
     let polling = format!("{base}&sid={sid}");
+    (poll, post, sid, polling)
+}
+
+/// A client that connects over long-polling, gets at least one broadcast that way, then
+/// upgrades as the official client does (probe with a poll parked, `5` once that poll
+/// returned) and reads over the WebSocket until the end marker. Counts itself in `upgraded`
+/// at its first number over the WebSocket.
+async fn upgrading_client(server: &Server, sent: &AtomicU64, upgraded: &AtomicUsize) -> Upgraded {
+    let (mut poll, mut post, sid, polling) = polling_session(server).await;
     let sent_ok = post.post(&polling, b"40").await.unwrap();
     assert_eq!(sent_ok.text(), "ok");
 
@@ -558,14 +572,7 @@ async fn upgraded_client(
     server: &Server,
     admit: Option<tokio::sync::watch::Sender<bool>>,
 ) -> WebSocketStream<Compat<TcpStream>> {
-    let base = "/socket.io/?EIO=4&transport=polling";
-    let mut poll = server.http().await;
-    let mut post = server.http().await;
-    let open = poll.get(base).await.unwrap();
-    let open: serde_json::Value =
-        serde_json::from_str(open.text().strip_prefix('0').expect("an open packet")).unwrap();
-    let sid = open["sid"].as_str().unwrap().to_owned();
-    let polling = format!("{base}&sid={sid}");
+    let (mut poll, mut post, sid, polling) = polling_session(server).await;
     assert_eq!(post.post(&polling, b"40").await.unwrap().text(), "ok");
     if admit.is_none() {
         let connected = poll.get(&polling).await.unwrap();
@@ -789,14 +796,7 @@ async fn a_polling_session_needs_no_machine_to_poll_or_upgrade() {
         .ns("/")
         .on("echo", |Data(n): Data<u32>| async move { n });
     within(TEST_LIMIT, "the scenario", async {
-        let base = "/socket.io/?EIO=4&transport=polling";
-        let mut poll = server.http().await;
-        let mut post = server.http().await;
-        let open = poll.get(base).await.unwrap();
-        let open: serde_json::Value =
-            serde_json::from_str(open.text().strip_prefix('0').expect("an open packet")).unwrap();
-        let sid = open["sid"].as_str().unwrap().to_owned();
-        let polling = format!("{base}&sid={sid}");
+        let (mut poll, mut post, sid, polling) = polling_session(&server).await;
         hold_the_machine(&server, &mut entered).await;
 
         // Its connect.

@@ -821,7 +821,8 @@ where
     }
 }
 
-fn output_conn(output: &Output) -> ConnId {
+/// The connection an output is for.
+pub(super) fn output_conn(output: &Output) -> ConnId {
     match output {
         Output::Response { conn, .. }
         | Output::ReadBody { conn, .. }

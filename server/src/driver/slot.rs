@@ -30,7 +30,7 @@ use volley_core::engine::{Body, Config, ErrorCode, Output, RequestKind, Route};
 use volley_core::http::{RequestHead, query_pairs};
 use volley_core::{ConnId, IdMap, Sid};
 
-use super::actor::Input;
+use super::actor::{Input, output_conn};
 use super::inbox::{Gone, InputSender};
 use super::machine::OwnedSession;
 use super::metrics::DriverMetrics;
@@ -471,16 +471,6 @@ impl State {
         if let Some(ticker) = self.ticker.take() {
             ticker.wake();
         }
-    }
-}
-
-/// The connection an output is for.
-fn output_conn(output: &Output) -> ConnId {
-    match output {
-        Output::Response { conn, .. }
-        | Output::ReadBody { conn, .. }
-        | Output::Send { conn, .. }
-        | Output::Close { conn } => *conn,
     }
 }
 
