@@ -166,7 +166,7 @@ impl Link {
     pub(crate) async fn closed(&self, conn: ConnId, error: bool) {
         let _ = self.inputs.send(Input::Closed { conn, error }).await;
         if let (Way::Slot(_), Some(machine)) = (&self.inputs, &self.machine) {
-            let _ = machine.send(Input::Closed { conn, error }).await;
+            let _ = machine.send_now(Input::Closed { conn, error });
         }
     }
 }

@@ -87,16 +87,13 @@ impl InputSender {
         poll_fn(move |cx| self.poll_send(cx, &mut input))
     }
 
-    /// [`send`](Self::send) for a small input made again at each try: the future holds no
-    /// input (a connection's future has room for this one at every moment of its life).
-    pub(crate) fn send_made<'a>(
-        &'a self,
-        make: impl Fn() -> Input + 'a,
-    ) -> impl Future<Output = Result<(), Gone>> + 'a {
-        poll_fn(move |cx| self.poll_send(cx, &mut Some(make())))
-    }
-
-    fn poll_send(&self, cx: &mut Context<'_>, input: &mut Option<Input>) -> Poll<Result<(), Gone>> {
+    /// Queues `input` (taken from the option) unless the inbox is full, in which case the
+    /// task is woken when room frees.
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        input: &mut Option<Input>,
+    ) -> Poll<Result<(), Gone>> {
         {
             let mut state = self.shared.lock();
             if state.closed {

@@ -172,26 +172,34 @@ pub(crate) enum Way {
 
 impl Way {
     /// Hands `input` on: queued for the machine's task (waiting while its inbox is full), or
-    /// applied to the slot's session now.
-    pub(crate) async fn send(&self, input: Input) -> Result<(), Gone> {
-        match self {
-            Way::Machine(inputs) => inputs.send(input).await,
+    /// applied to the slot's session now. A plain future holding the input once, as
+    /// [`InputSender::send`]'s: a connection's future has room for it at every await.
+    pub(crate) fn send(&self, input: Input) -> impl Future<Output = Result<(), Gone>> + '_ {
+        let mut input = Some(input);
+        poll_fn(move |cx| match self {
+            Way::Machine(inputs) => inputs.poll_send(cx, &mut input),
             Way::Slot(slot) => {
-                slot.apply(input);
-                Ok(())
+                if let Some(input) = input.take() {
+                    slot.apply(input);
+                }
+                Poll::Ready(Ok(()))
             }
-        }
+        })
     }
 
-    /// [`send`](Self::send) for a small input made when it can go.
-    pub(crate) async fn send_made(&self, make: impl Fn() -> Input) -> Result<(), Gone> {
-        match self {
-            Way::Machine(inputs) => inputs.send_made(make).await,
+    /// [`send`](Self::send) for a small input made again at each try: the future holds no
+    /// input.
+    pub(crate) fn send_made<'a>(
+        &'a self,
+        make: impl Fn() -> Input + 'a,
+    ) -> impl Future<Output = Result<(), Gone>> + 'a {
+        poll_fn(move |cx| match self {
+            Way::Machine(inputs) => inputs.poll_send(cx, &mut Some(make())),
             Way::Slot(slot) => {
                 slot.apply(make());
-                Ok(())
+                Poll::Ready(Ok(()))
             }
-        }
+        })
     }
 
     /// Hands `input` on at once, beyond the inbox's bound if need be.

@@ -546,7 +546,7 @@ where
         let _ = inputs.send(Input::Closed { conn, error }).await;
         if let (Way::Slot(_), Some(machine)) = (&*inputs, &*machine) {
             // The machine's task knows the connection from an earlier exchange.
-            let _ = machine.send(Input::Closed { conn, error }).await;
+            let _ = machine.send_now(Input::Closed { conn, error });
         }
         if we_closed {
             // We sent a close frame: give the peer a moment to answer it, so the TCP close
