@@ -243,11 +243,11 @@ impl Slot {
                 if let Some(c) = state.conn(conn) {
                     c.early = body;
                 }
-                self.request(&mut state, &slots, conn, &head, now);
+                self.request(&mut state, &slots, conn, &head, now, &mut metrics);
             }
             Input::Body { conn, body } => match state.session.as_mut() {
                 Some(session) => session.handle_conn_body(conn, body, now),
-                None => state.answer(conn, ErrorCode::UnknownSid.response()),
+                None => state.answer(conn, ErrorCode::UnknownSid.response(), &mut metrics),
             },
             Input::WsMessage { conn, message } => {
                 if let Some(session) = state.session.as_mut() {
@@ -294,6 +294,7 @@ impl Slot {
         conn: ConnId,
         head: &RequestHead,
         now: Instant,
+        metrics: &mut DriverMetrics,
     ) {
         let route = match &slots.config {
             Some(config) => config.route(head),
@@ -301,20 +302,24 @@ impl Slot {
         };
         let request = match route {
             Route::Session(request) if request.sid() == self.sid => request,
-            Route::Respond(response) => return state.answer(conn, response),
-            _ => return state.answer(conn, ErrorCode::BadRequest.response()),
+            Route::Respond(response) => return state.answer(conn, response, metrics),
+            _ => return state.answer(conn, ErrorCode::BadRequest.response(), metrics),
         };
-        let probe = request.kind() == RequestKind::Probe;
-        match (state.session.as_mut(), state.left) {
-            (Some(session), _) => session.handle_conn_request(conn, &request, head, now),
+        if let Some(session) = state.session.as_mut() {
+            return session.handle_conn_request(conn, &request, head, now);
+        }
+        let code = match state.left {
             // The session ended: as for any unknown one.
-            (None, Left::Ended) if probe => state.answer(conn, ErrorCode::UnknownSid.ws_response()),
-            (None, Left::Ended) => state.answer(conn, ErrorCode::UnknownSid.response()),
+            Left::Ended => ErrorCode::UnknownSid,
             // It runs on its WebSocket's task now: as the session answers a request it
             // cannot serve.
-            (None, Left::Moved) if probe => state.answer(conn, ErrorCode::BadRequest.ws_response()),
-            (None, Left::Moved) => state.answer(conn, ErrorCode::BadRequest.response()),
-        }
+            Left::Moved => ErrorCode::BadRequest,
+        };
+        let response = match request.kind() == RequestKind::Probe {
+            true => code.ws_response(),
+            false => code.response(),
+        };
+        state.answer(conn, response, metrics);
     }
 
     /// Runs the session's deadlines and the commands that arrived; `false` once the session
@@ -342,11 +347,19 @@ impl State {
         self.conns.iter_mut().find(|c| c.id == conn)
     }
 
-    /// Answers the request on `conn` without the session.
-    fn answer(&mut self, conn: ConnId, response: volley_core::http::Response) {
+    /// Answers the request on `conn` without the session (counted as the machine's task
+    /// counts a refusal).
+    fn answer(
+        &mut self,
+        conn: ConnId,
+        response: volley_core::http::Response,
+        metrics: &mut DriverMetrics,
+    ) {
         if let Some(i) = self.conns.iter().position(|c| c.id == conn) {
             let c = self.conns.swap_remove(i);
-            let _ = c.outbox.push_http([Output::Response { conn, response }]);
+            let output = Output::Response { conn, response };
+            metrics.output(&output);
+            let _ = c.outbox.push_http([output]);
         }
     }
 
