@@ -558,3 +558,261 @@ pub(crate) async fn tick<R: Runtime>(
         drop(session);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker;
+    use std::collections::VecDeque;
+    use std::sync::atomic::AtomicBool;
+    use std::task::Context;
+    use volley_core::engine::{SessionRequest, WsMessage};
+    use volley_core::http::{Limits, Response, parse_head};
+
+    /// A session that answers a poll `200 poll`, asks for a POST's body and answers it
+    /// `200 <body>`, records what it was told, and ends when the test says so.
+    #[derive(Default)]
+    struct Recorder {
+        outputs: VecDeque<Output>,
+        seen: Arc<Mutex<Vec<String>>>,
+        ended: Arc<AtomicBool>,
+    }
+
+    impl Recorder {
+        fn saw(&self, what: String) {
+            self.seen.lock().unwrap().push(what);
+        }
+    }
+
+    impl OwnedSession for Recorder {
+        fn handle_ws_message(&mut self, _: WsMessage, _: Instant) {}
+        fn handle_ws_drained(&mut self, _: Instant) {}
+        fn handle_closed(&mut self, _: bool, _: Instant) {}
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn poll_commands(&mut self, _: &mut Context<'_>) -> bool {
+            false
+        }
+        fn poll_output(&mut self) -> Option<Output> {
+            self.outputs.pop_front()
+        }
+
+        fn handle_conn_request(
+            &mut self,
+            conn: ConnId,
+            request: &SessionRequest,
+            _: &RequestHead,
+            _: Instant,
+        ) {
+            self.saw(format!("{} {:?}", conn.0, request.kind()));
+            self.outputs.push_back(match request.kind() {
+                RequestKind::Post => Output::ReadBody { conn, limit: 8 },
+                _ => Output::Response {
+                    conn,
+                    response: Response::new(200).body("poll"),
+                },
+            });
+        }
+
+        fn handle_conn_body(&mut self, conn: ConnId, body: Body, _: Instant) {
+            let text = match &body {
+                Body::Complete(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => format!("{body:?}"),
+            };
+            self.saw(format!("{} body {text}", conn.0));
+            self.outputs.push_back(Output::Response {
+                conn,
+                response: Response::new(200).body(text),
+            });
+        }
+
+        fn handle_conn_closed(&mut self, conn: ConnId, error: bool, _: Instant) {
+            self.saw(format!("{} closed {error}", conn.0));
+        }
+
+        fn is_ended(&self) -> bool {
+            self.ended.load(Ordering::SeqCst)
+        }
+    }
+
+    const SID: &str = "slotted";
+
+    fn head(method: &str, query: &str, body: &str) -> RequestHead {
+        let text = format!(
+            "{method} /engine.io/?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let (head, _) = parse_head(text.as_bytes(), &Limits::default())
+            .expect("a valid head")
+            .expect("a complete head");
+        head
+    }
+
+    fn poll() -> RequestHead {
+        head("GET", &format!("EIO=4&transport=polling&sid={SID}"), "")
+    }
+
+    /// A table with one slot running a [`Recorder`], what the session saw, and its end
+    /// switch.
+    struct OneSlot {
+        slots: Arc<Slots>,
+        slot: Arc<Slot>,
+        seen: Arc<Mutex<Vec<String>>>,
+        ended: Arc<AtomicBool>,
+    }
+
+    fn one_slot() -> OneSlot {
+        let slots = Arc::new(Slots::new(Some(Config::default()), Instant::now));
+        let session = Recorder::default();
+        let (seen, ended) = (session.seen.clone(), session.ended.clone());
+        let sid = Sid::new(SID).unwrap();
+        let slot = slots.insert(sid, Box::new(session));
+        OneSlot {
+            slots,
+            slot,
+            seen,
+            ended,
+        }
+    }
+
+    /// What the connection behind `outbox` was handed, as `status body` or the output's kind.
+    fn taken(outbox: &Outbox) -> Vec<String> {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut into = VecDeque::new();
+        let _ = outbox.poll_take_http(&mut cx, &mut into);
+        into.into_iter()
+            .map(|output| match output {
+                Output::Response { response, .. } => format!(
+                    "{} {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                ),
+                Output::ReadBody { limit, .. } => format!("read {limit}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn exchange(slot: &Slot, conn: u64, head: RequestHead, body: Option<&str>) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox::default());
+        let conn = ConnId(conn);
+        slot.apply(Input::Open {
+            conn,
+            outbox: outbox.clone(),
+        });
+        let body = body.map(|b| Bytes::from(b.to_owned()));
+        slot.apply(Input::Request { conn, head, body });
+        outbox
+    }
+
+    #[test]
+    fn a_request_finds_its_slot_by_the_id_it_names() {
+        let empty = Slots::new(Some(Config::default()), Instant::now);
+        assert!(
+            empty.find(&poll()).is_none(),
+            "an empty table looks nothing up"
+        );
+        let OneSlot { slots, slot, .. } = one_slot();
+        let found = slots.find(&poll()).expect("the slot");
+        assert!(Arc::ptr_eq(&found, &slot));
+        let other = head("GET", "EIO=4&transport=polling&sid=another", "");
+        assert!(slots.find(&other).is_none());
+        let handshake = head("GET", "EIO=4&transport=polling", "");
+        assert!(slots.find(&handshake).is_none());
+    }
+
+    #[test]
+    fn each_answer_goes_to_the_connection_it_names_and_an_early_body_is_handed_over() {
+        let OneSlot {
+            slots: _slots,
+            slot,
+            seen,
+            ..
+        } = one_slot();
+        let polled = exchange(&slot, 1, poll(), None);
+        assert_eq!(taken(&polled), ["200 poll"]);
+        let query = format!("EIO=4&transport=polling&sid={SID}");
+        // A body that came with its request: the session asks, and has it at once.
+        let posted = exchange(&slot, 2, head("POST", &query, "4hi"), Some("4hi"));
+        assert_eq!(taken(&posted), ["read 8", "200 4hi"]);
+        // One over the session's limit comes as too large.
+        let big = exchange(
+            &slot,
+            3,
+            head("POST", &query, "4toolarge"),
+            Some("4toolarge"),
+        );
+        assert_eq!(taken(&big), ["read 8", "200 TooLarge"]);
+        // An answered exchange is over: the connection's end means nothing to the slot's
+        // table of connections, but the session hears of it.
+        slot.apply(Input::Closed {
+            conn: ConnId(1),
+            error: false,
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "1 Poll",
+                "2 Post",
+                "2 body 4hi",
+                "3 Post",
+                "3 body TooLarge",
+                "1 closed false"
+            ]
+        );
+        assert!(slot.lock().conns.is_empty(), "no exchange is open");
+    }
+
+    #[test]
+    fn a_request_the_endpoint_refuses_is_answered_by_the_slot() {
+        let OneSlot {
+            slots: _slots,
+            slot,
+            seen,
+            ..
+        } = one_slot();
+        let odd = head("GET", &format!("EIO=4&transport=pigeon&sid={SID}"), "");
+        let refused = exchange(&slot, 1, odd, None);
+        assert_eq!(
+            taken(&refused),
+            [r#"400 {"code":0,"message":"Transport unknown"}"#]
+        );
+        assert!(seen.lock().unwrap().is_empty(), "the session never saw it");
+    }
+
+    #[test]
+    fn an_ended_session_leaves_the_table_and_is_answered_as_unknown() {
+        const UNKNOWN: &str = r#"400 {"code":1,"message":"Session ID unknown"}"#;
+        let OneSlot {
+            slots, slot, ended, ..
+        } = one_slot();
+        let query = format!("EIO=4&transport=polling&sid={SID}");
+        let last = exchange(&slot, 1, poll(), None);
+        assert_eq!(taken(&last), ["200 poll"]);
+        // A POST whose body the session asked for, not yet read.
+        let reading = exchange(&slot, 2, head("POST", &query, "4x"), None);
+        assert_eq!(taken(&reading), ["read 8"]);
+        ended.store(true, Ordering::SeqCst);
+        // The next step sees the end.
+        slot.apply(Input::Closed {
+            conn: ConnId(1),
+            error: false,
+        });
+        assert!(slots.find(&poll()).is_none(), "the table forgot it");
+        // The body still comes: answered as for an unknown session.
+        let body = Body::Complete(Bytes::from_static(b"4x"));
+        slot.apply(Input::Body {
+            conn: ConnId(2),
+            body,
+        });
+        assert_eq!(taken(&reading), [UNKNOWN]);
+        // Requests that found the slot before the table forgot it: the same.
+        let late = exchange(&slot, 3, poll(), None);
+        assert_eq!(taken(&late), [UNKNOWN]);
+        let post = exchange(&slot, 4, head("POST", &query, "4x"), Some("4x"));
+        assert_eq!(taken(&post), [UNKNOWN]);
+    }
+}
