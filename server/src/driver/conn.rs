@@ -124,16 +124,8 @@ impl Link {
         slot: Option<Arc<Slot>>,
         machine: &InputSender,
     ) -> Result<(), Gone> {
-        let stays = match (&slot, &self.inputs) {
-            (Some(slot), inputs) => inputs.is_slot(slot),
-            (None, Way::Machine(_)) => self.machine.is_some(),
-            (None, Way::Slot(_)) => false,
-        };
-        if stays && slot.is_none() {
-            return Ok(());
-        }
-        if !stays {
-            if let Way::Slot(_) = &self.inputs {
+        if let Way::Slot(left) = &self.inputs {
+            if slot.as_ref().is_none_or(|slot| !Arc::ptr_eq(slot, left)) {
                 let closed = Input::Closed { conn, error: false };
                 let _ = self.inputs.send(closed).await;
             }
@@ -146,16 +138,14 @@ impl Link {
                 self.inputs.send(Input::Open { conn, outbox }).await
             }
             None => {
-                let inputs = match &self.machine {
-                    Some(inputs) => inputs.clone(),
-                    None => {
-                        let outbox = self.outbox.clone();
-                        machine.send(Input::Open { conn, outbox }).await?;
-                        self.machine = Some(machine.clone());
-                        machine.clone()
-                    }
-                };
-                self.inputs = Way::Machine(inputs);
+                if self.machine.is_none() {
+                    let outbox = self.outbox.clone();
+                    machine.send(Input::Open { conn, outbox }).await?;
+                    self.machine = Some(machine.clone());
+                }
+                if let Way::Slot(_) = self.inputs {
+                    self.inputs = Way::Machine(machine.clone());
+                }
                 Ok(())
             }
         }

@@ -212,11 +212,6 @@ impl Way {
             }
         }
     }
-
-    /// Whether this is the way to `slot`.
-    pub(crate) fn is_slot(&self, slot: &Arc<Slot>) -> bool {
-        matches!(self, Way::Slot(s) if Arc::ptr_eq(s, slot))
-    }
 }
 
 impl Slot {

@@ -46,7 +46,6 @@ use super::machine::OwnedSession;
 use super::metrics::WsCounts;
 use super::outbox::{Outbox, Pushed, output_len};
 use super::shutdown::Admission;
-use super::slot::Way;
 use crate::runtime::{Runtime, deadline_after};
 
 /// How long a batch may take to write before the connection stops being read: long enough
@@ -239,11 +238,7 @@ where
     tracing::Span::current().record("transport", "websocket");
     tracing::debug!("websocket open");
     let (sink, source) = halves;
-    let Link {
-        inputs,
-        outbox,
-        machine,
-    } = link;
+    let Link { inputs, outbox, .. } = &*link;
     let closing = AtomicBool::new(false);
     let gate = Gate::new(env.output_budget);
     // A session run here: handed over with the `101`, or after an upgrade from
@@ -543,11 +538,7 @@ where
         if let Some(owned) = owned.get() {
             lock(owned).handle_closed(error, env.runtime.now());
         }
-        let _ = inputs.send(Input::Closed { conn, error }).await;
-        if let (Way::Slot(_), Some(machine)) = (&*inputs, &*machine) {
-            // The machine's task knows the connection from an earlier exchange.
-            let _ = machine.send_now(Input::Closed { conn, error });
-        }
+        link.closed(conn, error).await;
         if we_closed {
             // We sent a close frame: give the peer a moment to answer it, so the TCP close
             // that follows does not race its reply.

@@ -261,7 +261,7 @@ impl Node {
                         offset.as_deref(),
                         now,
                     );
-                    self.hand_off(None, hooks, None, now);
+                    self.hand_off(None, hooks, None, true, now);
                     return;
                 };
                 let count = match self.sio.broadcast_with_ack(
@@ -280,7 +280,7 @@ impl Node {
                                 .insert((*s, id.0), Waiter::Relay { to: from, request });
                         }
                         let ask = owned::Ask::Relay { to: from, request };
-                        sent.len() + self.hand_off(Some(ask), hooks, None, now)
+                        sent.len() + self.hand_off(Some(ask), hooks, None, true, now)
                     }
                     Err(_) => 0,
                 };

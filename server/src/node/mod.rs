@@ -273,6 +273,8 @@ struct Queued {
     event: String,
     args: String,
     attachments: Vec<bytes::Bytes>,
+    /// The broadcast's `compress` flag.
+    compress: bool,
 }
 
 /// What the application state of every session shares: the handlers, the server's state,
@@ -648,9 +650,6 @@ pub struct Node {
     /// Sessions opened over WebSocket, detached for their connection's task, waiting to be
     /// handed over with the `101`.
     handover: Vec<(ConnId, Box<owned::Owned>)>,
-    /// The broadcast whose copies are handed off next was sent with `compress(false)`
-    /// ([`Node::hand_off`] takes it).
-    plain_copies: bool,
     /// Long-polling sessions just opened, each with the connection of its handshake, to be
     /// put in a slot of their own before the handshake's answer leaves
     /// ([`Machine::take_slot`]).
@@ -720,7 +719,6 @@ impl Node {
             polls: HashMap::new(),
             plain: HashMap::new(),
             handover: Vec::new(),
-            plain_copies: false,
             slotted: Vec::new(),
             offers: Vec::new(),
             adopting: Vec::new(),
@@ -879,19 +877,20 @@ impl Node {
     /// outgoing hook to run, goes straight into its connection's outbox
     /// ([`Mailbox::express`]); the others go to the owners' mailboxes. The shared state is
     /// held meanwhile, so a socket that left since the broadcast selected it (its session
-    /// ran a step) gets no copy this way.
+    /// ran a step) gets no copy this way. `compress`: the broadcast's `compress` flag, which
+    /// a long-polling session's poll answer follows.
     fn hand_off(
         &mut self,
         ask: Option<owned::Ask>,
         hooks: Option<Arc<(String, Payload)>>,
         receipt: Option<&Arc<owned::Receipt>>,
+        compress: bool,
         now: Instant,
     ) -> usize {
         let handoffs = self.sio.take_handoffs();
         if handoffs.is_empty() {
             return 0;
         }
-        let uncompressed = std::mem::take(&mut self.plain_copies);
         // A copy may reach its client at once: what was changed before goes first, reported
         // once for every copy below.
         self.report_room_changes();
@@ -936,7 +935,7 @@ impl Node {
                         ask: ask.clone(),
                         hooks: hooks.clone(),
                         receipt: receipt.cloned(),
-                        plain: uncompressed,
+                        plain: !compress,
                     };
                     let Some(mailbox) = mailbox else {
                         gone.push(command);
@@ -1297,25 +1296,29 @@ impl Machine for Node {
         head: RequestHead,
         now: Instant,
     ) -> Result<(), ApiMisuse> {
+        // A GET's query, read once: a poll (its answer may have to stay uncompressed, see
+        // `compress(false)`), or a handshake whose session leaves the composition, over
+        // WebSocket for its connection's task, over long-polling (not JSONP) for a slot.
+        let (mut handshake, mut polling) = (false, false);
         if head.method() == Method::Get {
-            // A poll: its answer may have to stay uncompressed (`compress(false)`).
-            let mut transport = None;
-            let mut sid = None;
+            let (mut transport, mut named, mut sid, mut jsonp) = (None, false, None, false);
             for (k, v) in query_pairs(head.query()) {
                 match &*k {
                     "transport" => transport = Some(v),
-                    "sid" => sid = Sid::new(&v).ok(),
+                    "sid" => (named, sid) = (true, Sid::new(&v).ok()),
+                    "j" => jsonp = true,
                     _ => {}
                 }
             }
-            if let (Some("polling"), Some(sid)) = (transport.as_deref(), sid) {
-                self.polls.insert(conn, sid);
+            match (transport.as_deref(), sid) {
+                (Some("polling"), Some(sid)) => {
+                    self.polls.insert(conn, sid);
+                }
+                (Some("websocket"), _) => handshake = !named,
+                (Some("polling"), None) => polling = !named && !jsonp,
+                _ => {}
             }
         }
-        // A handshake over WebSocket: the session goes to its connection's task; over
-        // long-polling (not JSONP), to a slot of its own.
-        let handshake = head.method() == Method::Get && is_websocket_handshake(&head);
-        let polling = head.method() == Method::Get && !handshake && is_polling_handshake(&head);
         let result = self.sio.handle_request(conn, head, now);
         if handshake {
             self.detach_websocket(conn, now);
@@ -1464,32 +1467,6 @@ fn add_traffic(total: &mut volley_core::socketio::Traffic, more: &volley_core::s
     total.packets_sent = total.packets_sent.wrapping_add(more.packets_sent);
     total.bytes_received = total.bytes_received.wrapping_add(more.bytes_received);
     total.bytes_sent = total.bytes_sent.wrapping_add(more.bytes_sent);
-}
-
-/// Whether `head` opens a session over WebSocket (`transport=websocket` without a `sid`).
-fn is_websocket_handshake(head: &RequestHead) -> bool {
-    let mut websocket = false;
-    for (k, v) in query_pairs(head.query()) {
-        match &*k {
-            "transport" => websocket = v == "websocket",
-            "sid" => return false,
-            _ => {}
-        }
-    }
-    websocket
-}
-
-/// Whether `head` asks to open a session over long-polling, not JSONP (`j`).
-fn is_polling_handshake(head: &RequestHead) -> bool {
-    let mut polling = false;
-    for (k, v) in query_pairs(head.query()) {
-        match &*k {
-            "transport" => polling = v == "polling",
-            "sid" | "j" => return false,
-            _ => {}
-        }
-    }
-    polling
 }
 
 /// How a socket of this node is described to the others: its data is the

@@ -52,7 +52,8 @@ impl Node {
                 self.local.acks.insert((*s, id.0), Waiter::Member(key));
             }
             let hooks = self.hooks_for(nsp, event, &json, &attachments);
-            let handed = self.hand_off(Some(owned::Ask::Member(key)), hooks, None, now);
+            let ask = Some(owned::Ask::Member(key));
+            let handed = self.hand_off(ask, hooks, None, true, now);
             crate::metrics::broadcast::<()>(&Ok(sent.len() + handed));
             crate::metrics::acks_sent(sent.len() + handed);
             asked += sent.len() + handed;
@@ -125,7 +126,7 @@ impl Node {
                 // The packet carries the offset the adapter keeps it under: deliver it here
                 // once that is known, after the broadcasts made before it.
                 let offset = self.hub.cluster.adapter.publish_broadcast(message());
-                let seq = self.enqueue(nsp, opts, event, &json, &attachments, None);
+                let seq = self.enqueue(nsp, opts, event, &json, &attachments, compress, None);
                 (self.hub.spawn)(Box::pin(async move {
                     let offset = offset.await;
                     let _ = ctl
@@ -146,8 +147,7 @@ impl Node {
                     .sio
                     .broadcast(nsp, opts, event, &json, attachments.clone(), now);
                 let hooks = self.hooks_for(nsp, event, &json, &attachments);
-                self.plain_copies = !compress;
-                let handed = self.hand_off(None, hooks, receipt.as_ref(), now);
+                let handed = self.hand_off(None, hooks, receipt.as_ref(), compress, now);
                 crate::metrics::broadcast(
                     &sent.as_ref().map(|n| n + handed).map_err(|e| e.clone()),
                 );
@@ -155,7 +155,7 @@ impl Node {
                 let refused = self.sio.refused().get(refused_before..).unwrap_or_default();
                 report.refused.extend_from_slice(refused);
             } else {
-                self.enqueue(nsp, opts, event, &json, &attachments, Some(None));
+                self.enqueue(nsp, opts, event, &json, &attachments, compress, Some(None));
                 report.deferred = true;
             }
         }
@@ -166,6 +166,7 @@ impl Node {
     }
 
     /// Queues a broadcast for local delivery in call order.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn enqueue(
         &mut self,
         nsp: &Arc<str>,
@@ -173,6 +174,7 @@ impl Node {
         event: &str,
         args: &str,
         attachments: &[bytes::Bytes],
+        compress: bool,
         offset: Option<Option<String>>,
     ) -> u64 {
         let seq = self.next_queued;
@@ -185,6 +187,7 @@ impl Node {
             event: event.to_owned(),
             args: args.to_owned(),
             attachments: attachments.to_vec(),
+            compress,
         });
         seq
     }
@@ -260,7 +263,7 @@ impl Node {
                 offset.as_deref(),
                 now,
             );
-            let handed = self.hand_off(None, hooks, None, now);
+            let handed = self.hand_off(None, hooks, None, q.compress, now);
             crate::metrics::broadcast(&sent.map(|n| n + handed));
         }
     }
